@@ -1,0 +1,1 @@
+"""AI enrichment of logistics exception records: the domain, with no Celery import."""

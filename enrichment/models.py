@@ -1,0 +1,181 @@
+"""Tables. PostgreSQL is the durable truth; SQLite works for the embedded demo."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+STAGES: tuple[str, ...] = ("order_analysis", "classification", "automation")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator):
+    """Timezone-aware UTC in and out, on PostgreSQL (timestamptz) and SQLite (naive text)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: pass an aware UTC datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(table_name)s_%(column_0_name)s",
+            "uq": "uq_%(table_name)s_%(column_0_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+
+
+class Tenant(Base):
+    __tablename__ = "tenants"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    confidence_threshold: Mapped[float] = mapped_column(Float, default=0.7)
+    settings: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    api_key_hash: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Order(Base):
+    __tablename__ = "orders"
+    __table_args__ = (UniqueConstraint("tenant_id", "external_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    external_id: Mapped[str] = mapped_column(String(128))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    events: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ExceptionRecord(Base):
+    __tablename__ = "exception_records"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "external_id"),
+        # The seed's two partial indexes, plus the one the sweep's claim reads.
+        Index(
+            "idx_enrichment_pending",
+            "tenant_id",
+            postgresql_where=text("ai_confidence IS NULL OR ai_label IS NULL"),
+        ),
+        Index(
+            "idx_enrichment_retry",
+            "tenant_id",
+            postgresql_where=text("enrichment_retry_count > 0 AND enrichment_retry_count < 5"),
+        ),
+        Index(
+            "idx_enrichment_due",
+            "next_attempt_at",
+            postgresql_where=text("escalated_at IS NULL AND enriched_at IS NULL"),
+            sqlite_where=text("escalated_at IS NULL AND enriched_at IS NULL"),
+        ),
+        Index("ix_exception_records_tenant_created", "tenant_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), index=True)
+    external_id: Mapped[str] = mapped_column(String(128))
+    reason_code: Mapped[str] = mapped_column(String(64))
+    severity: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default="OPEN")
+    notes: Mapped[str | None] = mapped_column(Text)
+    # Ground truth from the data source, for evaluation only: no stage ever reads it.
+    reference_label: Mapped[str | None] = mapped_column(String(32))
+
+    # AI output. NULL means "not (successfully) enriched yet" - never a default.
+    ai_label: Mapped[str | None] = mapped_column(String(32))
+    ai_confidence: Mapped[float | None] = mapped_column(Float)
+    ai_notes: Mapped[str | None] = mapped_column(Text)
+    ai_analysis: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    ai_resolution: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    # Which provider, model and prompt version produced each stage's fields.
+    ai_source: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+
+    enrichment_state: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    last_enrichment_attempt: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    enrichment_retry_count: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    lease_token: Mapped[str | None] = mapped_column(String(36))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    enriched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    escalation_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class EnrichmentAttempt(Base):
+    """One row per stage attempt: the source of failure rate, latency and cost."""
+
+    __tablename__ = "enrichment_attempts"
+    __table_args__ = (Index("ix_enrichment_attempts_tenant_created", "tenant_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    record_id: Mapped[int] = mapped_column(ForeignKey("exception_records.id"), index=True)
+    stage: Mapped[str] = mapped_column(String(32))
+    outcome: Mapped[str] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(Text)
+    latency_s: Mapped[float] = mapped_column(Float)
+    provider: Mapped[str] = mapped_column(String(32))
+    model: Mapped[str | None] = mapped_column(String(64))
+    prompt_version: Mapped[str | None] = mapped_column(String(32))
+    input_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    output_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cache_write_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cache_read_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
+    lease_token: Mapped[str | None] = mapped_column(String(36))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ResolutionAction(Base):
+    """One row per (record, action): the unique key makes every action run at most once."""
+
+    __tablename__ = "resolution_actions"
+    __table_args__ = (UniqueConstraint("record_id", "action"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    record_id: Mapped[int] = mapped_column(ForeignKey("exception_records.id"))
+    action: Mapped[str] = mapped_column(String(48))
+    status: Mapped[str] = mapped_column(String(16), default="RECORDED")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,0 +1,110 @@
+"""One settings object, read from the environment once per process.
+
+Every duration is in seconds (`_s`). Wrong values fail at start-up with a hint.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+VAR_DIR = Path(os.environ.get("ENRICHMENT_VAR_DIR", "var")).resolve()
+
+
+class ConfigurationError(RuntimeError):
+    """A setting is missing or invalid; the message says how to fix it."""
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def _float(name: str, default: float, *, low: float = 0.0, high: float | None = None) -> float:
+    raw = _env(name, str(default))
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name}={raw!r} is not a number") from None
+    if value < low or (high is not None and value > high):
+        bound = f"[{low}, {high}]" if high is not None else f">= {low}"
+        raise ConfigurationError(f"{name}={raw!r} must be {bound}")
+    return value
+
+
+def _int(name: str, default: int, *, low: int = 0) -> int:
+    return int(_float(name, default, low=low))
+
+
+def default_database_url() -> str:
+    return f"sqlite:///{VAR_DIR / 'enrichment.db'}"
+
+
+def default_broker_url() -> str:
+    return "filesystem://"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The fleet's configuration. See README "Configuration reference"."""
+
+    database_url: str = field(default_factory=default_database_url)
+    broker_url: str = field(default_factory=default_broker_url)
+    ai_provider: str = "local"
+    anthropic_api_key: str | None = None
+    # Retry schedule: 1m/5m/15m/1h/4h multiplied by this (the demo uses ~0.002).
+    backoff_scale: float = 1.0
+    backoff_jitter: float = 0.1
+    max_retries: int = 5
+    confidence_threshold: float = 0.7
+    # The seed's "not updated for 24 hours" for low-confidence rechecks.
+    low_confidence_recheck_s: float = 86_400.0
+    sweep_interval_s: float = 60.0
+    # The broker never holds a countdown longer than this (see selection.py).
+    sweep_horizon_s: float = 300.0
+    sweep_batch_size: int = 500
+    # Batches per sweep run: one sweep never works through a huge backlog in one go.
+    sweep_max_batches: int = 10
+    lease_ttl_s: float = 600.0
+    ai_timeout_s: float = 30.0
+    # Demo/drill knob: share of local-provider calls that fail on purpose (0 in production).
+    local_fault_rate: float = 0.0
+    log_format: str = "console"
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        key = os.environ.get("ANTHROPIC_API_KEY") or None
+        provider = _env("ENRICHMENT_AI_PROVIDER", "anthropic" if key else "local")
+        if provider not in ("local", "anthropic"):
+            raise ConfigurationError(
+                f"ENRICHMENT_AI_PROVIDER={provider!r}: choose 'local' or 'anthropic'"
+            )
+        if provider == "anthropic" and not key:
+            raise ConfigurationError(
+                "ENRICHMENT_AI_PROVIDER=anthropic needs ANTHROPIC_API_KEY to be set"
+            )
+        return cls(
+            database_url=_env("DATABASE_URL", default_database_url()),
+            broker_url=_env("CELERY_BROKER_URL", default_broker_url()),
+            ai_provider=provider,
+            anthropic_api_key=key,
+            backoff_scale=_float("ENRICHMENT_BACKOFF_SCALE", 1.0),
+            backoff_jitter=_float("ENRICHMENT_BACKOFF_JITTER", 0.1, high=0.5),
+            max_retries=_int("ENRICHMENT_MAX_RETRIES", 5),
+            confidence_threshold=_float("ENRICHMENT_CONFIDENCE_THRESHOLD", 0.7, high=1.0),
+            low_confidence_recheck_s=_float("ENRICHMENT_LOW_CONFIDENCE_RECHECK_S", 86_400.0),
+            sweep_interval_s=_float("ENRICHMENT_SWEEP_INTERVAL_S", 60.0, low=0.1),
+            sweep_horizon_s=_float("ENRICHMENT_SWEEP_HORIZON_S", 300.0, high=1800.0),
+            sweep_batch_size=_int("ENRICHMENT_SWEEP_BATCH_SIZE", 500, low=1),
+            sweep_max_batches=_int("ENRICHMENT_SWEEP_MAX_BATCHES", 10, low=1),
+            lease_ttl_s=_float("ENRICHMENT_LEASE_TTL_S", 600.0, low=1.0),
+            ai_timeout_s=_float("ENRICHMENT_AI_TIMEOUT_S", 30.0, low=0.1),
+            local_fault_rate=_float("ENRICHMENT_LOCAL_FAULT_RATE", 0.0, high=1.0),
+            log_format=_env("ENRICHMENT_LOG_FORMAT", "console"),
+        )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings.from_env()

@@ -1,0 +1,121 @@
+"""Thin tasks: JSON-safe ids in, one domain call, the outcome mapped to what Celery does next.
+
+Task names are stable: `celery call` and Flower show them.
+"""
+
+from __future__ import annotations
+
+import structlog
+from celery import Task, chain
+
+from enrichment import db, pipeline, selection
+from enrichment.providers import Provider, make_provider
+from enrichment.settings import get_settings
+from workers.app import app
+
+log = structlog.get_logger(__name__)
+
+
+class EnrichmentTask(Task):
+    """Owns the per-process session factory and provider, and the logging context."""
+
+    _provider: Provider | None = None
+
+    @property
+    def settings(self):
+        return get_settings()
+
+    @property
+    def sessions(self):
+        return db.session_factory(self.settings.database_url)
+
+    @property
+    def provider(self) -> Provider:
+        # Created once per process, after fork.
+        if EnrichmentTask._provider is None:
+            EnrichmentTask._provider = make_provider(self.settings)
+        return EnrichmentTask._provider
+
+    def __call__(self, *args, **kwargs):
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(task=self.name, task_id=self.request.id)
+        return super().__call__(*args, **kwargs)
+
+
+def enqueue_chain(record_id: int, lease_token: str, countdown_s: float) -> None:
+    """analyze -> classify -> resolve for one claimed record; the countdown delays the first."""
+    chain(
+        analyze.si(record_id, lease_token),
+        classify.si(record_id, lease_token),
+        resolve.si(record_id, lease_token),
+    ).apply_async(countdown=countdown_s)
+
+
+def _stage(task: EnrichmentTask, stage: str, record_id: int, lease_token: str) -> str:
+    structlog.contextvars.bind_contextvars(record_id=record_id, stage=stage)
+    outcome = pipeline.run_stage(
+        task.sessions,
+        task.provider,
+        task.settings,
+        stage=stage,
+        record_id=record_id,
+        lease_token=lease_token,
+    )
+    if outcome.kind != "continue":
+        # Stop this chain here; a retry continues in a fresh chain with a fresh lease.
+        task.request.chain = None
+    if outcome.kind == "retry":
+        enqueue_chain(record_id, outcome.lease_token, outcome.countdown_s)
+    return outcome.kind
+
+
+@app.task(base=EnrichmentTask, bind=True, name="enrichment.analyze")
+def analyze(self, record_id: int, lease_token: str) -> str:
+    return _stage(self, "order_analysis", record_id, lease_token)
+
+
+@app.task(base=EnrichmentTask, bind=True, name="enrichment.classify")
+def classify(self, record_id: int, lease_token: str) -> str:
+    return _stage(self, "classification", record_id, lease_token)
+
+
+@app.task(base=EnrichmentTask, bind=True, name="enrichment.resolve")
+def resolve(self, record_id: int, lease_token: str) -> str:
+    return _stage(self, "automation", record_id, lease_token)
+
+
+@app.task(base=EnrichmentTask, bind=True, name="enrichment.sweep")
+def sweep(self, tenant: str | None = None) -> int:
+    """Claim due records (all tenants, or one by name) in batches and enqueue their chains."""
+    claimed = 0
+    for _batch in range(self.settings.sweep_max_batches):
+        with self.sessions.begin() as session:
+            tenant_id = _tenant_id(session, tenant)
+            claims = selection.claim_due(session, self.settings, tenant_id=tenant_id)
+        # Enqueued only after the claim committed: a lost enqueue just waits for the lease.
+        for claim in claims:
+            enqueue_chain(claim.record_id, claim.lease_token, claim.countdown_s)
+        claimed += len(claims)
+        if len(claims) < self.settings.sweep_batch_size:
+            break
+    log.info("sweep.claimed", tenant=tenant, claimed=claimed)
+    return claimed
+
+
+@app.task(base=EnrichmentTask, bind=True, name="enrichment.requeue")
+def requeue(self, tenant: str, record_id: int | None = None) -> int:
+    """Reset a tenant's (or one record's) escalated/failed records and sweep them now."""
+    with self.sessions.begin() as session:
+        reset = selection.requeue(session, _tenant_id(session, tenant), record_id=record_id)
+    log.info("requeue.reset", tenant=tenant, record_id=record_id, reset=reset)
+    sweep.delay(tenant)
+    return reset
+
+
+def _tenant_id(session, tenant: str | None) -> int | None:
+    if tenant is None:
+        return None
+    tenant_id = selection.tenant_id_by_name(session, tenant)
+    if tenant_id is None:
+        raise ValueError(f"unknown tenant {tenant!r}")
+    return tenant_id
