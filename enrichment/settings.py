@@ -62,7 +62,7 @@ class Settings:
     low_confidence_recheck_s: float = 86_400.0
     sweep_interval_s: float = 60.0
     # The broker never holds a countdown longer than this (see selection.py).
-    sweep_horizon_s: float = 300.0
+    sweep_horizon_s: float = 360.0
     sweep_batch_size: int = 500
     # Batches per sweep run: one sweep never works through a huge backlog in one go.
     sweep_max_batches: int = 10
@@ -95,7 +95,7 @@ class Settings:
             confidence_threshold=_float("ENRICHMENT_CONFIDENCE_THRESHOLD", 0.7, high=1.0),
             low_confidence_recheck_s=_float("ENRICHMENT_LOW_CONFIDENCE_RECHECK_S", 86_400.0),
             sweep_interval_s=_float("ENRICHMENT_SWEEP_INTERVAL_S", 60.0, low=0.1),
-            sweep_horizon_s=_float("ENRICHMENT_SWEEP_HORIZON_S", 300.0, high=1800.0),
+            sweep_horizon_s=_float("ENRICHMENT_SWEEP_HORIZON_S", 360.0, high=1800.0),
             sweep_batch_size=_int("ENRICHMENT_SWEEP_BATCH_SIZE", 500, low=1),
             sweep_max_batches=_int("ENRICHMENT_SWEEP_MAX_BATCHES", 10, low=1),
             lease_ttl_s=_float("ENRICHMENT_LEASE_TTL_S", 600.0, low=1.0),

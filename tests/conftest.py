@@ -21,6 +21,9 @@ from enrichment.settings import Settings
 
 PG_URL = os.environ.get("TEST_DATABASE_URL", "postgresql+psycopg://127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+# Anything in this process that builds the Celery app or settings uses the test services.
+os.environ["DATABASE_URL"] = PG_URL
+os.environ["CELERY_BROKER_URL"] = REDIS_URL
 
 
 def migrate(url: str, revision: str = "head", *, down: bool = False) -> None:
@@ -44,7 +47,7 @@ def settings(pg_url) -> Settings:
         database_url=pg_url,
         broker_url=REDIS_URL,
         backoff_scale=1.0,
-        sweep_horizon_s=300.0,
+        sweep_horizon_s=360.0,
         lease_ttl_s=600.0,
     )
 

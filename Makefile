@@ -1,0 +1,48 @@
+# The fleet's commands. `make help` lists them.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+CELERY := $(BIN)/celery -A workers
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo test lint format migrate worker beat flower api fake-anthropic
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (set PYTHON=...)"; exit 1; }
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+install: $(STAMP) ## Create .venv and install the package with its dev tools
+
+demo: $(STAMP) ## Run the fleet on the embedded default (SQLite + filesystem broker under ./var)
+	$(BIN)/enrichment demo --records $${DEMO_RECORDS:-500}
+
+test: $(STAMP) ## Run the test suite (needs PostgreSQL and Redis on 127.0.0.1)
+	$(BIN)/pytest -q
+
+lint: $(STAMP) ## ruff check and format check
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+format: $(STAMP) ## ruff fix and format
+	$(BIN)/ruff check --fix . && $(BIN)/ruff format .
+
+migrate: $(STAMP) ## alembic upgrade head on DATABASE_URL
+	$(BIN)/alembic upgrade head
+
+worker: $(STAMP) ## Run one worker (production: see Procfile)
+	$(CELERY) worker --loglevel=INFO
+
+beat: $(STAMP) ## Run beat (sweep and monitor schedule)
+	$(CELERY) beat --loglevel=INFO -s var/celerybeat-schedule
+
+flower: $(STAMP) ## Run Flower on :5555 (FLOWER_BASIC_AUTH=user:password)
+	$(CELERY) flower --port=5555 --basic-auth="$${FLOWER_BASIC_AUTH:?set FLOWER_BASIC_AUTH=user:password}"
+
+fake-anthropic: $(STAMP) ## Serve the fake Anthropic API on 127.0.0.1:8765
+	$(BIN)/enrichment fake-anthropic --port 8765 --faults "$${FAULTS:-}"

@@ -1,0 +1,165 @@
+"""Real chains through real worker processes on real Redis and PostgreSQL."""
+
+import signal
+
+import pytest
+from sqlalchemy import func, select
+
+from enrichment.models import EnrichmentAttempt, ExceptionRecord, ResolutionAction
+from enrichment.selection import claim_due
+from tests.conftest import REDIS_URL
+from tests.factories import make_record, make_tenant
+from tests.fleet import fleet_env, start_beat, start_worker, wait_for
+
+pytestmark = pytest.mark.slow
+
+DAMAGED = dict(
+    reason_code="DAMAGE",
+    notes="Customer says the box arrived crushed and the mug inside is broken.",
+    events=[
+        {"source": "wms", "type": "pick_completed", "at": "2026-11-20T08:00:00Z", "detail": ""},
+        {"source": "carrier", "type": "delivered", "at": "2026-11-22T15:00:00Z", "detail": ""},
+        {"source": "carrier", "type": "damage_reported", "at": "2026-11-22T15:05:00Z",
+         "detail": "parcel crushed, contents broken"},
+    ],
+)
+
+
+@pytest.fixture
+def fleet(pg_url, factory, redis_client, tmp_path):
+    """Start processes with `fleet.worker(**env)` / `fleet.beat(**env)`; all stop at the end."""
+
+    class Fleet:
+        procs = []
+
+        def env(self, **overrides):
+            return fleet_env(pg_url, REDIS_URL, tmp_path, **overrides)
+
+        def worker(self, name="w1", **overrides):
+            proc = start_worker(self.env(**overrides), tmp_path / f"{name}.log", name=name)
+            self.procs.append(proc)
+            return proc
+
+        def beat(self, **overrides):
+            proc = start_beat(self.env(**overrides), tmp_path / "beat.log", tmp_path / "beat.db")
+            self.procs.append(proc)
+            return proc
+
+    f = Fleet()
+    yield f
+    for proc in f.procs:
+        proc.stop()
+
+
+def records(factory, n, **kw):
+    with factory.begin() as s:
+        tenant = make_tenant(s)
+        return [make_record(s, tenant, **kw).id for _ in range(n)]
+
+
+def sweep_now(factory, settings):
+    """What beat's sweep task does: claim in one transaction, enqueue after commit."""
+    from workers.tasks import enqueue_chain
+
+    with factory.begin() as s:
+        claims = claim_due(s, settings)
+    for c in claims:
+        enqueue_chain(c.record_id, c.lease_token, c.countdown_s)
+    return claims
+
+
+def count(factory, stmt):
+    with factory() as s:
+        return s.scalar(stmt)
+
+
+def all_enriched(factory, ids):
+    R = ExceptionRecord
+    return lambda: count(
+        factory, select(func.count()).where(R.id.in_(ids), R.enriched_at.is_not(None))
+    ) == len(ids)
+
+
+def test_a_chain_runs_all_three_stages_in_a_real_worker(fleet, factory, settings):
+    ids = records(factory, 3, **DAMAGED)
+    fleet.worker()
+    assert len(sweep_now(factory, settings)) == 3
+    wait_for(all_enriched(factory, ids), timeout_s=60, what="3 records enriched")
+    with factory() as s:
+        for rec in s.scalars(select(ExceptionRecord).where(ExceptionRecord.id.in_(ids))):
+            assert rec.ai_label == "DAMAGED_PACKAGE" and rec.ai_confidence >= 0.7
+            assert {rec.enrichment_state[k]["status"] for k in
+                    ("order_analysis", "classification", "automation")} == {"COMPLETED"}
+        stages = s.execute(
+            select(EnrichmentAttempt.stage, func.count()).group_by(EnrichmentAttempt.stage)
+        ).all()
+    assert dict(stages) == {"order_analysis": 3, "classification": 3, "automation": 3}
+
+
+def test_beat_sweeps_and_failures_retry_until_escalation(fleet, factory):
+    ids = records(factory, 2, **DAMAGED)
+    # Every AI call fails; the schedule is scaled to milliseconds.
+    env = dict(ENRICHMENT_LOCAL_FAULT_RATE="1.0", ENRICHMENT_BACKOFF_SCALE="0.0002")
+    fleet.worker(**env)
+    fleet.beat(**env)
+    R = ExceptionRecord
+    wait_for(
+        lambda: count(factory, select(func.count()).where(R.escalated_at.is_not(None))) == 2,
+        timeout_s=90,
+        what="both records escalated",
+    )
+    with factory() as s:
+        recs = s.scalars(select(R).where(R.id.in_(ids))).all()
+        calls = s.scalar(select(func.count()).select_from(EnrichmentAttempt))
+    assert all(r.ai_label is None and r.ai_confidence is None for r in recs)
+    assert all(r.enrichment_retry_count == 5 and "injected" in r.escalation_reason for r in recs)
+    assert calls == 2 * 6  # the first try and five retries, each failing at analyze
+
+
+def test_a_duplicated_stage_message_changes_nothing(fleet, factory, settings):
+    from workers.tasks import analyze, resolve
+
+    first, sentinel = records(factory, 2, **DAMAGED)
+    fleet.worker()
+    [claim, _] = sorted(sweep_now(factory, settings), key=lambda c: c.record_id != first)
+    wait_for(all_enriched(factory, [first, sentinel]), timeout_s=60, what="enriched")
+    before = count(factory, select(func.count()).select_from(EnrichmentAttempt))
+    # Redeliver the first record's messages with its old token, then a fresh sentinel run.
+    analyze.si(first, claim.lease_token).apply_async()
+    resolve.si(first, claim.lease_token).apply_async()
+    with factory.begin() as s:
+        s.get(ExceptionRecord, sentinel).enriched_at = None
+        s.get(ExceptionRecord, sentinel).enrichment_state = {}
+    sweep_now(factory, settings)
+    wait_for(all_enriched(factory, [sentinel]), timeout_s=60, what="sentinel enriched")
+    after = count(factory, select(func.count()).select_from(EnrichmentAttempt))
+    actions = count(factory, select(func.count()).where(ResolutionAction.record_id == first))
+    assert after - before == 3  # only the sentinel's three stages ran
+    assert actions == 2
+
+
+def test_sigkill_mid_chain_loses_nothing(fleet, factory, tmp_path):
+    from enrichment.fake_anthropic import FakeAnthropic
+
+    ids = records(factory, 6, **DAMAGED)
+    with FakeAnthropic(latency_s=1.5, seed=1) as fake:
+        env = dict(
+            ENRICHMENT_AI_PROVIDER="anthropic",
+            ANTHROPIC_API_KEY="sk-test-not-a-real-key",
+            ANTHROPIC_BASE_URL=fake.base_url,
+            ENRICHMENT_LEASE_TTL_S="3",
+            ENRICHMENT_SWEEP_HORIZON_S="2",
+        )
+        victim = fleet.worker("victim", **env)
+        fleet.beat(**env)
+        R = ExceptionRecord
+        in_flight = select(func.count()).where(
+            R.id.in_(ids), R.enrichment_state["order_analysis"]["status"].as_string() == "IN_PROGRESS"
+        )
+        wait_for(lambda: count(factory, in_flight) >= 1, timeout_s=60, what="a stage in flight")
+        victim.kill(signal.SIGKILL)
+        fleet.worker("rescuer", **env)
+        wait_for(all_enriched(factory, ids), timeout_s=120, what="all records enriched after kill")
+    with factory() as s:
+        recs = s.scalars(select(R).where(R.id.in_(ids))).all()
+    assert all(r.ai_label is not None and r.escalated_at is None for r in recs)

@@ -1,0 +1,46 @@
+"""Pure state decisions: no services needed."""
+
+from datetime import UTC, datetime, timedelta
+
+from enrichment.states import StageStatus, needs_run, next_failure_step, stage_status, with_stage
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+
+def test_unknown_stage_is_pending():
+    assert stage_status({}, "classification") is StageStatus.PENDING
+
+
+def test_with_stage_appends_errors_without_mutating_the_input():
+    state = {}
+    new = with_stage(state, "classification", StageStatus.FAILED, at=NOW, error="boom")
+    assert state == {}
+    assert new["classification"]["status"] == "FAILED"
+    assert new["errors"] == [f"{NOW.isoformat()} classification: boom"]
+
+
+def test_errors_are_capped():
+    state = {}
+    for i in range(30):
+        state = with_stage(state, "order_analysis", StageStatus.FAILED, at=NOW, error=str(i))
+    assert len(state["errors"]) == 20
+    assert state["errors"][-1].endswith(": 29")
+
+
+def test_completed_stage_is_not_run_again_except_low_confidence_classification():
+    done = with_stage({}, "order_analysis", StageStatus.COMPLETED, at=NOW)
+    done = with_stage(done, "classification", StageStatus.COMPLETED, at=NOW)
+    assert not needs_run(done, "order_analysis", confident=False)
+    assert not needs_run(done, "classification", confident=True)
+    assert needs_run(done, "classification", confident=False)
+    assert needs_run(done, "automation", confident=True)
+
+
+def test_failure_steps_follow_the_schedule_then_stop():
+    steps = []
+    count = 0
+    while (step := next_failure_step(count, max_retries=5, now=NOW, scale=1.0, jitter=0.0)):
+        count, at = step
+        steps.append((at - NOW).total_seconds())
+    assert steps == [60, 300, 900, 3600, 14_400]
+    assert count == 5
