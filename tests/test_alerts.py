@@ -1,0 +1,246 @@
+"""Alert decisions: pure functions first (no services), then the state in PostgreSQL."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+
+from enrichment import alerts
+from enrichment.alerts import AlertPolicy, AlertState, evaluate, plan, rules_for
+from enrichment.models import Alert, AlertSilence
+from tests.factories import make_tenant
+
+T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+STEP = timedelta(minutes=5)
+POLICY = AlertPolicy(for_evaluations=3, repeat_interval_s=4 * 3600, min_sample=50)
+RULES = rules_for({})
+
+
+@dataclass
+class Snap:
+    """The fields the rules read, healthy by default."""
+
+    tenant: str = "demo-3pl"
+    tenant_id: int = 1
+    completeness_pct: float | None = 99.0
+    quality_score: float | None = 95.0
+    backlog_records: int = 10
+    failure_rate_pct: float | None = 1.0
+    escalated_records: int = 0
+    total_records: int = 1000
+    window_attempts: int = 500
+
+
+def run(snaps, *, states=None, silences=frozenset(), policy=POLICY, rules=RULES, start=T0):
+    """Evaluate + plan each snapshot in turn, delivering every notification at once."""
+    states, sent = dict(states or {}), []
+    for i, snap in enumerate(snaps):
+        now = start + i * STEP
+        states = evaluate(states, snap, rules, policy, now=now)
+        states, notes = plan(snap.tenant, states, rules, policy, silences=set(silences), now=now)
+        for n in notes:
+            key = (n.metric, n.severity)
+            states[key] = alerts.after_delivery(states[key], n.kind, now=now)
+        sent.append(notes)
+    return states, sent
+
+
+def kinds(notes):
+    return [(n.kind, n.metric, n.severity) for n in notes]
+
+
+def test_condition_must_hold_for_n_evaluations_before_firing():
+    bad = Snap(backlog_records=1500)
+    states, sent = run([bad, bad, bad])
+    assert [kinds(n) for n in sent] == [[], [], [("firing", "backlog", "critical")]]
+    assert states[("backlog", "critical")].state == "firing"
+    assert states[("backlog", "critical")].active_since == T0
+
+
+def test_pending_resets_when_the_condition_breaks_before_n():
+    bad, good = Snap(backlog_records=1500), Snap()
+    states, sent = run([bad, bad, good, bad, bad])
+    assert all(n == [] for n in sent)
+    assert states[("backlog", "critical")].state == "pending"
+    assert states[("backlog", "critical")].consecutive == 2
+
+
+def test_hysteresis_keeps_firing_inside_the_deadband_then_resolves_once():
+    low = Snap(completeness_pct=65.0)
+    deadband = Snap(completeness_pct=72.0)  # above 70 (fire) but below 75 (resolve)
+    recovered = Snap(completeness_pct=99.0)
+    states, sent = run([low, low, low, deadband, deadband, recovered, recovered])
+    assert ("firing", "completeness", "critical") in kinds(sent[2])
+    assert sent[3] == [] and sent[4] == []
+    # The warning was inhibited all along, never notified: its resolve goes out quietly.
+    assert kinds(sent[5]) == [("resolved", "completeness", "critical")]
+    assert sent[6] == []
+    assert states[("completeness", "critical")].state == "inactive"
+    assert states[("completeness", "warning")].state == "inactive"
+
+
+def test_firing_alert_is_resent_only_after_the_repeat_interval():
+    bad = Snap(failure_rate_pct=50.0)
+    policy = replace(POLICY, for_evaluations=1, repeat_interval_s=3 * STEP.total_seconds())
+    _, sent = run([bad] * 7, policy=policy)
+    fired = [i for i, notes in enumerate(sent) if notes]
+    assert fired == [0, 3, 6]
+
+
+def test_critical_inhibits_warning_of_the_same_metric_until_it_clears():
+    critical = Snap(quality_score=50.0)  # below 60 and below 80
+    warning_only = Snap(quality_score=70.0)  # above 65 (critical resolves), below 80
+    policy = replace(POLICY, for_evaluations=1)
+    states, sent = run([critical, critical, warning_only], policy=policy)
+    assert kinds(sent[0]) == [("firing", "quality", "critical")]
+    assert states[("quality", "warning")].state == "firing"
+    assert kinds(sent[2]) == [
+        ("resolved", "quality", "critical"),
+        ("firing", "quality", "warning"),
+    ]
+
+
+def test_critical_does_not_inhibit_another_metric():
+    snap = Snap(quality_score=70.0, backlog_records=5000)
+    _, sent = run([snap], policy=replace(POLICY, for_evaluations=1))
+    assert set(kinds(sent[0])) == {
+        ("firing", "quality", "warning"),
+        ("firing", "backlog", "critical"),
+    }
+
+
+def test_tiny_tenant_below_min_sample_never_alerts_on_rates():
+    tiny = Snap(completeness_pct=0.0, quality_score=0.0, total_records=3, window_attempts=3)
+    tiny.failure_rate_pct = 100.0
+    states, sent = run([tiny] * 5)
+    assert all(n == [] for n in sent)
+    assert all(s.state == "inactive" for s in states.values())
+
+
+def test_escalations_alert_at_once_whatever_the_sample():
+    snap = Snap(escalated_records=1, total_records=2, window_attempts=0)
+    _, sent = run([snap])
+    assert kinds(sent[0]) == [("firing", "escalated", "warning")]
+
+
+def test_silence_mutes_notifications_but_state_moves_and_fires_after():
+    bad = Snap(backlog_records=2000)
+    policy = replace(POLICY, for_evaluations=1)
+    states, sent = run([bad, bad], silences={"backlog"}, policy=policy)
+    assert sent == [[], []]
+    assert states[("backlog", "critical")].state == "firing"
+    _, sent = run([bad], states=states, policy=policy, start=T0 + 2 * STEP)
+    assert kinds(sent[0]) == [("firing", "backlog", "critical")]
+
+
+def test_tenant_wide_silence_and_a_resolve_while_silenced_is_dropped():
+    policy = replace(POLICY, for_evaluations=1)
+    states, _ = run([Snap(backlog_records=2000)], policy=policy)
+    states, sent = run([Snap()], states=states, silences={None}, policy=policy, start=T0 + STEP)
+    assert sent == [[]]
+    assert states[("backlog", "critical")].state == "inactive"
+
+
+def test_tenant_threshold_override_and_scaled_deadband():
+    rules = rules_for({"alert_thresholds": {"backlog_critical": 10, "quality_warning": "x"}})
+    backlog = next(r for r in rules if r.name == "backlog_critical")
+    quality = next(r for r in rules if r.name == "quality_warning")
+    assert (backlog.threshold, backlog.resolve) == (10.0, 8.0)
+    assert quality.threshold == 80.0  # a non-numeric override is ignored
+    _, sent = run(
+        [Snap(backlog_records=11)], rules=rules, policy=replace(POLICY, for_evaluations=1)
+    )
+    assert kinds(sent[0]) == [("firing", "backlog", "critical")]
+
+
+def test_explicit_resolve_on_the_wrong_side_is_clamped_to_the_threshold():
+    rules = rules_for({"alert_thresholds": {"completeness_critical_resolve": 50}})
+    rule = next(r for r in rules if r.name == "completeness_critical")
+    assert rule.resolve == rule.threshold == 70.0
+
+
+def test_failed_delivery_is_retried_at_the_next_evaluation():
+    bad = Snap(backlog_records=2000)
+    policy = replace(POLICY, for_evaluations=1)
+    states = evaluate({}, bad, RULES, policy, now=T0)
+    states, notes = plan("demo-3pl", states, RULES, policy, silences=set(), now=T0)
+    assert len(notes) == 1  # not delivered: state keeps last_notified_at None
+    states = evaluate(states, bad, RULES, policy, now=T0 + STEP)
+    _, notes = plan("demo-3pl", states, RULES, policy, silences=set(), now=T0 + STEP)
+    assert kinds(notes) == [("firing", "backlog", "critical")]
+
+
+def test_refiring_after_resolve_is_a_new_episode_and_notified():
+    policy = replace(POLICY, for_evaluations=1)
+    bad, good = Snap(backlog_records=2000), Snap()
+    _, sent = run([bad, good, bad], policy=policy)
+    assert [kinds(s) for s in sent] == [
+        [("firing", "backlog", "critical")],
+        [("resolved", "backlog", "critical")],
+        [("firing", "backlog", "critical")],
+    ]
+
+
+def test_no_data_is_not_a_breach():
+    snap = Snap(completeness_pct=None, quality_score=None, failure_rate_pct=None)
+    states = evaluate({}, snap, RULES, replace(POLICY, for_evaluations=1), now=T0)
+    assert all(s.state == "inactive" for s in states.values())
+
+
+def test_resolved_without_any_notice_goes_quietly_inactive():
+    st = AlertState("backlog", "critical", state="resolved", last_notified_at=None)
+    states, notes = plan("t", {("backlog", "critical"): st}, RULES, POLICY, silences=set(), now=T0)
+    assert notes == []
+    assert states[("backlog", "critical")].state == "inactive"
+
+
+# --- state in PostgreSQL --------------------------------------------------------------
+
+
+def test_state_survives_in_the_database_across_evaluations(factory):
+    policy = replace(POLICY, for_evaluations=2)
+    with factory.begin() as s:
+        tenant = make_tenant(s, "pg-alerts")
+        tid = tenant.id
+    bad = Snap(tenant="pg-alerts", tenant_id=tid, backlog_records=3000)
+    for i in range(2):
+        with factory.begin() as s:
+            notes = alerts.evaluate_tenant(s, bad, {}, policy, now=T0 + i * STEP)
+    assert kinds(notes) == [("firing", "backlog", "critical")]
+    with factory.begin() as s:
+        alerts.record_delivery(s, tid, notes, error=None, final=True, now=T0 + STEP)
+    with factory() as s:
+        row = s.query(Alert).filter_by(tenant_id=tid, metric="backlog").one()
+        assert (row.state, row.consecutive, row.notifications_sent) == ("firing", 2, 1)
+        assert row.last_notified_at == T0 + STEP
+        assert [a.metric for a in alerts.firing(s, tid)] == ["backlog"]
+    with factory.begin() as s:  # delivered: nothing more until the repeat interval
+        assert alerts.evaluate_tenant(s, bad, {}, policy, now=T0 + 2 * STEP) == []
+
+
+def test_transient_failure_keeps_the_notice_owed_and_records_the_error(factory):
+    policy = replace(POLICY, for_evaluations=1)
+    with factory.begin() as s:
+        tid = make_tenant(s, "pg-transient").id
+    bad = Snap(tenant="pg-transient", tenant_id=tid, backlog_records=3000)
+    with factory.begin() as s:
+        notes = alerts.evaluate_tenant(s, bad, {}, policy, now=T0)
+        alerts.record_delivery(s, tid, notes, error="slack 503", final=False, now=T0)
+    with factory.begin() as s:
+        again = alerts.evaluate_tenant(s, bad, {}, policy, now=T0 + STEP)
+        row = s.query(Alert).filter_by(tenant_id=tid, metric="backlog").one()
+        assert row.last_error == "slack 503" and row.notifications_sent == 0
+    assert kinds(again) == [("firing", "backlog", "critical")]
+
+
+def test_database_silence_window_applies_only_while_active(factory):
+    policy = replace(POLICY, for_evaluations=1)
+    with factory.begin() as s:
+        tid = make_tenant(s, "pg-silence").id
+        s.add(AlertSilence(tenant_id=tid, metric="backlog", starts_at=T0, ends_at=T0 + STEP))
+    bad = Snap(tenant="pg-silence", tenant_id=tid, backlog_records=3000)
+    with factory.begin() as s:
+        assert alerts.evaluate_tenant(s, bad, {}, policy, now=T0) == []
+    with factory.begin() as s:
+        notes = alerts.evaluate_tenant(s, bad, {}, policy, now=T0 + STEP)
+    assert kinds(notes) == [("firing", "backlog", "critical")]

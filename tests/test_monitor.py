@@ -1,0 +1,183 @@
+"""The monitor's metrics against real PostgreSQL, and the terminal status/report."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import event
+
+from enrichment import db, report_cli
+from enrichment.models import EnrichmentAttempt, MetricSnapshot, Tenant, utcnow
+from enrichment.monitor import MonitorConfig, quality_score, run_monitor
+from enrichment.settings import get_settings
+from tests.factories import make_record, make_tenant
+
+CONFIG = MonitorConfig(window_s=3600.0)
+
+
+def attempt(s, rec, outcome="completed", *, token="t1", latency_s=2.0, cost=0.01, at=None):
+    s.add(
+        EnrichmentAttempt(
+            tenant_id=rec.tenant_id,
+            record_id=rec.id,
+            stage="classification",
+            outcome=outcome,
+            latency_s=latency_s,
+            provider="local",
+            cost_usd=cost,
+            lease_token=token,
+            created_at=at or utcnow(),
+        )
+    )
+
+
+@pytest.fixture
+def seeded(factory):
+    """Tenant a-3pl: 2 enriched, 1 escalated (retry 6), 1 stuck NULL for 2 days, 1 new.
+    Tenant b-3pl: 3 enriched records that must never leak into a-3pl's numbers."""
+    now = utcnow()
+    with factory.begin() as s:
+        a = make_tenant(s, "a-3pl")
+        b = make_tenant(s, "b-3pl")
+        e1 = make_record(
+            s, a, ai_label="OTHER", ai_confidence=0.95, enriched_at=now - timedelta(minutes=10),
+            created_at=now - timedelta(minutes=40),
+        )  # fmt: skip
+        e2 = make_record(
+            s, a, ai_label="OTHER", ai_confidence=0.72, enriched_at=now - timedelta(hours=3),
+            created_at=now - timedelta(hours=4),
+        )  # fmt: skip
+        esc = make_record(
+            s, a, ai_label="OTHER", ai_confidence=0.31, escalated_at=now, enrichment_retry_count=6
+        )
+        stuck = make_record(s, a, created_at=now - timedelta(days=2))
+        make_record(s, a)
+        for _ in range(3):
+            make_record(s, b, ai_label="OTHER", ai_confidence=0.05, enriched_at=now)
+        attempt(s, e1, token="c1", latency_s=3.0, cost=0.02)
+        attempt(s, e1, token="c1", latency_s=1.0, cost=0.02)
+        attempt(s, stuck, "failed", token="c2", latency_s=2.0, cost=0.0)
+        attempt(s, esc, "completed", token="c3", latency_s=2.0, cost=0.01)
+        attempt(s, e2, token="old", at=now - timedelta(hours=3))  # outside the window
+    return now
+
+
+def snap_of(snaps, name):
+    return next(s for s in snaps if s.tenant == name)
+
+
+def test_snapshot_metrics_for_one_tenant(factory, settings, seeded):
+    snap = snap_of(run_monitor(factory, settings, config=CONFIG), "a-3pl")
+    assert (snap.total_records, snap.enriched_records) == (5, 2)
+    assert snap.completeness_pct == pytest.approx(40.0)
+    assert (snap.backlog_records, snap.escalated_records) == (2, 1)
+    assert snap.classified_records == 3 and snap.high_confidence_pct == pytest.approx(200 / 3)
+    assert snap.confidence_buckets["0.9-1.0"] == 1 and snap.confidence_buckets["0.3-0.4"] == 1
+    assert snap.confidence_buckets["0.7-0.8"] == 1 and sum(snap.confidence_buckets.values()) == 3
+    assert (snap.window_attempts, snap.window_failed_attempts) == (4, 1)
+    assert snap.failure_rate_pct == pytest.approx(25.0)
+    assert snap.window_chains == 3 and snap.pipeline_success_pct == pytest.approx(200 / 3)
+    assert snap.window_ai_cost_usd == pytest.approx(0.05)
+    assert snap.processing_duration_s == pytest.approx(8.0)
+    assert snap.avg_processing_time_s == pytest.approx(8.0 / 3)  # 3 distinct records
+    assert snap.records_per_hour == pytest.approx(1.0)
+    assert snap.time_to_enrich_s == pytest.approx(1800.0, abs=1.0)
+
+
+def test_integrity_checks_are_stored_in_the_row(factory, settings, seeded):
+    snap = snap_of(run_monitor(factory, settings, config=CONFIG), "a-3pl")
+    with factory() as s:
+        row = s.get(MetricSnapshot, snap.id)
+    assert row.integrity["stuck_null_over_1d"] == {"value": 1, "target": 0, "ok": False}
+    assert row.integrity["retry_count_above_max"]["value"] == 1
+    assert row.integrity["high_confidence_rate"]["ok"] is False  # 66.7 % < 80 %
+    assert row.quality_score == pytest.approx(snap.quality_score)
+
+
+def test_other_tenant_numbers_do_not_leak(factory, settings, seeded):
+    snap = snap_of(run_monitor(factory, settings, config=CONFIG), "b-3pl")
+    assert (snap.total_records, snap.completeness_pct, snap.window_attempts) == (3, 100.0, 0)
+    assert snap.confidence_buckets["0.0-0.1"] == 3 and snap.failure_rate_pct is None
+
+
+def test_counters_accumulate_only_new_attempts(factory, settings, seeded):
+    first = snap_of(run_monitor(factory, settings, config=CONFIG), "a-3pl")
+    assert first.attempts_total == 5  # the first snapshot counts the whole history
+    with factory.begin() as s:
+        rec = make_record(s, _tenant(s, "a-3pl"))
+        attempt(s, rec, "failed", token="c9", cost=0.5)
+    second = snap_of(run_monitor(factory, settings, config=CONFIG), "a-3pl")
+    assert second.attempts_total == 6 and second.failed_attempts_total == 2
+    assert second.ai_cost_usd_total == pytest.approx(first.ai_cost_usd_total + 0.5)
+
+
+def _tenant(s, name):
+    return s.query(Tenant).filter_by(name=name).one()
+
+
+def test_empty_tenant_has_no_data_not_zero(factory, settings):
+    with factory.begin() as s:
+        make_tenant(s, "empty-3pl")
+    [snap] = run_monitor(factory, settings, config=CONFIG)
+    assert snap.completeness_pct is None and snap.quality_score is None
+    assert snap.backlog_records == 0 and snap.integrity["high_confidence_rate"]["ok"] is None
+
+
+def test_a_handful_of_queries_per_tenant_whatever_the_size(factory, settings, seeded):
+    engine = db.get_engine(settings.database_url)
+    statements = []
+
+    def count(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        run_monitor(factory, settings, config=CONFIG)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    # 1 tenant list + per tenant: previous snapshot, records, attempts, insert.
+    assert len(statements) <= 1 + 2 * 4
+
+
+def test_quality_score_weights_and_missing_parts():
+    assert quality_score(90.0, 80.0, 10.0, CONFIG) == pytest.approx(0.4 * 90 + 0.4 * 80 + 18)
+    # No attempts in the window: the success part drops out and weights renormalise.
+    assert quality_score(90.0, 80.0, None, CONFIG) == pytest.approx(85.0)
+    weights = MonitorConfig(
+        weight_high_confidence=0, weight_completeness=1, weight_attempt_success=0
+    )
+    assert quality_score(10.0, 70.0, 90.0, weights) == pytest.approx(70.0)
+    assert quality_score(None, None, None, CONFIG) is None
+
+
+@pytest.fixture
+def cli_env(monkeypatch, settings):
+    monkeypatch.setenv("DATABASE_URL", settings.database_url)
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+def test_cli_status_and_report_print_and_exit_by_status(factory, seeded, cli_env, capsys):
+    # Rate metrics need 50 records; the escalated record alone makes it a warning.
+    assert report_cli.status("a-3pl") == 1
+    out = capsys.readouterr().out
+    assert "a-3pl: WARNING" in out and "escalated_warning" in out and "40.0 %" in out
+    assert report_cli.report("a-3pl") == 1
+    out = capsys.readouterr().out
+    assert "confidence distribution" in out and "stuck_null_over_1d: 1 (target 0) FAILING" in out
+
+
+def test_cli_status_is_critical_when_backlog_crosses_a_tenant_threshold(
+    factory, seeded, cli_env, capsys
+):
+    with factory.begin() as s:
+        _tenant(s, "a-3pl").settings = {"alert_thresholds": {"backlog_critical": 1}}
+    assert report_cli.status("a-3pl") == 2
+    assert "backlog_critical" in capsys.readouterr().out
+
+
+def test_cli_unknown_tenant(factory, cli_env, capsys):
+    assert report_cli.status("nope") == report_cli.UNKNOWN_TENANT
+    assert "unknown tenant" in capsys.readouterr().err
