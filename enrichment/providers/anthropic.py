@@ -1,0 +1,362 @@
+"""The Anthropic provider: one forced tool call per stage, every answer validated.
+
+The answer's shape comes from the same pydantic models the pipeline stores (enrichment.schemas):
+each model's JSON schema is a tool's `input_schema`, `tool_choice` forces that tool, and the
+tool input is validated with `Model.model_validate`. Anything that does not validate is an
+InvalidAIOutput, never coerced. The SDK retries transient HTTP failures itself; what is left
+afterwards is mapped onto the pipeline's error kinds.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import anthropic
+import structlog
+from pydantic import BaseModel, ValidationError
+
+from enrichment.errors import (
+    EnrichmentError,
+    InvalidAIOutput,
+    PermanentError,
+    RateLimited,
+    TransientError,
+)
+from enrichment.pricing import UnknownModelPrice, cost_usd, price_for
+from enrichment.prompts import PromptSet, load, render_user
+from enrichment.providers.base import RecordContext, StageCall, Usage
+from enrichment.ratelimit import RateLimiter
+from enrichment.schemas import Analysis, Classification, Resolution
+from enrichment.settings import ConfigurationError, Settings
+from enrichment.taxonomy import disallowed_actions
+
+log = structlog.get_logger(__name__)
+
+# Status codes where a retry cannot help. 402 is billing, 422 a request the API cannot use.
+_PERMANENT_STATUS = frozenset({400, 401, 402, 403, 404, 413, 422})
+
+
+@dataclass(frozen=True)
+class AnthropicConfig:
+    """Anthropic-only settings read from the environment (candidates for Settings).
+
+    model: ENRICHMENT_ANTHROPIC_MODEL, default "claude-haiku-4-5"; must be in pricing.PRICES.
+    base_url: ANTHROPIC_BASE_URL, default None (the SDK's own default, api.anthropic.com).
+    max_tokens: ENRICHMENT_ANTHROPIC_MAX_TOKENS, output cap per call, default 1024.
+    max_retries: ENRICHMENT_ANTHROPIC_MAX_RETRIES, the SDK's own retries per call, default 2.
+    max_retry_wait_s: ENRICHMENT_ANTHROPIC_MAX_RETRY_WAIT_S, cap on one SDK retry sleep in
+        seconds, default 10.
+    prompt_version: ENRICHMENT_PROMPT_VERSION, default "v1" (files in enrichment/prompts/).
+    rate_wait_max_s: ENRICHMENT_AI_RATE_WAIT_MAX_S, how long a call may wait in-process for a
+        rate-limit token before giving the worker back (RateLimited), default 2 seconds.
+    """
+
+    model: str = "claude-haiku-4-5"
+    base_url: str | None = None
+    max_tokens: int = 1024
+    max_retries: int = 2
+    max_retry_wait_s: float = 10.0
+    prompt_version: str = "v1"
+    rate_wait_max_s: float = 2.0
+
+    @classmethod
+    def from_env(cls) -> AnthropicConfig:
+        env = os.environ.get
+        return cls(
+            model=env("ENRICHMENT_ANTHROPIC_MODEL", cls.model),
+            base_url=env("ANTHROPIC_BASE_URL") or None,
+            max_tokens=int(_number("ENRICHMENT_ANTHROPIC_MAX_TOKENS", cls.max_tokens, low=1)),
+            max_retries=int(_number("ENRICHMENT_ANTHROPIC_MAX_RETRIES", cls.max_retries)),
+            max_retry_wait_s=_number("ENRICHMENT_ANTHROPIC_MAX_RETRY_WAIT_S", cls.max_retry_wait_s),
+            prompt_version=env("ENRICHMENT_PROMPT_VERSION", cls.prompt_version),
+            rate_wait_max_s=_number("ENRICHMENT_AI_RATE_WAIT_MAX_S", cls.rate_wait_max_s),
+        )
+
+
+def _number(name: str, default: float, *, low: float = 0.0) -> float:
+    raw = os.environ.get(name, str(default))
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name}={raw!r} is not a number") from None
+    if value < low:
+        raise ConfigurationError(f"{name}={raw!r} must be >= {low}")
+    return value
+
+
+@dataclass(frozen=True)
+class _Stage:
+    tool: str
+    model: type[BaseModel]
+    description: str
+
+
+_STAGES = {
+    "analyze": _Stage("record_analysis", Analysis, "Report the problems found in the record."),
+    "classify": _Stage(
+        "record_classification", Classification, "Record the label, confidence and evidence."
+    ),
+    "resolve": _Stage("record_resolution", Resolution, "Record the automated resolution."),
+}
+
+
+def tool_definitions() -> list[dict[str, Any]]:
+    """All three stage tools, in a fixed order.
+
+    Every request sends all three (and forces one with tool_choice) so that tools + system
+    prompt form one identical prefix, cached once for all stages.
+    """
+    return [
+        {"name": s.tool, "description": s.description, "input_schema": _schema(s.model)}
+        for s in _STAGES.values()
+    ]
+
+
+def _schema(model: type[BaseModel]) -> dict[str, Any]:
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+    return _inline_refs(schema, defs)
+
+
+def _inline_refs(node: Any, defs: dict[str, Any]) -> Any:
+    # Enums arrive as {"$ref": "#/$defs/Label"}; inlined, the schema needs no resolver.
+    if isinstance(node, dict):
+        ref = node.get("$ref", "")
+        if ref.startswith("#/$defs/"):
+            return _inline_refs(defs[ref.removeprefix("#/$defs/")], defs)
+        return {k: _inline_refs(v, defs) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_inline_refs(v, defs) for v in node]
+    return node
+
+
+class _Client(anthropic.Anthropic):
+    """The SDK client with two guards on its retry loop (private hooks: if a future SDK renames
+    them, the SDK's plain behaviour returns, which is slower but still correct).
+
+    - A retry sleep never exceeds `max_retry_wait_s`: SDK 2.x sleeps for whatever retry-after
+      says (up to ~49 days), and a worker holding a lease must not sleep for an hour.
+    - A 429 without retry-after is a spend cap: retrying it only spends the retry budget.
+    """
+
+    max_retry_wait_s: float = 10.0
+
+    def _calculate_retry_timeout(self, *args: Any, **kwargs: Any) -> float:
+        return min(super()._calculate_retry_timeout(*args, **kwargs), self.max_retry_wait_s)
+
+    def _should_retry(self, response: Any) -> bool:
+        if response.status_code == 429 and not _has_retry_after(response.headers):
+            return False
+        return super()._should_retry(response)
+
+
+def _has_retry_after(headers: Any) -> bool:
+    return "retry-after" in headers or "retry-after-ms" in headers
+
+
+class AnthropicProvider:
+    """Provider "anthropic". Raises TransientError, InvalidAIOutput, PermanentError, RateLimited."""
+
+    name = "anthropic"
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        config: AnthropicConfig,
+        timeout_s: float,
+        limiter: RateLimiter | None = None,
+    ) -> None:
+        try:
+            price_for(config.model)
+        except UnknownModelPrice as exc:
+            raise ConfigurationError(f"ENRICHMENT_ANTHROPIC_MODEL: {exc}") from None
+        self._api_key = api_key
+        self._config = config
+        self._prompts: PromptSet = load(config.prompt_version)
+        self._tools = tool_definitions()
+        self._limiter = limiter
+        self._client = _Client(
+            api_key=api_key,
+            base_url=config.base_url,
+            timeout=timeout_s,
+            max_retries=config.max_retries,
+        )
+        self._client.max_retry_wait_s = config.max_retry_wait_s
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AnthropicProvider:
+        """Built once per worker process; wrong configuration fails here, at start-up."""
+        if not settings.anthropic_api_key:
+            raise ConfigurationError("the anthropic provider needs ANTHROPIC_API_KEY")
+        return cls(
+            api_key=settings.anthropic_api_key,
+            config=AnthropicConfig.from_env(),
+            timeout_s=settings.ai_timeout_s,
+            limiter=RateLimiter.from_settings(settings, key="anthropic"),
+        )
+
+    @property
+    def model(self) -> str:
+        return self._config.model
+
+    def analyze(self, ctx: RecordContext) -> StageCall[Analysis]:
+        return self._call("analyze", ctx)
+
+    def classify(self, ctx: RecordContext) -> StageCall[Classification]:
+        return self._call("classify", ctx)
+
+    def resolve(self, ctx: RecordContext) -> StageCall[Resolution]:
+        if ctx.classification is None:
+            raise PermanentError("resolve needs a classification; the pipeline sent none")
+        call: StageCall[Resolution] = self._call("resolve", ctx)
+        bad = disallowed_actions(ctx.classification.label, list(call.result.actions))
+        if bad:
+            raise _invalid(
+                f"actions {[str(a) for a in bad]} are not allowed for {ctx.classification.label}",
+                call.usage,
+            )
+        return call
+
+    def close(self) -> None:
+        self._client.close()
+        if self._limiter is not None:
+            self._limiter.close()
+
+    def _call(self, stage: str, ctx: RecordContext) -> StageCall[Any]:
+        spec = _STAGES[stage]
+        self._take_rate_token()
+        bound = log.bind(stage=stage, record_id=ctx.record_id, tenant=ctx.tenant)
+        started = time.perf_counter()
+        message = self._send(spec, stage, ctx, bound)
+        usage = self._usage(message)
+        bound.info(
+            "anthropic.call",
+            latency_s=round(time.perf_counter() - started, 3),
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cache_read_tokens=usage.cache_read_tokens,
+            cost_usd=usage.cost_usd,
+        )
+        result = _parse(spec, message, usage)
+        return StageCall(result, self.name, self.model, self._prompts.version, usage)
+
+    def _take_rate_token(self) -> None:
+        """Wait in-process for a short wait; give the worker back (RateLimited) for a long one."""
+        if self._limiter is None:
+            return
+        deadline = time.monotonic() + self._config.rate_wait_max_s
+        while (wait_s := self._limiter.acquire()) > 0:
+            if time.monotonic() + wait_s > deadline:
+                raise RateLimited(wait_s)
+            time.sleep(wait_s)
+
+    def _send(self, spec: _Stage, stage: str, ctx: RecordContext, bound: Any) -> Any:
+        try:
+            return self._client.messages.create(**self._request(spec, stage, ctx))
+        except anthropic.APIError as exc:
+            error = map_api_error(exc, self._api_key)
+        except anthropic.AnthropicError as exc:  # credentials, or a retryable error left over
+            error = _non_api_error(exc, self._api_key)
+        bound.warning("anthropic.failed", kind=type(error).__name__, error=str(error))
+        raise error
+
+    def _request(self, spec: _Stage, stage: str, ctx: RecordContext) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "max_tokens": self._config.max_tokens,
+            # The stable prefix (tools, then this system block) is cached for 5 minutes.
+            "system": [
+                {
+                    "type": "text",
+                    "text": self._prompts.system,
+                    "cache_control": {"type": "ephemeral"},
+                }
+            ],
+            "tools": self._tools,
+            "tool_choice": {"type": "tool", "name": spec.tool, "disable_parallel_tool_use": True},
+            "messages": [{"role": "user", "content": render_user(self._prompts, stage, ctx)}],
+        }
+
+    def _usage(self, message: Any) -> Usage:
+        u = message.usage
+        counts = {
+            "input_tokens": u.input_tokens or 0,
+            "output_tokens": u.output_tokens or 0,
+            "cache_write_tokens": u.cache_creation_input_tokens or 0,
+            "cache_read_tokens": u.cache_read_input_tokens or 0,
+        }
+        return Usage(**counts, cost_usd=cost_usd(self.model, **counts))
+
+
+def _parse(spec: _Stage, message: Any, usage: Usage) -> BaseModel:
+    """The validated tool input, or InvalidAIOutput; never a repaired or defaulted value."""
+    block = next((b for b in message.content if b.type == "tool_use" and b.name == spec.tool), None)
+    if block is None:
+        raise _invalid(f"no {spec.tool} tool call (stop_reason={message.stop_reason})", usage)
+    try:
+        return spec.model.model_validate(block.input)
+    except ValidationError as exc:
+        raise _invalid(f"{spec.tool} input rejected: {_summary(exc)}", usage) from None
+
+
+def _summary(exc: ValidationError) -> str:
+    # Field paths and reasons only: the rejected values may echo customer text.
+    errors = exc.errors(include_url=False, include_input=False, include_context=False)
+    parts = [f"{'.'.join(map(str, e['loc'])) or 'input'}: {e['msg']}" for e in errors[:5]]
+    return "; ".join(parts)
+
+
+def _invalid(message: str, usage: Usage) -> InvalidAIOutput:
+    error = InvalidAIOutput(message)
+    # The tokens were spent even though the answer is unusable; see the report on errors.py.
+    error.usage = usage  # type: ignore[attr-defined]
+    return error
+
+
+def map_api_error(exc: anthropic.APIError, api_key: str) -> EnrichmentError:
+    """The pipeline's error kind for an SDK error left after the SDK's own retries."""
+    if isinstance(exc, anthropic.APIStatusError):
+        return _status_error(exc, api_key)
+    if isinstance(exc, anthropic.APIResponseValidationError):
+        return InvalidAIOutput(_scrub(f"response did not match the API schema: {exc}", api_key))
+    if isinstance(exc, anthropic.APITimeoutError):
+        return TransientError("anthropic request timed out")
+    if isinstance(exc, anthropic.APIConnectionError):
+        return TransientError(_scrub(f"anthropic connection error: {exc.__cause__!r}", api_key))
+    return TransientError(_scrub(f"anthropic error: {exc.message}", api_key))
+
+
+def _status_error(exc: anthropic.APIStatusError, api_key: str) -> EnrichmentError:
+    status = exc.status_code
+    kind, detail = _error_body(exc.body)
+    request_id = exc.response.headers.get("request-id")
+    text = _scrub(f"anthropic {status} {kind}: {detail[:300]} (request_id={request_id})", api_key)
+    # A 429 without retry-after is a spend cap, not a rate limit: waiting will not lift it.
+    spend_cap = status == 429 and not _has_retry_after(exc.response.headers)
+    if status in _PERMANENT_STATUS or spend_cap:
+        return PermanentError(text)
+    return TransientError(text)
+
+
+def _error_body(body: object) -> tuple[str, str]:
+    """(error.type, error.message) from an error body; read by hand to work on SDK 1.x too."""
+    error = body.get("error", body) if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return "error", str(body or "")
+    return str(error.get("type") or "error"), str(error.get("message") or "")
+
+
+def _non_api_error(exc: anthropic.AnthropicError, api_key: str) -> EnrichmentError:
+    text = _scrub(f"anthropic {type(exc).__name__}: {exc}", api_key)
+    if isinstance(exc, anthropic.CredentialsError):
+        return PermanentError(text)
+    return TransientError(text)
+
+
+def _scrub(text: str, api_key: str) -> str:
+    """`text` without the API key, whatever echoed it (a proxy, a URL, a debug message)."""
+    return text.replace(api_key, "[API_KEY]") if api_key else text
