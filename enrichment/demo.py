@@ -53,7 +53,7 @@ def run(*, records: int, tenant: str, timeout_s: float) -> int:
     settings = get_settings()
     fresh_embedded_state(settings.database_url, settings.broker_url)
     migrate(settings.database_url)
-    batch = f"demo-{uuid.uuid4().hex[:8]}"
+    batch = f"demo-{uuid.uuid4().hex[:8]}-"
     factory = db.session_factory(settings.database_url)
     path = generate.write_jsonl(
         VAR_DIR / "demo.jsonl", tenant=tenant, count=records, seed=7, id_prefix=batch
@@ -121,7 +121,7 @@ def progress(factory, batch: str) -> Progress:
                 func.count(R.enriched_at),
                 func.count(R.escalated_at),
                 func.coalesce(func.sum(R.enrichment_retry_count), 0),
-            ).where(R.external_id.like(f"{batch}-%"))
+            ).where(R.external_id.like(f"{batch}%"))
         ).one()
     return Progress(*row)
 
@@ -143,12 +143,17 @@ def watch(factory, batch: str, total: int, timeout_s: float) -> bool:
 
 
 def draw(p: Progress, elapsed_s: float, width: int = 40) -> None:
+    """Redraw one line on a terminal; elsewhere (CI logs) print a line every 5 s."""
+    tty = sys.stdout.isatty()
+    if not tty and int(elapsed_s * 2) % 10:
+        return
     done = int(width * p.terminal / p.total) if p.total else 0
     bar = "#" * done + "." * (width - done)
-    sys.stdout.write(
-        f"\r[{bar}] {p.terminal}/{p.total} terminal | completed {p.completed} "
+    line = (
+        f"[{bar}] {p.terminal}/{p.total} terminal | completed {p.completed} "
         f"escalated {p.escalated} retries {p.retries} | {elapsed_s:5.1f}s"
     )
+    sys.stdout.write("\r" + line if tty else line + "\n")
     sys.stdout.flush()
 
 
@@ -167,15 +172,19 @@ def print_summary(factory, batch: str) -> None:
                 func.sum(case((R.enriched_at.is_not(None), correct), else_=0)),
             )
             .join(Tenant, Tenant.id == R.tenant_id)
-            .where(R.external_id.like(f"{batch}-%"))
+            .where(R.external_id.like(f"{batch}%"))
             .group_by(Tenant.name)
         ).all()
         failed = s.scalar(
-            select(func.count()).select_from(A).join(R, R.id == A.record_id)
-            .where(R.external_id.like(f"{batch}-%"), A.outcome == "failed")
+            select(func.count())
+            .select_from(A)
+            .join(R, R.id == A.record_id)
+            .where(R.external_id.like(f"{batch}%"), A.outcome == "failed")
         )
-    print(f"\n{'tenant':<12} {'completed':>9} {'escalated':>9} {'pending':>7} {'retries':>7}"
-          f" {'label ok':>9}")
+    print(
+        f"\n{'tenant':<12} {'completed':>9} {'escalated':>9} {'pending':>7} {'retries':>7}"
+        f" {'label ok':>9}"
+    )
     for name, completed, escalated, pending, retries, ok in rows:
         share = f"{100 * ok / completed:.0f}%" if completed else "-"
         print(f"{name:<12} {completed:>9} {escalated:>9} {pending:>7} {retries:>7} {share:>9}")

@@ -510,7 +510,7 @@ def _parts(rng: random.Random, label: Label, payload: dict[str, Any]) -> dict[st
     }
 
 
-def _case(rng: random.Random, tenant: str, n: int, seed: int) -> Case:
+def _case(rng: random.Random, tenant: str, n: int, seed: int, id_prefix: str) -> Case:
     label = rng.choices(list(LABEL_WEIGHTS), weights=list(LABEL_WEIGHTS.values()))[0]
     created = BASE_TIME + timedelta(minutes=rng.randint(0, 60 * 24 * 20))
     payload = _payload(rng, label, n, created)
@@ -522,35 +522,42 @@ def _case(rng: random.Random, tenant: str, n: int, seed: int) -> Case:
     raise_after_h = rng.uniform(*RAISE_AFTER_H.get(label, (0.1, 3.0)))
     events = _events(steps, created, raise_after_h)
     exception = {
-        "external_id": f"EXC-{seed}-{n:06d}",
+        "external_id": f"{id_prefix}EXC-{seed}-{n:06d}",
         "reason_code": parts["reason_code"],
         "severity": rng.choice(SEVERITIES[label]),
         "notes": parts["notes"],
         "true_label": str(label),
     }
-    order = {"external_id": f"ORD-{seed}-{n:06d}", "payload": payload, "events": events}
+    order = {"external_id": f"{id_prefix}ORD-{seed}-{n:06d}", "payload": payload, "events": events}
     line = {"tenant": tenant, "order": order, "exception": exception}
     return Case(line=line, label=label, ambiguous=ambiguous)
 
 
-def generate_cases(tenant: str, count: int, seed: int) -> Iterator[Case]:
-    """`count` cases with their label and ambiguity flag; deterministic under `seed`."""
+def generate_cases(tenant: str, count: int, seed: int, id_prefix: str = "") -> Iterator[Case]:
+    """`count` cases with their label and ambiguity flag; deterministic under `seed`.
+
+    `id_prefix` is put before every external id, so repeated runs don't collide.
+    """
     rng = random.Random(seed)
     for n in range(1, count + 1):
-        yield _case(rng, tenant, n, seed)
+        yield _case(rng, tenant, n, seed, id_prefix)
 
 
-def generate_lines(tenant: str, count: int, seed: int) -> Iterator[dict[str, Any]]:
+def generate_lines(
+    tenant: str, count: int, seed: int, id_prefix: str = ""
+) -> Iterator[dict[str, Any]]:
     """`count` JSONL-ready dicts (one exception record with its order each)."""
-    for case in generate_cases(tenant, count, seed):
+    for case in generate_cases(tenant, count, seed, id_prefix):
         yield case.line
 
 
-def write_jsonl(out: str | Path, *, tenant: str, count: int, seed: int) -> Path:
+def write_jsonl(
+    out: str | Path, *, tenant: str, count: int, seed: int, id_prefix: str = ""
+) -> Path:
     """Write `count` lines to `out` (parent folders created); returns the path written."""
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8") as f:
-        for line in generate_lines(tenant, count, seed):
+        for line in generate_lines(tenant, count, seed, id_prefix):
             f.write(json.dumps(line, ensure_ascii=False) + "\n")
     return path

@@ -167,7 +167,8 @@ def finish_stage(
 
 def _record_attempt(session, rec, stage, outcome, call, latency_s, lease_token, provider_name):
     is_call = isinstance(call, StageCall)
-    usage = call.usage if is_call else None
+    # A rejected answer still cost tokens: InvalidAIOutput carries them when the provider knows.
+    usage = call.usage if is_call else getattr(call, "usage", None)
     session.add(
         EnrichmentAttempt(
             tenant_id=rec.tenant_id,

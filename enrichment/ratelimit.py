@@ -12,13 +12,12 @@ clock (TIME), so workers with skewed clocks still agree.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import redis
 import structlog
 
-from enrichment.settings import ConfigurationError, Settings
+from enrichment.settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -47,12 +46,11 @@ return wait_ms
 
 @dataclass(frozen=True)
 class RateLimitConfig:
-    """The limiter's settings, read from the environment (to move into Settings).
+    """The limiter's part of Settings.
 
-    rpm: requests per minute for the whole fleet (ENRICHMENT_AI_RPM, default 50; 0 = unlimited).
-    burst: bucket capacity in requests (ENRICHMENT_AI_BURST, default rpm // 10, at least 1).
-    redis_url: the broker URL when it is redis:// or rediss://, else
-        ENRICHMENT_RATELIMIT_REDIS_URL; None turns the limiter off (embedded demo).
+    rpm: requests per minute for the whole fleet (0 = unlimited); burst: bucket size;
+    redis_url: the broker when it is redis:// or rediss://, else ENRICHMENT_RATELIMIT_REDIS_URL;
+    None turns the limiter off (embedded demo).
     """
 
     rpm: int = 50
@@ -60,29 +58,11 @@ class RateLimitConfig:
     redis_url: str | None = None
 
     @classmethod
-    def from_env(cls, settings: Settings) -> RateLimitConfig:
-        rpm = _env_int("ENRICHMENT_AI_RPM", 50)
-        burst = _env_int("ENRICHMENT_AI_BURST", max(1, rpm // 10))
-        if rpm and not 1 <= burst <= rpm:
-            raise ConfigurationError(f"ENRICHMENT_AI_BURST={burst} must be in [1, {rpm}]")
-        return cls(rpm=rpm, burst=burst, redis_url=_redis_url(settings))
-
-
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name, str(default))
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigurationError(f"{name}={raw!r} is not a whole number") from None
-    if value < 0:
-        raise ConfigurationError(f"{name}={raw!r} must be >= 0")
-    return value
-
-
-def _redis_url(settings: Settings) -> str | None:
-    if settings.broker_url.startswith(("redis://", "rediss://")):
-        return settings.broker_url
-    return os.environ.get("ENRICHMENT_RATELIMIT_REDIS_URL") or None
+    def from_settings(cls, settings: Settings) -> RateLimitConfig:
+        redis_url = settings.ratelimit_redis_url
+        if settings.broker_url.startswith(("redis://", "rediss://")):
+            redis_url = settings.broker_url
+        return cls(rpm=settings.ai_rpm, burst=settings.ai_burst, redis_url=redis_url)
 
 
 class RateLimiter:
@@ -100,7 +80,7 @@ class RateLimiter:
     @classmethod
     def from_settings(cls, settings: Settings, *, key: str = "anthropic") -> RateLimiter:
         """A limiter on the fleet's Redis; off when there is no Redis or ENRICHMENT_AI_RPM=0."""
-        config = RateLimitConfig.from_env(settings)
+        config = RateLimitConfig.from_settings(settings)
         # from_url does not connect: the first acquire() does, after the worker has forked.
         client = redis.Redis.from_url(config.redis_url) if config.redis_url else None
         return cls(client, rpm=config.rpm, burst=config.burst, key=key)

@@ -4,8 +4,9 @@ Why the broker never holds a long countdown: with Redis, a message not acked wit
 `visibility_timeout` (1 h by default) is handed to another worker, and ETA messages sit
 unacked in worker memory. A 1 h or 4 h countdown would therefore run twice, or in a loop.
 So the long waits live in `next_attempt_at`; the sweep only claims records due within
-`sweep_horizon_s` (6 min by default: the 5 min step plus its jitter) and enqueues them with `countdown = next_attempt_at - now`,
-so every countdown the broker holds is shorter than the horizon.
+`sweep_horizon_s` (6 min by default: the 5 min step plus its jitter) and enqueues them
+with `countdown = next_attempt_at - now`, so every countdown the broker holds is shorter
+than the horizon.
 """
 
 from __future__ import annotations

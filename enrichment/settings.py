@@ -34,7 +34,21 @@ def _float(name: str, default: float, *, low: float = 0.0, high: float | None = 
 
 
 def _int(name: str, default: int, *, low: int = 0) -> int:
-    return int(_float(name, default, low=low))
+    raw = _env(name, str(default))
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name}={raw!r} is not a whole number") from None
+    if value < low:
+        raise ConfigurationError(f"{name}={raw!r} must be >= {low}")
+    return value
+
+
+def _burst(rpm: int) -> int:
+    burst = _int("ENRICHMENT_AI_BURST", max(1, rpm // 10))
+    if rpm and not 1 <= burst <= rpm:
+        raise ConfigurationError(f"ENRICHMENT_AI_BURST={burst} must be in [1, {rpm}]")
+    return burst
 
 
 def default_database_url() -> str:
@@ -68,6 +82,19 @@ class Settings:
     sweep_max_batches: int = 10
     lease_ttl_s: float = 600.0
     ai_timeout_s: float = 30.0
+    anthropic_model: str = "claude-haiku-4-5"
+    anthropic_base_url: str | None = None
+    anthropic_max_tokens: int = 1024
+    # The SDK's own retries per call, and the cap on one of its retry sleeps.
+    anthropic_max_retries: int = 2
+    anthropic_max_retry_wait_s: float = 10.0
+    prompt_version: str = "v1"
+    # Fleet-wide requests per minute to the AI (0 = unlimited); burst = bucket size.
+    ai_rpm: int = 50
+    ai_burst: int = 5
+    # How long a call waits in-process for a token before handing the worker back.
+    ai_rate_wait_max_s: float = 2.0
+    ratelimit_redis_url: str | None = None
     # Demo/drill knob: share of local-provider calls that fail on purpose (0 in production).
     local_fault_rate: float = 0.0
     log_format: str = "console"
@@ -84,6 +111,7 @@ class Settings:
             raise ConfigurationError(
                 "ENRICHMENT_AI_PROVIDER=anthropic needs ANTHROPIC_API_KEY to be set"
             )
+        rpm = _int("ENRICHMENT_AI_RPM", 50)
         return cls(
             database_url=_env("DATABASE_URL", default_database_url()),
             broker_url=_env("CELERY_BROKER_URL", default_broker_url()),
@@ -100,6 +128,16 @@ class Settings:
             sweep_max_batches=_int("ENRICHMENT_SWEEP_MAX_BATCHES", 10, low=1),
             lease_ttl_s=_float("ENRICHMENT_LEASE_TTL_S", 600.0, low=1.0),
             ai_timeout_s=_float("ENRICHMENT_AI_TIMEOUT_S", 30.0, low=0.1),
+            anthropic_model=_env("ENRICHMENT_ANTHROPIC_MODEL", "claude-haiku-4-5"),
+            anthropic_base_url=os.environ.get("ANTHROPIC_BASE_URL") or None,
+            anthropic_max_tokens=_int("ENRICHMENT_ANTHROPIC_MAX_TOKENS", 1024, low=1),
+            anthropic_max_retries=_int("ENRICHMENT_ANTHROPIC_MAX_RETRIES", 2),
+            anthropic_max_retry_wait_s=_float("ENRICHMENT_ANTHROPIC_MAX_RETRY_WAIT_S", 10.0),
+            prompt_version=_env("ENRICHMENT_PROMPT_VERSION", "v1"),
+            ai_rpm=rpm,
+            ai_burst=_burst(rpm),
+            ai_rate_wait_max_s=_float("ENRICHMENT_AI_RATE_WAIT_MAX_S", 2.0),
+            ratelimit_redis_url=os.environ.get("ENRICHMENT_RATELIMIT_REDIS_URL") or None,
             local_fault_rate=_float("ENRICHMENT_LOCAL_FAULT_RATE", 0.0, high=1.0),
             log_format=_env("ENRICHMENT_LOG_FORMAT", "console"),
         )

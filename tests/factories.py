@@ -41,8 +41,14 @@ def make_record(session: Session, tenant: Tenant, **kw: Any) -> ExceptionRecord:
         ),
         events=kw.pop(
             "events",
-            [{"source": "carrier", "type": "package_damaged", "at": "2026-11-20T10:00:00Z",
-              "detail": "box crushed"}],
+            [
+                {
+                    "source": "carrier",
+                    "type": "package_damaged",
+                    "at": "2026-11-20T10:00:00Z",
+                    "detail": "box crushed",
+                }
+            ],
         ),
     )
     session.add(order)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -46,10 +47,8 @@ class Proc:
         return self.log.read_text(errors="replace")
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.popen.pid, sig)
-        except ProcessLookupError:
-            pass
         self.popen.wait(timeout=30)
         self._out.close()
 
@@ -65,8 +64,15 @@ class Proc:
 
 def start_worker(env, log: Path, *, concurrency: int = 2, name: str = "w1") -> Proc:
     proc = Proc(
-        ["worker", f"--concurrency={concurrency}", "--loglevel=INFO", "-n", f"{name}@%h",
-         "--without-mingle", "--without-gossip"],
+        [
+            "worker",
+            f"--concurrency={concurrency}",
+            "--loglevel=INFO",
+            "-n",
+            f"{name}@%h",
+            "--without-mingle",
+            "--without-gossip",
+        ],
         env,
         log,
     )

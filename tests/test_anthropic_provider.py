@@ -21,6 +21,7 @@ from enrichment.providers.anthropic import AnthropicConfig, AnthropicProvider
 from enrichment.providers.base import RecordContext
 from enrichment.ratelimit import RateLimiter
 from enrichment.schemas import Classification
+from enrichment.settings import Settings
 from enrichment.taxonomy import Label
 from tests.conftest import with_settings
 from tests.factories import make_record, make_tenant
@@ -410,7 +411,7 @@ def test_anthropic_settings_come_from_the_environment(monkeypatch):
     monkeypatch.setenv("ENRICHMENT_ANTHROPIC_MODEL", "claude-sonnet-4-5")
     monkeypatch.setenv("ANTHROPIC_BASE_URL", "http://127.0.0.1:1")
     monkeypatch.setenv("ENRICHMENT_ANTHROPIC_MAX_RETRIES", "4")
-    config = AnthropicConfig.from_env()
+    config = AnthropicConfig.from_settings(Settings.from_env())
     assert (config.model, config.base_url, config.max_retries) == (
         "claude-sonnet-4-5",
         "http://127.0.0.1:1",
@@ -418,4 +419,4 @@ def test_anthropic_settings_come_from_the_environment(monkeypatch):
     )
     monkeypatch.setenv("ENRICHMENT_ANTHROPIC_MAX_RETRIES", "many")
     with pytest.raises(ConfigurationError, match="ENRICHMENT_ANTHROPIC_MAX_RETRIES"):
-        AnthropicConfig.from_env()
+        Settings.from_env()

@@ -19,8 +19,12 @@ DAMAGED = dict(
     events=[
         {"source": "wms", "type": "pick_completed", "at": "2026-11-20T08:00:00Z", "detail": ""},
         {"source": "carrier", "type": "delivered", "at": "2026-11-22T15:00:00Z", "detail": ""},
-        {"source": "carrier", "type": "damage_reported", "at": "2026-11-22T15:05:00Z",
-         "detail": "parcel crushed, contents broken"},
+        {
+            "source": "carrier",
+            "type": "damage_reported",
+            "at": "2026-11-22T15:05:00Z",
+            "detail": "parcel crushed, contents broken",
+        },
     ],
 )
 
@@ -75,9 +79,10 @@ def count(factory, stmt):
 
 def all_enriched(factory, ids):
     R = ExceptionRecord
-    return lambda: count(
-        factory, select(func.count()).where(R.id.in_(ids), R.enriched_at.is_not(None))
-    ) == len(ids)
+    return lambda: (
+        count(factory, select(func.count()).where(R.id.in_(ids), R.enriched_at.is_not(None)))
+        == len(ids)
+    )
 
 
 def test_a_chain_runs_all_three_stages_in_a_real_worker(fleet, factory, settings):
@@ -88,8 +93,10 @@ def test_a_chain_runs_all_three_stages_in_a_real_worker(fleet, factory, settings
     with factory() as s:
         for rec in s.scalars(select(ExceptionRecord).where(ExceptionRecord.id.in_(ids))):
             assert rec.ai_label == "DAMAGED_PACKAGE" and rec.ai_confidence >= 0.7
-            assert {rec.enrichment_state[k]["status"] for k in
-                    ("order_analysis", "classification", "automation")} == {"COMPLETED"}
+            assert {
+                rec.enrichment_state[k]["status"]
+                for k in ("order_analysis", "classification", "automation")
+            } == {"COMPLETED"}
         stages = s.execute(
             select(EnrichmentAttempt.stage, func.count()).group_by(EnrichmentAttempt.stage)
         ).all()
@@ -124,6 +131,8 @@ def test_a_duplicated_stage_message_changes_nothing(fleet, factory, settings):
     [claim, _] = sorted(sweep_now(factory, settings), key=lambda c: c.record_id != first)
     wait_for(all_enriched(factory, [first, sentinel]), timeout_s=60, what="enriched")
     before = count(factory, select(func.count()).select_from(EnrichmentAttempt))
+    actions_q = select(func.count()).where(ResolutionAction.record_id == first)
+    actions_before = count(factory, actions_q)
     # Redeliver the first record's messages with its old token, then a fresh sentinel run.
     analyze.si(first, claim.lease_token).apply_async()
     resolve.si(first, claim.lease_token).apply_async()
@@ -133,9 +142,8 @@ def test_a_duplicated_stage_message_changes_nothing(fleet, factory, settings):
     sweep_now(factory, settings)
     wait_for(all_enriched(factory, [sentinel]), timeout_s=60, what="sentinel enriched")
     after = count(factory, select(func.count()).select_from(EnrichmentAttempt))
-    actions = count(factory, select(func.count()).where(ResolutionAction.record_id == first))
     assert after - before == 3  # only the sentinel's three stages ran
-    assert actions == 2
+    assert count(factory, actions_q) == actions_before > 0
 
 
 def test_sigkill_mid_chain_loses_nothing(fleet, factory, tmp_path):
@@ -153,9 +161,8 @@ def test_sigkill_mid_chain_loses_nothing(fleet, factory, tmp_path):
         victim = fleet.worker("victim", **env)
         fleet.beat(**env)
         R = ExceptionRecord
-        in_flight = select(func.count()).where(
-            R.id.in_(ids), R.enrichment_state["order_analysis"]["status"].as_string() == "IN_PROGRESS"
-        )
+        analysis_status = R.enrichment_state["order_analysis"]["status"].as_string()
+        in_flight = select(func.count()).where(R.id.in_(ids), analysis_status == "IN_PROGRESS")
         wait_for(lambda: count(factory, in_flight) >= 1, timeout_s=60, what="a stage in flight")
         victim.kill(signal.SIGKILL)
         fleet.worker("rescuer", **env)

@@ -1,4 +1,4 @@
-"""The migrations build the schema on PostgreSQL and SQLite, go down cleanly, and match the models."""
+"""Migrations build the schema on PostgreSQL and SQLite, go down cleanly, match the models."""
 
 import pytest
 from alembic import command
@@ -29,15 +29,26 @@ def scratch_url(request, tmp_path, pg_url):
 def test_upgrade_downgrade_upgrade(scratch_url):
     migrate(scratch_url)
     engine = create_engine(scratch_url)
-    assert TABLES <= set(inspect(engine).get_table_names())
+    assert set(inspect(engine).get_table_names()) >= TABLES
     cols = {c["name"] for c in inspect(engine).get_columns("exception_records")}
-    assert {"ai_confidence", "ai_label", "enrichment_state", "last_enrichment_attempt",
-            "enrichment_retry_count", "next_attempt_at", "lease_token", "lease_expires_at",
-            "escalated_at", "escalation_reason", "created_at", "updated_at"} <= cols
+    assert {
+        "ai_confidence",
+        "ai_label",
+        "enrichment_state",
+        "last_enrichment_attempt",
+        "enrichment_retry_count",
+        "next_attempt_at",
+        "lease_token",
+        "lease_expires_at",
+        "escalated_at",
+        "escalation_reason",
+        "created_at",
+        "updated_at",
+    } <= cols
     migrate(scratch_url, "base", down=True)
     assert not TABLES & set(inspect(engine).get_table_names())
     migrate(scratch_url)
-    assert TABLES <= set(inspect(engine).get_table_names())
+    assert set(inspect(engine).get_table_names()) >= TABLES
     engine.dispose()
 
 
@@ -54,9 +65,14 @@ def test_models_and_migrations_do_not_drift(scratch_url):
 def test_seed_partial_indexes_exist_on_postgresql(pg_url):
     engine = create_engine(pg_url)
     with engine.connect() as conn:
-        rows = dict(conn.execute(text(
-            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'exception_records'"
-        )).all())
+        rows = dict(
+            conn.execute(
+                text(
+                    "SELECT indexname, indexdef FROM pg_indexes"
+                    " WHERE tablename = 'exception_records'"
+                )
+            ).all()
+        )
     engine.dispose()
     assert "WHERE ((ai_confidence IS NULL) OR (ai_label IS NULL))" in rows["idx_enrichment_pending"]
     assert "enrichment_retry_count > 0" in rows["idx_enrichment_retry"]

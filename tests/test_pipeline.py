@@ -35,8 +35,9 @@ def run_chain(factory, provider, settings, record_id, token):
     """What the Celery chain does: stages in order until one does not say continue."""
     kinds = []
     for stage in CHAIN:
-        out = run_stage(factory, provider, settings, stage=stage, record_id=record_id,
-                        lease_token=token)
+        out = run_stage(
+            factory, provider, settings, stage=stage, record_id=record_id, lease_token=token
+        )
         kinds.append(out.kind)
         if out.kind != "continue":
             return kinds, out
@@ -51,7 +52,8 @@ def load(factory, record_id) -> ExceptionRecord:
 def attempts(factory, record_id):
     with factory() as s:
         return s.scalars(
-            select(EnrichmentAttempt).where(EnrichmentAttempt.record_id == record_id)
+            select(EnrichmentAttempt)
+            .where(EnrichmentAttempt.record_id == record_id)
             .order_by(EnrichmentAttempt.id)
         ).all()
 
@@ -67,7 +69,9 @@ def test_a_chain_enriches_the_record_completely(factory, settings, record_id):
     )
     assert rec.enriched_at is not None and rec.lease_token is None
     assert rec.ai_source["classification"] == {
-        "provider": "scripted", "model": "script-1", "prompt_version": "v-test"
+        "provider": "scripted",
+        "model": "script-1",
+        "prompt_version": "v-test",
     }
     rows = attempts(factory, record_id)
     assert [(a.stage, a.outcome) for a in rows] == [(s, "completed") for s in CHAIN]
@@ -145,8 +149,11 @@ def test_after_all_retries_the_record_is_escalated_and_no_longer_selected(
 def test_permanent_error_escalates_at_once(factory, settings, record_id):
     [c] = claim(factory, settings)
     _, out = run_chain(
-        factory, ScriptedProvider(analyze=[PermanentError("401 invalid x-api-key")]), settings,
-        record_id, c.lease_token,
+        factory,
+        ScriptedProvider(analyze=[PermanentError("401 invalid x-api-key")]),
+        settings,
+        record_id,
+        c.lease_token,
     )
     rec = load(factory, record_id)
     assert out.kind == "escalated" and rec.enrichment_retry_count == 0
@@ -158,8 +165,14 @@ def test_a_message_with_an_old_token_changes_nothing(factory, settings, record_i
     provider = ScriptedProvider()
     run_chain(factory, provider, settings, record_id, c.lease_token)
     before = load(factory, record_id)
-    out = run_stage(factory, provider, settings, stage="classification", record_id=record_id,
-                    lease_token=c.lease_token)
+    out = run_stage(
+        factory,
+        provider,
+        settings,
+        stage="classification",
+        record_id=record_id,
+        lease_token=c.lease_token,
+    )
     after = load(factory, record_id)
     assert out.kind == "stale"
     assert provider.calls["classify"] == 1
@@ -179,11 +192,13 @@ def test_a_retry_does_not_rerun_completed_stages_or_repeat_actions(factory, sett
     with factory.begin() as s:
         s.get(ExceptionRecord, record_id).lease_token = "manual"
         s.get(ExceptionRecord, record_id).enrichment_state = {}
-    run_stage(factory, provider, settings, stage="automation", record_id=record_id,
-              lease_token="manual")
+    run_stage(
+        factory, provider, settings, stage="automation", record_id=record_id, lease_token="manual"
+    )
     with factory() as s:
-        actions = s.scalars(select(ResolutionAction.action).where(
-            ResolutionAction.record_id == record_id)).all()
+        actions = s.scalars(
+            select(ResolutionAction.action).where(ResolutionAction.record_id == record_id)
+        ).all()
     assert sorted(actions) == ["OPEN_CARRIER_CLAIM", "RESHIP_ORDER"]
 
 
@@ -227,8 +242,9 @@ def test_per_tenant_threshold_decides_confidence(factory, settings):
 def test_disallowed_action_is_a_failure_and_nothing_is_recorded(factory, settings, record_id):
     bad = Resolution(automatable=True, actions=[Action.RETRY_PAYMENT], rationale="refund it")
     [c] = claim(factory, settings)
-    kinds, _ = run_chain(factory, ScriptedProvider(resolve=[bad]), settings, record_id,
-                         c.lease_token)
+    kinds, _ = run_chain(
+        factory, ScriptedProvider(resolve=[bad]), settings, record_id, c.lease_token
+    )
     rec = load(factory, record_id)
     assert kinds[-1] == "retry"
     assert "not allowed" in rec.enrichment_state["automation"]["error"]
@@ -239,8 +255,9 @@ def test_disallowed_action_is_a_failure_and_nothing_is_recorded(factory, setting
 
 def test_unexpected_provider_bug_is_recorded_as_a_failure(factory, settings, record_id):
     [c] = claim(factory, settings)
-    kinds, _ = run_chain(factory, ScriptedProvider(analyze=[KeyError("payload")]), settings,
-                         record_id, c.lease_token)
+    kinds, _ = run_chain(
+        factory, ScriptedProvider(analyze=[KeyError("payload")]), settings, record_id, c.lease_token
+    )
     rec = load(factory, record_id)
     assert kinds == ["retry"]
     assert "KeyError" in rec.enrichment_state["order_analysis"]["error"]

@@ -79,11 +79,12 @@ def test_config_takes_redis_from_the_broker_or_its_own_variable(monkeypatch):
     redis_broker = Settings(broker_url="redis://127.0.0.1:6379/3")
     embedded = Settings(broker_url="filesystem://")
 
-    assert RateLimitConfig.from_env(redis_broker).redis_url == "redis://127.0.0.1:6379/3"
-    assert RateLimitConfig.from_env(embedded).redis_url is None
-    assert RateLimitConfig.from_env(embedded) == RateLimitConfig(rpm=50, burst=5)
+    assert RateLimitConfig.from_settings(redis_broker).redis_url == "redis://127.0.0.1:6379/3"
+    assert RateLimitConfig.from_settings(embedded).redis_url is None
+    assert RateLimitConfig.from_settings(embedded) == RateLimitConfig(rpm=50, burst=5)
     monkeypatch.setenv("ENRICHMENT_RATELIMIT_REDIS_URL", "redis://other:6379/1")
-    assert RateLimitConfig.from_env(embedded).redis_url == "redis://other:6379/1"
+    monkeypatch.setenv("CELERY_BROKER_URL", "filesystem://")
+    assert RateLimitConfig.from_settings(Settings.from_env()).redis_url == "redis://other:6379/1"
 
 
 @pytest.mark.parametrize(("rpm", "burst"), [("x", "1"), ("10", "11"), ("-1", "1")])
@@ -91,4 +92,4 @@ def test_bad_limiter_settings_fail_at_start_up(monkeypatch, rpm, burst):
     monkeypatch.setenv("ENRICHMENT_AI_RPM", rpm)
     monkeypatch.setenv("ENRICHMENT_AI_BURST", burst)
     with pytest.raises(ConfigurationError):
-        RateLimitConfig.from_env(Settings())
+        Settings.from_env()

@@ -57,8 +57,14 @@ def test_claims_exactly_the_records_that_need_enrichment_and_are_due(any_factory
         no_label={"ai_confidence": 0.9},
     )
     got = claimed_ids(any_factory, settings)
-    expected = {"fresh", "due_soon", "lease_expired", "low_stale", "confident_unresolved",
-                "no_label"}
+    expected = {
+        "fresh",
+        "due_soon",
+        "lease_expired",
+        "low_stale",
+        "confident_unresolved",
+        "no_label",
+    }
     assert got == {ids[n] for n in expected}
 
 

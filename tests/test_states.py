@@ -1,6 +1,6 @@
 """Pure state decisions: no services needed."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from enrichment.states import StageStatus, needs_run, next_failure_step, stage_status, with_stage
 
@@ -39,7 +39,7 @@ def test_completed_stage_is_not_run_again_except_low_confidence_classification()
 def test_failure_steps_follow_the_schedule_then_stop():
     steps = []
     count = 0
-    while (step := next_failure_step(count, max_retries=5, now=NOW, scale=1.0, jitter=0.0)):
+    while step := next_failure_step(count, max_retries=5, now=NOW, scale=1.0, jitter=0.0):
         count, at = step
         steps.append((at - NOW).total_seconds())
     assert steps == [60, 300, 900, 3600, 14_400]

@@ -14,12 +14,13 @@ def broker_options(settings: Settings) -> dict:
     if settings.broker_url.startswith("filesystem"):
         # The embedded broker: one folder on disk, shared by the demo's processes.
         folder = VAR_DIR / "broker"
-        for sub in ("queue", "processed"):
+        for sub in ("queue", "processed", "control"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
         return {
             "data_folder_in": str(folder / "queue"),
             "data_folder_out": str(folder / "queue"),
             "processed_folder": str(folder / "processed"),
+            "control_folder": str(folder / "control"),
             "store_processed": False,
             # The default 1 s poll would add a second to every hop of a chain.
             "polling_interval": 0.05,

@@ -6,7 +6,7 @@ Task names are stable: `celery call` and Flower show them.
 from __future__ import annotations
 
 import structlog
-from celery import Task, chain
+from celery import Task, chain, signals
 
 from enrichment import db, pipeline, selection
 from enrichment.providers import Provider, make_provider
@@ -40,6 +40,12 @@ class EnrichmentTask(Task):
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(task=self.name, task_id=self.request.id)
         return super().__call__(*args, **kwargs)
+
+
+@signals.worker_process_shutdown.connect
+def _close_provider(**_kwargs) -> None:
+    if EnrichmentTask._provider is not None:
+        EnrichmentTask._provider.close()
 
 
 def enqueue_chain(record_id: int, lease_token: str, countdown_s: float) -> None:

@@ -9,7 +9,6 @@ afterwards is mapped onto the pipeline's error kinds.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -41,18 +40,7 @@ _PERMANENT_STATUS = frozenset({400, 401, 402, 403, 404, 413, 422})
 
 @dataclass(frozen=True)
 class AnthropicConfig:
-    """Anthropic-only settings read from the environment (candidates for Settings).
-
-    model: ENRICHMENT_ANTHROPIC_MODEL, default "claude-haiku-4-5"; must be in pricing.PRICES.
-    base_url: ANTHROPIC_BASE_URL, default None (the SDK's own default, api.anthropic.com).
-    max_tokens: ENRICHMENT_ANTHROPIC_MAX_TOKENS, output cap per call, default 1024.
-    max_retries: ENRICHMENT_ANTHROPIC_MAX_RETRIES, the SDK's own retries per call, default 2.
-    max_retry_wait_s: ENRICHMENT_ANTHROPIC_MAX_RETRY_WAIT_S, cap on one SDK retry sleep in
-        seconds, default 10.
-    prompt_version: ENRICHMENT_PROMPT_VERSION, default "v1" (files in enrichment/prompts/).
-    rate_wait_max_s: ENRICHMENT_AI_RATE_WAIT_MAX_S, how long a call may wait in-process for a
-        rate-limit token before giving the worker back (RateLimited), default 2 seconds.
-    """
+    """The Anthropic part of Settings (see Settings for env var names and defaults)."""
 
     model: str = "claude-haiku-4-5"
     base_url: str | None = None
@@ -63,28 +51,16 @@ class AnthropicConfig:
     rate_wait_max_s: float = 2.0
 
     @classmethod
-    def from_env(cls) -> AnthropicConfig:
-        env = os.environ.get
+    def from_settings(cls, settings: Settings) -> AnthropicConfig:
         return cls(
-            model=env("ENRICHMENT_ANTHROPIC_MODEL", cls.model),
-            base_url=env("ANTHROPIC_BASE_URL") or None,
-            max_tokens=int(_number("ENRICHMENT_ANTHROPIC_MAX_TOKENS", cls.max_tokens, low=1)),
-            max_retries=int(_number("ENRICHMENT_ANTHROPIC_MAX_RETRIES", cls.max_retries)),
-            max_retry_wait_s=_number("ENRICHMENT_ANTHROPIC_MAX_RETRY_WAIT_S", cls.max_retry_wait_s),
-            prompt_version=env("ENRICHMENT_PROMPT_VERSION", cls.prompt_version),
-            rate_wait_max_s=_number("ENRICHMENT_AI_RATE_WAIT_MAX_S", cls.rate_wait_max_s),
+            model=settings.anthropic_model,
+            base_url=settings.anthropic_base_url,
+            max_tokens=settings.anthropic_max_tokens,
+            max_retries=settings.anthropic_max_retries,
+            max_retry_wait_s=settings.anthropic_max_retry_wait_s,
+            prompt_version=settings.prompt_version,
+            rate_wait_max_s=settings.ai_rate_wait_max_s,
         )
-
-
-def _number(name: str, default: float, *, low: float = 0.0) -> float:
-    raw = os.environ.get(name, str(default))
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigurationError(f"{name}={raw!r} is not a number") from None
-    if value < low:
-        raise ConfigurationError(f"{name}={raw!r} must be >= {low}")
-    return value
 
 
 @dataclass(frozen=True)
@@ -194,7 +170,7 @@ class AnthropicProvider:
             raise ConfigurationError("the anthropic provider needs ANTHROPIC_API_KEY")
         return cls(
             api_key=settings.anthropic_api_key,
-            config=AnthropicConfig.from_env(),
+            config=AnthropicConfig.from_settings(settings),
             timeout_s=settings.ai_timeout_s,
             limiter=RateLimiter.from_settings(settings, key="anthropic"),
         )

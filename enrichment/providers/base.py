@@ -58,3 +58,6 @@ class Provider(Protocol):
     def classify(self, ctx: RecordContext) -> StageCall[Classification]: ...
 
     def resolve(self, ctx: RecordContext) -> StageCall[Resolution]: ...
+
+    def close(self) -> None:
+        """Release clients and pools; called once at process shutdown."""

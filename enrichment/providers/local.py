@@ -456,6 +456,9 @@ class LocalProvider:
             raise ValueError(f"fault_rate={fault_rate} must be in [0, 1]")
         self.fault_rate = fault_rate
 
+    def close(self) -> None:
+        """Nothing to release: no clients, no files."""
+
     def _call(self, result: Any) -> StageCall[Any]:
         return StageCall(result=result, provider=self.name, model=MODEL, prompt_version=None)
 
