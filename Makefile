@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 CELERY := $(BIN)/celery -A workers
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint format migrate worker beat flower api fake-anthropic
+.PHONY: help install demo test lint format migrate worker beat flower api fake-anthropic drill bench eval
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -46,3 +46,15 @@ flower: $(STAMP) ## Run Flower on :5555 (FLOWER_BASIC_AUTH=user:password)
 
 fake-anthropic: $(STAMP) ## Serve the fake Anthropic API on 127.0.0.1:8765
 	$(BIN)/enrichment fake-anthropic --port 8765 --faults "$${FAULTS:-}"
+
+api: $(STAMP) ## Serve the enrichment API on :8000
+	$(BIN)/uvicorn enrichment.api:app --port 8000
+
+eval: $(STAMP) ## Evaluate the local provider on the shipped labelled set
+	$(BIN)/enrichment eval --provider $${PROVIDER:-local}
+
+drill: $(STAMP) ## The fault drill on local Redis + PostgreSQL (DRILL_RECORDS, default 10000)
+	$(BIN)/enrichment drill
+
+bench: $(STAMP) ## The benchmarks on local Redis + PostgreSQL; prints a table
+	$(BIN)/enrichment bench

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+from enrichment.monitor import MonitorConfig
 from enrichment.settings import Settings
 
 
 def schedule(settings: Settings) -> dict:
+    monitor_s = MonitorConfig.from_env().interval_s
     return {
         "sweep": {
             "task": "enrichment.sweep",
             "schedule": settings.sweep_interval_s,
-            # A sweep not started by the next tick is pointless: the next one covers it.
+            # A run not started by the next tick is pointless: the next one covers it.
             "options": {"expires": settings.sweep_interval_s},
+        },
+        "monitor": {
+            "task": "enrichment.monitor",
+            "schedule": monitor_s,
+            "options": {"expires": monitor_s},
         },
     }

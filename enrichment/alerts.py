@@ -25,7 +25,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from enrichment.models import Alert, AlertSilence
-from enrichment.settings import _float, _int
+from enrichment.settings import env_float, env_int
 
 log = structlog.get_logger(__name__)
 
@@ -105,9 +105,9 @@ class AlertPolicy:
     @classmethod
     def from_env(cls) -> AlertPolicy:
         return cls(
-            for_evaluations=_int("ENRICHMENT_ALERT_FOR_EVALUATIONS", 3, low=1),
-            repeat_interval_s=_float("ENRICHMENT_ALERT_REPEAT_INTERVAL_S", 14_400.0, low=60.0),
-            min_sample=_int("ENRICHMENT_ALERT_MIN_SAMPLE", 50),
+            for_evaluations=env_int("ENRICHMENT_ALERT_FOR_EVALUATIONS", 3, low=1),
+            repeat_interval_s=env_float("ENRICHMENT_ALERT_REPEAT_INTERVAL_S", 14_400.0, low=60.0),
+            min_sample=env_int("ENRICHMENT_ALERT_MIN_SAMPLE", 50),
         )
 
 

@@ -9,12 +9,9 @@ from enrichment.settings import ConfigurationError, get_settings
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    from alembic import command
-    from alembic.config import Config
+    from enrichment import db
 
-    cfg = Config("alembic.ini")
-    cfg.attributes["database_url"] = get_settings().database_url
-    command.upgrade(cfg, "head")
+    db.migrate(get_settings().database_url)
     print("database migrated to head")
     return 0
 
@@ -64,6 +61,29 @@ def _fake_anthropic(args: argparse.Namespace) -> int:
     return 0
 
 
+def _status(args: argparse.Namespace) -> int:
+    from enrichment import report_cli
+
+    return report_cli.status(args.tenant)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from enrichment import report_cli
+
+    return report_cli.report(args.tenant)
+
+
+def _passthrough(module: str):
+    """Subcommands with many options of their own parse them in their module's main(argv)."""
+
+    def run(args: argparse.Namespace) -> int:
+        from importlib import import_module
+
+        return import_module(f"enrichment.{module}").main(args.rest)
+
+    return run
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="enrichment", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -98,10 +118,28 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fake-anthropic", help="serve a fake Messages API on 127.0.0.1")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8765)
-    p.add_argument("--faults", default="", help="e.g. 'rate=0.3' or '429=0.1,500=0.05,...'")
+    p.add_argument(
+        "--faults", default="", help="e.g. 'mix=0.3' or '429=0.1,500=0.05,529=0.05,timeout=0.02'"
+    )
     p.add_argument("--latency-s", type=float, default=0.0)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_fake_anthropic)
+
+    p = sub.add_parser("status", help="tenant health (exit 0 ok, 1 warning, 2 critical, 3 unknown)")
+    p.add_argument("tenant")
+    p.set_defaults(func=_status)
+    p = sub.add_parser("report", help="a tenant's enrichment report in the terminal")
+    p.add_argument("tenant")
+    p.set_defaults(func=_report)
+
+    for name, module, text in (
+        ("eval", "evaluate", "accuracy, macro-F1 and calibration of a provider on labelled data"),
+        ("drill", "drill", "the fault drill on local Redis and PostgreSQL (make drill)"),
+        ("bench", "bench", "the benchmarks on local Redis and PostgreSQL (make bench)"),
+    ):
+        p = sub.add_parser(name, help=text, add_help=False)
+        p.add_argument("rest", nargs=argparse.REMAINDER)
+        p.set_defaults(func=_passthrough(module))
     return parser
 
 

@@ -46,6 +46,22 @@ def dispose_engines(*, close: bool = True) -> None:
         engine.dispose(close=close)
 
 
+def alembic_config(url: str):
+    """Alembic's configuration ([tool.alembic] in pyproject.toml) aimed at `url`."""
+    from alembic.config import Config
+
+    cfg = Config(toml_file=str(Path(__file__).resolve().parent.parent / "pyproject.toml"))
+    cfg.attributes["database_url"] = url
+    return cfg
+
+
+def migrate(url: str, revision: str = "head") -> None:
+    """Upgrade the database at `url` to `revision` with the real migrations."""
+    from alembic import command
+
+    command.upgrade(alembic_config(url), revision)
+
+
 def session_factory(url: str) -> sessionmaker[Session]:
     return sessionmaker(get_engine(url), expire_on_commit=False)
 

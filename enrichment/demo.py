@@ -52,7 +52,7 @@ def run(*, records: int, tenant: str, timeout_s: float) -> int:
     get_settings.cache_clear()
     settings = get_settings()
     fresh_embedded_state(settings.database_url, settings.broker_url)
-    migrate(settings.database_url)
+    db.migrate(settings.database_url)
     batch = f"demo-{uuid.uuid4().hex[:8]}-"
     factory = db.session_factory(settings.database_url)
     path = generate.write_jsonl(
@@ -76,15 +76,6 @@ def fresh_embedded_state(database_url: str, broker_url: str) -> None:
             Path(database_url.split("///", 1)[1] + suffix).unlink(missing_ok=True)
     if broker_url.startswith("filesystem"):
         shutil.rmtree(VAR_DIR / "broker", ignore_errors=True)
-
-
-def migrate(url: str) -> None:
-    from alembic import command
-    from alembic.config import Config
-
-    cfg = Config(str(Path(__file__).resolve().parent.parent / "alembic.ini"))
-    cfg.attributes["database_url"] = url
-    command.upgrade(cfg, "head")
 
 
 def start_fleet() -> list[subprocess.Popen]:

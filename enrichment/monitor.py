@@ -35,7 +35,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from enrichment.models import EnrichmentAttempt as A
 from enrichment.models import ExceptionRecord as R
 from enrichment.models import MetricSnapshot, Tenant, utcnow
-from enrichment.settings import Settings, _float
+from enrichment.settings import Settings, env_float
 
 log = structlog.get_logger(__name__)
 
@@ -69,15 +69,15 @@ class MonitorConfig:
     @classmethod
     def from_env(cls) -> MonitorConfig:
         return cls(
-            interval_s=_float("ENRICHMENT_MONITOR_INTERVAL_S", 300.0, low=1.0),
-            window_s=_float("ENRICHMENT_MONITOR_WINDOW_S", 3600.0, low=60.0),
-            stuck_after_s=_float("ENRICHMENT_MONITOR_STUCK_AFTER_S", 86_400.0, low=60.0),
-            high_confidence_target_pct=_float(
+            interval_s=env_float("ENRICHMENT_MONITOR_INTERVAL_S", 300.0, low=1.0),
+            window_s=env_float("ENRICHMENT_MONITOR_WINDOW_S", 3600.0, low=60.0),
+            stuck_after_s=env_float("ENRICHMENT_MONITOR_STUCK_AFTER_S", 86_400.0, low=60.0),
+            high_confidence_target_pct=env_float(
                 "ENRICHMENT_MONITOR_HIGH_CONFIDENCE_TARGET_PCT", 80.0, high=100.0
             ),
-            weight_high_confidence=_float("ENRICHMENT_QUALITY_WEIGHT_HIGH_CONFIDENCE", 0.4),
-            weight_completeness=_float("ENRICHMENT_QUALITY_WEIGHT_COMPLETENESS", 0.4),
-            weight_attempt_success=_float("ENRICHMENT_QUALITY_WEIGHT_ATTEMPT_SUCCESS", 0.2),
+            weight_high_confidence=env_float("ENRICHMENT_QUALITY_WEIGHT_HIGH_CONFIDENCE", 0.4),
+            weight_completeness=env_float("ENRICHMENT_QUALITY_WEIGHT_COMPLETENESS", 0.4),
+            weight_attempt_success=env_float("ENRICHMENT_QUALITY_WEIGHT_ATTEMPT_SUCCESS", 0.2),
         )
 
 

@@ -21,7 +21,7 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(name, default)
 
 
-def _float(name: str, default: float, *, low: float = 0.0, high: float | None = None) -> float:
+def env_float(name: str, default: float, *, low: float = 0.0, high: float | None = None) -> float:
     raw = _env(name, str(default))
     try:
         value = float(raw)
@@ -33,7 +33,7 @@ def _float(name: str, default: float, *, low: float = 0.0, high: float | None = 
     return value
 
 
-def _int(name: str, default: int, *, low: int = 0) -> int:
+def env_int(name: str, default: int, *, low: int = 0) -> int:
     raw = _env(name, str(default))
     try:
         value = int(raw)
@@ -45,7 +45,7 @@ def _int(name: str, default: int, *, low: int = 0) -> int:
 
 
 def _burst(rpm: int) -> int:
-    burst = _int("ENRICHMENT_AI_BURST", max(1, rpm // 10))
+    burst = env_int("ENRICHMENT_AI_BURST", max(1, rpm // 10))
     if rpm and not 1 <= burst <= rpm:
         raise ConfigurationError(f"ENRICHMENT_AI_BURST={burst} must be in [1, {rpm}]")
     return burst
@@ -111,34 +111,34 @@ class Settings:
             raise ConfigurationError(
                 "ENRICHMENT_AI_PROVIDER=anthropic needs ANTHROPIC_API_KEY to be set"
             )
-        rpm = _int("ENRICHMENT_AI_RPM", 50)
+        rpm = env_int("ENRICHMENT_AI_RPM", 50)
         return cls(
             database_url=_env("DATABASE_URL", default_database_url()),
             broker_url=_env("CELERY_BROKER_URL", default_broker_url()),
             ai_provider=provider,
             anthropic_api_key=key,
-            backoff_scale=_float("ENRICHMENT_BACKOFF_SCALE", 1.0),
-            backoff_jitter=_float("ENRICHMENT_BACKOFF_JITTER", 0.1, high=0.5),
-            max_retries=_int("ENRICHMENT_MAX_RETRIES", 5),
-            confidence_threshold=_float("ENRICHMENT_CONFIDENCE_THRESHOLD", 0.7, high=1.0),
-            low_confidence_recheck_s=_float("ENRICHMENT_LOW_CONFIDENCE_RECHECK_S", 86_400.0),
-            sweep_interval_s=_float("ENRICHMENT_SWEEP_INTERVAL_S", 60.0, low=0.1),
-            sweep_horizon_s=_float("ENRICHMENT_SWEEP_HORIZON_S", 360.0, high=1800.0),
-            sweep_batch_size=_int("ENRICHMENT_SWEEP_BATCH_SIZE", 500, low=1),
-            sweep_max_batches=_int("ENRICHMENT_SWEEP_MAX_BATCHES", 10, low=1),
-            lease_ttl_s=_float("ENRICHMENT_LEASE_TTL_S", 600.0, low=1.0),
-            ai_timeout_s=_float("ENRICHMENT_AI_TIMEOUT_S", 30.0, low=0.1),
+            backoff_scale=env_float("ENRICHMENT_BACKOFF_SCALE", 1.0),
+            backoff_jitter=env_float("ENRICHMENT_BACKOFF_JITTER", 0.1, high=0.5),
+            max_retries=env_int("ENRICHMENT_MAX_RETRIES", 5),
+            confidence_threshold=env_float("ENRICHMENT_CONFIDENCE_THRESHOLD", 0.7, high=1.0),
+            low_confidence_recheck_s=env_float("ENRICHMENT_LOW_CONFIDENCE_RECHECK_S", 86_400.0),
+            sweep_interval_s=env_float("ENRICHMENT_SWEEP_INTERVAL_S", 60.0, low=0.1),
+            sweep_horizon_s=env_float("ENRICHMENT_SWEEP_HORIZON_S", 360.0, high=1800.0),
+            sweep_batch_size=env_int("ENRICHMENT_SWEEP_BATCH_SIZE", 500, low=1),
+            sweep_max_batches=env_int("ENRICHMENT_SWEEP_MAX_BATCHES", 10, low=1),
+            lease_ttl_s=env_float("ENRICHMENT_LEASE_TTL_S", 600.0, low=1.0),
+            ai_timeout_s=env_float("ENRICHMENT_AI_TIMEOUT_S", 30.0, low=0.1),
             anthropic_model=_env("ENRICHMENT_ANTHROPIC_MODEL", "claude-haiku-4-5"),
             anthropic_base_url=os.environ.get("ANTHROPIC_BASE_URL") or None,
-            anthropic_max_tokens=_int("ENRICHMENT_ANTHROPIC_MAX_TOKENS", 1024, low=1),
-            anthropic_max_retries=_int("ENRICHMENT_ANTHROPIC_MAX_RETRIES", 2),
-            anthropic_max_retry_wait_s=_float("ENRICHMENT_ANTHROPIC_MAX_RETRY_WAIT_S", 10.0),
+            anthropic_max_tokens=env_int("ENRICHMENT_ANTHROPIC_MAX_TOKENS", 1024, low=1),
+            anthropic_max_retries=env_int("ENRICHMENT_ANTHROPIC_MAX_RETRIES", 2),
+            anthropic_max_retry_wait_s=env_float("ENRICHMENT_ANTHROPIC_MAX_RETRY_WAIT_S", 10.0),
             prompt_version=_env("ENRICHMENT_PROMPT_VERSION", "v1"),
             ai_rpm=rpm,
             ai_burst=_burst(rpm),
-            ai_rate_wait_max_s=_float("ENRICHMENT_AI_RATE_WAIT_MAX_S", 2.0),
+            ai_rate_wait_max_s=env_float("ENRICHMENT_AI_RATE_WAIT_MAX_S", 2.0),
             ratelimit_redis_url=os.environ.get("ENRICHMENT_RATELIMIT_REDIS_URL") or None,
-            local_fault_rate=_float("ENRICHMENT_LOCAL_FAULT_RATE", 0.0, high=1.0),
+            local_fault_rate=env_float("ENRICHMENT_LOCAL_FAULT_RATE", 0.0, high=1.0),
             log_format=_env("ENRICHMENT_LOG_FORMAT", "console"),
         )
 

@@ -32,7 +32,7 @@ from tenacity import (
 )
 
 from enrichment.alerts import RUNBOOK, Notification
-from enrichment.settings import _float, _int
+from enrichment.settings import env_float, env_int
 
 log = structlog.get_logger(__name__)
 
@@ -78,9 +78,9 @@ class SlackConfig:
     @classmethod
     def from_env(cls) -> SlackConfig:
         return cls(
-            timeout_s=_float("ENRICHMENT_SLACK_TIMEOUT_S", 5.0, low=0.1),
-            max_attempts=_int("ENRICHMENT_SLACK_MAX_ATTEMPTS", 4, low=1),
-            max_retry_after_s=_float("ENRICHMENT_SLACK_MAX_RETRY_AFTER_S", 30.0),
+            timeout_s=env_float("ENRICHMENT_SLACK_TIMEOUT_S", 5.0, low=0.1),
+            max_attempts=env_int("ENRICHMENT_SLACK_MAX_ATTEMPTS", 4, low=1),
+            max_retry_after_s=env_float("ENRICHMENT_SLACK_MAX_RETRY_AFTER_S", 30.0),
             webhook_url=os.environ.get("SLACK_WEBHOOK_URL") or None,
         )
 

@@ -12,7 +12,6 @@ from dataclasses import replace
 import pytest
 import redis
 from alembic import command
-from alembic.config import Config
 from sqlalchemy import text
 
 from enrichment import db
@@ -27,9 +26,7 @@ os.environ["CELERY_BROKER_URL"] = REDIS_URL
 
 
 def migrate(url: str, revision: str = "head", *, down: bool = False) -> None:
-    cfg = Config("alembic.ini")
-    cfg.attributes["database_url"] = url
-    (command.downgrade if down else command.upgrade)(cfg, revision)
+    (command.downgrade if down else command.upgrade)(db.alembic_config(url), revision)
 
 
 @pytest.fixture(scope="session")

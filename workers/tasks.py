@@ -8,7 +8,7 @@ from __future__ import annotations
 import structlog
 from celery import Task, chain, signals
 
-from enrichment import db, pipeline, selection
+from enrichment import db, monitor, notify, pipeline, selection
 from enrichment.providers import Provider, make_provider
 from enrichment.settings import get_settings
 from workers.app import app
@@ -116,6 +116,15 @@ def requeue(self, tenant: str, record_id: int | None = None) -> int:
     log.info("requeue.reset", tenant=tenant, record_id=record_id, reset=reset)
     sweep.delay(tenant)
     return reset
+
+
+@app.task(base=EnrichmentTask, bind=True, name="enrichment.monitor")
+def monitor_task(self) -> int:
+    """Snapshot every tenant's metrics, evaluate alerts, send Slack notifications."""
+    snapshots = monitor.run_monitor(self.sessions, self.settings)
+    deliveries = notify.run_alerts(self.sessions, snapshots)
+    log.info("monitor.done", tenants=len(snapshots), notified=len(deliveries))
+    return len(snapshots)
 
 
 def _tenant_id(session, tenant: str | None) -> int | None:
