@@ -222,13 +222,7 @@ def _apply_classification(session, rec, call, settings) -> Outcome:
     rec.enrichment_state = with_stage(
         rec.enrichment_state, "automation", StageStatus.SKIPPED, at=now
     )
-    step = next_failure_step(
-        rec.enrichment_retry_count,
-        max_retries=settings.max_retries,
-        now=now,
-        scale=settings.backoff_scale,
-        jitter=settings.backoff_jitter,
-    )
+    step = _next_step(rec, settings, now)
     if step is None:
         return _escalate(rec, f"confidence {result.confidence:.2f} < {threshold} after all retries")
     rec.enrichment_retry_count = step[0]
@@ -265,15 +259,7 @@ def _fail(rec: ExceptionRecord, stage: str, error: EnrichmentError, settings: Se
     rec.enrichment_state = with_stage(
         rec.enrichment_state, stage, StageStatus.FAILED, at=now, error=message
     )
-    step = None
-    if not isinstance(error, PermanentError):
-        step = next_failure_step(
-            rec.enrichment_retry_count,
-            max_retries=settings.max_retries,
-            now=now,
-            scale=settings.backoff_scale,
-            jitter=settings.backoff_jitter,
-        )
+    step = None if isinstance(error, PermanentError) else _next_step(rec, settings, now)
     if step is None:
         return _escalate(rec, message)
     rec.enrichment_retry_count, rec.next_attempt_at = step
@@ -282,6 +268,16 @@ def _fail(rec: ExceptionRecord, stage: str, error: EnrichmentError, settings: Se
     if countdown_s > settings.sweep_horizon_s:
         return _release(rec)
     return _relet(rec, countdown_s, settings)
+
+
+def _next_step(rec: ExceptionRecord, settings: Settings, now):
+    return next_failure_step(
+        rec.enrichment_retry_count,
+        max_retries=settings.max_retries,
+        now=now,
+        scale=settings.backoff_scale,
+        jitter=settings.backoff_jitter,
+    )
 
 
 def _wait_for_rate_limit(rec, stage, wait_s: float, settings: Settings) -> Outcome:
