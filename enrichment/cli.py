@@ -94,7 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("tenant-add", help="create a tenant and print its API key")
     p.add_argument("name")
-    p.add_argument("--threshold", type=float, default=0.7, help="confidence threshold (0.7)")
+    p.add_argument(
+        "--threshold", type=float, help="confidence threshold (ENRICHMENT_CONFIDENCE_THRESHOLD)"
+    )
     p.set_defaults(func=_tenant_add)
 
     p = sub.add_parser("generate", help="write a realistic JSONL backlog for a tenant")

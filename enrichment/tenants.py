@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from enrichment.models import Tenant
+from enrichment.settings import get_settings
 
 TENANT_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
@@ -29,9 +30,13 @@ def validate_name(name: str) -> str:
 
 
 def create_tenant(
-    session: Session, name: str, *, confidence_threshold: float = 0.7
+    session: Session, name: str, *, confidence_threshold: float | None = None
 ) -> tuple[Tenant, str]:
-    """Create a tenant and return it with its new API key (the only time the key is seen)."""
+    """Create a tenant and return it with its new API key (the only time the key is seen).
+
+    confidence_threshold defaults to ENRICHMENT_CONFIDENCE_THRESHOLD (0.7)."""
+    if confidence_threshold is None:
+        confidence_threshold = get_settings().confidence_threshold
     api_key = f"enr_{secrets.token_urlsafe(24)}"
     tenant = Tenant(
         name=validate_name(name),
@@ -44,7 +49,9 @@ def create_tenant(
     return tenant, api_key
 
 
-def get_or_create(session: Session, name: str, *, confidence_threshold: float = 0.7) -> Tenant:
+def get_or_create(
+    session: Session, name: str, *, confidence_threshold: float | None = None
+) -> Tenant:
     tenant = session.scalar(select(Tenant).where(Tenant.name == name))
     return tenant or create_tenant(session, name, confidence_threshold=confidence_threshold)[0]
 
