@@ -157,6 +157,7 @@ def test_sigkill_mid_chain_loses_nothing(fleet, factory, tmp_path):
             ANTHROPIC_BASE_URL=fake.base_url,
             ENRICHMENT_LEASE_TTL_S="3",
             ENRICHMENT_SWEEP_HORIZON_S="2",
+            ENRICHMENT_AI_RPM="0",
         )
         victim = fleet.worker("victim", **env)
         fleet.beat(**env)

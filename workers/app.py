@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import Celery, signals
 
 import beat_schedule
-from enrichment import db
+from enrichment import db, providers
 from enrichment.logs import configure_logging
 from enrichment.settings import VAR_DIR, Settings, get_settings
 
@@ -66,6 +66,11 @@ def make_app(settings: Settings) -> Celery:
 
 
 app = make_app(get_settings())
+
+
+@signals.worker_init.connect
+def _before_fork(**_kwargs) -> None:
+    providers.preload(get_settings())
 
 
 @signals.worker_process_init.connect

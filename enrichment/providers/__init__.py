@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+from importlib import import_module
+
 from enrichment.providers.base import Provider, RecordContext, StageCall, Usage
 from enrichment.settings import Settings
 
 __all__ = ["Provider", "RecordContext", "StageCall", "Usage", "make_provider"]
+
+
+_MODULES = {"anthropic": "enrichment.providers.anthropic", "local": "enrichment.providers.local"}
+
+
+def preload(settings: Settings) -> None:
+    """Import the configured provider's module (the SDK takes seconds of CPU to import) once,
+    in the worker's parent process, so forked pool children don't each pay for it."""
+    import_module(_MODULES[settings.ai_provider])
 
 
 def make_provider(settings: Settings) -> Provider:
