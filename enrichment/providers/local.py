@@ -1,19 +1,27 @@
-"""The local provider: deterministic rules over the record's own fields, no network, no key.
+"""The local provider: rules plus a small trained model, no network, no key.
 
 analyze collects weighted evidence (event types, event timing, payment status, address
-completeness, keywords in the ops notes, the reason code), classify scores every label from
-it, and resolve picks allow-listed actions for the classified label. The same input always
-gives the same output; nothing here is random, and `reference_label` is never seen.
+completeness, keywords in the ops notes, the reason code). classify feeds that evidence, the
+rules' per-label totals and the words of the notes into a multinomial logistic regression
+(`local_model.json`), and maps its top probability to a calibrated confidence through an
+isotonic fit (`local_calibration.json`); both files are written by `python -m
+enrichment.train_local` from the training part of the shipped labelled set. resolve picks
+allow-listed actions for the classified label. The same input always gives the same output;
+nothing here is random, and `reference_label` is never seen.
 """
 
 from __future__ import annotations
 
+import bisect
+import functools
 import hashlib
+import json
 import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from enrichment.errors import PermanentError, TransientError
@@ -22,7 +30,9 @@ from enrichment.schemas import Analysis, Classification, Resolution
 from enrichment.taxonomy import ALLOWED_ACTIONS, Action, Label
 
 L = Label
-MODEL = "rules-v1"
+MODEL = "rules-logreg-v1"
+MODEL_PATH = Path(__file__).with_name("local_model.json")
+CALIBRATION_PATH = Path(__file__).with_name("local_calibration.json")
 
 # Evidence weights. Events are what systems observed; notes are what people wrote;
 # the reason code is the weakest: source systems reuse a few codes for many problems.
@@ -34,7 +44,6 @@ W_PAYMENT_STATUS = 1.5
 W_NOTE_FIRST, W_NOTE_MORE = 1.5, 0.75
 W_REASON = 1.0
 W_HEALTHY = 2.0
-W_ANALYSIS = 0.5
 
 EVENT_LABELS: dict[str, Label] = {
     "address_validation_failed": L.ADDRESS_INVALID,
@@ -177,10 +186,6 @@ PICK_SLA_H = 24.0
 PACK_SLA_H = 12.0
 SCAN_GAP_H = 72.0
 
-# Confidence: evidence strength saturates with total support; dominance is the margin
-# over the runner-up. Scale chosen so event + note + reason (~6) reads ~0.9.
-STRENGTH_SCALE = 2.2
-NO_EVIDENCE_CONFIDENCE = 0.1
 ACTION_ORDER = {a: i for i, a in enumerate(Action)}
 
 
@@ -343,16 +348,6 @@ def collect(ctx: RecordContext) -> list[Signal]:
 # ---------------------------------------------------------------- scoring
 
 
-def analysis_signals(analysis: Analysis | None) -> list[Signal]:
-    """A small nudge for labels that the previous stage's own words also point to."""
-    if analysis is None:
-        return []
-    text = " ".join([*analysis.problems, analysis.summary])
-    return [
-        Signal(s.label, W_ANALYSIS, s.kind, s.text) for s in note_signals(text, kind="analysis")
-    ]
-
-
 def score(signals: Iterable[Signal]) -> dict[Label, float]:
     totals = dict.fromkeys(Label, 0.0)
     for s in signals:
@@ -360,19 +355,132 @@ def score(signals: Iterable[Signal]) -> dict[Label, float]:
     return totals
 
 
-def confidence(best: float, runner_up: float) -> float:
-    """In [0, 1): high only with much support for the best label and a clear margin."""
-    if best <= 0:
-        return NO_EVIDENCE_CONFIDENCE
-    strength = 1 - math.exp(-best / STRENGTH_SCALE)
-    dominance = (best - runner_up) / best
-    return round(strength * (0.5 + 0.5 * dominance), 3)
-
-
 def rank(totals: dict[Label, float]) -> list[tuple[Label, float]]:
     """Labels by score, ties broken by taxonomy order so the result is stable."""
     order = {label: i for i, label in enumerate(Label)}
     return sorted(totals.items(), key=lambda kv: (-kv[1], order[kv[0]]))
+
+
+# ---------------------------------------------------------------- model features
+
+# The rules are in conflict when the runner-up has at least this share of the best total.
+CONFLICT_RATIO = 0.5
+WORD = re.compile(r"[^\W\d_]{2,}")  # letters only: ids, sizes and hours say nothing
+# Rule totals are divided by this so an event + note + reason (~6) reads ~1.
+RULE_SCALE = 6.0
+
+
+def calibration_group(signals: list[Signal]) -> str:
+    """ "conflict" when the rules' evidence points two ways, else "clear". The model's
+    probability alone hides such conflicts (it learns to trust the notes), so each group
+    has its own calibration."""
+    (_, best), (_, second) = rank(score(signals))[:2]
+    return "conflict" if best > 0 and second >= CONFLICT_RATIO * best else "clear"
+
+
+def text_features(text: str, prefix: str) -> dict[str, float]:
+    """Words, word pairs and letter trigrams of `text` (trigrams survive typos)."""
+    words = WORD.findall(text.lower())
+    feats = {f"{prefix}w:{w}": 1.0 for w in words}
+    feats.update({f"{prefix}b:{a}_{b}": 1.0 for a, b in zip(words, words[1:], strict=False)})
+    for w in words:
+        padded = f"<{w}>"
+        feats.update({f"{prefix}c:{padded[i : i + 3]}": 1.0 for i in range(len(padded) - 2)})
+    return feats
+
+
+def record_features(ctx: RecordContext, signals: list[Signal]) -> dict[str, float]:
+    """Sparse features of one record: rule evidence and totals, events, reason, note text."""
+    feats: dict[str, float] = {f"s:{s.kind}:{s.label}": 1.0 for s in signals}
+    for label, total in score(signals).items():
+        if total:
+            feats[f"rule:{label}"] = total / RULE_SCALE
+    best, best_score = rank(score(signals))[0]
+    feats["rule_top:" + (str(best) if best_score > 0 else "none")] = 1.0
+    for event in ctx.events:
+        kind = str(event.get("type", "")) if isinstance(event, dict) else ""
+        if kind and kind not in MILESTONES:
+            feats[f"e:{kind}"] = 1.0
+    feats[f"r:{re.sub(r'[^A-Z0-9]+', '_', ctx.reason_code.upper()).strip('_')}"] = 1.0
+    feats.update(text_features(ctx.notes or "", "n"))
+    return feats
+
+
+# ---------------------------------------------------------------- model and calibration
+
+
+def softmax(logits: list[float]) -> list[float]:
+    top = max(logits)
+    exps = [math.exp(v - top) for v in logits]
+    total = sum(exps)
+    return [v / total for v in exps]
+
+
+@dataclass(frozen=True)
+class LinearModel:
+    """Multinomial logistic regression over sparse features: logits = bias + sum(x * w)."""
+
+    labels: tuple[Label, ...]
+    bias: tuple[float, ...]
+    weights: dict[str, tuple[float, ...]]
+    version: str
+
+    def probabilities(self, feats: dict[str, float]) -> dict[Label, float]:
+        """P(label | features) for every label; unknown features are ignored."""
+        logits = list(self.bias)
+        for name, value in feats.items():
+            row = self.weights.get(name)
+            if row is not None:
+                for j, w in enumerate(row):
+                    logits[j] += value * w
+        return dict(zip(self.labels, softmax(logits), strict=True))
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> LinearModel:
+        weights = {name: tuple(row) for name, row in zip(data["features"], data["weights"],
+                                                         strict=True)}  # fmt: skip
+        labels = tuple(Label(x) for x in data["labels"])
+        return cls(labels, tuple(data["bias"]), weights, data.get("version", "?"))
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A monotone map from the model's top probability to P(correct), by interpolation
+    between isotonic-fit points (x ascending); flat beyond the first and last point."""
+
+    xs: tuple[float, ...]
+    ys: tuple[float, ...]
+
+    def __call__(self, raw: float) -> float:
+        i = bisect.bisect_left(self.xs, raw)
+        if i == 0:
+            return self.ys[0]
+        if i == len(self.xs):
+            return self.ys[-1]
+        x0, x1, y0, y1 = self.xs[i - 1], self.xs[i], self.ys[i - 1], self.ys[i]
+        return y0 + (y1 - y0) * (raw - x0) / (x1 - x0) if x1 > x0 else y1
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Calibration:
+        return cls(tuple(data["x"]), tuple(data["y"]))
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise PermanentError(
+            f"{path.name} is missing: run `python -m enrichment.train_local` to write it"
+        ) from exc
+
+
+@functools.cache
+def load_model(model_path: Path = MODEL_PATH, calibration_path: Path = CALIBRATION_PATH):
+    """The shipped model and its calibration per group, read once per process (a few ms,
+    no network): (LinearModel, {"clear": Calibration, "conflict": Calibration})."""
+    model = LinearModel.from_json(_read_json(model_path))
+    groups = _read_json(calibration_path)["groups"]
+    return model, {name: Calibration.from_json(fit) for name, fit in groups.items()}
 
 
 # ---------------------------------------------------------------- resolution
@@ -446,8 +554,9 @@ def _fraction(*parts: object) -> float:
 
 
 class LocalProvider:
-    """Rules-based provider. `fault_rate` in [0, 1] (default 0): share of calls that fail
-    with TransientError on purpose, chosen by (record, stage, attempt), for drills."""
+    """Rules plus a calibrated linear model. `fault_rate` in [0, 1] (default 0): share of
+    calls that fail with TransientError on purpose, chosen by (record, stage, attempt), for
+    drills. The model files are read on the first classify, once per process."""
 
     name = "local"
 
@@ -457,7 +566,7 @@ class LocalProvider:
         self.fault_rate = fault_rate
 
     def close(self) -> None:
-        """Nothing to release: no clients, no files."""
+        """Nothing to release: no clients, no open files (the model is plain data)."""
 
     def _call(self, result: Any) -> StageCall[Any]:
         return StageCall(result=result, provider=self.name, model=MODEL, prompt_version=None)
@@ -482,18 +591,29 @@ class LocalProvider:
         return self._call(Analysis(problems=problems, summary=summary[:2000]))
 
     def classify(self, ctx: RecordContext) -> StageCall[Classification]:
+        """The model's most likely label; confidence is its calibrated P(correct).
+
+        The analysis is not read: for this provider it is a function of the same record,
+        and the model was trained without it.
+        """
         self._maybe_fail(ctx, "classify")
-        signals = collect(ctx) + analysis_signals(ctx.analysis)
-        ranked = rank(score(signals))
-        (best, best_score), (_, second_score) = ranked[0], ranked[1]
-        if best_score <= 0:
-            best = L.OTHER
-        conf = confidence(best_score, second_score)
-        top = ", ".join(f"{label}={value:.2f}" for label, value in ranked[:3] if value > 0)
+        model, calibrations = load_model()
+        signals = collect(ctx)
+        group = calibration_group(signals)
+        ranked = rank(model.probabilities(record_features(ctx, signals)))
+        if not signals and not WORD.search(ctx.notes or ""):
+            # Nothing observed and nothing written: no label is supported, so say OTHER
+            # (a person looks) at the calibrated confidence of the model's OTHER share.
+            ranked.sort(key=lambda kv: kv[0] is not L.OTHER)
+        (best, raw), runner_up = ranked[0], ranked[1]
+        conf = round(min(1.0, max(0.0, calibrations[group](raw))), 3)
+        top = ", ".join(f"{label}={p:.2f}" for label, p in ranked[:3])
         support = "; ".join(s.text for s in signals if s.label is best)[:1500]
-        notes = f"scores: {top or 'none'}. evidence for {best}: {support or 'none'}"
-        result = Classification(label=best, confidence=conf, notes=notes[:2000])
-        return self._call(result)
+        notes = (
+            f"model p: {top}; calibrated ({group}) confidence {conf} (raw {raw:.3f}, runner-up "
+            f"{runner_up[0]}). rule evidence for {best}: {support or 'none'}"
+        )
+        return self._call(Classification(label=best, confidence=conf, notes=notes[:2000]))
 
     def resolve(self, ctx: RecordContext) -> StageCall[Resolution]:
         self._maybe_fail(ctx, "resolve")

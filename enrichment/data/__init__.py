@@ -1,0 +1,1 @@
+"""Labelled exception records shipped with the package (`labelled_exceptions.jsonl`)."""

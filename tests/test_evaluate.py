@@ -1,0 +1,153 @@
+"""Evaluation: pure metrics on hand-computed cases, the eval command end to end, and the
+calibrated local provider's figures on the held-out part of the shipped labelled set."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+
+from enrichment import evaluate, labelled, train_local
+from enrichment.fake_anthropic import FakeAnthropic
+from enrichment.providers import local
+from enrichment.providers.local import LocalProvider
+from enrichment.taxonomy import Label
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def test_accuracy_counts_failures_as_wrong():
+    assert evaluate.accuracy(["A", "B", "C", "A"], ["A", "B", None, "B"]) == 0.5
+    assert evaluate.accuracy([], []) == 0.0
+
+
+def test_macro_f1_is_the_unweighted_mean_over_labels():
+    # A: tp 1, 1 predicted, 2 true -> P 1, R 0.5, F1 2/3; B: tp 1, 2 predicted, 1 true ->
+    # P 0.5, R 1, F1 2/3; C: never true, never predicted -> not counted.
+    truth, predicted = ["A", "A", "B"], ["A", "B", "B"]
+
+    assert evaluate.macro_f1(truth, predicted) == pytest.approx(2 / 3)
+    assert evaluate.per_label(truth, predicted)["B"]["precision"] == 0.5
+
+
+def test_ece_weights_each_bin_gap_by_its_share():
+    # bin [0.9, 1): 2 records, conf 0.95, both right -> gap 0.05; bin [0.5, 0.6): 2 records,
+    # conf 0.55, one right -> gap 0.05. ECE = 0.5 * 0.05 + 0.5 * 0.05 = 0.05.
+    confidences, correct = [0.95, 0.95, 0.55, 0.55], [True, True, True, False]
+
+    assert evaluate.ece(confidences, correct) == pytest.approx(0.05)
+    assert evaluate.ece([1.0], [True]) == 0.0  # 1.0 falls in the top bin, not an 11th
+    assert evaluate.reliability_bins([1.0], [True])[-1] == (1, 1.0, 1.0)
+
+
+def test_isotonic_fit_is_monotone_and_pools_violators():
+    xs, ys = train_local.isotonic_fit([0.1, 0.2, 0.3, 0.4], [0, 1, 0, 1])
+
+    assert ys == sorted(ys)
+    assert len(xs) == 3  # 0.2 (hit) and 0.3 (miss) pool into one step
+
+
+def test_calibration_interpolates_and_is_flat_outside():
+    cal = local.Calibration(xs=(0.2, 0.6), ys=(0.4, 0.8))
+
+    assert (cal(0.0), cal(0.4), cal(0.9)) == (0.4, pytest.approx(0.6), 0.8)
+
+
+def _small_file(tmp_path, count: int = 12):
+    lines = labelled.DEFAULT_PATH.read_text(encoding="utf-8").splitlines()[:count]
+    path = tmp_path / "small.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_eval_prints_the_figures_and_writes_a_png(tmp_path, capsys):
+    code = evaluate.main(
+        ["--data", str(_small_file(tmp_path)), "--part", "all", "--out-dir", str(tmp_path / "out")]
+    )
+
+    out = capsys.readouterr().out
+    png = tmp_path / "out" / "reliability_local_all.png"
+    assert code == 0
+    assert "accuracy" in out and "macro-F1" in out and "10 equal-width" in out
+    assert png.read_bytes()[:8] == PNG_SIGNATURE
+    assert png.stat().st_size > 5_000
+
+
+def test_eval_runs_against_the_fake_anthropic_server(tmp_path, monkeypatch, capsys):
+    with FakeAnthropic() as fake:
+        monkeypatch.setenv("ANTHROPIC_API_KEY", "test")
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", fake.base_url)
+        monkeypatch.setenv("ENRICHMENT_ANTHROPIC_MAX_RETRIES", "0")
+        monkeypatch.setenv("ENRICHMENT_AI_RPM", "0")  # no rate limiter: no Redis needed here
+        code = evaluate.main(
+            [
+                "--provider",
+                "anthropic",
+                "--part",
+                "all",
+                "--data",
+                str(_small_file(tmp_path, 3)),
+                "--out-dir",
+                str(tmp_path),
+            ]
+        )
+
+    assert code == 0
+    assert "3 records (0 failed)" in capsys.readouterr().out
+    assert (tmp_path / "reliability_anthropic_all.png").read_bytes()[:8] == PNG_SIGNATURE
+
+
+@pytest.fixture(scope="module")
+def held_out():
+    _, test = labelled.split(labelled.load())
+    return evaluate.summarize(evaluate.run(LocalProvider(), test)), test
+
+
+def test_the_shipped_set_is_big_varied_and_split():
+    examples = labelled.load()
+    train, test = labelled.split(examples)
+    notes = {e.ctx.notes for e in examples}
+
+    assert len(examples) >= 300 and len(notes) >= 280
+    assert {e.label for e in test} == set(Label) == {e.label for e in train}
+    assert 0.3 <= len(test) / len(examples) <= 0.5
+
+
+def test_held_out_figures_stay_at_the_measured_level(held_out):
+    # Measured: accuracy 0.875, macro-F1 0.876, ECE 0.052 on 128 held-out records.
+    report, _ = held_out
+
+    assert report.accuracy >= 0.83
+    assert report.macro_f1 >= 0.83
+    assert report.ece < 0.1
+
+
+def test_local_confidences_are_in_range_and_deterministic(held_out):
+    _, test = held_out
+    first = [LocalProvider().classify(e.ctx).result for e in test[:40]]
+    again = [LocalProvider().classify(e.ctx).result for e in test[:40]]
+
+    assert first == again
+    assert all(0.0 <= r.confidence <= 1.0 for r in first)
+
+
+def test_the_model_files_are_small_and_name_the_model():
+    model = json.loads(local.MODEL_PATH.read_text(encoding="utf-8"))
+
+    assert model["version"] == local.MODEL
+    assert local.MODEL_PATH.stat().st_size < 400_000
+    assert set(json.loads(local.CALIBRATION_PATH.read_text())["groups"]) == {"clear", "conflict"}
+
+
+def test_the_provider_loads_and_classifies_with_sockets_blocked(monkeypatch, held_out):
+    def refuse(*args, **kwargs):
+        raise OSError("network is blocked in this test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    local.load_model.cache_clear()  # read the files again, now without a network
+    _, test = held_out
+
+    result = LocalProvider().classify(test[0].ctx).result
+
+    assert result.label in set(Label)
