@@ -73,17 +73,6 @@ def _report(args: argparse.Namespace) -> int:
     return report_cli.report(args.tenant)
 
 
-def _passthrough(module: str):
-    """Subcommands with many options of their own parse them in their module's main(argv)."""
-
-    def run(args: argparse.Namespace) -> int:
-        from importlib import import_module
-
-        return import_module(f"enrichment.{module}").main(args.rest)
-
-    return run
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="enrichment", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -134,18 +123,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("tenant")
     p.set_defaults(func=_report)
 
-    for name, module, text in (
-        ("eval", "evaluate", "accuracy, macro-F1 and calibration of a provider on labelled data"),
-        ("drill", "drill", "the fault drill on local Redis and PostgreSQL (make drill)"),
-        ("bench", "bench", "the benchmarks on local Redis and PostgreSQL (make bench)"),
-    ):
-        p = sub.add_parser(name, help=text, add_help=False)
-        p.add_argument("rest", nargs=argparse.REMAINDER)
-        p.set_defaults(func=_passthrough(module))
+    for name, (_module, text) in PASSTHROUGH.items():
+        sub.add_parser(name, help=f"{text} (see 'enrichment {name} --help')")
     return parser
 
 
+# Subcommands with many options of their own: their module's main(argv) parses them.
+PASSTHROUGH = {
+    "eval": ("evaluate", "accuracy, macro-F1 and calibration of a provider on labelled data"),
+    "drill": ("drill", "the fault drill on local Redis and PostgreSQL (make drill)"),
+    "bench": ("bench", "the benchmarks on local Redis and PostgreSQL (make bench)"),
+}
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in PASSTHROUGH:
+        from importlib import import_module
+
+        return import_module(f"enrichment.{PASSTHROUGH[argv[0]][0]}").main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
