@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import Select, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -85,7 +85,7 @@ def claim_due(
     lease_until = now + timedelta(seconds=settings.sweep_horizon_s + settings.lease_ttl_s)
     stmt = (
         update(R)
-        .where(R.id.in_(pick.scalar_subquery()))
+        .where(_id_in(session, pick))
         .where(or_(R.lease_expires_at.is_(None), R.lease_expires_at < now))
         # updated_at is kept: a claim is not a change of content (the recheck rule reads it).
         .values(lease_token=token, lease_expires_at=lease_until, updated_at=R.updated_at)
@@ -97,6 +97,15 @@ def claim_due(
         Claim(rid, token, max(0.0, (due - now).total_seconds()))
         for rid, due in sorted(rows, key=lambda r: r[1])
     ]
+
+
+def _id_in(session: Session, pick: Select) -> ColumnElement[bool]:
+    """`id = ANY(ARRAY(pick))` on PostgreSQL: the picked ids become one array and the UPDATE
+    reads them through the primary key. With `id IN (pick)` the planner may hash-join the
+    pick against a sequential scan of the whole table (docs/benchmarks.md, P3)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return R.id == func.any(func.array(pick.scalar_subquery()))
+    return R.id.in_(pick.scalar_subquery())
 
 
 def tenant_id_by_name(session: Session, name: str) -> int | None:
