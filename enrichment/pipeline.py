@@ -14,7 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import Row, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -83,21 +83,29 @@ def run_stage(
         )
 
 
-def _locked(session: Session, record_id: int) -> ExceptionRecord | None:
-    return session.scalar(
-        select(ExceptionRecord).where(ExceptionRecord.id == record_id).with_for_update()
-    )
+def _locked(session: Session, record_id: int, *, with_order: bool = False) -> Row | None:
+    """(record, tenant[, order]) in one round trip, the record's row locked FOR UPDATE.
+
+    `of=ExceptionRecord` keeps the lock on the record's row only; a locked tenant row would
+    serialise every stage of that tenant.
+    """
+    also = (Tenant, Order) if with_order else (Tenant,)
+    stmt = select(ExceptionRecord, *also).join(Tenant, Tenant.id == ExceptionRecord.tenant_id)
+    if with_order:
+        stmt = stmt.join(Order, Order.id == ExceptionRecord.order_id)
+    stmt = stmt.where(ExceptionRecord.id == record_id).with_for_update(of=ExceptionRecord)
+    return session.execute(stmt).first()
 
 
 def begin_stage(
     session: Session, stage: str, record_id: int, lease_token: str
 ) -> RecordContext | Outcome:
     """Mark the stage IN_PROGRESS and build its input, or say why there is nothing to do."""
-    rec = _locked(session, record_id)
-    if rec is None or rec.lease_token != lease_token or rec.escalated_at is not None:
+    row = _locked(session, record_id, with_order=True)
+    if row is None or row[0].lease_token != lease_token or row[0].escalated_at is not None:
         log.info("stage.stale", stage=stage, record_id=record_id)
         return Outcome("stale", record_id)
-    tenant = session.get(Tenant, rec.tenant_id)
+    rec, tenant, order = row
     confident = is_confident(rec.ai_confidence, tenant.confidence_threshold)
     if not needs_run(rec.enrichment_state, stage, confident=confident):
         return Outcome("continue", record_id, lease_token)
@@ -108,7 +116,6 @@ def begin_stage(
     now = utcnow()
     rec.enrichment_state = with_stage(rec.enrichment_state, stage, StageStatus.IN_PROGRESS, at=now)
     rec.last_enrichment_attempt = now
-    order = session.get(Order, rec.order_id)
     return RecordContext(
         tenant=tenant.name,
         record_id=rec.id,
@@ -141,7 +148,9 @@ def finish_stage(
     latency_s: float,
     provider_name: str,
 ) -> Outcome:
-    rec = _locked(session, record_id)
+    # The tenant stays referenced here, so _apply_classification's session.get(Tenant) is
+    # answered from the identity map (it holds weak references) instead of a query.
+    rec, _tenant = _locked(session, record_id)
     failed = isinstance(call, EnrichmentError)
     if stage == "automation" and not failed:
         bad = disallowed_actions(Label(rec.ai_label), list(call.result.actions))
