@@ -1,0 +1,123 @@
+"""Secrets never reach a log: the Anthropic API key and the Slack webhook URL.
+
+Given a real worker and beat (provider anthropic against the fake server, with faults, and
+SLACK_WEBHOOK_URL pointing at a local receiver that fails first), when a chain runs and the
+monitor evaluates alerts (in the worker and in this process), then neither distinctive
+string appears in the worker's or beat's log file, nor in this process's stdout/stderr.
+"""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from sqlalchemy import func, select
+
+from enrichment import notify
+from enrichment.alerts import AlertPolicy
+from enrichment.fake_anthropic import FakeAnthropic
+from enrichment.models import ExceptionRecord
+from enrichment.monitor import MonitorConfig, run_monitor
+from enrichment.settings import Settings
+from tests.conftest import REDIS_URL
+from tests.factories import make_record, make_tenant
+from tests.fleet import fleet_env, start_beat, start_worker, wait_for
+
+pytestmark = pytest.mark.slow
+
+API_KEY = "sk-ant-CANARYKEY-5f1e9b7c3a"
+SLACK_SECRET = "CANARYHOOK-8d2c4e6a"
+
+
+class Receiver(BaseHTTPRequestHandler):
+    """A Slack webhook stand-in: 500 on every other call, "ok" otherwise."""
+
+    calls = 0
+
+    def do_POST(self) -> None:  # noqa: N802 (the stdlib's naming)
+        self.rfile.read(int(self.headers.get("content-length") or 0))
+        Receiver.calls += 1
+        status, body = (500, b"oops") if Receiver.calls % 2 else (200, b"ok")
+        self.send_response(status)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args) -> None:  # noqa: A002
+        pass
+
+
+@pytest.fixture
+def slack_url():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/services/T0/B0/{SLACK_SECRET}"
+    server.shutdown()
+    server.server_close()
+
+
+def seed(factory, n: int) -> None:
+    with factory.begin() as s:
+        tenant = make_tenant(s, "canary-3pl")
+        for _ in range(n):
+            make_record(s, tenant)
+
+
+def enriched_or_escalated(factory, n: int):
+    R = ExceptionRecord
+    done = (R.enriched_at.is_not(None)) | (R.escalated_at.is_not(None))
+
+    def check() -> bool:
+        with factory() as s:
+            return s.scalar(select(func.count()).where(done)) == n
+
+    return check
+
+
+def test_no_secret_in_any_log(pg_url, factory, redis_client, tmp_path, slack_url, capfd):
+    seed(factory, 8)
+    with FakeAnthropic(api_key=API_KEY, faults="mix=0.4,401=0.05", retry_after_s=0.1) as fake:
+        env = fleet_env(
+            pg_url,
+            REDIS_URL,
+            tmp_path,
+            ENRICHMENT_AI_PROVIDER="anthropic",
+            ANTHROPIC_API_KEY=API_KEY,
+            ANTHROPIC_BASE_URL=fake.base_url,
+            ENRICHMENT_AI_TIMEOUT_S="1",
+            ENRICHMENT_BACKOFF_SCALE="0.0002",
+            ENRICHMENT_MONITOR_INTERVAL_S="1",
+            ENRICHMENT_ALERT_FOR_EVALUATIONS="1",
+            ENRICHMENT_ALERT_MIN_SAMPLE="0",
+            SLACK_WEBHOOK_URL=slack_url,
+            ENRICHMENT_LOG_FORMAT="json",
+        )
+        worker = start_worker(env, tmp_path / "worker.log")
+        beat = start_beat(env, tmp_path / "beat.log", tmp_path / "beat.db")
+        try:
+            wait_for(enriched_or_escalated(factory, 8), timeout_s=90, what="records terminal")
+            alert_in_process(pg_url, slack_url)
+        finally:
+            beat.stop()
+            worker.stop()
+
+    out = capfd.readouterr()
+    logs = {"worker": worker.text(), "beat": beat.text(), "stdout": out.out, "stderr": out.err}
+    assert "anthropic.call" in logs["worker"] and "sweep.claimed" in logs["worker"]
+    for name, text in logs.items():
+        assert API_KEY not in text, f"API key in {name} log"
+        assert SLACK_SECRET not in text, f"Slack webhook in {name} log"
+    assert Receiver.calls > 0  # the alert path really ran against the receiver
+
+
+def alert_in_process(pg_url: str, slack_url: str) -> None:
+    """The monitor and its alerts in this process, with a webhook and every alert firing."""
+    from enrichment import db, slack
+
+    factory = db.session_factory(pg_url)
+    snaps = run_monitor(factory, Settings(database_url=pg_url), config=MonitorConfig())
+    policy = AlertPolicy(for_evaluations=1, min_sample=0)
+    config = slack.SlackConfig(webhook_url=slack_url, max_attempts=2, timeout_s=2)
+    notify.run_alerts(factory, snaps, policy=policy, config=config)

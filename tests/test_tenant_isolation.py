@@ -1,0 +1,152 @@
+"""Every query path of the API, the CLI and the tasks is scoped to its tenant.
+
+Given tenants a-3pl (4 records, 1 enriched, 1 escalated) and b-3pl (7 records, distinct
+names and ids), when A's key, A's CLI commands and A's tasks are used, then B's data never
+appears in an answer and B's records are never touched.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from enrichment import api, report_cli, selection, tenants
+from enrichment.models import ExceptionRecord, utcnow
+from enrichment.settings import get_settings
+from tests.factories import make_record
+
+ROUTES = [
+    ("GET", "/api/enrichment/health/{t}"),
+    ("GET", "/api/enrichment/report/{t}"),
+    ("GET", "/api/enrichment/report/{t}.html"),
+    ("GET", "/api/enrichment/backlog/{t}?limit=500"),
+    ("POST", "/api/enrichment/process/{t}"),
+]
+
+
+@pytest.fixture
+def world(factory):
+    """Both tenants, their keys and their record ids; B's external ids carry 'bbsecret'."""
+    with factory.begin() as s:
+        a, key_a = tenants.create_tenant(s, "a-3pl")
+        b, key_b = tenants.create_tenant(s, "b-3pl")
+        ids_a = [make_record(s, a).id for _ in range(2)]
+        ids_a.append(
+            make_record(s, a, ai_label="OTHER", ai_confidence=0.9, enriched_at=utcnow()).id
+        )
+        ids_a.append(make_record(s, a, escalated_at=utcnow(), escalation_reason="x").id)
+        ids_b = []
+        for _ in range(7):
+            rec = make_record(s, b, escalated_at=utcnow(), escalation_reason="b")
+            rec.external_id = f"bbsecret-{rec.id}"
+            ids_b.append(rec.id)
+    return {"keys": {"a": key_a, "b": key_b}, "a": ids_a, "b": ids_b}
+
+
+@pytest.fixture
+def enqueued():
+    return []
+
+
+@pytest.fixture
+def client(settings, factory, enqueued):
+    api.app.dependency_overrides[api.app_settings] = lambda: settings
+    api.app.dependency_overrides[api.enqueuer] = lambda: lambda *args: enqueued.append(args)
+    yield TestClient(api.app)
+    api.app.dependency_overrides.clear()
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def snapshot(factory) -> dict[int, tuple]:
+    with factory() as s:
+        rows = s.scalars(select(ExceptionRecord)).all()
+        return {
+            r.id: (r.lease_token, r.escalated_at, r.enrichment_retry_count, r.next_attempt_at)
+            for r in rows
+        }
+
+
+@pytest.mark.parametrize(("method", "route"), ROUTES)
+def test_a_key_for_b_opens_nothing_of_a(client, world, enqueued, method, route):
+    r = client.request(method, route.format(t="a-3pl"), headers=auth(world["keys"]["b"]))
+    assert r.status_code in (403, 404)
+    assert "a-3pl" not in r.text.replace("tenant 'a-3pl' not found", "")
+    assert enqueued == []
+
+
+@pytest.mark.parametrize(("method", "route"), ROUTES)
+def test_a_own_answers_hold_nothing_of_b(client, world, enqueued, factory, method, route):
+    before = snapshot(factory)
+    r = client.request(method, route.format(t="a-3pl"), headers=auth(world["keys"]["a"]))
+    assert r.status_code == 200
+    assert "b-3pl" not in r.text and "bbsecret" not in r.text
+    after = snapshot(factory)
+    assert all(before[rid] == after[rid] for rid in world["b"])
+    assert {args[0] for args in enqueued} <= set(world["a"])
+
+
+def test_backlog_and_health_count_only_a(client, world):
+    key = auth(world["keys"]["a"])
+    backlog = client.get("/api/enrichment/backlog/a-3pl?limit=500", headers=key).json()
+    health = client.get("/api/enrichment/health/a-3pl", headers=key).json()
+    assert health["backlog_records"] == 2 and health["escalated_records"] == 1
+    listed = [item for item in _walk(backlog) if isinstance(item, dict) and "record_id" in item]
+    assert {item["record_id"] for item in listed} <= set(world["a"])
+
+
+def _walk(node):
+    yield node
+    children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else []
+    for child in children:
+        yield from _walk(child)
+
+
+@pytest.mark.parametrize("command", [report_cli.status, report_cli.report])
+def test_cli_status_and_report_show_only_a(world, capsys, pg_url, monkeypatch, command):
+    monkeypatch.setenv("DATABASE_URL", pg_url)
+    get_settings.cache_clear()
+    try:
+        command("a-3pl")
+    finally:
+        get_settings.cache_clear()
+    out = capsys.readouterr().out
+    assert out.startswith("a-3pl:") and "b-3pl" not in out
+    assert re.search(r"backlog\s+2 records", out) and re.search(r"escalated\s+1 records", out)
+    assert "7 records" not in out
+
+
+def test_claims_for_a_never_take_b(factory, settings, world):
+    with factory.begin() as s:
+        a_id = selection.tenant_id_by_name(s, "a-3pl")
+        claims = selection.claim_due(s, settings, tenant_id=a_id)
+    assert {c.record_id for c in claims} == set(world["a"][:2])
+
+
+def test_requeue_for_a_never_touches_b(factory, world):
+    before = snapshot(factory)
+    with factory.begin() as s:
+        reset = selection.requeue(s, selection.tenant_id_by_name(s, "a-3pl"))
+    assert reset == 3  # a's two due records and its escalated one; never its enriched one
+    after = snapshot(factory)
+    assert all(before[rid] == after[rid] for rid in world["b"])
+
+
+def test_sweep_and_requeue_tasks_for_a_enqueue_only_a(factory, world, redis_client, monkeypatch):
+    from workers import tasks
+
+    sent = []
+    monkeypatch.setattr(tasks, "enqueue_chain", lambda rid, token, countdown: sent.append(rid))
+    monkeypatch.setattr(tasks.sweep, "delay", lambda tenant: tasks.sweep.run(tenant))
+    before = snapshot(factory)
+
+    tasks.requeue.run("a-3pl")
+
+    assert sent and set(sent) <= set(world["a"])
+    after = snapshot(factory)
+    assert all(before[rid] == after[rid] for rid in world["b"])
