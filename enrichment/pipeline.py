@@ -65,7 +65,7 @@ def run_stage(
     lease_token: str,
 ) -> Outcome:
     with factory.begin() as session:
-        ctx = begin_stage(session, stage, record_id, lease_token)
+        ctx = begin_stage(session, settings, stage, record_id, lease_token)
     if isinstance(ctx, Outcome):
         return ctx
     started = time.perf_counter()
@@ -98,9 +98,12 @@ def _locked(session: Session, record_id: int, *, with_order: bool = False) -> Ro
 
 
 def begin_stage(
-    session: Session, stage: str, record_id: int, lease_token: str
+    session: Session, settings: Settings, stage: str, record_id: int, lease_token: str
 ) -> RecordContext | Outcome:
-    """Mark the stage IN_PROGRESS and build its input, or say why there is nothing to do."""
+    """Mark the stage IN_PROGRESS and build its input, or say why there is nothing to do.
+
+    A running chain renews its lease for `lease_ttl_s`, so a long wait in the queue before
+    this stage does not let the sweep claim the record again under the chain's feet."""
     row = _locked(session, record_id, with_order=True)
     if row is None or row[0].lease_token != lease_token or row[0].escalated_at is not None:
         log.info("stage.stale", stage=stage, record_id=record_id)
@@ -116,6 +119,8 @@ def begin_stage(
     now = utcnow()
     rec.enrichment_state = with_stage(rec.enrichment_state, stage, StageStatus.IN_PROGRESS, at=now)
     rec.last_enrichment_attempt = now
+    renewed = now + timedelta(seconds=settings.lease_ttl_s)
+    rec.lease_expires_at = max(rec.lease_expires_at or renewed, renewed)
     return RecordContext(
         tenant=tenant.name,
         record_id=rec.id,

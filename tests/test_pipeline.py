@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 
 from enrichment.backoff import delay_bounds_s
 from enrichment.errors import PermanentError
-from enrichment.models import EnrichmentAttempt, ExceptionRecord, ResolutionAction
+from enrichment.models import EnrichmentAttempt, ExceptionRecord, ResolutionAction, utcnow
 from enrichment.pipeline import run_stage
 from enrichment.schemas import Classification, Resolution
 from enrichment.selection import claim_due
@@ -261,3 +261,21 @@ def test_unexpected_provider_bug_is_recorded_as_a_failure(factory, settings, rec
     rec = load(factory, record_id)
     assert kinds == ["retry"]
     assert "KeyError" in rec.enrichment_state["order_analysis"]["error"]
+
+
+def test_a_running_stage_renews_the_lease(factory, settings, record_id):
+    short = with_settings(settings, lease_ttl_s=30.0, sweep_horizon_s=0.0)
+    [c] = claim(factory, short)
+    with factory.begin() as s:  # the claim's lease ran out while the message waited in a queue
+        s.get(ExceptionRecord, record_id).lease_expires_at = utcnow() - timedelta(seconds=1)
+    run_stage(
+        factory,
+        ScriptedProvider(),
+        short,
+        stage="order_analysis",
+        record_id=record_id,
+        lease_token=c.lease_token,
+    )
+    left = (load(factory, record_id).lease_expires_at - utcnow()).total_seconds()
+    assert 25 <= left <= 30
+    assert claim(factory, short) == []
