@@ -69,3 +69,22 @@ def redis_client():
 
 def with_settings(settings: Settings, **changes) -> Settings:
     return replace(settings, **changes)
+
+
+@pytest.fixture
+def enqueued():
+    """What the API's process route enqueued: (record id, lease token, countdown) tuples."""
+    return []
+
+
+@pytest.fixture
+def client(settings, factory, enqueued):
+    """The API on the test database, with enqueuing captured in `enqueued`."""
+    from fastapi.testclient import TestClient
+
+    from enrichment import api
+
+    api.app.dependency_overrides[api.app_settings] = lambda: settings
+    api.app.dependency_overrides[api.enqueuer] = lambda: lambda *args: enqueued.append(args)
+    yield TestClient(api.app)
+    api.app.dependency_overrides.clear()

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from fastapi.testclient import TestClient
 
 from enrichment import api, tenants
 from enrichment.models import ExceptionRecord, utcnow
@@ -19,19 +18,6 @@ ROUTES = [
     ("GET", "/api/enrichment/backlog/{t}"),
     ("POST", "/api/enrichment/process/{t}"),
 ]
-
-
-@pytest.fixture
-def enqueued():
-    return []
-
-
-@pytest.fixture
-def client(settings, factory, enqueued):
-    api.app.dependency_overrides[api.app_settings] = lambda: settings
-    api.app.dependency_overrides[api.enqueuer] = lambda: lambda *args: enqueued.append(args)
-    yield TestClient(api.app)
-    api.app.dependency_overrides.clear()
 
 
 @pytest.fixture

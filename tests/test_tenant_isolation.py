@@ -10,10 +10,9 @@ from __future__ import annotations
 import re
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from enrichment import api, report_cli, selection, tenants
+from enrichment import report_cli, selection, tenants
 from enrichment.models import ExceptionRecord, utcnow
 from enrichment.settings import get_settings
 from tests.factories import make_record
@@ -44,19 +43,6 @@ def world(factory):
             rec.external_id = f"bbsecret-{rec.id}"
             ids_b.append(rec.id)
     return {"keys": {"a": key_a, "b": key_b}, "a": ids_a, "b": ids_b}
-
-
-@pytest.fixture
-def enqueued():
-    return []
-
-
-@pytest.fixture
-def client(settings, factory, enqueued):
-    api.app.dependency_overrides[api.app_settings] = lambda: settings
-    api.app.dependency_overrides[api.enqueuer] = lambda: lambda *args: enqueued.append(args)
-    yield TestClient(api.app)
-    api.app.dependency_overrides.clear()
 
 
 def auth(key: str) -> dict[str, str]:
