@@ -12,7 +12,8 @@ from sqlalchemy.orm import Session, sessionmaker
 _engines: dict[str, Engine] = {}
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 5) -> Engine:
+    """pool_size/max_overflow: PostgreSQL connections kept open / opened on demand."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -22,7 +23,7 @@ def make_engine(url: str) -> Engine:
         return engine
     # pre_ping: a connection killed by pg_terminate_backend or a restart is replaced,
     # not handed to a task.
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    return create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=max_overflow)
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
@@ -36,7 +37,13 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
 
 def get_engine(url: str) -> Engine:
     if url not in _engines:
-        _engines[url] = make_engine(url)
+        from enrichment.settings import get_settings
+
+        # ENRICHMENT_DB_POOL_SIZE / ENRICHMENT_DB_MAX_OVERFLOW: see Settings.
+        settings = get_settings()
+        _engines[url] = make_engine(
+            url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
+        )
     return _engines[url]
 
 

@@ -81,6 +81,10 @@ class Settings:
     # Batches per sweep run: one sweep never works through a huge backlog in one go.
     sweep_max_batches: int = 10
     lease_ttl_s: float = 600.0
+    # PostgreSQL connections per worker process: pool_size kept open, max_overflow more on
+    # demand. A threads/gevent pool with many tasks in flight needs more than the default.
+    db_pool_size: int = 5
+    db_max_overflow: int = 5
     ai_timeout_s: float = 30.0
     anthropic_model: str = "claude-haiku-4-5"
     anthropic_base_url: str | None = None
@@ -127,6 +131,8 @@ class Settings:
             sweep_batch_size=env_int("ENRICHMENT_SWEEP_BATCH_SIZE", 500, low=1),
             sweep_max_batches=env_int("ENRICHMENT_SWEEP_MAX_BATCHES", 10, low=1),
             lease_ttl_s=env_float("ENRICHMENT_LEASE_TTL_S", 600.0, low=1.0),
+            db_pool_size=env_int("ENRICHMENT_DB_POOL_SIZE", 5, low=1),
+            db_max_overflow=env_int("ENRICHMENT_DB_MAX_OVERFLOW", 5),
             ai_timeout_s=env_float("ENRICHMENT_AI_TIMEOUT_S", 30.0, low=0.1),
             anthropic_model=_env("ENRICHMENT_ANTHROPIC_MODEL", "claude-haiku-4-5"),
             anthropic_base_url=os.environ.get("ANTHROPIC_BASE_URL") or None,
