@@ -705,8 +705,19 @@ def bench_p2(services: Services, opts: Options) -> list[Row]:
             )
         )
         for spec in opts.p2_pools:
+            if not _pool_available(spec):
+                log.warning("bench.p2.skipped", pool=spec, reason="gevent is not installed")
+                rows.append(Row(f"P2 {spec}", "skipped: not installed", "-", "-", "-", None))
+                continue
             rows.append(_p2_row(p2_one(services, opts, spec, url), opts))
     return rows
+
+
+def _pool_available(spec: str) -> bool:
+    """gevent is not a project dependency (`pip install gevent` to measure it)."""
+    import importlib.util
+
+    return parse_pool(spec)[0] != "gevent" or importlib.util.find_spec("gevent") is not None
 
 
 def _p2_row(r: dict[str, Any], opts: Options) -> Row:
