@@ -235,6 +235,13 @@ def attempt_counts(
     return dict(session.execute(stmt).one()._mapping)
 
 
+def _snapshot_within(session: Session, tenant_id: int, now: datetime, gap_s: float) -> bool:
+    if gap_s <= 0:
+        return False
+    prev = previous_snapshot(session, tenant_id, now)
+    return prev is not None and (now - prev.taken_at).total_seconds() < gap_s
+
+
 def previous_snapshot(session: Session, tenant_id: int, now: datetime) -> MetricSnapshot | None:
     return session.scalar(
         select(MetricSnapshot)
@@ -364,12 +371,18 @@ def run_monitor(
     *,
     now: datetime | None = None,
     config: MonitorConfig | None = None,
+    min_gap_s: float = 0.0,
 ) -> list[Snapshot]:
-    """Snapshot every tenant in one transaction; what the `enrichment.monitor` task calls."""
+    """Snapshot every tenant in one transaction; what the `enrichment.monitor` task calls.
+
+    min_gap_s: skip a tenant whose latest snapshot is younger than this (seconds, default 0),
+    so two beats scheduling the monitor do not evaluate alerts twice per interval. The tenant
+    rows are locked for the transaction, so concurrent runs take turns instead of racing."""
     now = now or utcnow()
     config = config or MonitorConfig.from_env()
     with factory.begin() as session:
-        tenants = session.scalars(select(Tenant).order_by(Tenant.id)).all()
+        tenants = session.scalars(select(Tenant).order_by(Tenant.id).with_for_update()).all()
+        tenants = [t for t in tenants if not _snapshot_within(session, t.id, now, min_gap_s)]
         snaps = [snapshot_tenant(session, t, settings, config, now=now) for t in tenants]
     for snap in snaps:
         log.info(

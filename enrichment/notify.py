@@ -51,7 +51,8 @@ def deliver(notes: list[alerts.Notification], url: str | None, config: slack.Sla
 
 def _evaluate(factory: sessionmaker[Session], snap, policy, now: datetime):
     with factory.begin() as session:
-        tenant = session.get(Tenant, snap.tenant_id)
+        # Locked: two monitor runs (two beats) take turns instead of inserting the same alert.
+        tenant = session.get(Tenant, snap.tenant_id, with_for_update=True)
         notes = alerts.evaluate_tenant(session, snap, tenant.settings or {}, policy, now=now)
         return notes, dict(tenant.settings or {})
 

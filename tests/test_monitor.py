@@ -181,3 +181,24 @@ def test_cli_status_is_critical_when_backlog_crosses_a_tenant_threshold(
 def test_cli_unknown_tenant(factory, cli_env, capsys):
     assert report_cli.status("nope") == report_cli.UNKNOWN_TENANT
     assert "unknown tenant" in capsys.readouterr().err
+
+
+def test_two_beats_scheduling_the_monitor_snapshot_each_tenant_once(factory, settings, seeded):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sqlalchemy import func, select
+
+    from enrichment import notify
+
+    def one_run(_):
+        snaps = run_monitor(factory, settings, config=CONFIG, min_gap_s=150.0)
+        notify.run_alerts(factory, snaps)
+        return len(snaps)
+
+    with ThreadPoolExecutor(2) as pool:
+        runs = list(pool.map(one_run, range(2)))
+    with factory() as s:
+        snapshots = s.scalar(select(func.count()).select_from(MetricSnapshot))
+        tenants = s.scalar(select(func.count()).select_from(Tenant))
+    assert snapshots == tenants == sum(runs)
+    assert sorted(runs) == [0, tenants]

@@ -121,7 +121,10 @@ def requeue(self, tenant: str, record_id: int | None = None) -> int:
 @app.task(base=EnrichmentTask, bind=True, name="enrichment.monitor")
 def monitor_task(self) -> int:
     """Snapshot every tenant's metrics, evaluate alerts, send Slack notifications."""
-    snapshots = monitor.run_monitor(self.sessions, self.settings)
+    config = monitor.MonitorConfig.from_env()
+    snapshots = monitor.run_monitor(
+        self.sessions, self.settings, config=config, min_gap_s=config.interval_s / 2
+    )
     deliveries = notify.run_alerts(self.sessions, snapshots)
     log.info("monitor.done", tenants=len(snapshots), notified=len(deliveries))
     return len(snapshots)
