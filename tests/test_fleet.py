@@ -171,3 +171,18 @@ def test_sigkill_mid_chain_loses_nothing(fleet, factory, tmp_path):
     with factory() as s:
         recs = s.scalars(select(R).where(R.id.in_(ids))).all()
     assert all(r.ai_label is not None and r.escalated_at is None for r in recs)
+
+
+def test_the_monitor_runs_from_its_own_queue(fleet, factory, redis_client):
+    from enrichment.models import MetricSnapshot
+    from workers.tasks import monitor_task
+
+    records(factory, 2, **DAMAGED)
+    monitor_task.apply_async()
+    assert redis_client.llen("control") == 1 and redis_client.llen("celery") == 0
+    fleet.worker()
+    wait_for(
+        lambda: count(factory, select(func.count()).select_from(MetricSnapshot)) == 1,
+        timeout_s=60,
+        what="a snapshot written by the worker",
+    )
