@@ -1098,7 +1098,7 @@ RUNNERS: dict[str, Callable[[Services, Options], list[Row]]] = {
 def main(argv: list[str] | None = None) -> int:
     from enrichment.logs import configure_logging
 
-    # `enrichment bench -- --only p1`: the CLI's pass-through keeps the separator.
+    # A leading "--" (older docs wrote `enrichment bench -- --only p1`) is accepted.
     argv = list(argv or [])
     if argv[:1] == ["serve-fake"]:
         return serve_fake(int(argv[1]), float(argv[2]))

@@ -660,7 +660,7 @@ def print_table(checks: list[Check], phases: Phases, injector: Injector | None) 
 
 
 def parse_args(argv: list[str]) -> DrillConfig:
-    # `enrichment drill -- --records 60`: the CLI's REMAINDER passes the "--" along.
+    # A leading "--" (older docs wrote `enrichment drill -- --records 60`) is accepted.
     argv = argv[1:] if argv[:1] == ["--"] else argv
     p = argparse.ArgumentParser(prog="enrichment drill", description=__doc__.split("\n")[0])
     p.add_argument("--records", type=int, default=int(os.environ.get("DRILL_RECORDS", 10_000)))
