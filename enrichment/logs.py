@@ -16,7 +16,9 @@ def configure_logging(fmt: str = "console", level: int = logging.INFO) -> None:
         else structlog.dev.ConsoleRenderer(colors=False)
     )
     # Celery's and the libraries' own stdlib logs, as plain lines on stderr.
-    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

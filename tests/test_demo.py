@@ -19,7 +19,11 @@ def test_demo_runs_to_completion_on_the_embedded_default(tmp_path):
     env["ENRICHMENT_VAR_DIR"] = str(tmp_path)
     done = subprocess.run(
         [sys.executable, "-m", "enrichment.cli", "demo", "--records", "50", "--timeout-s", "150"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=240,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     out = done.stdout
     assert done.returncode == 0, out[-3000:] + done.stderr[-3000:]
