@@ -115,17 +115,20 @@ def tenant_id_by_name(session: Session, name: str) -> int | None:
 def requeue(session: Session, tenant_id: int, *, record_id: int | None = None) -> int:
     """Reset escalated or failed records of one tenant so the next sweep claims them now.
 
-    COMPLETED stages stay COMPLETED (a requeue does not pay for them again).
+    COMPLETED stages stay COMPLETED (a requeue does not pay for them again), and a record a
+    chain is working on right now (an unexpired lease) is left to that chain.
     Returns how many records were reset.
     """
+    now = utcnow()
     stmt = (
         update(R)
         .where(R.tenant_id == tenant_id, R.enriched_at.is_(None))
+        .where(or_(R.lease_expires_at.is_(None), R.lease_expires_at < now))
         .values(
             escalated_at=None,
             escalation_reason=None,
             enrichment_retry_count=0,
-            next_attempt_at=utcnow(),
+            next_attempt_at=now,
             lease_token=None,
             lease_expires_at=None,
         )

@@ -124,13 +124,16 @@ def test_requeue_resets_escalated_records_of_one_tenant(factory, settings):
         esc = dict(escalated_at=utcnow(), escalation_reason="boom", enrichment_retry_count=5)
         a1, a2 = make_record(s, a, **esc).id, make_record(s, a, **esc).id
         b1 = make_record(s, b, **esc).id
+        busy = make_record(s, a, lease_token="t", lease_expires_at=utcnow() + timedelta(minutes=5))
         a_id = a.id
     with factory.begin() as s:
         assert requeue(s, a_id, record_id=a1) == 1
     assert claimed_ids(factory, settings) == {a1}
     with factory.begin() as s:
-        assert requeue(s, a_id) == 2
+        # a1 was just claimed and `busy` is leased too: only a2 is reset.
+        assert requeue(s, a_id) == 1
     with factory() as s:
         rows = {r.id: r for r in s.scalars(select(ExceptionRecord))}
     assert rows[a2].escalated_at is None and rows[a2].enrichment_retry_count == 0
     assert rows[b1].escalated_at is not None
+    assert rows[busy.id].lease_token == "t"
