@@ -55,6 +55,10 @@ def make_app(settings: Settings) -> Celery:
         task_ignore_result=True,
         broker_connection_retry_on_startup=True,
         broker_transport_options=broker_options(settings),
+        # The embedded broker's writes must be atomic (see workers/broker.py).
+        broker_transport=(
+            "workers.broker:Transport" if settings.broker_url.startswith("filesystem") else None
+        ),
         # structlog writes to stderr itself; keep Celery from re-wrapping it.
         worker_redirect_stdouts=False,
         worker_hijack_root_logger=False,
