@@ -62,7 +62,7 @@ def run(*, records: int, tenant: str, timeout_s: float) -> int:
     print(f"ingested {report.loaded} records for {tenant} ({len(report.rejected)} rejected)")
     procs = start_fleet()
     try:
-        ok = watch(factory, batch, records, timeout_s)
+        ok = watch(factory, batch, records, timeout_s, procs)
     finally:
         stop_fleet(procs)
     print_summary(factory, batch)
@@ -87,7 +87,7 @@ def start_fleet() -> list[subprocess.Popen]:
     for name, cmd in (("worker", worker), ("beat", beat)):
         log = open(VAR_DIR / f"demo-{name}.log", "w")  # noqa: SIM115 - closed with the process
         procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT))
-        print(f"started {name} (pid {procs[-1].pid}), log: var/demo-{name}.log")
+        print(f"started {name} (pid {procs[-1].pid}), log: {VAR_DIR}/demo-{name}.log")
     return procs
 
 
@@ -117,10 +117,15 @@ def progress(factory, batch: str) -> Progress:
     return Progress(*row)
 
 
-def watch(factory, batch: str, total: int, timeout_s: float) -> bool:
-    """Draw a progress bar until every record is terminal; False on timeout."""
+def watch(factory, batch: str, total: int, timeout_s: float, procs) -> bool:
+    """Draw a progress bar until every record is terminal; False on timeout or a dead process."""
     started = time.monotonic()
     while True:
+        dead = [p for p in procs if p.poll() is not None]
+        if dead:
+            print(f"\na fleet process exited (pid {dead[0].pid}, code {dead[0].returncode}):")
+            print(f"see {VAR_DIR}/demo-worker.log and {VAR_DIR}/demo-beat.log")
+            return False
         p = progress(factory, batch)
         elapsed = time.monotonic() - started
         draw(p, elapsed)
