@@ -42,7 +42,8 @@ class EnrichmentTask(Task):
         return super().__call__(*args, **kwargs)
 
 
-@signals.worker_process_shutdown.connect
+@signals.worker_process_shutdown.connect  # prefork children
+@signals.worker_shutdown.connect  # threads/gevent pools: the provider lives in the main process
 def _close_provider(**_kwargs) -> None:
     if EnrichmentTask._provider is not None:
         EnrichmentTask._provider.close()
