@@ -238,8 +238,17 @@ def attempt_counts(
 def _snapshot_within(session: Session, tenant_id: int, now: datetime, gap_s: float) -> bool:
     if gap_s <= 0:
         return False
-    prev = previous_snapshot(session, tenant_id, now)
-    return prev is not None and (now - prev.taken_at).total_seconds() < gap_s
+    # No `taken_at < now` bound here: a concurrent run that computed its `now` a moment later
+    # may have committed a snapshot stamped after ours, and that one counts too.
+    since = now - timedelta(seconds=gap_s)
+    return (
+        session.scalar(
+            select(MetricSnapshot.id)
+            .where(MetricSnapshot.tenant_id == tenant_id, MetricSnapshot.taken_at > since)
+            .limit(1)
+        )
+        is not None
+    )
 
 
 def previous_snapshot(session: Session, tenant_id: int, now: datetime) -> MetricSnapshot | None:

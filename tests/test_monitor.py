@@ -202,3 +202,16 @@ def test_two_beats_scheduling_the_monitor_snapshot_each_tenant_once(factory, set
         tenants = s.scalar(select(func.count()).select_from(Tenant))
     assert snapshots == tenants == sum(runs)
     assert sorted(runs) == [0, tenants]
+
+
+def test_a_run_that_took_its_clock_earlier_still_sees_the_other_runs_snapshot(
+    factory, settings, seeded
+):
+    # Two beats: the second computed `now` a moment before the first, then waited on the
+    # tenant lock. The first run's snapshot is stamped after the second's `now`.
+    later = utcnow()
+    first = run_monitor(factory, settings, now=later, config=CONFIG, min_gap_s=150.0)
+    second = run_monitor(
+        factory, settings, now=later - timedelta(seconds=1), config=CONFIG, min_gap_s=150.0
+    )
+    assert len(first) == 2 and second == []
