@@ -661,6 +661,7 @@ def p2_one(services: Services, opts: Options, spec: str, url: str) -> dict[str, 
         send_sweep()
         time.sleep(opts.p2_warmup_s)
         first, t0 = completed_stages(services), time.perf_counter()
+        log.info("bench.p2.window", pool=spec, seconds=opts.p2_window_s)
         time.sleep(opts.p2_window_s)
         last, t1 = completed_stages(services), time.perf_counter()
         rss = sum(tree_rss_bytes(p.popen.pid) for p in procs)

@@ -1,20 +1,35 @@
 """One stage of one record, end to end: check the lease, call the AI, record the outcome.
 
-A stage runs in two short transactions with the AI call between them, so no row lock or
-connection is held across a network call. Both transactions check the lease token: a
-redelivered or duplicated message (an old token) changes nothing.
+A stage is three statements with the AI call between the second and the third, so no row
+lock or connection is held across a network call: read the record, stamp the stage
+IN_PROGRESS, and write the outcome. The stamp and the write are guarded by the lease token
+(see StageRun): a redelivered or duplicated message (an old token) changes nothing.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass
-from datetime import timedelta
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import Row, select
+from sqlalchemy import (
+    ARRAY,
+    Connection,
+    Row,
+    Text,
+    case,
+    exists,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -25,6 +40,7 @@ from enrichment.models import (
     Order,
     ResolutionAction,
     Tenant,
+    UTCDateTime,
     utcnow,
 )
 from enrichment.providers.base import Provider, RecordContext, StageCall
@@ -64,10 +80,11 @@ def run_stage(
     record_id: int,
     lease_token: str,
 ) -> Outcome:
-    with factory.begin() as session:
-        ctx = begin_stage(session, settings, stage, record_id, lease_token)
-    if isinstance(ctx, Outcome):
-        return ctx
+    with _autocommit(factory) as conn:
+        begun = begin_stage(conn, settings, stage, record_id, lease_token)
+    if isinstance(begun, Outcome):
+        return begun
+    run, ctx = begun
     started = time.perf_counter()
     try:
         call: StageCall[Any] | EnrichmentError = getattr(provider, _CALL[stage])(ctx)
@@ -77,186 +94,270 @@ def run_stage(
         log.exception("provider.unexpected_error", stage=stage, record_id=record_id)
         call = EnrichmentError(f"{type(exc).__name__}: {exc}")
     latency_s = time.perf_counter() - started
-    with factory.begin() as session:
-        return finish_stage(
-            session, settings, stage, record_id, lease_token, call, latency_s, provider.name
-        )
+    outcome, attempt = finish_stage(run, settings, call)
+    attempt.update(latency_s=latency_s, provider=attempt["provider"] or provider.name)
+    with _autocommit(factory) as conn:
+        if not _write(conn, run, attempt):
+            log.info("stage.stale_result_dropped", stage=stage, record_id=record_id)
+            return Outcome("stale", record_id)
+    return outcome
 
 
-def _locked(session: Session, record_id: int, *, with_order: bool = False) -> Row | None:
-    """(record, tenant[, order]) in one round trip, the record's row locked FOR UPDATE.
+@contextmanager
+def _autocommit(factory: sessionmaker[Session]) -> Iterator[Connection]:
+    """A pooled connection without BEGIN/COMMIT round trips: each statement stands alone."""
+    with factory.kw["bind"].connect() as conn:
+        yield conn.execution_options(isolation_level="AUTOCOMMIT")
 
-    `of=ExceptionRecord` keeps the lock on the record's row only; a locked tenant row would
-    serialise every stage of that tenant.
+
+@dataclass
+class StageRun:
+    """One stage of one record: the row as its start read it, and what its outcome writes.
+
+    Neither statement holds a lock. They are guarded instead: a write lands only while the
+    row still has this run's lease token and the `last_enrichment_attempt` stamp this run
+    set, so of two deliveries of one message exactly one writes, and an old token nothing.
     """
-    also = (Tenant, Order) if with_order else (Tenant,)
-    stmt = select(ExceptionRecord, *also).join(Tenant, Tenant.id == ExceptionRecord.tenant_id)
-    if with_order:
-        stmt = stmt.join(Order, Order.id == ExceptionRecord.order_id)
-    stmt = stmt.where(ExceptionRecord.id == record_id).with_for_update(of=ExceptionRecord)
-    return session.execute(stmt).first()
+
+    stage: str
+    record_id: int
+    tenant_id: int
+    lease_token: str
+    started_at: datetime
+    threshold: float
+    retry_count: int
+    state: dict[str, Any]
+    ai_label: str | None
+    ai_source: dict[str, Any]
+    writes: dict[str, Any] = field(default_factory=dict)
+    actions: list[str] = field(default_factory=list)
+
+
+_R = ExceptionRecord
+
+
+def _guard(record_id: int, tenant_id: int, lease_token: str, stamp: datetime | None) -> list:
+    return [
+        _R.id == record_id,
+        _R.tenant_id == tenant_id,
+        _R.lease_token == lease_token,
+        _R.escalated_at.is_(None),
+        _R.last_enrichment_attempt.is_not_distinct_from(stamp),
+    ]
 
 
 def begin_stage(
-    session: Session, settings: Settings, stage: str, record_id: int, lease_token: str
-) -> RecordContext | Outcome:
+    conn: Connection, settings: Settings, stage: str, record_id: int, lease_token: str
+) -> tuple[StageRun, RecordContext] | Outcome:
     """Mark the stage IN_PROGRESS and build its input, or say why there is nothing to do.
 
-    A running chain renews its lease for `lease_ttl_s`, so a long wait in the queue before
-    this stage does not let the sweep claim the record again under the chain's feet."""
-    row = _locked(session, record_id, with_order=True)
-    if row is None or row[0].lease_token != lease_token or row[0].escalated_at is not None:
+    Two statements: the record with its tenant and order, then the guarded stamp. A running
+    chain renews its lease for `lease_ttl_s`, so a long wait in the queue before this stage
+    does not let the sweep claim the record again under the chain's feet."""
+    row = conn.execute(
+        select(_R, Tenant.name, Tenant.confidence_threshold, Order.payload, Order.events)
+        .join(Tenant, Tenant.id == _R.tenant_id)
+        .join(Order, Order.id == _R.order_id)
+        .where(_R.id == record_id)
+    ).first()
+    if row is None or row.lease_token != lease_token or row.escalated_at is not None:
         log.info("stage.stale", stage=stage, record_id=record_id)
         return Outcome("stale", record_id)
-    rec, tenant, order = row
-    confident = is_confident(rec.ai_confidence, tenant.confidence_threshold)
-    if not needs_run(rec.enrichment_state, stage, confident=confident):
+    confident = is_confident(row.ai_confidence, row.confidence_threshold)
+    if not needs_run(row.enrichment_state, stage, confident=confident):
         return Outcome("continue", record_id, lease_token)
     if stage == "automation" and not confident:
         # Resolve runs only on a confident classification, whatever message arrives.
         log.warning("stage.resolve_without_confident_label", record_id=record_id)
         return Outcome("stale", record_id)
     now = utcnow()
-    rec.enrichment_state = with_stage(rec.enrichment_state, stage, StageStatus.IN_PROGRESS, at=now)
-    rec.last_enrichment_attempt = now
+    state = with_stage(row.enrichment_state, stage, StageStatus.IN_PROGRESS, at=now)
     renewed = now + timedelta(seconds=settings.lease_ttl_s)
-    rec.lease_expires_at = max(rec.lease_expires_at or renewed, renewed)
-    return RecordContext(
-        tenant=tenant.name,
-        record_id=rec.id,
-        attempt=rec.enrichment_retry_count,
-        reason_code=rec.reason_code,
-        severity=rec.severity,
-        notes=rec.notes,
-        order=order.payload,
-        events=order.events,
-        analysis=Analysis.model_validate(rec.ai_analysis) if rec.ai_analysis else None,
-        classification=_classification(rec),
+    stamped = conn.execute(
+        update(_R)
+        .where(*_guard(record_id, row.tenant_id, lease_token, row.last_enrichment_attempt))
+        .values(
+            enrichment_state=state,
+            last_enrichment_attempt=now,
+            lease_expires_at=max(row.lease_expires_at or renewed, renewed),
+        )
     )
+    if stamped.rowcount != 1:  # another delivery of this message started it first
+        log.info("stage.stale", stage=stage, record_id=record_id)
+        return Outcome("stale", record_id)
+    run = StageRun(
+        stage=stage,
+        record_id=record_id,
+        tenant_id=row.tenant_id,
+        lease_token=lease_token,
+        started_at=now,
+        threshold=row.confidence_threshold,
+        retry_count=row.enrichment_retry_count,
+        state=state,
+        ai_label=row.ai_label,
+        ai_source=row.ai_source or {},
+    )
+    ctx = RecordContext(
+        tenant=row.name,
+        record_id=record_id,
+        attempt=row.enrichment_retry_count,
+        reason_code=row.reason_code,
+        severity=row.severity,
+        notes=row.notes,
+        order=row.payload,
+        events=row.events,
+        analysis=Analysis.model_validate(row.ai_analysis) if row.ai_analysis else None,
+        classification=_classification(row),
+    )
+    return run, ctx
 
 
-def _classification(rec: ExceptionRecord) -> Classification | None:
-    if rec.ai_label is None or rec.ai_confidence is None:
+def _classification(row: Row) -> Classification | None:
+    if row.ai_label is None or row.ai_confidence is None:
         return None
     return Classification(
-        label=Label(rec.ai_label), confidence=rec.ai_confidence, notes=rec.ai_notes or ""
+        label=Label(row.ai_label), confidence=row.ai_confidence, notes=row.ai_notes or ""
     )
 
 
 def finish_stage(
-    session: Session,
-    settings: Settings,
-    stage: str,
-    record_id: int,
-    lease_token: str,
-    call: StageCall[Any] | EnrichmentError,
-    latency_s: float,
-    provider_name: str,
-) -> Outcome:
-    # The tenant stays referenced here, so _apply_classification's session.get(Tenant) is
-    # answered from the identity map (it holds weak references) instead of a query.
-    rec, _tenant = _locked(session, record_id)
-    failed = isinstance(call, EnrichmentError)
-    if stage == "automation" and not failed:
-        bad = disallowed_actions(Label(rec.ai_label), list(call.result.actions))
+    run: StageRun, settings: Settings, call: StageCall[Any] | EnrichmentError
+) -> tuple[Outcome, dict[str, Any]]:
+    """Decide the stage's outcome: the columns to write (on `run`) and the attempt row."""
+    if run.stage == "automation" and not isinstance(call, EnrichmentError):
+        bad = disallowed_actions(Label(run.ai_label), list(call.result.actions))
         if bad:
             call = EnrichmentError(
-                f"actions {[str(a) for a in bad]} are not allowed for {rec.ai_label}"
+                f"actions {[str(a) for a in bad]} are not allowed for {run.ai_label}"
             )
-            failed = True
-    stale = rec.lease_token != lease_token or rec.escalated_at is not None
-    outcome = "stale" if stale else "failed" if failed else "completed"
-    if isinstance(call, RateLimited) and not stale:
-        outcome = "rate_limited"
-    _record_attempt(session, rec, stage, outcome, call, latency_s, lease_token, provider_name)
-    if stale:
-        log.info("stage.stale_result_dropped", stage=stage, record_id=record_id)
-        return Outcome("stale", record_id)
     if isinstance(call, RateLimited):
-        return _wait_for_rate_limit(rec, stage, call.wait_s, settings)
-    if failed:
-        return _fail(rec, stage, call, settings)
-    return _APPLY[stage](session, rec, call, settings)
+        outcome, kind = _wait_for_rate_limit(run, call.wait_s, settings), "rate_limited"
+    elif isinstance(call, EnrichmentError):
+        outcome, kind = _fail(run, call, settings), "failed"
+    else:
+        outcome, kind = _APPLY[run.stage](run, call, settings), "completed"
+    run.writes["enrichment_state"] = run.state
+    return outcome, _attempt(run, kind, call)
 
 
-def _record_attempt(session, rec, stage, outcome, call, latency_s, lease_token, provider_name):
+def _attempt(run: StageRun, outcome: str, call: StageCall[Any] | EnrichmentError) -> dict:
     is_call = isinstance(call, StageCall)
     # A rejected answer still cost tokens: InvalidAIOutput carries them when the provider knows.
     usage = call.usage if is_call else getattr(call, "usage", None)
-    session.add(
-        EnrichmentAttempt(
-            tenant_id=rec.tenant_id,
-            record_id=rec.id,
-            stage=stage,
-            outcome=outcome,
-            error=None if is_call else str(call)[:2000],
-            latency_s=latency_s,
-            provider=call.provider if is_call else provider_name,
-            model=call.model if is_call else None,
-            prompt_version=call.prompt_version if is_call else None,
-            input_tokens=usage.input_tokens if usage else 0,
-            output_tokens=usage.output_tokens if usage else 0,
-            cache_write_tokens=usage.cache_write_tokens if usage else 0,
-            cache_read_tokens=usage.cache_read_tokens if usage else 0,
-            cost_usd=usage.cost_usd if usage else 0.0,
-            lease_token=lease_token,
-        )
+    return {
+        "tenant_id": run.tenant_id,
+        "record_id": run.record_id,
+        "stage": run.stage,
+        "outcome": outcome,
+        "error": None if is_call else str(call)[:2000],
+        "provider": call.provider if is_call else None,
+        "model": call.model if is_call else None,
+        "prompt_version": call.prompt_version if is_call else None,
+        "input_tokens": usage.input_tokens if usage else 0,
+        "output_tokens": usage.output_tokens if usage else 0,
+        "cache_write_tokens": usage.cache_write_tokens if usage else 0,
+        "cache_read_tokens": usage.cache_read_tokens if usage else 0,
+        "cost_usd": usage.cost_usd if usage else 0.0,
+        "lease_token": run.lease_token,
+        "created_at": utcnow(),  # spelled out: column defaults do not reach a statement with CTEs
+    }
+
+
+def _write(conn: Connection, run: StageRun, attempt: dict[str, Any]) -> bool:
+    """The record's new columns, its actions and the attempt row; False when the guard
+    failed (the attempt is then recorded as stale and nothing else changes).
+
+    PostgreSQL: one statement, one round trip (the update and the action insert are CTEs).
+    SQLite (the embedded demo), which has no data-modifying CTEs: one short transaction."""
+    guarded = (
+        update(_R)
+        .where(*_guard(run.record_id, run.tenant_id, run.lease_token, run.started_at))
+        .values(**run.writes, updated_at=utcnow())  # onupdate does not reach into a CTE
     )
+    if conn.dialect.name == "postgresql":
+        rec = guarded.returning(_R.id).cte("rec")
+        stmt = postgresql.insert(EnrichmentAttempt).values(
+            {**attempt, "outcome": case((exists(rec.select()), attempt["outcome"]), else_="stale")}
+        )
+        if run.actions:
+            # Every column spelled out, as for the attempt.
+            acts = select(
+                literal(run.tenant_id),
+                rec.c.id,
+                func.unnest(literal(run.actions, ARRAY(Text))),
+                literal("RECORDED"),
+                literal(utcnow(), UTCDateTime),
+            )
+            cols = ["tenant_id", "record_id", "action", "status", "created_at"]
+            # The unique (record, action) key makes a re-run record nothing new.
+            stmt = stmt.add_cte(
+                postgresql.insert(ResolutionAction)
+                .from_select(cols, acts)
+                .on_conflict_do_nothing()
+                .cte("acts")
+            )
+        return conn.execute(stmt.returning(EnrichmentAttempt.outcome)).scalar_one() != "stale"
+    with conn.begin():
+        landed = conn.execute(guarded).rowcount == 1
+        if landed and run.actions:
+            rows = [
+                {"tenant_id": run.tenant_id, "record_id": run.record_id, "action": a}
+                for a in run.actions
+            ]
+            conn.execute(sqlite.insert(ResolutionAction).values(rows).on_conflict_do_nothing())
+        conn.execute(
+            insert(EnrichmentAttempt).values(
+                {**attempt, "outcome": attempt["outcome"] if landed else "stale"}
+            )
+        )
+    return landed
 
 
 def _source(call: StageCall[Any]) -> dict[str, Any]:
     return {"provider": call.provider, "model": call.model, "prompt_version": call.prompt_version}
 
 
-def _complete(rec: ExceptionRecord, stage: str, call: StageCall[Any]) -> None:
-    rec.enrichment_state = with_stage(
-        rec.enrichment_state, stage, StageStatus.COMPLETED, at=utcnow()
-    )
-    rec.ai_source = {**rec.ai_source, stage: _source(call)}
+def _complete(run: StageRun, call: StageCall[Any]) -> None:
+    run.state = with_stage(run.state, run.stage, StageStatus.COMPLETED, at=utcnow())
+    run.writes["ai_source"] = {**run.ai_source, run.stage: _source(call)}
 
 
-def _apply_analysis(session, rec, call, settings) -> Outcome:
-    rec.ai_analysis = call.result.model_dump(mode="json")
-    _complete(rec, "order_analysis", call)
-    return Outcome("continue", rec.id, rec.lease_token)
+def _apply_analysis(run: StageRun, call: StageCall[Any], settings: Settings) -> Outcome:
+    run.writes["ai_analysis"] = call.result.model_dump(mode="json")
+    _complete(run, call)
+    return Outcome("continue", run.record_id, run.lease_token)
 
 
-def _apply_classification(session, rec, call, settings) -> Outcome:
+def _apply_classification(run: StageRun, call: StageCall[Any], settings: Settings) -> Outcome:
     result: Classification = call.result
-    rec.ai_label, rec.ai_confidence, rec.ai_notes = (
-        str(result.label),
-        result.confidence,
-        result.notes,
+    run.writes.update(
+        ai_label=str(result.label), ai_confidence=result.confidence, ai_notes=result.notes
     )
-    _complete(rec, "classification", call)
-    threshold = session.get(Tenant, rec.tenant_id).confidence_threshold
-    if is_confident(result.confidence, threshold):
-        return Outcome("continue", rec.id, rec.lease_token)
+    _complete(run, call)
+    if is_confident(result.confidence, run.threshold):
+        return Outcome("continue", run.record_id, run.lease_token)
     now = utcnow()
-    rec.enrichment_state = with_stage(
-        rec.enrichment_state, "automation", StageStatus.SKIPPED, at=now
-    )
-    step = _next_step(rec, settings, now)
+    run.state = with_stage(run.state, "automation", StageStatus.SKIPPED, at=now)
+    step = _next_step(run, settings, now)
     if step is None:
-        return _escalate(rec, f"confidence {result.confidence:.2f} < {threshold} after all retries")
-    rec.enrichment_retry_count = step[0]
-    rec.next_attempt_at = max(step[1], now + timedelta(seconds=settings.low_confidence_recheck_s))
-    log.info("stage.low_confidence", record_id=rec.id, confidence=result.confidence)
-    return _release(rec)
+        reason = f"confidence {result.confidence:.2f} < {run.threshold} after all retries"
+        return _escalate(run, reason)
+    recheck = now + timedelta(seconds=settings.low_confidence_recheck_s)
+    run.writes.update(enrichment_retry_count=step[0], next_attempt_at=max(step[1], recheck))
+    log.info("stage.low_confidence", record_id=run.record_id, confidence=result.confidence)
+    return _release(run)
 
 
-def _apply_resolution(session, rec, call, settings) -> Outcome:
-    insert = postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
-    actions = [str(a) for a in call.result.actions]
-    if actions:
-        rows = [{"tenant_id": rec.tenant_id, "record_id": rec.id, "action": a} for a in actions]
-        # The unique (record, action) key makes a re-run record nothing new.
-        session.execute(insert(ResolutionAction).values(rows).on_conflict_do_nothing())
-    rec.ai_resolution = call.result.model_dump(mode="json")
-    _complete(rec, "automation", call)
-    rec.enriched_at = utcnow()
-    rec.lease_token = rec.lease_expires_at = None
-    return Outcome("done", rec.id)
+def _apply_resolution(run: StageRun, call: StageCall[Any], settings: Settings) -> Outcome:
+    run.actions = [str(a) for a in call.result.actions]
+    _complete(run, call)
+    run.writes.update(
+        ai_resolution=call.result.model_dump(mode="json"),
+        enriched_at=utcnow(),
+        lease_token=None,
+        lease_expires_at=None,
+    )
+    return Outcome("done", run.record_id)
 
 
 _APPLY = {
@@ -266,27 +367,25 @@ _APPLY = {
 }
 
 
-def _fail(rec: ExceptionRecord, stage: str, error: EnrichmentError, settings: Settings) -> Outcome:
+def _fail(run: StageRun, error: EnrichmentError, settings: Settings) -> Outcome:
     """Leave the stage's fields as they are (NULL on a first try), record, and schedule."""
     now = utcnow()
     message = f"{type(error).__name__}: {error}"
-    rec.enrichment_state = with_stage(
-        rec.enrichment_state, stage, StageStatus.FAILED, at=now, error=message
-    )
-    step = None if isinstance(error, PermanentError) else _next_step(rec, settings, now)
+    run.state = with_stage(run.state, run.stage, StageStatus.FAILED, at=now, error=message)
+    step = None if isinstance(error, PermanentError) else _next_step(run, settings, now)
     if step is None:
-        return _escalate(rec, message)
-    rec.enrichment_retry_count, rec.next_attempt_at = step
-    log.info("stage.failed", stage=stage, record_id=rec.id, retry=step[0], error=message)
+        return _escalate(run, message)
+    run.writes.update(enrichment_retry_count=step[0], next_attempt_at=step[1])
+    log.info("stage.failed", stage=run.stage, record_id=run.record_id, retry=step[0], error=message)
     countdown_s = (step[1] - now).total_seconds()
     if countdown_s > settings.sweep_horizon_s:
-        return _release(rec)
-    return _relet(rec, countdown_s, settings)
+        return _release(run)
+    return _relet(run, countdown_s, settings)
 
 
-def _next_step(rec: ExceptionRecord, settings: Settings, now):
+def _next_step(run: StageRun, settings: Settings, now: datetime):
     return next_failure_step(
-        rec.enrichment_retry_count,
+        run.retry_count,
         max_retries=settings.max_retries,
         now=now,
         scale=settings.backoff_scale,
@@ -294,26 +393,30 @@ def _next_step(rec: ExceptionRecord, settings: Settings, now):
     )
 
 
-def _wait_for_rate_limit(rec, stage, wait_s: float, settings: Settings) -> Outcome:
-    rec.enrichment_state = with_stage(rec.enrichment_state, stage, StageStatus.PENDING, at=utcnow())
-    return _relet(rec, wait_s, settings)
+def _wait_for_rate_limit(run: StageRun, wait_s: float, settings: Settings) -> Outcome:
+    run.state = with_stage(run.state, run.stage, StageStatus.PENDING, at=utcnow())
+    return _relet(run, wait_s, settings)
 
 
-def _relet(rec: ExceptionRecord, countdown_s: float, settings: Settings) -> Outcome:
+def _relet(run: StageRun, countdown_s: float, settings: Settings) -> Outcome:
     """A new lease for a re-enqueue now: the old chain's later messages become stale."""
-    rec.lease_token = str(uuid.uuid4())
-    rec.lease_expires_at = utcnow() + timedelta(seconds=countdown_s + settings.lease_ttl_s)
-    return Outcome("retry", rec.id, rec.lease_token, countdown_s)
+    token = str(uuid.uuid4())
+    expires = utcnow() + timedelta(seconds=countdown_s + settings.lease_ttl_s)
+    run.writes.update(lease_token=token, lease_expires_at=expires)
+    return Outcome("retry", run.record_id, token, countdown_s)
 
 
-def _release(rec: ExceptionRecord) -> Outcome:
-    rec.lease_token = rec.lease_expires_at = None
-    return Outcome("released", rec.id)
+def _release(run: StageRun) -> Outcome:
+    run.writes.update(lease_token=None, lease_expires_at=None)
+    return Outcome("released", run.record_id)
 
 
-def _escalate(rec: ExceptionRecord, reason: str) -> Outcome:
-    rec.escalated_at = utcnow()
-    rec.escalation_reason = reason[:2000]
-    rec.lease_token = rec.lease_expires_at = None
-    log.warning("record.escalated", record_id=rec.id, reason=reason)
-    return Outcome("escalated", rec.id)
+def _escalate(run: StageRun, reason: str) -> Outcome:
+    run.writes.update(
+        escalated_at=utcnow(),
+        escalation_reason=reason[:2000],
+        lease_token=None,
+        lease_expires_at=None,
+    )
+    log.warning("record.escalated", record_id=run.record_id, reason=reason)
+    return Outcome("escalated", run.record_id)
