@@ -119,14 +119,16 @@ def parse_args(argv: list[str]) -> Options:
     p.add_argument("--p1-records", type=int, default=2000)
     p.add_argument("--p1-chains", type=int, default=2000)
     p.add_argument("--p1-pool", default="prefork:2", help="pool:concurrency (prefork:2)")
-    p.add_argument("--p2-pools", default="prefork:2,threads:50,threads:150,threads:50x2,gevent:150")
+    p.add_argument(
+        "--p2-pools", default="prefork:2,threads:75,threads:75x2,threads:100x2,gevent:75x2"
+    )
     p.add_argument("--p2-latency-s", type=float, default=1.0)
     p.add_argument("--p2-db-pool", default="20:10", help="pool_size:max_overflow per process")
     p.add_argument("--p2-warmup-s", type=float, default=10.0)
     p.add_argument("--p2-window-s", type=float, default=30.0)
     p.add_argument("--p3-records", type=int, default=1_000_000)
     p.add_argument("--p4-records", type=int, default=100_000)
-    p.add_argument("--p4-pool", default="threads:50")
+    p.add_argument("--p4-pool", default="threads:75")
     p.add_argument("--p4-duration-s", type=float, default=60.0)
     p.add_argument("--out-dir", default="var/bench", help="logs, plans, results.json")
     a = p.parse_args(argv)
