@@ -100,6 +100,8 @@ def run_stage(
         if not _write(conn, run, attempt):
             log.info("stage.stale_result_dropped", stage=stage, record_id=record_id)
             return Outcome("stale", record_id)
+    for level, event, fields in run.logs:
+        getattr(log, level)(event, stage=stage, record_id=record_id, **fields)
     return outcome
 
 
@@ -131,6 +133,8 @@ class StageRun:
     ai_source: dict[str, Any]
     writes: dict[str, Any] = field(default_factory=dict)
     actions: list[str] = field(default_factory=list)
+    # (level, event, fields), logged only once the write has landed
+    logs: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
 
 
 _R = ExceptionRecord
@@ -344,7 +348,7 @@ def _apply_classification(run: StageRun, call: StageCall[Any], settings: Setting
         return _escalate(run, reason)
     recheck = now + timedelta(seconds=settings.low_confidence_recheck_s)
     run.writes.update(enrichment_retry_count=step[0], next_attempt_at=max(step[1], recheck))
-    log.info("stage.low_confidence", record_id=run.record_id, confidence=result.confidence)
+    run.logs.append(("info", "stage.low_confidence", {"confidence": result.confidence}))
     return _release(run)
 
 
@@ -376,7 +380,7 @@ def _fail(run: StageRun, error: EnrichmentError, settings: Settings) -> Outcome:
     if step is None:
         return _escalate(run, message)
     run.writes.update(enrichment_retry_count=step[0], next_attempt_at=step[1])
-    log.info("stage.failed", stage=run.stage, record_id=run.record_id, retry=step[0], error=message)
+    run.logs.append(("info", "stage.failed", {"retry": step[0], "error": message}))
     countdown_s = (step[1] - now).total_seconds()
     if countdown_s > settings.sweep_horizon_s:
         return _release(run)
@@ -418,5 +422,5 @@ def _escalate(run: StageRun, reason: str) -> Outcome:
         lease_token=None,
         lease_expires_at=None,
     )
-    log.warning("record.escalated", record_id=run.record_id, reason=reason)
+    run.logs.append(("warning", "record.escalated", {"reason": reason}))
     return Outcome("escalated", run.record_id)
