@@ -17,7 +17,7 @@ from enrichment.models import EnrichmentAttempt, ExceptionRecord
 from enrichment.pipeline import run_stage
 from enrichment.pricing import cost_usd
 from enrichment.prompts import redact
-from enrichment.providers.anthropic import AnthropicConfig, AnthropicProvider
+from enrichment.providers.anthropic import AnthropicProvider
 from enrichment.providers.base import RecordContext
 from enrichment.ratelimit import RateLimiter
 from enrichment.schemas import Classification
@@ -59,11 +59,17 @@ def fake():
         yield server
 
 
-def _provider(fake: FakeAnthropic, *, key: str = KEY, limiter=None, **config) -> AnthropicProvider:
-    options = {"base_url": fake.base_url, "max_retries": 2, "max_retry_wait_s": 0.05, **config}
-    return AnthropicProvider(
-        api_key=key, config=AnthropicConfig(**options), timeout_s=0.3, limiter=limiter
-    )
+def _provider(fake: FakeAnthropic, *, key: str = KEY, limiter=None, **changes) -> AnthropicProvider:
+    """changes: Settings fields, e.g. anthropic_max_retries=0."""
+    options = {
+        "anthropic_api_key": key,
+        "anthropic_base_url": fake.base_url,
+        "anthropic_max_retries": 2,
+        "anthropic_max_retry_wait_s": 0.05,
+        "ai_timeout_s": 0.3,
+        **changes,
+    }
+    return AnthropicProvider(Settings(**options), limiter=limiter)
 
 
 @pytest.fixture
@@ -188,7 +194,7 @@ def test_transient_faults_end_as_transient_after_the_sdk_retries(fake, provider,
 
 
 def test_connection_refused_is_transient(fake):
-    p = _provider(fake, base_url="http://127.0.0.1:9", max_retries=0)
+    p = _provider(fake, anthropic_base_url="http://127.0.0.1:9", anthropic_max_retries=0)
     with pytest.raises(TransientError):
         p.classify(_ctx())
 
@@ -288,7 +294,7 @@ def _plain_request(provider: AnthropicProvider) -> dict:
 
 def test_rate_limited_when_the_bucket_is_empty(fake, redis_client):
     limiter = RateLimiter(redis_client, rpm=1, burst=1, key="provider-test")
-    p = _provider(fake, limiter=limiter, rate_wait_max_s=0.0)
+    p = _provider(fake, limiter=limiter, ai_rate_wait_max_s=0.0)
 
     p.classify(_ctx())
     with pytest.raises(RateLimited) as raised:
@@ -302,7 +308,7 @@ def test_unknown_model_fails_at_start_up(fake):
     from enrichment.settings import ConfigurationError
 
     with pytest.raises(ConfigurationError, match="pricing"):
-        _provider(fake, model="claude-unknown-9")
+        _provider(fake, anthropic_model="claude-unknown-9")
 
 
 # --- end to end through the pipeline, on real PostgreSQL ----------------------------------
@@ -378,7 +384,7 @@ def test_pipeline_retries_every_failure_until_escalation(factory, settings):
     record_id, token, outcomes = _seed(factory), "lease-1", []
     faults = "429=0.2,500=0.2,529=0.2,malformed=0.2,out_of_range=0.1,bad_label=0.1"
     with FakeAnthropic(faults=faults, api_key=KEY, retry_after_s=0.01) as fake:
-        provider = _provider(fake, max_retries=0)
+        provider = _provider(fake, anthropic_max_retries=0)
         for _ in range(settings.max_retries + 1):
             outcome = _run(factory, provider, settings, record_id, token)
             outcomes.append(outcome.kind)
@@ -394,7 +400,7 @@ def test_pipeline_rate_limited_burns_no_retry(factory, settings, fake, redis_cli
     record_id = _seed(factory)
     limiter = RateLimiter(redis_client, rpm=1, burst=1, key="pipeline-test")
     limiter.acquire()  # another worker took the only token
-    provider = _provider(fake, limiter=limiter, rate_wait_max_s=0.0)
+    provider = _provider(fake, limiter=limiter, ai_rate_wait_max_s=0.0)
 
     outcome = _run(factory, provider, settings, record_id)
 
@@ -411,8 +417,8 @@ def test_anthropic_settings_come_from_the_environment(monkeypatch):
     monkeypatch.setenv("ENRICHMENT_ANTHROPIC_MODEL", "claude-sonnet-4-5")
     monkeypatch.setenv("ANTHROPIC_BASE_URL", "http://127.0.0.1:1")
     monkeypatch.setenv("ENRICHMENT_ANTHROPIC_MAX_RETRIES", "4")
-    config = AnthropicConfig.from_settings(Settings.from_env())
-    assert (config.model, config.base_url, config.max_retries) == (
+    config = Settings.from_env()
+    assert (config.anthropic_model, config.anthropic_base_url, config.anthropic_max_retries) == (
         "claude-sonnet-4-5",
         "http://127.0.0.1:1",
         4,

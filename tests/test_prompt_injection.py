@@ -18,8 +18,9 @@ from sqlalchemy import select
 from enrichment.fake_anthropic import FakeAnthropic
 from enrichment.models import EnrichmentAttempt, ExceptionRecord, ResolutionAction
 from enrichment.pipeline import run_stage
-from enrichment.providers.anthropic import AnthropicConfig, AnthropicProvider
+from enrichment.providers.anthropic import AnthropicProvider
 from enrichment.selection import claim_due
+from enrichment.settings import Settings
 from enrichment.taxonomy import ALLOWED_ACTIONS, Label
 from tests.factories import make_record, make_tenant
 
@@ -88,8 +89,14 @@ def fake():
 
 
 def make_provider(base_url: str) -> AnthropicProvider:
-    config = AnthropicConfig(base_url=base_url, max_retries=0)
-    return AnthropicProvider(api_key=KEY, config=config, timeout_s=5.0)
+    return AnthropicProvider(
+        Settings(
+            anthropic_api_key=KEY,
+            anthropic_base_url=base_url,
+            anthropic_max_retries=0,
+            ai_timeout_s=5.0,
+        )
+    )
 
 
 @pytest.fixture

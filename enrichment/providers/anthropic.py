@@ -39,31 +39,6 @@ _PERMANENT_STATUS = frozenset({400, 401, 402, 403, 404, 413, 422})
 
 
 @dataclass(frozen=True)
-class AnthropicConfig:
-    """The Anthropic part of Settings (see Settings for env var names and defaults)."""
-
-    model: str = "claude-haiku-4-5"
-    base_url: str | None = None
-    max_tokens: int = 1024
-    max_retries: int = 2
-    max_retry_wait_s: float = 10.0
-    prompt_version: str = "v1"
-    rate_wait_max_s: float = 2.0
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> AnthropicConfig:
-        return cls(
-            model=settings.anthropic_model,
-            base_url=settings.anthropic_base_url,
-            max_tokens=settings.anthropic_max_tokens,
-            max_retries=settings.anthropic_max_retries,
-            max_retry_wait_s=settings.anthropic_max_retry_wait_s,
-            prompt_version=settings.prompt_version,
-            rate_wait_max_s=settings.ai_rate_wait_max_s,
-        )
-
-
-@dataclass(frozen=True)
 class _Stage:
     tool: str
     model: type[BaseModel]
@@ -138,46 +113,36 @@ class AnthropicProvider:
 
     name = "anthropic"
 
-    def __init__(
-        self,
-        *,
-        api_key: str,
-        config: AnthropicConfig,
-        timeout_s: float,
-        limiter: RateLimiter | None = None,
-    ) -> None:
+    def __init__(self, settings: Settings, *, limiter: RateLimiter | None = None) -> None:
+        """Built once per worker process; wrong configuration fails here, at start-up.
+
+        Reads the `anthropic_*` and `ai_timeout_s` / `ai_rate_wait_max_s` settings."""
+        if not settings.anthropic_api_key:
+            raise ConfigurationError("the anthropic provider needs ANTHROPIC_API_KEY")
         try:
-            price_for(config.model)
+            price_for(settings.anthropic_model)
         except UnknownModelPrice as exc:
             raise ConfigurationError(f"ENRICHMENT_ANTHROPIC_MODEL: {exc}") from None
-        self._api_key = api_key
-        self._config = config
-        self._prompts: PromptSet = load(config.prompt_version)
+        self._settings = settings
+        self._api_key = settings.anthropic_api_key
+        self._prompts: PromptSet = load(settings.prompt_version)
         self._tools = tool_definitions()
         self._limiter = limiter
         self._client = _Client(
-            api_key=api_key,
-            base_url=config.base_url,
-            timeout=timeout_s,
-            max_retries=config.max_retries,
+            api_key=settings.anthropic_api_key,
+            base_url=settings.anthropic_base_url,
+            timeout=settings.ai_timeout_s,
+            max_retries=settings.anthropic_max_retries,
         )
-        self._client.max_retry_wait_s = config.max_retry_wait_s
+        self._client.max_retry_wait_s = settings.anthropic_max_retry_wait_s
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AnthropicProvider:
-        """Built once per worker process; wrong configuration fails here, at start-up."""
-        if not settings.anthropic_api_key:
-            raise ConfigurationError("the anthropic provider needs ANTHROPIC_API_KEY")
-        return cls(
-            api_key=settings.anthropic_api_key,
-            config=AnthropicConfig.from_settings(settings),
-            timeout_s=settings.ai_timeout_s,
-            limiter=RateLimiter.from_settings(settings, key="anthropic"),
-        )
+        return cls(settings, limiter=RateLimiter.from_settings(settings, key="anthropic"))
 
     @property
     def model(self) -> str:
-        return self._config.model
+        return self._settings.anthropic_model
 
     def analyze(self, ctx: RecordContext) -> StageCall[Analysis]:
         return self._call("analyze", ctx)
@@ -224,7 +189,7 @@ class AnthropicProvider:
         """Wait in-process for a short wait; give the worker back (RateLimited) for a long one."""
         if self._limiter is None:
             return
-        deadline = time.monotonic() + self._config.rate_wait_max_s
+        deadline = time.monotonic() + self._settings.ai_rate_wait_max_s
         while (wait_s := self._limiter.acquire()) > 0:
             if time.monotonic() + wait_s > deadline:
                 raise RateLimited(wait_s)
@@ -243,7 +208,7 @@ class AnthropicProvider:
     def _request(self, spec: _Stage, stage: str, ctx: RecordContext) -> dict[str, Any]:
         return {
             "model": self.model,
-            "max_tokens": self._config.max_tokens,
+            "max_tokens": self._settings.anthropic_max_tokens,
             # The stable prefix (tools, then this system block) is cached for 5 minutes.
             "system": [
                 {
