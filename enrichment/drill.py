@@ -161,16 +161,13 @@ class CountingFake(FakeAnthropic):
     """
 
     def __init__(self, **kw: Any) -> None:
-        super().__init__(**kw)
+        super().__init__(keep_requests=0, **kw)
         self.per_record: Counter[str] = Counter()
         self.kinds: Counter[str] = Counter()
 
     def respond(self, path: str, headers: dict[str, str], raw: bytes):
         self.per_record[_record_key(raw)] += 1
-        reply = super().respond(path, headers, raw)
-        with self._lock:  # the base class keeps every request: 50,000 bodies is too many
-            self._requests.clear()
-        return reply
+        return super().respond(path, headers, raw)
 
     def _next_entry(self, raw: bytes):
         entry = super()._next_entry(raw)

@@ -120,7 +120,8 @@ class FakeAnthropic:
     port 0 picks a free port. `script([...])` queues exact answers that win over the random
     mix: a kind ("ok", "529", "timeout", ...) or a dict, either {"input": {...}} (a tool call
     with that input) or {"status": 401, "type": "authentication_error", "message": "...",
-    "headers": {...}}. `requests` lists what was received (path, lower-cased headers, body).
+    "headers": {...}}. `requests` lists the last `keep_requests` received (path, lower-cased
+    headers, body; default 1,000, so a long-running server's memory stays bounded).
     retry_after_s: the retry-after value sent with 429/500/529 (seconds, default 1).
     hang_s: how long a "timeout" fault sleeps before answering (seconds, default 60).
     api_key: when set, any other key gets a 401, as the real API would.
@@ -137,6 +138,7 @@ class FakeAnthropic:
         retry_after_s: float = 1.0,
         hang_s: float = 60.0,
         api_key: str | None = None,
+        keep_requests: int = 1000,
     ) -> None:
         self.faults = parse_faults(faults)
         self.latency_s, self.seed = latency_s, seed
@@ -144,7 +146,7 @@ class FakeAnthropic:
         self.closing = threading.Event()
         self._lock = threading.Lock()
         self._script: deque[str | dict[str, Any]] = deque()
-        self._requests: list[dict[str, Any]] = []
+        self._requests: deque[dict[str, Any]] = deque(maxlen=keep_requests)
         self._seen: dict[str, int] = {}
         self._cached_prefixes: set[str] = set()
         self._ids = itertools.count(1)

@@ -205,3 +205,12 @@ def test_fooled_mode_obeys_an_injection_only():
 
     assert answer_for(props, injected, "fooled")["confidence"] == 5.0
     assert answer_for(props, "<record>crushed</record>", "fooled")["confidence"] <= 1
+
+
+def test_only_the_last_keep_requests_are_kept():
+    with FakeAnthropic(keep_requests=2) as small:
+        client = _client(small)
+        for text in ("first", "second", "third"):
+            client.messages.create(**_request(text=text))
+        kept = [r["body"]["messages"][0]["content"] for r in small.requests]
+    assert kept == ["<record>second</record>", "<record>third</record>"]
