@@ -279,3 +279,40 @@ def test_a_running_stage_renews_the_lease(factory, settings, record_id):
     left = (load(factory, record_id).lease_expires_at - utcnow()).total_seconds()
     assert 25 <= left <= 30
     assert claim(factory, short) == []
+
+
+def test_of_two_deliveries_of_one_message_exactly_one_writes(factory, settings, record_id):
+    [c] = claim(factory, settings)
+    inner: list = []
+
+    class Redelivering(ScriptedProvider):
+        """While the first delivery waits on the AI, a second delivery runs the same stage."""
+
+        def analyze(self, ctx):
+            if not inner:
+                inner.append(None)
+                inner[0] = run_stage(
+                    factory,
+                    self,
+                    settings,
+                    stage="order_analysis",
+                    record_id=record_id,
+                    lease_token=c.lease_token,
+                )
+            return super().analyze(ctx)
+
+    provider = Redelivering()
+    first = run_stage(
+        factory,
+        provider,
+        settings,
+        stage="order_analysis",
+        record_id=record_id,
+        lease_token=c.lease_token,
+    )
+    assert [inner[0].kind, first.kind] == ["continue", "stale"]
+    assert provider.calls["analyze"] == 2
+    assert [a.outcome for a in attempts(factory, record_id)] == ["completed", "stale"]
+    rec = load(factory, record_id)
+    assert rec.enrichment_state["order_analysis"]["status"] == "COMPLETED"
+    assert rec.lease_token == c.lease_token
