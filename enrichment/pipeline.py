@@ -94,8 +94,7 @@ def run_stage(
         log.exception("provider.unexpected_error", stage=stage, record_id=record_id)
         call = EnrichmentError(f"{type(exc).__name__}: {exc}")
     latency_s = time.perf_counter() - started
-    outcome, attempt = finish_stage(run, settings, call)
-    attempt.update(latency_s=latency_s, provider=attempt["provider"] or provider.name)
+    outcome, attempt = finish_stage(run, settings, call, latency_s, provider.name)
     with _autocommit(factory) as conn:
         if not _write(conn, run, attempt):
             log.info("stage.stale_result_dropped", stage=stage, record_id=record_id)
@@ -225,7 +224,11 @@ def _classification(row: Row) -> Classification | None:
 
 
 def finish_stage(
-    run: StageRun, settings: Settings, call: StageCall[Any] | EnrichmentError
+    run: StageRun,
+    settings: Settings,
+    call: StageCall[Any] | EnrichmentError,
+    latency_s: float,
+    provider_name: str,
 ) -> tuple[Outcome, dict[str, Any]]:
     """Decide the stage's outcome: the columns to write (on `run`) and the attempt row."""
     if run.stage == "automation" and not isinstance(call, EnrichmentError):
@@ -241,10 +244,16 @@ def finish_stage(
     else:
         outcome, kind = _APPLY[run.stage](run, call, settings), "completed"
     run.writes["enrichment_state"] = run.state
-    return outcome, _attempt(run, kind, call)
+    return outcome, _attempt(run, kind, call, latency_s, provider_name)
 
 
-def _attempt(run: StageRun, outcome: str, call: StageCall[Any] | EnrichmentError) -> dict:
+def _attempt(
+    run: StageRun,
+    outcome: str,
+    call: StageCall[Any] | EnrichmentError,
+    latency_s: float,
+    provider_name: str,
+) -> dict[str, Any]:
     is_call = isinstance(call, StageCall)
     # A rejected answer still cost tokens: InvalidAIOutput carries them when the provider knows.
     usage = call.usage if is_call else getattr(call, "usage", None)
@@ -254,7 +263,8 @@ def _attempt(run: StageRun, outcome: str, call: StageCall[Any] | EnrichmentError
         "stage": run.stage,
         "outcome": outcome,
         "error": None if is_call else str(call)[:2000],
-        "provider": call.provider if is_call else None,
+        "latency_s": latency_s,
+        "provider": call.provider if is_call else provider_name,
         "model": call.model if is_call else None,
         "prompt_version": call.prompt_version if is_call else None,
         "input_tokens": usage.input_tokens if usage else 0,
