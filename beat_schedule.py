@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from enrichment.monitor import MonitorConfig
-from enrichment.settings import Settings
+from enrichment.core.settings import Settings
+from enrichment.monitoring.monitor import MonitorConfig
 
 
 def schedule(settings: Settings) -> dict:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from enrichment.settings import ConfigurationError, get_settings
+from enrichment.core.settings import ConfigurationError, get_settings
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    from enrichment import db
+    from enrichment.core import db
 
     db.migrate(get_settings().database_url)
     print("database migrated to head")
@@ -17,7 +17,7 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 def _tenant_add(args: argparse.Namespace) -> int:
-    from enrichment import db, tenants
+    from enrichment.core import db, tenants
 
     with db.session_factory(get_settings().database_url).begin() as session:
         tenant, api_key = tenants.create_tenant(
@@ -28,7 +28,7 @@ def _tenant_add(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from enrichment import generate
+    from enrichment.tooling import generate
 
     out = generate.write_jsonl(args.out, tenant=args.tenant, count=args.count, seed=args.seed)
     print(f"wrote {args.count} records for {args.tenant} to {out}")
@@ -36,7 +36,8 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _ingest(args: argparse.Namespace) -> int:
-    from enrichment import db, ingest
+    from enrichment.core import db
+    from enrichment.ingestion import ingest
 
     factory = db.session_factory(get_settings().database_url)
     report = ingest.ingest_file(factory, args.file, create_tenants=args.create_tenants)
@@ -47,13 +48,13 @@ def _ingest(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from enrichment import demo
+    from enrichment.tooling import demo
 
     return demo.run(records=args.records, tenant=args.tenant, timeout_s=args.timeout_s)
 
 
 def _fake_anthropic(args: argparse.Namespace) -> int:
-    from enrichment import fake_anthropic
+    from enrichment.tooling import fake_anthropic
 
     fake_anthropic.serve(
         host=args.host, port=args.port, faults=args.faults, latency_s=args.latency_s, seed=args.seed
@@ -62,13 +63,13 @@ def _fake_anthropic(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from enrichment import report_cli
+    from enrichment.monitoring import report_cli
 
     return report_cli.status(args.tenant)
 
 
 def _report(args: argparse.Namespace) -> int:
-    from enrichment import report_cli
+    from enrichment.monitoring import report_cli
 
     return report_cli.report(args.tenant)
 
@@ -141,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in PASSTHROUGH:
         from importlib import import_module
 
-        return import_module(f"enrichment.{PASSTHROUGH[argv[0]][0]}").main(argv[1:])
+        return import_module(f"enrichment.tooling.{PASSTHROUGH[argv[0]][0]}").main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

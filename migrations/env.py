@@ -2,9 +2,9 @@
 
 from alembic import context
 
-from enrichment.db import make_engine
-from enrichment.models import Base
-from enrichment.settings import Settings
+from enrichment.core.db import make_engine
+from enrichment.core.models import Base
+from enrichment.core.settings import Settings
 
 config = context.config
 url = config.attributes.get("database_url") or Settings.from_env().database_url

@@ -14,9 +14,9 @@ import redis
 from alembic import command
 from sqlalchemy import text
 
-from enrichment import db
-from enrichment.models import Base
-from enrichment.settings import Settings
+from enrichment.core import db
+from enrichment.core.models import Base
+from enrichment.core.settings import Settings
 
 PG_URL = os.environ.get("TEST_DATABASE_URL", "postgresql+psycopg://127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from enrichment.models import ExceptionRecord, Order, Tenant
+from enrichment.core.models import ExceptionRecord, Order, Tenant
 
 _seq = itertools.count(1)
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from enrichment.errors import TransientError
-from enrichment.providers.base import RecordContext, StageCall, Usage
-from enrichment.schemas import Analysis, Classification, Resolution
-from enrichment.taxonomy import Action, Label
+from enrichment.core.errors import TransientError
+from enrichment.core.provider import RecordContext, StageCall, Usage
+from enrichment.core.schemas import Analysis, Classification, Resolution
+from enrichment.core.taxonomy import Action, Label
 
 GOOD = {
     "analyze": Analysis(problems=["carrier reported damage"], summary="parcel damaged"),

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
-from enrichment import alerts
-from enrichment.alerts import AlertPolicy, AlertState, evaluate, plan, rules_for
-from enrichment.models import Alert, AlertSilence
+from enrichment.core.models import Alert, AlertSilence
+from enrichment.monitoring import alerts
+from enrichment.monitoring.alerts import AlertPolicy, AlertState, evaluate, plan, rules_for
 from tests.factories import make_tenant
 
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)

@@ -11,18 +11,18 @@ import json
 import pytest
 from sqlalchemy import select
 
-from enrichment.errors import InvalidAIOutput, PermanentError, RateLimited, TransientError
-from enrichment.fake_anthropic import FakeAnthropic
-from enrichment.models import EnrichmentAttempt, ExceptionRecord
-from enrichment.pipeline import run_stage
-from enrichment.pricing import cost_usd
-from enrichment.prompts import redact
+from enrichment.core.errors import InvalidAIOutput, PermanentError, RateLimited, TransientError
+from enrichment.core.models import EnrichmentAttempt, ExceptionRecord
+from enrichment.core.pipeline import run_stage
+from enrichment.core.provider import RecordContext
+from enrichment.core.schemas import Classification
+from enrichment.core.settings import Settings
+from enrichment.core.taxonomy import Label
 from enrichment.providers.anthropic import AnthropicProvider
-from enrichment.providers.base import RecordContext
-from enrichment.ratelimit import RateLimiter
-from enrichment.schemas import Classification
-from enrichment.settings import Settings
-from enrichment.taxonomy import Label
+from enrichment.providers.pricing import cost_usd
+from enrichment.providers.prompts import redact
+from enrichment.providers.ratelimit import RateLimiter
+from enrichment.tooling.fake_anthropic import FakeAnthropic
 from tests.conftest import with_settings
 from tests.factories import make_record, make_tenant
 
@@ -305,7 +305,7 @@ def test_rate_limited_when_the_bucket_is_empty(fake, redis_client):
 
 
 def test_unknown_model_fails_at_start_up(fake):
-    from enrichment.settings import ConfigurationError
+    from enrichment.core.settings import ConfigurationError
 
     with pytest.raises(ConfigurationError, match="pricing"):
         _provider(fake, anthropic_model="claude-unknown-9")
@@ -412,7 +412,7 @@ def test_pipeline_rate_limited_burns_no_retry(factory, settings, fake, redis_cli
 
 
 def test_anthropic_settings_come_from_the_environment(monkeypatch):
-    from enrichment.settings import ConfigurationError
+    from enrichment.core.settings import ConfigurationError
 
     monkeypatch.setenv("ENRICHMENT_ANTHROPIC_MODEL", "claude-sonnet-4-5")
     monkeypatch.setenv("ANTHROPIC_BASE_URL", "http://127.0.0.1:1")

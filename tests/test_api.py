@@ -6,9 +6,10 @@ from datetime import timedelta
 
 import pytest
 
-from enrichment import api, tenants
-from enrichment.models import ExceptionRecord, utcnow
-from enrichment.monitor import MonitorConfig, run_monitor
+from enrichment import api
+from enrichment.core import tenants
+from enrichment.core.models import ExceptionRecord, utcnow
+from enrichment.monitoring.monitor import MonitorConfig, run_monitor
 from tests.factories import make_record
 
 ROUTES = [

@@ -2,7 +2,7 @@
 
 import pytest
 
-from enrichment.backoff import RETRY_STEPS_S, delay_bounds_s, retry_delay_s
+from enrichment.core.backoff import RETRY_STEPS_S, delay_bounds_s, retry_delay_s
 
 
 @pytest.mark.parametrize("n, step_s", list(enumerate(RETRY_STEPS_S, start=1)))

@@ -18,10 +18,11 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
-from enrichment import cli, ingest
-from enrichment.models import Base
-from enrichment.settings import get_settings
-from enrichment.tenants import get_or_create
+from enrichment import cli
+from enrichment.core.models import Base
+from enrichment.core.settings import get_settings
+from enrichment.core.tenants import get_or_create
+from enrichment.ingestion import ingest
 
 TENANT = "known-3pl"
 FUZZ = hsettings(

@@ -5,7 +5,8 @@ import sys
 import time
 from pathlib import Path
 
-from enrichment import bench, db, selection
+from enrichment.core import db, selection
+from enrichment.tooling import bench
 from tests.conftest import REDIS_URL
 from tests.factories import make_record, make_tenant
 

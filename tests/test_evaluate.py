@@ -8,11 +8,11 @@ import socket
 
 import pytest
 
-from enrichment import evaluate, labelled, train_local
-from enrichment.fake_anthropic import FakeAnthropic
+from enrichment.core.taxonomy import Label
 from enrichment.providers import local
 from enrichment.providers.local import LocalProvider
-from enrichment.taxonomy import Label
+from enrichment.tooling import evaluate, labelled, train_local
+from enrichment.tooling.fake_anthropic import FakeAnthropic
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

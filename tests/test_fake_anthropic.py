@@ -12,8 +12,8 @@ import urllib.request
 import anthropic
 import pytest
 
-from enrichment.fake_anthropic import MIX_SHARES, FakeAnthropic, answer_for, parse_faults
 from enrichment.providers.anthropic import tool_definitions
+from enrichment.tooling.fake_anthropic import MIX_SHARES, FakeAnthropic, answer_for, parse_faults
 
 KEY = "sk-ant-test-fake"
 TOOLS = tool_definitions()

@@ -5,8 +5,8 @@ import signal
 import pytest
 from sqlalchemy import func, select
 
-from enrichment.models import EnrichmentAttempt, ExceptionRecord, ResolutionAction
-from enrichment.selection import claim_due
+from enrichment.core.models import EnrichmentAttempt, ExceptionRecord, ResolutionAction
+from enrichment.core.selection import claim_due
 from tests.conftest import REDIS_URL
 from tests.factories import make_record, make_tenant
 from tests.fleet import fleet_env, start_beat, start_worker, wait_for
@@ -147,7 +147,7 @@ def test_a_duplicated_stage_message_changes_nothing(fleet, factory, settings):
 
 
 def test_sigkill_mid_chain_loses_nothing(fleet, factory, tmp_path):
-    from enrichment.fake_anthropic import FakeAnthropic
+    from enrichment.tooling.fake_anthropic import FakeAnthropic
 
     ids = records(factory, 6, **DAMAGED)
     with FakeAnthropic(latency_s=1.5, seed=1) as fake:
@@ -174,7 +174,7 @@ def test_sigkill_mid_chain_loses_nothing(fleet, factory, tmp_path):
 
 
 def test_the_monitor_runs_from_its_own_queue(fleet, factory, redis_client):
-    from enrichment.models import MetricSnapshot
+    from enrichment.core.models import MetricSnapshot
     from workers.tasks import monitor_task
 
     records(factory, 2, **DAMAGED)

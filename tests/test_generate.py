@@ -6,8 +6,9 @@ import json
 import time
 from collections import Counter
 
-from enrichment import generate, ingest
-from enrichment.taxonomy import Label
+from enrichment.core.taxonomy import Label
+from enrichment.ingestion import ingest
+from enrichment.tooling import generate
 
 
 def test_same_seed_same_lines_and_other_seed_other_lines():

@@ -9,8 +9,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from enrichment import db, generate, ingest
-from enrichment.models import ExceptionRecord, Order, Tenant, utcnow
+from enrichment.core import db
+from enrichment.core.models import ExceptionRecord, Order, Tenant, utcnow
+from enrichment.ingestion import ingest
+from enrichment.tooling import generate
 from tests.conftest import migrate
 from tests.factories import make_tenant
 

@@ -9,12 +9,12 @@ from dataclasses import replace
 
 import pytest
 
-from enrichment import generate
-from enrichment.errors import PermanentError, TransientError
-from enrichment.providers.base import RecordContext
+from enrichment.core.errors import PermanentError, TransientError
+from enrichment.core.provider import RecordContext
+from enrichment.core.schemas import Classification
+from enrichment.core.taxonomy import ALLOWED_ACTIONS, Action, Label
 from enrichment.providers.local import LocalProvider
-from enrichment.schemas import Classification
-from enrichment.taxonomy import ALLOWED_ACTIONS, Action, Label
+from enrichment.tooling import generate
 
 
 def _ctx(line: dict, record_id: int = 1, attempt: int = 0) -> RecordContext:

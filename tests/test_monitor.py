@@ -7,10 +7,11 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import event
 
-from enrichment import db, report_cli
-from enrichment.models import EnrichmentAttempt, MetricSnapshot, Tenant, utcnow
-from enrichment.monitor import MonitorConfig, quality_score, run_monitor
-from enrichment.settings import get_settings
+from enrichment.core import db
+from enrichment.core.models import EnrichmentAttempt, MetricSnapshot, Tenant, utcnow
+from enrichment.core.settings import get_settings
+from enrichment.monitoring import report_cli
+from enrichment.monitoring.monitor import MonitorConfig, quality_score, run_monitor
 from tests.factories import make_record, make_tenant
 
 CONFIG = MonitorConfig(window_s=3600.0)
@@ -188,7 +189,7 @@ def test_two_beats_scheduling_the_monitor_snapshot_each_tenant_once(factory, set
 
     from sqlalchemy import func, select
 
-    from enrichment import notify
+    from enrichment.monitoring import notify
 
     def one_run(_):
         snaps = run_monitor(factory, settings, config=CONFIG, min_gap_s=150.0)

@@ -5,13 +5,13 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from enrichment.backoff import delay_bounds_s
-from enrichment.errors import PermanentError
-from enrichment.models import EnrichmentAttempt, ExceptionRecord, ResolutionAction, utcnow
-from enrichment.pipeline import run_stage
-from enrichment.schemas import Classification, Resolution
-from enrichment.selection import claim_due
-from enrichment.taxonomy import Action, Label
+from enrichment.core.backoff import delay_bounds_s
+from enrichment.core.errors import PermanentError
+from enrichment.core.models import EnrichmentAttempt, ExceptionRecord, ResolutionAction, utcnow
+from enrichment.core.pipeline import run_stage
+from enrichment.core.schemas import Classification, Resolution
+from enrichment.core.selection import claim_due
+from enrichment.core.taxonomy import Action, Label
 from tests.conftest import with_settings
 from tests.factories import make_record, make_tenant
 from tests.scripted import ScriptedProvider, fail

@@ -15,13 +15,13 @@ import re
 import pytest
 from sqlalchemy import select
 
-from enrichment.fake_anthropic import FakeAnthropic
-from enrichment.models import EnrichmentAttempt, ExceptionRecord, ResolutionAction
-from enrichment.pipeline import run_stage
+from enrichment.core.models import EnrichmentAttempt, ExceptionRecord, ResolutionAction
+from enrichment.core.pipeline import run_stage
+from enrichment.core.selection import claim_due
+from enrichment.core.settings import Settings
+from enrichment.core.taxonomy import ALLOWED_ACTIONS, Label
 from enrichment.providers.anthropic import AnthropicProvider
-from enrichment.selection import claim_due
-from enrichment.settings import Settings
-from enrichment.taxonomy import ALLOWED_ACTIONS, Label
+from enrichment.tooling.fake_anthropic import FakeAnthropic
 from tests.factories import make_record, make_tenant
 
 KEY = "sk-ant-injection-test"

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from enrichment.ratelimit import RateLimitConfig, RateLimiter
-from enrichment.settings import ConfigurationError, Settings
+from enrichment.core.settings import ConfigurationError, Settings
+from enrichment.providers.ratelimit import RateLimitConfig, RateLimiter
 
 
 def test_burst_is_granted_then_the_wait_is_one_refill(redis_client):

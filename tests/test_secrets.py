@@ -14,12 +14,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from sqlalchemy import func, select
 
-from enrichment import notify
-from enrichment.alerts import AlertPolicy
-from enrichment.fake_anthropic import FakeAnthropic
-from enrichment.models import ExceptionRecord
-from enrichment.monitor import MonitorConfig, run_monitor
-from enrichment.settings import Settings
+from enrichment.core.models import ExceptionRecord
+from enrichment.core.settings import Settings
+from enrichment.monitoring import notify
+from enrichment.monitoring.alerts import AlertPolicy
+from enrichment.monitoring.monitor import MonitorConfig, run_monitor
+from enrichment.tooling.fake_anthropic import FakeAnthropic
 from tests.conftest import REDIS_URL
 from tests.factories import make_record, make_tenant
 from tests.fleet import fleet_env, start_beat, start_worker, wait_for
@@ -114,7 +114,8 @@ def test_no_secret_in_any_log(pg_url, factory, redis_client, tmp_path, slack_url
 
 def alert_in_process(pg_url: str, slack_url: str) -> None:
     """The monitor and its alerts in this process, with a webhook and every alert firing."""
-    from enrichment import db, slack
+    from enrichment.core import db
+    from enrichment.monitoring import slack
 
     factory = db.session_factory(pg_url)
     snaps = run_monitor(factory, Settings(database_url=pg_url), config=MonitorConfig())

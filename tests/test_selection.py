@@ -6,9 +6,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from enrichment import db
-from enrichment.models import ExceptionRecord, utcnow
-from enrichment.selection import claim_due, requeue
+from enrichment.core import db
+from enrichment.core.models import ExceptionRecord, utcnow
+from enrichment.core.selection import claim_due, requeue
 from tests.conftest import migrate, with_settings
 from tests.factories import make_record, make_tenant
 

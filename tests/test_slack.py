@@ -13,11 +13,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import structlog
 
-from enrichment import slack
-from enrichment.alerts import AlertPolicy, Notification
-from enrichment.models import Alert, Tenant
-from enrichment.monitor import run_monitor
-from enrichment.notify import run_alerts
+from enrichment.core.models import Alert, Tenant
+from enrichment.monitoring import slack
+from enrichment.monitoring.alerts import AlertPolicy, Notification
+from enrichment.monitoring.monitor import run_monitor
+from enrichment.monitoring.notify import run_alerts
 from tests.factories import make_record, make_tenant
 
 SECRET = "T00000000/B00000000/XXXXsecretXXXXtoken"

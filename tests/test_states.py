@@ -2,7 +2,13 @@
 
 from datetime import UTC, datetime
 
-from enrichment.states import StageStatus, needs_run, next_failure_step, stage_status, with_stage
+from enrichment.core.states import (
+    StageStatus,
+    needs_run,
+    next_failure_step,
+    stage_status,
+    with_stage,
+)
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 

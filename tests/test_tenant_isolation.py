@@ -12,9 +12,10 @@ import re
 import pytest
 from sqlalchemy import select
 
-from enrichment import report_cli, selection, tenants
-from enrichment.models import ExceptionRecord, utcnow
-from enrichment.settings import get_settings
+from enrichment.core import selection, tenants
+from enrichment.core.models import ExceptionRecord, utcnow
+from enrichment.core.settings import get_settings
+from enrichment.monitoring import report_cli
 from tests.factories import make_record
 
 ROUTES = [

@@ -6,9 +6,10 @@ from celery import Celery, signals
 from kombu import Queue
 
 import beat_schedule
-from enrichment import db, providers
-from enrichment.logs import configure_logging
-from enrichment.settings import VAR_DIR, Settings, get_settings
+from enrichment import providers
+from enrichment.core import db
+from enrichment.core.logs import configure_logging
+from enrichment.core.settings import VAR_DIR, Settings, get_settings
 
 
 def broker_options(settings: Settings) -> dict:

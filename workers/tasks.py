@@ -8,9 +8,10 @@ from __future__ import annotations
 import structlog
 from celery import Task, chain, signals
 
-from enrichment import db, monitor, notify, pipeline, selection
+from enrichment.core import db, pipeline, selection
+from enrichment.core.settings import get_settings
+from enrichment.monitoring import monitor, notify
 from enrichment.providers import Provider, make_provider
-from enrichment.settings import get_settings
 from workers.app import app
 
 log = structlog.get_logger(__name__)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from importlib import import_module
 
-from enrichment.providers.base import Provider, RecordContext, StageCall, Usage
-from enrichment.settings import Settings
+from enrichment.core.provider import Provider, RecordContext, StageCall, Usage
+from enrichment.core.settings import Settings
 
 __all__ = ["Provider", "RecordContext", "StageCall", "Usage", "make_provider"]
 

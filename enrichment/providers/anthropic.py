@@ -1,6 +1,6 @@
 """The Anthropic provider: one forced tool call per stage, every answer validated.
 
-The answer's shape comes from the same pydantic models the pipeline stores (enrichment.schemas):
+The answer's shape comes from the pydantic models the pipeline stores (enrichment.core.schemas):
 each model's JSON schema is a tool's `input_schema`, `tool_choice` forces that tool, and the
 tool input is validated with `Model.model_validate`. Anything that does not validate is an
 InvalidAIOutput, never coerced. The SDK retries transient HTTP failures itself; what is left
@@ -17,20 +17,20 @@ import anthropic
 import structlog
 from pydantic import BaseModel, ValidationError
 
-from enrichment.errors import (
+from enrichment.core.errors import (
     EnrichmentError,
     InvalidAIOutput,
     PermanentError,
     RateLimited,
     TransientError,
 )
-from enrichment.pricing import UnknownModelPrice, cost_usd, price_for
-from enrichment.prompts import PromptSet, load, render_user
-from enrichment.providers.base import RecordContext, StageCall, Usage
-from enrichment.ratelimit import RateLimiter
-from enrichment.schemas import Analysis, Classification, Resolution
-from enrichment.settings import ConfigurationError, Settings
-from enrichment.taxonomy import disallowed_actions
+from enrichment.core.provider import RecordContext, StageCall, Usage
+from enrichment.core.schemas import Analysis, Classification, Resolution
+from enrichment.core.settings import ConfigurationError, Settings
+from enrichment.core.taxonomy import disallowed_actions
+from enrichment.providers.pricing import UnknownModelPrice, cost_usd, price_for
+from enrichment.providers.prompts import PromptSet, load, render_user
+from enrichment.providers.ratelimit import RateLimiter
 
 log = structlog.get_logger(__name__)
 

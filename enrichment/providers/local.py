@@ -5,7 +5,7 @@ completeness, keywords in the ops notes, the reason code). classify feeds that e
 rules' per-label totals and the words of the notes into a multinomial logistic regression
 (`local_model.json`), and maps its top probability to a calibrated confidence through an
 isotonic fit (`local_calibration.json`); both files are written by `python -m
-enrichment.train_local` from the training part of the shipped labelled set. resolve picks
+enrichment.tooling.train_local` from the training part of the shipped labelled set. resolve picks
 allow-listed actions for the classified label. The same input always gives the same output;
 nothing here is random, and `reference_label` is never seen.
 """
@@ -24,10 +24,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from enrichment.errors import PermanentError, TransientError
-from enrichment.providers.base import RecordContext, StageCall
-from enrichment.schemas import Analysis, Classification, Resolution
-from enrichment.taxonomy import ALLOWED_ACTIONS, Action, Label
+from enrichment.core.errors import PermanentError, TransientError
+from enrichment.core.provider import RecordContext, StageCall
+from enrichment.core.schemas import Analysis, Classification, Resolution
+from enrichment.core.taxonomy import ALLOWED_ACTIONS, Action, Label
 
 L = Label
 MODEL = "rules-logreg-v1"
@@ -470,7 +470,7 @@ def _read_json(path: Path) -> dict[str, Any]:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise PermanentError(
-            f"{path.name} is missing: run `python -m enrichment.train_local` to write it"
+            f"{path.name} is missing: run `python -m enrichment.tooling.train_local` to write it"
         ) from exc
 
 

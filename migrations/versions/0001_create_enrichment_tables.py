@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-import enrichment.models
+from enrichment.core.models import UTCDateTime
 
 JSON_TYPE = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 
@@ -28,7 +28,7 @@ def upgrade() -> None:
         sa.Column("confidence_threshold", sa.Float(), nullable=False),
         sa.Column("settings", JSON_TYPE, nullable=False),
         sa.Column("api_key_hash", sa.String(length=128), nullable=True),
-        sa.Column("created_at", enrichment.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_tenants")),
         sa.UniqueConstraint("name", name=op.f("uq_tenants_name")),
     )
@@ -39,7 +39,7 @@ def upgrade() -> None:
         sa.Column("external_id", sa.String(length=128), nullable=False),
         sa.Column("payload", JSON_TYPE, nullable=False),
         sa.Column("events", JSON_TYPE, nullable=False),
-        sa.Column("created_at", enrichment.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["tenant_id"], ["tenants.id"], name=op.f("fk_orders_tenant_id_tenants")
         ),
@@ -68,17 +68,19 @@ def upgrade() -> None:
         sa.Column("ai_source", JSON_TYPE, nullable=False),
         sa.Column("enrichment_state", JSON_TYPE, nullable=False),
         sa.Column(
-            "last_enrichment_attempt", enrichment.models.UTCDateTime(timezone=True), nullable=True
+            "last_enrichment_attempt",
+            UTCDateTime(timezone=True),
+            nullable=True,
         ),
         sa.Column("enrichment_retry_count", sa.Integer(), nullable=False),
-        sa.Column("next_attempt_at", enrichment.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("next_attempt_at", UTCDateTime(timezone=True), nullable=False),
         sa.Column("lease_token", sa.String(length=36), nullable=True),
-        sa.Column("lease_expires_at", enrichment.models.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("enriched_at", enrichment.models.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("escalated_at", enrichment.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("lease_expires_at", UTCDateTime(timezone=True), nullable=True),
+        sa.Column("enriched_at", UTCDateTime(timezone=True), nullable=True),
+        sa.Column("escalated_at", UTCDateTime(timezone=True), nullable=True),
         sa.Column("escalation_reason", sa.Text(), nullable=True),
-        sa.Column("created_at", enrichment.models.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", enrichment.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["order_id"], ["orders.id"], name=op.f("fk_exception_records_order_id_orders")
         ),
@@ -135,7 +137,7 @@ def upgrade() -> None:
         sa.Column("cache_read_tokens", sa.Integer(), nullable=False),
         sa.Column("cost_usd", sa.Float(), nullable=False),
         sa.Column("lease_token", sa.String(length=36), nullable=True),
-        sa.Column("created_at", enrichment.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["record_id"],
             ["exception_records.id"],
@@ -161,7 +163,7 @@ def upgrade() -> None:
         sa.Column("record_id", sa.Integer(), nullable=False),
         sa.Column("action", sa.String(length=48), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
-        sa.Column("created_at", enrichment.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["record_id"],
             ["exception_records.id"],

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-import enrichment.models
+from enrichment.core.models import UTCDateTime
 
 JSON_TYPE = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 
@@ -28,11 +28,11 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("tenant_id", sa.Integer(), nullable=False),
         sa.Column("metric", sa.String(length=32), nullable=True),
-        sa.Column("starts_at", enrichment.models.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("ends_at", enrichment.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("starts_at", UTCDateTime(timezone=True), nullable=False),
+        sa.Column("ends_at", UTCDateTime(timezone=True), nullable=False),
         sa.Column("created_by", sa.String(length=64), nullable=True),
         sa.Column("comment", sa.Text(), nullable=True),
-        sa.Column("created_at", enrichment.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["tenant_id"], ["tenants.id"], name=op.f("fk_alert_silences_tenant_id_tenants")
         ),
@@ -51,13 +51,13 @@ def upgrade() -> None:
         sa.Column("consecutive", sa.Integer(), nullable=False),
         sa.Column("value", sa.Float(), nullable=True),
         sa.Column("threshold", sa.Float(), nullable=True),
-        sa.Column("active_since", enrichment.models.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("fired_at", enrichment.models.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("last_notified_at", enrichment.models.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("resolved_at", enrichment.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("active_since", UTCDateTime(timezone=True), nullable=True),
+        sa.Column("fired_at", UTCDateTime(timezone=True), nullable=True),
+        sa.Column("last_notified_at", UTCDateTime(timezone=True), nullable=True),
+        sa.Column("resolved_at", UTCDateTime(timezone=True), nullable=True),
         sa.Column("notifications_sent", sa.Integer(), nullable=False),
         sa.Column("last_error", sa.Text(), nullable=True),
-        sa.Column("updated_at", enrichment.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["tenant_id"], ["tenants.id"], name=op.f("fk_alerts_tenant_id_tenants")
         ),
@@ -68,7 +68,7 @@ def upgrade() -> None:
         "metric_snapshots",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("tenant_id", sa.Integer(), nullable=False),
-        sa.Column("taken_at", enrichment.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("taken_at", UTCDateTime(timezone=True), nullable=False),
         sa.Column("window_s", sa.Float(), nullable=False),
         sa.Column("total_records", sa.Integer(), nullable=False),
         sa.Column("enriched_records", sa.Integer(), nullable=False),

@@ -1,0 +1,71 @@
+"""Engine and sessions, made per process (after fork) and disposed at shutdown."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+_engines: dict[str, Engine] = {}
+
+
+def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 5) -> Engine:
+    """pool_size/max_overflow: PostgreSQL connections kept open / opened on demand."""
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    # pre_ping: a connection killed by pg_terminate_backend or a restart is replaced,
+    # not handed to a task.
+    return create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=max_overflow)
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    # WAL lets the demo's worker, beat and progress bar read while another writes.
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def get_engine(url: str) -> Engine:
+    if url not in _engines:
+        from enrichment.core.settings import get_settings
+
+        # ENRICHMENT_DB_POOL_SIZE / ENRICHMENT_DB_MAX_OVERFLOW: see Settings.
+        settings = get_settings()
+        _engines[url] = make_engine(
+            url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
+        )
+    return _engines[url]
+
+
+def dispose_engines(*, close: bool = True) -> None:
+    """After fork pass close=False: drop the parent's pooled connections without closing them."""
+    for engine in _engines.values():
+        engine.dispose(close=close)
+
+
+def alembic_config(url: str):
+    """Alembic's configuration ([tool.alembic] in pyproject.toml) aimed at `url`."""
+    from alembic.config import Config
+
+    cfg = Config(toml_file=str(Path(__file__).resolve().parents[2] / "pyproject.toml"))
+    cfg.attributes["database_url"] = url
+    return cfg
+
+
+def migrate(url: str, revision: str = "head") -> None:
+    """Upgrade the database at `url` to `revision` with the real migrations."""
+    from alembic import command
+
+    command.upgrade(alembic_config(url), revision)
+
+
+def session_factory(url: str) -> sessionmaker[Session]:
+    return sessionmaker(get_engine(url), expire_on_commit=False)

@@ -1,0 +1,63 @@
+"""The provider seam: three stage calls that return validated results or raise a typed failure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar
+
+from pydantic import BaseModel
+
+from enrichment.core.schemas import Analysis, Classification, Resolution
+
+T = TypeVar("T", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class RecordContext:
+    """Everything a stage may read about one record. Providers never touch the database."""
+
+    tenant: str
+    record_id: int
+    attempt: int
+    reason_code: str
+    severity: str
+    notes: str | None
+    order: dict[str, Any]
+    events: list[dict[str, Any]]
+    analysis: Analysis | None = None
+    classification: Classification | None = None
+
+
+@dataclass(frozen=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_read_tokens: int = 0
+    cost_usd: float = 0.0
+
+
+@dataclass(frozen=True)
+class StageCall(Generic[T]):
+    """A validated stage result and where it came from."""
+
+    result: T
+    provider: str
+    model: str | None
+    prompt_version: str | None
+    usage: Usage = field(default_factory=Usage)
+
+
+class Provider(Protocol):
+    """Raises TransientError, InvalidAIOutput, PermanentError or RateLimited (core.errors)."""
+
+    name: str
+
+    def analyze(self, ctx: RecordContext) -> StageCall[Analysis]: ...
+
+    def classify(self, ctx: RecordContext) -> StageCall[Classification]: ...
+
+    def resolve(self, ctx: RecordContext) -> StageCall[Resolution]: ...
+
+    def close(self) -> None:
+        """Release clients and pools; called once at process shutdown."""

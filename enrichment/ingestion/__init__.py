@@ -1,0 +1,1 @@
+"""Records in: one validation and write path for files and the API."""

@@ -1,0 +1,1 @@
+"""Per-tenant snapshots, Alertmanager-like alerts, their delivery (Slack), Prometheus, reports."""

@@ -1,0 +1,414 @@
+"""Threshold alerts with Alertmanager-like behaviour, state kept in the `alerts` table.
+
+Lifecycle of one alert (tenant, metric, severity):
+inactive -> pending (condition held on fewer than `for_evaluations` consecutive evaluations)
+-> firing (notified; re-notified every `repeat_interval_s`) -> resolved (condition cleared
+past the hysteresis bound; a resolved notification is owed) -> inactive once it is delivered.
+
+Suppression, in Alertmanager's order: a tenant+metric silence mutes notifications (state still
+moves), and a firing critical alert inhibits the warning of the same tenant and metric.
+Rate metrics need `min_sample` records/attempts behind them, so tiny tenants never page.
+
+The decisions (`evaluate`, `advance`, `plan`, `after_delivery`) are pure: state in, new state
+and notifications out. The rest loads and stores that state.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from enrichment.core.models import Alert, AlertSilence
+from enrichment.core.settings import env_float, env_int
+
+log = structlog.get_logger(__name__)
+
+CRITICAL, WARNING = "critical", "warning"
+BELOW, ABOVE = "below", "above"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One threshold. Fires when the value is `op` `threshold`; once firing, it clears only
+    when the value is back past `resolve` (the hysteresis bound that stops flapping).
+
+    sample_field: the snapshot count that must reach `min_sample` (None: a count metric,
+    always judged). for_evaluations: overrides the policy's N (None: use the policy's).
+    """
+
+    name: str
+    metric: str
+    field: str
+    severity: str
+    op: str
+    threshold: float
+    resolve: float
+    sample_field: str | None
+    unit: str
+    for_evaluations: int | None = None
+
+
+# The seed's thresholds; per tenant, tenants.settings["alert_thresholds"] overrides any
+# `name` (and `<name>_resolve` its hysteresis bound).
+DEFAULT_RULES: tuple[Rule, ...] = (
+    Rule("completeness_critical", "completeness", "completeness_pct", CRITICAL, BELOW,
+         70.0, 75.0, "total_records", "%"),
+    Rule("completeness_warning", "completeness", "completeness_pct", WARNING, BELOW,
+         85.0, 88.0, "total_records", "%"),
+    Rule("quality_critical", "quality", "quality_score", CRITICAL, BELOW,
+         60.0, 65.0, "total_records", "/100"),
+    Rule("quality_warning", "quality", "quality_score", WARNING, BELOW,
+         80.0, 83.0, "total_records", "/100"),
+    Rule("backlog_critical", "backlog", "backlog_records", CRITICAL, ABOVE,
+         1000.0, 800.0, None, " records"),
+    Rule("failure_rate_critical", "failure_rate", "failure_rate_pct", CRITICAL, ABOVE,
+         20.0, 15.0, "window_attempts", "%"),
+    # Every escalated record waits for a person: no sample size, no delay.
+    Rule("escalated_warning", "escalated", "escalated_records", WARNING, ABOVE,
+         0.0, 0.0, None, " records", for_evaluations=1),
+)  # fmt: skip
+
+RUNBOOK: dict[str, str] = {
+    "completeness": "Check the AI provider's health and the attempts' errors "
+    "(`enrichment report {tenant}`); add workers; requeue stuck records with "
+    "`celery -A workers call enrichment.requeue --args '[\"{tenant}\"]'`.",
+    "quality": "Review recent model or prompt changes and the input data; "
+    "look at the confidence histogram in the HTML report.",
+    "backlog": "Add worker processes, or trigger processing now with "
+    "`POST /api/enrichment/process/{tenant}`.",
+    "failure_rate": "Check the provider's status (429/5xx), the API key and rate limits; "
+    "the errors are in enrichment_attempts.error.",
+    "escalated": "Records used up their retries: review them, then requeue with "
+    "`celery -A workers call enrichment.requeue --args '[\"{tenant}\"]'`.",
+}
+
+
+@dataclass(frozen=True)
+class AlertPolicy:
+    """Alerting knobs, from ENRICHMENT_ALERT_* environment variables.
+
+    for_evaluations: consecutive evaluations a condition must hold before firing (3).
+    repeat_interval_s: re-send a still-firing alert after this long (14 400 s = 4 h).
+    min_sample: records (or window attempts) a rate metric needs before it can alert (50).
+    """
+
+    for_evaluations: int = 3
+    repeat_interval_s: float = 14_400.0
+    min_sample: int = 50
+
+    @classmethod
+    def from_env(cls) -> AlertPolicy:
+        return cls(
+            for_evaluations=env_int("ENRICHMENT_ALERT_FOR_EVALUATIONS", 3, low=1),
+            repeat_interval_s=env_float("ENRICHMENT_ALERT_REPEAT_INTERVAL_S", 14_400.0, low=60.0),
+            min_sample=env_int("ENRICHMENT_ALERT_MIN_SAMPLE", 50),
+        )
+
+
+@dataclass(frozen=True)
+class AlertState:
+    """The pure mirror of one `alerts` row."""
+
+    metric: str
+    severity: str
+    state: str = "inactive"
+    consecutive: int = 0
+    value: float | None = None
+    threshold: float | None = None
+    active_since: datetime | None = None
+    fired_at: datetime | None = None
+    last_notified_at: datetime | None = None
+    resolved_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Notification:
+    """One message to send: kind "firing" or "resolved"."""
+
+    tenant: str
+    kind: str
+    metric: str
+    severity: str
+    value: float | None
+    threshold: float | None
+    unit: str
+    since: datetime | None
+
+
+def rules_for(tenant_settings: dict[str, Any]) -> tuple[Rule, ...]:
+    """DEFAULT_RULES with the tenant's overrides; a non-numeric override is ignored (logged)."""
+    overrides = tenant_settings.get("alert_thresholds") or {}
+    return tuple(_override(rule, overrides) for rule in DEFAULT_RULES)
+
+
+def _number(overrides: dict[str, Any], key: str) -> float | None:
+    raw = overrides.get(key)
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not math.isfinite(value):
+        log.warning("alert.bad_threshold_override", key=key)
+        return None
+    return value
+
+
+def _scaled_resolve(rule: Rule, threshold: float) -> float:
+    """Without an explicit bound the deadband keeps its default proportion (1000/800 -> 10/8)."""
+    if rule.threshold == 0:
+        return threshold + rule.resolve
+    return threshold * rule.resolve / rule.threshold
+
+
+def _override(rule: Rule, overrides: dict[str, Any]) -> Rule:
+    threshold = _number(overrides, rule.name)
+    resolve = _number(overrides, f"{rule.name}_resolve")
+    if threshold is None and resolve is None:
+        return rule
+    new_threshold = rule.threshold if threshold is None else threshold
+    new_resolve = _scaled_resolve(rule, new_threshold) if resolve is None else resolve
+    wrong_side = new_resolve < new_threshold if rule.op == BELOW else new_resolve > new_threshold
+    return replace(
+        rule, threshold=new_threshold, resolve=new_threshold if wrong_side else new_resolve
+    )
+
+
+def holds(rule: Rule, value: float | None, sample: int | None, *, firing: bool, min_sample: int):
+    """Is the rule's condition true? No data or too small a sample is "not true"."""
+    if value is None or (rule.sample_field is not None and (sample or 0) < min_sample):
+        return False
+    bound = rule.resolve if firing else rule.threshold
+    return value < bound if rule.op == BELOW else value > bound
+
+
+def advance(
+    state: AlertState, holding: bool, *, value: float | None, rule: Rule, for_n: int, now: datetime
+) -> AlertState:
+    """One evaluation's state transition (see the module docstring)."""
+    state = replace(state, value=value, threshold=rule.threshold)
+    if holding:
+        return _advance_holding(state, for_n, now)
+    if state.state in ("pending", "firing"):
+        owed = state.state == "firing" or state.last_notified_at is not None
+        return replace(
+            state,
+            state="resolved" if owed else "inactive",
+            consecutive=0,
+            resolved_at=now if owed else state.resolved_at,
+        )
+    return replace(state, consecutive=0)
+
+
+def _advance_holding(state: AlertState, for_n: int, now: datetime) -> AlertState:
+    if state.state == "firing":
+        return replace(state, consecutive=state.consecutive + 1)
+    starting = state.state != "pending"
+    count = 1 if starting else state.consecutive + 1
+    since = now if starting else state.active_since
+    if count < for_n:
+        return replace(state, state="pending", consecutive=count, active_since=since)
+    # A new firing episode: its notice is owed whatever was sent before.
+    return replace(
+        state,
+        state="firing",
+        consecutive=count,
+        active_since=since,
+        fired_at=now,
+        last_notified_at=None,
+    )
+
+
+def evaluate(
+    states: dict[tuple[str, str], AlertState],
+    snapshot: Any,
+    rules: tuple[Rule, ...],
+    policy: AlertPolicy,
+    *,
+    now: datetime,
+) -> dict[tuple[str, str], AlertState]:
+    """Advance every rule's state against one snapshot (any object with the rule fields)."""
+    new = {}
+    for rule in rules:
+        key = (rule.metric, rule.severity)
+        old = states.get(key) or AlertState(rule.metric, rule.severity)
+        value = getattr(snapshot, rule.field)
+        sample = getattr(snapshot, rule.sample_field) if rule.sample_field else None
+        ok = holds(rule, value, sample, firing=old.state == "firing", min_sample=policy.min_sample)
+        for_n = rule.for_evaluations or policy.for_evaluations
+        new[key] = advance(old, ok, value=value, rule=rule, for_n=for_n, now=now)
+    return new
+
+
+def _inhibited(key: tuple[str, str], states: dict[tuple[str, str], AlertState]) -> bool:
+    metric, severity = key
+    critical = states.get((metric, CRITICAL))
+    return severity == WARNING and critical is not None and critical.state == "firing"
+
+
+def _silenced(metric: str, silences: set[str | None]) -> bool:
+    return None in silences or metric in silences
+
+
+def plan(
+    tenant: str,
+    states: dict[tuple[str, str], AlertState],
+    rules: tuple[Rule, ...],
+    policy: AlertPolicy,
+    *,
+    silences: set[str | None],
+    now: datetime,
+) -> tuple[dict[tuple[str, str], AlertState], list[Notification]]:
+    """Which notifications to send now, after silences and inhibition.
+
+    silences: silenced metrics (None silences all of the tenant's). A resolved alert that
+    is silenced, or was never notified, goes quietly to inactive.
+    """
+    units = {(r.metric, r.severity): r.unit for r in rules}
+    new, out = dict(states), []
+    repeat = timedelta(seconds=policy.repeat_interval_s)
+    for key, st in states.items():
+        if st.state == "firing" and not _silenced(st.metric, silences):
+            due = st.last_notified_at is None or now - st.last_notified_at >= repeat
+            if due and not _inhibited(key, states):
+                out.append(_note(tenant, st, "firing", units[key]))
+        elif st.state == "resolved":
+            if _silenced(st.metric, silences) or st.last_notified_at is None:
+                new[key] = _quiet(st)
+            else:
+                out.append(_note(tenant, st, "resolved", units[key]))
+    return new, out
+
+
+def _note(tenant: str, st: AlertState, kind: str, unit: str) -> Notification:
+    return Notification(
+        tenant, kind, st.metric, st.severity, st.value, st.threshold, unit, st.active_since
+    )
+
+
+def _quiet(st: AlertState) -> AlertState:
+    return replace(
+        st, state="inactive", consecutive=0, active_since=None, fired_at=None, last_notified_at=None
+    )
+
+
+def after_delivery(st: AlertState, kind: str, *, now: datetime) -> AlertState:
+    """The state once a notification was delivered (or given up on for good)."""
+    return replace(st, last_notified_at=now) if kind == "firing" else _quiet(st)
+
+
+# --- state in the database -------------------------------------------------------------
+
+_STATE_FIELDS = (
+    "state",
+    "consecutive",
+    "value",
+    "threshold",
+    "active_since",
+    "fired_at",
+    "last_notified_at",
+    "resolved_at",
+)
+
+
+def _to_state(row: Alert) -> AlertState:
+    return AlertState(row.metric, row.severity, **{f: getattr(row, f) for f in _STATE_FIELDS})
+
+
+def load_alerts(session: Session, tenant_id: int) -> dict[tuple[str, str], Alert]:
+    """The tenant's alert rows, locked: two monitors never interleave one tenant's state."""
+    rows = session.scalars(
+        select(Alert).where(Alert.tenant_id == tenant_id).with_for_update()
+    ).all()
+    return {(r.metric, r.severity): r for r in rows}
+
+
+def active_silences(session: Session, tenant_id: int, now: datetime) -> set[str | None]:
+    rows = session.scalars(
+        select(AlertSilence.metric).where(
+            AlertSilence.tenant_id == tenant_id,
+            AlertSilence.starts_at <= now,
+            AlertSilence.ends_at > now,
+        )
+    ).all()
+    return set(rows)
+
+
+def store(
+    session: Session,
+    tenant_id: int,
+    rows: dict[tuple[str, str], Alert],
+    states: dict[tuple[str, str], AlertState],
+) -> dict[tuple[str, str], Alert]:
+    """Write pure states back to their rows (creating rows for new keys); flushed."""
+    for key, st in states.items():
+        row = rows.get(key)
+        if row is None:
+            row = rows[key] = Alert(tenant_id=tenant_id, metric=key[0], severity=key[1])
+            session.add(row)
+        for f in _STATE_FIELDS:
+            setattr(row, f, getattr(st, f))
+    session.flush()
+    return rows
+
+
+def evaluate_tenant(
+    session: Session,
+    snapshot: Any,
+    tenant_settings: dict[str, Any],
+    policy: AlertPolicy,
+    *,
+    now: datetime,
+) -> list[Notification]:
+    """Advance and store one tenant's alerts for a snapshot; return what to send (not sent)."""
+    rules = rules_for(tenant_settings)
+    rows = load_alerts(session, snapshot.tenant_id)
+    states = evaluate({k: _to_state(r) for k, r in rows.items()}, snapshot, rules, policy, now=now)
+    silences = active_silences(session, snapshot.tenant_id, now)
+    states, notes = plan(snapshot.tenant, states, rules, policy, silences=silences, now=now)
+    store(session, snapshot.tenant_id, rows, states)
+    return notes
+
+
+def record_delivery(
+    session: Session,
+    tenant_id: int,
+    notes: list[Notification],
+    *,
+    error: str | None,
+    final: bool,
+    now: datetime,
+) -> None:
+    """After a send: delivered (or failed for good, `final`) moves the state on; a transient
+    failure only records the error, so the next evaluation sends it again."""
+    rows = load_alerts(session, tenant_id)
+    for note in notes:
+        row = rows.get((note.metric, note.severity))
+        if row is None:
+            continue
+        row.last_error = error
+        if error is None or final:
+            st = after_delivery(_to_state(row), note.kind, now=now)
+            for f in _STATE_FIELDS:
+                setattr(row, f, getattr(st, f))
+            row.notifications_sent += error is None
+
+
+def firing(session: Session, tenant_id: int) -> list[Alert]:
+    """The tenant's firing (and pending) alerts, for health views."""
+    return list(
+        session.scalars(
+            select(Alert)
+            .where(
+                Alert.tenant_id == tenant_id, or_(Alert.state == "firing", Alert.state == "pending")
+            )
+            .order_by(Alert.severity, Alert.metric)
+        )
+    )

@@ -1,0 +1,405 @@
+"""Per-tenant enrichment metrics, written as one `metric_snapshots` row per evaluation.
+
+Cost at scale: per tenant, four indexed queries - the previous snapshot (index
+`ix_metric_snapshots_tenant_taken`), one aggregate pass over the tenant's records (answered
+from the covering index `ix_exception_records_monitor` on PostgreSQL), one aggregate over the
+tenant's attempts since the earlier of the window start and the previous snapshot
+(`ix_enrichment_attempts_tenant_created`), and the insert. Every metric is a FILTER clause of
+those passes, never a scan of its own.
+
+Definitions (percentages 0-100, durations in seconds, "window" = `window_s` before `now`):
+- completeness_pct: enriched_at IS NOT NULL / all records.
+- backlog_records: enriched_at IS NULL AND escalated_at IS NULL.
+- high_confidence_pct: ai_confidence >= the tenant's threshold / records with a confidence.
+- failure_rate_pct: window attempts with outcome "failed" / window attempts.
+- pipeline_success_pct: window chains (one lease token = one chain run) with no failed
+  attempt / window chains. A chain that ends in a low-confidence release ran to its end.
+- records_per_hour: records enriched in the window / window hours.
+- processing_duration_s: AI time spent in the window (sum of attempt latency_s).
+- avg_processing_time_s: processing_duration_s / distinct records attempted in the window.
+- time_to_enrich_s: mean created_at -> enriched_at of records enriched in the window.
+- quality_score: see `quality_score`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import and_, extract, func, literal, select
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.elements import ColumnElement
+
+from enrichment.core.models import EnrichmentAttempt as A
+from enrichment.core.models import ExceptionRecord as R
+from enrichment.core.models import MetricSnapshot, Tenant, utcnow
+from enrichment.core.settings import Settings, env_float
+
+log = structlog.get_logger(__name__)
+
+# Fixed confidence buckets: [0.0, 0.1), ..., [0.9, 1.0]; the last one includes 1.0.
+BUCKET_EDGES: tuple[float, ...] = tuple(i / 10 for i in range(11))
+
+
+def bucket_label(i: int) -> str:
+    return f"{BUCKET_EDGES[i]:.1f}-{BUCKET_EDGES[i + 1]:.1f}"
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    """Monitor knobs, from ENRICHMENT_MONITOR_* / ENRICHMENT_QUALITY_* environment variables.
+
+    interval_s: beat period of the `enrichment.monitor` task (300 s).
+    window_s: look-back of the rate metrics (3600 s).
+    stuck_after_s: integrity check "still NULL after" age (86 400 s, the seed's one day).
+    high_confidence_target_pct: integrity check target for the high-confidence rate (80).
+    weight_*: quality score weights (0.4 / 0.4 / 0.2); they need not sum to 1.
+    """
+
+    interval_s: float = 300.0
+    window_s: float = 3600.0
+    stuck_after_s: float = 86_400.0
+    high_confidence_target_pct: float = 80.0
+    weight_high_confidence: float = 0.4
+    weight_completeness: float = 0.4
+    weight_attempt_success: float = 0.2
+
+    @classmethod
+    def from_env(cls) -> MonitorConfig:
+        return cls(
+            interval_s=env_float("ENRICHMENT_MONITOR_INTERVAL_S", 300.0, low=1.0),
+            window_s=env_float("ENRICHMENT_MONITOR_WINDOW_S", 3600.0, low=60.0),
+            stuck_after_s=env_float("ENRICHMENT_MONITOR_STUCK_AFTER_S", 86_400.0, low=60.0),
+            high_confidence_target_pct=env_float(
+                "ENRICHMENT_MONITOR_HIGH_CONFIDENCE_TARGET_PCT", 80.0, high=100.0
+            ),
+            weight_high_confidence=env_float("ENRICHMENT_QUALITY_WEIGHT_HIGH_CONFIDENCE", 0.4),
+            weight_completeness=env_float("ENRICHMENT_QUALITY_WEIGHT_COMPLETENESS", 0.4),
+            weight_attempt_success=env_float("ENRICHMENT_QUALITY_WEIGHT_ATTEMPT_SUCCESS", 0.2),
+        )
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What one evaluation measured for one tenant (the `metric_snapshots` columns + names)."""
+
+    tenant: str
+    tenant_id: int
+    taken_at: datetime
+    window_s: float
+    total_records: int
+    enriched_records: int
+    backlog_records: int
+    escalated_records: int
+    classified_records: int
+    high_confidence_records: int
+    completeness_pct: float | None
+    high_confidence_pct: float | None
+    quality_score: float | None
+    failure_rate_pct: float | None
+    pipeline_success_pct: float | None
+    records_per_hour: float
+    avg_processing_time_s: float | None
+    processing_duration_s: float
+    time_to_enrich_s: float | None
+    window_attempts: int
+    window_failed_attempts: int
+    window_chains: int
+    window_ai_cost_usd: float
+    attempts_total: int
+    failed_attempts_total: int
+    ai_cost_usd_total: float
+    processing_seconds_total: float
+    confidence_buckets: dict[str, int]
+    integrity: dict[str, Any]
+    id: int | None = None
+
+    def to_row(self) -> MetricSnapshot:
+        data = asdict(self)
+        data.pop("tenant")
+        return MetricSnapshot(**data)
+
+    @classmethod
+    def from_row(cls, row: MetricSnapshot, tenant: str) -> Snapshot:
+        names = [f.name for f in fields(cls) if f.name != "tenant"]
+        return cls(tenant=tenant, **{n: getattr(row, n) for n in names})
+
+
+def pct(part: float, whole: float) -> float | None:
+    """part / whole in percent, or None when there is nothing to divide (no data, not 0)."""
+    return None if not whole else 100.0 * part / whole
+
+
+def quality_score(
+    high_confidence_pct: float | None,
+    completeness_pct: float | None,
+    failure_rate_pct: float | None,
+    config: MonitorConfig,
+) -> float | None:
+    """Quality 0-100: the weighted mean of the measured parts, each a percentage.
+
+    Parts: high-confidence rate (weight_high_confidence), completeness (weight_completeness)
+    and attempt success rate = 100 - failure rate (weight_attempt_success). A part with no
+    data (None) is left out and the weights of the others are renormalised; with no part
+    measured, or all weights 0, the score is None ("no data", distinct from a bad score).
+    """
+    success = None if failure_rate_pct is None else 100.0 - failure_rate_pct
+    parts = [
+        (high_confidence_pct, config.weight_high_confidence),
+        (completeness_pct, config.weight_completeness),
+        (success, config.weight_attempt_success),
+    ]
+    measured = [(v, w) for v, w in parts if v is not None and w > 0]
+    total_w = sum(w for _, w in measured)
+    return sum(v * w for v, w in measured) / total_w if total_w else None
+
+
+def _seconds_between(session: Session, start: Any, end: Any) -> ColumnElement[float]:
+    if session.bind.dialect.name == "sqlite":
+        return (func.julianday(end) - func.julianday(start)) * 86_400.0
+    return extract("epoch", end - start)
+
+
+def _count(cond: ColumnElement[bool]) -> Any:
+    return func.count().filter(cond)
+
+
+def _bucket_columns() -> list[Any]:
+    cols = []
+    for i in range(len(BUCKET_EDGES) - 1):
+        low, high = BUCKET_EDGES[i], BUCKET_EDGES[i + 1]
+        upper = R.ai_confidence <= high if i == len(BUCKET_EDGES) - 2 else R.ai_confidence < high
+        cols.append(_count(and_(R.ai_confidence >= low, upper)).label(f"b{i}"))
+    return cols
+
+
+def record_counts(
+    session: Session,
+    tenant: Tenant,
+    *,
+    now: datetime,
+    window_s: float,
+    stuck_after_s: float,
+    max_retries: int,
+) -> dict[str, Any]:
+    """One aggregate pass over one tenant's records: every record-based number at once."""
+    since = now - timedelta(seconds=window_s)
+    enriched_in_window = R.enriched_at >= since
+    stmt = select(
+        func.count().label("total"),
+        _count(R.enriched_at.is_not(None)).label("enriched"),
+        _count(and_(R.enriched_at.is_(None), R.escalated_at.is_(None))).label("backlog"),
+        _count(R.escalated_at.is_not(None)).label("escalated"),
+        func.count(R.ai_confidence).label("classified"),
+        _count(R.ai_confidence >= tenant.confidence_threshold).label("high_confidence"),
+        _count(enriched_in_window).label("enriched_in_window"),
+        func.avg(_seconds_between(session, R.created_at, R.enriched_at))
+        .filter(enriched_in_window)
+        .label("time_to_enrich_s"),
+        _count(
+            and_(R.ai_confidence.is_(None), R.created_at < now - timedelta(seconds=stuck_after_s))
+        ).label("stuck"),
+        _count(R.enrichment_retry_count > max_retries).label("over_retry"),
+        *_bucket_columns(),
+    ).where(R.tenant_id == tenant.id)
+    return dict(session.execute(stmt).one()._mapping)
+
+
+def attempt_counts(
+    session: Session, tenant_id: int, *, now: datetime, window_s: float, since_prev: datetime | None
+) -> dict[str, Any]:
+    """One aggregate over one tenant's attempts: the window's numbers and the delta since the
+    previous snapshot (for the cumulative counters), in a single indexed range scan."""
+    window_start = now - timedelta(seconds=window_s)
+    in_window = A.created_at > window_start
+    in_delta = A.created_at > since_prev if since_prev else literal(True)
+    failed = A.outcome == "failed"
+    stmt = select(
+        _count(in_window).label("attempts"),
+        _count(and_(in_window, failed)).label("failed"),
+        func.coalesce(func.sum(A.latency_s).filter(in_window), 0.0).label("latency_s"),
+        func.coalesce(func.sum(A.cost_usd).filter(in_window), 0.0).label("cost_usd"),
+        func.count(A.record_id.distinct()).filter(in_window).label("records"),
+        func.count(A.lease_token.distinct()).filter(in_window).label("chains"),
+        func.count(A.lease_token.distinct()).filter(and_(in_window, failed)).label("bad_chains"),
+        _count(in_delta).label("d_attempts"),
+        _count(and_(in_delta, failed)).label("d_failed"),
+        func.coalesce(func.sum(A.latency_s).filter(in_delta), 0.0).label("d_latency_s"),
+        func.coalesce(func.sum(A.cost_usd).filter(in_delta), 0.0).label("d_cost"),
+    ).where(A.tenant_id == tenant_id, A.created_at <= now)
+    lower = min(window_start, since_prev) if since_prev else None
+    if lower is not None:
+        stmt = stmt.where(A.created_at > lower)
+    return dict(session.execute(stmt).one()._mapping)
+
+
+def _snapshot_within(session: Session, tenant_id: int, now: datetime, gap_s: float) -> bool:
+    if gap_s <= 0:
+        return False
+    # No `taken_at < now` bound here: a concurrent run that computed its `now` a moment later
+    # may have committed a snapshot stamped after ours, and that one counts too.
+    since = now - timedelta(seconds=gap_s)
+    return (
+        session.scalar(
+            select(MetricSnapshot.id)
+            .where(MetricSnapshot.tenant_id == tenant_id, MetricSnapshot.taken_at > since)
+            .limit(1)
+        )
+        is not None
+    )
+
+
+def previous_snapshot(session: Session, tenant_id: int, now: datetime) -> MetricSnapshot | None:
+    return session.scalar(
+        select(MetricSnapshot)
+        .where(MetricSnapshot.tenant_id == tenant_id, MetricSnapshot.taken_at < now)
+        .order_by(MetricSnapshot.taken_at.desc())
+        .limit(1)
+    )
+
+
+def integrity_checks(
+    rc: dict[str, Any], high_confidence_pct: float | None, config: MonitorConfig
+) -> dict[str, Any]:
+    """The seed's three data-integrity checks, each {"value", "target", "ok"}.
+
+    ok is None when there is no data to judge (no classified record yet).
+    """
+    target = config.high_confidence_target_pct
+    return {
+        "stuck_null_over_1d": {"value": rc["stuck"], "target": 0, "ok": rc["stuck"] == 0},
+        "high_confidence_rate": {
+            "value": high_confidence_pct,
+            "target": target,
+            "ok": None if high_confidence_pct is None else high_confidence_pct >= target,
+        },
+        "retry_count_above_max": {
+            "value": rc["over_retry"],
+            "target": 0,
+            "ok": rc["over_retry"] == 0,
+        },
+    }
+
+
+def measure(
+    session: Session,
+    tenant: Tenant,
+    settings: Settings,
+    config: MonitorConfig,
+    *,
+    now: datetime,
+) -> Snapshot:
+    """Compute one tenant's snapshot without writing it (the API's live health uses this)."""
+    prev = previous_snapshot(session, tenant.id, now)
+    rc = record_counts(
+        session,
+        tenant,
+        now=now,
+        window_s=config.window_s,
+        stuck_after_s=config.stuck_after_s,
+        max_retries=settings.max_retries,
+    )
+    ac = attempt_counts(
+        session, tenant.id, now=now, window_s=config.window_s, since_prev=prev and prev.taken_at
+    )
+    return _assemble(tenant, rc, ac, prev, config, now)
+
+
+def _assemble(
+    tenant: Tenant,
+    rc: dict[str, Any],
+    ac: dict[str, Any],
+    prev: MetricSnapshot | None,
+    config: MonitorConfig,
+    now: datetime,
+) -> Snapshot:
+    completeness = pct(rc["enriched"], rc["total"])
+    high_conf = pct(rc["high_confidence"], rc["classified"])
+    failure = pct(ac["failed"], ac["attempts"])
+    return Snapshot(
+        tenant=tenant.name,
+        tenant_id=tenant.id,
+        taken_at=now,
+        window_s=config.window_s,
+        total_records=rc["total"],
+        enriched_records=rc["enriched"],
+        backlog_records=rc["backlog"],
+        escalated_records=rc["escalated"],
+        classified_records=rc["classified"],
+        high_confidence_records=rc["high_confidence"],
+        completeness_pct=completeness,
+        high_confidence_pct=high_conf,
+        quality_score=quality_score(high_conf, completeness, failure, config),
+        failure_rate_pct=failure,
+        pipeline_success_pct=pct(ac["chains"] - ac["bad_chains"], ac["chains"]),
+        records_per_hour=rc["enriched_in_window"] * 3600.0 / config.window_s,
+        avg_processing_time_s=ac["latency_s"] / ac["records"] if ac["records"] else None,
+        processing_duration_s=float(ac["latency_s"]),
+        time_to_enrich_s=_float_or_none(rc["time_to_enrich_s"]),
+        window_attempts=ac["attempts"],
+        window_failed_attempts=ac["failed"],
+        window_chains=ac["chains"],
+        window_ai_cost_usd=float(ac["cost_usd"]),
+        **_totals(prev, ac),
+        confidence_buckets={bucket_label(i): rc[f"b{i}"] for i in range(len(BUCKET_EDGES) - 1)},
+        integrity=integrity_checks(rc, high_conf, config),
+    )
+
+
+def _float_or_none(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _totals(prev: MetricSnapshot | None, ac: dict[str, Any]) -> dict[str, Any]:
+    """Cumulative counters: the previous snapshot's totals plus what happened since it."""
+    return {
+        "attempts_total": (prev.attempts_total if prev else 0) + ac["d_attempts"],
+        "failed_attempts_total": (prev.failed_attempts_total if prev else 0) + ac["d_failed"],
+        "ai_cost_usd_total": (prev.ai_cost_usd_total if prev else 0.0) + float(ac["d_cost"]),
+        "processing_seconds_total": (prev.processing_seconds_total if prev else 0.0)
+        + float(ac["d_latency_s"]),
+    }
+
+
+def snapshot_tenant(
+    session: Session, tenant: Tenant, settings: Settings, config: MonitorConfig, *, now: datetime
+) -> Snapshot:
+    """Measure one tenant and add its `metric_snapshots` row (flushed, not committed)."""
+    snap = measure(session, tenant, settings, config, now=now)
+    row = snap.to_row()
+    session.add(row)
+    session.flush()
+    return Snapshot.from_row(row, tenant.name)
+
+
+def run_monitor(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    *,
+    now: datetime | None = None,
+    config: MonitorConfig | None = None,
+    min_gap_s: float = 0.0,
+) -> list[Snapshot]:
+    """Snapshot every tenant in one transaction; what the `enrichment.monitor` task calls.
+
+    min_gap_s: skip a tenant whose latest snapshot is younger than this (seconds, default 0),
+    so two beats scheduling the monitor do not evaluate alerts twice per interval. The tenant
+    rows are locked for the transaction, so concurrent runs take turns instead of racing."""
+    now = now or utcnow()
+    config = config or MonitorConfig.from_env()
+    with factory.begin() as session:
+        tenants = session.scalars(select(Tenant).order_by(Tenant.id).with_for_update()).all()
+        tenants = [t for t in tenants if not _snapshot_within(session, t.id, now, min_gap_s)]
+        snaps = [snapshot_tenant(session, t, settings, config, now=now) for t in tenants]
+    for snap in snaps:
+        log.info(
+            "monitor.snapshot",
+            tenant=snap.tenant,
+            completeness_pct=snap.completeness_pct,
+            backlog_records=snap.backlog_records,
+            quality_score=snap.quality_score,
+            failure_rate_pct=snap.failure_rate_pct,
+        )
+    return snaps

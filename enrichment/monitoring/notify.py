@@ -1,0 +1,84 @@
+"""Evaluate alerts for fresh snapshots and deliver their notifications.
+
+Order per tenant: evaluate and store the new alert state (one transaction, committed), send
+to Slack outside any transaction (no row lock is held across a network call), then record the
+delivery (second transaction). If the process dies between the two, the alert still reads
+"not notified" and the next evaluation sends it again: at least once, never silently lost.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import datetime
+
+import structlog
+from sqlalchemy.orm import Session, sessionmaker
+
+from enrichment.core.models import Tenant, utcnow
+from enrichment.monitoring import alerts, slack
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What happened to one tenant's notifications: error None means delivered."""
+
+    tenant: str
+    notifications: list[alerts.Notification]
+    error: str | None
+
+
+def report_url(tenant: str) -> str | None:
+    """Link to the HTML report, when ENRICHMENT_PUBLIC_BASE_URL (e.g. https://enr.example)
+    is set."""
+    base = os.environ.get("ENRICHMENT_PUBLIC_BASE_URL", "").rstrip("/")
+    return f"{base}/api/enrichment/report/{tenant}.html" if base else None
+
+
+def deliver(notes: list[alerts.Notification], url: str | None, config: slack.SlackConfig):
+    """Send one tenant's notifications as one message; (error, final) - error None if sent."""
+    if url is None:
+        log.warning("alert.no_receiver", tenant=notes[0].tenant, count=len(notes))
+        return "no Slack webhook configured", True
+    try:
+        slack.post(url, slack.build_message(notes, report_url=report_url(notes[0].tenant)), config)
+    except slack.SlackError as exc:
+        return str(exc), isinstance(exc, slack.SlackRejected)
+    return None, True
+
+
+def _evaluate(factory: sessionmaker[Session], snap, policy, now: datetime):
+    with factory.begin() as session:
+        # Locked: two monitor runs (two beats) take turns instead of inserting the same alert.
+        tenant = session.get(Tenant, snap.tenant_id, with_for_update=True)
+        notes = alerts.evaluate_tenant(session, snap, tenant.settings or {}, policy, now=now)
+        return notes, dict(tenant.settings or {})
+
+
+def run_alerts(
+    factory: sessionmaker[Session],
+    snapshots: list,
+    *,
+    now: datetime | None = None,
+    policy: alerts.AlertPolicy | None = None,
+    config: slack.SlackConfig | None = None,
+) -> list[Delivery]:
+    """Evaluate, send and record, tenant by tenant. Returns the attempted deliveries."""
+    now = now or utcnow()
+    policy = policy or alerts.AlertPolicy.from_env()
+    config = config or slack.SlackConfig.from_env()
+    out = []
+    for snap in snapshots:
+        notes, tenant_settings = _evaluate(factory, snap, policy, now)
+        if not notes:
+            continue
+        error, final = deliver(notes, slack.webhook_for(tenant_settings, config), config)
+        with factory.begin() as session:
+            alerts.record_delivery(
+                session, snap.tenant_id, notes, error=error, final=final, now=now
+            )
+        log.info("alert.notified", tenant=snap.tenant, count=len(notes), error=error)
+        out.append(Delivery(snap.tenant, notes, error))
+    return out

@@ -1,0 +1,261 @@
+"""`enrichment eval`: accuracy, macro-F1 and calibration of a provider on labelled records.
+
+Each record goes analyze -> classify straight through the provider (no database). By default
+the records are the held-out part of the shipped labelled set: the local model and its
+calibration were fitted on the other part only (see enrichment.tooling.labelled). ECE uses 10
+equal-width confidence bins; the reliability diagram is written as a PNG.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from enrichment.core.errors import EnrichmentError
+from enrichment.core.provider import Provider
+from enrichment.core.taxonomy import Label
+from enrichment.tooling import labelled
+
+BINS = 10
+PROGRESS_EVERY = 50  # records between progress lines on stderr
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One evaluated record: truth, prediction (None when the provider failed), confidence."""
+
+    external_id: str
+    truth: Label
+    predicted: Label | None
+    confidence: float
+
+
+# ---------------------------------------------------------------- metrics (pure)
+
+
+def accuracy(truth: Sequence[str], predicted: Sequence[str | None]) -> float:
+    """Share of exact matches; a failed call (None) counts as wrong. 0.0 for no records."""
+    return sum(t == p for t, p in zip(truth, predicted, strict=True)) / len(truth) if truth else 0.0
+
+
+def per_label(truth: Sequence[str], predicted: Sequence[str | None]) -> dict[str, dict]:
+    """Precision, recall, F1 and support for every label seen in truth or predictions."""
+    labels = sorted({*truth, *(p for p in predicted if p is not None)})
+    pairs = list(zip(truth, predicted, strict=True))
+    table = {}
+    for label in labels:
+        tp = sum(t == label and p == label for t, p in pairs)
+        n_pred = sum(p == label for _, p in pairs)
+        n_true = sum(t == label for t, _ in pairs)
+        precision = tp / n_pred if n_pred else 0.0
+        recall = tp / n_true if n_true else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        table[label] = {"precision": precision, "recall": recall, "f1": f1, "support": n_true}
+    return table
+
+
+def macro_f1(truth: Sequence[str], predicted: Sequence[str | None]) -> float:
+    """Unweighted mean F1 over the labels in truth or predictions (sklearn's 'macro')."""
+    table = per_label(truth, predicted)
+    return sum(row["f1"] for row in table.values()) / len(table) if table else 0.0
+
+
+def reliability_bins(
+    confidences: Sequence[float], correct: Sequence[bool], bins: int = BINS
+) -> list[tuple[int, float, float]]:
+    """Per equal-width bin on [0, 1]: (count, mean confidence, accuracy); 1.0 goes in the top
+    bin. Empty bins are (0, 0.0, 0.0)."""
+    sums = [[0, 0.0, 0.0] for _ in range(bins)]
+    for conf, ok in zip(confidences, correct, strict=True):
+        b = sums[min(int(conf * bins), bins - 1)]
+        b[0], b[1], b[2] = b[0] + 1, b[1] + conf, b[2] + float(ok)
+    return [(n, c / n if n else 0.0, a / n if n else 0.0) for n, c, a in sums]
+
+
+def ece(confidences: Sequence[float], correct: Sequence[bool], bins: int = BINS) -> float:
+    """Expected calibration error: sum over bins of (count / N) * |accuracy - confidence|."""
+    total = len(confidences)
+    rows = reliability_bins(confidences, correct, bins)
+    return sum(n / total * abs(acc - conf) for n, conf, acc in rows) if total else 0.0
+
+
+# ---------------------------------------------------------------- running a provider
+
+
+def run_one(provider: Provider, example: labelled.Example) -> Outcome:
+    """analyze then classify; a typed provider failure is a wrong answer at confidence 0."""
+    try:
+        analysis = provider.analyze(example.ctx).result
+        call = provider.classify(dataclasses.replace(example.ctx, analysis=analysis))
+    except EnrichmentError as exc:
+        print(f"{example.external_id}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return Outcome(example.external_id, example.label, None, 0.0)
+    result = call.result
+    return Outcome(example.external_id, example.label, result.label, result.confidence)
+
+
+def run(provider: Provider, examples: Sequence[labelled.Example]) -> list[Outcome]:
+    """Every example in order, with a progress line on stderr every PROGRESS_EVERY records."""
+    outcomes, started = [], time.perf_counter()
+    for i, example in enumerate(examples, start=1):
+        outcomes.append(run_one(provider, example))
+        if i % PROGRESS_EVERY == 0 or i == len(examples):
+            elapsed_s = time.perf_counter() - started
+            print(f"  {i}/{len(examples)} records, {elapsed_s:.1f}s", file=sys.stderr)
+    return outcomes
+
+
+# ---------------------------------------------------------------- report and figure
+
+
+@dataclass(frozen=True)
+class Report:
+    """The figures of one run; `bins` as returned by reliability_bins."""
+
+    records: int
+    accuracy: float
+    macro_f1: float
+    ece: float
+    failed: int
+    per_label: dict[str, dict]
+    bins: list[tuple[int, float, float]]
+
+
+def summarize(outcomes: Sequence[Outcome], bins: int = BINS) -> Report:
+    truth = [str(o.truth) for o in outcomes]
+    predicted = [str(o.predicted) if o.predicted is not None else None for o in outcomes]
+    correct = [t == p for t, p in zip(truth, predicted, strict=True)]
+    confidences = [o.confidence for o in outcomes]
+    return Report(
+        records=len(outcomes),
+        accuracy=accuracy(truth, predicted),
+        macro_f1=macro_f1(truth, predicted),
+        ece=ece(confidences, correct, bins),
+        failed=sum(p is None for p in predicted),
+        per_label=per_label(truth, predicted),
+        bins=reliability_bins(confidences, correct, bins),
+    )
+
+
+def format_report(report: Report, *, provider: str, source: str) -> str:
+    lines = [
+        f"provider {provider} on {source}: {report.records} records ({report.failed} failed)",
+        f"accuracy  {report.accuracy:.3f}",
+        f"macro-F1  {report.macro_f1:.3f}",
+        f"ECE       {report.ece:.3f}  ({len(report.bins)} equal-width confidence bins)",
+        "",
+        f"{'label':<22}{'precision':>10}{'recall':>8}{'F1':>7}{'support':>9}",
+    ]
+    for label, row in report.per_label.items():
+        lines.append(
+            f"{label:<22}{row['precision']:>10.3f}{row['recall']:>8.3f}{row['f1']:>7.3f}"
+            f"{row['support']:>9d}"
+        )
+    lines += ["", "confidence bin   count  mean conf  accuracy"]
+    width = 1 / len(report.bins)
+    for i, (n, conf, acc) in enumerate(report.bins):
+        if n:
+            lo, hi = i * width, (i + 1) * width
+            lines.append(f"[{lo:.1f}, {hi:.1f})     {n:>6d}  {conf:>9.3f}  {acc:>8.3f}")
+    return "\n".join(lines)
+
+
+def save_reliability_png(report: Report, path: Path, *, title: str) -> Path:
+    """Accuracy per confidence bin as bars, the diagonal, and each bin's record count."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display, and no GUI toolkit to import
+    import matplotlib.pyplot as plt
+
+    width = 1 / len(report.bins)
+    centers = [(i + 0.5) * width for i in range(len(report.bins))]
+    fig, ax = plt.subplots(figsize=(5.5, 5.5), dpi=100)
+    ax.bar(
+        centers,
+        [acc for _, _, acc in report.bins],
+        width=width * 0.9,
+        color="#4C72B0",
+        edgecolor="black",
+        label="accuracy",
+    )
+    ax.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
+    for x, (n, _, acc) in zip(centers, report.bins, strict=True):
+        if n:
+            ax.text(x, acc + 0.015, str(n), ha="center", fontsize=8)
+    ax.set(xlim=(0, 1), ylim=(0, 1.08), xlabel="confidence", ylabel="accuracy", title=title)
+    ax.legend(loc="upper left", fontsize=8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png")
+    plt.close(fig)
+    return path
+
+
+# ---------------------------------------------------------------- command
+
+
+def make(provider: str) -> Provider:
+    """The provider to evaluate; anthropic is configured from the environment as the workers
+    are (ANTHROPIC_API_KEY, ANTHROPIC_BASE_URL, ENRICHMENT_ANTHROPIC_*)."""
+    from enrichment.core.settings import Settings
+    from enrichment.providers import make_provider
+
+    settings = dataclasses.replace(Settings.from_env(), ai_provider=provider)
+    if provider == "anthropic" and not settings.anthropic_api_key:
+        raise SystemExit(
+            "eval --provider anthropic needs ANTHROPIC_API_KEY (and, for the fake "
+            "server, ANTHROPIC_BASE_URL)"
+        )
+    return make_provider(settings)
+
+
+def select(path: Path, part: str) -> tuple[list[labelled.Example], str]:
+    """The examples of `part` (held-out, train or all) and words saying which they are."""
+    examples = labelled.load(path)
+    train, test = labelled.split(examples)
+    chosen = {"held-out": test, "train": train, "all": examples}[part]
+    return chosen, f"{path.name}, {part} part ({len(chosen)} of {len(examples)} records)"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="enrichment eval", description=__doc__)
+    parser.add_argument("--provider", choices=("local", "anthropic"), default="local")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=labelled.DEFAULT_PATH,
+        help="labelled JSONL (default: the shipped set)",
+    )
+    parser.add_argument(
+        "--part",
+        choices=("held-out", "train", "all"),
+        default="held-out",
+        help="which part of the split by external id (default held-out: "
+        "never seen by the local model or its calibration)",
+    )
+    parser.add_argument("--out-dir", type=Path, default=Path("var/eval"))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the evaluation; exit 0, or 1 when there were no labelled records."""
+    args = build_parser().parse_args(argv)
+    examples, source = select(args.data, args.part)
+    if not examples:
+        print(f"no labelled records in {source}", file=sys.stderr)
+        return 1
+    provider = make(args.provider)
+    try:
+        report = summarize(run(provider, examples))
+    finally:
+        provider.close()
+    print(format_report(report, provider=args.provider, source=source))
+    png = args.out_dir / f"reliability_{args.provider}_{args.part}.png"
+    title = f"{args.provider}, {args.part} ({report.records} records), ECE {report.ece:.3f}"
+    save_reliability_png(report, png, title=title)
+    print(f"\nreliability diagram: {png}")
+    return 0
