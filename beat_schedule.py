@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from enrichment.core.settings import Settings
-from enrichment.monitoring.monitor import MonitorConfig
 
 
 def schedule(settings: Settings) -> dict:
-    monitor_s = MonitorConfig.from_env().interval_s
+    monitor_s = settings.monitor.interval_s
     return {
         "sweep": {
             "task": "enrichment.sweep",

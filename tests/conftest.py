@@ -82,9 +82,9 @@ def client(settings, factory, enqueued):
     """The API on the test database, with enqueuing captured in `enqueued`."""
     from fastapi.testclient import TestClient
 
-    from enrichment import api
+    from enrichment.api import app, deps
 
-    api.app.dependency_overrides[api.app_settings] = lambda: settings
-    api.app.dependency_overrides[api.enqueuer] = lambda: lambda *args: enqueued.append(args)
-    yield TestClient(api.app)
-    api.app.dependency_overrides.clear()
+    app.dependency_overrides[deps.app_settings] = lambda: settings
+    app.dependency_overrides[deps.enqueuer] = lambda: lambda *args: enqueued.append(args)
+    yield TestClient(app)
+    app.dependency_overrides.clear()

@@ -6,8 +6,9 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from enrichment.core.models import Alert, AlertSilence
+from enrichment.core.settings import AlertPolicy
 from enrichment.monitoring import alerts
-from enrichment.monitoring.alerts import AlertPolicy, AlertState, evaluate, plan, rules_for
+from enrichment.monitoring.alerts import AlertState, evaluate, plan, rules_for
 from tests.factories import make_tenant
 
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)

@@ -9,9 +9,9 @@ from sqlalchemy import event
 
 from enrichment.core import db
 from enrichment.core.models import EnrichmentAttempt, MetricSnapshot, Tenant, utcnow
-from enrichment.core.settings import get_settings
+from enrichment.core.settings import MonitorConfig, get_settings
 from enrichment.monitoring import report_cli
-from enrichment.monitoring.monitor import MonitorConfig, quality_score, run_monitor
+from enrichment.monitoring.monitor import quality_score, run_monitor
 from tests.factories import make_record, make_tenant
 
 CONFIG = MonitorConfig(window_s=3600.0)
@@ -193,7 +193,7 @@ def test_two_beats_scheduling_the_monitor_snapshot_each_tenant_once(factory, set
 
     def one_run(_):
         snaps = run_monitor(factory, settings, config=CONFIG, min_gap_s=150.0)
-        notify.run_alerts(factory, snaps)
+        notify.run_alerts(factory, snaps, settings)
         return len(snaps)
 
     with ThreadPoolExecutor(2) as pool:

@@ -15,10 +15,9 @@ import pytest
 from sqlalchemy import func, select
 
 from enrichment.core.models import ExceptionRecord
-from enrichment.core.settings import Settings
+from enrichment.core.settings import AlertPolicy, MonitorConfig, Settings
 from enrichment.monitoring import notify
-from enrichment.monitoring.alerts import AlertPolicy
-from enrichment.monitoring.monitor import MonitorConfig, run_monitor
+from enrichment.monitoring.monitor import run_monitor
 from enrichment.tooling.fake_anthropic import FakeAnthropic
 from tests.conftest import REDIS_URL
 from tests.factories import make_record, make_tenant
@@ -115,10 +114,10 @@ def test_no_secret_in_any_log(pg_url, factory, redis_client, tmp_path, slack_url
 def alert_in_process(pg_url: str, slack_url: str) -> None:
     """The monitor and its alerts in this process, with a webhook and every alert firing."""
     from enrichment.core import db
-    from enrichment.monitoring import slack
+    from enrichment.core.settings import SlackConfig
 
     factory = db.session_factory(pg_url)
     snaps = run_monitor(factory, Settings(database_url=pg_url), config=MonitorConfig())
     policy = AlertPolicy(for_evaluations=1, min_sample=0)
-    config = slack.SlackConfig(webhook_url=slack_url, max_attempts=2, timeout_s=2)
-    notify.run_alerts(factory, snaps, policy=policy, config=config)
+    config = SlackConfig(webhook_url=slack_url, max_attempts=2, timeout_s=2)
+    notify.run_alerts(factory, snaps, Settings(database_url=pg_url, alerts=policy, slack=config))

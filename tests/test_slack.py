@@ -14,14 +14,15 @@ import pytest
 import structlog
 
 from enrichment.core.models import Alert, Tenant
+from enrichment.core.settings import AlertPolicy, SlackConfig
 from enrichment.monitoring import slack
-from enrichment.monitoring.alerts import AlertPolicy, Notification
+from enrichment.monitoring.alerts import Notification
 from enrichment.monitoring.monitor import run_monitor
 from enrichment.monitoring.notify import run_alerts
 from tests.factories import make_record, make_tenant
 
 SECRET = "T00000000/B00000000/XXXXsecretXXXXtoken"
-CONFIG = slack.SlackConfig(timeout_s=2.0, max_attempts=4, max_retry_after_s=5.0)
+CONFIG = SlackConfig(timeout_s=2.0, max_attempts=4, max_retry_after_s=5.0)
 
 
 class Receiver:
@@ -187,9 +188,10 @@ def _big_backlog_tenant(factory, url: str) -> None:
 def test_monitor_alert_reaches_slack_once_and_state_is_stored(factory, settings, receiver, capsys):
     _big_backlog_tenant(factory, receiver.url)
     policy = AlertPolicy(for_evaluations=2, repeat_interval_s=3600, min_sample=1)
+    alerting = replace(settings, alerts=policy, slack=CONFIG)
     with structlog.testing.capture_logs() as logs:
         for _ in range(3):
-            run_alerts(factory, run_monitor(factory, settings), policy=policy, config=CONFIG)
+            run_alerts(factory, run_monitor(factory, settings), alerting)
     assert len(receiver.received) == 1  # pending, firing (sent), still firing (not re-sent)
     assert "backlog" in receiver.received[0]["text"]
     with factory() as s:
@@ -203,9 +205,10 @@ def test_rejected_delivery_is_recorded_and_not_hammered(factory, settings, recei
     _big_backlog_tenant(factory, receiver.url)
     receiver.script = [(404, {}, "channel_not_found")]
     policy = AlertPolicy(for_evaluations=1, repeat_interval_s=3600, min_sample=1)
+    alerting = replace(settings, alerts=policy, slack=CONFIG)
     with structlog.testing.capture_logs() as logs:
-        out = run_alerts(factory, run_monitor(factory, settings), policy=policy, config=CONFIG)
-        run_alerts(factory, run_monitor(factory, settings), policy=policy, config=CONFIG)
+        out = run_alerts(factory, run_monitor(factory, settings), alerting)
+        run_alerts(factory, run_monitor(factory, settings), alerting)
     assert len(receiver.received) == 1
     assert "channel_not_found" in out[0].error
     with factory() as s:

@@ -17,14 +17,9 @@ from enrichment.core.models import ExceptionRecord, utcnow
 from enrichment.core.settings import get_settings
 from enrichment.monitoring import report_cli
 from tests.factories import make_record
+from tests.routes import tenant_routes
 
-ROUTES = [
-    ("GET", "/api/enrichment/health/{t}"),
-    ("GET", "/api/enrichment/report/{t}"),
-    ("GET", "/api/enrichment/report/{t}.html"),
-    ("GET", "/api/enrichment/backlog/{t}?limit=500"),
-    ("POST", "/api/enrichment/process/{t}"),
-]
+ROUTES = tenant_routes("?limit=500")
 
 
 @pytest.fixture
@@ -110,7 +105,7 @@ def test_cli_status_and_report_show_only_a(world, capsys, pg_url, monkeypatch, c
 
 def test_claims_for_a_never_take_b(factory, settings, world):
     with factory.begin() as s:
-        a_id = selection.tenant_id_by_name(s, "a-3pl")
+        a_id = tenants.require(s, "a-3pl").id
         claims = selection.claim_due(s, settings, tenant_id=a_id)
     assert {c.record_id for c in claims} == set(world["a"][:2])
 
@@ -118,7 +113,7 @@ def test_claims_for_a_never_take_b(factory, settings, world):
 def test_requeue_for_a_never_touches_b(factory, world):
     before = snapshot(factory)
     with factory.begin() as s:
-        reset = selection.requeue(s, selection.tenant_id_by_name(s, "a-3pl"))
+        reset = selection.requeue(s, tenants.require(s, "a-3pl").id)
     assert reset == 3  # a's two due records and its escalated one; never its enriched one
     after = snapshot(factory)
     assert all(before[rid] == after[rid] for rid in world["b"])

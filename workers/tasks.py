@@ -8,7 +8,7 @@ from __future__ import annotations
 import structlog
 from celery import Task, chain, signals
 
-from enrichment.core import db, pipeline, selection
+from enrichment.core import db, pipeline, selection, tenants
 from enrichment.core.settings import get_settings
 from enrichment.monitoring import monitor, notify
 from enrichment.providers import Provider, make_provider
@@ -123,19 +123,14 @@ def requeue(self, tenant: str, record_id: int | None = None) -> int:
 @app.task(base=EnrichmentTask, bind=True, name="enrichment.monitor")
 def monitor_task(self) -> int:
     """Snapshot every tenant's metrics, evaluate alerts, send Slack notifications."""
-    config = monitor.MonitorConfig.from_env()
+    settings = self.settings
     snapshots = monitor.run_monitor(
-        self.sessions, self.settings, config=config, min_gap_s=config.interval_s / 2
+        self.sessions, settings, min_gap_s=settings.monitor.interval_s / 2
     )
-    deliveries = notify.run_alerts(self.sessions, snapshots)
+    deliveries = notify.run_alerts(self.sessions, snapshots, settings)
     log.info("monitor.done", tenants=len(snapshots), notified=len(deliveries))
     return len(snapshots)
 
 
 def _tenant_id(session, tenant: str | None) -> int | None:
-    if tenant is None:
-        return None
-    tenant_id = selection.tenant_id_by_name(session, tenant)
-    if tenant_id is None:
-        raise ValueError(f"unknown tenant {tenant!r}")
-    return tenant_id
+    return None if tenant is None else tenants.require(session, tenant).id

@@ -17,14 +17,23 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    and_,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.elements import ColumnElement
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 
 STAGES: tuple[str, ...] = ("order_analysis", "classification", "automation")
+# A record waits for enrichment until it is enriched or escalated to a person. This string is
+# the partial indexes' predicate and the raw-SQL form; `in_backlog()` below is the ORM form.
+# (Migrations keep their own copy: they are history and never import changing constants.)
+BACKLOG_SQL = "enriched_at IS NULL AND escalated_at IS NULL"
+# The retry partial index covers retry counts 1..4: it hard-codes the default
+# ENRICHMENT_MAX_RETRIES (5). With another setting it still exists, it only covers less.
+RETRY_INDEX_MAX_RETRIES = 5
 
 
 def utcnow() -> datetime:
@@ -98,13 +107,15 @@ class ExceptionRecord(Base):
         Index(
             "idx_enrichment_retry",
             "tenant_id",
-            postgresql_where=text("enrichment_retry_count > 0 AND enrichment_retry_count < 5"),
+            postgresql_where=text(
+                f"enrichment_retry_count > 0 AND enrichment_retry_count < {RETRY_INDEX_MAX_RETRIES}"
+            ),
         ),
         Index(
             "idx_enrichment_due",
             "next_attempt_at",
-            postgresql_where=text("escalated_at IS NULL AND enriched_at IS NULL"),
-            sqlite_where=text("escalated_at IS NULL AND enriched_at IS NULL"),
+            postgresql_where=text(BACKLOG_SQL),
+            sqlite_where=text(BACKLOG_SQL),
         ),
         Index("ix_exception_records_tenant_created", "tenant_id", "created_at"),
     )
@@ -140,6 +151,16 @@ class ExceptionRecord(Base):
     escalation_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+def in_backlog() -> ColumnElement[bool]:
+    """Waiting for enrichment: neither enriched nor escalated (BACKLOG_SQL)."""
+    return and_(ExceptionRecord.enriched_at.is_(None), ExceptionRecord.escalated_at.is_(None))
+
+
+def is_escalated() -> ColumnElement[bool]:
+    """Handed to a person: what the escalated counts of health, backlog and alerts count."""
+    return ExceptionRecord.escalated_at.is_not(None)
 
 
 class EnrichmentAttempt(Base):
@@ -284,6 +305,6 @@ Index(
     "ix_exception_records_backlog",
     ExceptionRecord.tenant_id,
     ExceptionRecord.next_attempt_at,
-    postgresql_where=text("enriched_at IS NULL AND escalated_at IS NULL"),
-    sqlite_where=text("enriched_at IS NULL AND escalated_at IS NULL"),
+    postgresql_where=text(BACKLOG_SQL),
+    sqlite_where=text(BACKLOG_SQL),
 )

@@ -58,7 +58,6 @@ from enrichment.core.taxonomy import Label, disallowed_actions
 log = structlog.get_logger(__name__)
 
 # Celery task name suffix -> stage name in enrichment_state (the seed's names).
-STAGE_OF_TASK = {"analyze": "order_analysis", "classify": "classification", "resolve": "automation"}
 _CALL = {"order_analysis": "analyze", "classification": "classify", "automation": "resolve"}
 
 

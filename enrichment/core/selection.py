@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from enrichment.core.models import ExceptionRecord as R
-from enrichment.core.models import Tenant, utcnow
+from enrichment.core.models import Tenant, in_backlog, utcnow
 from enrichment.core.settings import Settings
 
 
@@ -36,8 +36,7 @@ def needs_enrichment(now: datetime, recheck_s: float) -> ColumnElement[bool]:
     (otherwise a resolve failure would never be retried). Needs a join to tenants."""
     stale = now - timedelta(seconds=recheck_s)
     return and_(
-        R.escalated_at.is_(None),
-        R.enriched_at.is_(None),
+        in_backlog(),
         or_(
             R.ai_confidence.is_(None),
             R.ai_label.is_(None),
@@ -108,10 +107,6 @@ def _id_in(session: Session, pick: Select) -> ColumnElement[bool]:
     return R.id.in_(pick.scalar_subquery())
 
 
-def tenant_id_by_name(session: Session, name: str) -> int | None:
-    return session.scalar(select(Tenant.id).where(Tenant.name == name))
-
-
 def requeue(session: Session, tenant_id: int, *, record_id: int | None = None) -> int:
     """Reset escalated or failed records of one tenant so the next sweep claims them now.
 
@@ -137,10 +132,3 @@ def requeue(session: Session, tenant_id: int, *, record_id: int | None = None) -
     if record_id is not None:
         stmt = stmt.where(R.id == record_id)
     return session.execute(stmt).rowcount
-
-
-def escalated_count(session: Session, tenant_id: int) -> int:
-    """Escalated records of one tenant: what the monitor alerts on."""
-    return session.scalar(
-        select(func.count()).where(R.tenant_id == tenant_id, R.escalated_at.is_not(None))
-    )

@@ -1,4 +1,5 @@
-"""One settings object, read from the environment once per process.
+"""One settings object, read from the environment once per process: the only module that
+reads the environment (ENRICHMENT_VAR_DIR aside, which decides where the defaults live).
 
 Every duration is in seconds (`_s`). Wrong values fail at start-up with a hint.
 """
@@ -49,6 +50,83 @@ def _burst(rpm: int) -> int:
     if rpm and not 1 <= burst <= rpm:
         raise ConfigurationError(f"ENRICHMENT_AI_BURST={burst} must be in [1, {rpm}]")
     return burst
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    """Monitor knobs (ENRICHMENT_MONITOR_* / ENRICHMENT_QUALITY_*).
+
+    interval_s: beat period of the `enrichment.monitor` task (300 s).
+    window_s: look-back of the rate metrics (3600 s).
+    stuck_after_s: integrity check "still NULL after" age (86 400 s, the seed's one day).
+    high_confidence_target_pct: integrity check target for the high-confidence rate (80).
+    weight_*: quality score weights (0.4 / 0.4 / 0.2); they need not sum to 1.
+    """
+
+    interval_s: float = 300.0
+    window_s: float = 3600.0
+    stuck_after_s: float = 86_400.0
+    high_confidence_target_pct: float = 80.0
+    weight_high_confidence: float = 0.4
+    weight_completeness: float = 0.4
+    weight_attempt_success: float = 0.2
+
+    @classmethod
+    def from_env(cls) -> MonitorConfig:
+        return cls(
+            interval_s=env_float("ENRICHMENT_MONITOR_INTERVAL_S", 300.0, low=1.0),
+            window_s=env_float("ENRICHMENT_MONITOR_WINDOW_S", 3600.0, low=60.0),
+            stuck_after_s=env_float("ENRICHMENT_MONITOR_STUCK_AFTER_S", 86_400.0, low=60.0),
+            high_confidence_target_pct=env_float(
+                "ENRICHMENT_MONITOR_HIGH_CONFIDENCE_TARGET_PCT", 80.0, high=100.0
+            ),
+            weight_high_confidence=env_float("ENRICHMENT_QUALITY_WEIGHT_HIGH_CONFIDENCE", 0.4),
+            weight_completeness=env_float("ENRICHMENT_QUALITY_WEIGHT_COMPLETENESS", 0.4),
+            weight_attempt_success=env_float("ENRICHMENT_QUALITY_WEIGHT_ATTEMPT_SUCCESS", 0.2),
+        )
+
+
+@dataclass(frozen=True)
+class AlertPolicy:
+    """Alerting knobs (ENRICHMENT_ALERT_*).
+
+    for_evaluations: consecutive evaluations a condition must hold before firing (3).
+    repeat_interval_s: re-send a still-firing alert after this long (14 400 s = 4 h).
+    min_sample: records (or window attempts) a rate metric needs before it can alert (50).
+    """
+
+    for_evaluations: int = 3
+    repeat_interval_s: float = 14_400.0
+    min_sample: int = 50
+
+    @classmethod
+    def from_env(cls) -> AlertPolicy:
+        return cls(
+            for_evaluations=env_int("ENRICHMENT_ALERT_FOR_EVALUATIONS", 3, low=1),
+            repeat_interval_s=env_float("ENRICHMENT_ALERT_REPEAT_INTERVAL_S", 14_400.0, low=60.0),
+            min_sample=env_int("ENRICHMENT_ALERT_MIN_SAMPLE", 50),
+        )
+
+
+@dataclass(frozen=True)
+class SlackConfig:
+    """Delivery knobs (ENRICHMENT_SLACK_*): timeout_s per request (5), max_attempts in all
+    (4), max_retry_after_s: a longer Retry-After gives up until the next evaluation (30),
+    and SLACK_WEBHOOK_URL, the global webhook used when a tenant has none (unset)."""
+
+    timeout_s: float = 5.0
+    max_attempts: int = 4
+    max_retry_after_s: float = 30.0
+    webhook_url: str | None = None
+
+    @classmethod
+    def from_env(cls) -> SlackConfig:
+        return cls(
+            timeout_s=env_float("ENRICHMENT_SLACK_TIMEOUT_S", 5.0, low=0.1),
+            max_attempts=env_int("ENRICHMENT_SLACK_MAX_ATTEMPTS", 4, low=1),
+            max_retry_after_s=env_float("ENRICHMENT_SLACK_MAX_RETRY_AFTER_S", 30.0),
+            webhook_url=os.environ.get("SLACK_WEBHOOK_URL") or None,
+        )
 
 
 def default_database_url() -> str:
@@ -102,6 +180,12 @@ class Settings:
     # Demo/drill knob: share of local-provider calls that fail on purpose (0 in production).
     local_fault_rate: float = 0.0
     log_format: str = "console"
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    alerts: AlertPolicy = field(default_factory=AlertPolicy)
+    slack: SlackConfig = field(default_factory=SlackConfig)
+    # Bearer token for /metrics (open when unset); base URL for report links in alerts.
+    metrics_token: str | None = None
+    public_base_url: str | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -146,6 +230,12 @@ class Settings:
             ratelimit_redis_url=os.environ.get("ENRICHMENT_RATELIMIT_REDIS_URL") or None,
             local_fault_rate=env_float("ENRICHMENT_LOCAL_FAULT_RATE", 0.0, high=1.0),
             log_format=_env("ENRICHMENT_LOG_FORMAT", "console"),
+            monitor=MonitorConfig.from_env(),
+            alerts=AlertPolicy.from_env(),
+            slack=SlackConfig.from_env(),
+            metrics_token=os.environ.get("ENRICHMENT_METRICS_TOKEN") or None,
+            public_base_url=(os.environ.get("ENRICHMENT_PUBLIC_BASE_URL") or "").rstrip("/")
+            or None,
         )
 
 

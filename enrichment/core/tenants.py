@@ -49,10 +49,31 @@ def create_tenant(
     return tenant, api_key
 
 
+class UnknownTenant(LookupError):
+    """No tenant by that name; the message says so in one line."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"unknown tenant {name!r}")
+        self.name = name
+
+
+def by_name(session: Session, name: str) -> Tenant | None:
+    """The one tenant lookup by name (names are unique)."""
+    return session.scalar(select(Tenant).where(Tenant.name == name))
+
+
+def require(session: Session, name: str) -> Tenant:
+    """The tenant called `name`, or UnknownTenant."""
+    tenant = by_name(session, name)
+    if tenant is None:
+        raise UnknownTenant(name)
+    return tenant
+
+
 def get_or_create(
     session: Session, name: str, *, confidence_threshold: float | None = None
 ) -> Tenant:
-    tenant = session.scalar(select(Tenant).where(Tenant.name == name))
+    tenant = by_name(session, name)
     return tenant or create_tenant(session, name, confidence_threshold=confidence_threshold)[0]
 
 

@@ -30,7 +30,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from enrichment.core import tenants
-from enrichment.core.models import ExceptionRecord, Order, Tenant, utcnow
+from enrichment.core.models import ExceptionRecord, Order, utcnow
 from enrichment.core.taxonomy import Label
 
 log = structlog.get_logger(__name__)
@@ -160,7 +160,8 @@ class _Tenants:
         with self.factory.begin() as session:
             if self.create:
                 return tenants.get_or_create(session, name).id
-            return session.scalar(select(Tenant.id).where(Tenant.name == name))
+            tenant = tenants.by_name(session, name)
+            return tenant.id if tenant is not None else None
 
 
 def _order_row(good: _Good) -> dict[str, Any]:

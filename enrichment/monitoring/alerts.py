@@ -25,7 +25,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from enrichment.core.models import Alert, AlertSilence
-from enrichment.core.settings import env_float, env_int
+from enrichment.core.settings import AlertPolicy
 
 log = structlog.get_logger(__name__)
 
@@ -87,28 +87,6 @@ RUNBOOK: dict[str, str] = {
     "escalated": "Records used up their retries: review them, then requeue with "
     "`celery -A workers call enrichment.requeue --args '[\"{tenant}\"]'`.",
 }
-
-
-@dataclass(frozen=True)
-class AlertPolicy:
-    """Alerting knobs, from ENRICHMENT_ALERT_* environment variables.
-
-    for_evaluations: consecutive evaluations a condition must hold before firing (3).
-    repeat_interval_s: re-send a still-firing alert after this long (14 400 s = 4 h).
-    min_sample: records (or window attempts) a rate metric needs before it can alert (50).
-    """
-
-    for_evaluations: int = 3
-    repeat_interval_s: float = 14_400.0
-    min_sample: int = 50
-
-    @classmethod
-    def from_env(cls) -> AlertPolicy:
-        return cls(
-            for_evaluations=env_int("ENRICHMENT_ALERT_FOR_EVALUATIONS", 3, low=1),
-            repeat_interval_s=env_float("ENRICHMENT_ALERT_REPEAT_INTERVAL_S", 14_400.0, low=60.0),
-            min_sample=env_int("ENRICHMENT_ALERT_MIN_SAMPLE", 50),
-        )
 
 
 @dataclass(frozen=True)

@@ -34,8 +34,8 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from enrichment.core.models import EnrichmentAttempt as A
 from enrichment.core.models import ExceptionRecord as R
-from enrichment.core.models import MetricSnapshot, Tenant, utcnow
-from enrichment.core.settings import Settings, env_float
+from enrichment.core.models import MetricSnapshot, Tenant, in_backlog, is_escalated, utcnow
+from enrichment.core.settings import MonitorConfig, Settings
 
 log = structlog.get_logger(__name__)
 
@@ -45,40 +45,6 @@ BUCKET_EDGES: tuple[float, ...] = tuple(i / 10 for i in range(11))
 
 def bucket_label(i: int) -> str:
     return f"{BUCKET_EDGES[i]:.1f}-{BUCKET_EDGES[i + 1]:.1f}"
-
-
-@dataclass(frozen=True)
-class MonitorConfig:
-    """Monitor knobs, from ENRICHMENT_MONITOR_* / ENRICHMENT_QUALITY_* environment variables.
-
-    interval_s: beat period of the `enrichment.monitor` task (300 s).
-    window_s: look-back of the rate metrics (3600 s).
-    stuck_after_s: integrity check "still NULL after" age (86 400 s, the seed's one day).
-    high_confidence_target_pct: integrity check target for the high-confidence rate (80).
-    weight_*: quality score weights (0.4 / 0.4 / 0.2); they need not sum to 1.
-    """
-
-    interval_s: float = 300.0
-    window_s: float = 3600.0
-    stuck_after_s: float = 86_400.0
-    high_confidence_target_pct: float = 80.0
-    weight_high_confidence: float = 0.4
-    weight_completeness: float = 0.4
-    weight_attempt_success: float = 0.2
-
-    @classmethod
-    def from_env(cls) -> MonitorConfig:
-        return cls(
-            interval_s=env_float("ENRICHMENT_MONITOR_INTERVAL_S", 300.0, low=1.0),
-            window_s=env_float("ENRICHMENT_MONITOR_WINDOW_S", 3600.0, low=60.0),
-            stuck_after_s=env_float("ENRICHMENT_MONITOR_STUCK_AFTER_S", 86_400.0, low=60.0),
-            high_confidence_target_pct=env_float(
-                "ENRICHMENT_MONITOR_HIGH_CONFIDENCE_TARGET_PCT", 80.0, high=100.0
-            ),
-            weight_high_confidence=env_float("ENRICHMENT_QUALITY_WEIGHT_HIGH_CONFIDENCE", 0.4),
-            weight_completeness=env_float("ENRICHMENT_QUALITY_WEIGHT_COMPLETENESS", 0.4),
-            weight_attempt_success=env_float("ENRICHMENT_QUALITY_WEIGHT_ATTEMPT_SUCCESS", 0.2),
-        )
 
 
 @dataclass(frozen=True)
@@ -190,8 +156,8 @@ def record_counts(
     stmt = select(
         func.count().label("total"),
         _count(R.enriched_at.is_not(None)).label("enriched"),
-        _count(and_(R.enriched_at.is_(None), R.escalated_at.is_(None))).label("backlog"),
-        _count(R.escalated_at.is_not(None)).label("escalated"),
+        _count(in_backlog()).label("backlog"),
+        _count(is_escalated()).label("escalated"),
         func.count(R.ai_confidence).label("classified"),
         _count(R.ai_confidence >= tenant.confidence_threshold).label("high_confidence"),
         _count(enriched_in_window).label("enriched_in_window"),
@@ -388,7 +354,7 @@ def run_monitor(
     so two beats scheduling the monitor do not evaluate alerts twice per interval. The tenant
     rows are locked for the transaction, so concurrent runs take turns instead of racing."""
     now = now or utcnow()
-    config = config or MonitorConfig.from_env()
+    config = config or settings.monitor
     with factory.begin() as session:
         tenants = session.scalars(select(Tenant).order_by(Tenant.id).with_for_update()).all()
         tenants = [t for t in tenants if not _snapshot_within(session, t.id, now, min_gap_s)]

@@ -8,7 +8,6 @@ delivery (second transaction). If the process dies between the two, the alert st
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -16,6 +15,7 @@ import structlog
 from sqlalchemy.orm import Session, sessionmaker
 
 from enrichment.core.models import Tenant, utcnow
+from enrichment.core.settings import Settings
 from enrichment.monitoring import alerts, slack
 
 log = structlog.get_logger(__name__)
@@ -30,20 +30,21 @@ class Delivery:
     error: str | None
 
 
-def report_url(tenant: str) -> str | None:
+def report_url(tenant: str, settings: Settings) -> str | None:
     """Link to the HTML report, when ENRICHMENT_PUBLIC_BASE_URL (e.g. https://enr.example)
     is set."""
-    base = os.environ.get("ENRICHMENT_PUBLIC_BASE_URL", "").rstrip("/")
+    base = settings.public_base_url
     return f"{base}/api/enrichment/report/{tenant}.html" if base else None
 
 
-def deliver(notes: list[alerts.Notification], url: str | None, config: slack.SlackConfig):
+def deliver(notes: list[alerts.Notification], url: str | None, settings: Settings):
     """Send one tenant's notifications as one message; (error, final) - error None if sent."""
     if url is None:
         log.warning("alert.no_receiver", tenant=notes[0].tenant, count=len(notes))
         return "no Slack webhook configured", True
+    message = slack.build_message(notes, report_url=report_url(notes[0].tenant, settings))
     try:
-        slack.post(url, slack.build_message(notes, report_url=report_url(notes[0].tenant)), config)
+        slack.post(url, message, settings.slack)
     except slack.SlackError as exc:
         return str(exc), isinstance(exc, slack.SlackRejected)
     return None, True
@@ -60,21 +61,19 @@ def _evaluate(factory: sessionmaker[Session], snap, policy, now: datetime):
 def run_alerts(
     factory: sessionmaker[Session],
     snapshots: list,
+    settings: Settings,
     *,
     now: datetime | None = None,
-    policy: alerts.AlertPolicy | None = None,
-    config: slack.SlackConfig | None = None,
 ) -> list[Delivery]:
     """Evaluate, send and record, tenant by tenant. Returns the attempted deliveries."""
     now = now or utcnow()
-    policy = policy or alerts.AlertPolicy.from_env()
-    config = config or slack.SlackConfig.from_env()
     out = []
     for snap in snapshots:
-        notes, tenant_settings = _evaluate(factory, snap, policy, now)
+        notes, tenant_settings = _evaluate(factory, snap, settings.alerts, now)
         if not notes:
             continue
-        error, final = deliver(notes, slack.webhook_for(tenant_settings, config), config)
+        url = slack.webhook_for(tenant_settings, settings.slack)
+        error, final = deliver(notes, url, settings)
         with factory.begin() as session:
             alerts.record_delivery(
                 session, snap.tenant_id, notes, error=error, final=final, now=now

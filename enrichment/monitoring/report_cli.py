@@ -9,10 +9,8 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from sqlalchemy import select
-
-from enrichment.core import db
-from enrichment.core.models import Tenant, utcnow
+from enrichment.core import db, tenants
+from enrichment.core.models import utcnow
 from enrichment.core.settings import get_settings
 from enrichment.monitoring import reports
 
@@ -75,7 +73,7 @@ def print_report(r: reports.Report) -> None:
 def _with_tenant(name: str, show) -> int:
     settings = get_settings()
     with db.session_factory(settings.database_url)() as session:
-        tenant = session.scalar(select(Tenant).where(Tenant.name == name))
+        tenant = tenants.by_name(session, name)
         if tenant is None:
             print(f"unknown tenant {name!r}", file=sys.stderr)
             return UNKNOWN_TENANT

@@ -15,11 +15,10 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from enrichment.core.models import ExceptionRecord as R
-from enrichment.core.models import MetricSnapshot, Tenant
-from enrichment.core.selection import escalated_count
+from enrichment.core.models import MetricSnapshot, Tenant, in_backlog, is_escalated
 from enrichment.core.settings import Settings
 from enrichment.monitoring import alerts
-from enrichment.monitoring.monitor import MonitorConfig, Snapshot, measure
+from enrichment.monitoring.monitor import Snapshot, measure
 
 Status = Literal["healthy", "warning", "critical", "no_data"]
 TREND_MAX_POINTS = 500
@@ -122,8 +121,8 @@ def _alert_views(session: Session, tenant_id: int) -> list[AlertView]:
     ]
 
 
-def health_from(session: Session, tenant: Tenant, snap: Snapshot) -> Health:
-    status, problems = status_of(snap, tenant, alerts.AlertPolicy.from_env())
+def health_from(session: Session, tenant: Tenant, snap: Snapshot, settings: Settings) -> Health:
+    status, problems = status_of(snap, tenant, settings.alerts)
     return Health(
         tenant=tenant.name,
         status=status,
@@ -140,8 +139,8 @@ def health_from(session: Session, tenant: Tenant, snap: Snapshot) -> Health:
 
 
 def health(session: Session, tenant: Tenant, settings: Settings, *, now: datetime) -> Health:
-    snap = measure(session, tenant, settings, MonitorConfig.from_env(), now=now)
-    return health_from(session, tenant, snap)
+    snap = measure(session, tenant, settings, settings.monitor, now=now)
+    return health_from(session, tenant, snap, settings)
 
 
 def trend(session: Session, tenant_id: int, *, since: datetime) -> list[TrendPoint]:
@@ -159,10 +158,10 @@ def report(
     session: Session, tenant: Tenant, settings: Settings, *, now: datetime, hours: float = 24.0
 ) -> Report:
     """Live metrics plus the last `hours` hours of snapshots (24 by default)."""
-    snap = measure(session, tenant, settings, MonitorConfig.from_env(), now=now)
+    snap = measure(session, tenant, settings, settings.monitor, now=now)
     return Report(
         tenant=tenant.name,
-        health=health_from(session, tenant, snap),
+        health=health_from(session, tenant, snap, settings),
         metrics=snap,
         trend=trend(session, tenant.id, since=now - timedelta(hours=hours)),
     )
@@ -184,7 +183,7 @@ def _backlog_item(rec: R, now: datetime) -> BacklogItem:
 
 def backlog(session: Session, tenant: Tenant, *, now: datetime, limit: int = 20) -> Backlog:
     """Counts over the partial index `ix_exception_records_backlog`, and the next `limit`."""
-    waiting = and_(R.tenant_id == tenant.id, R.enriched_at.is_(None), R.escalated_at.is_(None))
+    waiting = and_(R.tenant_id == tenant.id, in_backlog())
     counts = session.execute(
         select(
             func.count(),
@@ -193,7 +192,7 @@ def backlog(session: Session, tenant: Tenant, *, now: datetime, limit: int = 20)
             func.count().filter(R.lease_expires_at > now),
         ).where(waiting)
     ).one()
-    escalated = escalated_count(session, tenant.id)
+    escalated = session.scalar(select(func.count()).where(R.tenant_id == tenant.id, is_escalated()))
     recs = session.scalars(select(R).where(waiting).order_by(R.next_attempt_at).limit(limit))
     return Backlog(
         tenant=tenant.name,

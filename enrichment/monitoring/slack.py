@@ -13,13 +13,11 @@ an exception message, and library exceptions that might carry it are not chained
 from __future__ import annotations
 
 import json
-import os
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -31,7 +29,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from enrichment.core.settings import env_float, env_int
+from enrichment.core.settings import SlackConfig
 from enrichment.monitoring.alerts import RUNBOOK, Notification
 
 log = structlog.get_logger(__name__)
@@ -62,27 +60,6 @@ class SlackUnavailable(SlackError):
     def __init__(self, status: int, error: str, retry_after_s: float | None = None) -> None:
         super().__init__(status, error)
         self.retry_after_s = retry_after_s
-
-
-@dataclass(frozen=True)
-class SlackConfig:
-    """Delivery knobs (ENRICHMENT_SLACK_*): timeout_s per request (5), max_attempts in all
-    (4), max_retry_after_s: a longer Retry-After gives up until the next evaluation (30),
-    and SLACK_WEBHOOK_URL, the global webhook used when a tenant has none (unset)."""
-
-    timeout_s: float = 5.0
-    max_attempts: int = 4
-    max_retry_after_s: float = 30.0
-    webhook_url: str | None = None
-
-    @classmethod
-    def from_env(cls) -> SlackConfig:
-        return cls(
-            timeout_s=env_float("ENRICHMENT_SLACK_TIMEOUT_S", 5.0, low=0.1),
-            max_attempts=env_int("ENRICHMENT_SLACK_MAX_ATTEMPTS", 4, low=1),
-            max_retry_after_s=env_float("ENRICHMENT_SLACK_MAX_RETRY_AFTER_S", 30.0),
-            webhook_url=os.environ.get("SLACK_WEBHOOK_URL") or None,
-        )
 
 
 def webhook_for(tenant_settings: dict[str, Any], config: SlackConfig) -> str | None:

@@ -1,0 +1,86 @@
+"""What every route depends on: settings, a database session, and the tenant a bearer key
+opens. Every tenant route takes `AuthTenant`; the isolation tests walk `app.routes` to hold
+that rule for every route."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable, Iterator
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Path, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from enrichment.core import db, tenants
+from enrichment.core.models import Tenant
+from enrichment.core.settings import Settings, get_settings
+
+bearer = HTTPBearer(auto_error=False)
+TenantName = Annotated[
+    str,
+    Path(
+        pattern=tenants.TENANT_NAME.pattern,
+        description="tenant name: 1-63 lowercase letters, digits and '-'",
+    ),
+]
+
+
+def app_settings() -> Settings:
+    return get_settings()
+
+
+def session_factory(settings: Annotated[Settings, Depends(app_settings)]) -> sessionmaker:
+    return db.session_factory(settings.database_url)
+
+
+def session(factory: Annotated[sessionmaker, Depends(session_factory)]) -> Iterator[Session]:
+    with factory() as s:
+        yield s
+
+
+def unauthorized(detail: str) -> HTTPException:
+    return HTTPException(
+        status.HTTP_401_UNAUTHORIZED, detail, headers={"WWW-Authenticate": "Bearer"}
+    )
+
+
+def authorized_tenant(
+    tenant: TenantName,
+    s: Annotated[Session, Depends(session)],
+    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Tenant:
+    """The path's tenant, if the bearer key is that tenant's."""
+    if creds is None:
+        raise unauthorized("missing bearer API key")
+    row = tenants.by_name(s, tenant)
+    if row is not None and tenants.key_matches(row, creds.credentials):
+        return row
+    key_hash = tenants.hash_key(creds.credentials)
+    if s.scalar(select(Tenant.id).where(Tenant.api_key_hash == key_hash)):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"tenant {tenant!r} not found")
+    raise unauthorized("unknown API key")
+
+
+def metrics_auth(
+    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    settings: Annotated[Settings, Depends(app_settings)],
+) -> None:
+    token = settings.metrics_token
+    if token and (creds is None or not hmac.compare_digest(creds.credentials, token)):
+        raise unauthorized("metrics need the ENRICHMENT_METRICS_TOKEN bearer token")
+
+
+def enqueuer() -> Callable[[int, str, float], None]:
+    """The chain enqueuer. Imported here so the API process loads Celery only when needed."""
+    from workers.tasks import enqueue_chain
+
+    return enqueue_chain
+
+
+AuthTenant = Annotated[Tenant, Depends(authorized_tenant)]
+DbSession = Annotated[Session, Depends(session)]
+AppSettings = Annotated[Settings, Depends(app_settings)]
+SessionFactory = Annotated[sessionmaker, Depends(session_factory)]
+Enqueue = Annotated[Callable[[int, str, float], None], Depends(enqueuer)]

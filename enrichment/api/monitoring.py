@@ -1,0 +1,63 @@
+"""Monitoring routes: a tenant's health, report (JSON and HTML), backlog; Prometheus."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import HTMLResponse, Response
+
+from enrichment.api.deps import AppSettings, AuthTenant, DbSession, SessionFactory, metrics_auth
+from enrichment.core.models import utcnow
+from enrichment.monitoring import prom, report_html, reports
+
+router = APIRouter()
+Hours = Annotated[float, Query(gt=0, le=720, description="trend window, hours")]
+
+
+@router.get("/api/enrichment/health/{tenant}", response_model=reports.Health)
+def health(tenant: AuthTenant, s: DbSession, settings: AppSettings) -> reports.Health:
+    """Status now: completeness, backlog, quality, failure rate, alerts, integrity checks."""
+    return reports.health(s, tenant, settings, now=utcnow())
+
+
+@router.get(
+    "/api/enrichment/report/{tenant}.html",
+    response_class=HTMLResponse,
+    responses={200: {"content": {"text/html": {}}, "description": "the report page"}},
+)
+def report_page(
+    tenant: AuthTenant, s: DbSession, settings: AppSettings, hours: Hours = 24.0
+) -> HTMLResponse:
+    """The report for people: numbers, a confidence histogram and trends, as inline SVG."""
+    rep = reports.report(s, tenant, settings, now=utcnow(), hours=hours)
+    return HTMLResponse(report_html.render(rep))
+
+
+@router.get("/api/enrichment/report/{tenant}", response_model=reports.Report)
+def report(
+    tenant: AuthTenant, s: DbSession, settings: AppSettings, hours: Hours = 24.0
+) -> reports.Report:
+    """Every metric of the live measurement plus the stored snapshots of the last `hours`."""
+    return reports.report(s, tenant, settings, now=utcnow(), hours=hours)
+
+
+@router.get("/api/enrichment/backlog/{tenant}", response_model=reports.Backlog)
+def backlog(
+    tenant: AuthTenant,
+    s: DbSession,
+    limit: Annotated[int, Query(ge=0, le=500, description="records to list")] = 20,
+) -> reports.Backlog:
+    """Records waiting for enrichment: counts and the next `limit` by due time."""
+    return reports.backlog(s, tenant, now=utcnow(), limit=limit)
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    dependencies=[Depends(metrics_auth)],
+    responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
+)
+def metrics(factory: SessionFactory) -> Response:
+    """The latest snapshot of every tenant, in the Prometheus text format."""
+    return Response(prom.exposition(factory), media_type="text/plain; version=0.0.4")
