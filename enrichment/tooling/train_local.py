@@ -8,7 +8,7 @@
 3. An isotonic fit of "top label was right" against the top probability on those
    out-of-fold predictions, shrunk towards the mean where a step has few records.
 4. The final model on all of the training data.
-Writes enrichment/providers/local_model.json and local_calibration.json. Deterministic.
+Writes enrichment/providers/local/local_model.json and local_calibration.json. Deterministic.
 """
 
 from __future__ import annotations

@@ -1,0 +1,131 @@
+"""The local provider: rules plus a small trained model, no network, no key.
+
+analyze collects weighted evidence (event types, event timing, payment status, address
+completeness, keywords in the ops notes, the reason code). classify feeds that evidence, the
+rules' per-label totals and the words of the notes into a multinomial logistic regression
+(`local_model.json`), and maps its top probability to a calibrated confidence through an
+isotonic fit (`local_calibration.json`); both files are written by `python -m
+enrichment.tooling.train_local` from the training part of the shipped labelled set. resolve picks
+allow-listed actions for the classified label. The same input always gives the same output;
+nothing here is random, and `reference_label` is never seen.
+
+Layout: `rules` (weights and tables), `features` (evidence and model features from one record),
+`model` (the JSON model files, scoring, calibration), `actions` (what resolve may do).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from enrichment.core.errors import PermanentError, TransientError
+from enrichment.core.provider import RecordContext, StageCall
+from enrichment.core.schemas import Analysis, Classification, Resolution
+from enrichment.core.taxonomy import Label
+from enrichment.providers.local.actions import plan
+from enrichment.providers.local.features import (
+    WORD,
+    calibration_group,
+    collect,
+    rank,
+    record_features,
+)
+from enrichment.providers.local.model import (
+    CALIBRATION_PATH,
+    MODEL,
+    MODEL_PATH,
+    Calibration,
+    load_model,
+)
+
+__all__ = [
+    "CALIBRATION_PATH",
+    "MODEL",
+    "MODEL_PATH",
+    "Calibration",
+    "LocalProvider",
+    "RecordContext",
+    "calibration_group",
+    "collect",
+    "load_model",
+    "record_features",
+]
+
+L = Label
+
+
+def _fraction(*parts: object) -> float:
+    """A stable number in [0, 1) from the parts (blake2b, not hash(): that is salted)."""
+    digest = hashlib.blake2b(":".join(map(str, parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+class LocalProvider:
+    """Rules plus a calibrated linear model. `fault_rate` in [0, 1] (default 0): share of
+    calls that fail with TransientError on purpose, chosen by (record, stage, attempt), for
+    drills. The model files are read on the first classify, once per process."""
+
+    name = "local"
+
+    def __init__(self, fault_rate: float = 0.0) -> None:
+        if not 0.0 <= fault_rate <= 1.0:
+            raise ValueError(f"fault_rate={fault_rate} must be in [0, 1]")
+        self.fault_rate = fault_rate
+
+    def close(self) -> None:
+        """Nothing to release: no clients, no open files (the model is plain data)."""
+
+    def _call(self, result: Any) -> StageCall[Any]:
+        return StageCall(result=result, provider=self.name, model=MODEL, prompt_version=None)
+
+    def _maybe_fail(self, ctx: RecordContext, stage: str) -> None:
+        if self.fault_rate and _fraction(ctx.record_id, stage, ctx.attempt) < self.fault_rate:
+            raise TransientError(
+                f"injected fault (fault_rate={self.fault_rate}) record={ctx.record_id} "
+                f"stage={stage} attempt={ctx.attempt}"
+            )
+
+    def analyze(self, ctx: RecordContext) -> StageCall[Analysis]:
+        self._maybe_fail(ctx, "analyze")
+        found = [s for s in collect(ctx) if s.kind != "reason"]
+        problems = list(dict.fromkeys(s.text for s in found))[:10]
+        summary = (
+            f"{len(problems)} problem signal(s) in events, payload and notes; "
+            f"strongest: {problems[0]}"
+            if problems
+            else "No problem found in events, payload or notes."
+        )
+        return self._call(Analysis(problems=problems, summary=summary[:2000]))
+
+    def classify(self, ctx: RecordContext) -> StageCall[Classification]:
+        """The model's most likely label; confidence is its calibrated P(correct).
+
+        The analysis is not read: for this provider it is a function of the same record,
+        and the model was trained without it.
+        """
+        self._maybe_fail(ctx, "classify")
+        model, calibrations = load_model()
+        signals = collect(ctx)
+        group = calibration_group(signals)
+        ranked = rank(model.probabilities(record_features(ctx, signals)))
+        if not signals and not WORD.search(ctx.notes or ""):
+            # Nothing observed and nothing written: no label is supported, so say OTHER
+            # (a person looks) at the calibrated confidence of the model's OTHER share.
+            ranked.sort(key=lambda kv: kv[0] is not L.OTHER)
+        (best, raw), runner_up = ranked[0], ranked[1]
+        conf = round(min(1.0, max(0.0, calibrations[group](raw))), 3)
+        top = ", ".join(f"{label}={p:.2f}" for label, p in ranked[:3])
+        support = "; ".join(s.text for s in signals if s.label is best)[:1500]
+        notes = (
+            f"model p: {top}; calibrated ({group}) confidence {conf} (raw {raw:.3f}, runner-up "
+            f"{runner_up[0]}). rule evidence for {best}: {support or 'none'}"
+        )
+        return self._call(Classification(label=best, confidence=conf, notes=notes[:2000]))
+
+    def resolve(self, ctx: RecordContext) -> StageCall[Resolution]:
+        self._maybe_fail(ctx, "resolve")
+        if ctx.classification is None:
+            raise PermanentError("resolve called without a classification")
+        actions, why = plan(ctx, ctx.classification.label)
+        result = Resolution(automatable=bool(actions), actions=actions, rationale=why)
+        return self._call(result)
