@@ -41,7 +41,7 @@ def claimed_ids(factory, settings, **kw):
 
 
 def test_claims_exactly_the_records_that_need_enrichment_and_are_due(any_factory, settings):
-    day = timedelta(days=1)
+    day, hour = timedelta(days=1), timedelta(hours=1)
     ids = seed(
         any_factory,
         fresh={},
@@ -51,8 +51,9 @@ def test_claims_exactly_the_records_that_need_enrichment_and_are_due(any_factory
         lease_expired={"lease_token": "x", "lease_expires_at": -timedelta(minutes=1)},
         escalated={"escalated_at": -day},
         enriched={"ai_label": "OTHER", "ai_confidence": 0.9, "enriched_at": -day},
-        low_recent={"ai_label": "OTHER", "ai_confidence": 0.5, "updated_at": -timedelta(hours=1)},
-        low_stale={"ai_label": "OTHER", "ai_confidence": 0.5, "updated_at": -2 * day},
+        # A low-confidence answer sets next_attempt_at to the recheck time (24 h later).
+        low_recent={"ai_label": "OTHER", "ai_confidence": 0.5, "next_attempt_at": 23 * hour},
+        low_stale={"ai_label": "OTHER", "ai_confidence": 0.5, "next_attempt_at": -hour},
         confident_unresolved={"ai_label": "OTHER", "ai_confidence": 0.9},
         no_label={"ai_confidence": 0.9},
     )
@@ -137,3 +138,21 @@ def test_requeue_resets_escalated_records_of_one_tenant(factory, settings):
     assert rows[a2].escalated_at is None and rows[a2].enrichment_retry_count == 0
     assert rows[b1].escalated_at is not None
     assert rows[busy.id].lease_token == "t"
+
+
+def test_a_requeued_low_confidence_record_is_claimable_at_once(factory, settings):
+    # Given two escalated records whose last answer was a low-confidence label, written just
+    # now (updated_at fresh: the 24 h recheck has not passed by the clock),
+    low = dict(ai_label="OTHER", ai_confidence=0.4, escalated_at=utcnow(), escalation_reason="x")
+    ids = seed(factory, one={**low, "enrichment_retry_count": 5}, two=dict(low))
+    tenant_id = _tenant_of(factory, ids["one"])
+    # when a person requeues the tenant,
+    with factory.begin() as s:
+        assert requeue(s, tenant_id) == 2
+    # then the next sweep claims both now, whatever their label.
+    assert claimed_ids(factory, settings) == {ids["one"], ids["two"]}
+
+
+def _tenant_of(factory, record_id):
+    with factory() as s:
+        return s.get(ExceptionRecord, record_id).tenant_id

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from enrichment.core.models import ExceptionRecord as R
-from enrichment.core.models import Tenant, in_backlog, utcnow
+from enrichment.core.models import in_backlog, utcnow
 from enrichment.core.settings import Settings
 
 
@@ -31,25 +31,17 @@ class Claim:
     countdown_s: float
 
 
-def needs_enrichment(now: datetime, recheck_s: float) -> ColumnElement[bool]:
-    """The seed's reprocessing query, plus "a confident record whose resolve has not finished"
-    (otherwise a resolve failure would never be retried). Needs a join to tenants."""
-    stale = now - timedelta(seconds=recheck_s)
+def claimable(now: datetime, settings: Settings) -> ColumnElement[bool]:
+    """Needs enrichment, has retries left, is due within the horizon and is not leased.
+
+    "Needs enrichment" is the seed's reprocessing query: no label or confidence yet, or a
+    confidence below the tenant's threshold (a recheck), plus a confident record whose resolve
+    has not finished (else a resolve failure would never be retried). Together that is every
+    record in the backlog. *When* is `next_attempt_at`'s business, as for every wait: after a
+    low-confidence answer the pipeline sets it to the seed's "not updated for 24 hours"
+    (ENRICHMENT_LOW_CONFIDENCE_RECHECK_S), and a requeue sets it to now."""
     return and_(
         in_backlog(),
-        or_(
-            R.ai_confidence.is_(None),
-            R.ai_label.is_(None),
-            and_(R.ai_confidence < Tenant.confidence_threshold, R.updated_at < stale),
-            R.ai_confidence >= Tenant.confidence_threshold,
-        ),
-    )
-
-
-def claimable(now: datetime, settings: Settings) -> ColumnElement[bool]:
-    """Needs enrichment, has retries left, is due within the horizon and is not leased."""
-    return and_(
-        needs_enrichment(now, settings.low_confidence_recheck_s),
         R.enrichment_retry_count <= settings.max_retries,
         R.next_attempt_at <= now + timedelta(seconds=settings.sweep_horizon_s),
         or_(R.lease_expires_at.is_(None), R.lease_expires_at < now),
@@ -72,7 +64,6 @@ def claim_due(
     now = now or utcnow()
     pick = (
         select(R.id)
-        .join(Tenant, Tenant.id == R.tenant_id)
         .where(claimable(now, settings))
         .order_by(R.next_attempt_at)
         .limit(settings.sweep_batch_size)
@@ -86,7 +77,7 @@ def claim_due(
         update(R)
         .where(_id_in(session, pick))
         .where(or_(R.lease_expires_at.is_(None), R.lease_expires_at < now))
-        # updated_at is kept: a claim is not a change of content (the recheck rule reads it).
+        # updated_at is kept: a claim is not a change of content.
         .values(lease_token=token, lease_expires_at=lease_until, updated_at=R.updated_at)
         .returning(R.id, R.next_attempt_at)
         .execution_options(synchronize_session=False)
