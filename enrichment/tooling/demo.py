@@ -10,12 +10,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import case, func, select
@@ -25,6 +21,8 @@ from enrichment.core.models import EnrichmentAttempt, ExceptionRecord, Tenant
 from enrichment.core.settings import VAR_DIR, get_settings
 from enrichment.ingestion import ingest
 from enrichment.tooling import generate
+from enrichment.tooling.processes import Proc, start_beat, start_worker, stop_all
+from enrichment.tooling.progress import ProgressLine, read_progress
 
 # Demo defaults, each overridable from the environment: retries in seconds, not hours.
 DEMO_ENV = {
@@ -34,18 +32,6 @@ DEMO_ENV = {
     "ENRICHMENT_LEASE_TTL_S": "60",
     "ENRICHMENT_LOCAL_FAULT_RATE": "0.1",  # show real failures and retries
 }
-
-
-@dataclass(frozen=True)
-class Progress:
-    total: int
-    completed: int
-    escalated: int
-    retries: int
-
-    @property
-    def terminal(self) -> int:
-        return self.completed + self.escalated
 
 
 def run(*, records: int, tenant: str, timeout_s: float) -> int:
@@ -80,57 +66,40 @@ def fresh_embedded_state(database_url: str, broker_url: str) -> None:
         shutil.rmtree(VAR_DIR / "broker", ignore_errors=True)
 
 
-def start_fleet() -> list[subprocess.Popen]:
+def start_fleet() -> list[Proc]:
+    """A worker and a beat, not waited for: `watch` notices one that exits."""
     VAR_DIR.mkdir(parents=True, exist_ok=True)
-    celery = [sys.executable, "-m", "celery", "-A", "workers"]
-    worker = [*celery, "worker", "--concurrency=2", "--loglevel=INFO", "-n", "demo@%h"]
-    beat = [*celery, "beat", "--loglevel=INFO", "-s", str(VAR_DIR / "celerybeat-schedule")]
-    procs = []
-    for name, cmd in (("worker", worker), ("beat", beat)):
-        log = open(VAR_DIR / f"demo-{name}.log", "w")  # noqa: SIM115 - closed with the process
-        procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT))
-        print(f"started {name} (pid {procs[-1].pid}), log: {VAR_DIR}/demo-{name}.log")
-    return procs
+    # The children run from the repository root: pin the folder this process resolved.
+    env = {**os.environ, "ENRICHMENT_VAR_DIR": str(VAR_DIR)}
+    worker = start_worker(
+        env, VAR_DIR / "demo-worker.log", name="demo", concurrency=2, ready_timeout_s=None
+    )
+    beat = start_beat(env, VAR_DIR / "demo-beat.log", VAR_DIR / "celerybeat-schedule")
+    for name, proc in (("worker", worker), ("beat", beat)):
+        print(f"started {name} (pid {proc.pid}), log: {proc.log_path}")
+    return [worker, beat]
 
 
-def stop_fleet(procs: list[subprocess.Popen]) -> None:
-    for proc in procs:
-        proc.send_signal(signal.SIGTERM)  # warm shutdown: running tasks finish
-    for proc in procs:
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+def stop_fleet(procs: list[Proc]) -> None:
+    stop_all(procs, timeout_s=15)  # warm shutdown: running tasks finish
     print("worker and beat stopped")
 
 
-def progress(factory, batch: str) -> Progress:
-    R = ExceptionRecord
-    with factory() as s:
-        row = s.execute(
-            select(
-                func.count(),
-                func.count(R.enriched_at),
-                func.count(R.escalated_at),
-                func.coalesce(func.sum(R.enrichment_retry_count), 0),
-            ).where(R.external_id.like(f"{batch}%"))
-        ).one()
-    return Progress(*row)
-
-
-def watch(factory, batch: str, total: int, timeout_s: float, procs) -> bool:
+def watch(factory, batch: str, total: int, timeout_s: float, procs: list[Proc]) -> bool:
     """Draw a progress bar until every record is terminal; False on timeout or a dead process."""
     started = time.monotonic()
+    line = ProgressLine(every_s=5.0)
+    in_batch = ExceptionRecord.external_id.like(f"{batch}%")
     while True:
-        dead = [p for p in procs if p.poll() is not None]
+        dead = [p for p in procs if not p.alive()]
         if dead:
-            print(f"\na fleet process exited (pid {dead[0].pid}, code {dead[0].returncode}):")
+            code = dead[0].popen.returncode
+            print(f"\na fleet process exited (pid {dead[0].pid}, code {code}):")
             print(f"see {VAR_DIR}/demo-worker.log and {VAR_DIR}/demo-beat.log")
             return False
-        p = progress(factory, batch)
+        p = read_progress(factory, in_batch)
         elapsed = time.monotonic() - started
-        draw(p, elapsed)
+        line.draw(p, elapsed)
         if p.total and p.terminal >= p.total:
             print(f"\nall {p.total} records terminal after {elapsed:.1f}s")
             return True
@@ -138,21 +107,6 @@ def watch(factory, batch: str, total: int, timeout_s: float, procs) -> bool:
             print(f"\ntimed out after {timeout_s:.0f}s with {p.total - p.terminal} pending")
             return False
         time.sleep(0.5)
-
-
-def draw(p: Progress, elapsed_s: float, width: int = 40) -> None:
-    """Redraw one line on a terminal; elsewhere (CI logs) print a line every 5 s."""
-    tty = sys.stdout.isatty()
-    if not tty and int(elapsed_s * 2) % 10:
-        return
-    done = int(width * p.terminal / p.total) if p.total else 0
-    bar = "#" * done + "." * (width - done)
-    line = (
-        f"[{bar}] {p.terminal}/{p.total} terminal | completed {p.completed} "
-        f"escalated {p.escalated} retries {p.retries} | {elapsed_s:5.1f}s"
-    )
-    sys.stdout.write("\r" + line if tty else line + "\n")
-    sys.stdout.flush()
 
 
 def print_summary(factory, batch: str) -> None:

@@ -1,0 +1,174 @@
+"""`make drill`: the fault drill on local Redis and PostgreSQL, with a table of checks.
+
+What it does, in phases (each timed):
+1. setup: resets a dedicated PostgreSQL database (`drill`, migrated with the real
+   migrations) and a dedicated Redis db (9, flushed), and starts a fake Anthropic server in
+   this process with 30 % faults (429 with retry-after, 500, 529, timeouts, malformed and
+   out-of-range answers, bad labels and actions: the fake's "mix").
+2. ingest: generates N records (DRILL_RECORDS or --records, 10,000) over 3 tenants and
+   loads them with the real JSONL ingestion.
+3. fleet: starts 3 worker and 2 beat processes (two beats on purpose: the claim, not a
+   single scheduler, must prevent double work), provider "anthropic" pointed at the fake.
+4. run: waits until every record is terminal, injecting, as progress passes fixed marks:
+   SIGKILL of a whole worker process group (and a replacement), a Redis restart (which loses
+   every queued message: the database, lease expiry and the sweep must recover them) and
+   `pg_terminate_backend` of every connection to the drill database.
+5. checks: stops the fleet, then checks completeness, provenance of every label and
+   confidence, actions (at most once, allowed for the label), AI calls per record (attempt
+   rows and the fake server's own per-record request count), and the monitor against SQL.
+
+Exit status 0 when every check passes, 1 otherwise. Every process started here is stopped,
+and Redis is running again when the drill ends, whatever happened (Ctrl-C included).
+
+Modules: `setup` (configuration, services, fleet, ingest), `faults` (the counting fake and
+the injected faults), `checks` (the checks and the result table); the run is here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import structlog
+from sqlalchemy.orm import Session, sessionmaker
+
+from enrichment.core import db
+from enrichment.tooling.drill.checks import Check, print_table, run_checks
+from enrichment.tooling.drill.faults import CountingFake, Injector
+from enrichment.tooling.drill.setup import (
+    DrillConfig,
+    Fleet,
+    Phases,
+    fleet_env,
+    ingest_records,
+    reset_services,
+    start_fleet,
+    start_redis,
+)
+from enrichment.tooling.progress import Progress, ProgressLine, read_progress
+
+log = structlog.get_logger(__name__)
+
+PROGRESS_EVERY_S = 10.0  # off a terminal, a progress line at most this often
+
+
+def main(argv: list[str]) -> int:
+    cfg = parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _sigterm)
+    print(f"drill: {cfg.records} records, logs in {cfg.run_dir}", flush=True)
+    try:
+        checks, phases, injector = _drill(cfg)
+    finally:
+        start_redis()  # whatever happened, Redis is left running
+    print_table(checks, phases, injector)
+    failed = [c.name for c in checks if c.ok is False]
+    print("\nDRILL " + ("FAILED: " + "; ".join(failed) if failed else "PASSED"), flush=True)
+    return 1 if failed else 0
+
+
+def parse_args(argv: list[str]) -> DrillConfig:
+    # A leading "--" (older docs wrote `enrichment drill -- --records 60`) is accepted.
+    argv = argv[1:] if argv[:1] == ["--"] else argv
+    p = argparse.ArgumentParser(prog="enrichment drill", description=__doc__.split("\n")[0])
+    p.add_argument("--records", type=int, default=int(os.environ.get("DRILL_RECORDS", 10_000)))
+    p.add_argument("--concurrency", type=int, default=4, help="pool size per worker (4)")
+    p.add_argument("--fault-rate", type=float, default=0.3, help="share of failing AI calls")
+    p.add_argument("--timeout-s", type=float, default=1800.0, help="run phase limit (s)")
+    p.add_argument("--lease-ttl-s", type=float, default=90.0, help="fleet lease TTL (s)")
+    p.add_argument("--sweep-batch", type=int, default=100, help="records per sweep per beat")
+    p.add_argument("--db-name", default="drill")
+    p.add_argument("--redis-db", type=int, default=9)
+    p.add_argument("--run-dir", type=Path, default=None, help="logs (a temporary folder)")
+    a = p.parse_args(argv)
+    cfg = DrillConfig(
+        records=a.records,
+        concurrency=a.concurrency,
+        fault_rate=a.fault_rate,
+        timeout_s=a.timeout_s,
+        lease_ttl_s=a.lease_ttl_s,
+        sweep_batch=a.sweep_batch,
+        db_name=a.db_name,
+        redis_db=a.redis_db,
+    )
+    if a.run_dir is not None:
+        a.run_dir.mkdir(parents=True, exist_ok=True)
+        cfg = DrillConfig(**{**cfg.__dict__, "run_dir": a.run_dir})
+    return cfg
+
+
+def _sigterm(_signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt  # the same clean-up path as Ctrl-C
+
+
+def _drill(cfg: DrillConfig) -> tuple[list[Check], Phases, Injector | None]:
+    phases = Phases()
+    fake = CountingFake(
+        faults=f"mix={cfg.fault_rate}", seed=cfg.seed, retry_after_s=0.5, hang_s=3.0
+    )
+    fleet, injector = None, None
+    try:
+        with phases.phase("setup"):
+            reset_services(cfg)
+            fake.start()
+        factory = db.session_factory(cfg.db_url)
+        with phases.phase("ingest"):
+            total = ingest_records(cfg, factory)
+        with phases.phase("fleet"):
+            fleet = Fleet(cfg, fleet_env(cfg, fake.base_url))
+            start_fleet(fleet)
+        injector = Injector(cfg, fleet, phases)
+        with phases.phase("run"):
+            run_until_terminal(cfg, factory, injector)
+        with phases.phase("stop"):
+            fleet.stop()
+            fleet = None
+        with phases.phase("checks"):
+            checks = run_checks(cfg, factory, fake, total)
+        if injector.pending:
+            checks.append(Check("faults not injected", len(injector.pending), "0", False))
+        return checks, phases, injector
+    finally:
+        if fleet is not None:
+            fleet.stop()
+        fake.close()
+        db.dispose_engines()
+
+
+# ---------------------------------------------------------------- the run
+
+
+def run_until_terminal(
+    cfg: DrillConfig, factory: sessionmaker[Session], injector: Injector
+) -> Progress:
+    """Poll every second; inject faults at their marks; stop when all is terminal."""
+    deadline = time.monotonic() + cfg.timeout_s
+    line = ProgressLine(every_s=PROGRESS_EVERY_S)
+    last = None
+    while time.monotonic() < deadline:
+        p = safe_progress(factory)
+        if p is not None:
+            last = p
+            injector.maybe_inject(p, line.say)
+            if p.done and not injector.pending:
+                break
+            line.draw(p, injector.phases.elapsed_s)
+        time.sleep(1.0)
+    final = last or read_progress(factory)
+    line.draw(final, injector.phases.elapsed_s, force=True)
+    line.close()
+    return final
+
+
+def safe_progress(factory: sessionmaker[Session]) -> Progress | None:
+    """Progress, or None while the database is briefly unreachable (we just killed it)."""
+    try:
+        return read_progress(factory)
+    except Exception as exc:  # any driver error: the next poll tries again
+        log.warning("drill.progress_unavailable", error=type(exc).__name__)
+        return None

@@ -1,0 +1,129 @@
+"""The drill's faults: the counting fake Anthropic server, and the three injected failures
+(SIGKILL of a worker's process group, a Redis restart that loses the queue, and
+`pg_terminate_backend` of every connection to the drill database)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import create_engine, text
+
+from enrichment.tooling.drill.setup import (
+    REDIS_PORT,
+    DrillConfig,
+    Fleet,
+    Phases,
+    redis_up,
+    start_redis,
+)
+from enrichment.tooling.fake_anthropic import FakeAnthropic
+from enrichment.tooling.processes import PG_ADMIN_URL
+from enrichment.tooling.progress import Progress
+
+# Share of terminal records at which each fault is injected, in this order.
+FAULT_MARKS = (("kill_worker", 0.15), ("restart_redis", 0.35), ("terminate_pg", 0.55))
+
+
+class CountingFake(FakeAnthropic):
+    """The fake server, counting requests per record instead of keeping every body.
+
+    A record is recognised by its delimited customer data, which is the same for all of its
+    stages and unique per generated record (an accidental twin would only add to one count,
+    so the per-record maximum can only be over-, never under-stated).
+    """
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(keep_requests=0, **kw)
+        self.per_record: Counter[str] = Counter()
+        self.kinds: Counter[str] = Counter()
+
+    def respond(self, path: str, headers: dict[str, str], raw: bytes):
+        self.per_record[_record_key(raw)] += 1
+        return super().respond(path, headers, raw)
+
+    def _next_entry(self, raw: bytes):
+        entry = super()._next_entry(raw)
+        self.kinds[entry if isinstance(entry, str) else "scripted"] += 1
+        return entry
+
+
+def _record_key(raw: bytes) -> str:
+    try:
+        text_ = json.loads(raw)["messages"][0]["content"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        return "unparsable"
+    start, end = text_.find("<customer_data>"), text_.find("</customer_data>")
+    return hashlib.sha1(text_[start:end].encode()).hexdigest()
+
+
+# ---------------------------------------------------------------- the faults themselves
+
+
+def terminate_pg(cfg: DrillConfig) -> int:
+    """Kill every connection to the drill database (workers, beats, ours); returns how many."""
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        killed = conn.execute(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = :name AND pid <> pg_backend_pid()"
+            ),
+            {"name": cfg.db_name},
+        ).scalar_one()
+    admin.dispose()
+    return killed
+
+
+def restart_redis() -> None:
+    """Shut Redis down without saving (the queue is lost), then start it again."""
+    subprocess.run(
+        ["redis-cli", "-p", str(REDIS_PORT), "shutdown", "nosave"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=False,
+    )
+    deadline = time.monotonic() + 10
+    while redis_up() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    start_redis()
+
+
+class Injector:
+    """Injects each fault once, when the share of terminal records passes its mark."""
+
+    def __init__(self, cfg: DrillConfig, fleet: Fleet, phases: Phases) -> None:
+        self.cfg, self.fleet, self.phases = cfg, fleet, phases
+        self.pending = list(FAULT_MARKS)
+        self.done: list[tuple[str, float, str]] = []
+        self._actions: dict[str, Callable[[], str]] = {
+            "kill_worker": self._kill_worker,
+            "restart_redis": self._restart_redis,
+            "terminate_pg": self._terminate_pg,
+        }
+
+    def maybe_inject(self, p: Progress, say: Callable[[str], None]) -> None:
+        """Inject every fault whose mark `p` has passed; `say` reports each one."""
+        while self.pending and p.total and p.terminal / p.total >= self.pending[0][1]:
+            name, _ = self.pending.pop(0)
+            detail = self._actions[name]()
+            self.done.append((name, self.phases.elapsed_s, detail))
+            say(f"   fault {name} at {self.phases.elapsed_s:.1f}s: {detail}")
+
+    def _kill_worker(self) -> str:
+        self.fleet.procs["worker-1"].kill()  # SIGKILL to the group: every pool child too
+        self.fleet.worker("worker-4")
+        return "SIGKILL worker-1 process group; started worker-4"
+
+    def _restart_redis(self) -> str:
+        started = time.monotonic()
+        restart_redis()
+        return f"shutdown nosave + restart, PING after {time.monotonic() - started:.1f}s"
+
+    def _terminate_pg(self) -> str:
+        return f"pg_terminate_backend on {terminate_pg(self.cfg)} connections"
