@@ -1,9 +1,14 @@
-"""The `enrichment` command. Each subcommand is a thin call into its module."""
+"""The `enrichment` command. Each subcommand is a thin call into its module.
+
+A user's mistake (a bad argument, a missing file, an unreachable or unmigrated database)
+is one line on stderr that says what to do, and a non-zero exit: never a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 
 from enrichment.core.settings import ConfigurationError, get_settings
 
@@ -20,10 +25,29 @@ def _tenant_add(args: argparse.Namespace) -> int:
     from enrichment.core import db, tenants
 
     with db.session_factory(get_settings().database_url).begin() as session:
+        if tenants.by_name(session, args.name) is not None:
+            raise UserError(
+                f"tenant {args.name!r} already exists; for a new API key run "
+                f"`enrichment tenant-key {args.name} --rotate`"
+            )
         tenant, api_key = tenants.create_tenant(
             session, args.name, confidence_threshold=args.threshold
         )
     print(f"tenant {tenant.name} created; API key (shown once): {api_key}")
+    return 0
+
+
+def _tenant_key(args: argparse.Namespace) -> int:
+    from enrichment.core import db, tenants
+
+    if not args.rotate:
+        raise UserError(
+            "keys are stored hashed and cannot be shown again; add --rotate to print a new "
+            "key (the old one stops working at once)"
+        )
+    with db.session_factory(get_settings().database_url).begin() as session:
+        api_key = tenants.rotate_key(tenants.require(session, args.tenant))
+    print(f"tenant {args.tenant}: new API key (shown once; the old one no longer works): {api_key}")
     return 0
 
 
@@ -85,9 +109,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tenant-add", help="create a tenant and print its API key")
     p.add_argument("name")
     p.add_argument(
-        "--threshold", type=float, help="confidence threshold (ENRICHMENT_CONFIDENCE_THRESHOLD)"
+        "--threshold",
+        type=_fraction,
+        help="confidence threshold in [0, 1] (default ENRICHMENT_CONFIDENCE_THRESHOLD, 0.7)",
     )
     p.set_defaults(func=_tenant_add)
+
+    p = sub.add_parser("tenant-key", help="replace a tenant's API key and print the new one")
+    p.add_argument("tenant")
+    p.add_argument("--rotate", action="store_true", help="required: the old key stops working")
+    p.set_defaults(func=_tenant_key)
 
     p = sub.add_parser("generate", help="write a realistic JSONL backlog for a tenant")
     p.add_argument("--tenant", default="demo-3pl")
@@ -137,18 +168,76 @@ PASSTHROUGH = {
 }
 
 
+class UserError(Exception):
+    """A mistake the user can fix; the message says how."""
+
+
+def _fraction(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{raw} is outside [0, 1]")
+    return value
+
+
+def _database_problem(exc: Exception) -> str:
+    """One line for a database error: not migrated, unreachable, or an unparsable URL."""
+    from sqlalchemy.engine import make_url
+
+    text = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+    if "no such table" in text or ("relation" in text and "does not exist" in text):
+        return "the database has no tables yet: run `enrichment migrate` first"
+    try:
+        where = make_url(get_settings().database_url).render_as_string(hide_password=True)
+    except Exception:
+        return "DATABASE_URL could not be parsed; e.g. postgresql+psycopg://user@host:5432/db"
+    return f"cannot use the database {where}: {text}"
+
+
+def _explain(exc: Exception) -> str | None:
+    """The one-line message for a user's mistake, or None for a bug (which keeps its trace)."""
+    from sqlalchemy.exc import ArgumentError, DBAPIError
+
+    from enrichment.core.tenants import UnknownTenant
+
+    if isinstance(exc, ConfigurationError):
+        return f"configuration error: {exc}"
+    if isinstance(exc, UserError | UnknownTenant):
+        return str(exc)
+    if isinstance(exc, FileNotFoundError):
+        return f"no such file: {exc.filename}"
+    if isinstance(exc, ArgumentError | DBAPIError):
+        return _database_problem(exc)
+    if isinstance(exc, ValueError):
+        return str(exc)
+    return None
+
+
+def _guarded(call: Callable[[], int]) -> int:
+    try:
+        return call()
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        message = _explain(exc)
+        if message is None:
+            raise
+        print(f"enrichment: {message}", file=sys.stderr)
+        return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in PASSTHROUGH:
         from importlib import import_module
 
-        return import_module(f"enrichment.tooling.{PASSTHROUGH[argv[0]][0]}").main(argv[1:])
+        module = f"enrichment.tooling.{PASSTHROUGH[argv[0]][0]}"
+        return _guarded(lambda: import_module(module).main(argv[1:]))
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except ConfigurationError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
-        return 2
+    return _guarded(lambda: args.func(args))
 
 
 if __name__ == "__main__":

@@ -37,16 +37,21 @@ def create_tenant(
     confidence_threshold defaults to ENRICHMENT_CONFIDENCE_THRESHOLD (0.7)."""
     if confidence_threshold is None:
         confidence_threshold = get_settings().confidence_threshold
-    api_key = f"enr_{secrets.token_urlsafe(24)}"
     tenant = Tenant(
-        name=validate_name(name),
-        confidence_threshold=confidence_threshold,
-        api_key_hash=hash_key(api_key),
-        settings={},
+        name=validate_name(name), confidence_threshold=confidence_threshold, settings={}
     )
+    api_key = rotate_key(tenant)
     session.add(tenant)
     session.flush()
     return tenant, api_key
+
+
+def rotate_key(tenant: Tenant) -> str:
+    """Give the tenant a new API key and return it: the only time it is seen. The old key
+    stops working when the change commits (only the hash is stored)."""
+    api_key = f"enr_{secrets.token_urlsafe(24)}"
+    tenant.api_key_hash = hash_key(api_key)
+    return api_key
 
 
 class UnknownTenant(LookupError):

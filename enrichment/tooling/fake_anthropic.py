@@ -86,12 +86,21 @@ _RULES: tuple[tuple[Label, tuple[str, ...]], ...] = (
 )
 
 
+def _probability(item: str, raw: str) -> float:
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(
+            f"fault {item!r}: write kind=probability, e.g. 429=0.1 or mix=0.3"
+        ) from None
+
+
 def parse_faults(spec: str) -> dict[str, float]:
     """`"429=0.1,mix=0.2"` -> {kind: probability}; raises ValueError with the valid kinds."""
     faults: dict[str, float] = {}
     for item in filter(None, (part.strip() for part in spec.split(","))):
         kind, _, raw = item.partition("=")
-        kind, share = kind.strip(), float(raw)
+        kind, share = kind.strip(), _probability(item, raw)
         if not 0.0 <= share <= 1.0:
             raise ValueError(f"fault {item!r}: probability must be in [0, 1]")
         spread = {k: share * w for k, w in MIX_SHARES.items()} if kind in ("mix", "rate") else None
