@@ -37,6 +37,17 @@ class EnrichmentTask(Task):
             EnrichmentTask._provider = make_provider(self.settings)
         return EnrichmentTask._provider
 
+    def known_tenant(self, tenant: str | None) -> bool:
+        """False (and one error line, no traceback) for a tenant name that does not exist:
+        the usual mistake in a hand-typed `celery call`."""
+        if tenant is None:
+            return True
+        with self.sessions() as session:
+            if tenants.by_name(session, tenant) is not None:
+                return True
+        log.error("task.unknown_tenant", tenant=tenant, hint="check the name: enrichment status")
+        return False
+
     def __call__(self, *args, **kwargs):
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(task=self.name, task_id=self.request.id)
@@ -95,6 +106,8 @@ def resolve(self, record_id: int, lease_token: str) -> str:
 @app.task(base=EnrichmentTask, bind=True, name="enrichment.sweep")
 def sweep(self, tenant: str | None = None) -> int:
     """Claim due records (all tenants, or one by name) in batches and enqueue their chains."""
+    if not self.known_tenant(tenant):
+        return 0
     claimed = 0
     for _batch in range(self.settings.sweep_max_batches):
         with self.sessions.begin() as session:
@@ -113,6 +126,8 @@ def sweep(self, tenant: str | None = None) -> int:
 @app.task(base=EnrichmentTask, bind=True, name="enrichment.requeue")
 def requeue(self, tenant: str, record_id: int | None = None) -> int:
     """Reset a tenant's (or one record's) escalated/failed records and sweep them now."""
+    if not self.known_tenant(tenant):
+        return 0
     with self.sessions.begin() as session:
         reset = selection.requeue(session, _tenant_id(session, tenant), record_id=record_id)
     log.info("requeue.reset", tenant=tenant, record_id=record_id, reset=reset)

@@ -1,0 +1,89 @@
+"""A user's mistake at the command line is one line that says what to do, never a traceback.
+
+Given an embedded database with one tenant, when each subcommand runs with a mistake a new
+user makes, then it exits non-zero, prints no "Traceback", and its last stderr line says
+what went wrong.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import structlog
+
+from enrichment.tooling.processes import ROOT
+
+CASES = {
+    "ingest a missing file": (["ingest", "/nonexistent/records.jsonl"], {}, "no such file"),
+    "tenant-add a bad name": (["tenant-add", "Bad_Name"], {}, "bad tenant name"),
+    "tenant-add a duplicate": (["tenant-add", "known-3pl"], {}, "already exists"),
+    "tenant-add a threshold of 3": (["tenant-add", "x", "--threshold", "3"], {}, "outside [0, 1]"),
+    "tenant-key without --rotate": (["tenant-key", "known-3pl"], {}, "--rotate"),
+    "tenant-key an unknown tenant": (["tenant-key", "nobody", "--rotate"], {}, "unknown tenant"),
+    "status of an unknown tenant": (["status", "nobody"], {}, "unknown tenant"),
+    "report of an unknown tenant": (["report", "nobody"], {}, "unknown tenant"),
+    "an unparsable DATABASE_URL": (["status", "x"], {"DATABASE_URL": "nonsense"}, "parsed"),
+    "an unreachable DATABASE_URL": (
+        ["status", "x"],
+        {"DATABASE_URL": "postgresql+psycopg://u:pw@127.0.0.1:1/db"},
+        "cannot use the database",
+    ),
+    "status before migrate": (["status", "x"], {"DATABASE_URL": "EMPTY"}, "enrichment migrate"),
+    "fake-anthropic with bad faults": (["fake-anthropic", "--faults", "bad"], {}, "probability"),
+    "eval on a missing file": (["eval", "--data", "/nonexistent.jsonl"], {}, "no such file"),
+    "drill with a bad flag value": (["drill", "--records=abc"], {}, "invalid int value"),
+    "bench with an unknown flag": (["bench", "--bogus"], {}, "unrecognized arguments"),
+    "an unknown subcommand": (["frobnicate"], {}, "invalid choice"),
+}
+
+
+@pytest.fixture(scope="module")
+def embedded(tmp_path_factory):
+    """An SQLite database, migrated, with tenant known-3pl; and an empty one."""
+    var = tmp_path_factory.mktemp("cli")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ENRICHMENT_")}
+    env.update(DATABASE_URL=f"sqlite:///{var / 'cli.db'}", ENRICHMENT_VAR_DIR=str(var))
+    for args in (["migrate"], ["tenant-add", "known-3pl"]):
+        run(args, env).check_returncode()
+    return env, f"sqlite:///{var / 'empty.db'}"
+
+
+def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "enrichment.cli", *args]
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_every_mistake_is_one_clear_line(embedded):
+    base_env, empty_url = embedded
+
+    def attempt(case):
+        args, env_changes, expected = CASES[case]
+        env = {**base_env, **env_changes}
+        if env.get("DATABASE_URL") == "EMPTY":
+            env["DATABASE_URL"] = empty_url
+        return case, expected, run(args, env)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(attempt, CASES))
+    for case, expected, done in results:
+        output = done.stdout + done.stderr
+        assert "Traceback" not in output, f"{case}:\n{output}"
+        assert done.returncode != 0, f"{case}: exit 0\n{output}"
+        last = done.stderr.strip().splitlines()[-1]
+        assert expected in last, f"{case}: {last!r}"
+
+
+def test_an_unknown_tenant_in_a_celery_call_is_one_error_line(pg_url, factory):
+    # `celery -A workers call enrichment.requeue --args '["nobody"]'`: the task body runs
+    # here directly (a plain call, not eager mode): no exception, an error line, nothing done.
+    from workers import tasks
+
+    with structlog.testing.capture_logs() as logs:
+        assert tasks.requeue("nobody") == 0
+        assert tasks.sweep("nobody") == 0
+    errors = [e for e in logs if e["log_level"] == "error"]
+    assert [e["event"] for e in errors] == ["task.unknown_tenant"] * 2
