@@ -6,7 +6,8 @@ import time
 from pathlib import Path
 
 from enrichment.core import db, selection
-from enrichment.tooling import bench
+from enrichment.tooling import bench, processes
+from enrichment.tooling.bench import common, fleet, p3_queries
 from tests.conftest import REDIS_URL
 from tests.factories import make_record, make_tenant
 
@@ -19,11 +20,11 @@ def test_options_scale_every_record_count():
 
 def test_the_table_has_one_line_per_row_and_a_verdict():
     rows = [
-        bench.Row("P1 x", "10/s", "20/s", "0.50x", ">= 0.60x", False),
-        bench.Row("P3 y", "1 ms", "1 s", "0.001", "< 1 s", True),
-        bench.Row("info", "1 s", "-", "-", "info", None),
+        common.Row("P1 x", "10/s", "20/s", "0.50x", ">= 0.60x", False),
+        common.Row("P3 y", "1 ms", "1 s", "0.001", "< 1 s", True),
+        common.Row("info", "1 s", "-", "-", "info", None),
     ]
-    lines = bench.format_table(rows).splitlines()
+    lines = common.format_table(rows).splitlines()
     assert len(lines) == 2 + len(rows)
     assert [line.split("|")[-1].strip() for line in lines[2:]] == ["FAIL", "PASS", "info"]
 
@@ -33,10 +34,10 @@ def test_rss_counts_the_children_of_a_process():
     code += "'import time; x = bytearray(60_000_000); time.sleep(30)']); time.sleep(30)"
     parent = subprocess.Popen([sys.executable, "-c", code])
     try:
-        bench.wait_until(lambda: len(bench._descendants(parent.pid)) == 2, timeout_s=10, what="x")
+        processes.wait_for(lambda: len(fleet._descendants(parent.pid)) == 2, timeout_s=10, what="x")
         time.sleep(1.0)
-        alone = bench.tree_rss_bytes(parent.pid) - _own_rss(parent.pid)
-        assert alone > 50 * bench.MB
+        alone = fleet.tree_rss_bytes(parent.pid) - _own_rss(parent.pid)
+        assert alone > 50 * common.MB
     finally:
         parent.kill()
         parent.wait()
@@ -56,16 +57,16 @@ def test_the_claim_is_captured_with_its_parameters_and_explained(
         tenant = make_tenant(s)
         for _ in range(3):
             make_record(s, tenant)
-    services = bench.Services(db_url=pg_url, broker_url=REDIS_URL, out_dir=tmp_path)
-    capture = bench.Capture(db.get_engine(pg_url))
+    services = common.Services(db_url=pg_url, broker_url=REDIS_URL, out_dir=tmp_path)
+    capture = p3_queries.Capture(db.get_engine(pg_url))
     try:
-        with bench.rolled_back(services) as s:
+        with p3_queries.rolled_back(services) as s:
             claims = selection.claim_due(s, settings)
     finally:
         capture.close()
     assert len(claims) == 3
     (update,) = [c for c in capture.statements if c.statement.startswith("UPDATE")]
     assert "FOR UPDATE OF exception_records SKIP LOCKED" in update.statement
-    assert "Update on exception_records" in bench.explain(services, update)
+    assert "Update on exception_records" in p3_queries.explain(services, update)
     with factory() as s:  # both the claim and the EXPLAIN ANALYZE were rolled back
         assert selection.claim_due(s, settings) and s.rollback() is None

@@ -1,0 +1,139 @@
+"""Benchmarks on local Redis and PostgreSQL: `enrichment bench` (`make bench`) prints a table.
+
+P1 pipeline overhead (`p1_pipeline`): records/min end to end against a bare chain of three
+   no-op tasks (`bench.noop`, in `workers/bench_chain.py`) run by the same worker process.
+P2 latency-bound throughput (`p2_latency`): records/min with the fake server at
+   `--p2-latency-s` per call, for several worker pools, against the bound C/(3*L).
+P3 query cost (`p3_queries`): the sweep's claim and the monitor's per-tenant queries on
+   `--p3-records` records, timed, with EXPLAIN (ANALYZE, BUFFERS) of the very SQL sent.
+P4 memory (`p4_memory`): worker RSS while beat sweeps `--p4-records` records in backoff.
+
+Isolation: database `bench` (dropped, created and migrated with the real migrations) and Redis
+db 8 (flushed); everything on 127.0.0.1. Every wait is bounded in time and every run in count.
+The no-op tasks are registered with `shared_task`, and the worker is started with
+`-A workers -I workers.bench_chain`: one app, one worker, identical settings for both chains.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from enrichment.tooling.bench.common import Options, Row, Services, format_table, machine, prepare
+from enrichment.tooling.bench.fleet import serve_fake
+from enrichment.tooling.bench.p1_pipeline import bench_p1
+from enrichment.tooling.bench.p2_latency import bench_p2
+from enrichment.tooling.bench.p3_queries import bench_p3
+from enrichment.tooling.bench.p4_memory import bench_p4
+from enrichment.tooling.processes import ROOT
+
+log = structlog.get_logger(__name__)
+
+RUNNERS: dict[str, Callable[[Services, Options], list[Row]]] = {
+    "p1": bench_p1,
+    "p2": bench_p2,
+    "p3": bench_p3,
+    "p4": bench_p4,
+}
+
+
+def parse_args(argv: list[str]) -> Options:
+    p = argparse.ArgumentParser(prog="enrichment bench", description=__doc__.split("\n")[0])
+    p.add_argument("--only", default="p1,p2,p3,p4", help="comma list of p1..p4 (all)")
+    p.add_argument("--scale", type=float, default=1.0, help="multiplies every record count")
+    p.add_argument("--db-name", default="bench", help="PostgreSQL database, dropped (bench)")
+    p.add_argument("--redis-db", type=int, default=8, help="Redis db number, flushed (8)")
+    p.add_argument("--p1-records", type=int, default=2000)
+    p.add_argument("--p1-chains", type=int, default=2000)
+    p.add_argument("--p1-pool", default="prefork:2", help="pool:concurrency (prefork:2)")
+    p.add_argument(
+        "--p2-pools", default="prefork:2,threads:75,threads:75x2,threads:100x2,gevent:75x2"
+    )
+    p.add_argument("--p2-latency-s", type=float, default=1.0)
+    p.add_argument("--p2-db-pool", default="20:10", help="pool_size:max_overflow per process")
+    p.add_argument("--p2-warmup-s", type=float, default=10.0)
+    p.add_argument("--p2-window-s", type=float, default=30.0)
+    p.add_argument("--p3-records", type=int, default=1_000_000)
+    p.add_argument("--p4-records", type=int, default=100_000)
+    p.add_argument("--p4-pool", default="threads:75")
+    p.add_argument("--p4-duration-s", type=float, default=60.0)
+    p.add_argument("--out-dir", default="var/bench", help="logs, plans, results.json")
+    return _options(p.parse_args(argv))
+
+
+def _options(a: argparse.Namespace) -> Options:
+    def scaled(n: int) -> int:
+        return max(1, int(n * a.scale))
+
+    return Options(
+        only=tuple(s.strip() for s in a.only.split(",") if s.strip()),
+        scale=a.scale,
+        db_name=a.db_name,
+        redis_db=a.redis_db,
+        p1_records=scaled(a.p1_records),
+        p1_chains=scaled(a.p1_chains),
+        p1_pool=a.p1_pool,
+        p2_pools=tuple(s.strip() for s in a.p2_pools.split(",") if s.strip()),
+        p2_latency_s=a.p2_latency_s,
+        p2_db_pool=a.p2_db_pool,
+        p2_warmup_s=a.p2_warmup_s,
+        p2_window_s=a.p2_window_s,
+        p3_records=scaled(a.p3_records),
+        p4_records=scaled(a.p4_records),
+        p4_pool=a.p4_pool,
+        p4_duration_s=a.p4_duration_s,
+        out_dir=(ROOT / a.out_dir).resolve(),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    from enrichment.core.logs import configure_logging
+
+    # A leading "--" (older docs wrote `enrichment bench -- --only p1`) is accepted.
+    argv = list(argv or [])
+    if argv[:1] == ["serve-fake"]:
+        return serve_fake(int(argv[1]), float(argv[2]))
+    opts = parse_args(argv[1:] if argv[:1] == ["--"] else argv)
+    configure_logging("console")
+    unknown = set(opts.only) - set(RUNNERS)
+    if unknown:
+        print(f"unknown benchmark(s) {sorted(unknown)}; choose from {sorted(RUNNERS)}")
+        return 2
+    # A TERM (timeout, kill) stops the children too: the `finally` blocks must run.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    return _run(opts)
+
+
+def _run(opts: Options) -> int:
+    """Every benchmark of `opts.only` in order, then the table and results.json."""
+    started = time.perf_counter()
+    info = machine()
+    log.info("bench.start", only=",".join(opts.only), scale=opts.scale, **info)
+    services = prepare(opts)
+    rows: list[Row] = []
+    for name in opts.only:
+        t0 = time.perf_counter()
+        rows.extend(RUNNERS[name](services, opts))
+        log.info("bench.done", benchmark=name, seconds=round(time.perf_counter() - t0, 1))
+    elapsed = time.perf_counter() - started
+    print(
+        f"\nmachine: {info['nproc']} CPUs, {info['cpu']}, {info['mem_gib']} GiB; "
+        f"elapsed {elapsed:.0f} s\n"
+    )
+    print(format_table(rows), flush=True)
+    _save(opts.out_dir / "results.json", rows, info, elapsed)
+    return 0 if all(r.ok is not False for r in rows) else 1
+
+
+def _save(path: Path, rows: list[Row], info: dict[str, Any], elapsed: float) -> None:
+    payload = {"machine": info, "elapsed_s": elapsed, "rows": [asdict(r) for r in rows]}
+    path.write_text(json.dumps(payload, indent=2, default=str))
