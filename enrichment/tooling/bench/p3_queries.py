@@ -169,7 +169,8 @@ def p3_queries(services: Services) -> dict[str, Callable[[Any], None]]:
     from enrichment.core.settings import get_settings
     from enrichment.monitoring import monitor
 
-    settings, config = get_settings(), monitor.MonitorConfig.from_env()
+    settings = get_settings()
+    config = settings.monitor
     with rolled_back(services) as s:
         big = s.scalar(
             select(ExceptionRecord.tenant_id)
