@@ -67,7 +67,10 @@ def _ingest(args: argparse.Namespace) -> int:
     report = ingest.ingest_file(factory, args.file, create_tenants=args.create_tenants)
     for line_no, reason in report.rejected[:50]:
         print(f"line {line_no}: rejected: {reason}", file=sys.stderr)
-    print(f"loaded {report.loaded} lines, rejected {len(report.rejected)}")
+    print(
+        f"loaded {report.loaded} lines, unchanged {report.unchanged},"
+        f" rejected {len(report.rejected)}"
+    )
     return 0 if not report.rejected else 1
 
 

@@ -9,8 +9,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
+from enrichment import cli
 from enrichment.core import db
 from enrichment.core.models import ExceptionRecord, Order, Tenant, utcnow
+from enrichment.core.settings import get_settings
 from enrichment.ingestion import ingest
 from enrichment.tooling import generate
 from tests.conftest import migrate
@@ -81,7 +83,7 @@ def test_mixed_file_loads_exactly_the_good_lines(factory, tenant, tmp_path):
                                                "at": "2026-11-02T10:00:00", "detail": ""}])),
         b"",  # 13 blank: skipped, not an error
         _dump(good[4]),  # 14
-        _dump(_with(good[0], "exception.external_id", "EXC-NEW-1")),  # 15 dup order id
+        _dump(_with(good[0], "exception.external_id", "EXC-NEW-1")),  # 15 2nd exception, order 1
         _dump(good[5]),  # 16
     ]  # fmt: skip
     path = _write(tmp_path / "mixed.jsonl", raws)
@@ -89,8 +91,8 @@ def test_mixed_file_loads_exactly_the_good_lines(factory, tenant, tmp_path):
     report = ingest.ingest_file(factory, path)
 
     reasons = dict(report.rejected)
-    assert report.loaded == 4
-    assert sorted(reasons) == [2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 15]
+    assert report.loaded == 5
+    assert sorted(reasons) == [2, 3, 4, 5, 6, 7, 9, 10, 11, 12]
     assert "Invalid JSON" in reasons[2]
     assert "exception.severity" in reasons[3]
     assert "exception.reason_code: Field required" in reasons[4]
@@ -101,8 +103,7 @@ def test_mixed_file_loads_exactly_the_good_lines(factory, tenant, tmp_path):
     assert "surprise" in reasons[10]
     assert "true_label" in reasons[11]
     assert "timezone" in reasons[12]
-    assert "duplicate order external_id" in reasons[15]
-    assert _counts(factory) == (4, 4)
+    assert _counts(factory) == (4, 5)
     assert _orphans(factory) == 0
 
 
@@ -125,19 +126,6 @@ def test_records_are_due_now_and_keep_the_reference_label(factory, tenant, tmp_p
     assert order.events == lines[0]["order"]["events"]
 
 
-def test_loading_the_same_file_twice_adds_nothing(factory, tenant, tmp_path):
-    path = _write(tmp_path / "twice.jsonl", [_dump(x) for x in _lines(20)])
-
-    first = ingest.ingest_file(factory, path)
-    second = ingest.ingest_file(factory, path)
-
-    assert first.loaded == 20 and first.rejected == []
-    assert second.loaded == 0
-    assert [n for n, _ in second.rejected] == list(range(1, 21))
-    assert all("already stored" in reason for _, reason in second.rejected)
-    assert _counts(factory) == (20, 20)
-
-
 def test_a_race_lost_inside_a_batch_costs_only_that_line(factory, tenant, tmp_path, monkeypatch):
     # Given another writer stored EXC-RACE after our duplicate check ran (simulated by
     # skipping the check), when the batch INSERT fails, then only that line is rejected.
@@ -149,7 +137,7 @@ def test_a_race_lost_inside_a_batch_costs_only_that_line(factory, tenant, tmp_pa
         session.flush()
         session.add(ExceptionRecord(tenant_id=tenant, order_id=order.id, external_id="EXC-RACE",
                                     reason_code="X", severity="low"))  # fmt: skip
-    monkeypatch.setattr(ingest, "_drop_known", lambda session, lines, report: lines)
+    monkeypatch.setattr(ingest, "_stored_exceptions", lambda session, keys: {})
     path = _write(tmp_path / "race.jsonl", [_dump(x) for x in lines])
 
     report = ingest.ingest_file(factory, path)
@@ -229,3 +217,142 @@ def test_a_nul_character_rejects_its_line_not_the_load(factory, tenant, tmp_path
     assert report.loaded == 1
     assert report.rejected[0][0] == 1 and "NUL" in report.rejected[0][1]
     assert _counts(factory) == (1, 1)
+
+
+def _stamps(factory) -> list[tuple]:
+    """Every stored row as the ingest could change it, to prove a replay wrote nothing."""
+    with factory() as session:
+        orders = session.execute(
+            select(Order.id, Order.payload, Order.events).order_by(Order.id)
+        ).all()
+        records = session.execute(
+            select(ExceptionRecord.id, ExceptionRecord.updated_at).order_by(ExceptionRecord.id)
+        ).all()
+    return [*map(tuple, orders), *map(tuple, records)]
+
+
+def _event(source: str, kind: str, at: str) -> dict:
+    return {"source": source, "type": kind, "at": at, "detail": ""}
+
+
+def _run_cli(factory, path, monkeypatch, capsys) -> tuple[int, str]:
+    monkeypatch.setenv("DATABASE_URL", factory.kw["bind"].url.render_as_string(False))
+    get_settings.cache_clear()
+    try:
+        code = cli.main(["ingest", str(path)])
+    finally:
+        get_settings.cache_clear()
+    return code, capsys.readouterr().out
+
+
+def test_replaying_a_file_is_all_unchanged_and_writes_nothing(
+    factory, tenant, tmp_path, monkeypatch, capsys
+):
+    # Given a file of 30 lines, two of them a second exception on an order with a newer payload
+    lines = _lines(28)
+    second = _with(lines[0], "exception.external_id", "EXC-SECOND")
+    second = _with(second, "order.payload.financial_status", "paid")
+    lines += [second, _with(lines[1], "exception.external_id", "EXC-THIRD")]
+    path = _write(tmp_path / "feed.jsonl", [_dump(x) for x in lines])
+    first = ingest.ingest_file(factory, path)
+    before = (_counts(factory), _stamps(factory))
+
+    # When the same file is loaded again, through the library and through the CLI
+    replay = ingest.ingest_file(factory, path)
+    code, out = _run_cli(factory, path, monkeypatch, capsys)
+
+    # Then every line is unchanged, nothing is rejected or written, and the CLI exits 0
+    assert (first.loaded, first.unchanged, first.rejected) == (30, 0, [])
+    assert (replay.loaded, replay.unchanged, replay.rejected) == (0, 30, [])
+    assert code == 0 and "loaded 0 lines, unchanged 30, rejected 0" in out
+    assert (_counts(factory), _stamps(factory)) == before == ((28, 30), before[1])
+
+
+def test_a_second_exception_on_a_known_order_joins_it_and_merges_events(factory, tenant, tmp_path):
+    # Given an order stored with one exception (a pick delay) and two events
+    first = _with(_lines(1)[0], "order.events", [
+        _event("wms", "pick_delayed", "2026-11-02T10:00:00Z"),
+        _event("carrier", "label_created", "2026-11-02T11:00:00Z"),
+    ])  # fmt: skip
+    ingest.ingest_file(factory, _write(tmp_path / "a.jsonl", [_dump(first)]))
+
+    # When a later line brings a carrier delay for the same order, repeating one event
+    # (written with another offset), adding one, and carrying an older one it had missed
+    later = _with(first, "exception.external_id", "EXC-CARRIER-DELAY")
+    later = _with(later, "exception.reason_code", "CARRIER_DELAY")
+    later = _with(later, "order.payload", {"name": "#1001", "fulfillment_status": "partial"})
+    later = _with(later, "order.events", [
+        _event("carrier", "delayed", "2026-11-03T09:00:00Z"),
+        _event("carrier", "label_created", "2026-11-02T12:00:00+01:00"),
+        _event("system", "order_created", "2026-11-01T08:00:00Z"),
+    ])  # fmt: skip
+    report = ingest.ingest_file(factory, _write(tmp_path / "b.jsonl", [_dump(later)]))
+
+    # Then it is stored on the same order, whose payload is the new one and whose events
+    # are merged, deduplicated and in time order
+    assert (report.loaded, report.unchanged, report.rejected) == (1, 0, [])
+    assert _counts(factory) == (1, 2)
+    with factory() as session:
+        order = session.scalar(select(Order))
+        records = session.scalars(select(ExceptionRecord).order_by(ExceptionRecord.id)).all()
+    assert [r.order_id for r in records] == [order.id, order.id]
+    assert records[1].reason_code == "CARRIER_DELAY" and records[1].tenant_id == tenant
+    assert order.payload == {"name": "#1001", "fulfillment_status": "partial"}
+    assert [(e["type"], e["at"]) for e in order.events] == [
+        ("order_created", "2026-11-01T08:00:00Z"),
+        ("pick_delayed", "2026-11-02T10:00:00Z"),
+        ("label_created", "2026-11-02T11:00:00Z"),
+        ("delayed", "2026-11-03T09:00:00Z"),
+    ]
+
+
+def test_a_changed_exception_line_is_rejected_naming_the_field(factory, tenant, tmp_path):
+    # Given a stored line
+    line = _lines(1)[0]
+    ingest.ingest_file(factory, _write(tmp_path / "a.jsonl", [_dump(line)]))
+    before = (_counts(factory), _stamps(factory))
+
+    # When the same exception comes again with another severity, on another order, or with
+    # another order payload (one file each: a file may name an exception only once)
+    severity = "low" if line["exception"]["severity"] != "low" else "critical"
+    variants = {
+        "exception.severity": _with(line, "exception.severity", severity),
+        "order.external_id": _with(line, "order.external_id", "ORD-SOMEWHERE-ELSE"),
+        "order.payload": _with(line, "order.payload.financial_status", "refunded"),
+    }
+    reports = {
+        name: ingest.ingest_file(factory, _write(tmp_path / f"{name}.jsonl", [_dump(changed)]))
+        for name, changed in variants.items()
+    }
+
+    # Then each line is rejected with the first differing field, and nothing is written
+    ext = line["exception"]["external_id"]
+    for name, report in reports.items():
+        assert (report.loaded, report.unchanged, len(report.rejected)) == (0, 0, 1)
+        line_no, reason = report.rejected[0]
+        assert line_no == 1 and reason.startswith(
+            f"exception {ext!r} is already stored with different content: {name}"
+        )
+    assert (_counts(factory), _stamps(factory)) == before
+
+
+def test_two_exceptions_for_one_order_in_one_file_both_load(factory, tenant, tmp_path):
+    # Given one file with two exceptions on one new order, and a repeated exception id
+    first = _with(
+        _lines(1)[0], "order.events", [_event("wms", "pick_delayed", "2026-11-02T10:00:00Z")]
+    )
+    second = _with(first, "exception.external_id", "EXC-SECOND")
+    second = _with(second, "order.events", [_event("carrier", "delayed", "2026-11-03T10:00:00Z")])
+    path = _write(tmp_path / "two.jsonl", [_dump(first), _dump(second), _dump(second)])
+
+    # When it is loaded
+    report = ingest.ingest_file(factory, path)
+
+    # Then both exceptions land on one order holding both events; the repeat is rejected
+    assert report.loaded == 2 and [n for n, _ in report.rejected] == [3]
+    assert "duplicate exception external_id 'EXC-SECOND': first on line 2" in report.rejected[0][1]
+    assert _counts(factory) == (1, 2)
+    assert _orphans(factory) == 0
+    with factory() as session:
+        order = session.scalar(select(Order))
+    assert [e["type"] for e in order.events] == ["pick_delayed", "delayed"]

@@ -5,6 +5,10 @@ bad byte rejects one line) and written all or nothing: a bad line is reported wi
 1-based number and a reason, and never stops the load or leaves half a line behind.
 Good lines go in batches: one bulk INSERT per batch, and, only if that fails (a duplicate
 that appeared concurrently), one savepoint per line so the rest of the batch still loads.
+
+Replaying a feed is safe: a line already stored as given is `unchanged`, not an error. One
+order may carry several exceptions; a new one is attached to the stored order, which is
+merged (see `plan`). An exception stored with different content is rejected, for now.
 """
 
 from __future__ import annotations
@@ -25,13 +29,14 @@ from pydantic import (
     field_serializer,
     field_validator,
 )
-from sqlalchemy import insert, select, tuple_
+from sqlalchemy import bindparam, insert, select, tuple_, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from enrichment.core import tenants
 from enrichment.core.models import ExceptionRecord, Order, utcnow
 from enrichment.core.taxonomy import Label
+from enrichment.ingestion.plan import Good, Key, OrderWrite, Plan, StoredOrder, plan_batch
 
 log = structlog.get_logger(__name__)
 
@@ -87,17 +92,12 @@ class LineIn(_Strict):
 
 @dataclass
 class IngestReport:
-    """`loaded` lines written; `rejected` as (1-based line number, reason)."""
+    """`loaded` lines written; `unchanged` lines already stored exactly as given (a replay);
+    `rejected` as (1-based line number, reason)."""
 
     loaded: int = 0
+    unchanged: int = 0
     rejected: list[tuple[int, str]] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class _Good:
-    line_no: int
-    line: LineIn
-    tenant_id: int
 
 
 def _describe(exc: ValidationError) -> str:
@@ -164,17 +164,16 @@ class _Tenants:
             return tenant.id if tenant is not None else None
 
 
-def _order_row(good: _Good) -> dict[str, Any]:
-    order = good.line.order
+def _order_row(write: OrderWrite) -> dict[str, Any]:
     return {
-        "tenant_id": good.tenant_id,
-        "external_id": order.external_id,
-        "payload": order.payload,
-        "events": [e.model_dump(mode="json") for e in order.events],
+        "tenant_id": write.tenant_id,
+        "external_id": write.external_id,
+        "payload": write.payload,
+        "events": write.events,
     }
 
 
-def _record_row(good: _Good, order_id: int, now: datetime) -> dict[str, Any]:
+def _record_row(good: Good, order_id: int, now: datetime) -> dict[str, Any]:
     exc = good.line.exception
     return {
         "tenant_id": good.tenant_id,
@@ -183,7 +182,7 @@ def _record_row(good: _Good, order_id: int, now: datetime) -> dict[str, Any]:
         "reason_code": exc.reason_code,
         "severity": exc.severity,
         "notes": exc.notes,
-        "reference_label": str(exc.true_label) if exc.true_label else None,
+        "reference_label": good.reference_label(),
         "enrichment_state": {},
         "next_attempt_at": now,  # due at once: the next sweep picks it up
         "created_at": now,
@@ -191,93 +190,128 @@ def _record_row(good: _Good, order_id: int, now: datetime) -> dict[str, Any]:
     }
 
 
-def _existing(session: Session, model: type, keys: set[tuple[int, str]]) -> set[tuple[int, str]]:
+def _stored_exceptions(session: Session, keys: set[Key]) -> dict[Key, dict[str, Any]]:
+    """The stored exceptions among `keys`, with the fields a line is compared on."""
     if not keys:
-        return set()
-    cols = tuple_(model.tenant_id, model.external_id)
-    rows = session.execute(select(model.tenant_id, model.external_id).where(cols.in_(keys)))
-    return {tuple(r) for r in rows}
+        return {}
+    rec = ExceptionRecord
+    same_order = (Order.id == rec.order_id) & (Order.tenant_id == rec.tenant_id)
+    stmt = (
+        select(rec.tenant_id, rec.external_id, Order.external_id.label("order_external_id"),
+               rec.reason_code, rec.severity, rec.notes, rec.reference_label)
+        .join(Order, same_order)
+        .where(tuple_(rec.tenant_id, rec.external_id).in_(keys))
+    )  # fmt: skip
+    return {(r.tenant_id, r.external_id): r._asdict() for r in session.execute(stmt)}
+
+
+def _stored_orders(session: Session, keys: set[Key]) -> dict[Key, StoredOrder]:
+    if not keys:
+        return {}
+    stmt = (
+        select(Order.id, Order.tenant_id, Order.external_id, Order.payload, Order.events)
+        .where(tuple_(Order.tenant_id, Order.external_id).in_(keys))
+        # Two loads merging events into one order must not overwrite each other's.
+        .with_for_update()
+    )
+    rows = session.execute(stmt)
+    return {(r.tenant_id, r.external_id): StoredOrder(r.id, r.payload, r.events) for r in rows}
+
+
+def _plan(session: Session, lines: list[Good]) -> Plan:
+    exceptions = _stored_exceptions(session, {g.exception_key for g in lines})
+    orders = _stored_orders(session, {g.order_key for g in lines})
+    return plan_batch(lines, exceptions, orders)
 
 
 class _Batch:
-    """Valid lines waiting to be written; duplicates are caught before the INSERT."""
+    """Valid lines waiting to be written; a repeated exception id is caught before the INSERT.
+
+    One order may carry several exceptions, so only exception ids must be unique in a file.
+    """
 
     def __init__(self) -> None:
-        self.lines: list[_Good] = []
-        # (kind, tenant_id, external_id) -> first line number, across the whole file.
-        self.seen: dict[tuple[str, int, str], int] = {}
+        self.lines: list[Good] = []
+        # (tenant_id, exception external_id) -> first line number, across the whole file.
+        self.seen: dict[Key, int] = {}
 
-    def add(self, good: _Good) -> None:
-        keys = [
-            ("order", good.tenant_id, good.line.order.external_id),
-            ("exception", good.tenant_id, good.line.exception.external_id),
-        ]
-        for kind, _, ext in keys:
-            if (first := self.seen.get((kind, good.tenant_id, ext))) is not None:
-                raise ValueError(f"duplicate {kind} external_id {ext!r}: first on line {first}")
-        self.seen.update(dict.fromkeys(keys, good.line_no))
+    def add(self, good: Good) -> None:
+        if (first := self.seen.get(good.exception_key)) is not None:
+            ext = good.line.exception.external_id
+            raise ValueError(f"duplicate exception external_id {ext!r}: first on line {first}")
+        self.seen[good.exception_key] = good.line_no
         self.lines.append(good)
 
 
-def _drop_known(session: Session, lines: list[_Good], report: IngestReport) -> list[_Good]:
-    """Lines whose order or exception external id is already stored are rejected."""
-    orders = _existing(session, Order, {(g.tenant_id, g.line.order.external_id) for g in lines})
-    excs = _existing(
-        session, ExceptionRecord, {(g.tenant_id, g.line.exception.external_id) for g in lines}
+_update_order = (
+    update(Order.__table__)
+    .where(Order.id == bindparam("b_id"), Order.tenant_id == bindparam("b_tenant_id"))
+    .values(
+        payload=bindparam("b_payload", type_=Order.__table__.c.payload.type),
+        events=bindparam("b_events", type_=Order.__table__.c.events.type),
     )
-    fresh = []
-    for g in lines:
-        if (g.tenant_id, g.line.order.external_id) in orders:
-            ext = g.line.order.external_id
-            report.rejected.append(
-                (g.line_no, f"duplicate order external_id {ext!r} already stored")
-            )
-        elif (g.tenant_id, g.line.exception.external_id) in excs:
-            ext = g.line.exception.external_id
-            report.rejected.append(
-                (g.line_no, f"duplicate exception external_id {ext!r} already stored")
-            )
-        else:
-            fresh.append(g)
-    return fresh
+)
 
 
-def _bulk_insert(session: Session, lines: list[_Good]) -> None:
-    if not lines:
+def _write_orders(session: Session, plan: Plan) -> dict[Key, int]:
+    """Insert the new orders and update the merged ones; every order id the plan needs."""
+    ids = dict(plan.order_ids)
+    inserts = [w for w in plan.orders.values() if w.id is None]
+    if inserts:
+        stmt = insert(Order).returning(Order.id, sort_by_parameter_order=True)
+        new_ids = session.scalars(stmt, [_order_row(w) for w in inserts]).all()
+        ids.update(zip([(w.tenant_id, w.external_id) for w in inserts], new_ids, strict=True))
+    updates = [
+        {"b_id": w.id, "b_tenant_id": w.tenant_id, "b_payload": w.payload, "b_events": w.events}
+        for w in plan.orders.values()
+        if w.id is not None
+    ]
+    if updates:
+        session.execute(_update_order, updates)
+    return ids
+
+
+def _apply(session: Session, plan: Plan) -> None:
+    if not plan.new:
         return
-    now = utcnow()
-    ids = session.scalars(
-        insert(Order).returning(Order.id, sort_by_parameter_order=True),
-        [_order_row(g) for g in lines],
-    ).all()
-    rows = [_record_row(g, order_id, now) for g, order_id in zip(lines, ids, strict=True)]
-    session.execute(insert(ExceptionRecord), rows)
+    ids, now = _write_orders(session, plan), utcnow()
+    session.execute(
+        insert(ExceptionRecord), [_record_row(g, ids[g.order_key], now) for g in plan.new]
+    )
 
 
-def _insert_one(session: Session, good: _Good, report: IngestReport) -> None:
+def _count(report: IngestReport, plan: Plan, *, new: bool = True) -> None:
+    report.loaded += len(plan.new) if new else 0
+    report.unchanged += len(plan.unchanged)
+    report.rejected.extend(plan.rejected)
+
+
+def _write_one(session: Session, good: Good, report: IngestReport) -> None:
     """The slow path: one savepoint per line, so a conflict costs only that line."""
     try:
         with session.begin_nested():
-            _bulk_insert(session, [good])
-        report.loaded += 1
+            plan = _plan(session, [good])
+            _apply(session, plan)
+        _count(report, plan)
     except DBAPIError as exc:  # a unique key taken meanwhile, or a value the database refuses
         reason = f"duplicate or conflicting row: {str(exc.orig).splitlines()[0][:200]}"
         report.rejected.append((good.line_no, reason))
 
 
-def _flush(factory: sessionmaker[Session], lines: list[_Good], report: IngestReport) -> None:
+def _flush(factory: sessionmaker[Session], lines: list[Good], report: IngestReport) -> None:
     if not lines:
         return
     with factory.begin() as session:
-        fresh = _drop_known(session, lines, report)
+        plan = _plan(session, lines)
         try:
             with session.begin_nested():
-                _bulk_insert(session, fresh)
-            report.loaded += len(fresh)
+                _apply(session, plan)
+            _count(report, plan)
         except DBAPIError:
-            # Another writer inserted one of these ids since _drop_known: go line by line.
-            for good in fresh:
-                _insert_one(session, good, report)
+            # Another writer stored one of these ids since _plan read them: line by line.
+            _count(report, plan, new=False)
+            for good in plan.new:
+                _write_one(session, good, report)
 
 
 def ingest_file(
@@ -285,14 +319,15 @@ def ingest_file(
 ) -> IngestReport:
     """Load `path` (JSONL). Unknown tenants are rejected unless `create_tenants` (False).
 
-    Returns how many lines were written and, sorted by line number, why others were not.
+    Returns how many lines were written or already stored and, sorted by line number, why
+    the others were not.
     """
     report, batch = IngestReport(), _Batch()
     known = _Tenants(factory, create=create_tenants)
     for line_no, raw in _read(Path(path)):
         try:
             line = parse_line(raw, line_no)
-            batch.add(_Good(line_no, line, known.id_for(line.tenant)))
+            batch.add(Good(line_no, line, known.id_for(line.tenant)))
         except ValueError as exc:
             report.rejected.append((line_no, str(exc)))
         if len(batch.lines) >= BATCH_SIZE:
@@ -300,5 +335,11 @@ def ingest_file(
             batch.lines = []
     _flush(factory, batch.lines, report)
     report.rejected.sort()
-    log.info("ingest.done", path=str(path), loaded=report.loaded, rejected=len(report.rejected))
+    log.info(
+        "ingest.done",
+        path=str(path),
+        loaded=report.loaded,
+        unchanged=report.unchanged,
+        rejected=len(report.rejected),
+    )
     return report
