@@ -17,6 +17,12 @@ from sqlalchemy import text
 from enrichment.core import db
 from enrichment.core.models import Base
 from enrichment.core.settings import Settings
+from tests.celery_fixtures import (  # noqa: F401 - fixtures, found by name
+    celery_session_app,
+    celery_worker_parameters,
+    celery_worker_pool,
+    inproc_worker,
+)
 
 PG_URL = os.environ.get("TEST_DATABASE_URL", "postgresql+psycopg://127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")

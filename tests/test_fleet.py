@@ -1,15 +1,17 @@
-"""Real chains through real worker processes on real Redis and PostgreSQL."""
+"""Real chains through a real worker on real Redis and PostgreSQL: the session's in-process
+worker, or worker and beat subprocesses where a test kills a worker or needs beat."""
 
 import signal
 
 import pytest
+from celery import signals
 from sqlalchemy import func, select
 
 from enrichment.core.models import EnrichmentAttempt, ExceptionRecord, ResolutionAction
 from enrichment.core.selection import claim_due
 from tests.conftest import REDIS_URL
 from tests.factories import make_record, make_tenant
-from tests.fleet import fleet_env, start_beat, start_worker, wait_for
+from tests.fleet import fleet_env, start_beat, start_worker, stop_all, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -51,8 +53,7 @@ def fleet(pg_url, factory, redis_client, tmp_path):
 
     f = Fleet()
     yield f
-    for proc in f.procs:
-        proc.stop()
+    stop_all(f.procs)
 
 
 def records(factory, n, **kw):
@@ -85,9 +86,8 @@ def all_enriched(factory, ids):
     )
 
 
-def test_a_chain_runs_all_three_stages_in_a_real_worker(fleet, factory, settings):
+def test_a_chain_runs_all_three_stages_in_a_real_worker(inproc_worker, factory, settings):
     ids = records(factory, 3, **DAMAGED)
-    fleet.worker()
     assert len(sweep_now(factory, settings)) == 3
     wait_for(all_enriched(factory, ids), timeout_s=60, what="3 records enriched")
     with factory() as s:
@@ -123,11 +123,10 @@ def test_beat_sweeps_and_failures_retry_until_escalation(fleet, factory):
     assert calls == 2 * 6  # the first try and five retries, each failing at analyze
 
 
-def test_a_duplicated_stage_message_changes_nothing(fleet, factory, settings):
+def test_a_duplicated_stage_message_changes_nothing(inproc_worker, factory, settings):
     from workers.tasks import analyze, resolve
 
     first, sentinel = records(factory, 2, **DAMAGED)
-    fleet.worker()
     [claim, _] = sorted(sweep_now(factory, settings), key=lambda c: c.record_id != first)
     wait_for(all_enriched(factory, [first, sentinel]), timeout_s=60, what="enriched")
     before = count(factory, select(func.count()).select_from(EnrichmentAttempt))
@@ -173,16 +172,25 @@ def test_sigkill_mid_chain_loses_nothing(fleet, factory, tmp_path):
     assert all(r.ai_label is not None and r.escalated_at is None for r in recs)
 
 
-def test_the_monitor_runs_from_its_own_queue(fleet, factory, redis_client):
+def test_the_monitor_runs_from_its_own_queue(inproc_worker, factory):
     from enrichment.core.models import MetricSnapshot
     from workers.tasks import monitor_task
 
+    routed = []
+
+    def on_prerun(task, **_kwargs):
+        if task.name == "enrichment.monitor":
+            routed.append(task.request.delivery_info["routing_key"])
+
     records(factory, 2, **DAMAGED)
-    monitor_task.apply_async()
-    assert redis_client.llen("control") == 1 and redis_client.llen("celery") == 0
-    fleet.worker()
-    wait_for(
-        lambda: count(factory, select(func.count()).select_from(MetricSnapshot)) == 1,
-        timeout_s=60,
-        what="a snapshot written by the worker",
-    )
+    signals.task_prerun.connect(on_prerun, weak=False)
+    try:
+        monitor_task.apply_async()
+        wait_for(
+            lambda: count(factory, select(func.count()).select_from(MetricSnapshot)) == 1,
+            timeout_s=60,
+            what="a snapshot written by the worker",
+        )
+    finally:
+        signals.task_prerun.disconnect(on_prerun)
+    assert routed == ["control"]

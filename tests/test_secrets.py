@@ -93,7 +93,7 @@ def test_no_secret_in_any_log(pg_url, factory, redis_client, tmp_path, slack_url
             SLACK_WEBHOOK_URL=slack_url,
             ENRICHMENT_LOG_FORMAT="json",
         )
-        worker = start_worker(env, tmp_path / "worker.log")
+        worker = start_worker(env, tmp_path / "worker.log", name="w1")
         beat = start_beat(env, tmp_path / "beat.log", tmp_path / "beat.db")
         try:
             wait_for(enriched_or_escalated(factory, 8), timeout_s=90, what="records terminal")
