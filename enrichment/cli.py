@@ -154,7 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", help="tenant health (exit 0 ok, 1 warning, 2 critical, 3 unknown)")
     p.add_argument("tenant")
     p.set_defaults(func=_status)
-    p = sub.add_parser("report", help="a tenant's enrichment report in the terminal")
+    p = sub.add_parser(
+        "report", help="a tenant's enrichment report (exit 0 ok, 1 warning, 2 critical, 3 unknown)"
+    )
     p.add_argument("tenant")
     p.set_defaults(func=_report)
 

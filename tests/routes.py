@@ -1,6 +1,7 @@
 """Every API route, walked from the app's own OpenAPI schema: a route added later is covered
 by the tenant-isolation tests without anyone adding it to a list. (A route hidden from the
-schema with include_in_schema=False would escape this walk: we have none, keep it so.)"""
+schema with include_in_schema=False would escape this walk: only /docs and its static assets
+are, and they belong to no tenant.)"""
 
 from __future__ import annotations
 

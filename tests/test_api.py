@@ -110,6 +110,63 @@ def test_backlog_lists_only_this_tenant_in_due_order(client, keys):
         assert r.status_code == 422
 
 
+def _escalate(s, tenant_name, *, hours_ago, reason, notes=None):
+    tenant = tenants.by_name(s, tenant_name)
+    rec = make_record(s, tenant, escalated_at=utcnow() - timedelta(hours=hours_ago), notes=notes)
+    rec.escalation_reason = reason
+    return rec
+
+
+def test_backlog_lists_the_escalated_records_oldest_first_with_reasons(client, keys, factory):
+    with factory.begin() as s:
+        _escalate(s, "a-3pl", hours_ago=1, reason="PermanentError: bad payload")
+        oldest = _escalate(s, "a-3pl", hours_ago=5, reason="TransientError: timeout attempt=5")
+        _escalate(s, "a-3pl", hours_ago=3, reason="TransientError: 529 overloaded")
+        _escalate(s, "b-3pl", hours_ago=9, reason="b-3pl's own")
+    r = client.get("/api/enrichment/backlog/a-3pl?limit=2", headers=auth(keys["a-3pl"]))
+    body = r.json()
+    assert body["escalated_records"] == 3 and body["backlog_records"] == 3  # unchanged fields
+    assert [e["escalation_reason"] for e in body["escalated"]] == [
+        "TransientError: timeout attempt=5",
+        "TransientError: 529 overloaded",
+    ]
+    first = body["escalated"][0]
+    assert first["external_id"] == oldest.external_id and first["escalated_at"]
+    assert {"last_error", "retry_count", "reason_code"} <= first.keys()
+
+
+def test_html_report_without_snapshots_shows_the_live_figures(client, keys):
+    html = client.get("/api/enrichment/report/a-3pl.html", headers=auth(keys["a-3pl"])).text
+    assert "not enough snapshots" not in html
+    assert html.count('class="level"') == 2  # completeness and backlog, live
+    assert "now 25 %" in html and "now 3 records" in html
+
+
+def test_html_report_escapes_database_and_customer_text(client, keys, factory):
+    attack = '<script>alert(1)</script><img src=x onerror="alert(2)">'
+    with factory.begin() as s:
+        _escalate(s, "a-3pl", hours_ago=1, reason=attack, notes=f"note {attack}")
+    html = client.get("/api/enrichment/report/a-3pl.html", headers=auth(keys["a-3pl"])).text
+    assert "<script" not in html and "<img" not in html and 'onerror="' not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "note &lt;script&gt;" in html
+
+
+def test_html_report_says_what_crossed_in_plain_words(client, keys, factory):
+    with factory.begin() as s:
+        _escalate(s, "a-3pl", hours_ago=1, reason="TransientError: timeout")
+    html = client.get("/api/enrichment/report/a-3pl.html", headers=auth(keys["a-3pl"])).text
+    assert ">WARNING<" in html and "More than 0 records escalated to a person" in html
+    assert "escalated_warning" not in html and "stuck_null_over_1d" not in html
+
+
+def test_docs_serve_swagger_ui_from_this_server(client):
+    html = client.get("/docs").text
+    assert "SwaggerUIBundle" in html
+    assert "http://" not in html and "https://" not in html and "//cdn" not in html
+    for asset in ("/docs-assets/swagger-ui-bundle.js", "/docs-assets/swagger-ui.css"):
+        assert asset in html and client.get(asset).status_code == 200
+
+
 def test_process_claims_this_tenants_due_records_only(client, keys, enqueued, factory):
     r = client.post("/api/enrichment/process/a-3pl", headers=auth(keys["a-3pl"]))
     assert r.status_code == 200

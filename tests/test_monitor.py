@@ -10,7 +10,7 @@ from sqlalchemy import event
 from enrichment.core import db
 from enrichment.core.models import EnrichmentAttempt, MetricSnapshot, Tenant, utcnow
 from enrichment.core.settings import MonitorConfig, get_settings
-from enrichment.monitoring import report_cli
+from enrichment.monitoring import report_cli, words
 from enrichment.monitoring.monitor import quality_score, run_monitor
 from tests.factories import make_record, make_tenant
 
@@ -167,7 +167,39 @@ def test_cli_status_and_report_print_and_exit_by_status(factory, seeded, cli_env
     assert "a-3pl: WARNING" in out and "escalated_warning" in out and "40.0 %" in out
     assert report_cli.report("a-3pl") == 1
     out = capsys.readouterr().out
-    assert "confidence distribution" in out and "stuck_null_over_1d: 1 (target 0) FAILING" in out
+    assert "confidence distribution" in out
+    assert "Records still without an AI label after a day: 1 record (target 0) FAILING" in out
+
+
+def test_cli_names_thresholds_in_plain_words_and_counts_in_the_singular(
+    factory, seeded, cli_env, capsys
+):
+    report_cli.status("a-3pl")
+    out = capsys.readouterr().out
+    assert "escalated           1 record\n" in out and "1 records" not in out
+    assert "more than 0 records escalated to a person (warning: escalated_warning)" in out
+    report_cli.report("a-3pl")
+    out = capsys.readouterr().out
+    assert "completeness under 70 % (completeness_critical): now 40.0 %, not judged: " in out
+    assert "escalated to a person: 1 record" in out
+
+
+def test_cli_report_shows_a_fast_providers_time_per_record_not_zero(factory, cli_env, capsys):
+    # The local provider answers in milliseconds: "0.0 s" read as "nothing was measured".
+    now = utcnow()
+    with factory.begin() as s:
+        a = make_tenant(s, "a-3pl")
+        for _ in range(2):
+            rec = make_record(
+                s, a, ai_confidence=0.9, created_at=now - timedelta(seconds=44), enriched_at=now
+            )
+            for _ in range(3):  # three stages, 1.5 ms each
+                attempt(s, rec, latency_s=0.0015, cost=0.0, at=now)
+    report_cli.report("a-3pl")
+    out = capsys.readouterr().out
+    assert "AI time per record    4.5 ms" in out and " 0.0 s" not in out
+    assert "creation to enriched  44 s (mean)" in out
+    assert "enriched              2 records (2 per hour)" in out
 
 
 def test_cli_status_is_critical_when_backlog_crosses_a_tenant_threshold(
@@ -177,6 +209,21 @@ def test_cli_status_is_critical_when_backlog_crosses_a_tenant_threshold(
         _tenant(s, "a-3pl").settings = {"alert_thresholds": {"backlog_critical": 1}}
     assert report_cli.status("a-3pl") == 2
     assert "backlog_critical" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(None, "no data"), (0.0004, "0.4 ms"), (0.012, "12 ms"), (3.0, "3 s"), (44.25, "44.2 s"),
+     (3600.0, "60 min"), (5400.0, "90 min"), (9000.0, "2.5 h")],
+)  # fmt: skip
+def test_durations_are_shown_in_a_unit_that_fits(seconds, text):
+    assert words.duration(seconds) == text
+
+
+def test_plural_forms():
+    assert [words.plural(n, "record") for n in (0, 1, 2, 1500)] == [
+        "0 records", "1 record", "2 records", "1,500 records",
+    ]  # fmt: skip
 
 
 def test_cli_unknown_tenant(factory, cli_env, capsys):

@@ -99,7 +99,7 @@ def test_cli_status_and_report_show_only_a(world, capsys, pg_url, monkeypatch, c
         get_settings.cache_clear()
     out = capsys.readouterr().out
     assert out.startswith("a-3pl:") and "b-3pl" not in out
-    assert re.search(r"backlog\s+2 records", out) and re.search(r"escalated\s+1 records", out)
+    assert re.search(r"backlog\s+2 records", out) and re.search(r"escalated\s+1 record\n", out)
     assert "7 records" not in out
 
 

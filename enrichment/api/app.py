@@ -4,18 +4,46 @@ Auth: `Authorization: Bearer <tenant API key>` (stored hashed). A key only opens
 tenant: another tenant's routes answer 404 whether or not that tenant exists, so names
 cannot be probed. A missing or unknown key answers 401. `/metrics` is open unless
 ENRICHMENT_METRICS_TOKEN is set, in which case it wants that bearer token.
+
+`/docs` serves Swagger UI from the files of the `swagger-ui-bundle-v2` package, not from a
+CDN, so the docs work on an air-gapped deployment (FastAPI's "self-hosting JavaScript and
+CSS for docs" recipe).
 """
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from swagger_ui_bundle import swagger_ui_path
 
 from enrichment.api import monitoring, processing
+
+SWAGGER_ASSETS = "/docs-assets"
 
 app = FastAPI(
     title="Enrichment fleet API",
     description="Per-tenant enrichment health, reports, backlog and manual processing.",
     version="1",
+    docs_url=None,
+    # ReDoc would load its script from a CDN, which an air-gapped deployment cannot reach.
+    redoc_url=None,
 )
+app.mount(SWAGGER_ASSETS, StaticFiles(directory=str(swagger_ui_path)), name="swagger-ui")
 app.include_router(monitoring.router)
 app.include_router(processing.router)
+
+
+@app.get("/docs", include_in_schema=False)
+def swagger_ui(request: Request) -> HTMLResponse:
+    """Swagger UI on the local assets; no validator badge (it would call swagger.io)."""
+    root = request.scope.get("root_path", "").rstrip("/")
+    return get_swagger_ui_html(
+        openapi_url=f"{root}{app.openapi_url}",
+        title=f"{app.title} - Swagger UI",
+        swagger_js_url=f"{root}{SWAGGER_ASSETS}/swagger-ui-bundle.js",
+        swagger_css_url=f"{root}{SWAGGER_ASSETS}/swagger-ui.css",
+        swagger_favicon_url=f"{root}{SWAGGER_ASSETS}/favicon-32x32.png",
+        swagger_ui_parameters={"validatorUrl": None},
+    )

@@ -29,7 +29,8 @@ def health(tenant: AuthTenant, s: DbSession, settings: AppSettings) -> reports.H
 def report_page(
     tenant: AuthTenant, s: DbSession, settings: AppSettings, hours: Hours = 24.0
 ) -> HTMLResponse:
-    """The report for people: numbers, a confidence histogram and trends, as inline SVG."""
+    """The report for people: status in plain words, figures, a confidence histogram and
+    trends as inline SVG, escalations and alerts with their reasons. No JavaScript, no CDN."""
     rep = reports.report(s, tenant, settings, now=utcnow(), hours=hours)
     return HTMLResponse(report_html.render(rep))
 
@@ -48,7 +49,8 @@ def backlog(
     s: DbSession,
     limit: Annotated[int, Query(ge=0, le=500, description="records to list")] = 20,
 ) -> reports.Backlog:
-    """Records waiting for enrichment: counts and the next `limit` by due time."""
+    """Records waiting for enrichment: counts and the next `limit` by due time; and the
+    escalated records (oldest `limit`, oldest first) with their reasons."""
     return reports.backlog(s, tenant, now=utcnow(), limit=limit)
 
 

@@ -1,7 +1,7 @@
 """`enrichment status TENANT` and `enrichment report TENANT`: the API's views in a terminal.
 
-Exit codes (scripts and cron can branch on them): 0 healthy or no data yet, 1 warning,
-2 critical, 3 unknown tenant.
+Exit codes, the same for both (scripts and cron can branch on them):
+0 healthy or no data yet, 1 warning, 2 critical, 3 unknown tenant.
 """
 
 from __future__ import annotations
@@ -12,16 +12,11 @@ from typing import Any
 from enrichment.core import db, tenants
 from enrichment.core.models import utcnow
 from enrichment.core.settings import get_settings
-from enrichment.monitoring import reports
+from enrichment.monitoring import reports, words
+from enrichment.monitoring.words import duration, number, plural, short
 
 EXIT = {"healthy": 0, "no_data": 0, "warning": 1, "critical": 2}
 UNKNOWN_TENANT = 3
-
-
-def _fmt(value: Any, unit: str = "") -> str:
-    if value is None:
-        return "no data"
-    return f"{value:,.1f}{unit}" if isinstance(value, float) else f"{value:,}{unit}"
 
 
 def _print_pairs(pairs: list[tuple[str, Any]]) -> None:
@@ -30,44 +25,88 @@ def _print_pairs(pairs: list[tuple[str, Any]]) -> None:
         print(f"  {key:<{width}}  {value}")
 
 
+def _crossed(h: reports.Health) -> str:
+    """Crossed thresholds in plain words, each with the name a tenant override uses."""
+    crossed = [t for t in h.thresholds if t.crossed]
+    return "; ".join(f"{t.words} ({t.severity}: {t.name})" for t in crossed) or "none"
+
+
 def print_health(h: reports.Health) -> None:
     print(f"{h.tenant}: {h.status.upper()}  (measured {h.measured_at:%Y-%m-%d %H:%M:%S} UTC)")
     _print_pairs(
         [
-            ("completeness", _fmt(h.completeness_pct, " %")),
-            ("backlog", _fmt(h.backlog_records, " records")),
-            ("quality score", _fmt(h.quality_score, " / 100")),
-            ("failure rate", _fmt(h.failure_rate_pct, " %")),
-            ("escalated", _fmt(h.escalated_records, " records")),
-            ("thresholds crossed", ", ".join(h.problems) or "none"),
+            ("completeness", number(h.completeness_pct, " %")),
+            ("backlog", plural(h.backlog_records, "record")),
+            ("quality score", number(h.quality_score, " / 100")),
+            ("failure rate", number(h.failure_rate_pct, " %")),
+            ("escalated", plural(h.escalated_records, "record")),
+            ("thresholds crossed", _crossed(h)),
         ]
     )
     for a in h.alerts:
-        print(f"  alert {a.state}: {a.severity} {a.metric} = {_fmt(a.value)} (since {a.since})")
+        since = "" if a.since is None else f" since {a.since:%Y-%m-%d %H:%M} UTC"
+        what = a.words or a.metric
+        print(f"  alert {a.state}: {a.severity}: {what}, now {number(a.value)}{since}")
+
+
+def _metric_pairs(m) -> list[tuple[str, str]]:
+    return [
+        ("enriched", f"{plural(round(m.records_per_hour * m.window_s / 3600), 'record')}"
+                     f" ({short(m.records_per_hour)} per hour)"),
+        ("AI time per record", f"{duration(m.avg_processing_time_s)} (mean, provider calls only)"),
+        ("AI time in window", duration(m.processing_duration_s)),
+        ("creation to enriched", f"{duration(m.time_to_enrich_s)} (mean)"),
+        ("pipeline success", number(m.pipeline_success_pct, " %")),
+        ("high confidence", number(m.high_confidence_pct, " %")),
+        ("AI cost in window", f"{m.window_ai_cost_usd:.4f} USD"),
+    ]  # fmt: skip
+
+
+def _print_histogram(buckets: dict[str, int]) -> None:
+    print("confidence distribution (records per confidence band):")
+    top = max(buckets.values(), default=0) or 1
+    for label, n in buckets.items():
+        # A band with any record shows at least one mark, so 1 of 500 is not lost.
+        bar = "#" * max(round(30 * n / top), 1 if n else 0)
+        print(f"  {label}  {bar:<30} {n}")
+
+
+def _print_integrity(integrity: dict[str, dict[str, Any]]) -> None:
+    print("integrity checks:")
+    for key, c in integrity.items():
+        value = words.integrity_value(key, c["value"])
+        verdict = words.integrity_verdict(c["ok"])
+        target = words.integrity_target(key, c["target"])
+        print(f"  {words.integrity_name(key)}: {value} ({target}) {verdict}")
+
+
+def _print_escalations(r: reports.Report) -> None:
+    total = r.health.escalated_records
+    if not total:
+        return
+    shown = len(r.escalations)
+    print(f"escalated to a person: {plural(total, 'record')} (oldest {shown} shown):")
+    for e in r.escalations:
+        reason = e.escalation_reason or "no reason recorded"
+        print(f"  {e.external_id}  {e.escalated_at:%Y-%m-%d %H:%M} UTC  {reason}")
+
+
+def _print_thresholds(h: reports.Health) -> None:
+    print("thresholds (the status is the worst one crossed):")
+    for t in h.thresholds:
+        state = "CROSSED" if t.crossed else "ok" if t.judged else f"not judged: {t.note}"
+        print(f"  {t.severity:<8} {t.words} ({t.name}): now {t.value_words}, {state}")
 
 
 def print_report(r: reports.Report) -> None:
     print_health(r.health)
     m = r.metrics
-    print(f"metrics (window {m.window_s:.0f} s):")
-    _print_pairs(
-        [
-            ("records per hour", _fmt(m.records_per_hour)),
-            ("avg processing time", _fmt(m.avg_processing_time_s, " s")),
-            ("AI time in window", _fmt(m.processing_duration_s, " s")),
-            ("pipeline success", _fmt(m.pipeline_success_pct, " %")),
-            ("high confidence", _fmt(m.high_confidence_pct, " %")),
-            ("AI cost in window", f"{m.window_ai_cost_usd:.4f} USD"),
-        ]
-    )
-    print("confidence distribution:")
-    top = max(m.confidence_buckets.values(), default=0) or 1
-    for label, n in m.confidence_buckets.items():
-        print(f"  {label}  {'#' * round(30 * n / top):<30} {n}")
-    print("integrity checks:")
-    for name, c in m.integrity.items():
-        ok = "n/a" if c["ok"] is None else "ok" if c["ok"] else "FAILING"
-        print(f"  {name}: {_fmt(c['value'])} (target {c['target']}) {ok}")
+    print(f"metrics over the last {duration(m.window_s)}:")
+    _print_pairs(_metric_pairs(m))
+    _print_histogram(m.confidence_buckets)
+    _print_integrity(m.integrity)
+    _print_escalations(r)
+    _print_thresholds(r.health)
 
 
 def _with_tenant(name: str, show) -> int:
@@ -81,7 +120,8 @@ def _with_tenant(name: str, show) -> int:
 
 
 def status(tenant: str) -> int:
-    """Print the tenant's health; exit code by status (see the module docstring)."""
+    """Print the tenant's health. Exit 0 healthy or no data, 1 warning, 2 critical,
+    3 unknown tenant."""
 
     def show(session, t, settings) -> int:
         h = reports.health(session, t, settings, now=utcnow())
@@ -92,7 +132,8 @@ def status(tenant: str) -> int:
 
 
 def report(tenant: str) -> int:
-    """Print the tenant's full report; exit code by status, like `status`."""
+    """Print the tenant's full report. Exit codes as `status`: 0 healthy or no data,
+    1 warning, 2 critical, 3 unknown tenant."""
 
     def show(session, t, settings) -> int:
         r = reports.report(session, t, settings, now=utcnow())

@@ -1,73 +1,121 @@
-"""The report for people: one self-contained HTML page with inline SVG plots.
+"""The report for people: one self-contained HTML page an operations lead can keep open.
 
-No JavaScript and no CDN: the page renders offline and from a mail attachment. Every value
-that comes from the database is escaped.
+A status header that says what is wrong in plain words, the key figures, the confidence
+histogram and two trends as inline SVG, then the escalated records and the alerts with
+their reasons. No JavaScript and no CDN (see `html_page`). Every value that comes from the
+database or from customer text is escaped.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from html import escape
 
-from enrichment.monitoring.reports import Report, TrendPoint
+from enrichment.monitoring import alerts, charts, words
+from enrichment.monitoring import html_page as ui
+from enrichment.monitoring.monitor import BUCKET_EDGES, Snapshot
+from enrichment.monitoring.reports import Report, ThresholdView, TrendPoint
+from enrichment.monitoring.words import duration, number, plural
 
-WIDTH, HEIGHT, PAD = 560, 200, 32
-COLOURS = {"healthy": "#2e7d32", "warning": "#ef6c00", "critical": "#c62828", "no_data": "#616161"}
-
-
-def _fmt(value: float | None, unit: str = "", digits: int = 1) -> str:
-    return "—" if value is None else f"{value:,.{digits}f}{unit}"
-
-
-def bars_svg(counts: dict[str, int], *, title: str) -> str:
-    """A bar chart of `counts` (label -> count), in the order given."""
-    n = max(len(counts), 1)
-    top = max(counts.values(), default=0) or 1
-    step = (WIDTH - 2 * PAD) / n
-    parts = []
-    for i, (label, count) in enumerate(counts.items()):
-        h = (HEIGHT - 2 * PAD) * count / top
-        x, y = PAD + i * step, HEIGHT - PAD - h
-        parts.append(
-            f'<rect class="bar" x="{x + 2:.1f}" y="{y:.1f}" width="{step - 4:.1f}" '
-            f'height="{h:.1f}" fill="#1565c0"><title>{escape(label)}: {count}</title></rect>'
-            f'<text x="{x + step / 2:.1f}" y="{HEIGHT - PAD + 14}" font-size="9" '
-            f'text-anchor="middle">{escape(label)}</text>'
-        )
-    return _svg(title, "".join(parts))
+TEXT_SHOWN = 400  # characters of a reason or note; the JSON report has them whole
 
 
-def line_svg(points: list[tuple[datetime, float]], *, title: str, y_max: float | None = None):
-    """A line over time; y from 0 to `y_max` (default: the largest value)."""
-    if len(points) < 2:
-        return _svg(title, f'<text x="{PAD}" y="{HEIGHT / 2}">not enough snapshots yet</text>')
-    t0, t1 = points[0][0].timestamp(), points[-1][0].timestamp()
-    top = y_max or max(v for _, v in points) or 1.0
-    xy = [
-        (
-            PAD + (WIDTH - 2 * PAD) * (t.timestamp() - t0) / ((t1 - t0) or 1.0),
-            HEIGHT - PAD - (HEIGHT - 2 * PAD) * v / top,
-        )
-        for t, v in points
-    ]
-    path = " ".join(f"{x:.1f},{y:.1f}" for x, y in xy)
-    axis = (
-        f'<text x="{PAD}" y="{HEIGHT - 8}" font-size="9">{points[0][0]:%m-%d %H:%M}</text>'
-        f'<text x="{WIDTH - PAD}" y="{HEIGHT - 8}" font-size="9" text-anchor="end">'
-        f"{points[-1][0]:%m-%d %H:%M}</text>"
-        f'<text x="4" y="{PAD}" font-size="9">{top:,.0f}</text>'
+def _clip(text: str | None, empty: str = "—") -> str:
+    if not text:
+        return empty
+    return text if len(text) <= TEXT_SHOWN else text[: TEXT_SHOWN - 1] + "…"
+
+
+def _header(report: Report) -> str:
+    h = report.health
+    crossed = [t for t in h.thresholds if t.crossed]
+    items = "".join(
+        f"<li>{ui.tag(t.severity, t.severity)} {escape(_sentence(t.words))}: "
+        f"now <strong>{escape(t.value_words)}</strong></li>"
+        for t in crossed
     )
-    line = f'<polyline class="line" fill="none" stroke="#1565c0" stroke-width="2" points="{path}"/>'
-    return _svg(title, line + axis)
-
-
-def _svg(title: str, body: str) -> str:
     return (
-        f"<figure><figcaption>{escape(title)}</figcaption>"
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
-        f'role="img" aria-label="{escape(title)}">'
-        f'<line x1="{PAD}" y1="{HEIGHT - PAD}" x2="{WIDTH - PAD}" y2="{HEIGHT - PAD}" '
-        f'stroke="#999"/>{body}</svg></figure>'
+        f'<header class="banner"><div><span class="pill">'
+        f"{escape(words.STATUS[h.status].upper())}</span></div>"
+        f'<div class="what"><h1>Enrichment report: {escape(report.tenant)}</h1>'
+        f"<p><strong>{escape(words.STATUS_SUMMARY[h.status])}</strong></p>"
+        + (f"<ul>{items}</ul>" if items else "")
+        + f'<p class="small muted">Measured {h.measured_at:%Y-%m-%d %H:%M:%S} UTC · '
+        f"trends over the last {escape(duration(_span_s(report)))}</p></div></header>"
+    )
+
+
+def _span_s(report: Report) -> float:
+    if not report.trend:
+        return report.metrics.window_s
+    return (report.health.measured_at - report.trend[0].taken_at).total_seconds()
+
+
+def _cards(report: Report) -> str:
+    """The key figures; a figure whose threshold is crossed is outlined in the status colour."""
+    bad = {t.metric for t in report.health.thresholds if t.crossed}
+    cards = _state_cards(report.metrics) + _flow_cards(report.metrics)
+    body = "".join(ui.card(label, value, hint, bad=key in bad) for label, value, hint, key in cards)
+    return f'<div class="cards">{body}</div>'
+
+
+def _sentence(text: str) -> str:
+    """First letter up, the rest as written ('AI' stays 'AI', unlike str.capitalize)."""
+    return text[:1].upper() + text[1:]
+
+
+def _state_cards(m: Snapshot) -> list[tuple[str, str, str, str]]:
+    enriched = f"{m.enriched_records:,} of {plural(m.total_records, 'record')} enriched"
+    return [
+        ("Completeness", number(m.completeness_pct, " %"), enriched, "completeness"),
+        ("Waiting", plural(m.backlog_records, "record"), "not enriched, not escalated", "backlog"),
+        ("Escalated", plural(m.escalated_records, "record"), "waiting for a person", "escalated"),
+        (
+            "Quality score",
+            number(m.quality_score, " / 100"),
+            "confidence, completeness, success",
+            "quality",
+        ),
+    ]
+
+
+def _flow_cards(m: Snapshot) -> list[tuple[str, str, str, str]]:
+    window = duration(m.window_s)
+    tried = f"{m.window_failed_attempts:,} of {plural(m.window_attempts, 'AI attempt')}"
+    enriched = plural(round(m.records_per_hour * m.window_s / 3600), "record")
+    return [
+        (
+            "Failure rate",
+            number(m.failure_rate_pct, " %"),
+            f"{tried}, last {window}",
+            "failure_rate",
+        ),
+        (f"Enriched, last {window}", enriched, f"{words.short(m.records_per_hour)} per hour", ""),
+        ("Creation to enriched", duration(m.time_to_enrich_s), "mean, those records", ""),
+        ("AI time per record", duration(m.avg_processing_time_s),
+         f"mean of provider calls; cost {m.window_ai_cost_usd:,.4f} USD", ""),
+    ]  # fmt: skip
+
+
+def _histogram(report: Report) -> str:
+    m, threshold = report.metrics, report.confidence_threshold
+    chart = charts.histogram(
+        m.confidence_buckets, list(BUCKET_EDGES), marker=threshold, label="Confidence histogram"
+    )
+    note = (
+        f"{plural(m.classified_records, 'labelled record')}. Orange bars are below the "
+        f"confidence threshold ({threshold:g}): those labels are checked again later."
+        if threshold is not None
+        else f"{plural(m.classified_records, 'labelled record')}."
+    )
+    return _figure("AI confidence of labelled records", chart, note)
+
+
+def _figure(title: str, chart: str, note: str) -> str:
+    return (
+        f"<figure><figcaption>{escape(title)}</figcaption>{chart}"
+        f'<div class="note">{escape(note)}</div></figure>'
     )
 
 
@@ -75,57 +123,139 @@ def _series(trend: list[TrendPoint], field: str) -> list[tuple[datetime, float]]
     return [(p.taken_at, getattr(p, field)) for p in trend if getattr(p, field) is not None]
 
 
-def _rows(report: Report) -> list[tuple[str, str]]:
-    m = report.metrics
-    return [
-        ("Completeness", _fmt(m.completeness_pct, " %")),
-        ("Backlog", f"{m.backlog_records:,} records"),
-        ("Escalated", f"{m.escalated_records:,} records"),
-        ("Quality score", _fmt(m.quality_score, " / 100")),
-        ("High-confidence rate", _fmt(m.high_confidence_pct, " %")),
-        ("Failure rate (window)", _fmt(m.failure_rate_pct, " %")),
-        ("Pipeline success (window)", _fmt(m.pipeline_success_pct, " %")),
-        ("Records per hour", _fmt(m.records_per_hour)),
-        ("Avg processing time per record", _fmt(m.avg_processing_time_s, " s", 2)),
-        ("Creation to enriched (mean)", _fmt(m.time_to_enrich_s, " s", 0)),
-        ("AI cost (window)", _fmt(m.window_ai_cost_usd, " USD", 4)),
+def _trend(report: Report, field: str, title: str, unit: str) -> str:
+    """The stored snapshots, ended by the live figure; the live figure alone when there
+    are no snapshots yet (the monitor stores one per run)."""
+    live = getattr(report.metrics, field)
+    points = _series(report.trend, field)
+    if live is not None and (not points or points[-1][0] < report.metrics.taken_at):
+        points.append((report.metrics.taken_at, float(live)))
+    y_max = 100 if unit == "%" else None
+    if not points:
+        return _figure(title, charts.svg(title, ""), "No data yet.")
+    if len(points) < 2:
+        chart = charts.level(points[0][1], points[0][0], label=title, unit=unit, y_max=y_max)
+        return _figure(title, chart, "The live figure: no stored snapshot yet to draw a trend.")
+    snaps = len(points) - 1
+    note = f"{plural(snaps, 'stored snapshot')} and the live figure."
+    return _figure(title, charts.line(points, label=title, unit=unit, y_max=y_max), note)
+
+
+def _charts(report: Report) -> str:
+    return (
+        '<div class="grid three">'
+        + _histogram(report)
+        + _trend(report, "completeness_pct", "Completeness over time", "%")
+        + _trend(report, "backlog_records", "Records waiting over time", "records")
+        + "</div>"
+    )
+
+
+def _escalations(report: Report) -> str:
+    total, shown = report.health.escalated_records, len(report.escalations)
+    if not total:
+        return ui.section("Escalated to a person", ui.empty("No record is escalated."))
+    rows = [
+        (
+            e.external_id,
+            f"{e.escalated_at:%Y-%m-%d %H:%M} UTC",
+            e.reason_code,
+            (escape(str(e.retry_count)), "num"),
+            "—" if e.ai_label is None else f"{e.ai_label} ({number(e.ai_confidence, '', 2)})",
+            (escape(_clip(e.escalation_reason, "no reason recorded")), "text"),
+            (escape(_clip(e.notes)), "text"),
+        )
+        for e in report.escalations
     ]
+    headers = ["Record", "Escalated", "Reason code", "Retries", "AI label", "Why", "Customer note"]
+    note = (
+        f"{plural(total, 'record')} used up their retries or failed for good, oldest first"
+        + (f" ({shown} shown; the backlog API lists more)." if shown < total else ".")
+        + " Review them, then requeue them."
+    )
+    return ui.section("Escalated to a person", ui.table(headers, rows), note=note)
 
 
-def _table(rows: list[tuple[str, str]]) -> str:
-    cells = "".join(f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in rows)
-    return f"<table>{cells}</table>"
+def _alerts(report: Report) -> str:
+    h = report.health
+    if not h.alerts:
+        return ui.section("Alerts", ui.empty("No alert is pending or firing."))
+    rows = [
+        (
+            (ui.tag(a.severity, a.severity), ""),
+            _sentence(a.words or a.metric),
+            "firing" if a.state == "firing" else "pending (not yet sent)",
+            a.value_words or number(a.value),
+            "—" if a.since is None else f"{a.since:%Y-%m-%d %H:%M} UTC",
+            (_runbook(a.metric, report.tenant), "text"),
+        )
+        for a in h.alerts
+    ]
+    headers = ["Severity", "What", "State", "Now", "Since", "What to do"]
+    return ui.section("Alerts", ui.table(headers, rows))
+
+
+def _runbook(metric: str, tenant: str) -> str:
+    """The alert's runbook line, escaped, with its `commands` set as code."""
+    text = escape(alerts.RUNBOOK.get(metric, "").format(tenant=tenant))
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
+
+
+def _threshold_row(t: ThresholdView) -> tuple:
+    if t.crossed:
+        state = (ui.tag("crossed", t.severity), "")
+    elif t.judged:
+        state = (ui.tag("ok", "ok"), "")
+    else:
+        state = (escape(f"not judged: {t.note}"), "small muted")
+    return (
+        (ui.tag(t.severity, t.severity), ""),
+        _sentence(t.words),
+        (escape(t.value_words), "nowrap"),
+        state,
+    )
+
+
+def _thresholds(report: Report) -> str:
+    rows = [_threshold_row(t) for t in report.health.thresholds]
+    note = (
+        "The status is the worst severity crossed. Alerts are sent once a threshold holds "
+        "on several monitor runs in a row; rate thresholds wait for enough data."
+    )
+    return ui.section(
+        "How the status is decided", ui.table(["Severity", "Threshold", "Now", ""], rows), note=note
+    )
 
 
 def _integrity(report: Report) -> str:
-    rows = [
-        (name, f"{_fmt(r.get('value'))} (target {r.get('target')}): "
-         f"{'n/a' if r.get('ok') is None else 'ok' if r['ok'] else 'FAILING'}")
-        for name, r in report.metrics.integrity.items()
-    ]  # fmt: skip
-    return _table(rows)
+    rows = []
+    for key, c in report.metrics.integrity.items():
+        verdict = words.integrity_verdict(c.get("ok"))
+        rows.append(
+            (
+                words.integrity_name(key),
+                words.integrity_value(key, c.get("value")),
+                words.integrity_target(key, c.get("target")),
+                (ui.tag(verdict, verdict if verdict in ("ok", "FAILING") else ""), ""),
+            )
+        )
+    return ui.section("Data checks", ui.table(["Check", "Now", "Target", ""], rows))
 
 
 def render(report: Report) -> str:
     """The whole page."""
-    h = report.health
-    colour = COLOURS[h.status]
-    plots = (
-        bars_svg(report.metrics.confidence_buckets, title="Confidence distribution (records)")
-        + line_svg(_series(report.trend, "completeness_pct"), title="Completeness %", y_max=100)
-        + line_svg(_series(report.trend, "backlog_records"), title="Backlog (records)")
+    body = (
+        _header(report)
+        + _cards(report)
+        + ui.section("Charts", _charts(report))
+        + _escalations(report)
+        + _alerts(report)
+        + '<div class="grid">'
+        + _thresholds(report)
+        + _integrity(report)
+        + "</div>"
+        + "<footer>JSON of this page: "
+        f"/api/enrichment/report/{escape(report.tenant)} · the records waiting: "
+        f"/api/enrichment/backlog/{escape(report.tenant)}</footer>"
     )
-    problems = ", ".join(h.problems) or "none"
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<title>Enrichment report: {escape(report.tenant)}</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto}}
-th{{text-align:left;padding-right:2rem}} .status{{color:{colour};font-weight:bold}}
-figure{{display:inline-block;margin:1rem}}</style></head><body>
-<h1>Enrichment report: {escape(report.tenant)}</h1>
-<p>Status: <span class="status">{escape(h.status)}</span> · thresholds crossed:
-{escape(problems)} · measured {h.measured_at:%Y-%m-%d %H:%M:%S} UTC</p>
-{_table(_rows(report))}
-<h2>Data integrity</h2>{_integrity(report)}
-<h2>Plots</h2>{plots}
-</body></html>"""
+    return ui.page(f"Enrichment report: {report.tenant}", body, status=report.health.status)

@@ -14,14 +14,15 @@ from pydantic import BaseModel, Field
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
+from enrichment.core.models import Alert, MetricSnapshot, Tenant, in_backlog, is_escalated
 from enrichment.core.models import ExceptionRecord as R
-from enrichment.core.models import MetricSnapshot, Tenant, in_backlog, is_escalated
 from enrichment.core.settings import Settings
-from enrichment.monitoring import alerts
+from enrichment.monitoring import alerts, words
 from enrichment.monitoring.monitor import Snapshot, measure
 
 Status = Literal["healthy", "warning", "critical", "no_data"]
 TREND_MAX_POINTS = 500
+ESCALATIONS_SHOWN = 20
 
 
 class AlertView(BaseModel):
@@ -31,6 +32,23 @@ class AlertView(BaseModel):
     value: float | None
     threshold: float | None
     since: datetime | None
+    words: str = Field("", description="the threshold in plain words")
+    value_words: str = Field("", description="the value with its unit")
+
+
+class ThresholdView(BaseModel):
+    """One threshold that can set the status, judged against the live numbers."""
+
+    name: str = Field(description="e.g. escalated_warning; tenants override it by this name")
+    words: str = Field(description="the same in plain words, e.g. 'completeness under 70 %'")
+    metric: str
+    severity: str
+    threshold: float
+    value: float | None
+    value_words: str = Field(description="the measured value with its unit")
+    crossed: bool
+    judged: bool = Field(description="false: no data, or too small a sample to judge yet")
+    note: str = Field("", description="why it is not judged yet, in plain words")
 
 
 class Health(BaseModel):
@@ -47,6 +65,9 @@ class Health(BaseModel):
     problems: list[str] = Field(description="threshold names crossed, e.g. backlog_critical")
     alerts: list[AlertView] = Field(description="pending and firing alerts")
     integrity: dict[str, dict[str, float | bool | None]]
+    thresholds: list[ThresholdView] = Field(
+        default_factory=list, description="every threshold that can set the status, crossed first"
+    )
 
 
 class TrendPoint(BaseModel):
@@ -57,6 +78,21 @@ class TrendPoint(BaseModel):
     failure_rate_pct: float | None
 
 
+class EscalatedItem(BaseModel):
+    """A record handed to a person, and why."""
+
+    record_id: int
+    external_id: str
+    reason_code: str
+    escalated_at: datetime
+    escalation_reason: str | None
+    retry_count: int
+    ai_label: str | None
+    ai_confidence: float | None
+    last_error: str | None
+    notes: str | None = Field(description="the customer's note on the record")
+
+
 class Report(BaseModel):
     """Every metric (units in the names: _pct 0-100, _s seconds, _usd dollars) and a trend."""
 
@@ -64,6 +100,10 @@ class Report(BaseModel):
     health: Health
     metrics: Snapshot
     trend: list[TrendPoint]
+    confidence_threshold: float | None = Field(None, description="the tenant's, 0-1")
+    escalations: list[EscalatedItem] = Field(
+        default_factory=list, description=f"the oldest {ESCALATIONS_SHOWN} escalated records"
+    )
 
 
 class BacklogItem(BaseModel):
@@ -85,44 +125,75 @@ class Backlog(BaseModel):
     leased: int = Field(description="claimed by a sweep, in flight")
     escalated_records: int
     next_up: list[BacklogItem] = Field(description="the first `limit` records by due time")
+    escalated: list[EscalatedItem] = Field(
+        default_factory=list, description="the oldest `limit` escalated records, with reasons"
+    )
+
+
+def judge(snap: Snapshot, rules: tuple[alerts.Rule, ...], min_sample: int) -> list[ThresholdView]:
+    """Every rule against the snapshot, in the order given (no for-N delay here)."""
+    return [_judged(rule, snap, min_sample) for rule in rules]
+
+
+def _judged(rule: alerts.Rule, snap: Snapshot, min_sample: int) -> ThresholdView:
+    value = getattr(snap, rule.field)
+    sample = getattr(snap, rule.sample_field) if rule.sample_field else None
+    note = words.not_judged(rule, value, sample, min_sample)
+    return ThresholdView(
+        name=rule.name,
+        words=words.threshold(rule),
+        metric=rule.metric,
+        severity=rule.severity,
+        threshold=rule.threshold,
+        value=value,
+        value_words=words.metric_value(rule, value),
+        crossed=alerts.holds(rule, value, sample, firing=False, min_sample=min_sample),
+        judged=not note,
+        note=note,
+    )
+
+
+def _status(snap: Snapshot, views: list[ThresholdView]) -> Status:
+    severities = {v.severity for v in views if v.crossed}
+    if snap.total_records == 0:
+        return "no_data"
+    return "critical" if alerts.CRITICAL in severities else "warning" if severities else "healthy"
 
 
 def status_of(snap: Snapshot, tenant: Tenant, policy: alerts.AlertPolicy) -> tuple[Status, list]:
     """The worst severity whose threshold the snapshot crosses, and the names crossed."""
-    if snap.total_records == 0:
-        return "no_data", []
-    crossed = [
-        rule
-        for rule in alerts.rules_for(tenant.settings or {})
-        if alerts.holds(
-            rule,
-            getattr(snap, rule.field),
-            getattr(snap, rule.sample_field) if rule.sample_field else None,
-            firing=False,
-            min_sample=policy.min_sample,
-        )
-    ]
-    severities = {r.severity for r in crossed}
-    status = "critical" if alerts.CRITICAL in severities else "warning" if crossed else "healthy"
-    return status, [r.name for r in crossed]
+    views = judge(snap, alerts.rules_for(tenant.settings or {}), policy.min_sample)
+    status = _status(snap, views)
+    return status, [] if status == "no_data" else [v.name for v in views if v.crossed]
 
 
-def _alert_views(session: Session, tenant_id: int) -> list[AlertView]:
+def _alert_views(session: Session, tenant: Tenant) -> list[AlertView]:
+    rules = {(r.metric, r.severity): r for r in alerts.rules_for(tenant.settings or {})}
     return [
-        AlertView(
-            metric=a.metric,
-            severity=a.severity,
-            state=a.state,
-            value=a.value,
-            threshold=a.threshold,
-            since=a.active_since,
-        )
-        for a in alerts.firing(session, tenant_id)
+        _alert_view(a, rules.get((a.metric, a.severity))) for a in alerts.firing(session, tenant.id)
     ]
+
+
+def _alert_view(a: Alert, rule: alerts.Rule | None) -> AlertView:
+    return AlertView(
+        metric=a.metric,
+        severity=a.severity,
+        state=a.state,
+        value=a.value,
+        threshold=a.threshold,
+        since=a.active_since,
+        words=words.threshold(rule) if rule else a.metric,
+        value_words=words.metric_value(rule, a.value) if rule else words.number(a.value),
+    )
+
+
+def _crossed_first(views: list[ThresholdView]) -> list[ThresholdView]:
+    return sorted(views, key=lambda v: (not v.crossed, v.severity != alerts.CRITICAL))
 
 
 def health_from(session: Session, tenant: Tenant, snap: Snapshot, settings: Settings) -> Health:
-    status, problems = status_of(snap, tenant, settings.alerts)
+    views = judge(snap, alerts.rules_for(tenant.settings or {}), settings.alerts.min_sample)
+    status = _status(snap, views)
     return Health(
         tenant=tenant.name,
         status=status,
@@ -132,9 +203,10 @@ def health_from(session: Session, tenant: Tenant, snap: Snapshot, settings: Sett
         quality_score=snap.quality_score,
         failure_rate_pct=snap.failure_rate_pct,
         escalated_records=snap.escalated_records,
-        problems=problems,
-        alerts=_alert_views(session, tenant.id),
+        problems=[] if status == "no_data" else [v.name for v in views if v.crossed],
+        alerts=_alert_views(session, tenant),
         integrity=snap.integrity,
+        thresholds=_crossed_first(views),
     )
 
 
@@ -164,11 +236,16 @@ def report(
         health=health_from(session, tenant, snap, settings),
         metrics=snap,
         trend=trend(session, tenant.id, since=now - timedelta(hours=hours)),
+        confidence_threshold=tenant.confidence_threshold,
+        escalations=escalations(session, tenant, limit=ESCALATIONS_SHOWN),
     )
 
 
+def _last_error(rec: R) -> str | None:
+    return ((rec.enrichment_state or {}).get("errors") or [None])[-1]
+
+
 def _backlog_item(rec: R, now: datetime) -> BacklogItem:
-    errors = (rec.enrichment_state or {}).get("errors") or [None]
     return BacklogItem(
         record_id=rec.id,
         external_id=rec.external_id,
@@ -177,12 +254,39 @@ def _backlog_item(rec: R, now: datetime) -> BacklogItem:
         next_attempt_at=rec.next_attempt_at,
         leased=rec.lease_expires_at is not None and rec.lease_expires_at > now,
         created_at=rec.created_at,
-        last_error=errors[-1],
+        last_error=_last_error(rec),
     )
 
 
+def _escalated_item(rec: R) -> EscalatedItem:
+    return EscalatedItem(
+        record_id=rec.id,
+        external_id=rec.external_id,
+        reason_code=rec.reason_code,
+        escalated_at=rec.escalated_at,
+        escalation_reason=rec.escalation_reason,
+        retry_count=rec.enrichment_retry_count,
+        ai_label=rec.ai_label,
+        ai_confidence=rec.ai_confidence,
+        last_error=_last_error(rec),
+        notes=rec.notes,
+    )
+
+
+def escalations(session: Session, tenant: Tenant, *, limit: int) -> list[EscalatedItem]:
+    """The tenant's escalated records, oldest escalation first (they waited longest)."""
+    recs = session.scalars(
+        select(R)
+        .where(R.tenant_id == tenant.id, is_escalated())
+        .order_by(R.escalated_at, R.id)
+        .limit(limit)
+    )
+    return [_escalated_item(r) for r in recs]
+
+
 def backlog(session: Session, tenant: Tenant, *, now: datetime, limit: int = 20) -> Backlog:
-    """Counts over the partial index `ix_exception_records_backlog`, and the next `limit`."""
+    """Counts over the partial index `ix_exception_records_backlog`, the next `limit`
+    records by due time, and the oldest `limit` escalated records."""
     waiting = and_(R.tenant_id == tenant.id, in_backlog())
     counts = session.execute(
         select(
@@ -202,4 +306,5 @@ def backlog(session: Session, tenant: Tenant, *, now: datetime, limit: int = 20)
         leased=counts[3],
         escalated_records=escalated,
         next_up=[_backlog_item(r, now) for r in recs],
+        escalated=escalations(session, tenant, limit=limit),
     )

@@ -1,0 +1,122 @@
+"""Plain words for the monitoring views: what the terminal report and the HTML page say
+instead of identifiers (`escalated_warning`, `stuck_null_over_1d`), and the number formats
+they share (units, plural forms, durations).
+"""
+
+from __future__ import annotations
+
+from enrichment.monitoring.alerts import BELOW, Rule
+
+STATUS = {
+    "healthy": "Healthy",
+    "warning": "Warning",
+    "critical": "Critical",
+    "no_data": "No data yet",
+}
+STATUS_SUMMARY = {
+    "healthy": "No threshold is crossed.",
+    "warning": "A warning threshold is crossed: someone should look today.",
+    "critical": "A critical threshold is crossed: act now.",
+    "no_data": "This tenant has no records yet.",
+}
+# What each alert metric measures, as a person would say it.
+SUBJECT = {
+    "completeness": "completeness",
+    "quality": "quality score",
+    "backlog": "records waiting for enrichment",
+    "failure_rate": "failure rate of AI attempts",
+    "escalated": "records escalated to a person",
+}
+# What a rate threshold needs enough of before it is judged (the policy's min_sample).
+SAMPLE = {"total_records": "records", "window_attempts": "AI attempts in the window"}
+UNIT = {"%": " %", "/100": " / 100", " records": ""}
+INTEGRITY = {
+    "stuck_null_over_1d": "Records still without an AI label after a day",
+    "high_confidence_rate": "Labelled records at or above the confidence threshold",
+    "retry_count_above_max": "Records retried more often than the retry limit",
+}
+INTEGRITY_UNIT = {"stuck_null_over_1d": "record", "retry_count_above_max": "record"}
+
+
+def plural(n: int | float, noun: str) -> str:
+    """'1 record', '2 records', '1,500 records' (irregular plurals are not needed here)."""
+    count = f"{n:,.0f}" if float(n).is_integer() else f"{n:,.1f}"
+    return f"{count} {noun}" if n == 1 else f"{count} {noun}s"
+
+
+def duration(seconds: float | None) -> str:
+    """A duration in the unit that shows it: '0.4 ms', '12 ms', '3.5 s', '4.2 min', '1.5 h'."""
+    if seconds is None:
+        return "no data"
+    seconds = max(seconds, 0.0)  # a clock a moment behind another is not negative time
+    if seconds < 0.01:
+        return f"{short(seconds * 1000)} ms"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 120:
+        return f"{short(seconds)} s"
+    if seconds < 7200:
+        return f"{short(seconds / 60)} min"
+    return f"{short(seconds / 3600)} h"
+
+
+def short(value: float) -> str:
+    """One decimal, without a trailing '.0' ('60 min', not '60.0 min')."""
+    text = f"{value:,.1f}"
+    return text[:-2] if text.endswith(".0") else text
+
+
+def number(value: float | None, unit: str = "", digits: int = 1) -> str:
+    """'40.0 %', or 'no data' for None (no data is not zero)."""
+    return "no data" if value is None else f"{value:,.{digits}f}{unit}"
+
+
+def threshold(rule: Rule) -> str:
+    """A rule in plain words: 'completeness under 70 %', 'more than 0 records escalated
+    to a person'."""
+    subject = SUBJECT.get(rule.metric, rule.metric.replace("_", " "))
+    if rule.unit == " records":
+        side = "fewer than" if rule.op == BELOW else "more than"
+        return f"{side} {rule.threshold:,g} {subject}"
+    side = "under" if rule.op == BELOW else "over"
+    return f"{subject} {side} {rule.threshold:,g}{UNIT.get(rule.unit, rule.unit)}"
+
+
+def not_judged(rule: Rule, value: float | None, sample: int | None, min_sample: int) -> str:
+    """Why a threshold is not judged yet ('' when it is)."""
+    if value is None:
+        return "no data yet"
+    if rule.sample_field is None or (sample or 0) >= min_sample:
+        return ""
+    what = SAMPLE.get(rule.sample_field, rule.sample_field)
+    return f"needs {min_sample:,} {what}, has {sample or 0:,}"
+
+
+def metric_value(rule: Rule, value: float | None) -> str:
+    """A rule's measured value with its unit ('12 records', '61.3 / 100')."""
+    if value is None:
+        return "no data"
+    if rule.unit == " records":
+        return plural(value, "record")
+    return number(value, UNIT.get(rule.unit, rule.unit))
+
+
+def integrity_name(key: str) -> str:
+    return INTEGRITY.get(key, key.replace("_", " "))
+
+
+def integrity_value(key: str, value: float | None) -> str:
+    noun = INTEGRITY_UNIT.get(key)
+    if value is None:
+        return "no data"
+    return plural(value, noun) if noun else number(value, " %")
+
+
+def integrity_target(key: str, target: float | None) -> str:
+    if key in INTEGRITY_UNIT:
+        return f"target {target:,g}"
+    return f"target at least {target:,g} %"
+
+
+def integrity_verdict(ok: bool | None) -> str:
+    return "no data yet" if ok is None else "ok" if ok else "FAILING"
