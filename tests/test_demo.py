@@ -1,37 +1,74 @@
 """`make demo` in a shortened form: the real command, its own processes, the embedded default."""
 
-import os
 import re
 import subprocess
 import sys
 
 import pytest
+from sqlalchemy import func, select
 
-from tests.fleet import ROOT
+from enrichment.core import db, tenants
+from enrichment.core.models import ExceptionRecord, MetricSnapshot, Tenant
+from enrichment.tooling.processes import ROOT, scrubbed_env
 
 pytestmark = pytest.mark.slow
 
 
-def test_demo_runs_to_completion_on_the_embedded_default(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ENRICHMENT_", "ANTHROPIC_"))}
+def run_demo(var_dir, records: int) -> str:
+    """One `enrichment demo` on the embedded default under `var_dir`; its stdout."""
+    env = scrubbed_env(ENRICHMENT_VAR_DIR=str(var_dir))
     env.pop("DATABASE_URL", None)
     env.pop("CELERY_BROKER_URL", None)
-    env["ENRICHMENT_VAR_DIR"] = str(tmp_path)
+    args = ["demo", "--records", str(records), "--timeout-s", "150"]
     done = subprocess.run(
-        [sys.executable, "-m", "enrichment.cli", "demo", "--records", "50", "--timeout-s", "150"],
+        [sys.executable, "-m", "enrichment.cli", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
         timeout=240,
     )
-    out = done.stdout
-    assert done.returncode == 0, out[-3000:] + done.stderr[-3000:]
-    assert "all 50 records terminal" in out
-    row = re.search(r"^demo-3pl\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)", out, re.M)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done.stdout
+
+
+def printed_key(out: str) -> str:
+    return re.search(r"^API key for demo-3pl .*\n\s+(enr_\S+)$", out, re.M).group(1)
+
+
+def test_demo_runs_to_completion_on_the_embedded_default(tmp_path):
+    # Given an empty var folder, when the demo runs twice (the second time with a few records)
+    first = run_demo(tmp_path, 50)
+    assert (tmp_path / "enrichment.db").exists()
+    second = run_demo(tmp_path, 5)
+
+    # Then each run finished its own batch, retried the injected faults and stopped its fleet
+    assert "all 50 records terminal" in first
+    row = re.search(r"^demo-3pl\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)", first, re.M)
     completed, escalated, pending, retries = map(int, row.groups())
     assert completed + escalated == 50 and pending == 0
     assert completed > escalated
     assert retries > 0  # the demo's injected faults were retried
-    assert "worker and beat stopped" in out
-    assert (tmp_path / "enrichment.db").exists()
+    assert "worker and beat stopped" in first
+    assert "all 5 records terminal" in second
+
+    # and the summary counts escalations by reason, or says there were none
+    if escalated:
+        assert f"escalations by reason ({escalated}):" in first
+        assert "what this means: " in first
+    else:
+        assert "escalations by reason: none" in first
+
+    # and the second run kept the first run's records, and said so
+    assert "keeping 50 records from earlier runs" in second
+    factory = db.session_factory(f"sqlite:///{tmp_path / 'enrichment.db'}")
+    with factory() as s:
+        assert s.scalar(select(func.count()).select_from(ExceptionRecord)) == 55
+        assert s.scalar(select(func.count()).select_from(Tenant)) == 1
+        assert s.scalar(select(func.count()).select_from(MetricSnapshot)) >= 2
+        tenant = tenants.require(s, "demo-3pl")
+        # and the key printed last works, the one before it no longer does
+        assert tenants.key_matches(tenant, printed_key(second))
+        assert not tenants.key_matches(tenant, printed_key(first))
+    assert "localhost:8000/api/enrichment/health/demo-3pl" in second
+    assert "monitor snapshot taken for 1 tenant(s)" in second

@@ -2,24 +2,31 @@
 
 Migrates the database, generates and ingests a backlog, starts a real Celery worker and a
 real beat as separate processes, shows progress until every record is terminal (enriched
-or escalated), prints a per-tenant summary and stops its processes. Runs on SQLite and
-kombu's filesystem broker under ./var/ by default, or on DATABASE_URL/CELERY_BROKER_URL.
+or escalated), stops its processes, prints a per-tenant summary with the escalations by
+reason, takes one monitor snapshot and prints the demo tenant's new API key and what to try
+next. Runs on SQLite and kombu's filesystem broker under ./var/ by default, or on
+DATABASE_URL/CELERY_BROKER_URL.
+
+Each run adds a new batch (its external ids carry a fresh prefix) to the records of earlier
+runs; the progress and the summary count only this run's batch.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 import uuid
-from pathlib import Path
+from collections import Counter
 
 from sqlalchemy import case, func, select
 
-from enrichment.core import db
+from enrichment.core import db, tenants
 from enrichment.core.models import EnrichmentAttempt, ExceptionRecord, Tenant
-from enrichment.core.settings import VAR_DIR, get_settings
+from enrichment.core.settings import VAR_DIR, Settings, get_settings
 from enrichment.ingestion import ingest
+from enrichment.monitoring.monitor import run_monitor
 from enrichment.tooling import generate
 from enrichment.tooling.processes import Proc, start_beat, start_worker, stop_all
 from enrichment.tooling.progress import ProgressLine, read_progress
@@ -39,10 +46,11 @@ def run(*, records: int, tenant: str, timeout_s: float) -> int:
         os.environ.setdefault(key, value)
     get_settings.cache_clear()
     settings = get_settings()
-    fresh_embedded_state(settings.database_url, settings.broker_url)
+    clear_embedded_broker(settings.broker_url)
     db.migrate(settings.database_url)
     batch = f"demo-{uuid.uuid4().hex[:8]}-"
     factory = db.session_factory(settings.database_url)
+    say_kept(factory, settings.database_url, batch)
     path = generate.write_jsonl(
         VAR_DIR / "demo.jsonl", tenant=tenant, count=records, seed=7, id_prefix=batch
     )
@@ -54,16 +62,36 @@ def run(*, records: int, tenant: str, timeout_s: float) -> int:
     finally:
         stop_fleet(procs)
     print_summary(factory, batch)
+    print_escalations(factory, batch)
+    take_snapshot(factory, settings)
+    print_next_steps(factory, tenant)
     return 0 if ok else 1
 
 
-def fresh_embedded_state(database_url: str, broker_url: str) -> None:
-    """The embedded default starts from nothing each run; real servers are left alone."""
-    if database_url.startswith("sqlite"):
-        for suffix in ("", "-wal", "-shm"):
-            Path(database_url.split("///", 1)[1] + suffix).unlink(missing_ok=True)
-    if broker_url.startswith("filesystem"):
-        shutil.rmtree(VAR_DIR / "broker", ignore_errors=True)
+def clear_embedded_broker(broker_url: str) -> None:
+    """Drop the filesystem broker's leftover messages, and say so; a real broker is left alone.
+
+    An earlier run stopped mid-way leaves messages whose leases have expired or will: the
+    sweep claims those records again, so the messages would only be stale duplicates."""
+    folder = VAR_DIR / "broker"
+    if not broker_url.startswith("filesystem") or not folder.exists():
+        return
+    stale = sum(1 for f in (folder / "queue").glob("*") if f.is_file())
+    shutil.rmtree(folder, ignore_errors=True)
+    if stale:
+        print(f"cleared {stale} stale message(s) of an earlier run from the broker in {folder}")
+
+
+def say_kept(factory, database_url: str, batch: str) -> None:
+    """One line on the records earlier runs left: they stay, this run adds a batch."""
+    with factory() as s:
+        earlier = s.scalar(select(func.count()).select_from(ExceptionRecord))
+    if not earlier:
+        return
+    sqlite = database_url.startswith("sqlite")
+    place = database_url.split("///", 1)[1] if sqlite else "the DATABASE_URL database"
+    hint = " (delete that file to start over)" if sqlite else ""
+    print(f"keeping {earlier} records from earlier runs in {place}; adding batch {batch}*{hint}")
 
 
 def start_fleet() -> list[Proc]:
@@ -141,3 +169,103 @@ def print_summary(factory, batch: str) -> None:
         share = f"{100 * ok / completed:.0f}%" if completed else "-"
         print(f"{name:<12} {completed:>9} {escalated:>9} {pending:>7} {retries:>7} {share:>9}")
     print(f"failed AI attempts (all retried or escalated): {failed}")
+
+
+# Escalation reasons carry ids and counters that differ per record: these go, so alike
+# reasons group together ("... record=2 stage=classify attempt=5").
+_VOLATILE = re.compile(r"\s*\b(?:record|attempt|id|task_id|request_id)=\S+")
+_UUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b")
+_LOW_CONFIDENCE = re.compile(r"^confidence [0-9.]+ <")
+
+
+def normalise_reason(reason: str | None) -> str:
+    """An escalation reason without its per-record parts, so alike reasons count together."""
+    text = _VOLATILE.sub("", reason or "(no reason recorded)")
+    text = _LOW_CONFIDENCE.sub("confidence stayed below", _UUID.sub("<id>", text))
+    return " ".join(text.split())
+
+
+def escalation_reasons(factory, batch: str) -> Counter[str]:
+    """The batch's escalated records counted by normalised reason; a fault that ended a run
+    of low-confidence rechecks is told apart from one that ended a run of failures."""
+    R = ExceptionRecord
+    query = (
+        select(R.escalation_reason, R.ai_confidence, Tenant.confidence_threshold)
+        .join(Tenant, Tenant.id == R.tenant_id)
+        .where(R.external_id.like(f"{batch}%"), R.escalated_at.is_not(None))
+    )
+    counts: Counter[str] = Counter()
+    with factory() as s:
+        for reason, confidence, threshold in s.execute(query):
+            key = normalise_reason(reason)
+            unsure = confidence is not None and confidence < threshold
+            if unsure and not key.startswith("confidence"):
+                key += AFTER_RECHECKS
+            counts[key] += 1
+    return counts
+
+
+def print_escalations(factory, batch: str) -> None:
+    """The summary's "escalations by reason" section, and one line on what it means."""
+    counts = escalation_reasons(factory, batch)
+    if not counts:
+        print("escalations by reason: none")
+        return
+    print(f"escalations by reason ({counts.total()}):")
+    for reason, n in counts.most_common():
+        print(f"{n:>6}  {reason}")
+    print(escalation_meaning(counts))
+
+
+def escalation_meaning(counts: Counter[str]) -> str:
+    """One line saying what the reasons present mean; each kind is named only if present."""
+    kinds = Counter(_kind(reason) for reason in counts.elements())
+    parts = [f"{name} ({kinds[k]}): {text}" for k, (name, text) in _MEANINGS.items() if kinds[k]]
+    return "what this means: " + "; ".join(parts) + "; escalated records wait for a person"
+
+
+def _kind(reason: str) -> str:
+    if "injected fault" in reason:
+        return "fault_unsure" if reason.endswith(AFTER_RECHECKS) else "fault"
+    return "unsure" if reason.startswith("confidence stayed below") else "other"
+
+
+AFTER_RECHECKS = ", after low-confidence rechecks"
+_FAULTS = "injected AI faults (the demo's ENRICHMENT_LOCAL_FAULT_RATE)"
+_MEANINGS = {
+    "unsure": ("low confidence", "the label stayed below the threshold on every recheck"),
+    "fault_unsure": (
+        "low confidence, then a fault",
+        f"rechecked as ambiguous until one of the {_FAULTS} hit the last allowed attempt",
+    ),
+    "fault": ("faults", f"{_FAULTS} failed every allowed attempt"),
+    "other": ("other errors", "a permanent error, or retries used up on it"),
+}
+
+
+def take_snapshot(factory, settings: Settings) -> None:
+    """One monitor snapshot, so `enrichment status`, the report and /metrics show this run."""
+    snaps = run_monitor(factory, settings)
+    print(f"monitor snapshot taken for {len(snaps)} tenant(s)")
+
+
+def print_next_steps(factory, tenant: str) -> None:
+    """The demo tenant's new key and what to try with it."""
+    with factory.begin() as session:
+        api_key = tenants.rotate_key(tenants.require(session, tenant))
+    base = "http://localhost:8000"
+    print(
+        f"""
+API key for {tenant} (new: it replaced any earlier demo key; shown only now):
+  {api_key}
+Try next:
+  make api        then, in another terminal:
+  curl -H "Authorization: Bearer {api_key}" localhost:8000/api/enrichment/health/{tenant}
+  report page:    {base}/api/enrichment/report/{tenant}.html
+                  (it needs the header too: use curl, or a browser extension that sets it)
+  API docs:       {base}/docs
+  enrichment status {tenant}      (.venv/bin/enrichment, or `. .venv/bin/activate` first)
+  FLOWER_BASIC_AUTH=user:password make flower    then http://localhost:5555
+                  (Flower's Broker tab does not work on the embedded filesystem broker;
+                  it works on Redis and RabbitMQ)"""
+    )

@@ -1,35 +1,59 @@
 """How far a fleet is through a set of exception records, and the one line that shows it.
 
 The demo and the drill both poll `read_progress` and draw it with a `ProgressLine`: a bar
-redrawn in place on a terminal, or a plain line every few seconds in a log.
+redrawn in place on a terminal, or a plain line every few seconds in a log. While records are
+still open, the line says what the fleet is waiting for: records in flight, records waiting
+on their retry backoff (and when the soonest is due), records due for the next sweep.
 """
 
 from __future__ import annotations
 
+import shutil
 import sys
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TextIO
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from enrichment.core.models import ExceptionRecord
+from enrichment.core.models import ExceptionRecord, utcnow
+
+CLEAR_TO_EOL = "\x1b[K"
 
 
 @dataclass(frozen=True)
 class Progress:
     """Counts over a set of records: completed (enriched_at set), escalated (escalated_at
-    set), retries (sum of enrichment_retry_count) and leased (a lease token held)."""
+    set), retries (sum of enrichment_retry_count) and leased (a lease token held).
+
+    Of the records not yet terminal: backoff (next_attempt_at still in the future: a retry
+    or low-confidence recheck waiting its turn, leased or not), next_due_s (seconds until
+    the soonest of those is due, None if there is none) and unclaimed (due now but not
+    leased: waiting for the next sweep). The rest of the open records are in flight."""
 
     total: int
     completed: int
     escalated: int
     retries: int
     leased: int
+    backoff: int = 0
+    next_due_s: float | None = None
+    unclaimed: int = 0
 
     @property
     def terminal(self) -> int:
         return self.completed + self.escalated
+
+    @property
+    def open(self) -> int:
+        """Records neither enriched nor escalated."""
+        return self.total - self.terminal
+
+    @property
+    def in_flight(self) -> int:
+        """Open records that are due and leased: queued or being worked on right now."""
+        return self.open - self.backoff - self.unclaimed
 
     @property
     def done(self) -> bool:
@@ -47,8 +71,27 @@ def read_progress(factory: sessionmaker[Session], *where: Any) -> Progress:
         func.coalesce(func.sum(R.enrichment_retry_count), 0),
         func.count(R.lease_token),
     ).where(*where)
+    now = utcnow()
     with factory() as s:
-        return Progress(*s.execute(query).one())
+        counts = s.execute(query).one()
+        waits = s.execute(_waits_query(now, where)).one()
+    return Progress(*counts, waits[0], _seconds_until(waits[1], now), waits[2])
+
+
+def _waits_query(now: datetime, where: tuple[Any, ...]) -> Any:
+    """Open records: how many wait on next_attempt_at, the soonest, how many are unclaimed."""
+    R = ExceptionRecord
+    future = R.next_attempt_at > now
+    unclaimed = (R.next_attempt_at <= now) & R.lease_token.is_(None)
+    return select(
+        func.count().filter(future),
+        func.min(R.next_attempt_at).filter(future),
+        func.count().filter(unclaimed),
+    ).where(R.enriched_at.is_(None), R.escalated_at.is_(None), *where)
+
+
+def _seconds_until(at: datetime | None, now: datetime) -> float | None:
+    return None if at is None else max(0.0, (at - now).total_seconds())
 
 
 def render(p: Progress, elapsed_s: float, width: int = 40) -> str:
@@ -58,7 +101,22 @@ def render(p: Progress, elapsed_s: float, width: int = 40) -> str:
     return (
         f"[{bar}] {p.terminal}/{p.total} terminal | completed {p.completed} "
         f"escalated {p.escalated} retries {p.retries} leased {p.leased} | {elapsed_s:5.1f}s"
+        f"{waiting(p)}"
     )
+
+
+def waiting(p: Progress) -> str:
+    """What the open records wait for, e.g. " | 18 waiting on retry backoff (next in 12 s)";
+    empty when nothing is open."""
+    parts = []
+    if p.in_flight > 0:
+        parts.append(f"{p.in_flight} in flight")
+    if p.backoff:
+        soon = f" (next in {p.next_due_s:.0f} s)" if p.next_due_s is not None else ""
+        parts.append(f"{p.backoff} waiting on retry backoff{soon}")
+    if p.unclaimed:
+        parts.append(f"{p.unclaimed} due, waiting for the next sweep")
+    return " | " + ", ".join(parts) if parts else ""
 
 
 class ProgressLine:
@@ -78,7 +136,10 @@ class ProgressLine:
             return
         self._last_s = elapsed_s
         line = render(p, elapsed_s)
-        self.out.write("\r" + line if self.tty else line + "\n")
+        if self.tty:  # a wrapped line cannot be redrawn in place: cut it at the edge
+            line = line[: shutil.get_terminal_size().columns - 1]
+        # Erase to the end of the line: the waiting part grows and shrinks between redraws.
+        self.out.write("\r" + line + CLEAR_TO_EOL if self.tty else line + "\n")
         self.out.flush()
         self._open = self.tty
 
