@@ -13,7 +13,8 @@ import anthropic
 import pytest
 
 from enrichment.providers.anthropic import tool_definitions
-from enrichment.tooling.fake_anthropic import MIX_SHARES, FakeAnthropic, answer_for, parse_faults
+from enrichment.tooling.fake_answers import answer_for
+from enrichment.tooling.fake_anthropic import MIX_SHARES, FakeAnthropic, parse_faults
 
 KEY = "sk-ant-test-fake"
 TOOLS = tool_definitions()

@@ -1,0 +1,82 @@
+"""What the fake Anthropic server answers: a tool input computed from the request text by
+keyword rules (the same request always gets the same answer), bent by a fault kind
+(`malformed`, `out_of_range`, `bad_label`, `bad_action`, `fooled`; see fake_anthropic)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from enrichment.core.taxonomy import ALLOWED_ACTIONS, Action, Label
+
+_INJECTION = re.compile(r"ignore (all |any )?(previous|prior|above)|refund|system prompt", re.I)
+_LABEL_IN_TEXT = re.compile(r'"label":\s*"([A-Z_]+)"')
+_RULES: tuple[tuple[Label, tuple[str, ...]], ...] = (
+    (Label.DAMAGED_PACKAGE, ("damag", "crush", "broken", "torn", "leak")),
+    (Label.ADDRESS_INVALID, ("invalid address", "address not found", "undeliverable", "bad_addr")),
+    (Label.PAYMENT_FAILED, ("payment", "declin", "chargeback")),
+    (Label.INVENTORY_SHORTAGE, ("out of stock", "shortage", "short pick", "stockout")),
+    (Label.CUSTOMER_UNAVAILABLE, ("not home", "unavailable", "nobody", "missed delivery")),
+    (Label.DELIVERY_DELAY, ("in transit", "delayed", "late delivery", "weather")),
+    (Label.PICK_DELAY, ("pick delay", "not picked", "pick_delay", "awaiting pick")),
+    (Label.PACK_DELAY, ("pack delay", "not packed", "pack_delay", "awaiting pack")),
+    (Label.MISSING_SCAN, ("no scan", "missing scan", "missing_scan", "not scanned")),
+    (Label.SYSTEM_ERROR, ("system error", "integration", "label print", "sync fail")),
+)
+
+
+def answer_for(props: dict[str, Any], text: str, kind: str = "ok") -> Any:
+    """The tool input for a request whose tool schema has `props`, bent by a fault `kind`."""
+    if kind == "malformed":
+        return '{"label": "DAMAGED_PACK'
+    fooled = kind == "fooled" and _INJECTION.search(text) is not None
+    if "label" in props:
+        return _classification(text, kind, fooled)
+    if "actions" in props:
+        return _resolution(text, kind, fooled)
+    return _analysis(text, kind)
+
+
+def _hits(text: str) -> list[tuple[Label, str]]:
+    # Only the record's data counts, not the stage instruction above it.
+    data = text[text.find("<record>") :].lower() if "<record>" in text else text.lower()
+    return [(label, kw) for label, kws in _RULES for kw in kws if kw in data]
+
+
+def _classification(text: str, kind: str, fooled: bool) -> dict[str, Any]:
+    hits = _hits(text)
+    label = max({lb for lb, _ in hits}, key=lambda lb: sum(h[0] == lb for h in hits), default=None)
+    count = sum(h[0] == label for h in hits)
+    answer = {
+        "label": str(label or Label.OTHER),
+        "confidence": round(min(0.95, 0.55 + 0.15 * count), 2) if label else 0.35,
+        "notes": f"keyword evidence: {[kw for lb, kw in hits if lb == label]}",
+    }
+    if kind == "out_of_range" or fooled:
+        answer["confidence"] = 5.0 if fooled else 1.7
+    if kind == "bad_label":
+        answer["label"] = "CUSTOMS_HOLD"
+    return answer
+
+
+def _resolution(text: str, kind: str, fooled: bool) -> dict[str, Any]:
+    found = _LABEL_IN_TEXT.search(text)
+    label = Label(found.group(1)) if found and found.group(1) in Label.__members__ else Label.OTHER
+    allowed = sorted(ALLOWED_ACTIONS[label])
+    actions = allowed[:1]
+    if kind == "bad_action":
+        actions = [next(str(a) for a in Action if a not in ALLOWED_ACTIONS[label])]
+    if kind == "out_of_range":
+        actions = [str(a) for a in Action][:6]
+    if fooled:
+        actions = ["ISSUE_REFUND"]
+    rationale = f"{label}: " + ("automatable" if actions else "needs a person")
+    return {"automatable": bool(actions), "actions": actions, "rationale": rationale}
+
+
+def _analysis(text: str, kind: str) -> dict[str, Any]:
+    problems = [f"{label}: mentions {kw!r}" for label, kw in _hits(text)][:10]
+    if kind == "out_of_range":
+        problems = [f"problem {n}" for n in range(11)]
+    summary = "; ".join(problems) if problems else "no clear problem found"
+    return {"problems": problems or ["no clear problem found"], "summary": summary[:2000]}
