@@ -1,0 +1,224 @@
+"""What a stage's answer or failure writes, decided without the database.
+
+`finish_stage` turns the provider's answer (or its failure) into the record's new columns,
+the stage state, the lease change and the attempt row, all on the StageRun; the pipeline
+then writes them in one guarded statement.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from enrichment.core.errors import EnrichmentError, PermanentError, RateLimited
+from enrichment.core.models import utcnow
+from enrichment.core.provider import StageCall
+from enrichment.core.schemas import Classification
+from enrichment.core.settings import Settings
+from enrichment.core.states import StageStatus, is_confident, next_failure_step, with_stage
+from enrichment.core.taxonomy import Label, disallowed_actions
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the task wrapper does next.
+
+    kind: "continue" (run the next stage), "done", "stale" (token moved on: do nothing),
+    "retry" (enqueue the chain again after `countdown_s` with `lease_token`),
+    "released" (the wait is longer than the horizon: the sweep will claim it), "escalated".
+    """
+
+    kind: str
+    record_id: int
+    lease_token: str | None = None
+    countdown_s: float = 0.0
+
+
+@dataclass
+class StageRun:
+    """One stage of one record: the row as its start read it, and what its outcome writes.
+
+    Neither statement holds a lock. They are guarded instead: a write lands only while the
+    row still has this run's lease token and the `last_enrichment_attempt` stamp this run
+    set, so of two deliveries of one message exactly one writes, and an old token nothing.
+    """
+
+    stage: str
+    record_id: int
+    tenant_id: int
+    lease_token: str
+    started_at: datetime
+    threshold: float
+    retry_count: int
+    state: dict[str, Any]
+    ai_label: str | None
+    ai_source: dict[str, Any]
+    writes: dict[str, Any] = field(default_factory=dict)
+    actions: list[str] = field(default_factory=list)
+    # (level, event, fields), logged only once the write has landed
+    logs: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+
+
+def finish_stage(
+    run: StageRun,
+    settings: Settings,
+    call: StageCall[Any] | EnrichmentError,
+    latency_s: float,
+    provider_name: str,
+) -> tuple[Outcome, dict[str, Any]]:
+    """Decide the stage's outcome: the columns to write (on `run`) and the attempt row."""
+    if run.stage == "automation" and not isinstance(call, EnrichmentError):
+        bad = disallowed_actions(Label(run.ai_label), list(call.result.actions))
+        if bad:
+            call = EnrichmentError(
+                f"actions {[str(a) for a in bad]} are not allowed for {run.ai_label}"
+            )
+    if isinstance(call, RateLimited):
+        outcome, kind = _wait_for_rate_limit(run, call.wait_s, settings), "rate_limited"
+    elif isinstance(call, EnrichmentError):
+        outcome, kind = _fail(run, call, settings), "failed"
+    else:
+        outcome, kind = _APPLY[run.stage](run, call, settings), "completed"
+    run.writes["enrichment_state"] = run.state
+    return outcome, _attempt(run, kind, call, latency_s, provider_name)
+
+
+def _attempt(
+    run: StageRun,
+    outcome: str,
+    call: StageCall[Any] | EnrichmentError,
+    latency_s: float,
+    provider_name: str,
+) -> dict[str, Any]:
+    is_call = isinstance(call, StageCall)
+    # A rejected answer still cost tokens: InvalidAIOutput carries them when the provider knows.
+    usage = call.usage if is_call else getattr(call, "usage", None)
+    return {
+        "tenant_id": run.tenant_id,
+        "record_id": run.record_id,
+        "stage": run.stage,
+        "outcome": outcome,
+        "error": None if is_call else str(call)[:2000],
+        "latency_s": latency_s,
+        "provider": call.provider if is_call else provider_name,
+        "model": call.model if is_call else None,
+        "prompt_version": call.prompt_version if is_call else None,
+        "input_tokens": usage.input_tokens if usage else 0,
+        "output_tokens": usage.output_tokens if usage else 0,
+        "cache_write_tokens": usage.cache_write_tokens if usage else 0,
+        "cache_read_tokens": usage.cache_read_tokens if usage else 0,
+        "cost_usd": usage.cost_usd if usage else 0.0,
+        "lease_token": run.lease_token,
+        "created_at": utcnow(),  # spelled out: column defaults do not reach a statement with CTEs
+    }
+
+
+def _source(call: StageCall[Any]) -> dict[str, Any]:
+    return {"provider": call.provider, "model": call.model, "prompt_version": call.prompt_version}
+
+
+def _complete(run: StageRun, call: StageCall[Any]) -> None:
+    run.state = with_stage(run.state, run.stage, StageStatus.COMPLETED, at=utcnow())
+    run.writes["ai_source"] = {**run.ai_source, run.stage: _source(call)}
+
+
+def _apply_analysis(run: StageRun, call: StageCall[Any], settings: Settings) -> Outcome:
+    run.writes["ai_analysis"] = call.result.model_dump(mode="json")
+    _complete(run, call)
+    return Outcome("continue", run.record_id, run.lease_token)
+
+
+def _apply_classification(run: StageRun, call: StageCall[Any], settings: Settings) -> Outcome:
+    result: Classification = call.result
+    run.writes.update(
+        ai_label=str(result.label), ai_confidence=result.confidence, ai_notes=result.notes
+    )
+    _complete(run, call)
+    if is_confident(result.confidence, run.threshold):
+        return Outcome("continue", run.record_id, run.lease_token)
+    now = utcnow()
+    run.state = with_stage(run.state, "automation", StageStatus.SKIPPED, at=now)
+    step = _next_step(run, settings, now)
+    if step is None:
+        reason = f"confidence {result.confidence:.2f} < {run.threshold} after all retries"
+        return _escalate(run, reason)
+    recheck = now + timedelta(seconds=settings.low_confidence_recheck_s)
+    run.writes.update(enrichment_retry_count=step[0], next_attempt_at=max(step[1], recheck))
+    run.logs.append(("info", "stage.low_confidence", {"confidence": result.confidence}))
+    return _release(run)
+
+
+def _apply_resolution(run: StageRun, call: StageCall[Any], settings: Settings) -> Outcome:
+    run.actions = [str(a) for a in call.result.actions]
+    _complete(run, call)
+    run.writes.update(
+        ai_resolution=call.result.model_dump(mode="json"),
+        enriched_at=utcnow(),
+        lease_token=None,
+        lease_expires_at=None,
+    )
+    return Outcome("done", run.record_id)
+
+
+_APPLY = {
+    "order_analysis": _apply_analysis,
+    "classification": _apply_classification,
+    "automation": _apply_resolution,
+}
+
+
+def _fail(run: StageRun, error: EnrichmentError, settings: Settings) -> Outcome:
+    """Leave the stage's fields as they are (NULL on a first try), record, and schedule."""
+    now = utcnow()
+    message = f"{type(error).__name__}: {error}"
+    run.state = with_stage(run.state, run.stage, StageStatus.FAILED, at=now, error=message)
+    step = None if isinstance(error, PermanentError) else _next_step(run, settings, now)
+    if step is None:
+        return _escalate(run, message)
+    run.writes.update(enrichment_retry_count=step[0], next_attempt_at=step[1])
+    run.logs.append(("info", "stage.failed", {"retry": step[0], "error": message}))
+    countdown_s = (step[1] - now).total_seconds()
+    if countdown_s > settings.sweep_horizon_s:
+        return _release(run)
+    return _relet(run, countdown_s, settings)
+
+
+def _next_step(run: StageRun, settings: Settings, now: datetime):
+    return next_failure_step(
+        run.retry_count,
+        max_retries=settings.max_retries,
+        now=now,
+        scale=settings.backoff_scale,
+        jitter=settings.backoff_jitter,
+    )
+
+
+def _wait_for_rate_limit(run: StageRun, wait_s: float, settings: Settings) -> Outcome:
+    run.state = with_stage(run.state, run.stage, StageStatus.PENDING, at=utcnow())
+    return _relet(run, wait_s, settings)
+
+
+def _relet(run: StageRun, countdown_s: float, settings: Settings) -> Outcome:
+    """A new lease for a re-enqueue now: the old chain's later messages become stale."""
+    token = str(uuid.uuid4())
+    expires = utcnow() + timedelta(seconds=countdown_s + settings.lease_ttl_s)
+    run.writes.update(lease_token=token, lease_expires_at=expires)
+    return Outcome("retry", run.record_id, token, countdown_s)
+
+
+def _release(run: StageRun) -> Outcome:
+    run.writes.update(lease_token=None, lease_expires_at=None)
+    return Outcome("released", run.record_id)
+
+
+def _escalate(run: StageRun, reason: str) -> Outcome:
+    run.writes.update(
+        escalated_at=utcnow(),
+        escalation_reason=reason[:2000],
+        lease_token=None,
+        lease_expires_at=None,
+    )
+    run.logs.append(("warning", "record.escalated", {"reason": reason}))
+    return Outcome("escalated", run.record_id)
