@@ -73,16 +73,25 @@ class MonitorConfig:
 
     @classmethod
     def from_env(cls) -> MonitorConfig:
+        d = cls()  # the defaults live once, in the fields above
         return cls(
-            interval_s=env_float("ENRICHMENT_MONITOR_INTERVAL_S", 300.0, low=1.0),
-            window_s=env_float("ENRICHMENT_MONITOR_WINDOW_S", 3600.0, low=60.0),
-            stuck_after_s=env_float("ENRICHMENT_MONITOR_STUCK_AFTER_S", 86_400.0, low=60.0),
+            interval_s=env_float("ENRICHMENT_MONITOR_INTERVAL_S", d.interval_s, low=1.0),
+            window_s=env_float("ENRICHMENT_MONITOR_WINDOW_S", d.window_s, low=60.0),
+            stuck_after_s=env_float("ENRICHMENT_MONITOR_STUCK_AFTER_S", d.stuck_after_s, low=60.0),
             high_confidence_target_pct=env_float(
-                "ENRICHMENT_MONITOR_HIGH_CONFIDENCE_TARGET_PCT", 80.0, high=100.0
+                "ENRICHMENT_MONITOR_HIGH_CONFIDENCE_TARGET_PCT",
+                d.high_confidence_target_pct,
+                high=100.0,
             ),
-            weight_high_confidence=env_float("ENRICHMENT_QUALITY_WEIGHT_HIGH_CONFIDENCE", 0.4),
-            weight_completeness=env_float("ENRICHMENT_QUALITY_WEIGHT_COMPLETENESS", 0.4),
-            weight_attempt_success=env_float("ENRICHMENT_QUALITY_WEIGHT_ATTEMPT_SUCCESS", 0.2),
+            weight_high_confidence=env_float(
+                "ENRICHMENT_QUALITY_WEIGHT_HIGH_CONFIDENCE", d.weight_high_confidence
+            ),
+            weight_completeness=env_float(
+                "ENRICHMENT_QUALITY_WEIGHT_COMPLETENESS", d.weight_completeness
+            ),
+            weight_attempt_success=env_float(
+                "ENRICHMENT_QUALITY_WEIGHT_ATTEMPT_SUCCESS", d.weight_attempt_success
+            ),
         )
 
 
@@ -101,10 +110,13 @@ class AlertPolicy:
 
     @classmethod
     def from_env(cls) -> AlertPolicy:
+        d = cls()
         return cls(
-            for_evaluations=env_int("ENRICHMENT_ALERT_FOR_EVALUATIONS", 3, low=1),
-            repeat_interval_s=env_float("ENRICHMENT_ALERT_REPEAT_INTERVAL_S", 14_400.0, low=60.0),
-            min_sample=env_int("ENRICHMENT_ALERT_MIN_SAMPLE", 50),
+            for_evaluations=env_int("ENRICHMENT_ALERT_FOR_EVALUATIONS", d.for_evaluations, low=1),
+            repeat_interval_s=env_float(
+                "ENRICHMENT_ALERT_REPEAT_INTERVAL_S", d.repeat_interval_s, low=60.0
+            ),
+            min_sample=env_int("ENRICHMENT_ALERT_MIN_SAMPLE", d.min_sample),
         )
 
 
@@ -121,10 +133,11 @@ class SlackConfig:
 
     @classmethod
     def from_env(cls) -> SlackConfig:
+        d = cls()
         return cls(
-            timeout_s=env_float("ENRICHMENT_SLACK_TIMEOUT_S", 5.0, low=0.1),
-            max_attempts=env_int("ENRICHMENT_SLACK_MAX_ATTEMPTS", 4, low=1),
-            max_retry_after_s=env_float("ENRICHMENT_SLACK_MAX_RETRY_AFTER_S", 30.0),
+            timeout_s=env_float("ENRICHMENT_SLACK_TIMEOUT_S", d.timeout_s, low=0.1),
+            max_attempts=env_int("ENRICHMENT_SLACK_MAX_ATTEMPTS", d.max_attempts, low=1),
+            max_retry_after_s=env_float("ENRICHMENT_SLACK_MAX_RETRY_AFTER_S", d.max_retry_after_s),
             webhook_url=os.environ.get("SLACK_WEBHOOK_URL") or None,
         )
 
