@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TextIO
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from enrichment.core.models import ExceptionRecord, utcnow
+from enrichment.core.models import ExceptionRecord, in_backlog, utcnow
 
 CLEAR_TO_EOL = "\x1b[K"
 
@@ -62,32 +62,25 @@ class Progress:
 
 
 def read_progress(factory: sessionmaker[Session], *where: Any) -> Progress:
-    """Progress over the records matching `where` (SQLAlchemy criteria; all records if none)."""
+    """Progress over the records matching `where` (SQLAlchemy criteria; all records if none),
+    in one aggregate query."""
     R = ExceptionRecord
+    now = utcnow()
+    future = and_(in_backlog(), R.next_attempt_at > now)
+    unclaimed = and_(in_backlog(), R.next_attempt_at <= now, R.lease_token.is_(None))
     query = select(
         func.count(),
         func.count(R.enriched_at),
         func.count(R.escalated_at),
         func.coalesce(func.sum(R.enrichment_retry_count), 0),
         func.count(R.lease_token),
-    ).where(*where)
-    now = utcnow()
-    with factory() as s:
-        counts = s.execute(query).one()
-        waits = s.execute(_waits_query(now, where)).one()
-    return Progress(*counts, waits[0], _seconds_until(waits[1], now), waits[2])
-
-
-def _waits_query(now: datetime, where: tuple[Any, ...]) -> Any:
-    """Open records: how many wait on next_attempt_at, the soonest, how many are unclaimed."""
-    R = ExceptionRecord
-    future = R.next_attempt_at > now
-    unclaimed = (R.next_attempt_at <= now) & R.lease_token.is_(None)
-    return select(
         func.count().filter(future),
         func.min(R.next_attempt_at).filter(future),
         func.count().filter(unclaimed),
-    ).where(R.enriched_at.is_(None), R.escalated_at.is_(None), *where)
+    ).where(*where)
+    with factory() as s:
+        row = s.execute(query).one()
+    return Progress(*row[:6], _seconds_until(row[6], now), row[7])
 
 
 def _seconds_until(at: datetime | None, now: datetime) -> float | None:
