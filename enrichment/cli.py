@@ -74,6 +74,29 @@ def _ingest(args: argparse.Namespace) -> int:
     return 0 if not report.rejected else 1
 
 
+def _show(args: argparse.Namespace) -> int:
+    from enrichment.monitoring import story_text
+
+    return story_text.show(args.tenant, args.external_id)
+
+
+def _webhook(args: argparse.Namespace) -> int:
+    from enrichment.core import db, tenants
+    from enrichment.delivery import webhooks
+
+    settings = get_settings()
+    if args.off == bool(args.url):
+        raise UserError("give either a URL or --off")
+    with db.session_factory(settings.database_url).begin() as session:
+        tenant = tenants.require(session, args.tenant)
+        secret = webhooks.configure(tenant, None if args.off else args.url, settings.webhooks)
+    if secret is None:
+        print(f"tenant {args.tenant}: webhook removed; events wait for the pull route")
+    else:
+        print(f"tenant {args.tenant}: webhook set; signing secret (shown once): {secret}")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from enrichment.tooling import demo
 
@@ -134,6 +157,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.add_argument("--create-tenants", action="store_true", help="create unknown tenants")
     p.set_defaults(func=_ingest)
+
+    p = sub.add_parser("show", help="one record's story: fields, attempts, actions, events")
+    p.add_argument("tenant")
+    p.add_argument("external_id")
+    p.set_defaults(func=_show)
+
+    p = sub.add_parser(
+        "webhook", help="set (https) or remove a tenant's webhook; prints a new signing secret"
+    )
+    p.add_argument("tenant")
+    p.add_argument("url", nargs="?")
+    p.add_argument("--off", action="store_true", help="remove the webhook")
+    p.set_defaults(func=_webhook)
 
     p = sub.add_parser("demo", help="run the whole fleet on the embedded default")
     p.add_argument("--records", type=int, default=500)

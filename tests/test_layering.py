@@ -1,7 +1,7 @@
 """The layout holds: imports run one way, the domain has no Celery, the product no tooling.
 
 Layers, bottom to top (README "Where things are"):
-    core  <  providers, ingestion, monitoring  <  workers  <  api  <  tooling  <  cli
+    core  <  providers, ingestion, monitoring, delivery  <  workers  <  api  <  tooling  <  cli
 A module may import its own layer's package and anything below it. The three middle packages
 are siblings: none imports another. Nothing under `enrichment/` imports Celery; `workers/`
 holds the Celery app. Every import counts, including the ones inside functions.
@@ -20,6 +20,7 @@ LAYER_OF_PREFIX = {
     "enrichment.providers": "providers",
     "enrichment.ingestion": "ingestion",
     "enrichment.monitoring": "monitoring",
+    "enrichment.delivery": "delivery",
     "workers": "workers",
     "beat_schedule": "workers",
     "enrichment.api": "api",
@@ -31,6 +32,7 @@ RANKS = {
     "providers": 1,
     "ingestion": 1,
     "monitoring": 1,
+    "delivery": 1,
     "workers": 2,
     "api": 3,
     "tooling": 4,

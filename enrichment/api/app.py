@@ -18,7 +18,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
-from enrichment.api import monitoring, processing
+from enrichment.api import events, monitoring, processing, records, story
 
 SWAGGER_ASSETS = "/docs-assets"
 
@@ -33,6 +33,9 @@ app = FastAPI(
 app.mount(SWAGGER_ASSETS, StaticFiles(directory=str(swagger_ui_path)), name="swagger-ui")
 app.include_router(monitoring.router)
 app.include_router(processing.router)
+app.include_router(records.router)
+app.include_router(story.router)
+app.include_router(events.router)
 
 
 @app.get("/docs", include_in_schema=False)

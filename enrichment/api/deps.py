@@ -10,6 +10,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Path, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -25,6 +26,19 @@ TenantName = Annotated[
         description="tenant name: 1-63 lowercase letters, digits and '-'",
     ),
 ]
+
+
+class Problem(BaseModel):
+    """Every error answer: what went wrong, in one line."""
+
+    detail: str
+
+
+# The answers every tenant route can give besides its own; each router declares them.
+TENANT_RESPONSES: dict[int | str, dict] = {
+    401: {"model": Problem, "description": "missing or unknown bearer API key"},
+    404: {"model": Problem, "description": "not found, or another tenant's (keys open one tenant)"},
+}
 
 
 def app_settings() -> Settings:

@@ -7,7 +7,9 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     DateTime,
+    FetchedValue,
     Float,
     ForeignKey,
     Index,
@@ -79,6 +81,10 @@ class Tenant(Base):
     confidence_threshold: Mapped[float] = mapped_column(Float, default=0.7)
     settings: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     api_key_hash: Mapped[str | None] = mapped_column(String(128))
+    # Where decisions are POSTed (Standard Webhooks); NULL: the tenant pulls them instead.
+    # Both are secrets: never logged.
+    webhook_url: Mapped[str | None] = mapped_column(Text)
+    webhook_secret: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -185,11 +191,20 @@ class EnrichmentAttempt(Base):
     cache_read_tokens: Mapped[int] = mapped_column(Integer, default=0)
     cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
     lease_token: Mapped[str | None] = mapped_column(String(36))
+    # stage "reopen" rows (outcome "reopened") keep the result a re-enrichment replaced.
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+REOPENED = "reopened"  # the attempt outcome of an audit row: no stage ran, no AI was called
+
+
 class ResolutionAction(Base):
-    """One row per (record, action): the unique key makes every action run at most once."""
+    """One row per (record, action): the unique key makes every action run at most once.
+
+    status: RECORDED (decided) -> DELIVERED (its action.requested event got a 2xx) -> DONE or
+    FAILED (the receiver reported the outcome, with `note`).
+    """
 
     __tablename__ = "resolution_actions"
     __table_args__ = (UniqueConstraint("record_id", "action"),)
@@ -199,6 +214,48 @@ class ResolutionAction(Base):
     record_id: Mapped[int] = mapped_column(ForeignKey("exception_records.id"))
     action: Mapped[str] = mapped_column(String(48))
     status: Mapped[str] = mapped_column(String(16), default="RECORDED")
+    note: Mapped[str | None] = mapped_column(Text)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reported_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class OutboxEvent(Base):
+    """A decision as an event, written by the statement that writes the decision.
+
+    type: record.enriched, record.escalated or action.requested (with `action_id`).
+    status: pending -> delivered (a 2xx), stopped (a 4xx other than 429: a person looks),
+    or dead (`attempts` reached the limit). The webhook id is `evt_<id>`: stable across retries.
+    `tx` is the writing transaction's id (PostgreSQL): the pull cursor orders by (tx, id)
+    and shows only finished transactions, so an event committed late is never skipped.
+    """
+
+    __tablename__ = "outbox_events"
+    __table_args__ = (
+        Index(
+            "ix_outbox_events_due",
+            "next_delivery_at",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
+        Index("ix_outbox_events_record", "record_id", "id"),
+        Index("ix_outbox_events_tenant_tx", "tenant_id", "tx", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True
+    )
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    record_id: Mapped[int] = mapped_column(ForeignKey("exception_records.id"))
+    action_id: Mapped[int | None] = mapped_column(ForeignKey("resolution_actions.id"))
+    type: Mapped[str] = mapped_column(String(32))
+    data: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_delivery_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    tx: Mapped[int] = mapped_column(BigInteger, server_default=FetchedValue())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -240,6 +297,9 @@ class MetricSnapshot(Base):
     ai_cost_usd_total: Mapped[float] = mapped_column(Float)
     processing_seconds_total: Mapped[float] = mapped_column(Float)
     confidence_buckets: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    # Outbox events now: waiting for delivery (pending), and given up on (dead).
+    undelivered_events: Mapped[int] = mapped_column(Integer, default=0)
+    dead_events: Mapped[int] = mapped_column(Integer, default=0)
     integrity: Mapped[dict[str, Any]] = mapped_column(JSONType)
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from enrichment.core.errors import EnrichmentError, PermanentError, RateLimited
 from enrichment.core.models import utcnow
+from enrichment.core.outbox import ENRICHED, ESCALATED
 from enrichment.core.provider import StageCall
 from enrichment.core.schemas import Classification
 from enrichment.core.settings import Settings
@@ -48,15 +49,22 @@ class StageRun:
     stage: str
     record_id: int
     tenant_id: int
+    tenant: str
+    external_id: str
     lease_token: str
     started_at: datetime
     threshold: float
     retry_count: int
     state: dict[str, Any]
     ai_label: str | None
+    ai_confidence: float | None
+    ai_analysis: dict[str, Any] | None
     ai_source: dict[str, Any]
     writes: dict[str, Any] = field(default_factory=dict)
     actions: list[str] = field(default_factory=list)
+    # (type, data) of the decisions this outcome makes; action.requested rows are added by
+    # the write, which knows the actions' ids.
+    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     # (level, event, fields), logged only once the write has landed
     logs: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
 
@@ -135,6 +143,7 @@ def _apply_classification(run: StageRun, call: StageCall[Any], settings: Setting
     run.writes.update(
         ai_label=str(result.label), ai_confidence=result.confidence, ai_notes=result.notes
     )
+    run.ai_label, run.ai_confidence = str(result.label), result.confidence
     _complete(run, call)
     if is_confident(result.confidence, run.threshold):
         return Outcome("continue", run.record_id, run.lease_token)
@@ -153,13 +162,28 @@ def _apply_classification(run: StageRun, call: StageCall[Any], settings: Setting
 def _apply_resolution(run: StageRun, call: StageCall[Any], settings: Settings) -> Outcome:
     run.actions = [str(a) for a in call.result.actions]
     _complete(run, call)
+    resolution = call.result.model_dump(mode="json")
     run.writes.update(
-        ai_resolution=call.result.model_dump(mode="json"),
+        ai_resolution=resolution,
         enriched_at=utcnow(),
         lease_token=None,
         lease_expires_at=None,
     )
+    decision = {
+        "label": run.ai_label,
+        "confidence": run.ai_confidence,
+        "analysis": run.ai_analysis,
+        "actions": run.actions,
+        "automatable": resolution["automatable"],
+        "rationale": resolution["rationale"],
+    }
+    run.events.append((ENRICHED, {**event_subject(run), **decision}))
     return Outcome("done", run.record_id)
+
+
+def event_subject(run: StageRun) -> dict[str, Any]:
+    """What every event of this record names: the tenant and the record's external id."""
+    return {"tenant": run.tenant, "record": run.external_id}
 
 
 _APPLY = {
@@ -221,4 +245,6 @@ def _escalate(run: StageRun, reason: str) -> Outcome:
         lease_expires_at=None,
     )
     run.logs.append(("warning", "record.escalated", {"reason": reason}))
+    data = {**event_subject(run), "stage": run.stage, "reason": reason[:2000]}
+    run.events.append((ESCALATED, data))
     return Outcome("escalated", run.record_id)

@@ -26,6 +26,7 @@ from sqlalchemy import (
     insert,
     literal,
     select,
+    union_all,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -36,12 +37,14 @@ from enrichment.core.models import (
     EnrichmentAttempt,
     ExceptionRecord,
     Order,
+    OutboxEvent,
     ResolutionAction,
     Tenant,
     UTCDateTime,
     utcnow,
 )
-from enrichment.core.outcomes import Outcome, StageRun, finish_stage
+from enrichment.core.outbox import ACTION_REQUESTED, PENDING
+from enrichment.core.outcomes import Outcome, StageRun, event_subject, finish_stage
 from enrichment.core.provider import Provider, RecordContext, StageCall
 from enrichment.core.schemas import Analysis, Classification
 from enrichment.core.settings import Settings
@@ -155,12 +158,16 @@ def begin_stage(
         stage=stage,
         record_id=record_id,
         tenant_id=row.tenant_id,
+        tenant=row.name,
+        external_id=row.external_id,
         lease_token=lease_token,
         started_at=now,
         threshold=row.confidence_threshold,
         retry_count=row.enrichment_retry_count,
         state=state,
         ai_label=row.ai_label,
+        ai_confidence=row.ai_confidence,
+        ai_analysis=row.ai_analysis,
         ai_source=row.ai_source or {},
     )
     ctx = RecordContext(
@@ -187,50 +194,123 @@ def _classification(row: Row) -> Classification | None:
 
 
 def _write(conn: Connection, run: StageRun, attempt: dict[str, Any]) -> bool:
-    """The record's new columns, its actions and the attempt row; False when the guard
-    failed (the attempt is then recorded as stale and nothing else changes).
+    """The record's new columns, its actions, its events and the attempt row; False when the
+    guard failed (the attempt is then recorded as stale and nothing else changes).
 
-    PostgreSQL: one statement, one round trip (the update and the action insert are CTEs).
-    SQLite (the embedded demo), which has no data-modifying CTEs: one short transaction."""
+    PostgreSQL: one statement, one round trip (the update and the inserts are CTEs).
+    SQLite (the embedded demo), which has no data-modifying CTEs: one short transaction.
+    Either way a decision and its events land together or not at all."""
     guarded = (
         update(_R)
         .where(*_guard(run.record_id, run.tenant_id, run.lease_token, run.started_at))
         .values(**run.writes, updated_at=utcnow())  # onupdate does not reach into a CTE
     )
     if conn.dialect.name == "postgresql":
-        rec = guarded.returning(_R.id).cte("rec")
-        stmt = postgresql.insert(EnrichmentAttempt).values(
-            {**attempt, "outcome": case((exists(rec.select()), attempt["outcome"]), else_="stale")}
-        )
-        if run.actions:
-            # Every column spelled out, as for the attempt.
-            acts = select(
-                literal(run.tenant_id),
-                rec.c.id,
-                func.unnest(literal(run.actions, ARRAY(Text))),
-                literal("RECORDED"),
-                literal(utcnow(), UTCDateTime),
-            )
-            cols = ["tenant_id", "record_id", "action", "status", "created_at"]
-            # The unique (record, action) key makes a re-run record nothing new.
-            stmt = stmt.add_cte(
-                postgresql.insert(ResolutionAction)
-                .from_select(cols, acts)
-                .on_conflict_do_nothing()
-                .cte("acts")
-            )
-        return conn.execute(stmt.returning(EnrichmentAttempt.outcome)).scalar_one() != "stale"
+        return _write_postgres(conn, run, attempt, guarded)
     with conn.begin():
         landed = conn.execute(guarded).rowcount == 1
-        if landed and run.actions:
-            rows = [
-                {"tenant_id": run.tenant_id, "record_id": run.record_id, "action": a}
-                for a in run.actions
-            ]
-            conn.execute(sqlite.insert(ResolutionAction).values(rows).on_conflict_do_nothing())
+        if landed:
+            events = [_event_row(run, t, d) for t, d in run.events]
+            for action in run.actions:
+                stmt = sqlite.insert(ResolutionAction).values(
+                    tenant_id=run.tenant_id, record_id=run.record_id, action=action
+                )
+                action_id = conn.execute(
+                    stmt.on_conflict_do_nothing().returning(ResolutionAction.id)
+                ).scalar()
+                if action_id is not None:  # a new action: its request is an event
+                    data = {**_action_base(run), "action_id": action_id, "action": action}
+                    row = _event_row(run, ACTION_REQUESTED, data)
+                    events.append({**row, "action_id": action_id})
+            if events:
+                conn.execute(insert(OutboxEvent).values(events))
         conn.execute(
             insert(EnrichmentAttempt).values(
                 {**attempt, "outcome": attempt["outcome"] if landed else "stale"}
             )
         )
     return landed
+
+
+def _action_base(run: StageRun) -> dict[str, Any]:
+    return {**event_subject(run), "label": run.ai_label}
+
+
+def _event_row(run: StageRun, event_type: str, data: dict[str, Any]) -> dict[str, Any]:
+    now = utcnow()
+    return {
+        "tenant_id": run.tenant_id,
+        "record_id": run.record_id,
+        "action_id": None,
+        "type": event_type,
+        "data": data,
+        "status": PENDING,
+        "attempts": 0,
+        "next_delivery_at": now,
+        "created_at": now,
+    }
+
+
+_EVENT_COLS = [
+    "tenant_id", "record_id", "action_id", "type", "data", "status", "attempts",
+    "next_delivery_at", "created_at",
+]  # fmt: skip
+_EVENT_TYPES = {c: OutboxEvent.__table__.c[c].type for c in _EVENT_COLS}
+
+
+def _write_postgres(conn: Connection, run: StageRun, attempt: dict[str, Any], guarded) -> bool:
+    rec = guarded.returning(_R.id).cte("rec")
+    stmt = postgresql.insert(EnrichmentAttempt).values(
+        {**attempt, "outcome": case((exists(rec.select()), attempt["outcome"]), else_="stale")}
+    )
+    # Each event row is a SELECT over `rec` (or the new actions): no row when the guard failed.
+    sources = [
+        select(
+            *(literal(v, _EVENT_TYPES[c]).label(c) for c, v in _event_row(run, t, d).items()),
+            literal(0).label("ord"),
+        ).select_from(rec)
+        for t, d in run.events
+    ]
+    if run.actions:
+        # Every column spelled out, as for the attempt.
+        acts = select(
+            literal(run.tenant_id),
+            rec.c.id,
+            func.unnest(literal(run.actions, ARRAY(Text))),
+            literal("RECORDED"),
+            literal(utcnow(), UTCDateTime),
+        )
+        cols = ["tenant_id", "record_id", "action", "status", "created_at"]
+        # The unique (record, action) key makes a re-run record nothing new (and no event).
+        new_acts = (
+            postgresql.insert(ResolutionAction)
+            .from_select(cols, acts)
+            .on_conflict_do_nothing()
+            .returning(ResolutionAction.id, ResolutionAction.action)
+            .cte("acts")
+        )
+        stmt = stmt.add_cte(new_acts)
+        row = _event_row(run, ACTION_REQUESTED, _action_base(run))
+        computed = {
+            "action_id": new_acts.c.id,
+            "data": literal(row["data"], _EVENT_TYPES["data"]).op("||")(
+                func.jsonb_build_object("action_id", new_acts.c.id, "action", new_acts.c.action)
+            ),
+        }
+        sources.append(
+            select(
+                *(
+                    computed[c].label(c) if c in computed else literal(v, _EVENT_TYPES[c]).label(c)
+                    for c, v in row.items()
+                ),
+                literal(1).label("ord"),
+            ).select_from(new_acts)
+        )
+    if sources:
+        rows = union_all(*sources).subquery("ev")
+        # In decision order: the record's event first, then its actions' (ids follow order).
+        ordered = select(*(rows.c[c] for c in _EVENT_COLS)).order_by(rows.c.ord, rows.c.action_id)
+        stmt = stmt.add_cte(
+            postgresql.insert(OutboxEvent).from_select(_EVENT_COLS, ordered).cte("events")
+        )
+    return conn.execute(stmt.returning(EnrichmentAttempt.outcome)).scalar_one() != "stale"

@@ -142,6 +142,37 @@ class SlackConfig:
         )
 
 
+@dataclass(frozen=True)
+class WebhookConfig:
+    """Outbox delivery knobs (ENRICHMENT_WEBHOOK_*).
+
+    timeout_s: per POST (10). max_attempts: then the event is dead (8). backoff_scale:
+    multiplies the retry schedule 1m/5m/30m/1h/3h/6h/12h, about 23 h in all (1; tests and
+    the drill shrink it). interval_s: beat's backstop delivery run (30). batch_size: events
+    claimed per round (100). allow_private: accept http:// and loopback, private or
+    link-local addresses (off; on for tests and the demo only).
+    """
+
+    timeout_s: float = 10.0
+    max_attempts: int = 8
+    backoff_scale: float = 1.0
+    interval_s: float = 30.0
+    batch_size: int = 100
+    allow_private: bool = False
+
+    @classmethod
+    def from_env(cls) -> WebhookConfig:
+        d = cls()
+        return cls(
+            timeout_s=env_float("ENRICHMENT_WEBHOOK_TIMEOUT_S", d.timeout_s, low=0.1),
+            max_attempts=env_int("ENRICHMENT_WEBHOOK_MAX_ATTEMPTS", d.max_attempts, low=1),
+            backoff_scale=env_float("ENRICHMENT_WEBHOOK_BACKOFF_SCALE", d.backoff_scale),
+            interval_s=env_float("ENRICHMENT_WEBHOOK_INTERVAL_S", d.interval_s, low=0.1),
+            batch_size=env_int("ENRICHMENT_WEBHOOK_BATCH_SIZE", d.batch_size, low=1),
+            allow_private=_env("ENRICHMENT_WEBHOOK_ALLOW_PRIVATE", "0") == "1",
+        )
+
+
 def default_database_url() -> str:
     return f"sqlite:///{VAR_DIR / 'enrichment.db'}"
 
@@ -196,6 +227,7 @@ class Settings:
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     alerts: AlertPolicy = field(default_factory=AlertPolicy)
     slack: SlackConfig = field(default_factory=SlackConfig)
+    webhooks: WebhookConfig = field(default_factory=WebhookConfig)
     # Bearer token for /metrics (open when unset); base URL for report links in alerts.
     metrics_token: str | None = None
     public_base_url: str | None = None
@@ -246,6 +278,7 @@ class Settings:
             monitor=MonitorConfig.from_env(),
             alerts=AlertPolicy.from_env(),
             slack=SlackConfig.from_env(),
+            webhooks=WebhookConfig.from_env(),
             metrics_token=os.environ.get("ENRICHMENT_METRICS_TOKEN") or None,
             public_base_url=(os.environ.get("ENRICHMENT_PUBLIC_BASE_URL") or "").rstrip("/")
             or None,
