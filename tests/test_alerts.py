@@ -28,6 +28,7 @@ class Snap:
     backlog_records: int = 10
     failure_rate_pct: float | None = 1.0
     escalated_records: int = 0
+    dead_events: int = 0
     total_records: int = 1000
     window_attempts: int = 500
 

@@ -137,8 +137,8 @@ def test_a_handful_of_queries_per_tenant_whatever_the_size(factory, settings, se
         run_monitor(factory, settings, config=CONFIG)
     finally:
         event.remove(engine, "before_cursor_execute", count)
-    # 1 tenant list + per tenant: previous snapshot, records, attempts, insert.
-    assert len(statements) <= 1 + 2 * 4
+    # 1 tenant list + per tenant: previous snapshot, records, attempts, events, insert.
+    assert len(statements) <= 1 + 2 * 5
 
 
 def test_quality_score_weights_and_missing_parts():

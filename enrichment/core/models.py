@@ -239,6 +239,14 @@ class OutboxEvent(Base):
             sqlite_where=text("status = 'pending'"),
         ),
         Index("ix_outbox_events_record", "record_id", "id"),
+        # The monitor counts each tenant's pending and dead events: a small set, indexed.
+        Index(
+            "ix_outbox_events_open",
+            "tenant_id",
+            "status",
+            postgresql_where=text("status <> 'delivered'"),
+            sqlite_where=text("status <> 'delivered'"),
+        ),
         Index("ix_outbox_events_tenant_tx", "tenant_id", "tx", "id"),
     )
 

@@ -72,6 +72,9 @@ DEFAULT_RULES: tuple[Rule, ...] = (
     # Every escalated record waits for a person: no sample size, no delay.
     Rule("escalated_warning", "escalated", "escalated_records", WARNING, ABOVE,
          0.0, 0.0, None, " records", for_evaluations=1),
+    # A dead event is a decision its receiver never got: a person must act now.
+    Rule("dead_events_critical", "dead_events", "dead_events", CRITICAL, ABOVE,
+         0.0, 0.0, None, " events", for_evaluations=1),
 )  # fmt: skip
 
 RUNBOOK: dict[str, str] = {
@@ -84,6 +87,9 @@ RUNBOOK: dict[str, str] = {
     "`POST /api/enrichment/process/{tenant}`.",
     "failure_rate": "Check the provider's status (429/5xx), the API key and rate limits; "
     "the errors are in enrichment_attempts.error.",
+    "dead_events": "The tenant's webhook refused or never answered these events: fix the "
+    "receiver (the errors are in `enrichment show {tenant} <record>`), then re-send with "
+    "`celery -A workers call enrichment.redeliver --args '[\"{tenant}\"]'`.",
     "escalated": "Records used up their retries: review them, then requeue with "
     "`celery -A workers call enrichment.requeue --args '[\"{tenant}\"]'`.",
 }

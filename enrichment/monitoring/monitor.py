@@ -1,10 +1,11 @@
 """Per-tenant enrichment metrics, written as one `metric_snapshots` row per evaluation.
 
-Cost at scale: per tenant, four indexed queries - the previous snapshot (index
+Cost at scale: per tenant, five indexed queries - the previous snapshot (index
 `ix_metric_snapshots_tenant_taken`), one aggregate pass over the tenant's records (answered
 from the covering index `ix_exception_records_monitor` on PostgreSQL), one aggregate over the
 tenant's attempts since the earlier of the window start and the previous snapshot
-(`ix_enrichment_attempts_tenant_created`), and the insert. Every metric is a FILTER clause of
+(`ix_enrichment_attempts_tenant_created`), the open outbox events
+(`ix_outbox_events_open`), and the insert. Every metric is a FILTER clause of
 those passes, never a scan of its own.
 
 Definitions (percentages 0-100, durations in seconds, "window" = `window_s` before `now`):
@@ -19,6 +20,8 @@ Definitions (percentages 0-100, durations in seconds, "window" = `window_s` befo
 - avg_processing_time_s: processing_duration_s / distinct records attempted in the window.
 - time_to_enrich_s: mean created_at -> enriched_at of records enriched in the window.
 - quality_score: see `quality_score`.
+- undelivered_events / dead_events: the tenant's outbox events now pending / dead.
+Audit rows of a reopened record (outcome "reopened") are not attempts: no stage ran.
 """
 
 from __future__ import annotations
@@ -32,9 +35,18 @@ from sqlalchemy import and_, extract, func, literal, select
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
 
+from enrichment.core.models import (
+    REOPENED,
+    MetricSnapshot,
+    OutboxEvent,
+    Tenant,
+    in_backlog,
+    is_escalated,
+    utcnow,
+)
 from enrichment.core.models import EnrichmentAttempt as A
 from enrichment.core.models import ExceptionRecord as R
-from enrichment.core.models import MetricSnapshot, Tenant, in_backlog, is_escalated, utcnow
+from enrichment.core.outbox import DEAD, DELIVERED, PENDING
 from enrichment.core.settings import MonitorConfig, Settings
 
 log = structlog.get_logger(__name__)
@@ -80,6 +92,8 @@ class Snapshot:
     processing_seconds_total: float
     confidence_buckets: dict[str, int]
     integrity: dict[str, Any]
+    undelivered_events: int = 0
+    dead_events: int = 0
     id: int | None = None
 
     def to_row(self) -> MetricSnapshot:
@@ -194,10 +208,19 @@ def attempt_counts(
         _count(and_(in_delta, failed)).label("d_failed"),
         func.coalesce(func.sum(A.latency_s).filter(in_delta), 0.0).label("d_latency_s"),
         func.coalesce(func.sum(A.cost_usd).filter(in_delta), 0.0).label("d_cost"),
-    ).where(A.tenant_id == tenant_id, A.created_at <= now)
+    ).where(A.tenant_id == tenant_id, A.created_at <= now, A.outcome != REOPENED)
     lower = min(window_start, since_prev) if since_prev else None
     if lower is not None:
         stmt = stmt.where(A.created_at > lower)
+    return dict(session.execute(stmt).one()._mapping)
+
+
+def event_counts(session: Session, tenant_id: int) -> dict[str, int]:
+    """The tenant's outbox events waiting for delivery and given up on (partial index)."""
+    E = OutboxEvent
+    stmt = select(
+        _count(E.status == PENDING).label("undelivered"), _count(E.status == DEAD).label("dead")
+    ).where(E.tenant_id == tenant_id, E.status != DELIVERED)
     return dict(session.execute(stmt).one()._mapping)
 
 
@@ -270,13 +293,14 @@ def measure(
     ac = attempt_counts(
         session, tenant.id, now=now, window_s=config.window_s, since_prev=prev and prev.taken_at
     )
-    return _assemble(tenant, rc, ac, prev, config, now)
+    return _assemble(tenant, rc, ac, event_counts(session, tenant.id), prev, config, now)
 
 
 def _assemble(
     tenant: Tenant,
     rc: dict[str, Any],
     ac: dict[str, Any],
+    ec: dict[str, int],
     prev: MetricSnapshot | None,
     config: MonitorConfig,
     now: datetime,
@@ -311,6 +335,8 @@ def _assemble(
         **_totals(prev, ac),
         confidence_buckets={bucket_label(i): rc[f"b{i}"] for i in range(len(BUCKET_EDGES) - 1)},
         integrity=integrity_checks(rc, high_conf, config),
+        undelivered_events=ec["undelivered"],
+        dead_events=ec["dead"],
     )
 
 

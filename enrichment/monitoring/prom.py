@@ -29,6 +29,13 @@ GAUGES: tuple[tuple[str, str, str, float], ...] = (
     ("enrichment_backlog_records", "Records awaiting enrichment", "backlog_records", 1.0),
     ("enrichment_escalated_records", "Records escalated to a person", "escalated_records", 1.0),
     ("enrichment_records", "Exception records known", "total_records", 1.0),
+    (
+        "enrichment_undelivered_events",
+        "Outbox events waiting for delivery",
+        "undelivered_events",
+        1.0,
+    ),
+    ("enrichment_dead_events", "Outbox events given up on (redeliver)", "dead_events", 1.0),
     ("enrichment_quality_score", "Quality score, 0-100", "quality_score", 1.0),
     ("enrichment_high_confidence_ratio", "Share of confident labels", "high_confidence_pct", 0.01),
     (

@@ -13,7 +13,7 @@ from enrichment.core import db, tenants
 from enrichment.core.models import utcnow
 from enrichment.core.settings import get_settings
 from enrichment.monitoring import reports, words
-from enrichment.monitoring.words import duration, number, plural, short
+from enrichment.monitoring.words import duration, number, plural, printable, short
 
 EXIT = {"healthy": 0, "no_data": 0, "warning": 1, "critical": 2}
 UNKNOWN_TENANT = 3
@@ -59,6 +59,7 @@ def _metric_pairs(m) -> list[tuple[str, str]]:
         ("pipeline success", number(m.pipeline_success_pct, " %")),
         ("high confidence", number(m.high_confidence_pct, " %")),
         ("AI cost in window", f"{m.window_ai_cost_usd:.4f} USD"),
+        ("events undelivered", f"{m.undelivered_events:,} (dead {m.dead_events:,})"),
     ]  # fmt: skip
 
 
@@ -87,8 +88,20 @@ def _print_escalations(r: reports.Report) -> None:
     shown = len(r.escalations)
     print(f"escalated to a person: {plural(total, 'record')} (oldest {shown} shown):")
     for e in r.escalations:
-        reason = e.escalation_reason or "no reason recorded"
+        reason = printable(e.escalation_reason) or "no reason recorded"
         print(f"  {e.external_id}  {e.escalated_at:%Y-%m-%d %H:%M} UTC  {reason}")
+
+
+def _print_actions(r: reports.Report) -> None:
+    if r.actions is None or not r.actions.by_status:
+        return
+    counts = ", ".join(f"{s.lower()} {n:,}" for s, n in sorted(r.actions.by_status.items()))
+    print(f"automated actions: {counts}")
+    for o in r.actions.reported:
+        note = printable(o.note) or "no note"
+        print(
+            f"  {o.external_id}  {o.action}  {o.status}  {o.reported_at:%Y-%m-%d %H:%M} UTC  {note}"
+        )
 
 
 def _print_thresholds(h: reports.Health) -> None:
@@ -106,6 +119,7 @@ def print_report(r: reports.Report) -> None:
     _print_histogram(m.confidence_buckets)
     _print_integrity(m.integrity)
     _print_escalations(r)
+    _print_actions(r)
     _print_thresholds(r.health)
 
 

@@ -242,6 +242,26 @@ def _integrity(report: Report) -> str:
     return ui.section("Data checks", ui.table(["Check", "Now", "Target", ""], rows))
 
 
+def _actions(report: Report) -> str:
+    acts = report.actions
+    if acts is None or not acts.by_status:
+        return ui.section("Automated actions", ui.empty("No automated action yet."))
+    counts = ", ".join(f"{s.lower()} {n:,}" for s, n in sorted(acts.by_status.items()))
+    rows = [
+        (
+            o.external_id,
+            o.action,
+            o.status,
+            f"{o.reported_at:%Y-%m-%d %H:%M} UTC",
+            (escape(_clip(o.note, "no note")), "text"),
+        )
+        for o in acts.reported
+    ]
+    table = ui.table(["Record", "Action", "Outcome", "Reported", "Note"], rows) if rows else ""
+    note = f"By status: {counts}. Outcomes as the receiving systems reported them, latest first."
+    return ui.section("Automated actions", table or ui.empty("No outcome reported yet."), note=note)
+
+
 def render(report: Report) -> str:
     """The whole page."""
     body = (
@@ -249,6 +269,7 @@ def render(report: Report) -> str:
         + _cards(report)
         + ui.section("Charts", _charts(report))
         + _escalations(report)
+        + _actions(report)
         + _alerts(report)
         + '<div class="grid">'
         + _thresholds(report)

@@ -14,7 +14,14 @@ from pydantic import BaseModel, Field
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
-from enrichment.core.models import Alert, MetricSnapshot, Tenant, in_backlog, is_escalated
+from enrichment.core.models import (
+    Alert,
+    MetricSnapshot,
+    ResolutionAction,
+    Tenant,
+    in_backlog,
+    is_escalated,
+)
 from enrichment.core.models import ExceptionRecord as R
 from enrichment.core.settings import Settings
 from enrichment.monitoring import alerts, words
@@ -23,6 +30,7 @@ from enrichment.monitoring.monitor import Snapshot, measure
 Status = Literal["healthy", "warning", "critical", "no_data"]
 TREND_MAX_POINTS = 500
 ESCALATIONS_SHOWN = 20
+OUTCOMES_SHOWN = 20
 
 
 class AlertView(BaseModel):
@@ -93,6 +101,27 @@ class EscalatedItem(BaseModel):
     notes: str | None = Field(description="the customer's note on the record")
 
 
+class ActionOutcome(BaseModel):
+    """An action its receiver reported on (POST /api/enrichment/actions/...)."""
+
+    action_id: int
+    external_id: str = Field(description="the record's")
+    action: str
+    status: Literal["DONE", "FAILED"]
+    note: str | None
+    reported_at: datetime
+
+
+class Actions(BaseModel):
+    """The tenant's automated actions: RECORDED (decided), DELIVERED (its event got a 2xx),
+    DONE or FAILED (as the receiver reported)."""
+
+    by_status: dict[str, int]
+    reported: list[ActionOutcome] = Field(
+        default_factory=list, description=f"the latest {OUTCOMES_SHOWN} reported outcomes"
+    )
+
+
 class Report(BaseModel):
     """Every metric (units in the names: _pct 0-100, _s seconds, _usd dollars) and a trend."""
 
@@ -104,6 +133,7 @@ class Report(BaseModel):
     escalations: list[EscalatedItem] = Field(
         default_factory=list, description=f"the oldest {ESCALATIONS_SHOWN} escalated records"
     )
+    actions: Actions | None = None
 
 
 class BacklogItem(BaseModel):
@@ -238,7 +268,35 @@ def report(
         trend=trend(session, tenant.id, since=now - timedelta(hours=hours)),
         confidence_threshold=tenant.confidence_threshold,
         escalations=escalations(session, tenant, limit=ESCALATIONS_SHOWN),
+        actions=actions(session, tenant.id),
     )
+
+
+def actions(session: Session, tenant_id: int) -> Actions:
+    """Counts by status and the latest reported outcomes, failures first to the eye."""
+    A = ResolutionAction
+    counts = session.execute(
+        select(A.status, func.count()).where(A.tenant_id == tenant_id).group_by(A.status)
+    ).all()
+    rows = session.execute(
+        select(A, R.external_id)
+        .join(R, and_(R.id == A.record_id, R.tenant_id == A.tenant_id))
+        .where(A.tenant_id == tenant_id, A.reported_at.is_not(None))
+        .order_by(A.reported_at.desc(), A.id.desc())
+        .limit(OUTCOMES_SHOWN)
+    ).all()
+    reported = [
+        ActionOutcome(
+            action_id=a.id,
+            external_id=ext,
+            action=a.action,
+            status=a.status,
+            note=a.note,
+            reported_at=a.reported_at,
+        )
+        for a, ext in rows
+    ]
+    return Actions(by_status=dict(counts), reported=reported)
 
 
 def _last_error(rec: R) -> str | None:

@@ -5,6 +5,8 @@ they share (units, plural forms, durations).
 
 from __future__ import annotations
 
+import re
+
 from enrichment.monitoring.alerts import BELOW, Rule
 
 STATUS = {
@@ -36,6 +38,18 @@ INTEGRITY = {
     "retry_count_above_max": "Records retried more often than the retry limit",
 }
 INTEGRITY_UNIT = {"stuck_null_over_1d": "record", "retry_count_above_max": "record"}
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str | None, limit: int = 200) -> str:
+    """Untrusted text (customer notes, model output, receiver notes) safe for a terminal:
+    control characters (ANSI escapes included) become spaces, newlines too, and it is clipped."""
+    if not text:
+        return ""
+    flat = _CONTROL.sub(" ", text).replace("\n", " ").strip()
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 def plural(n: int | float, noun: str) -> str:

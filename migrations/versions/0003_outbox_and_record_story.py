@@ -20,6 +20,7 @@ branch_labels = None
 depends_on = None
 
 PENDING = "status = 'pending'"
+OPEN = "status <> 'delivered'"
 
 
 def upgrade() -> None:
@@ -79,11 +80,19 @@ def upgrade() -> None:
         sqlite_where=sa.text(PENDING),
     )
     op.create_index("ix_outbox_events_record", "outbox_events", ["record_id", "id"])
+    op.create_index(
+        "ix_outbox_events_open",
+        "outbox_events",
+        ["tenant_id", "status"],
+        postgresql_where=sa.text(OPEN),
+        sqlite_where=sa.text(OPEN),
+    )
     op.create_index("ix_outbox_events_tenant_tx", "outbox_events", ["tenant_id", "tx", "id"])
 
 
 def downgrade() -> None:
     op.drop_index("ix_outbox_events_tenant_tx", table_name="outbox_events")
+    op.drop_index("ix_outbox_events_open", table_name="outbox_events")
     op.drop_index("ix_outbox_events_record", table_name="outbox_events")
     op.drop_index("ix_outbox_events_due", table_name="outbox_events")
     op.drop_table("outbox_events")
