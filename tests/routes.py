@@ -13,16 +13,22 @@ from enrichment.api import app
 UNSCOPED = {
     "/metrics": "every tenant's aggregates for Prometheus; its own bearer token",
 }
-OTHER_PARAM = re.compile(r"\{(?!tenant\})[^}]+\}")
+# Values for the other path parameters when the test does not care which record they name.
+ANY_PARAMS = {"external_id": "none", "action_id": 1}
 
 
 def tenant_routes(query: str = "") -> list[tuple[str, str]]:
-    """(method, path) of every tenant route, with `{t}` for the tenant and 1 for other ids."""
+    """(method, path) of every tenant route, with `{t}` for the tenant; the other parameters
+    stay `{name}` for the test to fill (ANY_PARAMS, or values of its own)."""
     found = []
     for path, operations in app.openapi()["paths"].items():
         if path in UNSCOPED:
             continue
         assert "{tenant}" in path, f"{path} has no {{tenant}}: scope it or list it in UNSCOPED"
-        concrete = OTHER_PARAM.sub("1", path).replace("{tenant}", "{t}") + query
-        found.extend((method.upper(), concrete) for method in sorted(operations))
+        assert set(re.findall(r"\{(\w+)\}", path)) <= {"tenant", *ANY_PARAMS}, (
+            f"{path}: add its parameters to ANY_PARAMS"
+        )
+        found.extend(
+            (m.upper(), path.replace("{tenant}", "{t}") + query) for m in sorted(operations)
+        )
     return found

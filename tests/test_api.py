@@ -13,7 +13,7 @@ from enrichment.core.models import ExceptionRecord, utcnow
 from enrichment.core.settings import MonitorConfig
 from enrichment.monitoring.monitor import run_monitor
 from tests.factories import make_record
-from tests.routes import tenant_routes
+from tests.routes import ANY_PARAMS, tenant_routes
 
 ROUTES = tenant_routes()
 
@@ -38,20 +38,20 @@ def auth(key):
 
 @pytest.mark.parametrize(("method", "route"), ROUTES)
 def test_every_route_refuses_another_tenants_key(client, keys, enqueued, method, route):
-    r = client.request(method, route.format(t="a-3pl"), headers=auth(keys["b-3pl"]))
+    r = client.request(method, route.format(t="a-3pl", **ANY_PARAMS), headers=auth(keys["b-3pl"]))
     assert r.status_code == 404
     assert enqueued == []
 
 
 @pytest.mark.parametrize(("method", "route"), ROUTES)
 def test_every_route_same_answer_for_unknown_tenant(client, keys, method, route):
-    r = client.request(method, route.format(t="zz-none"), headers=auth(keys["a-3pl"]))
+    r = client.request(method, route.format(t="zz-none", **ANY_PARAMS), headers=auth(keys["a-3pl"]))
     assert r.status_code == 404
 
 
 @pytest.mark.parametrize(("method", "route"), ROUTES)
 def test_every_route_needs_a_valid_key(client, keys, method, route):
-    path = route.format(t="a-3pl")
+    path = route.format(t="a-3pl", **ANY_PARAMS)
     assert client.request(method, path).status_code == 401
     r = client.request(method, path, headers=auth("enr_wrong"))
     assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
@@ -59,7 +59,9 @@ def test_every_route_needs_a_valid_key(client, keys, method, route):
 
 @pytest.mark.parametrize(("method", "route"), ROUTES)
 def test_every_route_rejects_a_bad_tenant_name(client, keys, method, route):
-    r = client.request(method, route.format(t="Bad_Name"), headers=auth(keys["a-3pl"]))
+    r = client.request(
+        method, route.format(t="Bad_Name", **ANY_PARAMS), headers=auth(keys["a-3pl"])
+    )
     assert r.status_code == 422
     assert "pattern" in r.text
 

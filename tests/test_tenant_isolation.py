@@ -13,22 +13,40 @@ import pytest
 from sqlalchemy import select
 
 from enrichment.core import selection, tenants
-from enrichment.core.models import ExceptionRecord, utcnow
+from enrichment.core.models import ExceptionRecord, ResolutionAction, utcnow
 from enrichment.core.settings import get_settings
 from enrichment.monitoring import report_cli
 from tests.factories import make_record
 from tests.routes import tenant_routes
 
 ROUTES = tenant_routes("?limit=500")
+# A valid body for each route that wants one; a new one without it fails with 422 here.
+BODIES = {
+    ("POST", "/api/enrichment/records/{t}?limit=500"): {
+        "items": [
+            {
+                "order": {"external_id": "o-new", "payload": {}, "events": []},
+                "exception": {"external_id": "x-new", "reason_code": "DAMAGE", "severity": "low"},
+            }
+        ]
+    },
+    ("POST", "/api/enrichment/actions/{t}/{action_id}?limit=500"): {"outcome": "done", "note": "ok"},
+}
 
 
 @pytest.fixture
 def world(factory):
-    """Both tenants, their keys and their record ids; B's external ids carry 'bbsecret'."""
+    """Both tenants, their keys and their record ids; B's external ids carry 'bbsecret',
+    except one that A has too ('shared-1'), whose notes do; A's copy has an action."""
     with factory.begin() as s:
         a, key_a = tenants.create_tenant(s, "a-3pl")
         b, key_b = tenants.create_tenant(s, "b-3pl")
-        ids_a = [make_record(s, a).id for _ in range(2)]
+        shared = make_record(s, a)
+        shared.external_id = "shared-1"
+        action = ResolutionAction(tenant_id=a.id, record_id=shared.id, action="RESHIP_ORDER")
+        s.add(action)
+        s.flush()
+        ids_a = [shared.id, make_record(s, a).id]
         ids_a.append(
             make_record(s, a, ai_label="OTHER", ai_confidence=0.9, enriched_at=utcnow()).id
         )
@@ -38,7 +56,9 @@ def world(factory):
             rec = make_record(s, b, escalated_at=utcnow(), escalation_reason="b")
             rec.external_id = f"bbsecret-{rec.id}"
             ids_b.append(rec.id)
-    return {"keys": {"a": key_a, "b": key_b}, "a": ids_a, "b": ids_b}
+        rec.external_id, rec.notes = "shared-1", "bbsecret notes"
+    params = {"external_id": "shared-1", "action_id": action.id}
+    return {"keys": {"a": key_a, "b": key_b}, "a": ids_a, "b": ids_b, "params": params}
 
 
 def auth(key: str) -> dict[str, str]:
@@ -56,7 +76,9 @@ def snapshot(factory) -> dict[int, tuple]:
 
 @pytest.mark.parametrize(("method", "route"), ROUTES)
 def test_a_key_for_b_opens_nothing_of_a(client, world, enqueued, method, route):
-    r = client.request(method, route.format(t="a-3pl"), headers=auth(world["keys"]["b"]))
+    path = route.format(t="a-3pl", **world["params"])
+    body = BODIES.get((method, route))
+    r = client.request(method, path, json=body, headers=auth(world["keys"]["b"]))
     assert r.status_code in (403, 404)
     assert "a-3pl" not in r.text.replace("tenant 'a-3pl' not found", "")
     assert enqueued == []
@@ -65,8 +87,10 @@ def test_a_key_for_b_opens_nothing_of_a(client, world, enqueued, method, route):
 @pytest.mark.parametrize(("method", "route"), ROUTES)
 def test_a_own_answers_hold_nothing_of_b(client, world, enqueued, factory, method, route):
     before = snapshot(factory)
-    r = client.request(method, route.format(t="a-3pl"), headers=auth(world["keys"]["a"]))
-    assert r.status_code == 200
+    path = route.format(t="a-3pl", **world["params"])
+    body = BODIES.get((method, route))
+    r = client.request(method, path, json=body, headers=auth(world["keys"]["a"]))
+    assert r.status_code == 200, r.text
     assert "b-3pl" not in r.text and "bbsecret" not in r.text
     after = snapshot(factory)
     assert all(before[rid] == after[rid] for rid in world["b"])

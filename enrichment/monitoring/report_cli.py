@@ -19,7 +19,7 @@ EXIT = {"healthy": 0, "no_data": 0, "warning": 1, "critical": 2}
 UNKNOWN_TENANT = 3
 
 
-def _print_pairs(pairs: list[tuple[str, Any]]) -> None:
+def print_pairs(pairs: list[tuple[str, Any]]) -> None:
     width = max(len(k) for k, _ in pairs)
     for key, value in pairs:
         print(f"  {key:<{width}}  {value}")
@@ -33,7 +33,7 @@ def _crossed(h: reports.Health) -> str:
 
 def print_health(h: reports.Health) -> None:
     print(f"{h.tenant}: {h.status.upper()}  (measured {h.measured_at:%Y-%m-%d %H:%M:%S} UTC)")
-    _print_pairs(
+    print_pairs(
         [
             ("completeness", number(h.completeness_pct, " %")),
             ("backlog", plural(h.backlog_records, "record")),
@@ -115,7 +115,7 @@ def print_report(r: reports.Report) -> None:
     print_health(r.health)
     m = r.metrics
     print(f"metrics over the last {duration(m.window_s)}:")
-    _print_pairs(_metric_pairs(m))
+    print_pairs(_metric_pairs(m))
     _print_histogram(m.confidence_buckets)
     _print_integrity(m.integrity)
     _print_escalations(r)

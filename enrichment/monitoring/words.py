@@ -6,6 +6,7 @@ they share (units, plural forms, durations).
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from enrichment.monitoring.alerts import BELOW, Rule
 
@@ -40,16 +41,28 @@ INTEGRITY = {
 INTEGRITY_UNIT = {"stuck_null_over_1d": "record", "retry_count_above_max": "record"}
 
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# CSI (colours, cursor moves), OSC (window title, hyperlinks; ended by BEL or ST or nothing)
+# and the two-byte escapes. What is left of any other control character is dropped below.
+_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]?|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-_])")
+# Line and paragraph separators would break a line like a newline does.
+_SPACES = {"\t", "\n", "\r", "\u2028", "\u2029", "\x0b", "\x0c"}
+_DROPPED = {"Cc", "Cf", "Cs", "Co", "Cn"}  # controls, bidi overrides, surrogates, unassigned
+FIELD_MAX = 200
 
 
-def printable(text: str | None, limit: int = 200) -> str:
-    """Untrusted text (customer notes, model output, receiver notes) safe for a terminal:
-    control characters (ANSI escapes included) become spaces, newlines too, and it is clipped."""
-    if not text:
+def printable(text: object, limit: int = FIELD_MAX) -> str:
+    """Untrusted text (customer notes, model output, receiver notes) as one printable line of
+    at most `limit` characters, safe for a terminal: escapes and controls go ('' for None)."""
+    if text is None:
         return ""
-    flat = _CONTROL.sub(" ", text).replace("\n", " ").strip()
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+    raw = _ANSI.sub("", str(text))
+    kept = "".join(
+        " " if ch in _SPACES else ch
+        for ch in raw
+        if ch in _SPACES or unicodedata.category(ch) not in _DROPPED
+    )
+    line = " ".join(kept.split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def plural(n: int | float, noun: str) -> str:

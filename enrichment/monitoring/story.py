@@ -1,0 +1,292 @@
+"""One record's story: its fields now, its stages, every attempt, its actions and events, and
+its escalation. Shared by the API route and `enrichment show`; Pydantic models, so the OpenAPI
+schema documents the shape.
+
+Every query is scoped by the tenant's id. The ground truth (`reference_label`, evaluation
+only) and lease tokens are never part of a story.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from enrichment.core import outbox
+from enrichment.core.models import (
+    STAGES,
+    EnrichmentAttempt,
+    Order,
+    OutboxEvent,
+    ResolutionAction,
+    Tenant,
+)
+from enrichment.core.models import ExceptionRecord as R
+from enrichment.core.states import StageStatus, stage_status
+
+State = Literal["enriched", "escalated", "waiting", "in progress"]
+FAILED_OUTCOMES = ("failed",)
+
+
+class RecordFields(BaseModel):
+    """The record as it is now (AI fields NULL until a stage succeeds)."""
+
+    external_id: str
+    reason_code: str
+    severity: str
+    notes: str | None = Field(description="the customer's note: untrusted text")
+    status: str
+    order_external_id: str
+    order_payload: dict[str, Any]
+    order_events: list[dict[str, Any]]
+    ai_label: str | None
+    ai_confidence: float | None = Field(description="0-1")
+    ai_notes: str | None
+    ai_analysis: dict[str, Any] | None
+    ai_resolution: dict[str, Any] | None
+    ai_source: dict[str, Any] = Field(description="stage -> provider, model, prompt_version")
+    retry_count: int
+    next_attempt_at: datetime
+    enriched_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class StageError(BaseModel):
+    at: datetime | None
+    error: str
+
+
+class StageView(BaseModel):
+    """One stage from `enrichment_state`: its status now and the errors it has had."""
+
+    stage: str
+    status: StageStatus
+    at: datetime | None = Field(description="when the stage last changed status")
+    error: str | None = Field(description="the error of its latest failure, if it is FAILED")
+    errors: list[StageError] = Field(description="its past errors, oldest first (last 20)")
+
+
+class AttemptView(BaseModel):
+    """One stage attempt; stage "reopen" rows are audits whose `detail` keeps what a
+    re-enrichment replaced."""
+
+    id: int
+    stage: str
+    outcome: str
+    error: str | None
+    latency_s: float
+    provider: str
+    model: str | None
+    prompt_version: str | None
+    input_tokens: int
+    output_tokens: int
+    cache_write_tokens: int
+    cache_read_tokens: int
+    cost_usd: float
+    created_at: datetime
+    detail: dict[str, Any] | None = None
+
+
+class ActionView(BaseModel):
+    """status: RECORDED -> DELIVERED -> DONE or FAILED (reported by the receiver, with note)."""
+
+    id: int
+    action: str
+    status: str
+    note: str | None
+    delivered_at: datetime | None
+    reported_at: datetime | None
+    created_at: datetime
+
+
+class EventView(BaseModel):
+    """status: pending, delivered, stopped (a 4xx: a person looks) or dead (attempts used up)."""
+
+    id: int
+    webhook_id: str = Field(description="the Standard Webhooks webhook-id, evt_<id>")
+    type: str
+    action_id: int | None
+    status: str
+    attempts: int
+    last_error: str | None
+    delivered_at: datetime | None
+    created_at: datetime
+
+
+class Escalation(BaseModel):
+    escalated_at: datetime
+    reason: str | None
+
+
+class Summary(BaseModel):
+    state: State = Field(
+        description="enriched; escalated; in progress (claimed and due); waiting (for its "
+        "due time or a sweep)"
+    )
+    total_cost_usd: float
+    attempts: int = Field(description="AI stage attempts (reopen audits not counted)")
+    failed_attempts: int
+
+
+class Story(BaseModel):
+    """Everything that happened to one record, oldest first."""
+
+    tenant: str
+    record: RecordFields
+    stages: list[StageView] = Field(description="order_analysis, classification, automation")
+    attempts: list[AttemptView] = Field(description="in time order")
+    actions: list[ActionView]
+    events: list[EventView]
+    escalation: Escalation | None
+    summary: Summary
+
+
+def story(session: Session, tenant: Tenant, external_id: str, *, now: datetime) -> Story | None:
+    """The story of the tenant's record `external_id` (the exception's), or None."""
+    row = session.execute(
+        select(R, Order)
+        .join(Order, (Order.id == R.order_id) & (Order.tenant_id == tenant.id))
+        .where(R.tenant_id == tenant.id, R.external_id == external_id)
+    ).first()
+    if row is None:
+        return None
+    rec, order = row
+    attempts = _attempts(session, tenant.id, rec.id)
+    return Story(
+        tenant=tenant.name,
+        record=_fields(rec, order),
+        stages=stages(rec.enrichment_state or {}),
+        attempts=attempts,
+        actions=_actions(session, tenant.id, rec.id),
+        events=_events(session, tenant.id, rec.id),
+        escalation=_escalation(rec),
+        summary=_summary(rec, attempts, now),
+    )
+
+
+def _fields(rec: R, order: Order) -> RecordFields:
+    return RecordFields(
+        external_id=rec.external_id,
+        reason_code=rec.reason_code,
+        severity=rec.severity,
+        notes=rec.notes,
+        status=rec.status,
+        order_external_id=order.external_id,
+        order_payload=order.payload,
+        order_events=order.events or [],
+        ai_label=rec.ai_label,
+        ai_confidence=rec.ai_confidence,
+        ai_notes=rec.ai_notes,
+        ai_analysis=rec.ai_analysis,
+        ai_resolution=rec.ai_resolution,
+        ai_source=rec.ai_source or {},
+        retry_count=rec.enrichment_retry_count,
+        next_attempt_at=rec.next_attempt_at,
+        enriched_at=rec.enriched_at,
+        created_at=rec.created_at,
+        updated_at=rec.updated_at,
+    )
+
+
+def stages(state: dict[str, Any]) -> list[StageView]:
+    """Each stage of `enrichment_state` in pipeline order, with its share of the error list
+    (entries read "<iso time> <stage>: <error>", see states.with_stage)."""
+    errors = [_split_error(e) for e in state.get("errors", [])]
+    return [
+        StageView(
+            stage=stage,
+            status=stage_status(state, stage),
+            at=_parse_time(state.get(stage, {}).get("at")),
+            error=state.get(stage, {}).get("error"),
+            errors=[StageError(at=at, error=msg) for at, s, msg in errors if s == stage],
+        )
+        for stage in STAGES
+    ]
+
+
+def _split_error(entry: str) -> tuple[datetime | None, str | None, str]:
+    at, _, rest = entry.partition(" ")
+    stage, sep, message = rest.partition(": ")
+    if not sep or stage not in STAGES:
+        return None, None, entry
+    return _parse_time(at), stage, message
+
+
+def _parse_time(raw: str | None) -> datetime | None:
+    try:
+        return datetime.fromisoformat(raw) if raw else None
+    except ValueError:
+        return None
+
+
+def _attempts(session: Session, tenant_id: int, record_id: int) -> list[AttemptView]:
+    A = EnrichmentAttempt
+    rows = session.scalars(
+        select(A)
+        .where(A.tenant_id == tenant_id, A.record_id == record_id)
+        .order_by(A.created_at, A.id)
+    )
+    return [AttemptView.model_validate(a, from_attributes=True) for a in rows]
+
+
+def _actions(session: Session, tenant_id: int, record_id: int) -> list[ActionView]:
+    A = ResolutionAction
+    rows = session.scalars(
+        select(A)
+        .where(A.tenant_id == tenant_id, A.record_id == record_id)
+        .order_by(A.created_at, A.id)
+    )
+    return [ActionView.model_validate(a, from_attributes=True) for a in rows]
+
+
+def _events(session: Session, tenant_id: int, record_id: int) -> list[EventView]:
+    E = OutboxEvent
+    rows = session.scalars(
+        select(E).where(E.tenant_id == tenant_id, E.record_id == record_id).order_by(E.id)
+    )
+    return [_event(e) for e in rows]
+
+
+def _event(e: OutboxEvent) -> EventView:
+    return EventView(
+        id=e.id,
+        webhook_id=outbox.webhook_id(e.id),
+        type=e.type,
+        action_id=e.action_id,
+        status=e.status,
+        attempts=e.attempts,
+        last_error=e.last_error,
+        delivered_at=e.delivered_at,
+        created_at=e.created_at,
+    )
+
+
+def _escalation(rec: R) -> Escalation | None:
+    if rec.escalated_at is None:
+        return None
+    return Escalation(escalated_at=rec.escalated_at, reason=rec.escalation_reason)
+
+
+def state_of(rec: R, now: datetime) -> State:
+    """In progress: claimed (a live lease) and due, so a worker has it or is about to;
+    a record re-enqueued with a backoff countdown is waiting, lease or not."""
+    if rec.enriched_at is not None:
+        return "enriched"
+    if rec.escalated_at is not None:
+        return "escalated"
+    leased = rec.lease_expires_at is not None and rec.lease_expires_at > now
+    return "in progress" if leased and rec.next_attempt_at <= now else "waiting"
+
+
+def _summary(rec: R, attempts: list[AttemptView], now: datetime) -> Summary:
+    ran = [a for a in attempts if a.stage in STAGES]
+    return Summary(
+        state=state_of(rec, now),
+        total_cost_usd=round(sum(a.cost_usd for a in attempts), 6),
+        attempts=len(ran),
+        failed_attempts=sum(a.outcome in FAILED_OUTCOMES for a in ran),
+    )
