@@ -68,9 +68,14 @@ def _ingest(args: argparse.Namespace) -> int:
     for line_no, reason in report.rejected[:50]:
         print(f"line {line_no}: rejected: {reason}", file=sys.stderr)
     print(
-        f"loaded {report.loaded} lines, unchanged {report.unchanged},"
-        f" rejected {len(report.rejected)}"
+        f"created {report.created}, updated {report.updated} (reopened {report.reopened}),"
+        f" unchanged {report.unchanged}, rejected {len(report.rejected)}"
     )
+    if report.not_reenriched:
+        print(
+            f"{report.not_reenriched} updated records were already enriched and keep their"
+            ' result; add "reenrich": true to their lines to re-enrich them'
+        )
     return 0 if not report.rejected else 1
 
 

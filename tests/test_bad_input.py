@@ -229,4 +229,4 @@ def test_the_cli_prints_line_numbers_and_reasons(factory, tmp_path, capsys, monk
     out = capsys.readouterr()
     assert code == 1
     assert "line 2: rejected:" in out.err and "line 3: rejected: unknown tenant" in out.err
-    assert "loaded 1 lines, unchanged 0, rejected 2" in out.out
+    assert "created 1, updated 0 (reopened 0), unchanged 0, rejected 2" in out.out

@@ -13,7 +13,7 @@ from enrichment import cli
 from enrichment.core import db
 from enrichment.core.models import ExceptionRecord, Order, Tenant, utcnow
 from enrichment.core.settings import get_settings
-from enrichment.ingestion import ingest
+from enrichment.ingestion import ingest, write
 from enrichment.tooling import generate
 from tests.conftest import migrate
 from tests.factories import make_tenant
@@ -91,7 +91,7 @@ def test_mixed_file_loads_exactly_the_good_lines(factory, tenant, tmp_path):
     report = ingest.ingest_file(factory, path)
 
     reasons = dict(report.rejected)
-    assert report.loaded == 5
+    assert report.created == 5
     assert sorted(reasons) == [2, 3, 4, 5, 6, 7, 9, 10, 11, 12]
     assert "Invalid JSON" in reasons[2]
     assert "exception.severity" in reasons[3]
@@ -137,12 +137,12 @@ def test_a_race_lost_inside_a_batch_costs_only_that_line(factory, tenant, tmp_pa
         session.flush()
         session.add(ExceptionRecord(tenant_id=tenant, order_id=order.id, external_id="EXC-RACE",
                                     reason_code="X", severity="low"))  # fmt: skip
-    monkeypatch.setattr(ingest, "_stored_exceptions", lambda session, keys: {})
+    monkeypatch.setattr(write, "_stored_exceptions", lambda session, keys: {})
     path = _write(tmp_path / "race.jsonl", [_dump(x) for x in lines])
 
     report = ingest.ingest_file(factory, path)
 
-    assert report.loaded == 2
+    assert report.created == 2
     assert [n for n, _ in report.rejected] == [2]
     assert "duplicate or conflicting row" in report.rejected[0][1]
     assert _counts(factory) == (3, 3)
@@ -158,8 +158,8 @@ def test_unknown_tenants_are_created_only_when_asked(factory, tmp_path):
     refused = ingest.ingest_file(factory, path)
     accepted = ingest.ingest_file(factory, path, create_tenants=True)
 
-    assert refused.loaded == 0 and len(refused.rejected) == 4
-    assert accepted.loaded == 4 and accepted.rejected == []
+    assert refused.created == 0 and len(refused.rejected) == 4
+    assert accepted.created == 4 and accepted.rejected == []
     with factory() as session:
         assert session.scalar(select(Tenant.name)) == "fresh-3pl"
 
@@ -169,7 +169,7 @@ def test_bad_tenant_names_are_rejected_even_with_create(factory, tmp_path):
 
     report = ingest.ingest_file(factory, path, create_tenants=True)
 
-    assert report.loaded == 0
+    assert report.created == 0
     assert "bad tenant name" in report.rejected[0][1]
     assert _counts(factory) == (0, 0)
 
@@ -181,7 +181,7 @@ def test_crlf_and_blank_lines_and_a_bom_are_tolerated(factory, tenant, tmp_path)
 
     report = ingest.ingest_file(factory, path)
 
-    assert report.loaded == 2 and report.rejected == []
+    assert report.created == 2 and report.rejected == []
 
 
 def test_sqlite_loads_five_hundred_records_fast_and_still_rejects_bad_lines(tmp_path):
@@ -197,7 +197,7 @@ def test_sqlite_loads_five_hundred_records_fast_and_still_rejects_bad_lines(tmp_
     report = ingest.ingest_file(factory, path, create_tenants=True)
     elapsed_s = time.perf_counter() - started
 
-    assert report.loaded == 500
+    assert report.created == 500
     assert [n for n, _ in report.rejected] == [251, 502]
     assert elapsed_s < 5.0
     assert _counts(factory) == (500, 500)
@@ -214,7 +214,7 @@ def test_a_nul_character_rejects_its_line_not_the_load(factory, tenant, tmp_path
 
     report = ingest.ingest_file(factory, path)
 
-    assert report.loaded == 1
+    assert report.created == 1
     assert report.rejected[0][0] == 1 and "NUL" in report.rejected[0][1]
     assert _counts(factory) == (1, 1)
 
@@ -262,9 +262,9 @@ def test_replaying_a_file_is_all_unchanged_and_writes_nothing(
     code, out = _run_cli(factory, path, monkeypatch, capsys)
 
     # Then every line is unchanged, nothing is rejected or written, and the CLI exits 0
-    assert (first.loaded, first.unchanged, first.rejected) == (30, 0, [])
-    assert (replay.loaded, replay.unchanged, replay.rejected) == (0, 30, [])
-    assert code == 0 and "loaded 0 lines, unchanged 30, rejected 0" in out
+    assert (first.created, first.updated, first.unchanged, first.rejected) == (30, 0, 0, [])
+    assert (replay.created, replay.updated, replay.unchanged, replay.rejected) == (0, 0, 30, [])
+    assert code == 0 and "created 0, updated 0 (reopened 0), unchanged 30, rejected 0" in out
     assert (_counts(factory), _stamps(factory)) == before == ((28, 30), before[1])
 
 
@@ -290,7 +290,7 @@ def test_a_second_exception_on_a_known_order_joins_it_and_merges_events(factory,
 
     # Then it is stored on the same order, whose payload is the new one and whose events
     # are merged, deduplicated and in time order
-    assert (report.loaded, report.unchanged, report.rejected) == (1, 0, [])
+    assert (report.created, report.updated, report.unchanged, report.rejected) == (1, 0, 0, [])
     assert _counts(factory) == (1, 2)
     with factory() as session:
         order = session.scalar(select(Order))
@@ -306,33 +306,45 @@ def test_a_second_exception_on_a_known_order_joins_it_and_merges_events(factory,
     ]
 
 
-def test_a_changed_exception_line_is_rejected_naming_the_field(factory, tenant, tmp_path):
+def test_a_changed_exception_line_updates_its_record(factory, tenant, tmp_path):
+    # Given a stored line, not enriched yet
+    line = _lines(1)[0]
+    ingest.ingest_file(factory, _write(tmp_path / "a.jsonl", [_dump(line)]))
+
+    # When the same exception comes again with another severity and a newer order payload
+    severity = "low" if line["exception"]["severity"] != "low" else "critical"
+    changed = _with(line, "exception.severity", severity)
+    changed = _with(changed, "order.payload.financial_status", "refunded")
+    report = ingest.ingest_file(factory, _write(tmp_path / "b.jsonl", [_dump(changed)]))
+    replay = ingest.ingest_file(factory, _write(tmp_path / "c.jsonl", [_dump(changed)]))
+
+    # Then it is updated in place (no new rows, nothing reopened), and a replay is unchanged
+    assert (report.created, report.updated, report.reopened, report.rejected) == (0, 1, 0, [])
+    assert (replay.updated, replay.unchanged) == (0, 1)
+    assert _counts(factory) == (1, 1)
+    with factory() as session:
+        record = session.scalar(select(ExceptionRecord))
+        order = session.get(Order, record.order_id)
+    assert record.severity == severity and order.payload["financial_status"] == "refunded"
+
+
+def test_an_exception_never_moves_to_another_order(factory, tenant, tmp_path):
     # Given a stored line
     line = _lines(1)[0]
     ingest.ingest_file(factory, _write(tmp_path / "a.jsonl", [_dump(line)]))
     before = (_counts(factory), _stamps(factory))
 
-    # When the same exception comes again with another severity, on another order, or with
-    # another order payload (one file each: a file may name an exception only once)
-    severity = "low" if line["exception"]["severity"] != "low" else "critical"
-    variants = {
-        "exception.severity": _with(line, "exception.severity", severity),
-        "order.external_id": _with(line, "order.external_id", "ORD-SOMEWHERE-ELSE"),
-        "order.payload": _with(line, "order.payload.financial_status", "refunded"),
-    }
-    reports = {
-        name: ingest.ingest_file(factory, _write(tmp_path / f"{name}.jsonl", [_dump(changed)]))
-        for name, changed in variants.items()
-    }
+    # When the same exception comes again on another order
+    moved = _with(line, "order.external_id", "ORD-SOMEWHERE-ELSE")
+    report = ingest.ingest_file(factory, _write(tmp_path / "b.jsonl", [_dump(moved)]))
 
-    # Then each line is rejected with the first differing field, and nothing is written
-    ext = line["exception"]["external_id"]
-    for name, report in reports.items():
-        assert (report.loaded, report.unchanged, len(report.rejected)) == (0, 0, 1)
-        line_no, reason = report.rejected[0]
-        assert line_no == 1 and reason.startswith(
-            f"exception {ext!r} is already stored with different content: {name}"
-        )
+    # Then the line is rejected naming both orders, and nothing is written
+    ext, was = line["exception"]["external_id"], line["order"]["external_id"]
+    assert (report.created, report.updated, report.unchanged) == (0, 0, 0)
+    assert report.rejected == [
+        (1, f"exception {ext!r} is stored on order {was!r};"
+            " it cannot move to order 'ORD-SOMEWHERE-ELSE'")
+    ]  # fmt: skip
     assert (_counts(factory), _stamps(factory)) == before
 
 
@@ -349,10 +361,41 @@ def test_two_exceptions_for_one_order_in_one_file_both_load(factory, tenant, tmp
     report = ingest.ingest_file(factory, path)
 
     # Then both exceptions land on one order holding both events; the repeat is rejected
-    assert report.loaded == 2 and [n for n, _ in report.rejected] == [3]
+    assert report.created == 2 and [n for n, _ in report.rejected] == [3]
     assert "duplicate exception external_id 'EXC-SECOND': first on line 2" in report.rejected[0][1]
     assert _counts(factory) == (1, 2)
     assert _orphans(factory) == 0
     with factory() as session:
         order = session.scalar(select(Order))
     assert [e["type"] for e in order.events] == ["pick_delayed", "delayed"]
+
+
+def test_a_file_line_reopens_an_enriched_record_only_with_reenrich(
+    factory, tenant, tmp_path, monkeypatch, capsys
+):
+    # Given an enriched record loaded from a file
+    line = _lines(1)[0]
+    ingest.ingest_file(factory, _write(tmp_path / "a.jsonl", [_dump(line)]))
+    with factory.begin() as session:
+        record = session.scalar(select(ExceptionRecord))
+        record.ai_label, record.ai_confidence, record.enriched_at = "OTHER", 0.9, utcnow()
+
+    # When a changed line comes without reenrich (through the CLI), then with it
+    changed = _with(line, "exception.notes", "the customer called again")
+    code, out = _run_cli(factory, _write(tmp_path / "b.jsonl", [_dump(changed)]), monkeypatch,
+                         capsys)  # fmt: skip
+    kept = _stored_ai(factory)
+    again = _with(_with(changed, "exception.notes", "and again"), "reenrich", True)
+    report = ingest.ingest_file(factory, _write(tmp_path / "c.jsonl", [_dump(again)]))
+
+    # Then the first keeps the result and says how to re-enrich; the second reopens it
+    assert code == 0 and "created 0, updated 1 (reopened 0), unchanged 0, rejected 0" in out
+    assert '"reenrich": true' in out and kept == ("OTHER", True)
+    assert (report.updated, report.reopened, report.rejected) == (1, 1, [])
+    assert _stored_ai(factory) == (None, False)
+
+
+def _stored_ai(factory) -> tuple:
+    with factory() as session:
+        record = session.scalar(select(ExceptionRecord))
+    return record.ai_label, record.enriched_at is not None

@@ -1,12 +1,16 @@
 """Decide what one batch of valid lines writes, before anything is written.
 
-Pure: it takes the lines and what is already stored, and returns a `Plan`. A line whose
-exception is new is written (its order inserted, or merged into the stored one); a line
-already stored with the same content is `unchanged`; a line whose exception is stored with
-different content is rejected, naming the first field that differs.
+Pure: it takes the lines and what is already stored, and returns a `Plan`. Per line:
+- its exception is new: `created` (its order inserted, or merged into the stored one);
+- its exception is stored on another order: `rejected` (an exception never moves);
+- its exception is stored and its inputs differ (reason code, severity, notes, true label,
+  its order's payload or events): `updated`. A record already enriched or escalated is
+  reopened for re-enrichment only when the line says `"reenrich": true`;
+- otherwise `unchanged`, so replaying a feed writes nothing.
 
-Orders merge the way a feed means them: the payload is replaced by the newest line's, and
-events are merged with the stored ones, deduplicated by (source, type, at), in time order.
+Orders merge the way a feed means them: the payload is replaced by the batch's last line's
+for that order (an earlier line's older snapshot is superseded, not a change), and events
+are merged with the stored ones, deduplicated by (source, type, at), in time order.
 """
 
 from __future__ import annotations
@@ -15,36 +19,27 @@ import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from enrichment.ingestion.ingest import LineIn
+from enrichment.ingestion.lines import Good, Key, shown
 
-Key = tuple[int, str]  # (tenant_id, external_id)
+CREATED, UPDATED, UNCHANGED, REJECTED = "created", "updated", "unchanged", "rejected"
+NOT_REENRICHED = (
+    "inputs stored; the record was already enriched, so it is not re-enriched"
+    ' (send "reenrich": true to re-enrich it)'
+)
 
 
 @dataclass(frozen=True)
-class Good:
-    """A line that passed validation, with its tenant resolved."""
+class ItemResult:
+    """What became of one line or item; `pos` as in `Good`."""
 
-    line_no: int
-    line: LineIn
-    tenant_id: int
-
-    @property
-    def order_key(self) -> Key:
-        return self.tenant_id, self.line.order.external_id
-
-    @property
-    def exception_key(self) -> Key:
-        return self.tenant_id, self.line.exception.external_id
-
-    def events(self) -> list[dict[str, Any]]:
-        return [e.model_dump(mode="json") for e in self.line.order.events]
-
-    def reference_label(self) -> str | None:
-        label = self.line.exception.true_label
-        return str(label) if label else None
+    pos: int
+    result: str
+    external_id: str | None = None
+    field: str | None = None
+    reason: str | None = None
+    reopened: bool = False
 
 
 @dataclass
@@ -52,6 +47,18 @@ class StoredOrder:
     id: int
     payload: dict[str, Any]
     events: list[dict[str, Any]]
+
+
+@dataclass
+class StoredException:
+    """A stored exception as a line is compared with it; `result` is its AI result (JSON-safe)
+    and `finished` whether it was enriched or escalated."""
+
+    id: int
+    order_external_id: str
+    inputs: dict[str, Any]  # reason_code, severity, notes, reference_label
+    finished: bool
+    result: dict[str, Any]
 
 
 @dataclass
@@ -66,13 +73,36 @@ class OrderWrite:
 
 
 @dataclass
+class RecordUpdate:
+    """A stored exception whose inputs change; `field` is the first input that differs."""
+
+    good: Good
+    stored: StoredException
+    field: str
+    reopen: bool
+
+    def result(self) -> ItemResult:
+        kept = self.stored.finished and not self.reopen
+        ext = self.good.line.exception.external_id
+        reason = NOT_REENRICHED if kept else None
+        return ItemResult(self.good.pos, UPDATED, ext, self.field, reason, self.reopen)
+
+
+@dataclass
 class Plan:
     new: list[Good] = field(default_factory=list)
-    unchanged: list[int] = field(default_factory=list)
-    rejected: list[tuple[int, str]] = field(default_factory=list)
+    updates: list[RecordUpdate] = field(default_factory=list)
+    # Lines that write nothing: unchanged or rejected.
+    settled: list[ItemResult] = field(default_factory=list)
     orders: dict[Key, OrderWrite] = field(default_factory=dict)
-    # Every order a new line attaches to that is already stored: key -> id.
+    # Every stored order a written line attaches to: key -> id.
     order_ids: dict[Key, int] = field(default_factory=dict)
+
+    def results(self) -> list[ItemResult]:
+        """Every line's result, in input order, once the plan is written."""
+        created = [ItemResult(g.pos, CREATED, g.line.exception.external_id) for g in self.new]
+        done = [*created, *(u.result() for u in self.updates), *self.settled]
+        return sorted(done, key=lambda r: r.pos)
 
 
 def _event_key(event: Mapping[str, Any]) -> tuple[str, str, datetime | str]:
@@ -102,94 +132,78 @@ def _covers(events: list[dict[str, Any]], line_events: list[dict[str, Any]]) -> 
     return all(_event_key(e) in have for e in line_events)
 
 
-def _shown(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+def changed_field(
+    good: Good, stored: StoredException, order: StoredOrder | None, *, last: bool
+) -> str | None:
+    """The first input of `good` that differs from what is stored, or None.
 
-
-def _differs(ext: str, name: str, stored: Any = None, line: Any = None) -> str:
-    detail = f" (stored {_shown(stored)}, line {_shown(line)})" if stored or line else ""
-    return f"exception {ext!r} is already stored with different content: {name}{detail}"
-
-
-def exception_difference(stored: Mapping[str, Any], good: Good) -> str | None:
-    """Why `good` is not the stored exception (first differing field), or None if it is."""
+    `last`: whether `good` is its batch's last line for its order (only that one's payload
+    is written; an earlier line's payload is superseded, so it is no change)."""
     exc = good.line.exception
-    pairs = {
-        "order.external_id": (stored["order_external_id"], good.line.order.external_id),
-        "exception.reason_code": (stored["reason_code"], exc.reason_code),
-        "exception.severity": (stored["severity"], exc.severity),
-        "exception.notes": (stored["notes"], exc.notes),
-        "exception.true_label": (stored["reference_label"], good.reference_label()),
-    }
-    for name, (was, now) in pairs.items():
-        if was != now:
-            shown = (None, None) if name == "exception.notes" else (was, now)
-            return _differs(exc.external_id, name, *shown)
+    lines = (exc.reason_code, exc.severity, exc.notes, good.reference_label())
+    names = ("reason_code", "severity", "notes", "reference_label")
+    for name, now in zip(names, lines, strict=True):
+        if stored.inputs[name] != now:
+            return "exception.true_label" if name == "reference_label" else f"exception.{name}"
+    if order is None or (last and order.payload != good.line.order.payload):
+        return "order.payload"
+    if not _covers(order.events, good.events):
+        return "order.events"
     return None
 
 
-def _target(key: Key, lines: list[Good], stored: StoredOrder | None) -> OrderWrite:
-    """The order as the batch's new lines leave it: last payload, all events merged."""
-    events = list(stored.events) if stored else []
-    for good in lines:
-        events = merge_events(events, good.events())
-    write = OrderWrite(key[0], key[1], lines[-1].line.order.payload, events)
-    write.id = stored.id if stored else None
-    return write
+def _moved(good: Good, stored: StoredException) -> ItemResult:
+    ext, to = good.line.exception.external_id, good.line.order.external_id
+    reason = (
+        f"exception {ext!r} is stored on order {shown(stored.order_external_id)};"
+        f" it cannot move to order {shown(to)}"
+    )
+    return ItemResult(good.pos, REJECTED, ext, "order.external_id", reason)
 
 
-def _order_writes(plan: Plan, orders: Mapping[Key, StoredOrder]) -> None:
+def _order_writes(plan: Plan, lines: list[Good], orders: Mapping[Key, StoredOrder]) -> None:
+    """The orders as `lines` (in input order) leave them: last payload, all events merged."""
     grouped: dict[Key, list[Good]] = {}
-    for good in plan.new:
+    for good in lines:
         grouped.setdefault(good.order_key, []).append(good)
-    for key, lines in grouped.items():
+    for key, group in grouped.items():
         stored = orders.get(key)
-        write = _target(key, lines, stored)
+        events = merge_events(stored.events if stored else [], [e for g in group for e in g.events])
+        payload = group[-1].line.order.payload
         if stored is not None:
             plan.order_ids[key] = stored.id
-            if (write.payload, write.events) == (stored.payload, stored.events):
+            if (payload, events) == (stored.payload, stored.events):
                 continue
-        plan.orders[key] = write
-
-
-def _order_difference(good: Good, final: OrderWrite | StoredOrder, superseded: bool) -> str | None:
-    ext = good.line.exception.external_id
-    if not _covers(final.events, good.events()):
-        return _differs(ext, "order.events")
-    # An older snapshot of the order is fine when a later line in the batch replaces it.
-    if not superseded and final.payload != good.line.order.payload:
-        return _differs(ext, "order.payload")
-    return None
-
-
-def _settle_same(plan: Plan, same: list[Good], orders: Mapping[Key, StoredOrder]) -> None:
-    """Lines whose exception is stored unchanged: unchanged if their order is too."""
-    last = {g.order_key: g.line_no for g in sorted([*plan.new, *same], key=lambda g: g.line_no)}
-    for good in same:
-        final = plan.orders.get(good.order_key) or orders[good.order_key]
-        reason = _order_difference(good, final, last[good.order_key] != good.line_no)
-        if reason:
-            plan.rejected.append((good.line_no, reason))
-        else:
-            plan.unchanged.append(good.line_no)
+        plan.orders[key] = OrderWrite(*key, payload, events, stored.id if stored else None)
 
 
 def plan_batch(
     lines: list[Good],
-    exceptions: Mapping[Key, Mapping[str, Any]],
+    exceptions: Mapping[Key, StoredException],
     orders: Mapping[Key, StoredOrder],
 ) -> Plan:
-    """What `lines` write, given the stored `exceptions` and `orders` they name."""
-    plan, same = Plan(), []
+    """What `lines` (in input order) write, given the stored `exceptions` and `orders`."""
+    plan, known = Plan(), []
     for good in lines:
         stored = exceptions.get(good.exception_key)
         if stored is None:
             plan.new.append(good)
-        elif reason := exception_difference(stored, good):
-            plan.rejected.append((good.line_no, reason))
+        elif stored.order_external_id != good.line.order.external_id:
+            plan.settled.append(_moved(good, stored))
         else:
-            same.append(good)
-    _order_writes(plan, orders)
-    _settle_same(plan, same, orders)
+            known.append((good, stored))
+    accepted = sorted([*plan.new, *(g for g, _ in known)], key=lambda g: g.pos)
+    last = {g.order_key: g.pos for g in accepted}
+    for good, stored in known:
+        order = orders.get(good.order_key)
+        name = changed_field(good, stored, order, last=last[good.order_key] == good.pos)
+        if name is None:
+            ext = good.line.exception.external_id
+            plan.settled.append(ItemResult(good.pos, UNCHANGED, ext))
+        else:
+            reopen = stored.finished and good.line.reenrich
+            plan.updates.append(RecordUpdate(good, stored, name, reopen))
+    # Unchanged lines change no order: their events are stored and their payload is the
+    # stored one or superseded. They still count for which line's payload is last.
+    _order_writes(plan, accepted, orders)
     return plan

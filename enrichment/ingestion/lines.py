@@ -1,0 +1,206 @@
+"""One record in: the line format, validated strictly, for a JSONL file and the API alike.
+
+A line (or an API item) is one exception with its order. Validation is strict Pydantic on
+the JSON text (so "3" is not an int and an unknown key is a mistake); a file line and an API
+item go through the same `_validate`, so they share every limit and every message. A mistake
+is a `LineError` carrying the one-line reason and, where one field is to blame, its dotted
+path ("exception.severity", "order.events.0.at").
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC
+from functools import cached_property
+from typing import Any, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_serializer,
+    field_validator,
+)
+
+from enrichment.core import tenants
+from enrichment.core.taxonomy import Label
+
+# A line longer than this is refused before parsing (bytes): no one record is this big.
+MAX_LINE_BYTES = 2_000_000
+MAX_NOTES_CHARS = 10_000
+MAX_EVENTS = 500
+
+Key = tuple[int, str]  # (tenant_id, external_id)
+
+
+class LineError(ValueError):
+    """Why one line or item is refused: `str()` is the reason, `field` the path to blame."""
+
+    def __init__(self, reason: str, field: str | None = None) -> None:
+        super().__init__(reason)
+        self.field = field
+
+
+class _Strict(BaseModel):
+    # strict: "3" is not an int and 1 is not a string; unknown keys are a mistake.
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class EventIn(_Strict):
+    source: Literal["wms", "carrier", "payment", "system"]
+    type: str = Field(min_length=1, max_length=64)
+    at: AwareDatetime
+    detail: str = Field(default="", max_length=2000)
+
+    @field_serializer("at")
+    def _utc(self, at: AwareDatetime) -> str:
+        return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+class OrderIn(_Strict):
+    external_id: str = Field(min_length=1, max_length=128)
+    # The Shopify-like payload is the source system's own shape: kept as given.
+    payload: dict[str, Any]
+    events: list[EventIn] = Field(default_factory=list, max_length=MAX_EVENTS)
+
+
+class ExceptionIn(_Strict):
+    external_id: str = Field(min_length=1, max_length=128)
+    reason_code: str = Field(min_length=1, max_length=64)
+    severity: Literal["low", "medium", "high", "critical"]
+    notes: str | None = Field(default=None, max_length=MAX_NOTES_CHARS)
+    # Ground truth for evaluation only; stored as reference_label, read by no stage.
+    true_label: Label | None = None
+
+
+class LineIn(_Strict):
+    tenant: str = Field(max_length=63)
+    order: OrderIn
+    exception: ExceptionIn
+    # Re-enrich an already enriched (or escalated) record whose inputs this line changes.
+    reenrich: bool = False
+
+    @field_validator("tenant")
+    @classmethod
+    def _tenant_name(cls, name: str) -> str:
+        return tenants.validate_name(name)
+
+
+@dataclass(frozen=True)
+class Good:
+    """A line that passed validation, with its tenant resolved. `pos` is its place in the
+    input: the 1-based line number of a file, the 0-based index of an API item."""
+
+    pos: int
+    line: LineIn
+    tenant_id: int
+
+    @property
+    def order_key(self) -> Key:
+        return self.tenant_id, self.line.order.external_id
+
+    @property
+    def exception_key(self) -> Key:
+        return self.tenant_id, self.line.exception.external_id
+
+    @cached_property
+    def events(self) -> list[dict[str, Any]]:
+        """The order's events as stored (UTC "...Z" times); computed once per line."""
+        return [e.model_dump(mode="json") for e in self.line.order.events]
+
+    def reference_label(self) -> str | None:
+        label = self.line.exception.true_label
+        return str(label) if label else None
+
+
+def shown(value: Any) -> str:
+    """`value` for a message: repr, cut to 40 characters."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _describe(exc: ValidationError) -> LineError:
+    """The first few errors as `field.path: message`, short enough for a terminal."""
+    errors = exc.errors(include_url=False)
+    parts = []
+    for err in errors[:3]:
+        loc = ".".join(str(p) for p in err["loc"])
+        parts.append(f"{loc}: {err['msg']}" if loc else err["msg"])
+    more = exc.error_count() - 3
+    first = ".".join(str(p) for p in errors[0]["loc"]) if errors else ""
+    return LineError("; ".join(parts) + (f" (+{more} more)" if more > 0 else ""), first or None)
+
+
+def _check_size(raw: bytes) -> None:
+    if len(raw) > MAX_LINE_BYTES:
+        raise LineError(f"line is {len(raw)} bytes, over the {MAX_LINE_BYTES} byte limit")
+
+
+def _validate(raw: bytes, text: str) -> LineIn:
+    _check_size(raw)
+    if "\\u0000" in text:
+        # PostgreSQL text and jsonb cannot hold NUL: refuse it here, not as a failed INSERT.
+        raise LineError("contains a NUL character (\\u0000), which cannot be stored")
+    try:
+        return LineIn.model_validate_json(text)
+    except ValidationError as exc:
+        raise _describe(exc) from None
+
+
+def parse_line(raw: bytes, line_no: int) -> LineIn:
+    """One file line validated; raises LineError with a readable reason."""
+    _check_size(raw)  # before decoding a huge line
+    if line_no == 1:
+        raw = raw.removeprefix(b"\xef\xbb\xbf")  # a BOM from spreadsheet exports
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise LineError(f"invalid UTF-8 at byte {exc.start}") from None
+    return _validate(raw, text)
+
+
+def parse_item(item: Any, tenant: str) -> LineIn:
+    """One API item (already decoded JSON) validated as the line it stands for: the tenant
+    comes from the path; an item that names another tenant is refused."""
+    if not isinstance(item, dict):
+        raise LineError("an item must be a JSON object")
+    named = item.get("tenant", tenant)
+    if named != tenant:
+        raise LineError(f"tenant {shown(named)} is not the path's tenant {tenant!r}", "tenant")
+    try:
+        # Back to JSON text: strict validation reads datetimes from JSON strings only.
+        text = json.dumps({**item, "tenant": tenant}, ensure_ascii=False)
+        raw = text.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate escape such as "\ud800"
+        raise LineError(f"invalid Unicode (a lone surrogate) at character {exc.start}") from None
+    except (RecursionError, ValueError):
+        raise LineError("nested too deeply to be a record") from None
+    return _validate(raw, text)
+
+
+def external_id_of(item: Any) -> str | None:
+    """The exception external id an item names, if it names a usable one (for answers)."""
+    exc = item.get("exception") if isinstance(item, dict) else None
+    ext = exc.get("external_id") if isinstance(exc, dict) else None
+    return ext if isinstance(ext, str) and 0 < len(ext) <= 128 else None
+
+
+class Seen:
+    """Exception ids already taken in this input: one input may name an exception only once
+    (one order may carry several exceptions, so order ids may repeat)."""
+
+    def __init__(self, unit: str) -> None:
+        self.unit = unit  # "line" or "item": how a message points at the first one
+        self.first: dict[Key, int] = {}
+
+    def check(self, good: Good) -> None:
+        if (first := self.first.get(good.exception_key)) is not None:
+            ext = good.line.exception.external_id
+            raise LineError(
+                f"duplicate exception external_id {ext!r}: first on {self.unit} {first}",
+                "exception.external_id",
+            )
+        self.first[good.exception_key] = good.pos
