@@ -32,6 +32,7 @@ app = FastAPI(
 )
 app.mount(SWAGGER_ASSETS, StaticFiles(directory=str(swagger_ui_path)), name="swagger-ui")
 app.include_router(monitoring.router)
+app.include_router(monitoring.metrics_router)
 app.include_router(processing.router)
 app.include_router(records.router)
 app.include_router(story.router)

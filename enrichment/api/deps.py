@@ -24,6 +24,7 @@ TenantName = Annotated[
     Path(
         pattern=tenants.TENANT_NAME.pattern,
         description="tenant name: 1-63 lowercase letters, digits and '-'",
+        openapi_examples={"demo": {"summary": "the tenant `make demo` makes", "value": "demo-3pl"}},
     ),
 ]
 
@@ -34,11 +35,63 @@ class Problem(BaseModel):
     detail: str
 
 
+# Every 401 says how to authenticate (RFC 9110 §11.6.1); the contract test holds it to that.
+CHALLENGE = {
+    "WWW-Authenticate": {
+        "description": "send the key as a bearer token",
+        "required": True,
+        "schema": {"type": "string", "enum": ["Bearer"]},
+    }
+}
 # The answers every tenant route can give besides its own; each router declares them.
 TENANT_RESPONSES: dict[int | str, dict] = {
-    401: {"model": Problem, "description": "missing or unknown bearer API key"},
+    401: {
+        "model": Problem,
+        "description": "missing or unknown bearer API key",
+        "headers": CHALLENGE,
+    },
     404: {"model": Problem, "description": "not found, or another tenant's (keys open one tenant)"},
 }
+
+
+class FieldError(BaseModel):
+    """One of FastAPI's request validation errors (it adds `input` and `ctx`)."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class Unprocessable(BaseModel):
+    """A 422: the route's own one line, or FastAPI's list of field errors."""
+
+    detail: str | list[FieldError]
+
+
+# For a route that raises its own 422 as well: declaring 422 replaces the HTTPValidationError
+# FastAPI documents by itself, so the declared answer must cover both shapes.
+UNPROCESSABLE: dict[int | str, dict] = {
+    422: {"model": Unprocessable, "description": "a parameter or the body is not valid"}
+}
+# For a route with a JSON body that FastAPI parses: a body that is not UTF-8 gets its 400.
+UNREADABLE_BODY: dict[int | str, dict] = {
+    400: {"model": Problem, "description": "the body could not be read (not UTF-8)"}
+}
+
+
+def as_json(responses: dict[int | str, dict]) -> dict[int | str, dict]:
+    """The same responses with each model spelled out as an application/json body.
+
+    For routes whose own media type is not JSON: FastAPI files an additional response's model
+    under the route's media type, so an HTML route would claim its JSON errors are HTML."""
+    spelled = {}
+    for code, response in responses.items():
+        response = dict(response)
+        model = response.pop("model", None)
+        if model is not None:
+            response["content"] = {"application/json": {"schema": model.model_json_schema()}}
+        spelled[code] = response
+    return spelled
 
 
 def app_settings() -> Settings:

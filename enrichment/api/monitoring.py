@@ -1,4 +1,7 @@
-"""Monitoring routes: a tenant's health, report (JSON and HTML), backlog; Prometheus."""
+"""Monitoring routes: a tenant's health, report (JSON and HTML), backlog; Prometheus.
+
+`router` holds the tenant routes (401/404 documented on each); `metrics_router` holds
+/metrics, which belongs to no tenant and never answers 404."""
 
 from __future__ import annotations
 
@@ -7,11 +10,22 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import HTMLResponse, Response
 
-from enrichment.api.deps import AppSettings, AuthTenant, DbSession, SessionFactory, metrics_auth
+from enrichment.api.deps import (
+    CHALLENGE,
+    TENANT_RESPONSES,
+    AppSettings,
+    AuthTenant,
+    DbSession,
+    Problem,
+    SessionFactory,
+    as_json,
+    metrics_auth,
+)
 from enrichment.core.models import utcnow
 from enrichment.monitoring import prom, report_html, reports
 
-router = APIRouter()
+router = APIRouter(responses=TENANT_RESPONSES)
+metrics_router = APIRouter()
 Hours = Annotated[float, Query(gt=0, le=720, description="trend window, hours")]
 
 
@@ -24,7 +38,10 @@ def health(tenant: AuthTenant, s: DbSession, settings: AppSettings) -> reports.H
 @router.get(
     "/api/enrichment/report/{tenant}.html",
     response_class=HTMLResponse,
-    responses={200: {"content": {"text/html": {}}, "description": "the report page"}},
+    responses={
+        200: {"content": {"text/html": {}}, "description": "the report page"},
+        **as_json(TENANT_RESPONSES),
+    },
 )
 def report_page(
     tenant: AuthTenant, s: DbSession, settings: AppSettings, hours: Hours = 24.0
@@ -54,11 +71,27 @@ def backlog(
     return reports.backlog(s, tenant, now=utcnow(), limit=limit)
 
 
-@router.get(
+METRICS_RESPONSES: dict[int | str, dict] = {
+    200: {"content": {"text/plain": {}}, "description": "Prometheus text format"},
+    401: {
+        "model": Problem,
+        "description": "ENRICHMENT_METRICS_TOKEN is set and the request lacks that bearer token",
+        "headers": CHALLENGE,
+    },
+}
+# The bearer token is wanted only when ENRICHMENT_METRICS_TOKEN is set, so the scheme is
+# optional. FastAPI declares [{"HTTPBearer": []}] from the dependency and appends
+# openapi_extra's list to it: "bearer, or nothing". Bearer alone would be untrue of an open
+# deployment (schemathesis' ignored_auth check catches exactly that).
+OPTIONAL_BEARER = {"security": [{}]}
+
+
+@metrics_router.get(
     "/metrics",
     response_class=Response,
     dependencies=[Depends(metrics_auth)],
-    responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
+    responses=METRICS_RESPONSES,
+    openapi_extra=OPTIONAL_BEARER,
 )
 def metrics(factory: SessionFactory) -> Response:
     """The latest snapshot of every tenant, in the Prometheus text format."""

@@ -6,11 +6,21 @@ import structlog
 from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel
 
-from enrichment.api.deps import AppSettings, AuthTenant, Enqueue, SessionFactory
+from enrichment.api.deps import (
+    TENANT_RESPONSES,
+    AppSettings,
+    AuthTenant,
+    Enqueue,
+    Problem,
+    SessionFactory,
+)
 from enrichment.core.selection import claim_due
 
 log = structlog.get_logger(__name__)
-router = APIRouter()
+router = APIRouter(responses=TENANT_RESPONSES)
+BROKER_DOWN = {
+    503: {"model": Problem, "description": "claimed, but the broker refused the enqueue"}
+}
 
 
 class ProcessResult(BaseModel):
@@ -19,7 +29,9 @@ class ProcessResult(BaseModel):
     enqueued: int
 
 
-@router.post("/api/enrichment/process/{tenant}", response_model=ProcessResult)
+@router.post(
+    "/api/enrichment/process/{tenant}", response_model=ProcessResult, responses=BROKER_DOWN
+)
 def process(
     tenant: AuthTenant, factory: SessionFactory, settings: AppSettings, enqueue: Enqueue
 ) -> ProcessResult:
