@@ -7,6 +7,7 @@ from enrichment.core.settings import Settings
 
 def schedule(settings: Settings) -> dict:
     monitor_s = settings.monitor.interval_s
+    deliver_s = settings.webhooks.interval_s
     return {
         "sweep": {
             "task": "enrichment.sweep",
@@ -18,5 +19,11 @@ def schedule(settings: Settings) -> dict:
             "task": "enrichment.monitor",
             "schedule": monitor_s,
             "options": {"expires": monitor_s},
+        },
+        # The backstop: events whose push was lost, or whose retry came due.
+        "deliver": {
+            "task": "enrichment.deliver",
+            "schedule": deliver_s,
+            "options": {"expires": deliver_s},
         },
     }

@@ -63,15 +63,16 @@ def make_app(settings: Settings) -> Celery:
         # structlog writes to stderr itself; keep Celery from re-wrapping it.
         worker_redirect_stdouts=False,
         worker_hijack_root_logger=False,
-        # The monitor gets its own queue: behind a deep backlog of stage messages it would
-        # otherwise expire before a worker reached it. Workers consume both queues in turn.
+        # The monitor and delivery get their own queue: behind a deep backlog of stage
+        # messages they would otherwise expire before a worker reached them (and decisions
+        # would wait for the backlog to reach their receivers). Workers consume both in turn.
         # The sweep stays behind the backlog on purpose: while the queue is deep it does not
         # claim more (and so does not let leases run out on records nobody has reached).
         task_queues=(
             Queue("celery", routing_key="celery"),
             Queue("control", routing_key="control"),
         ),
-        task_routes={"enrichment.monitor": {"queue": "control"}},
+        task_routes={t: {"queue": "control"} for t in ("enrichment.monitor", "enrichment.deliver")},
         task_serializer="json",
         accept_content=["json"],
         timezone="UTC",

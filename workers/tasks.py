@@ -10,11 +10,14 @@ from celery import Task, chain, signals
 
 from enrichment.core import db, pipeline, selection, tenants
 from enrichment.core.settings import get_settings
+from enrichment.delivery import deliver
 from enrichment.monitoring import monitor, notify
 from enrichment.providers import Provider, make_provider
 from workers.app import app
 
 log = structlog.get_logger(__name__)
+# Outcomes whose write carried outbox events.
+DECIDED = ("done", "escalated")
 
 
 class EnrichmentTask(Task):
@@ -85,6 +88,10 @@ def _stage(task: EnrichmentTask, stage: str, record_id: int, lease_token: str) -
         task.request.chain = None
     if outcome.kind == "retry":
         enqueue_chain(record_id, outcome.lease_token, outcome.countdown_s)
+    if outcome.kind in DECIDED:
+        # The decision and its events are committed: push them now. Cheap to lose: an
+        # expired or lost message leaves the events to beat's backstop delivery.
+        deliver_task.apply_async(expires=task.settings.webhooks.interval_s)
     return outcome.kind
 
 
@@ -145,6 +152,31 @@ def monitor_task(self) -> int:
     deliveries = notify.run_alerts(self.sessions, snapshots, settings)
     log.info("monitor.done", tenants=len(snapshots), notified=len(deliveries))
     return len(snapshots)
+
+
+@app.task(base=EnrichmentTask, bind=True, name="enrichment.deliver")
+def deliver_task(self, tenant: str | None = None) -> int:
+    """POST due outbox events to their tenants' webhooks (all tenants, or one by name)."""
+    if not self.known_tenant(tenant):
+        return 0
+    with self.sessions() as session:
+        tenant_id = _tenant_id(session, tenant)
+    report = deliver.deliver_due(self.sessions, self.settings.webhooks, tenant_id=tenant_id)
+    if report.rounds:
+        log.info("deliver.done", tenant=tenant, **vars(report))
+    return report.delivered
+
+
+@app.task(base=EnrichmentTask, bind=True, name="enrichment.redeliver")
+def redeliver_task(self, tenant: str) -> int:
+    """Make a tenant's dead and stopped events pending again (attempts 0) and send them now."""
+    if not self.known_tenant(tenant):
+        return 0
+    with self.sessions.begin() as session:
+        reset = deliver.redeliver(session, _tenant_id(session, tenant))
+    log.info("redeliver.reset", tenant=tenant, reset=reset)
+    deliver_task.delay(tenant)
+    return reset
 
 
 def _tenant_id(session, tenant: str | None) -> int | None:
