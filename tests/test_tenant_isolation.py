@@ -30,7 +30,10 @@ BODIES = {
             }
         ]
     },
-    ("POST", "/api/enrichment/actions/{t}/{action_id}?limit=500"): {"outcome": "done", "note": "ok"},
+    ("POST", "/api/enrichment/actions/{t}/{action_id}?limit=500"): {
+        "outcome": "done",
+        "note": "ok",
+    },
 }
 
 
