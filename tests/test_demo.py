@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select
 
 from enrichment.core import db, tenants
-from enrichment.core.models import ExceptionRecord, MetricSnapshot, Tenant
+from enrichment.core.models import ExceptionRecord, MetricSnapshot, OutboxEvent, Tenant
 from enrichment.tooling.processes import ROOT, scrubbed_env
 
 pytestmark = pytest.mark.slow
@@ -52,6 +52,14 @@ def test_demo_runs_to_completion_on_the_embedded_default(tmp_path):
     assert "worker and beat stopped" in first
     assert "all 5 records terminal" in second
 
+    # and every decision reached the local receiver, signed: one event per enriched or
+    # escalated record and per action, all delivered, none dead, no bad signature
+    delivered = re.search(r"^events delivered (\d+), dead (\d+);.* verified (\d+) distinct"
+                          r" events, (\d+) bad signatures$", first, re.M)  # fmt: skip
+    sent, dead, verified, bad = map(int, delivered.groups())
+    assert sent >= completed + escalated and dead == 0 and bad == 0
+    assert verified == sent
+
     # and the summary counts escalations by reason, or says there were none
     if escalated:
         assert f"escalations by reason ({escalated}):" in first
@@ -66,7 +74,12 @@ def test_demo_runs_to_completion_on_the_embedded_default(tmp_path):
         assert s.scalar(select(func.count()).select_from(ExceptionRecord)) == 55
         assert s.scalar(select(func.count()).select_from(Tenant)) == 1
         assert s.scalar(select(func.count()).select_from(MetricSnapshot)) >= 2
+        events = s.execute(select(OutboxEvent.status, func.count()).group_by(OutboxEvent.status))
+        assert dict(events.all()) == {
+            "delivered": sent + int(re.search(r"^events delivered (\d+)", second, re.M).group(1))
+        }
         tenant = tenants.require(s, "demo-3pl")
+        assert tenant.webhook_url is None  # the demo's receiver is gone: so is the webhook
         # and the key printed last works, the one before it no longer does
         assert tenants.key_matches(tenant, printed_key(second))
         assert not tenants.key_matches(tenant, printed_key(first))

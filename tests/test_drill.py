@@ -1,8 +1,9 @@
 """The fault drill, shortened: 60 records, every fault, every check must pass.
 
 Given the drill's own PostgreSQL database and Redis db, when `enrichment drill` runs with 60
-records (30 % AI faults, a worker SIGKILLed, Redis restarted, PostgreSQL connections
-terminated), then it exits 0 with every check passing, and Redis is running afterwards.
+records (30 % AI faults, 30 % webhook delivery faults, a worker SIGKILLed, Redis restarted,
+PostgreSQL connections terminated), then it exits 0 with every check passing (every event
+delivered, none lost, no bad signature), and Redis is running afterwards.
 
 CAUTION: the drill restarts the local Redis server. `make test` runs tests one after another,
 so nothing else is using Redis at that moment; the drill starts Redis again whatever happens.
@@ -10,6 +11,7 @@ so nothing else is using Redis at that moment; the drill starts Redis again what
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -25,6 +27,8 @@ ARGS = [
     "--concurrency=2",
     "--lease-ttl-s=8",
     "--sweep-batch=60",
+    # Delivery retries 10x faster than the full drill's: the 12th try within ~50 s.
+    "--webhook-backoff-scale=0.0002",
     "--timeout-s=150",
     "--db-name=drill_test",
     "--redis-db=8",
@@ -40,4 +44,6 @@ def test_the_short_drill_passes_every_check(tmp_path):
     assert "DRILL PASSED" in done.stdout and " FAIL" not in table
     for fault in ("kill_worker", "restart_redis", "terminate_pg"):
         assert f"{fault}:" in table
+    for check in ("events undelivered", "events lost", "deliveries with a bad signature"):
+        assert re.search(rf"^{check}.*\s0\s+0\s+PASS$", table, re.M), check
     assert redis.Redis(host="127.0.0.1", port=6379).ping()

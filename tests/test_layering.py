@@ -2,7 +2,7 @@
 
 Layers, bottom to top (README "Where things are"):
     core  <  providers, ingestion, monitoring, delivery  <  workers  <  api  <  tooling  <  cli
-A module may import its own layer's package and anything below it. The three middle packages
+A module may import its own layer's package and anything below it. The four middle packages
 are siblings: none imports another. Nothing under `enrichment/` imports Celery; `workers/`
 holds the Celery app. Every import counts, including the ones inside functions.
 """

@@ -1,11 +1,13 @@
 """`make demo`: the whole fleet on the embedded default, end to end, in a few minutes.
 
-Migrates the database, generates and ingests a backlog, starts a real Celery worker and a
-real beat as separate processes, shows progress until every record is terminal (enriched
-or escalated), stops its processes, prints a per-tenant summary with the escalations by
-reason, takes one monitor snapshot and prints the demo tenant's new API key and what to try
-next. Runs on SQLite and kombu's filesystem broker under ./var/ by default, or on
-DATABASE_URL/CELERY_BROKER_URL.
+Migrates the database, generates and ingests a backlog, starts a local webhook receiver
+(it verifies every signature) and points the demo tenant's webhook at it, starts a real
+Celery worker and a real beat as separate processes, shows progress until every record is
+terminal (enriched or escalated) and its events delivered, stops its processes (and removes
+the webhook: the receiver is gone), prints a per-tenant summary with the escalations by
+reason and the events delivered, takes one monitor snapshot and prints the demo tenant's new
+API key and what to try next. Runs on SQLite and kombu's filesystem broker under ./var/ by
+default, or on DATABASE_URL/CELERY_BROKER_URL.
 
 Each run adds a new batch (its external ids carry a fresh prefix) to the records of earlier
 runs; the progress and the summary count only this run's batch.
@@ -20,16 +22,18 @@ import time
 import uuid
 from collections import Counter
 
-from sqlalchemy import case, func, select
+from sqlalchemy import and_, case, func, select
 
 from enrichment.core import db, tenants
-from enrichment.core.models import EnrichmentAttempt, ExceptionRecord, Tenant
+from enrichment.core.models import EnrichmentAttempt, ExceptionRecord, OutboxEvent, Tenant
 from enrichment.core.settings import VAR_DIR, Settings, get_settings
+from enrichment.delivery import webhooks
 from enrichment.ingestion import ingest
 from enrichment.monitoring.monitor import run_monitor
 from enrichment.tooling import generate
 from enrichment.tooling.processes import Proc, start_beat, start_worker, stop_all
 from enrichment.tooling.progress import ProgressLine, read_progress
+from enrichment.tooling.receiver import Receiver
 
 # Demo defaults, each overridable from the environment: retries in seconds, not hours.
 DEMO_ENV = {
@@ -38,7 +42,12 @@ DEMO_ENV = {
     "ENRICHMENT_LOW_CONFIDENCE_RECHECK_S": "1",
     "ENRICHMENT_LEASE_TTL_S": "60",
     "ENRICHMENT_LOCAL_FAULT_RATE": "0.1",  # show real failures and retries
+    # Decisions go to a local receiver (plain http on 127.0.0.1), retried in seconds.
+    "ENRICHMENT_WEBHOOK_ALLOW_PRIVATE": "1",
+    "ENRICHMENT_WEBHOOK_BACKOFF_SCALE": "0.002",
+    "ENRICHMENT_WEBHOOK_INTERVAL_S": "2",
 }
+DELIVERY_WAIT_S = 30.0  # after the last record: how long the events may take to arrive
 
 
 def run(*, records: int, tenant: str, timeout_s: float) -> int:
@@ -55,16 +64,21 @@ def run(*, records: int, tenant: str, timeout_s: float) -> int:
         VAR_DIR / "demo.jsonl", tenant=tenant, count=records, seed=7, id_prefix=batch
     )
     report = ingest.ingest_file(factory, path, create_tenants=True)
-    print(f"ingested {report.loaded} records for {tenant} ({len(report.rejected)} rejected)")
-    procs = start_fleet()
-    try:
-        ok = watch(factory, batch, records, timeout_s, procs)
-    finally:
-        stop_fleet(procs)
+    print(f"ingested {report.created} records for {tenant} ({len(report.rejected)} rejected)")
+    with Receiver() as receiver:
+        receiver.secret = point_webhook(factory, settings, tenant, receiver.url)
+        procs = start_fleet()
+        try:
+            ok = watch(factory, batch, records, timeout_s, procs)
+            ok = wait_for_delivery(factory, batch, procs) and ok
+        finally:
+            stop_fleet(procs)
+            point_webhook(factory, settings, tenant, None)
     print_summary(factory, batch)
+    print_events(factory, batch, receiver)
     print_escalations(factory, batch)
     take_snapshot(factory, settings)
-    print_next_steps(factory, tenant)
+    print_next_steps(factory, tenant, busiest_record(factory, batch))
     return 0 if ok else 1
 
 
@@ -135,6 +149,47 @@ def watch(factory, batch: str, total: int, timeout_s: float, procs: list[Proc]) 
             print(f"\ntimed out after {timeout_s:.0f}s with {p.total - p.terminal} pending")
             return False
         time.sleep(0.5)
+
+
+def point_webhook(factory, settings: Settings, tenant: str, url: str | None) -> str | None:
+    """Set the tenant's webhook to the demo's receiver (its new secret), or remove it."""
+    with factory.begin() as session:
+        return webhooks.configure(tenants.require(session, tenant), url, settings.webhooks)
+
+
+def _batch_events(batch: str):
+    E, R = OutboxEvent, ExceptionRecord
+    return (
+        select(E.status, func.count())
+        .join(R, and_(R.id == E.record_id, R.tenant_id == E.tenant_id))
+        .where(R.external_id.like(f"{batch}%"))
+        .group_by(E.status)
+    )
+
+
+def wait_for_delivery(factory, batch: str, procs: list[Proc]) -> bool:
+    """Wait (bounded) until none of the batch's events is pending: the last decisions'."""
+    deadline = time.monotonic() + DELIVERY_WAIT_S
+    while time.monotonic() < deadline and all(p.alive() for p in procs):
+        with factory() as s:
+            if not dict(s.execute(_batch_events(batch)).all()).get("pending"):
+                return True
+        time.sleep(0.5)
+    print(f"events still pending after {DELIVERY_WAIT_S:.0f}s: see {VAR_DIR}/demo-worker.log")
+    return False
+
+
+def print_events(factory, batch: str, receiver: Receiver) -> None:
+    """The outbox's side and the receiver's: every event delivered once, signatures good."""
+    with factory() as s:
+        by_status = dict(s.execute(_batch_events(batch)).all())
+    others = ", ".join(f"{k} {v}" for k, v in sorted(by_status.items()) if k != "delivered")
+    print(
+        f"events delivered {by_status.get('delivered', 0)}, dead {by_status.get('dead', 0)}"
+        + (f" ({others})" if others else "")
+        + f"; the receiver verified {len(receiver.unique_ids())} distinct events,"
+        f" {receiver.bad_signatures} bad signatures"
+    )
 
 
 def print_summary(factory, batch: str) -> None:
@@ -249,7 +304,21 @@ def take_snapshot(factory, settings: Settings) -> None:
     print(f"monitor snapshot taken for {len(snaps)} tenant(s)")
 
 
-def print_next_steps(factory, tenant: str) -> None:
+def busiest_record(factory, batch: str) -> str | None:
+    """The batch's record with the most attempts: the most telling story."""
+    R, A = ExceptionRecord, EnrichmentAttempt
+    with factory() as s:
+        return s.scalar(
+            select(R.external_id)
+            .join(A, A.record_id == R.id)
+            .where(R.external_id.like(f"{batch}%"))
+            .group_by(R.id, R.external_id)
+            .order_by(func.count().desc(), R.id)
+            .limit(1)
+        )
+
+
+def print_next_steps(factory, tenant: str, record: str | None) -> None:
     """The demo tenant's new key and what to try with it."""
     with factory.begin() as session:
         api_key = tenants.rotate_key(tenants.require(session, tenant))
@@ -265,6 +334,7 @@ Try next:
                   (it needs the header too: use curl, or a browser extension that sets it)
   API docs:       {base}/docs
   enrichment status {tenant}      (.venv/bin/enrichment, or `. .venv/bin/activate` first)
+  enrichment show {tenant} {record or "EXTERNAL_ID"}    (one record's story, as a timeline)
   FLOWER_BASIC_AUTH=user:password make flower    then http://localhost:5555
                   (Flower's Broker tab does not work on the embedded filesystem broker;
                   it works on Redis and RabbitMQ)"""

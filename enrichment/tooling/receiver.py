@@ -23,6 +23,7 @@ import json
 import random
 import threading
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -66,6 +67,7 @@ class Receiver:
         self.hang_s = hang_s
         self.requests: list[Request] = []
         self.events: dict[str, Any] = {}  # webhook id -> the first kept body, parsed
+        self.first_at: dict[str, datetime] = {}  # webhook id -> when it was first kept (UTC)
         self.duplicates: list[str] = []
         self.bad_signatures = 0
         self.failures = 0  # injected faults
@@ -160,6 +162,7 @@ class Receiver:
                     self.mismatched.append(req.webhook_id)
             else:
                 self.events[req.webhook_id] = json.loads(req.body)
+                self.first_at[req.webhook_id] = datetime.now(UTC)
 
 
 def _answer(handler: BaseHTTPRequestHandler, status: int) -> None:

@@ -13,9 +13,14 @@ What it does, in phases (each timed):
    SIGKILL of a whole worker process group (and a replacement), a Redis restart (which loses
    every queued message: the database, lease expiry and the sweep must recover them) and
    `pg_terminate_backend` of every connection to the drill database.
-5. checks: stops the fleet, then checks completeness, provenance of every label and
+5. deliver: waits until no outbox event is pending: every decision's event reached the
+   local webhook receiver, which fails 30 % of deliveries (500, a hang past the sender's
+   timeout, a dropped connection) and verifies every signature.
+6. checks: stops the fleet, then checks completeness, provenance of every label and
    confidence, actions (at most once, allowed for the label), AI calls per record (attempt
-   rows and the fake server's own per-record request count), and the monitor against SQL.
+   rows and the fake server's own per-record request count), the monitor against SQL, and
+   the events (one per decision, all delivered, none lost, no bad signature), with the
+   delivery latency from decision to 2xx.
 
 Exit status 0 when every check passes, 1 otherwise. Every process started here is stopped,
 and Redis is running again when the drill ends, whatever happened (Ctrl-C included).
@@ -38,19 +43,22 @@ import structlog
 from sqlalchemy.orm import Session, sessionmaker
 
 from enrichment.core import db
-from enrichment.tooling.drill.checks import Check, print_table, run_checks
+from enrichment.tooling.drill.checks import Check, pending_events, print_table, run_checks
 from enrichment.tooling.drill.faults import CountingFake, Injector
 from enrichment.tooling.drill.setup import (
+    RECEIVER_TIMEOUT_S,
     DrillConfig,
     Fleet,
     Phases,
     fleet_env,
     ingest_records,
+    point_webhooks,
     reset_services,
     start_fleet,
     start_redis,
 )
 from enrichment.tooling.progress import Progress, ProgressLine, read_progress
+from enrichment.tooling.receiver import Receiver
 
 log = structlog.get_logger(__name__)
 
@@ -79,6 +87,12 @@ def parse_args(argv: list[str]) -> DrillConfig:
     p.add_argument("--records", type=int, default=int(os.environ.get("DRILL_RECORDS", 10_000)))
     p.add_argument("--concurrency", type=int, default=4, help="pool size per worker (4)")
     p.add_argument("--fault-rate", type=float, default=0.3, help="share of failing AI calls")
+    p.add_argument(
+        "--receiver-fault-rate", type=float, default=0.3, help="share of failing deliveries"
+    )
+    p.add_argument(
+        "--webhook-backoff-scale", type=float, default=0.002, help="delivery retry schedule scale"
+    )
     p.add_argument("--timeout-s", type=float, default=1800.0, help="run phase limit (s)")
     p.add_argument("--lease-ttl-s", type=float, default=90.0, help="fleet lease TTL (s)")
     p.add_argument("--sweep-batch", type=int, default=100, help="records per sweep per beat")
@@ -90,6 +104,8 @@ def parse_args(argv: list[str]) -> DrillConfig:
         records=a.records,
         concurrency=a.concurrency,
         fault_rate=a.fault_rate,
+        receiver_fault_rate=a.receiver_fault_rate,
+        webhook_backoff_scale=a.webhook_backoff_scale,
         timeout_s=a.timeout_s,
         lease_ttl_s=a.lease_ttl_s,
         sweep_batch=a.sweep_batch,
@@ -111,25 +127,32 @@ def _drill(cfg: DrillConfig) -> tuple[list[Check], Phases, Injector | None]:
     fake = CountingFake(
         faults=f"mix={cfg.fault_rate}", seed=cfg.seed, retry_after_s=0.5, hang_s=3.0
     )
+    receiver = Receiver(
+        fail_rate=cfg.receiver_fault_rate, seed=cfg.seed, hang_s=RECEIVER_TIMEOUT_S * 1.5
+    )
     fleet, injector = None, None
     try:
         with phases.phase("setup"):
             reset_services(cfg)
             fake.start()
+            receiver.__enter__()
         factory = db.session_factory(cfg.db_url)
         with phases.phase("ingest"):
             total = ingest_records(cfg, factory)
+            receiver.secret = point_webhooks(factory, receiver.url)
         with phases.phase("fleet"):
             fleet = Fleet(cfg, fleet_env(cfg, fake.base_url))
             start_fleet(fleet)
         injector = Injector(cfg, fleet, phases)
         with phases.phase("run"):
             run_until_terminal(cfg, factory, injector)
+        with phases.phase("deliver"):
+            wait_for_events(cfg, factory)
         with phases.phase("stop"):
             fleet.stop()
             fleet = None
         with phases.phase("checks"):
-            checks = run_checks(cfg, factory, fake, total)
+            checks = run_checks(cfg, factory, fake, receiver, total)
         if injector.pending:
             checks.append(Check("faults not injected", len(injector.pending), "0", False))
         return checks, phases, injector
@@ -137,6 +160,7 @@ def _drill(cfg: DrillConfig) -> tuple[list[Check], Phases, Injector | None]:
         if fleet is not None:
             fleet.stop()
         fake.close()
+        receiver.close()
         db.dispose_engines()
 
 
@@ -163,6 +187,25 @@ def run_until_terminal(
     line.draw(final, injector.phases.elapsed_s, force=True)
     line.close()
     return final
+
+
+def wait_for_events(cfg: DrillConfig, factory: sessionmaker[Session]) -> int:
+    """Poll until no outbox event is pending (bounded by the run's limit); the count left."""
+    started = time.monotonic()
+    said, pending = -PROGRESS_EVERY_S, -1
+    while time.monotonic() - started < cfg.timeout_s:
+        try:
+            pending = pending_events(factory)
+        except Exception as exc:  # the database is briefly unreachable: poll again
+            log.warning("drill.events_unavailable", error=type(exc).__name__)
+        if pending == 0:
+            break
+        elapsed = time.monotonic() - started
+        if elapsed - said >= PROGRESS_EVERY_S:
+            print(f"{elapsed:6.1f}s  {pending} events waiting for delivery", flush=True)
+            said = elapsed
+        time.sleep(1.0)
+    return pending
 
 
 def safe_progress(factory: sessionmaker[Session]) -> Progress | None:

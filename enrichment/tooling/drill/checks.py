@@ -12,11 +12,13 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from enrichment.core.models import BACKLOG_SQL
+from enrichment.core.outbox import webhook_id
 from enrichment.core.settings import MonitorConfig, Settings
 from enrichment.core.taxonomy import ALLOWED_ACTIONS, Label
 from enrichment.monitoring.monitor import run_monitor
 from enrichment.tooling.drill.faults import CountingFake, Injector
 from enrichment.tooling.drill.setup import SDK_MAX_RETRIES, DrillConfig, Phases
+from enrichment.tooling.receiver import Receiver
 
 
 @dataclass(frozen=True)
@@ -195,11 +197,73 @@ def check_info(s: Session, fake: CountingFake) -> list[Check]:
     ]
 
 
-def run_checks(cfg: DrillConfig, factory, fake: CountingFake, total: int) -> list[Check]:
+def pending_events(factory: sessionmaker[Session]) -> int:
+    with factory() as s:
+        return _scalar(s, "SELECT count(*) FROM outbox_events WHERE status = 'pending'")
+
+
+# Decisions and the event each must have: (what, decision rows, event type, how they join).
+_DECISIONS = (
+    ("enriched records", "exception_records d WHERE d.enriched_at IS NOT NULL",
+     "record.enriched", "e.record_id = d.id"),
+    ("escalated records", "exception_records d WHERE d.escalated_at IS NOT NULL",
+     "record.escalated", "e.record_id = d.id"),
+    ("actions", "resolution_actions d WHERE true", "action.requested", "e.action_id = d.id"),
+)  # fmt: skip
+
+
+def check_events(s: Session, receiver: Receiver) -> list[Check]:
+    """One event per decision, every one delivered and received, none with a bad signature."""
+    missing = sum(
+        _scalar(s, f"SELECT count(*) FROM {rows} AND NOT EXISTS (SELECT 1 FROM outbox_events e"
+                   f" WHERE e.type = '{kind}' AND {join})")
+        for _what, rows, kind, join in _DECISIONS
+    )  # fmt: skip
+    doubled = _scalar(
+        s,
+        "SELECT count(*) FROM (SELECT 1 FROM outbox_events GROUP BY record_id, type, action_id"
+        " HAVING count(*) > 1) d",
+    )
+    rows = s.execute(text("SELECT id, status, created_at FROM outbox_events")).all()
+    by_status = dict(s.execute(text("SELECT status, count(*) FROM outbox_events GROUP BY 1")).all())
+    got = receiver.unique_ids()
+    unseen = sum(1 for r in rows if r.status == "delivered" and webhook_id(r.id) not in got)
+    waits = sorted(
+        (receiver.first_at[webhook_id(r.id)] - r.created_at).total_seconds()
+        for r in rows
+        if webhook_id(r.id) in receiver.first_at
+    )
+    latency = (
+        f"{_quantile(waits, 0.5):.2f} s / {_quantile(waits, 0.95):.2f} s" if waits else "no data"
+    )
+    undelivered = len(rows) - by_status.get("delivered", 0)
+    return [
+        Check("events by status", dict(sorted(by_status.items())), "info", None),
+        Check("decisions without their event", missing, "0", missing == 0),
+        Check("decisions with two events", doubled, "0", doubled == 0),
+        Check("events undelivered", undelivered, "0", undelivered == 0),
+        Check("events lost (delivered, never received)", unseen, "0", unseen == 0),
+        Check("deliveries with a bad signature", receiver.bad_signatures, "0",
+              receiver.bad_signatures == 0),
+        Check("duplicates with a different body", len(receiver.mismatched), "0",
+              not receiver.mismatched),
+        Check("duplicate deliveries (same webhook-id)", len(receiver.duplicates), "info", None),
+        Check("receiver faults injected", receiver.failures, "info", None),
+        Check("decision to 2xx, median / p95", latency, "info", None),
+    ]  # fmt: skip
+
+
+def _quantile(sorted_values: list[float], q: float) -> float:
+    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
+
+
+def run_checks(
+    cfg: DrillConfig, factory, fake: CountingFake, receiver: Receiver, total: int
+) -> list[Check]:
     settings = Settings(database_url=cfg.db_url, broker_url=cfg.broker_url)
     with factory() as s:
         checks = check_completeness(s, total) + check_provenance(s) + check_actions(s)
-        checks += check_ai_calls(s, cfg, fake) + check_info(s, fake)
+        checks += check_ai_calls(s, cfg, fake) + check_info(s, fake) + check_events(s, receiver)
     return checks + check_monitor(factory, settings)
 
 

@@ -16,8 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from enrichment.core.models import Tenant
+from enrichment.core.settings import WebhookConfig
+from enrichment.delivery import webhooks
 from enrichment.ingestion import ingest
 from enrichment.tooling import generate
 from enrichment.tooling.processes import (
@@ -47,6 +51,7 @@ REDIS_START = [
     "no",
 ]
 SDK_MAX_RETRIES = 2
+RECEIVER_TIMEOUT_S = 1.0  # the fleet's webhook timeout; the receiver's "hang" outlasts it
 WORKER_READY_TIMEOUT_S = 90.0
 
 
@@ -55,7 +60,11 @@ class DrillConfig:
     """The drill's knobs (command-line flags; see `enrichment drill --help`).
 
     records: records over the 3 tenants (DRILL_RECORDS, 10,000). fault_rate: share of AI
-    requests that fail (0.3). timeout_s: the run phase's limit (seconds, 1,800).
+    requests that fail (0.3). receiver_fault_rate: share of webhook deliveries the local
+    receiver fails (0.3: a 500, a hang past the sender's timeout, or a dropped connection;
+    the last two keep the event, so duplicates happen as in real life). timeout_s: the run
+    phase's limit (seconds, 1,800). webhook_backoff_scale: the delivery retry schedule's
+    scale (0.002: 1m..12h become 0.12 s..86 s).
     lease_ttl_s: lease TTL given to the fleet (seconds, 90): how long a lost message waits
     before the sweep claims its record again. sweep_batch: records one sweep claims (per
     beat, every sweep_interval_s = 2 s), which keeps the queue about as deep as the fleet
@@ -63,6 +72,8 @@ class DrillConfig:
     """
 
     records: int = 10_000
+    receiver_fault_rate: float = 0.3
+    webhook_backoff_scale: float = 0.002
     workers: int = 3
     beats: int = 2
     concurrency: int = 4
@@ -167,7 +178,27 @@ def fleet_env(cfg: DrillConfig, fake_url: str) -> dict[str, str]:
         ENRICHMENT_SWEEP_MAX_BATCHES="1",
         ENRICHMENT_LEASE_TTL_S=str(cfg.lease_ttl_s),
         ENRICHMENT_MONITOR_INTERVAL_S="15",
+        # Decisions go to the drill's local receiver (plain http on 127.0.0.1), retried on
+        # the 1m..12h schedule scaled down. 12 attempts, not 8: with 30 % of the receiver's
+        # answers failing, 8 failures in a row would hit about 2 of 25,000 events.
+        ENRICHMENT_WEBHOOK_ALLOW_PRIVATE="1",
+        ENRICHMENT_WEBHOOK_BACKOFF_SCALE=str(cfg.webhook_backoff_scale),
+        ENRICHMENT_WEBHOOK_MAX_ATTEMPTS="12",
+        ENRICHMENT_WEBHOOK_TIMEOUT_S=str(RECEIVER_TIMEOUT_S),
+        ENRICHMENT_WEBHOOK_INTERVAL_S="2",
     )
+
+
+def point_webhooks(factory: sessionmaker[Session], url: str) -> str:
+    """Every drill tenant's webhook at the one local receiver, with one signing secret."""
+    config = WebhookConfig(allow_private=True)
+    with factory.begin() as session:
+        rows = session.scalars(select(Tenant).where(Tenant.name.in_(TENANTS))).all()
+        secret = webhooks.configure(rows[0], url, config)
+        for tenant in rows[1:]:
+            webhooks.configure(tenant, url, config)
+            tenant.webhook_secret = secret
+    return secret
 
 
 @dataclass
@@ -223,4 +254,4 @@ def ingest_records(cfg: DrillConfig, factory: sessionmaker[Session]) -> int:
     report = ingest.ingest_file(factory, path, create_tenants=True)
     if report.rejected:
         raise RuntimeError(f"ingest rejected generated lines: {report.rejected[:3]}")
-    return report.loaded
+    return report.created
