@@ -38,6 +38,12 @@ CASES = {
     "drill with a bad flag value": (["drill", "--records=abc"], {}, "invalid int value"),
     "bench with an unknown flag": (["bench", "--bogus"], {}, "unrecognized arguments"),
     "an unknown subcommand": (["frobnicate"], {}, "invalid choice"),
+    "show an unknown record": (["show", "known-3pl", "nope-1"], {}, "has no record 'nope-1'"),
+    "show an unknown tenant": (["show", "nobody", "x-1"], {}, "unknown tenant"),
+    "webhook over http": (["webhook", "known-3pl", "http://example.com/h"], {}, "https://"),
+    "webhook to loopback": (["webhook", "known-3pl", "https://127.0.0.1/h"], {}, "loopback"),
+    "webhook with no URL": (["webhook", "known-3pl"], {}, "either a URL or --off"),
+    "webhook for an unknown tenant": (["webhook", "nobody", "--off"], {}, "unknown tenant"),
 }
 
 
