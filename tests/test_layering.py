@@ -1,8 +1,9 @@
 """The layout holds: imports run one way, the domain has no Celery, the product no tooling.
 
 Layers, bottom to top (README "Where things are"):
-    core  <  providers, ingestion, monitoring, delivery  <  workers  <  api  <  tooling  <  cli
-A module may import its own layer's package and anything below it. The four middle packages
+    core  <  providers, ingestion, monitoring, delivery, reviews
+          <  workers  <  api  <  tooling  <  cli
+A module may import its own layer's package and anything below it. The five middle packages
 are siblings: none imports another. Nothing under `enrichment/` imports Celery; `workers/`
 holds the Celery app. Every import counts, including the ones inside functions.
 """
@@ -21,6 +22,7 @@ LAYER_OF_PREFIX = {
     "enrichment.ingestion": "ingestion",
     "enrichment.monitoring": "monitoring",
     "enrichment.delivery": "delivery",
+    "enrichment.reviews": "reviews",
     "workers": "workers",
     "beat_schedule": "workers",
     "enrichment.api": "api",
@@ -33,6 +35,7 @@ RANKS = {
     "ingestion": 1,
     "monitoring": 1,
     "delivery": 1,
+    "reviews": 1,
     "workers": 2,
     "api": 3,
     "tooling": 4,

@@ -18,7 +18,15 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
-from enrichment.api import events, monitoring, processing, records, story
+from enrichment.api import (
+    events,
+    monitoring,
+    processing,
+    records,
+    review_page,
+    reviews,
+    story,
+)
 
 SWAGGER_ASSETS = "/docs-assets"
 
@@ -37,6 +45,8 @@ app.include_router(processing.router)
 app.include_router(records.router)
 app.include_router(story.router)
 app.include_router(events.router)
+app.include_router(reviews.router)
+app.include_router(review_page.router)
 
 
 @app.get("/docs", include_in_schema=False)

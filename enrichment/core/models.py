@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     FetchedValue,
     Float,
@@ -20,6 +21,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     and_,
+    or_,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -81,6 +83,8 @@ class Tenant(Base):
     confidence_threshold: Mapped[float] = mapped_column(Float, default=0.7)
     settings: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     api_key_hash: Mapped[str | None] = mapped_column(String(128))
+    # The review page's sign-in key (SHA-256, like the API key): for people, not programs.
+    reviewer_key_hash: Mapped[str | None] = mapped_column(String(128))
     # Where decisions are POSTed (Standard Webhooks); NULL: the tenant pulls them instead.
     # Both are secrets: never logged.
     webhook_url: Mapped[str | None] = mapped_column(Text)
@@ -155,8 +159,31 @@ class ExceptionRecord(Base):
     enriched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     escalation_reason: Mapped[str | None] = mapped_column(Text)
+    # Chosen at random when the AI resolves the record: a person checks it (the audit sample).
+    audit_sample: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    # A person's decision, beside the AI's fields (which keep what the AI said, or NULL).
+    final_label: Mapped[str | None] = mapped_column(String(32))
+    final_actions: Mapped[list[str] | None] = mapped_column(JSONType)
+    decided_by: Mapped[str | None] = mapped_column(String(16))  # "human" once reviewed
+    reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+# Waiting for a person: escalated, or sampled for audit once resolved, and not reviewed yet.
+REVIEW_SQL = (
+    "reviewed_at IS NULL AND (escalated_at IS NOT NULL"
+    " OR (audit_sample AND enriched_at IS NOT NULL))"
+)
+
+
+def in_review() -> ColumnElement[bool]:
+    """In the review queue (REVIEW_SQL)."""
+    R = ExceptionRecord
+    return and_(
+        R.reviewed_at.is_(None),
+        or_(R.escalated_at.is_not(None), and_(R.audit_sample, R.enriched_at.is_not(None))),
+    )
 
 
 def in_backlog() -> ColumnElement[bool]:
@@ -165,8 +192,9 @@ def in_backlog() -> ColumnElement[bool]:
 
 
 def is_escalated() -> ColumnElement[bool]:
-    """Handed to a person: what the escalated counts of health, backlog and alerts count."""
-    return ExceptionRecord.escalated_at.is_not(None)
+    """Handed to a person and not reviewed yet: what the escalated counts of health, backlog
+    and alerts count. A review closes the escalation; `escalated_at` keeps when it began."""
+    return and_(ExceptionRecord.escalated_at.is_not(None), ExceptionRecord.reviewed_at.is_(None))
 
 
 class EnrichmentAttempt(Base):
@@ -267,6 +295,30 @@ class OutboxEvent(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class Review(Base):
+    """A person's decision on one record: kind "escalation" or "audit". The AI's label,
+    confidence and source at that moment are kept, so calibration compares like with like.
+    A later review that overrides this one is a new row (`overrides` names this one)."""
+
+    __tablename__ = "reviews"
+    __table_args__ = (Index("ix_reviews_tenant_created", "tenant_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    record_id: Mapped[int] = mapped_column(ForeignKey("exception_records.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    reviewer: Mapped[str] = mapped_column(String(64))
+    label: Mapped[str] = mapped_column(String(32))
+    actions: Mapped[list[str]] = mapped_column(JSONType)
+    note: Mapped[str | None] = mapped_column(Text)
+    ai_label: Mapped[str | None] = mapped_column(String(32))
+    ai_confidence: Mapped[float | None] = mapped_column(Float)
+    # {"provider", "model", "prompt_version"} of the classification the AI gave, if any.
+    ai_source: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    overrides: Mapped[int | None] = mapped_column(ForeignKey("reviews.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class MetricSnapshot(Base):
     """One monitor evaluation of one tenant. Percentages are 0-100; durations in seconds.
 
@@ -308,6 +360,10 @@ class MetricSnapshot(Base):
     # Outbox events now: waiting for delivery (pending), and given up on (dead).
     undelivered_events: Mapped[int] = mapped_column(Integer, default=0)
     dead_events: Mapped[int] = mapped_column(Integer, default=0)
+    # The review queue now: its size, its oldest item's wait (s), and the people-resolved.
+    review_backlog: Mapped[int] = mapped_column(Integer, default=0)
+    oldest_review_age_s: Mapped[float | None] = mapped_column(Float)
+    human_resolved_records: Mapped[int] = mapped_column(Integer, default=0)
     integrity: Mapped[dict[str, Any]] = mapped_column(JSONType)
 
 
@@ -367,6 +423,14 @@ Index(
         "enrichment_retry_count",
         "created_at",
     ],
+)
+# The review queue of one tenant: a small set, read oldest first.
+Index(
+    "ix_exception_records_review",
+    ExceptionRecord.tenant_id,
+    ExceptionRecord.escalated_at,
+    postgresql_where=text(REVIEW_SQL),
+    sqlite_where=text(REVIEW_SQL),
 )
 # The backlog route lists one tenant's waiting records in due order.
 Index(

@@ -14,7 +14,8 @@ from typing import Any
 ENRICHED = "record.enriched"
 ESCALATED = "record.escalated"
 ACTION_REQUESTED = "action.requested"
-EVENT_TYPES = (ENRICHED, ESCALATED, ACTION_REQUESTED)
+REVIEWED = "record.reviewed"  # a person decided (label, actions); their actions follow
+EVENT_TYPES = (ENRICHED, ESCALATED, REVIEWED, ACTION_REQUESTED)
 
 PENDING, DELIVERED, STOPPED, DEAD = "pending", "delivered", "stopped", "dead"
 

@@ -7,6 +7,7 @@ then writes them in one guarded statement.
 
 from __future__ import annotations
 
+import random
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -60,6 +61,8 @@ class StageRun:
     ai_confidence: float | None
     ai_analysis: dict[str, Any] | None
     ai_source: dict[str, Any]
+    # Share of AI-resolved records sampled for a person to check (the tenant's audit rate).
+    audit_rate: float = 0.0
     writes: dict[str, Any] = field(default_factory=dict)
     actions: list[str] = field(default_factory=list)
     # (type, data) of the decisions this outcome makes; action.requested rows are added by
@@ -168,6 +171,7 @@ def _apply_resolution(run: StageRun, call: StageCall[Any], settings: Settings) -
         enriched_at=utcnow(),
         lease_token=None,
         lease_expires_at=None,
+        audit_sample=random.random() < run.audit_rate,
     )
     decision = {
         "label": run.ai_label,

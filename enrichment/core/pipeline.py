@@ -124,7 +124,14 @@ def begin_stage(
     chain renews its lease for `lease_ttl_s`, so a long wait in the queue before this stage
     does not let the sweep claim the record again under the chain's feet."""
     row = conn.execute(
-        select(_R, Tenant.name, Tenant.confidence_threshold, Order.payload, Order.events)
+        select(
+            _R,
+            Tenant.name,
+            Tenant.confidence_threshold,
+            Tenant.settings,
+            Order.payload,
+            Order.events,
+        )
         .join(Tenant, Tenant.id == _R.tenant_id)
         .join(Order, Order.id == _R.order_id)
         .where(_R.id == record_id)
@@ -169,6 +176,7 @@ def begin_stage(
         ai_confidence=row.ai_confidence,
         ai_analysis=row.ai_analysis,
         ai_source=row.ai_source or {},
+        audit_rate=audit_rate(row.settings, settings),
     )
     ctx = RecordContext(
         tenant=row.name,
@@ -183,6 +191,15 @@ def begin_stage(
         classification=_classification(row),
     )
     return run, ctx
+
+
+def audit_rate(tenant_settings: dict[str, Any] | None, settings: Settings) -> float:
+    """The tenant's audit sample rate (tenants.settings["audit_rate"]), else the default;
+    a value that is not a number in [0, 1] falls back to the default."""
+    raw = (tenant_settings or {}).get("audit_rate")
+    if isinstance(raw, int | float) and not isinstance(raw, bool) and 0.0 <= raw <= 1.0:
+        return float(raw)
+    return settings.reviews.audit_rate
 
 
 def _classification(row: Row) -> Classification | None:

@@ -101,14 +101,15 @@ def _id_in(session: Session, pick: Select) -> ColumnElement[bool]:
 def requeue(session: Session, tenant_id: int, *, record_id: int | None = None) -> int:
     """Reset escalated or failed records of one tenant so the next sweep claims them now.
 
-    COMPLETED stages stay COMPLETED (a requeue does not pay for them again), and a record a
-    chain is working on right now (an unexpired lease) is left to that chain.
+    COMPLETED stages stay COMPLETED (a requeue does not pay for them again), a record a
+    chain is working on right now (an unexpired lease) is left to that chain, and a record a
+    person has decided stays decided.
     Returns how many records were reset.
     """
     now = utcnow()
     stmt = (
         update(R)
-        .where(R.tenant_id == tenant_id, R.enriched_at.is_(None))
+        .where(R.tenant_id == tenant_id, R.enriched_at.is_(None), R.reviewed_at.is_(None))
         .where(or_(R.lease_expires_at.is_(None), R.lease_expires_at < now))
         .values(
             escalated_at=None,

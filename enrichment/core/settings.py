@@ -173,6 +173,31 @@ class WebhookConfig:
         )
 
 
+@dataclass(frozen=True)
+class ReviewConfig:
+    """The people's side (ENRICHMENT_AUDIT_RATE, ENRICHMENT_REVIEW_*).
+
+    audit_rate: share of AI-resolved records sampled at random for a person to check (0.02;
+    per tenant: tenants.settings["audit_rate"]). session_s: how long a review page sign-in
+    lasts (28 800 = 8 h). secret: signs the review page's session cookies
+    (ENRICHMENT_REVIEW_SECRET; unset: a random one per process, so sign-ins end when the
+    API restarts and several API processes need it set).
+    """
+
+    audit_rate: float = 0.02
+    session_s: float = 28_800.0
+    secret: str | None = None
+
+    @classmethod
+    def from_env(cls) -> ReviewConfig:
+        d = cls()
+        return cls(
+            audit_rate=env_float("ENRICHMENT_AUDIT_RATE", d.audit_rate, high=1.0),
+            session_s=env_float("ENRICHMENT_REVIEW_SESSION_S", d.session_s, low=60.0),
+            secret=os.environ.get("ENRICHMENT_REVIEW_SECRET") or None,
+        )
+
+
 def default_database_url() -> str:
     return f"sqlite:///{VAR_DIR / 'enrichment.db'}"
 
@@ -228,6 +253,7 @@ class Settings:
     alerts: AlertPolicy = field(default_factory=AlertPolicy)
     slack: SlackConfig = field(default_factory=SlackConfig)
     webhooks: WebhookConfig = field(default_factory=WebhookConfig)
+    reviews: ReviewConfig = field(default_factory=ReviewConfig)
     # Bearer token for /metrics (open when unset); base URL for report links in alerts.
     metrics_token: str | None = None
     public_base_url: str | None = None
@@ -279,6 +305,7 @@ class Settings:
             alerts=AlertPolicy.from_env(),
             slack=SlackConfig.from_env(),
             webhooks=WebhookConfig.from_env(),
+            reviews=ReviewConfig.from_env(),
             metrics_token=os.environ.get("ENRICHMENT_METRICS_TOKEN") or None,
             public_base_url=(os.environ.get("ENRICHMENT_PUBLIC_BASE_URL") or "").rstrip("/")
             or None,

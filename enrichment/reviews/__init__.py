@@ -1,0 +1,1 @@
+"""The people's side: the review queue and a person's decision on a record."""

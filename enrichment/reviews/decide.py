@@ -1,0 +1,202 @@
+"""A person's decision on one record, written in one transaction with its events.
+
+What a review writes: a `reviews` row (who, when, label, actions, note, and the AI's label,
+confidence and source at that moment); on the record, the final label and actions with their
+source ("human") beside the AI's fields, which keep what the AI said (or stay NULL), and the
+review time, which closes the escalation; the actions a person chose that are not recorded
+yet; and the events `record.reviewed` and one `action.requested` per new action, which the
+outbox delivers like the AI's decisions.
+
+One review per record: another answers AlreadyReviewed unless it says `override`, and then it
+is a new row that names the one it overrides.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from enrichment.core.models import (
+    ExceptionRecord,
+    OutboxEvent,
+    ResolutionAction,
+    Review,
+    Tenant,
+    in_review,
+    utcnow,
+)
+from enrichment.core.outbox import ACTION_REQUESTED, PENDING, REVIEWED
+from enrichment.core.taxonomy import Action, Label, disallowed_actions
+
+HUMAN = "human"
+ESCALATION, AUDIT = "escalation", "audit"
+
+
+class ReviewIn(BaseModel):
+    """A decision as a person gives it (the API's body and the page's form, validated)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    label: Label
+    actions: list[Action] = Field(default_factory=list, max_length=5)
+    note: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    reviewer: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+    override: bool = False
+
+
+class ReviewError(ValueError):
+    """Why a review was refused; `status` is the HTTP answer it maps to."""
+
+    status = 400
+
+
+class NotInQueue(ReviewError):
+    status = 404
+
+
+class AlreadyReviewed(ReviewError):
+    status = 409
+
+
+class ActionsNotAllowed(ReviewError):
+    status = 422
+
+
+@dataclass(frozen=True)
+class Decided:
+    """What a review did: its row id, the record, and the actions it requested anew."""
+
+    review_id: int
+    record_id: int
+    external_id: str
+    new_actions: list[str]
+
+
+def submit(
+    session: Session,
+    tenant: Tenant,
+    record_id: int,
+    review: ReviewIn,
+    *,
+    now: datetime | None = None,
+) -> Decided:
+    """Check and write `review` of the tenant's record `record_id` (the caller commits)."""
+    now = now or utcnow()
+    bad = disallowed_actions(review.label, review.actions)
+    if bad:
+        names = ", ".join(str(a) for a in bad)
+        raise ActionsNotAllowed(f"actions not allowed for {review.label}: {names}")
+    rec = _locked_record(session, tenant.id, record_id)
+    previous = _latest_review(session, tenant.id, record_id) if rec.reviewed_at else None
+    if previous is not None and not review.override:
+        raise AlreadyReviewed(
+            f"record {rec.external_id!r} was reviewed by {previous.reviewer} at "
+            f"{previous.created_at:%Y-%m-%d %H:%M} UTC; send override to replace it"
+        )
+    row = Review(
+        tenant_id=tenant.id,
+        record_id=rec.id,
+        kind=ESCALATION if rec.escalated_at is not None else AUDIT,
+        reviewer=review.reviewer,
+        label=str(review.label),
+        actions=[str(a) for a in review.actions],
+        note=review.note,
+        ai_label=rec.ai_label,
+        ai_confidence=rec.ai_confidence,
+        ai_source=(rec.ai_source or {}).get("classification"),
+        overrides=previous.id if previous is not None else None,
+        created_at=now,
+    )
+    session.add(row)
+    rec.final_label, rec.final_actions = row.label, row.actions
+    rec.decided_by, rec.reviewed_at = HUMAN, now
+    session.flush()
+    new_actions = _request_actions(session, tenant, rec, row, now)
+    return Decided(row.id, rec.id, rec.external_id, [a.action for a in new_actions])
+
+
+def _locked_record(session: Session, tenant_id: int, record_id: int) -> ExceptionRecord:
+    """The record, locked against a concurrent review, if a person may decide it now:
+    in the queue, or already reviewed (an override)."""
+    R = ExceptionRecord
+    rec = session.scalar(
+        select(R)
+        .where(R.tenant_id == tenant_id, R.id == record_id)
+        .where(in_review() | R.reviewed_at.is_not(None))
+        .with_for_update()
+    )
+    if rec is None:
+        raise NotInQueue(f"record {record_id} is not waiting for a review")
+    return rec
+
+
+def _latest_review(session: Session, tenant_id: int, record_id: int) -> Review | None:
+    return session.scalar(
+        select(Review)
+        .where(Review.tenant_id == tenant_id, Review.record_id == record_id)
+        .order_by(Review.id.desc())
+        .limit(1)
+    )
+
+
+def _request_actions(
+    session: Session, tenant: Tenant, rec: ExceptionRecord, review: Review, now: datetime
+) -> list[ResolutionAction]:
+    """The review's event, then one per action not recorded for this record before."""
+    recorded = set(
+        session.scalars(
+            select(ResolutionAction.action).where(
+                ResolutionAction.tenant_id == tenant.id, ResolutionAction.record_id == rec.id
+            )
+        )
+    )
+    new = [
+        ResolutionAction(tenant_id=tenant.id, record_id=rec.id, action=a, created_at=now)
+        for a in review.actions
+        if a not in recorded
+    ]
+    session.add_all(new)
+    session.flush()
+    subject = {"tenant": tenant.name, "record": rec.external_id}
+    decision = {
+        "kind": review.kind,
+        "label": review.label,
+        "actions": review.actions,
+        "reviewer": review.reviewer,
+        "override": review.overrides is not None,
+        "ai_label": review.ai_label,
+        "ai_confidence": review.ai_confidence,
+    }
+    session.add(_event(tenant.id, rec.id, REVIEWED, {**subject, **decision}, now))
+    session.flush()  # the review's event gets the smaller id: a record's events go in order
+    for action in new:
+        data = {**subject, "label": review.label, "action_id": action.id, "action": action.action}
+        session.add(_event(tenant.id, rec.id, ACTION_REQUESTED, data, now, action_id=action.id))
+    return new
+
+
+def _event(
+    tenant_id: int,
+    record_id: int,
+    event_type: str,
+    data: dict[str, Any],
+    now: datetime,
+    *,
+    action_id: int | None = None,
+) -> OutboxEvent:
+    return OutboxEvent(
+        tenant_id=tenant_id,
+        record_id=record_id,
+        action_id=action_id,
+        type=event_type,
+        data=data,
+        status=PENDING,
+        attempts=0,
+        next_delivery_at=now,
+        created_at=now,
+    )
