@@ -16,7 +16,7 @@ from sqlalchemy import text
 
 from enrichment.core import db
 from enrichment.core.models import Base
-from enrichment.core.settings import Settings
+from enrichment.core.settings import ReviewConfig, Settings
 from tests.celery_fixtures import (  # noqa: F401 - fixtures, found by name
     celery_session_app,
     celery_worker_parameters,
@@ -52,6 +52,8 @@ def settings(pg_url) -> Settings:
         backoff_scale=1.0,
         sweep_horizon_s=360.0,
         lease_ttl_s=600.0,
+        # No random audit sample unless a test asks for one: queues stay predictable.
+        reviews=ReviewConfig(audit_rate=0.0),
     )
 
 

@@ -29,6 +29,7 @@ class Snap:
     failure_rate_pct: float | None = 1.0
     escalated_records: int = 0
     dead_events: int = 0
+    oldest_review_age_s: float | None = None
     total_records: int = 1000
     window_attempts: int = 500
 
@@ -123,6 +124,22 @@ def test_escalations_alert_at_once_whatever_the_sample():
     snap = Snap(escalated_records=1, total_records=2, window_attempts=0)
     _, sent = run([snap])
     assert kinds(sent[0]) == [("firing", "escalated", "warning")]
+
+
+def test_a_review_item_older_than_a_day_warns_at_once_and_clears_under_20_hours():
+    ages = [86_400.0, 90_000.0, 80_000.0, 73_000.0, 71_000.0, None]
+    snaps = [Snap(oldest_review_age_s=age, total_records=3) for age in ages]
+    states, sent = run(snaps)
+    assert [kinds(n) for n in sent] == [
+        [],  # exactly 24 h is not over it
+        [("firing", "review_age", "warning")],  # at once, whatever the sample
+        [],  # inside the deadband: still firing, already notified
+        [],
+        [("resolved", "review_age", "warning")],
+        [],  # an empty queue has no age: no breach
+    ]
+    assert states[("review_age", "warning")].state == "inactive"
+    assert "review queue" in alerts.RUNBOOK["review_age"]
 
 
 def test_silence_mutes_notifications_but_state_moves_and_fires_after():

@@ -34,7 +34,7 @@ from schemathesis.checks import not_a_server_error
 
 from enrichment.api import app, deps
 from enrichment.core import tenants
-from enrichment.core.models import OutboxEvent, ResolutionAction
+from enrichment.core.models import OutboxEvent, ResolutionAction, utcnow
 from enrichment.core.outbox import ENRICHED
 from tests.factories import make_record
 
@@ -46,11 +46,13 @@ KNOWN: dict[str, list[Any]] = {
     "tenant": list(KEYS),
     "external_id": ["d-exc-1", "d-exc-2", "d-exc-3", "b-exc-1"],
     "action_id": [],
+    "record_id": [],
 }
 VALID = {
     "tenant": lambda v: isinstance(v, str) and bool(tenants.TENANT_NAME.match(v)),
     "external_id": lambda v: isinstance(v, str) and 0 < len(v) <= 128,
     "action_id": lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0,
+    "record_id": lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0,
 }
 BOUNDED = settings(
     max_examples=40,
@@ -100,11 +102,15 @@ def world(factory, settings, enqueued):
             tenant.api_key_hash = tenants.hash_key(key)
             for i in (1, 2, 3):
                 KNOWN["action_id"].append(_seed_record(s, tenant, f"{name[0]}-exc-{i}"))
+                # In the review queue: a review or a requeue takes it out (then 409 or 404).
+                queued = make_record(s, tenant, escalated_at=utcnow(), escalation_reason="seed")
+                KNOWN["record_id"].append(queued.id)
     app.dependency_overrides[deps.app_settings] = lambda: settings
     app.dependency_overrides[deps.enqueuer] = lambda: lambda *args: enqueued.append(args)
     yield
     app.dependency_overrides.clear()
     KNOWN["action_id"].clear()
+    KNOWN["record_id"].clear()
 
 
 @pytest.fixture

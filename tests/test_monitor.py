@@ -8,9 +8,9 @@ import pytest
 from sqlalchemy import event
 
 from enrichment.core import db
-from enrichment.core.models import EnrichmentAttempt, MetricSnapshot, Tenant, utcnow
+from enrichment.core.models import Alert, EnrichmentAttempt, MetricSnapshot, Tenant, utcnow
 from enrichment.core.settings import MonitorConfig, get_settings
-from enrichment.monitoring import report_cli, words
+from enrichment.monitoring import alerts, prom, report_cli, words
 from enrichment.monitoring.monitor import quality_score, run_monitor
 from tests.factories import make_record, make_tenant
 
@@ -137,7 +137,8 @@ def test_a_handful_of_queries_per_tenant_whatever_the_size(factory, settings, se
         run_monitor(factory, settings, config=CONFIG)
     finally:
         event.remove(engine, "before_cursor_execute", count)
-    # 1 tenant list + per tenant: previous snapshot, records, attempts, events, insert.
+    # 1 tenant list + per tenant: previous snapshot, records (with the review queue),
+    # attempts, events, insert.
     assert len(statements) <= 1 + 2 * 5
 
 
@@ -263,3 +264,64 @@ def test_a_run_that_took_its_clock_earlier_still_sees_the_other_runs_snapshot(
         factory, settings, now=later - timedelta(seconds=1), config=CONFIG, min_gap_s=150.0
     )
     assert len(first) == 2 and second == []
+
+
+@pytest.fixture
+def queued(factory):
+    """Tenant a-3pl's review queue: escalated 2 h ago, audit-sampled and resolved 30 h ago,
+    one escalation and one audit a person decided, and a resolved record not sampled.
+    Tenant b-3pl: an escalation 3 days old, which must not age a-3pl's queue."""
+    now = utcnow()
+    with factory.begin() as s:
+        a, b = make_tenant(s, "a-3pl"), make_tenant(s, "b-3pl")
+        make_record(s, a, escalated_at=now - timedelta(hours=2))
+        make_record(s, a, enriched_at=now - timedelta(hours=30), audit_sample=True)
+        decided = dict(decided_by="human", reviewed_at=now, final_label="OTHER")
+        make_record(s, a, escalated_at=now - timedelta(hours=5), **decided)
+        make_record(s, a, enriched_at=now - timedelta(days=2), audit_sample=True, **decided)
+        make_record(s, a, enriched_at=now)
+        make_record(s, b, escalated_at=now - timedelta(days=3))
+    return now
+
+
+def test_the_review_queue_is_counted_in_the_record_pass(factory, settings, queued):
+    snaps = run_monitor(factory, settings, now=queued, config=CONFIG)
+    a, b = snap_of(snaps, "a-3pl"), snap_of(snaps, "b-3pl")
+    assert (a.review_backlog, a.human_resolved_records) == (2, 2)
+    assert a.oldest_review_age_s == pytest.approx(30 * 3600, abs=1)
+    assert a.escalated_records == 1  # the reviewed escalation is closed
+    assert b.review_backlog == 1 and b.oldest_review_age_s == pytest.approx(3 * 86400, abs=1)
+    with factory() as s:
+        row = s.get(MetricSnapshot, a.id)
+    assert (row.review_backlog, row.human_resolved_records) == (2, 2)
+    assert row.oldest_review_age_s == pytest.approx(a.oldest_review_age_s)
+
+
+def test_an_empty_queue_has_no_age_not_zero(factory, settings, seeded):
+    snap = snap_of(run_monitor(factory, settings, config=CONFIG), "b-3pl")
+    assert (snap.review_backlog, snap.oldest_review_age_s, snap.human_resolved_records) == (
+        0,
+        None,
+        0,
+    )
+
+
+def test_a_day_old_review_item_fires_the_review_age_alert(factory, settings, queued):
+    snaps = run_monitor(factory, settings, now=queued, config=CONFIG)
+    with factory.begin() as s:
+        for snap in snaps:
+            alerts.evaluate_tenant(s, snap, {}, settings.alerts, now=queued)
+    with factory() as s:
+        rows = {(r.tenant_id, r.metric): r for r in s.query(Alert).filter_by(metric="review_age")}
+    fired = {tid: r.state for (tid, _), r in rows.items()}
+    assert sorted(fired.values()) == ["firing", "firing"]  # 30 h and 3 days: both over 24 h
+    a = snap_of(snaps, "a-3pl")
+    assert rows[(a.tenant_id, "review_age")].value == pytest.approx(30 * 3600, abs=1)
+
+
+def test_prometheus_exposes_the_review_gauges(factory, settings, queued):
+    run_monitor(factory, settings, now=queued, config=CONFIG)
+    text = prom.exposition(factory).decode()
+    assert 'enrichment_review_backlog_records{tenant="a-3pl"} 2.0' in text
+    assert 'enrichment_human_resolved_records{tenant="a-3pl"} 2.0' in text
+    assert 'enrichment_oldest_review_age_seconds{tenant="a-3pl"} 108000.0' in text

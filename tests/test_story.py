@@ -58,6 +58,7 @@ def world(factory, settings):
     """a-3pl's record failed analysis twice and then completed; b-3pl has a key of its own."""
     with factory.begin() as s:
         a, key_a = tenants.create_tenant(s, "a-3pl")
+        a.settings = {"audit_rate": 0.0}  # never sampled for audit: the story stays the same
         _, key_b = tenants.create_tenant(s, "b-3pl")
         rec = make_record(s, a, notes=HOSTILE_NOTE, reference_label="WRONG_ADDRESS")
         record_id, external_id, order_id = rec.id, rec.external_id, rec.order_id
@@ -115,6 +116,7 @@ def test_the_story_has_stages_actions_events_and_a_summary(client, world):
     assert body["escalation"] is None
     assert body["summary"] == {
         "state": "enriched",
+        "in_review": False,
         "total_cost_usd": pytest.approx(0.0003),
         "attempts": 5,
         "failed_attempts": 2,
@@ -167,6 +169,49 @@ def test_the_route_declares_its_404_problem(client):
         "$ref": "#/components/schemas/Problem"
     }
     assert "Story" in operation["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+
+
+@pytest.fixture
+def reviewed(client, factory, settings, world):
+    """a-3pl's second record: escalated (the key was refused), then decided by ana and
+    overridden by bob; both notes carry terminal escapes."""
+    with factory.begin() as s:
+        rec = make_record(s, tenants.require(s, "a-3pl"))
+        record_id, external_id = rec.id, rec.external_id
+    provider = ScriptedProvider(analyze=[PermanentError("401 invalid x-api-key")])
+    drive(factory, settings, record_id, provider, runs=1)
+    path, key = f"/api/enrichment/reviews/a-3pl/{record_id}", auth(world["keys"]["a"])
+    first = {"label": "DAMAGED_PACKAGE", "actions": ["RESHIP_ORDER"], "reviewer": "ana"}
+    client.post(path, json={**first, "note": HOSTILE_NOTE}, headers=key).raise_for_status()
+    second = {"label": "OTHER", "reviewer": "bob", "note": "not \x1b[2Jdamage", "override": True}
+    client.post(path, json=second, headers=key).raise_for_status()
+    return external_id
+
+
+def test_the_story_has_the_reviews_and_the_final_decision(client, world, reviewed):
+    body = get_story(client, world, external_id=reviewed).json()
+    one, two = body["reviews"]
+    assert (one["reviewer"], one["kind"], one["label"], one["actions"]) == (
+        "ana", "escalation", "DAMAGED_PACKAGE", ["RESHIP_ORDER"],
+    )  # fmt: skip
+    assert one["note"] == HOSTILE_NOTE and one["overrides"] is None
+    assert (one["ai_label"], one["ai_confidence"]) == (None, None)  # the AI never answered
+    assert (two["reviewer"], two["label"], two["overrides"]) == ("bob", "OTHER", one["id"])
+    decision = body["decision"]
+    assert (decision["final_label"], decision["final_actions"]) == ("OTHER", [])
+    assert decision["decided_by"] == "human" and decision["reviewed_at"] == two["created_at"]
+    assert body["record"]["ai_label"] is None and body["record"]["audit_sample"] is False
+    assert body["summary"]["state"] == "reviewed" and body["summary"]["in_review"] is False
+    assert body["escalation"]["closed_at"] == two["created_at"]
+    assert [e["type"] for e in body["events"]] == [
+        "record.escalated", "record.reviewed", "action.requested", "record.reviewed",
+    ]  # fmt: skip
+
+
+def test_an_unreviewed_story_has_no_reviews_and_no_decision(client, world):
+    body = get_story(client, world).json()
+    assert body["reviews"] == [] and body["decision"] is None
+    assert body["summary"]["in_review"] is False and body["escalation"] is None
 
 
 @pytest.fixture
@@ -226,6 +271,27 @@ def test_show_prints_the_timeline_in_order(cli, world):
     assert "0.000100 USD" in done
     assert "2 errors, latest: TransientError: AI timed out 2" in out
     assert out.count("action.requested") == 2 and "record.enriched  pending" in out
+
+
+def test_show_prints_the_reviews_after_the_escalation_and_the_decision(cli, reviewed):
+    code, out, err = cli("show", "a-3pl", reviewed)
+    assert code == 0 and err == ""
+    assert re.search(r"^  state +reviewed$", out, re.M)
+    assert re.search(r"^  decision +OTHER, actions none \(by human, \d{4}-\d\d-\d\d ", out, re.M)
+    positions(
+        out,
+        [
+            "timeline (UTC):",
+            "escalated to a person: ",
+            "reviewed by ana (escalation): DAMAGED_PACKAGE, actions RESHIP_ORDER; no AI label",
+            "action RESHIP_ORDER recorded",
+            "reviewed by bob (escalation): OTHER, actions none; no AI label; overrides review",
+            "reviews:",
+            "actions:",
+        ],
+    )
+    assert "note: Box crushed on arrival" in out and "note: not damage" in out
+    assert "\x1b" not in out and "pwned" not in out and "\u202e" not in out
 
 
 def test_show_strips_escapes_and_controls_from_customer_text(cli, world):
@@ -305,7 +371,12 @@ def test_state_of_tells_claimed_and_due_from_waiting():
     later, earlier = now + timedelta(minutes=5), now - timedelta(minutes=1)
 
     def rec(**kw) -> ExceptionRecord:
-        base = {"enriched_at": None, "escalated_at": None, "lease_expires_at": None}
+        base = {
+            "enriched_at": None,
+            "escalated_at": None,
+            "reviewed_at": None,
+            "lease_expires_at": None,
+        }
         return ExceptionRecord(**{**base, "next_attempt_at": earlier, **kw})
 
     assert state_of(rec(), now) == "waiting"
@@ -313,3 +384,5 @@ def test_state_of_tells_claimed_and_due_from_waiting():
     assert state_of(rec(lease_expires_at=later, next_attempt_at=later), now) == "waiting"
     assert state_of(rec(escalated_at=earlier), now) == "escalated"
     assert state_of(rec(enriched_at=earlier), now) == "enriched"
+    assert state_of(rec(escalated_at=earlier, reviewed_at=now), now) == "reviewed"
+    assert state_of(rec(enriched_at=earlier, reviewed_at=now), now) == "reviewed"

@@ -1,8 +1,9 @@
 """Every query path of the API, the CLI and the tasks is scoped to its tenant.
 
-Given tenants a-3pl (4 records, 1 enriched, 1 escalated) and b-3pl (7 records, distinct
-names and ids), when A's key, A's CLI commands and A's tasks are used, then B's data never
-appears in an answer and B's records are never touched.
+Given tenants a-3pl (4 records, 1 enriched, 1 escalated: the record the review routes name)
+and b-3pl (7 records, all escalated, distinct names and ids), when A's key, A's CLI commands
+and A's tasks are used, then B's data never appears in an answer and B's records are never
+touched.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ from enrichment.monitoring import report_cli
 from tests.factories import make_record
 from tests.routes import tenant_routes
 
-ROUTES = tenant_routes("?limit=500")
+# 200: the most any route's limit allows (the review queue's); more than the world holds.
+ROUTES = tenant_routes("?limit=200")
 # A valid body for each route that wants one; a new one without it fails with 422 here.
 BODIES = {
-    ("POST", "/api/enrichment/records/{t}?limit=500"): {
+    ("POST", "/api/enrichment/records/{t}?limit=200"): {
         "items": [
             {
                 "order": {"external_id": "o-new", "payload": {}, "events": []},
@@ -30,10 +32,17 @@ BODIES = {
             }
         ]
     },
-    ("POST", "/api/enrichment/actions/{t}/{action_id}?limit=500"): {
+    ("POST", "/api/enrichment/actions/{t}/{action_id}?limit=200"): {
         "outcome": "done",
         "note": "ok",
     },
+    ("POST", "/api/enrichment/reviews/{t}/{record_id}?limit=200"): {
+        "label": "DAMAGED_PACKAGE",
+        "actions": ["RESHIP_ORDER"],
+        "note": "checked",
+        "reviewer": "ana",
+    },
+    ("POST", "/api/enrichment/reviews/{t}/{record_id}/requeue?limit=200"): None,
 }
 
 
@@ -60,7 +69,8 @@ def world(factory):
             rec.external_id = f"bbsecret-{rec.id}"
             ids_b.append(rec.id)
         rec.external_id, rec.notes = "shared-1", "bbsecret notes"
-    params = {"external_id": "shared-1", "action_id": action.id}
+    # A's escalated record: in A's review queue, so A's review and requeue answer 200.
+    params = {"external_id": "shared-1", "action_id": action.id, "record_id": ids_a[3]}
     return {"keys": {"a": key_a, "b": key_b}, "a": ids_a, "b": ids_b, "params": params}
 
 
@@ -107,6 +117,19 @@ def test_backlog_and_health_count_only_a(client, world):
     assert health["backlog_records"] == 2 and health["escalated_records"] == 1
     listed = [item for item in _walk(backlog) if isinstance(item, dict) and "record_id" in item]
     assert {item["record_id"] for item in listed} <= set(world["a"])
+
+
+def test_a_key_neither_lists_nor_decides_b_queued_records(client, world, factory):
+    key = auth(world["keys"]["a"])
+    queue = client.get("/api/enrichment/reviews/a-3pl", headers=key).json()
+    assert [item["record_id"] for item in queue["items"]] == [world["a"][3]]
+    before = snapshot(factory)
+    for b_id in world["b"][:2]:
+        path = f"/api/enrichment/reviews/a-3pl/{b_id}"
+        body = BODIES[("POST", "/api/enrichment/reviews/{t}/{record_id}?limit=200")]
+        assert client.post(path, json=body, headers=key).status_code == 404
+        assert client.post(f"{path}/requeue", headers=key).status_code == 404
+    assert snapshot(factory) == before
 
 
 def _walk(node):

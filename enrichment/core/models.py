@@ -422,6 +422,9 @@ Index(
         "ai_confidence",
         "enrichment_retry_count",
         "created_at",
+        "reviewed_at",
+        "audit_sample",
+        "decided_by",
     ],
 )
 # The review queue of one tenant: a small set, read oldest first.

@@ -75,6 +75,10 @@ DEFAULT_RULES: tuple[Rule, ...] = (
     # A dead event is a decision its receiver never got: a person must act now.
     Rule("dead_events_critical", "dead_events", "dead_events", CRITICAL, ABOVE,
          0.0, 0.0, None, " events", for_evaluations=1),
+    # The review queue's oldest item waited over a day (clears under 20 h): a wait, so judged
+    # at once and whatever the sample. None (an empty queue) is no breach.
+    Rule("review_age_warning", "review_age", "oldest_review_age_s", WARNING, ABOVE,
+         86_400.0, 72_000.0, None, " s", for_evaluations=1),
 )  # fmt: skip
 
 RUNBOOK: dict[str, str] = {
@@ -90,7 +94,12 @@ RUNBOOK: dict[str, str] = {
     "dead_events": "The tenant's webhook refused or never answered these events: fix the "
     "receiver (the errors are in `enrichment show {tenant} <record>`), then re-send with "
     "`celery -A workers call enrichment.redeliver --args '[\"{tenant}\"]'`.",
-    "escalated": "Records used up their retries: review them, then requeue with "
+    "review_age": "The review queue's oldest item waited over a day: work the queue "
+    "(`GET /api/enrichment/reviews/{tenant}`, or the review page), deciding each item or "
+    "requeueing it for the AI; add reviewers or lower the tenant's audit_rate if it keeps "
+    "growing.",
+    "escalated": "Records used up their retries: decide them in the review queue "
+    "(`GET /api/enrichment/reviews/{tenant}`), or requeue them for the AI with "
     "`celery -A workers call enrichment.requeue --args '[\"{tenant}\"]'`.",
 }
 

@@ -1,12 +1,13 @@
 """Per-tenant enrichment metrics, written as one `metric_snapshots` row per evaluation.
 
 Cost at scale: per tenant, five indexed queries - the previous snapshot (index
-`ix_metric_snapshots_tenant_taken`), one aggregate pass over the tenant's records (answered
-from the covering index `ix_exception_records_monitor` on PostgreSQL), one aggregate over the
-tenant's attempts since the earlier of the window start and the previous snapshot
-(`ix_enrichment_attempts_tenant_created`), the open outbox events
-(`ix_outbox_events_open`), and the insert. Every metric is a FILTER clause of
-those passes, never a scan of its own.
+`ix_metric_snapshots_tenant_taken`), one aggregate pass over the tenant's records (through
+`ix_exception_records_monitor`; it covers the enrichment columns, and would need reviewed_at,
+audit_sample and decided_by in its INCLUDE for the review counts to stay index-only), one
+aggregate over the tenant's attempts since the earlier of the window start and the previous
+snapshot (`ix_enrichment_attempts_tenant_created`), the open outbox events
+(`ix_outbox_events_open`), and the insert. Every metric is a FILTER clause of those passes,
+never a scan of its own.
 
 Definitions (percentages 0-100, durations in seconds, "window" = `window_s` before `now`):
 - completeness_pct: enriched_at IS NOT NULL / all records.
@@ -21,13 +22,17 @@ Definitions (percentages 0-100, durations in seconds, "window" = `window_s` befo
 - time_to_enrich_s: mean created_at -> enriched_at of records enriched in the window.
 - quality_score: see `quality_score`.
 - undelivered_events / dead_events: the tenant's outbox events now pending / dead.
+- review_backlog: records in the review queue (`in_review()`: escalated or audit-sampled,
+  not reviewed); oldest_review_age_s: how long its oldest item has waited (since its
+  escalation, or its resolution for an audit item; None when the queue is empty);
+  human_resolved_records: records a person decided (decided_by "human").
 Audit rows of a reopened record (outcome "reopened") are not attempts: no stage ran.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -41,6 +46,7 @@ from enrichment.core.models import (
     OutboxEvent,
     Tenant,
     in_backlog,
+    in_review,
     is_escalated,
     utcnow,
 )
@@ -53,6 +59,10 @@ log = structlog.get_logger(__name__)
 
 # Fixed confidence buckets: [0.0, 0.1), ..., [0.9, 1.0]; the last one includes 1.0.
 BUCKET_EDGES: tuple[float, ...] = tuple(i / 10 for i in range(11))
+# reviews.decide.HUMAN: a sibling layer, so not imported here.
+HUMAN = "human"
+# An escalated record waits since its escalation, an audited one since it was resolved.
+WAITING_SINCE = func.coalesce(R.escalated_at, R.enriched_at)
 
 
 def bucket_label(i: int) -> str:
@@ -94,6 +104,9 @@ class Snapshot:
     integrity: dict[str, Any]
     undelivered_events: int = 0
     dead_events: int = 0
+    review_backlog: int = 0
+    oldest_review_age_s: float | None = None
+    human_resolved_records: int = 0
     id: int | None = None
 
     def to_row(self) -> MetricSnapshot:
@@ -182,6 +195,9 @@ def record_counts(
             and_(R.ai_confidence.is_(None), R.created_at < now - timedelta(seconds=stuck_after_s))
         ).label("stuck"),
         _count(R.enrichment_retry_count > max_retries).label("over_retry"),
+        _count(in_review()).label("review_backlog"),
+        func.min(WAITING_SINCE).filter(in_review()).label("oldest_review_at"),
+        _count(R.decided_by == HUMAN).label("human_resolved"),
         *_bucket_columns(),
     ).where(R.tenant_id == tenant.id)
     return dict(session.execute(stmt).one()._mapping)
@@ -337,11 +353,22 @@ def _assemble(
         integrity=integrity_checks(rc, high_conf, config),
         undelivered_events=ec["undelivered"],
         dead_events=ec["dead"],
+        review_backlog=rc["review_backlog"],
+        oldest_review_age_s=_age_s(rc["oldest_review_at"], now),
+        human_resolved_records=rc["human_resolved"],
     )
 
 
 def _float_or_none(value: Any) -> float | None:
     return None if value is None else float(value)
+
+
+def _age_s(since: datetime | None, now: datetime) -> float | None:
+    """Seconds from `since` to `now`, at least 0; SQLite's min() comes back naive (UTC)."""
+    if since is None:
+        return None
+    since = since if since.tzinfo is not None else since.replace(tzinfo=UTC)
+    return max((now - since).total_seconds(), 0.0)
 
 
 def _totals(prev: MetricSnapshot | None, ac: dict[str, Any]) -> dict[str, Any]:

@@ -36,6 +36,19 @@ GAUGES: tuple[tuple[str, str, str, float], ...] = (
         1.0,
     ),
     ("enrichment_dead_events", "Outbox events given up on (redeliver)", "dead_events", 1.0),
+    ("enrichment_review_backlog_records", "Records waiting for a person", "review_backlog", 1.0),
+    (
+        "enrichment_oldest_review_age_seconds",
+        "How long the review queue's oldest item has waited",
+        "oldest_review_age_s",
+        1.0,
+    ),
+    (
+        "enrichment_human_resolved_records",
+        "Records resolved by a person's review",
+        "human_resolved_records",
+        1.0,
+    ),
     ("enrichment_quality_score", "Quality score, 0-100", "quality_score", 1.0),
     ("enrichment_high_confidence_ratio", "Share of confident labels", "high_confidence_pct", 0.01),
     (

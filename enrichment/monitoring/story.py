@@ -1,6 +1,7 @@
-"""One record's story: its fields now, its stages, every attempt, its actions and events, and
-its escalation. Shared by the API route and `enrichment show`; Pydantic models, so the OpenAPI
-schema documents the shape.
+"""One record's story: its fields now, its stages, every attempt, its actions and events, its
+escalation, and the reviews people gave it with the final decision. Shared by the API route,
+`enrichment show` and the review queue's items; Pydantic models, so the OpenAPI schema
+documents the shape.
 
 Every query is scoped by the tenant's id. The ground truth (`reference_label`, evaluation
 only) and lease tokens are never part of a story.
@@ -8,6 +9,7 @@ only) and lease tokens are never part of a story.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from datetime import datetime
 from typing import Any, Literal
 
@@ -22,12 +24,13 @@ from enrichment.core.models import (
     Order,
     OutboxEvent,
     ResolutionAction,
+    Review,
     Tenant,
 )
 from enrichment.core.models import ExceptionRecord as R
 from enrichment.core.states import StageStatus, stage_status
 
-State = Literal["enriched", "escalated", "waiting", "in progress"]
+State = Literal["reviewed", "enriched", "escalated", "waiting", "in progress"]
 FAILED_OUTCOMES = ("failed",)
 
 
@@ -51,6 +54,7 @@ class RecordFields(BaseModel):
     retry_count: int
     next_attempt_at: datetime
     enriched_at: datetime | None
+    audit_sample: bool = Field(description="sampled at random for a person to check")
     created_at: datetime
     updated_at: datetime
 
@@ -120,13 +124,41 @@ class EventView(BaseModel):
 class Escalation(BaseModel):
     escalated_at: datetime
     reason: str | None
+    closed_at: datetime | None = Field(description="when a person's review closed it")
+
+
+class ReviewView(BaseModel):
+    """A person's decision: kind "escalation" or "audit", with what the AI said at the time.
+    An override is a later review that replaces the one it names."""
+
+    id: int
+    kind: str
+    reviewer: str
+    label: str
+    actions: list[str]
+    note: str | None = Field(description="the reviewer's note: untrusted text")
+    ai_label: str | None = Field(description="the AI's label when the person decided")
+    ai_confidence: float | None
+    ai_source: dict[str, Any] | None = Field(description="provider, model, prompt_version")
+    overrides: int | None = Field(description="the id of the review this one replaces")
+    created_at: datetime
+
+
+class Decision(BaseModel):
+    """The final decision, beside the AI's fields (which keep what the AI said)."""
+
+    final_label: str | None
+    final_actions: list[str] | None
+    decided_by: str = Field(description='"human": a person reviewed the record')
+    reviewed_at: datetime | None
 
 
 class Summary(BaseModel):
     state: State = Field(
-        description="enriched; escalated; in progress (claimed and due); waiting (for its "
-        "due time or a sweep)"
+        description="reviewed (decided by a person); enriched; escalated; in progress "
+        "(claimed and due); waiting (for its due time or a sweep)"
     )
+    in_review: bool = Field(description="in the review queue: escalated or audit-sampled")
     total_cost_usd: float
     attempts: int = Field(description="AI stage attempts (reopen audits not counted)")
     failed_attempts: int
@@ -142,6 +174,8 @@ class Story(BaseModel):
     actions: list[ActionView]
     events: list[EventView]
     escalation: Escalation | None
+    reviews: list[ReviewView] = Field(description="oldest first; an override follows the first")
+    decision: Decision | None = Field(description="the final decision, once a person made it")
     summary: Summary
 
 
@@ -164,6 +198,8 @@ def story(session: Session, tenant: Tenant, external_id: str, *, now: datetime) 
         actions=_actions(session, tenant.id, rec.id),
         events=_events(session, tenant.id, rec.id),
         escalation=_escalation(rec),
+        reviews=_reviews(session, tenant.id, rec.id),
+        decision=_decision(rec),
         summary=_summary(rec, attempts, now),
     )
 
@@ -187,6 +223,7 @@ def _fields(rec: R, order: Order) -> RecordFields:
         retry_count=rec.enrichment_retry_count,
         next_attempt_at=rec.next_attempt_at,
         enriched_at=rec.enriched_at,
+        audit_sample=bool(rec.audit_sample),
         created_at=rec.created_at,
         updated_at=rec.updated_at,
     )
@@ -224,13 +261,33 @@ def _parse_time(raw: str | None) -> datetime | None:
 
 
 def _attempts(session: Session, tenant_id: int, record_id: int) -> list[AttemptView]:
+    return attempts_of(session, tenant_id, [record_id]).get(record_id, [])
+
+
+def attempts_of(
+    session: Session, tenant_id: int, record_ids: list[int]
+) -> dict[int, list[AttemptView]]:
+    """The attempts of several records in one query, each record's in time order."""
     A = EnrichmentAttempt
     rows = session.scalars(
         select(A)
-        .where(A.tenant_id == tenant_id, A.record_id == record_id)
+        .where(A.tenant_id == tenant_id, A.record_id.in_(record_ids))
         .order_by(A.created_at, A.id)
     )
-    return [AttemptView.model_validate(a, from_attributes=True) for a in rows]
+    found: dict[int, list[AttemptView]] = defaultdict(list)
+    for a in rows:
+        found[a.record_id].append(AttemptView.model_validate(a, from_attributes=True))
+    return found
+
+
+def orders_of(session: Session, tenant_id: int, record_ids: list[int]) -> dict[int, Order]:
+    """The order of each of several records (record id -> order), in one query."""
+    rows = session.execute(
+        select(R.id, Order)
+        .join(Order, (Order.id == R.order_id) & (Order.tenant_id == tenant_id))
+        .where(R.tenant_id == tenant_id, R.id.in_(record_ids))
+    )
+    return {record_id: order for record_id, order in rows}
 
 
 def _actions(session: Session, tenant_id: int, record_id: int) -> list[ActionView]:
@@ -268,12 +325,37 @@ def _event(e: OutboxEvent) -> EventView:
 def _escalation(rec: R) -> Escalation | None:
     if rec.escalated_at is None:
         return None
-    return Escalation(escalated_at=rec.escalated_at, reason=rec.escalation_reason)
+    return Escalation(
+        escalated_at=rec.escalated_at, reason=rec.escalation_reason, closed_at=rec.reviewed_at
+    )
+
+
+def _reviews(session: Session, tenant_id: int, record_id: int) -> list[ReviewView]:
+    rows = session.scalars(
+        select(Review)
+        .where(Review.tenant_id == tenant_id, Review.record_id == record_id)
+        .order_by(Review.created_at, Review.id)
+    )
+    return [ReviewView.model_validate(r, from_attributes=True) for r in rows]
+
+
+def _decision(rec: R) -> Decision | None:
+    if rec.decided_by is None:
+        return None
+    return Decision(
+        final_label=rec.final_label,
+        final_actions=rec.final_actions,
+        decided_by=rec.decided_by,
+        reviewed_at=rec.reviewed_at,
+    )
 
 
 def state_of(rec: R, now: datetime) -> State:
-    """In progress: claimed (a live lease) and due, so a worker has it or is about to;
-    a record re-enqueued with a backoff countdown is waiting, lease or not."""
+    """Reviewed: a person decided it (escalated or audited). In progress: claimed (a live
+    lease) and due, so a worker has it or is about to; a record re-enqueued with a backoff
+    countdown is waiting, lease or not."""
+    if rec.reviewed_at is not None:
+        return "reviewed"
     if rec.enriched_at is not None:
         return "enriched"
     if rec.escalated_at is not None:
@@ -282,10 +364,18 @@ def state_of(rec: R, now: datetime) -> State:
     return "in progress" if leased and rec.next_attempt_at <= now else "waiting"
 
 
+def in_review(rec: R) -> bool:
+    """In the review queue: the Python twin of models.in_review() (REVIEW_SQL)."""
+    if rec.reviewed_at is not None:
+        return False
+    return rec.escalated_at is not None or (bool(rec.audit_sample) and rec.enriched_at is not None)
+
+
 def _summary(rec: R, attempts: list[AttemptView], now: datetime) -> Summary:
     ran = [a for a in attempts if a.stage in STAGES]
     return Summary(
         state=state_of(rec, now),
+        in_review=in_review(rec),
         total_cost_usd=round(sum(a.cost_usd for a in attempts), 6),
         attempts=len(ran),
         failed_attempts=sum(a.outcome in FAILED_OUTCOMES for a in ran),

@@ -1,6 +1,7 @@
 """`enrichment show TENANT EXTERNAL_ID`: one record's story as a terminal timeline.
 
-Notes, errors, event details and model output are untrusted text: each goes through `safe`,
+Notes (the customer's and the reviewers'), errors, event details and model output are
+untrusted text: each goes through `safe`,
 which drops ANSI escapes and control characters (so customer text cannot move the cursor,
 retitle the window, or hide a line) and truncates it. Times are UTC.
 """
@@ -104,6 +105,26 @@ def _action_happenings(s: story.Story) -> list[Happening]:
     return found
 
 
+def review_line(r: story.ReviewView) -> str:
+    """One review as a person reads it: who, which kind, the decision, what the AI said."""
+    what = f"{safe(r.label, 32)}, actions {_names(r.actions)}"
+    ai = "no AI label" if r.ai_label is None else f"AI said {safe(r.ai_label, 32)}"
+    if r.ai_label is not None and r.ai_confidence is not None:
+        ai += f" ({r.ai_confidence:.2f})"
+    text = f"reviewed by {safe(r.reviewer, 64)} ({safe(r.kind, 16)}): {what}; {ai}"
+    if r.overrides is not None:
+        text += f"; overrides review {r.overrides}"
+    return text if r.note is None else f"{text}  note: {safe(r.note)}"
+
+
+def _names(actions: list[str] | None) -> str:
+    return ", ".join(safe(a, 64) for a in actions) if actions else "none"
+
+
+def _review_happenings(s: story.Story) -> list[Happening]:
+    return [Happening(r.created_at, 3, review_line(r)) for r in s.reviews]
+
+
 def _event_happenings(s: story.Story) -> list[Happening]:
     return [Happening(e.delivered_at, 4, _delivered(e)) for e in s.events if e.delivered_at]
 
@@ -114,7 +135,12 @@ def _delivered(e: story.EventView) -> str:
 
 def timeline(s: story.Story) -> list[str]:
     """Every happening, oldest first, as '<time>  <what>'."""
-    found = [*_record_happenings(s), *_action_happenings(s), *_event_happenings(s)]
+    found = [
+        *_record_happenings(s),
+        *_review_happenings(s),
+        *_action_happenings(s),
+        *_event_happenings(s),
+    ]
     return [f"{when(h.at)}  {h.text}" for h in sorted(found, key=Happening.key)]
 
 
@@ -126,14 +152,24 @@ def _label(s: story.Story) -> str:
     return f"{safe(r.ai_label, 32)} (confidence {confidence})"
 
 
+def _decision(s: story.Story) -> str:
+    """The final decision ('-' until a person made one)."""
+    d = s.decision
+    if d is None:
+        return "in the review queue" if s.summary.in_review else "-"
+    what = f"{safe(d.final_label, 32)}, actions {_names(d.final_actions)}"
+    return f"{what} (by {safe(d.decided_by, 16)}, {when(d.reviewed_at)})"
+
+
 def _header(s: story.Story) -> None:
     r, m = s.record, s.summary
-    done = m.state in ("enriched", "escalated")
+    done = m.state in ("reviewed", "enriched", "escalated")
     print(f"record {safe(r.external_id)}  order {safe(r.order_external_id)}  tenant {s.tenant}")
     print_pairs(
         [
             ("state", m.state),
             ("label", _label(s)),
+            ("decision", _decision(s)),
             ("reason", f"{safe(r.reason_code, 64)}, severity {safe(r.severity, 16)}"),
             ("notes", safe(r.notes)),
             ("AI notes", safe(r.ai_notes)),
@@ -173,6 +209,7 @@ def print_story(s: story.Story) -> None:
     _header(s)
     _section("timeline (UTC)", timeline(s))
     _section("stages", [_stage_line(v) for v in s.stages])
+    _section("reviews", [f"{when(r.created_at)}  {review_line(r)}" for r in s.reviews])
     _section("actions", [_action_line(a) for a in s.actions])
     _section("events", [_event_line(e) for e in s.events])
 

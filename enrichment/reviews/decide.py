@@ -31,10 +31,14 @@ from enrichment.core.models import (
     utcnow,
 )
 from enrichment.core.outbox import ACTION_REQUESTED, PENDING, REVIEWED
-from enrichment.core.taxonomy import Action, Label, disallowed_actions
+from enrichment.core.taxonomy import ALLOWED_ACTIONS, Action, Label, disallowed_actions
 
 HUMAN = "human"
 ESCALATION, AUDIT = "escalation", "audit"
+# PostgreSQL text cannot hold NUL: refused as invalid input, not failed as a server error.
+NO_NUL = r"^[^\x00]*$"
+# Something visible once stripped (what `strip_whitespace` leaves must not be empty), no NUL.
+VISIBLE = r"^[^\x00]*[^\x00\s][^\x00]*$"
 
 
 class ReviewIn(BaseModel):
@@ -44,8 +48,10 @@ class ReviewIn(BaseModel):
 
     label: Label
     actions: list[Action] = Field(default_factory=list, max_length=5)
-    note: Annotated[str, StringConstraints(max_length=2000)] | None = None
-    reviewer: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+    note: Annotated[str, StringConstraints(max_length=2000, pattern=NO_NUL)] | None = None
+    reviewer: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=VISIBLE)
+    ]
     override: bool = False
 
 
@@ -90,7 +96,10 @@ def submit(
     bad = disallowed_actions(review.label, review.actions)
     if bad:
         names = ", ".join(str(a) for a in bad)
-        raise ActionsNotAllowed(f"actions not allowed for {review.label}: {names}")
+        allowed = ", ".join(sorted(ALLOWED_ACTIONS[review.label])) or "none"
+        raise ActionsNotAllowed(
+            f"actions not allowed for {review.label}: {names} (allowed: {allowed})"
+        )
     rec = _locked_record(session, tenant.id, record_id)
     previous = _latest_review(session, tenant.id, record_id) if rec.reviewed_at else None
     if previous is not None and not review.override:
@@ -104,7 +113,8 @@ def submit(
         kind=ESCALATION if rec.escalated_at is not None else AUDIT,
         reviewer=review.reviewer,
         label=str(review.label),
-        actions=[str(a) for a in review.actions],
+        # Each action once: a repeated one would be one action, and its row is unique.
+        actions=list(dict.fromkeys(str(a) for a in review.actions)),
         note=review.note,
         ai_label=rec.ai_label,
         ai_confidence=rec.ai_confidence,

@@ -19,6 +19,8 @@ down_revision = "0003"
 branch_labels = None
 depends_on = None
 
+MONITOR_INCLUDE = ["enriched_at", "escalated_at", "ai_confidence", "enrichment_retry_count",
+                   "created_at"]  # fmt: skip
 # The migration's own copy of models.REVIEW_SQL (history never imports changing constants).
 REVIEW = (
     "reviewed_at IS NULL AND (escalated_at IS NOT NULL"
@@ -74,6 +76,14 @@ def upgrade() -> None:
     )
     op.create_index(op.f("ix_reviews_record_id"), "reviews", ["record_id"])
     op.create_index("ix_reviews_tenant_created", "reviews", ["tenant_id", "created_at"])
+    # The monitor's covering index gains the review columns its one pass now reads.
+    op.drop_index("ix_exception_records_monitor", table_name="exception_records")
+    op.create_index(
+        "ix_exception_records_monitor",
+        "exception_records",
+        ["tenant_id"],
+        postgresql_include=[*MONITOR_INCLUDE, "reviewed_at", "audit_sample", "decided_by"],
+    )
     op.create_index(
         "ix_exception_records_review",
         "exception_records",
@@ -85,6 +95,13 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("ix_exception_records_review", table_name="exception_records")
+    op.drop_index("ix_exception_records_monitor", table_name="exception_records")
+    op.create_index(
+        "ix_exception_records_monitor",
+        "exception_records",
+        ["tenant_id"],
+        postgresql_include=MONITOR_INCLUDE,
+    )
     op.drop_index("ix_reviews_tenant_created", table_name="reviews")
     op.drop_index(op.f("ix_reviews_record_id"), table_name="reviews")
     op.drop_table("reviews")
