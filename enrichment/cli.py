@@ -51,6 +51,23 @@ def _tenant_key(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reviewer_key(args: argparse.Namespace) -> int:
+    from enrichment.core import db, tenants
+
+    if not args.rotate:
+        raise UserError(
+            "reviewer keys are stored hashed and cannot be shown again; add --rotate to print "
+            "a new key (the old one and its sign-ins stop working at once)"
+        )
+    with db.session_factory(get_settings().database_url).begin() as session:
+        key = tenants.rotate_reviewer_key(tenants.require(session, args.tenant))
+    print(
+        f"tenant {args.tenant}: new reviewer key for the review page /review/{args.tenant} "
+        f"(shown once; the old one no longer works): {key}"
+    )
+    return 0
+
+
 def _generate(args: argparse.Namespace) -> int:
     from enrichment.tooling import generate
 
@@ -151,6 +168,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rotate", action="store_true", help="required: the old key stops working")
     p.set_defaults(func=_tenant_key)
 
+    p = sub.add_parser(
+        "reviewer-key", help="replace a tenant's review page key and print the new one"
+    )
+    p.add_argument("tenant")
+    p.add_argument("--rotate", action="store_true", help="required: the old key stops working")
+    p.set_defaults(func=_reviewer_key)
+
     p = sub.add_parser("generate", help="write a realistic JSONL backlog for a tenant")
     p.add_argument("--tenant", default="demo-3pl")
     p.add_argument("--count", type=int, default=500)
@@ -235,6 +259,8 @@ def _database_problem(exc: Exception) -> str:
     text = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
     if "no such table" in text or ("relation" in text and "does not exist" in text):
         return "the database has no tables yet: run `enrichment migrate` first"
+    if "no such column" in text or ("column" in text and "does not exist" in text):
+        return "the database is from an older version: run `enrichment migrate` to upgrade it"
     try:
         where = make_url(get_settings().database_url).render_as_string(hide_password=True)
     except Exception:

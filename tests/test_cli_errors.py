@@ -24,6 +24,12 @@ CASES = {
     "tenant-add a threshold of 3": (["tenant-add", "x", "--threshold", "3"], {}, "outside [0, 1]"),
     "tenant-key without --rotate": (["tenant-key", "known-3pl"], {}, "--rotate"),
     "tenant-key an unknown tenant": (["tenant-key", "nobody", "--rotate"], {}, "unknown tenant"),
+    "reviewer-key without --rotate": (["reviewer-key", "known-3pl"], {}, "--rotate"),
+    "reviewer-key an unknown tenant": (
+        ["reviewer-key", "nobody", "--rotate"],
+        {},
+        "unknown tenant",
+    ),
     "status of an unknown tenant": (["status", "nobody"], {}, "unknown tenant"),
     "report of an unknown tenant": (["report", "nobody"], {}, "unknown tenant"),
     "an unparsable DATABASE_URL": (["status", "x"], {"DATABASE_URL": "nonsense"}, "parsed"),

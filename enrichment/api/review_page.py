@@ -1,7 +1,259 @@
-"""The review page for people: sign in with the reviewer key, work the queue, decide."""
+"""The review page for people: sign in with the reviewer key, work the queue, decide.
+
+Server-rendered HTML (Jinja2, autoescaped in every template) from the API process, for
+people with a browser rather than for the bearer-key API, so its routes stay out of the
+OpenAPI schema. No JavaScript: the decision form works in two steps (choose the label, then
+tick among that label's allowed actions), and the server rejects a disallowed action anyway.
+Sessions, CSRF tokens, rendering and security headers: `review_session`.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Annotated, Any, NamedTuple
 
-router = APIRouter()
+import structlog
+from fastapi import APIRouter, Form, Path
+from fastapi.responses import Response
+from pydantic import BaseModel, ValidationError
+from sqlalchemy.orm import Session
+
+from enrichment.api.deps import DbSession
+from enrichment.api.review_session import (
+    COOKIE,
+    CSRF_FAILED,
+    Page,
+    ReviewPage,
+    anonymous,
+    key_mark,
+)
+from enrichment.core import selection, tenants
+from enrichment.core.models import ExceptionRecord, utcnow
+from enrichment.core.taxonomy import ALLOWED_ACTIONS, Label
+from enrichment.monitoring.story import Story, story
+from enrichment.reviews import decide, queue
+
+log = structlog.get_logger(__name__)
+router = APIRouter(include_in_schema=False)
+
+QUEUE_SHOWN = 100
+WRONG_KEY = "That reviewer key does not open this tenant: check it, or ask an admin for one."
+NOT_WAITING = "Record {} is not waiting for a review (decided, requeued, or not here)."
+BAD_NAME = "Enter your name (1 to 64 characters): it goes on every decision you make."
+FORM_PROBLEMS = {
+    "actions": "an unknown action, or more than 5",
+    "note": "a note over 2,000 characters",
+}
+
+
+@dataclass(frozen=True)
+class Draft:
+    """The decision form as the person left it, with the one line that says what is wrong."""
+
+    label: Label | None
+    actions: tuple[str, ...] = ()
+    note: str = ""
+    error: str | None = None
+
+
+class CsrfForm(BaseModel):
+    csrf: str = ""  # optional here: a missing token is a 403, not FastAPI's 422
+
+
+class LoginForm(CsrfForm):
+    key: str = ""
+    reviewer: str = ""
+
+
+class DecisionForm(CsrfForm):
+    label: str = ""
+    actions: list[str] = []
+    note: str = ""
+
+
+class InvalidForm(decide.ReviewError):
+    status = 422
+
+
+RecordId = Annotated[int, Path(ge=1, le=2**31 - 1)]  # beyond it, PostgreSQL's integer overflows
+
+
+@router.get("/review/{tenant}/login")
+def login_form(page: ReviewPage) -> Response:
+    visit = page.visit or anonymous(page.tenant)
+    return page.keep(page.render("login.html", visit=visit, error=None, name=""), visit)
+
+
+@router.post("/review/{tenant}/login")
+def login(page: ReviewPage, form: Annotated[LoginForm, Form()], s: DbSession) -> Response:
+    """A new session for this tenant's key and the reviewer's name (and a new CSRF token)."""
+    if not page.csrf_ok(form.csrf):
+        return page.problem(CSRF_FAILED, 403)
+    row = tenants.by_name(s, page.tenant)
+    if row is None or not tenants.reviewer_key_matches(row, form.key):
+        log.info("review.sign_in_refused", tenant=page.tenant)
+        return page.render("login.html", error=WRONG_KEY, name=form.reviewer, status_code=401)
+    name = form.reviewer.strip()
+    if not 1 <= len(name) <= 64:
+        return page.render("login.html", error=BAD_NAME, name=form.reviewer, status_code=422)
+    log.info("review.signed_in", tenant=page.tenant, reviewer=name)
+    return page.keep(
+        page.redirect(), replace(anonymous(page.tenant), reviewer=name, key=key_mark(row))
+    )
+
+
+@router.post("/review/{tenant}/logout")
+def logout(page: ReviewPage, form: Annotated[CsrfForm, Form()]) -> Response:
+    if not page.csrf_ok(form.csrf):
+        return page.problem(CSRF_FAILED, 403)
+    response = page.redirect("/login")
+    https = page.request.url.scheme == "https"
+    response.delete_cookie(COOKIE, path=page.base, secure=https, httponly=True, samesite="strict")
+    return response
+
+
+@router.get("/review/{tenant}")
+def queue_page(page: ReviewPage, s: DbSession) -> Response:
+    """The queue, oldest first, with the confirmation of the last decision once."""
+    if page.who is None:
+        return page.redirect("/login")
+    tenant, visit = page.who
+    waiting = queue.queue(s, tenant.id, now=utcnow(), limit=QUEUE_SHOWN)
+    response = page.render("queue.html", queue=waiting, flash=visit.flash)
+    return page.keep(response, replace(visit, flash=None)) if visit.flash else response
+
+
+@router.get("/review/{tenant}/{record_id}")
+def record_page(page: ReviewPage, record_id: RecordId, s: DbSession, label: str = "") -> Response:
+    """One record and the decision form; `?label=` chooses whose actions the form offers."""
+    if page.who is None:
+        return page.redirect("/login")
+    rec = queue.in_queue(s, page.who.tenant.id, record_id)
+    if rec is None:
+        return page.problem(NOT_WAITING.format(record_id))
+    chosen = _label(label or rec.ai_label)
+    error = "Unknown label: choose one from the list." if label and chosen is None else None
+    return _record_view(page, s, rec, Draft(chosen, error=error))
+
+
+@router.post("/review/{tenant}/{record_id}")
+def decide_record(
+    page: ReviewPage, record_id: RecordId, form: Annotated[DecisionForm, Form()], s: DbSession
+) -> Response:
+    """Write the decision; back to the queue with a confirmation, or the form with why not."""
+    who = page.gate(form.csrf)
+    if isinstance(who, Response):
+        return who
+    rec = queue.in_queue(s, who.tenant.id, record_id)
+    if rec is None:
+        return page.problem(NOT_WAITING.format(record_id))
+    draft = Draft(_label(form.label), tuple(form.actions), form.note)
+    try:
+        review = _review_in(draft, who.visit.reviewer or "")
+        done = decide.submit(s, who.tenant, rec.id, review)
+    except (InvalidForm, decide.ActionsNotAllowed) as exc:
+        s.rollback()
+        return _record_view(page, s, rec, replace(draft, error=str(exc)), exc.status)
+    except decide.ReviewError as exc:  # another person decided it a moment ago
+        s.rollback()
+        return page.problem(str(exc), exc.status)
+    s.commit()
+    page.log("review.decided", record=done.external_id, label=str(review.label))
+    actions = ", ".join(str(a) for a in review.actions) or "no actions"
+    flash = f"Saved: {done.external_id} is {review.label} with {actions}; it left the queue."
+    return page.keep(page.redirect(), replace(who.visit, flash=flash))
+
+
+@router.post("/review/{tenant}/{record_id}/requeue")
+def requeue_record(
+    page: ReviewPage, record_id: RecordId, form: Annotated[CsrfForm, Form()], s: DbSession
+) -> Response:
+    """Hand an escalated record back to the AI: its retries start over at the next sweep."""
+    who = page.gate(form.csrf)
+    if isinstance(who, Response):
+        return who
+    rec = queue.in_queue(s, who.tenant.id, record_id)
+    if rec is None or rec.escalated_at is None:
+        return page.problem(f"Record {record_id} is not an escalated record waiting for a review.")
+    external_id = rec.external_id
+    reset = selection.requeue(s, who.tenant.id, record_id=rec.id)
+    s.commit()
+    page.log("review.requeued", record=external_id, reset=reset)
+    if reset:
+        flash = f"{external_id} went back to the AI: the next sweep enriches it again."
+    else:
+        flash = f"{external_id} stays here: a worker holds it right now; try again in a minute."
+    return page.keep(page.redirect(), replace(who.visit, flash=flash))
+
+
+def _label(raw: str | None) -> Label | None:
+    try:
+        return Label(raw) if raw else None
+    except ValueError:
+        return None
+
+
+def _review_in(draft: Draft, reviewer: str) -> decide.ReviewIn:
+    """The form as the domain's ReviewIn, or InvalidForm with one line a person can act on."""
+    if draft.label is None:
+        raise InvalidForm("Choose a label first.")
+    note = draft.note.strip() or None
+    try:
+        return decide.ReviewIn(
+            label=draft.label, actions=list(draft.actions), note=note, reviewer=reviewer
+        )
+    except ValidationError as exc:
+        field = str(exc.errors()[0]["loc"][0])
+        raise InvalidForm(f"Not saved: {FORM_PROBLEMS.get(field, field)}.") from None
+
+
+def _record_view(
+    page: Page, s: Session, rec: ExceptionRecord, draft: Draft, status_code: int = 200
+) -> Response:
+    assert page.who is not None  # every caller checked
+    told = story(s, page.who.tenant, rec.external_id, now=utcnow())
+    return page.render(
+        "record.html",
+        status_code=status_code,
+        rec=rec,
+        story=told,
+        draft=draft,
+        kind="escalation" if rec.escalated_at else "audit",
+        timeline=_timeline(told),
+        labels=list(Label),
+        allowed=sorted(ALLOWED_ACTIONS[draft.label]) if draft.label else [],
+    )
+
+
+class Moment(NamedTuple):
+    at: datetime | None
+    what: str
+    detail: str
+
+
+def _timeline(told: Story | None) -> list[Moment]:
+    """The order's events, the exception, its escalation and its webhook events, in time
+    order (an event with an unreadable time goes last)."""
+    if told is None:
+        return []
+    rec, escalation = told.record, told.escalation
+    items = [
+        Moment(_when(e.get("at")), f"{e.get('source')}: {e.get('type')}", e.get("detail") or "")
+        for e in rec.order_events
+    ]
+    items.append(Moment(rec.created_at, "exception recorded", f"{rec.reason_code}, {rec.severity}"))
+    if escalation is not None:
+        items.append(
+            Moment(escalation.escalated_at, "escalated to a person", escalation.reason or "")
+        )
+    items += [Moment(e.created_at, f"event {e.type}", e.status) for e in told.events]
+    return sorted(items, key=lambda m: (m.at is None, m.at or rec.created_at))
+
+
+def _when(raw: Any) -> datetime | None:
+    try:
+        at = datetime.fromisoformat(str(raw))
+    except ValueError:
+        return None
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)  # stored times are UTC

@@ -1,0 +1,222 @@
+"""The review page's sessions, rendering and headers: what every page request goes through.
+
+Sessions: one signed cookie per tenant (itsdangerous; ENRICHMENT_REVIEW_SECRET, or a random
+secret per process), HttpOnly, SameSite=Strict, Secure over https, path /review/<tenant>.
+It names the tenant, the reviewer, a CSRF token and a fingerprint of the reviewer key's hash
+(so rotating the key ends the sessions made with the old one); it lasts
+ENRICHMENT_REVIEW_SESSION_S from sign-in, checked here, not only by the cookie's Max-Age.
+The key itself is never stored, logged or shown.
+
+Every form carries the session's CSRF token (the sign-in form too: a visit starts as an
+anonymous session on the sign-in page); a POST without it, or with another, gets 403.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import pathlib
+import secrets
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Annotated, Any, NamedTuple
+
+import jinja2
+import structlog
+from fastapi import Depends, Request
+from fastapi.responses import RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from itsdangerous import BadData, URLSafeTimedSerializer
+from markupsafe import Markup
+from sqlalchemy.orm import Session
+
+from enrichment.api.deps import AppSettings, DbSession, TenantName
+from enrichment.core import tenants
+from enrichment.core.models import Tenant, utcnow
+from enrichment.core.settings import Settings
+from enrichment.monitoring import html_page, words
+
+log = structlog.get_logger(__name__)
+
+COOKIE = "review_session"
+_SALT = "enrichment.review-page.session"
+CSRF_FAILED = "This form has expired or did not come from this page: reload it and try again."
+# Without ENRICHMENT_REVIEW_SECRET, sign-ins end with the process (see ReviewConfig).
+_PROCESS_SECRET = secrets.token_urlsafe(32)
+
+ROOT_VARS = ":root{" + ";".join(f"--{k}:{v}" for k, v in html_page.COLOURS.items()) + "}"
+PAGE_CSS = Markup(ROOT_VARS + html_page.CSS)  # trusted constants: the report page's look
+
+
+def _utc(at: datetime | None) -> str:
+    return "—" if at is None else f"{at:%Y-%m-%d %H:%M} UTC"
+
+
+def _since(at: datetime) -> str:
+    return words.duration((utcnow() - at).total_seconds())
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{value:.0%}"
+
+
+def _pretty(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, indent=2, sort_keys=True)
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(pathlib.Path(__file__).parent / "templates"),
+        autoescape=True,  # every template whatever its name: notes and reasons are untrusted
+        undefined=jinja2.StrictUndefined,
+    )
+    env.filters.update(utc=_utc, since=_since, duration=words.duration, pct=_pct, pretty=_pretty)
+    return env
+
+
+TEMPLATES = Jinja2Templates(env=_environment())
+
+
+@dataclass(frozen=True)
+class Visit:
+    """What the session cookie holds. `since`: epoch seconds of sign-in (or of the sign-in
+    page, for an anonymous visit); `key`: the reviewer key's fingerprint; `flash`: the
+    one-line confirmation the queue shows next."""
+
+    tenant: str
+    csrf: str
+    since: float
+    reviewer: str | None = None
+    key: str | None = None
+    flash: str | None = None
+
+
+class Reviewer(NamedTuple):
+    tenant: Tenant
+    visit: Visit
+
+
+def signer(settings: Settings) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(settings.reviews.secret or _PROCESS_SECRET, salt=_SALT)
+
+
+def key_mark(tenant: Tenant) -> str:
+    """A fingerprint of the stored key hash: it changes when the key is rotated."""
+    return hashlib.sha256(f"review-session:{tenant.reviewer_key_hash}".encode()).hexdigest()[:32]
+
+
+def anonymous(tenant: str) -> Visit:
+    return Visit(tenant=tenant, csrf=secrets.token_urlsafe(32), since=time.time())
+
+
+def _load(request: Request, tenant: str, settings: Settings) -> Visit | None:
+    """The cookie's visit if its signature holds, it is this tenant's and it has not expired."""
+    raw = request.cookies.get(COOKIE)
+    if not raw:
+        return None
+    try:
+        visit = Visit(**signer(settings).loads(raw, max_age=settings.reviews.session_s))
+    except (BadData, TypeError):
+        return None
+    expired = time.time() - visit.since > settings.reviews.session_s
+    return None if expired or visit.tenant != tenant else visit
+
+
+def _reviewer(s: Session, visit: Visit | None) -> Reviewer | None:
+    """The visit's reviewer, while the key they signed in with is the tenant's key."""
+    if visit is None or visit.reviewer is None or visit.key is None:
+        return None
+    row = tenants.by_name(s, visit.tenant)
+    if row is None or row.reviewer_key_hash is None:
+        return None
+    return Reviewer(row, visit) if hmac.compare_digest(visit.key, key_mark(row)) else None
+
+
+def _guarded(response: Response, nonce: str | None = None) -> Response:
+    """No script at all, styles only with this response's nonce, never inside a frame."""
+    style = f"'nonce-{nonce}'" if nonce else "'none'"
+    response.headers["Content-Security-Policy"] = (
+        f"default-src 'self'; script-src 'none'; style-src {style}; img-src 'self'; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    )
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "same-origin"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@dataclass(frozen=True)
+class Page:
+    """One request to a tenant's review page: the cookie's visit (this tenant's, unexpired),
+    its reviewer when signed in with the current key, and how to answer."""
+
+    request: Request
+    tenant: str
+    settings: Settings
+    visit: Visit | None
+    who: Reviewer | None
+
+    @property
+    def base(self) -> str:
+        return self.request.scope.get("root_path", "").rstrip("/") + f"/review/{self.tenant}"
+
+    def render(self, template: str, *, status_code: int = 200, **context: Any) -> Response:
+        visit: Visit | None = context.pop("visit", self.visit)
+        nonce = secrets.token_urlsafe(16)
+        context.update(
+            nonce=nonce,
+            css=PAGE_CSS,
+            tenant=self.tenant,
+            base=self.base,
+            csrf=visit.csrf if visit else "",
+            reviewer=visit.reviewer if visit else None,
+        )
+        page = TEMPLATES.TemplateResponse(self.request, template, context, status_code=status_code)
+        return _guarded(page, nonce)
+
+    def redirect(self, path: str = "") -> Response:
+        return _guarded(RedirectResponse(self.base + path, status_code=303))
+
+    def problem(self, message: str, status_code: int = 404) -> Response:
+        return self.render("problem.html", message=message, status_code=status_code)
+
+    def keep(self, response: Response, visit: Visit) -> Response:
+        """`response` with `visit` as the session cookie, for what is left of the session."""
+        left_s = self.settings.reviews.session_s - (time.time() - visit.since)
+        response.set_cookie(
+            COOKIE,
+            signer(self.settings).dumps(asdict(visit)),
+            max_age=max(1, int(left_s)),
+            path=self.base,
+            secure=self.request.url.scheme == "https",
+            httponly=True,
+            samesite="strict",
+        )
+        return response
+
+    def csrf_ok(self, token: str) -> bool:
+        return (
+            self.visit is not None and bool(token) and hmac.compare_digest(self.visit.csrf, token)
+        )
+
+    def log(self, event: str, **fields: Any) -> None:
+        """A log line with the tenant and the reviewer (never the key: it is not kept)."""
+        reviewer = self.who.visit.reviewer if self.who else None
+        log.info(event, tenant=self.tenant, reviewer=reviewer, **fields)
+
+    def gate(self, token: str) -> Reviewer | Response:
+        """A POST's reviewer; else 403 for a missing or wrong token, or the sign-in page."""
+        if not self.csrf_ok(token):
+            return self.problem(CSRF_FAILED, 403)
+        return self.who or self.redirect("/login")
+
+
+def _page(request: Request, tenant: TenantName, s: DbSession, settings: AppSettings) -> Page:
+    visit = _load(request, tenant, settings)
+    return Page(request, tenant, settings, visit, _reviewer(s, visit))
+
+
+ReviewPage = Annotated[Page, Depends(_page)]
