@@ -8,7 +8,14 @@ import pytest
 from sqlalchemy import func, select
 
 from enrichment.core import db, tenants
-from enrichment.core.models import ExceptionRecord, MetricSnapshot, OutboxEvent, Tenant
+from enrichment.core.models import (
+    ExceptionRecord,
+    MetricSnapshot,
+    OutboxEvent,
+    Review,
+    Tenant,
+    in_review,
+)
 from enrichment.tooling.processes import ROOT, scrubbed_env
 
 pytestmark = pytest.mark.slow
@@ -32,8 +39,33 @@ def run_demo(var_dir, records: int) -> str:
     return done.stdout
 
 
-def printed_key(out: str) -> str:
-    return re.search(r"^API key for demo-3pl .*\n\s+(enr_\S+)$", out, re.M).group(1)
+def printed_key(out: str, kind: str = "API", prefix: str = "enr_") -> str:
+    return re.search(rf"^{kind} key for demo-3pl .*\n\s+({prefix}\S+)$", out, re.M).group(1)
+
+
+SIMULATED = re.compile(
+    r"^simulated reviews: (\d+) records of the audit sample .*, with (\d+) record.reviewed and"
+    r" (\d+) action.requested events; (\d+) escalated records wait for you on the review page",
+    re.M,
+)
+CALIBRATION = re.compile(r"^calibration against people's labels for demo-3pl: (\d+) reviews?", re.M)
+
+
+def simulated(out: str) -> tuple[int, int]:
+    """(records reviewed, escalated records left), after checking one event per review."""
+    reviewed, reviewed_events, _actions, left = map(int, SIMULATED.search(out).groups())
+    assert reviewed == reviewed_events
+    return reviewed, left
+
+
+def calibrated(out: str) -> int:
+    """The reviews the printed calibration rests on, after checking the table and advice."""
+    n = int(CALIBRATION.search(out).group(1))
+    assert re.search(rf"^  all\s+{n}\s+[01]\.\d{{3}}\s+[01]\.\d{{3}}$", out, re.M)
+    assert re.search(r"^  confidence bin\s+reviews\s+mean conf\s+accuracy$", out, re.M)
+    advice = f"threshold advice: not yet, it needs 100 reviews: {n} so far, {100 - n} more needed"
+    assert advice in out  # so few records: far from the 100 reviews the advice needs
+    return n
 
 
 def test_demo_runs_to_completion_on_the_embedded_default(tmp_path):
@@ -67,6 +99,16 @@ def test_demo_runs_to_completion_on_the_embedded_default(tmp_path):
     else:
         assert "escalations by reason: none" in first
 
+    # and then the audit sample was reviewed, simulated with the generator's true label, the
+    # escalated records were left for a person, and the calibration printed
+    reviewed, left = simulated(first)
+    assert left == escalated and reviewed > 0  # 25 % of ~45 AI-resolved records
+    compared = calibrated(first)
+    assert compared == reviewed  # every audited record had an AI label
+    reviewed_2, left_2 = simulated(second)  # left_2: both runs' escalations (one queue)
+    assert left_2 >= left
+    assert calibrated(second) == reviewed + reviewed_2  # all the tenant's reviews: both runs'
+
     # and the second run kept the first run's records, and said so
     assert "keeping 50 records from earlier runs" in second
     factory = db.session_factory(f"sqlite:///{tmp_path / 'enrichment.db'}")
@@ -75,13 +117,30 @@ def test_demo_runs_to_completion_on_the_embedded_default(tmp_path):
         assert s.scalar(select(func.count()).select_from(Tenant)) == 1
         assert s.scalar(select(func.count()).select_from(MetricSnapshot)) >= 2
         events = s.execute(select(OutboxEvent.status, func.count()).group_by(OutboxEvent.status))
-        assert dict(events.all()) == {
-            "delivered": sent + int(re.search(r"^events delivered (\d+)", second, re.M).group(1))
-        }
+        # every event, the reviews' too, was delivered while the receiver was up
+        sent_2 = int(re.search(r"^events delivered (\d+)", second, re.M).group(1))
+        assert dict(events.all()) == {"delivered": sent + sent_2}
+        _assert_the_audit_sample_was_reviewed(s, reviewed + reviewed_2, left_2)
         tenant = tenants.require(s, "demo-3pl")
         assert tenant.webhook_url is None  # the demo's receiver is gone: so is the webhook
         # and the key printed last works, the one before it no longer does
         assert tenants.key_matches(tenant, printed_key(second))
         assert not tenants.key_matches(tenant, printed_key(first))
+        assert tenants.reviewer_key_matches(tenant, printed_key(second, "Reviewer", "rev_"))
+        assert not tenants.reviewer_key_matches(tenant, printed_key(first, "Reviewer", "rev_"))
     assert "localhost:8000/api/enrichment/health/demo-3pl" in second
+    assert "review page:    http://localhost:8000/review/demo-3pl" in second
     assert "monitor snapshot taken for 1 tenant(s)" in second
+
+
+def _assert_the_audit_sample_was_reviewed(s, reviewed: int, left: int) -> None:
+    """Every audit-sampled record has one simulated review with its true label; what is left
+    in the queue is the escalated records, for a person."""
+    R = ExceptionRecord
+    sampled = R.audit_sample & R.enriched_at.is_not(None)
+    assert s.scalar(select(func.count()).where(sampled)) == reviewed
+    assert s.scalar(select(func.count()).where(in_review())) == left
+    rows = s.execute(select(Review.reviewer, Review.label, R.reference_label, Review.kind)
+                     .join(R, R.id == Review.record_id)).all()  # fmt: skip
+    assert len(rows) == reviewed and {kind for *_, kind in rows} <= {"audit"}
+    assert all(who == "demo-simulated" and label == truth for who, label, truth, _ in rows)

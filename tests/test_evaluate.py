@@ -9,6 +9,7 @@ import socket
 import pytest
 
 from enrichment.core.taxonomy import Label
+from enrichment.monitoring import calibration
 from enrichment.providers import local
 from enrichment.providers.local import LocalProvider
 from enrichment.tooling import evaluate, labelled, train_local
@@ -36,9 +37,14 @@ def test_ece_weights_each_bin_gap_by_its_share():
     # conf 0.55, one right -> gap 0.05. ECE = 0.5 * 0.05 + 0.5 * 0.05 = 0.05.
     confidences, correct = [0.95, 0.95, 0.55, 0.55], [True, True, True, False]
 
-    assert evaluate.ece(confidences, correct) == pytest.approx(0.05)
-    assert evaluate.ece([1.0], [True]) == 0.0  # 1.0 falls in the top bin, not an 11th
-    assert evaluate.reliability_bins([1.0], [True])[-1] == (1, 1.0, 1.0)
+    assert calibration.ece(confidences, correct) == pytest.approx(0.05)
+    assert calibration.ece([1.0], [True]) == 0.0  # 1.0 falls in the top bin, not an 11th
+    assert calibration.reliability_bins([1.0], [True])[-1] == (1, 1.0, 1.0)
+    # one implementation: eval on labelled data and the calibration against people share it
+    assert (evaluate.ece, evaluate.reliability_bins) == (
+        calibration.ece,
+        calibration.reliability_bins,
+    )
 
 
 def test_isotonic_fit_is_monotone_and_pools_violators():

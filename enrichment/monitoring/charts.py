@@ -1,4 +1,4 @@
-"""Inline SVG charts with labelled axes: a histogram and a line over time.
+"""Inline SVG charts with labelled axes: a histogram, a line over time, a reliability plot.
 
 The SVGs scale to their box (viewBox, width 100%), so a row of charts fills the page at
 any width. Every label is escaped; numbers are formatted here.
@@ -197,3 +197,33 @@ def level(value: float, taken_at: datetime, *, label: str, unit: str, y_max: flo
         + _end_label((W - RIGHT - 10, y), value, unit)
     )
     return svg(label, body)
+
+
+def reliability(bins: list[tuple[float, float, int, float | None]], *, label: str) -> str:
+    """A reliability plot: per confidence bin (low, high, reviews, accuracy 0-1), a bar as
+    high as the share a person agreed with, its review count above it, and the diagonal a
+    calibrated AI would follow. Empty bins draw nothing."""
+    ticks = [0.0, 25.0, 50.0, 75.0, 100.0]
+    bars = "".join(_reliability_bar(*b) for b in bins if b[2])
+    x_ticks = "".join(_x_tick(LEFT + PLOT_W * i / 5, f"{i / 5:g}") for i in range(6))
+    diagonal = (
+        f'<line class="diagonal" x1="{LEFT}" y1="{TOP + PLOT_H}" x2="{W - RIGHT}" y2="{TOP}" '
+        f'stroke="{COLOURS["muted"]}" stroke-dasharray="5 4"><title>perfect calibration'
+        "</title></line>"
+    )
+    body = _y_axis(ticks, "agreed with a person, %") + bars + diagonal + x_ticks
+    return svg(label, body + _x_title("AI confidence"))
+
+
+def _reliability_bar(low: float, high: float, n: int, accuracy: float | None) -> str:
+    share = accuracy or 0.0
+    h = max(PLOT_H * share, 2.0)  # 0 % agreed is still a bin with reviews: a visible line
+    x, w = LEFT + PLOT_W * low + 2, PLOT_W * (high - low) - 4
+    y = TOP + PLOT_H - h
+    tip = f"{low:g}-{high:g}: {n:,} reviews, {100 * share:.0f} % agreed"
+    return (
+        f'<rect class="rel" x="{x:.1f}" y="{y:.1f}" width="{w:.1f}" height="{h:.1f}" '
+        f'fill="{COLOURS["accent"]}" fill-opacity="0.8"><title>{escape(tip)}</title></rect>'
+        f'<text class="rel-count" x="{x + w / 2:.1f}" y="{max(y - 4, TOP - 4):.1f}" '
+        f'font-size="10" text-anchor="middle" fill="{COLOURS["ink"]}">{n:,}</text>'
+    )

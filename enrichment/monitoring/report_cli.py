@@ -12,7 +12,7 @@ from typing import Any
 from enrichment.core import db, tenants
 from enrichment.core.models import utcnow
 from enrichment.core.settings import get_settings
-from enrichment.monitoring import reports, words
+from enrichment.monitoring import calibration, reports, words
 from enrichment.monitoring.words import duration, number, plural, printable, short
 
 EXIT = {"healthy": 0, "no_data": 0, "warning": 1, "critical": 2}
@@ -104,6 +104,20 @@ def _print_actions(r: reports.Report) -> None:
         )
 
 
+def _print_reviews(r: reports.Report) -> None:
+    """The review queue (from the snapshot) and the AI against people's labels."""
+    m = r.metrics
+    oldest = f", oldest waiting {duration(m.oldest_review_age_s)}" if m.review_backlog else ""
+    print(
+        f"reviews: {plural(m.review_backlog, 'record')} in the queue{oldest}; "
+        f"{plural(m.human_resolved_records, 'record')} resolved by people"
+    )
+    if r.calibration is None:
+        return
+    for line in calibration.table_lines(r.calibration, r.tenant):
+        print(line)
+
+
 def _print_thresholds(h: reports.Health) -> None:
     print("thresholds (the status is the worst one crossed):")
     for t in h.thresholds:
@@ -120,6 +134,7 @@ def print_report(r: reports.Report) -> None:
     _print_integrity(m.integrity)
     _print_escalations(r)
     _print_actions(r)
+    _print_reviews(r)
     _print_thresholds(r.health)
 
 

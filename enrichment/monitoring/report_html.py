@@ -1,9 +1,10 @@
 """The report for people: one self-contained HTML page an operations lead can keep open.
 
 A status header that says what is wrong in plain words, the key figures, the confidence
-histogram and two trends as inline SVG, then the escalated records and the alerts with
-their reasons. No JavaScript and no CDN (see `html_page`). Every value that comes from the
-database or from customer text is escaped.
+histogram and two trends as inline SVG, then the escalated records, the AI against people
+(review counts, calibration per provider, model and prompt version, a reliability plot and
+the threshold advice) and the alerts with their reasons. No JavaScript and no CDN (see
+`html_page`). Every value that comes from the database or from customer text is escaped.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from html import escape
 
 from enrichment.monitoring import alerts, charts, words
 from enrichment.monitoring import html_page as ui
+from enrichment.monitoring.calibration import Calibration, GroupFigures
 from enrichment.monitoring.monitor import BUCKET_EDGES, Snapshot
 from enrichment.monitoring.reports import Report, ThresholdView, TrendPoint
 from enrichment.monitoring.words import duration, number, plural
@@ -262,6 +264,74 @@ def _actions(report: Report) -> str:
     return ui.section("Automated actions", table or ui.empty("No outcome reported yet."), note=note)
 
 
+def _review_cards(report: Report) -> str:
+    """The review queue from the snapshot, and how many reviews the figures rest on."""
+    m, cal = report.metrics, report.calibration
+    cards = [
+        ("Review queue", plural(m.review_backlog, "record"),
+         "escalations and audit samples waiting"),
+        ("Oldest waiting", duration(m.oldest_review_age_s) if m.review_backlog else "none waiting",
+         "in the review queue"),
+        ("Resolved by people", plural(m.human_resolved_records, "record"),
+         "a person's label is final"),
+        ("Reviews compared", plural(cal.reviews if cal else 0, "review"),
+         "latest per record, where the AI gave a label"),
+    ]  # fmt: skip
+    return '<div class="cards">' + "".join(ui.card(*c) for c in cards) + "</div>"
+
+
+def _group_row(g: GroupFigures, *, overall: bool = False) -> tuple:
+    sources = (g.provider, g.model, g.prompt_version)
+    names = ("all", "", "") if overall else tuple(name or "—" for name in sources)
+    return (
+        *names,
+        (f"{g.reviews:,}", "num"),
+        (f"{g.accuracy:.3f}", "num"),
+        (f"{g.ece:.3f}", "num"),
+    )
+
+
+def _calibration_table(cal: Calibration) -> str:
+    rows = [_group_row(g) for g in cal.groups]
+    if cal.overall is not None:
+        rows.append(_group_row(cal.overall, overall=True))
+    headers = ["Provider", "Model", "Prompt", "Reviews", "Accuracy", "ECE"]
+    return ui.table(headers, rows)
+
+
+def _reliability(cal: Calibration) -> str:
+    bins = [(b.low, b.high, b.reviews, b.accuracy) for b in cal.bins]
+    chart = charts.reliability(bins, label="Reliability: AI confidence against people")
+    note = (
+        "Per confidence bin, the share of reviewed records whose AI label a person kept, with "
+        "the number of reviews above each bar. A calibrated AI follows the dashed diagonal."
+    )
+    return _figure("Reliability against people", chart, note)
+
+
+def _calibration(report: Report) -> str:
+    cal = report.calibration
+    title = "Calibration against people"
+    if cal is None or not cal.reviews:
+        body = _review_cards(report) + ui.empty(
+            "No review yet: the figures start with the first person's label."
+        )
+        return ui.section(title, body)
+    advice = f'<p class="advice"><strong>Threshold advice:</strong> {escape(cal.advice.words)}.</p>'
+    body = (
+        _review_cards(report)
+        + '<div class="grid" style="margin-top:.75rem">'
+        + _reliability(cal)
+        + f"<div>{_calibration_table(cal)}{advice}</div></div>"
+    )
+    note = (
+        "The AI's label and confidence against the label a person gave (escalations and the "
+        "random audit sample), per provider, model and prompt version. ECE: expected "
+        "calibration error over 10 equal-width bins, 0 is perfect."
+    )
+    return ui.section(title, body, note=note)
+
+
 def render(report: Report) -> str:
     """The whole page."""
     body = (
@@ -269,6 +339,7 @@ def render(report: Report) -> str:
         + _cards(report)
         + ui.section("Charts", _charts(report))
         + _escalations(report)
+        + _calibration(report)
         + _actions(report)
         + _alerts(report)
         + '<div class="grid">'

@@ -24,7 +24,8 @@ from enrichment.core.models import (
 )
 from enrichment.core.models import ExceptionRecord as R
 from enrichment.core.settings import Settings
-from enrichment.monitoring import alerts, words
+from enrichment.monitoring import alerts, calibration, words
+from enrichment.monitoring.calibration import Calibration
 from enrichment.monitoring.monitor import Snapshot, measure
 
 Status = Literal["healthy", "warning", "critical", "no_data"]
@@ -134,6 +135,9 @@ class Report(BaseModel):
         default_factory=list, description=f"the oldest {ESCALATIONS_SHOWN} escalated records"
     )
     actions: Actions | None = None
+    calibration: Calibration | None = Field(
+        None, description="the AI against people's labels (reviews), with threshold advice"
+    )
 
 
 class BacklogItem(BaseModel):
@@ -269,6 +273,7 @@ def report(
         confidence_threshold=tenant.confidence_threshold,
         escalations=escalations(session, tenant, limit=ESCALATIONS_SHOWN),
         actions=actions(session, tenant.id),
+        calibration=calibration.measure(session, tenant),
     )
 
 

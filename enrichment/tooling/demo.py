@@ -5,9 +5,11 @@ Migrates the database, generates and ingests a backlog, starts a local webhook r
 Celery worker and a real beat as separate processes, shows progress until every record is
 terminal (enriched or escalated) and its events delivered, stops its processes (and removes
 the webhook: the receiver is gone), prints a per-tenant summary with the escalations by
-reason and the events delivered, takes one monitor snapshot and prints the demo tenant's new
-API key and what to try next. Runs on SQLite and kombu's filesystem broker under ./var/ by
-default, or on DATABASE_URL/CELERY_BROKER_URL.
+reason and the events delivered, reviews every record in the review queue with the
+generator's true label standing in for a person (simulated reviews) and prints the
+calibration against them with the threshold advice, takes one monitor snapshot and prints
+the demo tenant's new API key, a new reviewer key and what to try next. Runs on SQLite and
+kombu's filesystem broker under ./var/ by default, or on DATABASE_URL/CELERY_BROKER_URL.
 
 Each run adds a new batch (its external ids carry a fresh prefix) to the records of earlier
 runs; the progress and the summary count only this run's batch.
@@ -25,11 +27,15 @@ from collections import Counter
 from sqlalchemy import and_, case, func, select
 
 from enrichment.core import db, tenants
-from enrichment.core.models import EnrichmentAttempt, ExceptionRecord, OutboxEvent, Tenant
+from enrichment.core.models import EnrichmentAttempt, ExceptionRecord, OutboxEvent, Tenant, utcnow
 from enrichment.core.settings import VAR_DIR, Settings, get_settings
+from enrichment.core.taxonomy import ALLOWED_ACTIONS, Label
 from enrichment.delivery import webhooks
 from enrichment.ingestion import ingest
+from enrichment.monitoring import calibration
 from enrichment.monitoring.monitor import run_monitor
+from enrichment.reviews import decide, queue
+from enrichment.reviews.decide import ReviewIn
 from enrichment.tooling import generate
 from enrichment.tooling.processes import Proc, start_beat, start_worker, stop_all
 from enrichment.tooling.progress import ProgressLine, read_progress
@@ -46,7 +52,12 @@ DEMO_ENV = {
     "ENRICHMENT_WEBHOOK_ALLOW_PRIVATE": "1",
     "ENRICHMENT_WEBHOOK_BACKOFF_SCALE": "0.002",
     "ENRICHMENT_WEBHOOK_INTERVAL_S": "2",
+    # A quarter of the AI-resolved records go to the audit sample, not the default 2 %: the
+    # default 500 records then give about 120 audits, past the 100 reviews the threshold
+    # advice needs (2 % would give about 10); reviewing them (simulated) takes under a second.
+    "ENRICHMENT_AUDIT_RATE": "0.25",
 }
+REVIEWER = "demo-simulated"  # the generator's true labels stand in for a person
 DELIVERY_WAIT_S = 30.0  # after the last record: how long the events may take to arrive
 
 
@@ -70,6 +81,8 @@ def run(*, records: int, tenant: str, timeout_s: float) -> int:
         procs = start_fleet()
         try:
             ok = watch(factory, batch, records, timeout_s, procs)
+            # While the fleet runs, so the reviews' events are delivered like the AI's.
+            reviews = simulate_reviews(factory, tenant)
             ok = wait_for_delivery(factory, batch, procs) and ok
         finally:
             stop_fleet(procs)
@@ -77,6 +90,7 @@ def run(*, records: int, tenant: str, timeout_s: float) -> int:
     print_summary(factory, batch)
     print_events(factory, batch, receiver)
     print_escalations(factory, batch)
+    print_simulated_reviews(factory, tenant, reviews)
     take_snapshot(factory, settings)
     print_next_steps(factory, tenant, busiest_record(factory, batch))
     return 0 if ok else 1
@@ -298,6 +312,44 @@ _MEANINGS = {
 }
 
 
+def simulate_reviews(factory, tenant: str) -> tuple[int, int, int]:
+    """Review the tenant's audit sample as a person would: the generator's true label and its
+    first allowed action (none for labels that allow none). The escalated records are left in
+    the queue, for the person trying the review page.
+
+    Returns (reviewed, actions requested, escalated records left for a person)."""
+    reviewed = requested = 0
+    with factory.begin() as s:
+        t = tenants.require(s, tenant)
+        waiting = queue.queue(s, t.id, now=utcnow(), limit=0).total
+        items = queue.queue(s, t.id, now=utcnow(), limit=waiting).items
+        for item in items:
+            truth = s.get(ExceptionRecord, item.record_id).reference_label
+            if item.kind != "audit" or truth not in set(Label):
+                continue
+            label = Label(truth)
+            review = ReviewIn(
+                label=label, actions=sorted(ALLOWED_ACTIONS[label])[:1], reviewer=REVIEWER
+            )
+            requested += len(decide.submit(s, t, item.record_id, review).new_actions)
+            reviewed += 1
+    return reviewed, requested, sum(item.kind == "escalation" for item in items)
+
+
+def print_simulated_reviews(factory, tenant: str, reviews: tuple[int, int, int]) -> None:
+    """The simulated reviews, then the calibration against them and the threshold advice."""
+    reviewed, requested, left = reviews
+    print(
+        f"\nsimulated reviews: {reviewed} records of the audit sample (reviewer {REVIEWER}:"
+        f" the generator's true label stands in for a person's), with {reviewed}"
+        f" record.reviewed and {requested} action.requested events;"
+        f" {left} escalated records wait for you on the review page"
+    )
+    with factory() as s:
+        found = calibration.measure(s, tenants.require(s, tenant))
+    print("\n".join(calibration.table_lines(found, tenant)))
+
+
 def take_snapshot(factory, settings: Settings) -> None:
     """One monitor snapshot, so `enrichment status`, the report and /metrics show this run."""
     snaps = run_monitor(factory, settings)
@@ -322,16 +374,20 @@ def print_next_steps(factory, tenant: str, record: str | None) -> None:
     """The demo tenant's new key and what to try with it."""
     with factory.begin() as session:
         api_key = tenants.rotate_key(tenants.require(session, tenant))
+        reviewer_key = tenants.rotate_reviewer_key(tenants.require(session, tenant))
     base = "http://localhost:8000"
     print(
         f"""
 API key for {tenant} (new: it replaced any earlier demo key; shown only now):
   {api_key}
+Reviewer key for {tenant} (the review page's sign-in; new, shown only now):
+  {reviewer_key}
 Try next:
   make api        then, in another terminal:
   curl -H "Authorization: Bearer {api_key}" localhost:8000/api/enrichment/health/{tenant}
   report page:    {base}/api/enrichment/report/{tenant}.html
                   (it needs the header too: use curl, or a browser extension that sets it)
+  review page:    {base}/review/{tenant}    (sign in with the reviewer key)
   API docs:       {base}/docs
   enrichment status {tenant}      (.venv/bin/enrichment, or `. .venv/bin/activate` first)
   enrichment show {tenant} {record or "EXTERNAL_ID"}    (one record's story, as a timeline)

@@ -4,6 +4,10 @@ Each record goes analyze -> classify straight through the provider (no database)
 the records are the held-out part of the shipped labelled set: the local model and its
 calibration were fitted on the other part only (see enrichment.tooling.labelled). ECE uses 10
 equal-width confidence bins; the reliability diagram is written as a PNG.
+
+`--reviews TENANT` measures the AI against people instead: the tenant's reviews in the
+database (DATABASE_URL), per provider, model and prompt version, with the threshold advice
+(enrichment.monitoring.calibration).
 """
 
 from __future__ import annotations
@@ -16,12 +20,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from enrichment.core import db, tenants
 from enrichment.core.errors import EnrichmentError
 from enrichment.core.provider import Provider
+from enrichment.core.settings import get_settings
 from enrichment.core.taxonomy import Label
+from enrichment.monitoring import calibration
+from enrichment.monitoring.calibration import BINS, ece, reliability_bins
 from enrichment.tooling import labelled
 
-BINS = 10
 PROGRESS_EVERY = 50  # records between progress lines on stderr
 
 
@@ -63,25 +70,6 @@ def macro_f1(truth: Sequence[str], predicted: Sequence[str | None]) -> float:
     """Unweighted mean F1 over the labels in truth or predictions (sklearn's 'macro')."""
     table = per_label(truth, predicted)
     return sum(row["f1"] for row in table.values()) / len(table) if table else 0.0
-
-
-def reliability_bins(
-    confidences: Sequence[float], correct: Sequence[bool], bins: int = BINS
-) -> list[tuple[int, float, float]]:
-    """Per equal-width bin on [0, 1]: (count, mean confidence, accuracy); 1.0 goes in the top
-    bin. Empty bins are (0, 0.0, 0.0)."""
-    sums = [[0, 0.0, 0.0] for _ in range(bins)]
-    for conf, ok in zip(confidences, correct, strict=True):
-        b = sums[min(int(conf * bins), bins - 1)]
-        b[0], b[1], b[2] = b[0] + 1, b[1] + conf, b[2] + float(ok)
-    return [(n, c / n if n else 0.0, a / n if n else 0.0) for n, c, a in sums]
-
-
-def ece(confidences: Sequence[float], correct: Sequence[bool], bins: int = BINS) -> float:
-    """Expected calibration error: sum over bins of (count / N) * |accuracy - confidence|."""
-    total = len(confidences)
-    rows = reliability_bins(confidences, correct, bins)
-    return sum(n / total * abs(acc - conf) for n, conf, acc in rows) if total else 0.0
 
 
 # ---------------------------------------------------------------- running a provider
@@ -238,12 +226,37 @@ def build_parser() -> argparse.ArgumentParser:
         "never seen by the local model or its calibration)",
     )
     parser.add_argument("--out-dir", type=Path, default=Path("var/eval"))
+    parser.add_argument(
+        "--reviews",
+        metavar="TENANT",
+        help="instead of labelled data: the AI's labels against people's in TENANT's reviews "
+        "(the database at DATABASE_URL; the options above are not used)",
+    )
     return parser
 
 
+def reviews_main(tenant_name: str) -> int:
+    """Print the tenant's calibration against its reviews; exit 0 (also with none yet).
+    An unknown tenant raises UnknownTenant: the cli prints its one line and exits 2."""
+    with db.session_factory(get_settings().database_url)() as session:
+        tenant = tenants.require(session, tenant_name)
+        found = calibration.measure(session, tenant)
+    if not found.reviews:
+        print(
+            f"no reviews yet for {tenant_name}: this compares the AI with people's labels, "
+            f"given on the review page (/review/{tenant_name}) to escalations and the audit sample"
+        )
+        return 0
+    print("\n".join(calibration.table_lines(found, tenant_name)))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the evaluation; exit 0, or 1 when there were no labelled records."""
+    """Run the evaluation; exit 0, or 1 when there were no labelled records (with
+    --reviews: 0 also when there are no reviews yet)."""
     args = build_parser().parse_args(argv)
+    if args.reviews is not None:
+        return reviews_main(args.reviews)
     examples, source = select(args.data, args.part)
     if not examples:
         print(f"no labelled records in {source}", file=sys.stderr)

@@ -1,0 +1,340 @@
+"""Calibration of the AI against people: how often its label matched a person's, per
+provider, model and prompt version, how well its confidence foretold that (ECE), and the
+confidence threshold that would have matched a person on 95 % of automated decisions.
+
+The people's labels are the `reviews` rows: escalations and the random audit sample
+(ENRICHMENT_AUDIT_RATE). A review keeps the AI's label, confidence and source as they were
+when the person decided, so each comparison is like with like. A record counts once, with
+its latest review (an override replaces the review it names); reviews of records the AI
+never labelled (it failed every attempt) say nothing about its labels and are left out.
+
+The pure math (reliability bins, ECE, the threshold search) is shared with `enrichment eval`
+on labelled data. The audit sample is random, but escalations are the AI's hard cases, so
+these figures lean pessimistic; the advice is advice: nothing here changes a threshold.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from enrichment.core.models import ExceptionRecord, Review, Tenant
+from enrichment.monitoring.words import plural, printable
+
+BINS = 10  # equal-width confidence bins on [0, 1]
+MIN_REVIEWS = 100  # reviews before the threshold advice means anything
+TARGET_AGREEMENT = 0.95  # share of automated decisions that must match a person
+
+# ---------------------------------------------------------------- math (pure)
+
+
+def reliability_bins(
+    confidences: Sequence[float], correct: Sequence[bool], bins: int = BINS
+) -> list[tuple[int, float, float]]:
+    """Per equal-width bin on [0, 1]: (count, mean confidence, accuracy); 1.0 goes in the top
+    bin. Empty bins are (0, 0.0, 0.0)."""
+    sums = [[0, 0.0, 0.0] for _ in range(bins)]
+    for conf, ok in zip(confidences, correct, strict=True):
+        b = sums[min(int(conf * bins), bins - 1)]
+        b[0], b[1], b[2] = b[0] + 1, b[1] + conf, b[2] + float(ok)
+    return [(n, c / n if n else 0.0, a / n if n else 0.0) for n, c, a in sums]
+
+
+def ece(confidences: Sequence[float], correct: Sequence[bool], bins: int = BINS) -> float:
+    """Expected calibration error: sum over bins of (count / N) * |accuracy - confidence|."""
+    total = len(confidences)
+    rows = reliability_bins(confidences, correct, bins)
+    return sum(n / total * abs(acc - conf) for n, conf, acc in rows) if total else 0.0
+
+
+@dataclass(frozen=True)
+class Cut:
+    """A threshold found by `smallest_threshold`: at or above it, `agreed` of `reviews`."""
+
+    threshold: float
+    reviews: int
+    agreed: int
+
+
+def smallest_threshold(
+    confidences: Sequence[float], correct: Sequence[bool], target: float = TARGET_AGREEMENT
+) -> Cut | None:
+    """The smallest t among the confidences seen such that, of the reviews with confidence
+    >= t, a share of at least `target` were right; None if no t gets there.
+
+    Only seen confidences are candidates: between two of them the set above t is the same,
+    so the smallest such t is one of them. Counts, not float shares, decide ">= target"."""
+    pairs = sorted(zip(confidences, correct, strict=True))
+    n, agreed = len(pairs), sum(ok for _, ok in pairs)
+    for i, (conf, ok) in enumerate(pairs):
+        first_of_its_value = i == 0 or conf != pairs[i - 1][0]
+        if first_of_its_value and agreed >= math.ceil(target * (n - i) - 1e-9):
+            return Cut(conf, n - i, agreed)
+        agreed -= ok
+    return None
+
+
+# ---------------------------------------------------------------- the views
+
+
+class GroupFigures(BaseModel):
+    """The AI against people for one provider, model and prompt version (or all of them)."""
+
+    provider: str | None
+    model: str | None
+    prompt_version: str | None
+    reviews: int = Field(description="records reviewed by a person where the AI gave a label")
+    accuracy: float = Field(description="0-1: share where the AI's label was the person's")
+    ece: float = Field(description=f"0-1: expected calibration error, {BINS} equal-width bins")
+
+
+class BinFigures(BaseModel):
+    """One confidence bin of the reliability plot (all groups together)."""
+
+    low: float
+    high: float
+    reviews: int
+    mean_confidence: float | None = Field(description="None when the bin is empty")
+    accuracy: float | None = Field(description="observed, 0-1; None when the bin is empty")
+
+
+class Advice(BaseModel):
+    """The confidence threshold that would have matched people; advice only."""
+
+    status: Literal["advice", "more_reviews_needed", "unreachable"]
+    reviews: int
+    min_reviews: int = MIN_REVIEWS
+    more_needed: int = Field(0, description="reviews still needed before advice is given")
+    target_pct: float = 100 * TARGET_AGREEMENT
+    threshold: float | None = Field(None, description="the advised threshold, 0-1")
+    agreement_pct: float | None = Field(None, description="agreement at or above it, 0-100")
+    automated_reviews: int | None = Field(None, description="reviews at or above it")
+    agreed_reviews: int | None = Field(None, description="of those, where the person agreed")
+    would_review_records: int | None = Field(
+        None, description="the tenant's classified records below it: sent to review"
+    )
+    classified_records: int = 0
+    current_threshold: float | None = None
+    current_review_records: int | None = Field(
+        None, description="the tenant's classified records below its current threshold"
+    )
+    words: str = Field("", description="the advice in one sentence")
+
+
+class Calibration(BaseModel):
+    """The tenant's AI against people: overall, per source, the bins, and the advice."""
+
+    reviews: int
+    overall: GroupFigures | None
+    groups: list[GroupFigures]
+    bins: list[BinFigures]
+    advice: Advice
+
+
+@dataclass(frozen=True)
+class Judged:
+    """One reviewed record: the AI's confidence and source then, and if the person agreed."""
+
+    confidence: float
+    correct: bool
+    provider: str | None = None
+    model: str | None = None
+    prompt_version: str | None = None
+
+    @property
+    def source(self) -> tuple[str | None, str | None, str | None]:
+        return self.provider, self.model, self.prompt_version
+
+
+def figures(judged: Sequence[Judged], source: tuple = (None, None, None)) -> GroupFigures:
+    confidences, correct = [j.confidence for j in judged], [j.correct for j in judged]
+    return GroupFigures(
+        provider=source[0],
+        model=source[1],
+        prompt_version=source[2],
+        reviews=len(judged),
+        accuracy=sum(correct) / len(judged) if judged else 0.0,
+        ece=ece(confidences, correct),
+    )
+
+
+def by_source(judged: Sequence[Judged]) -> list[GroupFigures]:
+    """One row per provider, model and prompt version, in name order."""
+    groups: dict[tuple, list[Judged]] = {}
+    for j in judged:
+        groups.setdefault(j.source, []).append(j)
+    ordered = sorted(groups, key=lambda k: tuple(part or "" for part in k))
+    return [figures(groups[key], key) for key in ordered]
+
+
+def bin_figures(judged: Sequence[Judged]) -> list[BinFigures]:
+    rows = reliability_bins([j.confidence for j in judged], [j.correct for j in judged])
+    return [
+        BinFigures(
+            low=i / BINS,
+            high=(i + 1) / BINS,
+            reviews=n,
+            mean_confidence=conf if n else None,
+            accuracy=acc if n else None,
+        )
+        for i, (n, conf, acc) in enumerate(rows)
+    ]
+
+
+# ---------------------------------------------------------------- from the database
+
+
+def judged_reviews(session: Session, tenant_id: int) -> list[Judged]:
+    """The tenant's latest review per record, where the AI had given a label."""
+    latest = (
+        select(func.max(Review.id))
+        .where(Review.tenant_id == tenant_id)
+        .group_by(Review.record_id)
+        .scalar_subquery()
+    )
+    rows = session.execute(
+        select(Review.label, Review.ai_label, Review.ai_confidence, Review.ai_source).where(
+            Review.tenant_id == tenant_id,
+            Review.id.in_(latest),
+            Review.ai_label.is_not(None),
+            Review.ai_confidence.is_not(None),
+        )
+    ).all()
+    return [_judged(*row) for row in rows]
+
+
+def _judged(label: str, ai_label: str, confidence: float, source: dict | None) -> Judged:
+    source = source or {}
+    return Judged(
+        confidence=confidence,
+        correct=ai_label == label,
+        provider=source.get("provider"),
+        model=source.get("model"),
+        prompt_version=source.get("prompt_version"),
+    )
+
+
+def _classified_below(session: Session, tenant_id: int, threshold: float | None) -> int:
+    """The tenant's classified records under `threshold` (all of them for None)."""
+    R = ExceptionRecord
+    query = select(func.count()).where(R.tenant_id == tenant_id, R.ai_confidence.is_not(None))
+    if threshold is not None:
+        query = query.where(R.ai_confidence < threshold)
+    return session.scalar(query)
+
+
+def advice(session: Session, tenant: Tenant, judged: Sequence[Judged]) -> Advice:
+    """The threshold advice from the tenant's reviews, counted against its records."""
+    n, current = len(judged), tenant.confidence_threshold
+    common = {
+        "reviews": n,
+        "classified_records": _classified_below(session, tenant.id, None),
+        "current_threshold": current,
+        "current_review_records": _classified_below(session, tenant.id, current),
+    }
+    cut = smallest_threshold([j.confidence for j in judged], [j.correct for j in judged])
+    if n < MIN_REVIEWS:
+        found = Advice(status="more_reviews_needed", more_needed=MIN_REVIEWS - n, **common)
+    elif cut is None:
+        found = Advice(status="unreachable", **common)
+    else:
+        found = Advice(
+            status="advice",
+            threshold=cut.threshold,
+            agreement_pct=100 * cut.agreed / cut.reviews,
+            automated_reviews=cut.reviews,
+            agreed_reviews=cut.agreed,
+            would_review_records=_classified_below(session, tenant.id, cut.threshold),
+            **common,
+        )
+    return found.model_copy(update={"words": advice_words(found)})
+
+
+def measure(session: Session, tenant: Tenant) -> Calibration:
+    """The tenant's calibration against its reviews (all of them; nothing written)."""
+    judged = judged_reviews(session, tenant.id)
+    return Calibration(
+        reviews=len(judged),
+        overall=figures(judged) if judged else None,
+        groups=by_source(judged),
+        bins=bin_figures(judged),
+        advice=advice(session, tenant, judged),
+    )
+
+
+# ---------------------------------------------------------------- in words
+
+
+def advice_words(a: Advice) -> str:
+    """The advice as one sentence a person can act on."""
+    target = f"{a.target_pct:g} %"
+    if a.status == "more_reviews_needed":
+        return (
+            f"not yet, it needs {a.min_reviews} reviews: {a.reviews} so far, "
+            f"{a.more_needed} more needed"
+        )
+    if a.status == "unreachable":
+        return (
+            f"no confidence threshold would have matched a person on {target} of automated "
+            f"decisions ({plural(a.reviews, 'review')}); keep the current one and look at "
+            "the labels people corrected"
+        )
+    current = (
+        f"; the current threshold {a.current_threshold:g} sends {a.current_review_records:,}"
+        if a.current_threshold is not None
+        else ""
+    )
+    return (
+        f"a confidence threshold of {a.threshold:.4g} would have matched a person on "
+        f"{a.agreement_pct:.1f} % of automated decisions ({a.agreed_reviews} of the "
+        f"{a.automated_reviews} reviews at or above it; the target is {target}); it would "
+        f"have sent {a.would_review_records:,} of {a.classified_records:,} classified records to "
+        f"review{current}. Advice only: nothing was changed"
+    )
+
+
+def _cell(value: str | None) -> str:
+    return printable(value, 40) or "-"
+
+
+def table_lines(cal: Calibration, tenant: str) -> list[str]:
+    """The figures for a terminal: one row per source, the overall, the bins, the advice.
+    Model and prompt names are stored data: made printable."""
+    head = f"calibration against people's labels for {printable(tenant)}: "
+    if not cal.reviews:
+        return [head + "no reviews yet"]
+    head += f"{plural(cal.reviews, 'review')} (the latest per record where the AI gave a label)"
+    rows = [(_cell(g.provider), _cell(g.model), _cell(g.prompt_version), g) for g in cal.groups]
+    if cal.overall is not None:
+        rows.append(("all", "", "", cal.overall))
+    titles = ("provider", "model", "prompt")
+    widths = [max(len(t), *(len(r[i]) for r in rows)) for i, t in enumerate(titles)]
+    lines = [head, _row(titles, widths, ("reviews", "accuracy", "ECE"))]
+    for *names, g in rows:
+        numbers = (f"{g.reviews:,}", f"{g.accuracy:.3f}", f"{g.ece:.3f}")
+        lines.append(_row(names, widths, numbers))
+    lines += bin_lines(cal.bins)
+    return [*lines, f"threshold advice: {cal.advice.words}"]
+
+
+def _row(names: Sequence[str], widths: list[int], numbers: Sequence[str]) -> str:
+    text = "  ".join(f"{name:<{w}}" for name, w in zip(names, widths, strict=True))
+    return f"  {text}  {numbers[0]:>7}  {numbers[1]:>8}  {numbers[2]:>6}"
+
+
+def bin_lines(bins: Sequence[BinFigures]) -> list[str]:
+    """The reliability bins that hold reviews, as rows."""
+    lines = ["  confidence bin   reviews  mean conf  accuracy"]
+    for b in bins:
+        if b.reviews:
+            lines.append(
+                f"  [{b.low:.1f}, {b.high:.1f})     {b.reviews:>7,}  {b.mean_confidence:>9.3f}"
+                f"  {b.accuracy:>8.3f}"
+            )
+    return lines
