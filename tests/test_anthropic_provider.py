@@ -263,6 +263,8 @@ def test_invalid_resolutions_are_rejected(fake, provider, kind):
     with pytest.raises(InvalidAIOutput) as raised:
         provider.resolve(_classified(Label.PICK_DELAY))
     assert raised.value.usage.output_tokens > 0  # what the bad answer cost is kept
+    # and which model and prompt gave it, for the attempt row
+    assert (raised.value.model, raised.value.prompt_version) == (provider.model, "v1")
 
 
 def test_a_fooled_model_cannot_refund_or_inflate_confidence():

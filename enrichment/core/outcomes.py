@@ -114,8 +114,9 @@ def _attempt(
         "error": None if is_call else str(call)[:2000],
         "latency_s": latency_s,
         "provider": call.provider if is_call else provider_name,
-        "model": call.model if is_call else None,
-        "prompt_version": call.prompt_version if is_call else None,
+        # An unusable answer still names the model and prompt that gave it, when known.
+        "model": call.model if is_call else getattr(call, "model", None),
+        "prompt_version": call.prompt_version if is_call else getattr(call, "prompt_version", None),
         "input_tokens": usage.input_tokens if usage else 0,
         "output_tokens": usage.output_tokens if usage else 0,
         "cache_write_tokens": usage.cache_write_tokens if usage else 0,

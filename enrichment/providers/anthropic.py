@@ -10,7 +10,7 @@ afterwards is mapped onto the pipeline's error kinds.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import anthropic
@@ -158,7 +158,7 @@ class AnthropicProvider:
         if bad:
             raise _invalid(
                 f"actions {[str(a) for a in bad]} are not allowed for {ctx.classification.label}",
-                call.usage,
+                call,
             )
         return call
 
@@ -182,8 +182,9 @@ class AnthropicProvider:
             cache_read_tokens=usage.cache_read_tokens,
             cost_usd=usage.cost_usd,
         )
-        result = _parse(spec, message, usage)
-        return StageCall(result, self.name, self.model, self._prompts.version, usage)
+        # The source and usage go on the call, and on the error if the answer is unusable.
+        call = StageCall(None, self.name, self.model, self._prompts.version, usage)
+        return replace(call, result=_parse(spec, message, call))
 
     def _take_rate_token(self) -> None:
         """Wait in-process for a short wait; give the worker back (RateLimited) for a long one."""
@@ -233,15 +234,15 @@ class AnthropicProvider:
         return Usage(**counts, cost_usd=cost_usd(self.model, **counts))
 
 
-def _parse(spec: _Stage, message: Any, usage: Usage) -> BaseModel:
+def _parse(spec: _Stage, message: Any, call: StageCall[Any]) -> BaseModel:
     """The validated tool input, or InvalidAIOutput; never a repaired or defaulted value."""
     block = next((b for b in message.content if b.type == "tool_use" and b.name == spec.tool), None)
     if block is None:
-        raise _invalid(f"no {spec.tool} tool call (stop_reason={message.stop_reason})", usage)
+        raise _invalid(f"no {spec.tool} tool call (stop_reason={message.stop_reason})", call)
     try:
         return spec.model.model_validate(block.input)
     except ValidationError as exc:
-        raise _invalid(f"{spec.tool} input rejected: {_summary(exc)}", usage) from None
+        raise _invalid(f"{spec.tool} input rejected: {_summary(exc)}", call) from None
 
 
 def _summary(exc: ValidationError) -> str:
@@ -251,10 +252,13 @@ def _summary(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def _invalid(message: str, usage: Usage) -> InvalidAIOutput:
+def _invalid(message: str, call: StageCall[Any]) -> InvalidAIOutput:
     error = InvalidAIOutput(message)
-    # The tokens were spent even though the answer is unusable; see the report on errors.py.
-    error.usage = usage  # type: ignore[attr-defined]
+    # The tokens were spent even though the answer is unusable, by this model and prompt
+    # version: the attempt row records them (outcomes._attempt).
+    error.usage = call.usage  # type: ignore[attr-defined]
+    error.model = call.model  # type: ignore[attr-defined]
+    error.prompt_version = call.prompt_version  # type: ignore[attr-defined]
     return error
 
 
