@@ -79,6 +79,15 @@ def provider(fake):
     p.close()
 
 
+@pytest.fixture
+def patient(fake):
+    """A provider that never times out here: a retry after a timeout on a busy machine would
+    read the cache prefix the timed-out request already wrote."""
+    p = _provider(fake, ai_timeout_s=30.0)
+    yield p
+    p.close()
+
+
 def _sent(fake: FakeAnthropic, n: int = -1) -> dict:
     return fake.requests[n]["body"]
 
@@ -86,8 +95,8 @@ def _sent(fake: FakeAnthropic, n: int = -1) -> dict:
 # --- success -----------------------------------------------------------------------------
 
 
-def test_classify_parses_the_tool_call_and_prices_the_usage(fake, provider):
-    call = provider.classify(_ctx())
+def test_classify_parses_the_tool_call_and_prices_the_usage(fake, patient):
+    call = patient.classify(_ctx())
 
     assert call.result.label == Label.DAMAGED_PACKAGE
     assert 0.0 <= call.result.confidence <= 1.0
@@ -108,9 +117,9 @@ def test_classify_parses_the_tool_call_and_prices_the_usage(fake, provider):
     assert u.cost_usd == pytest.approx(expected) and u.cost_usd > 0
 
 
-def test_second_call_reads_the_cached_prefix_and_costs_less(fake, provider):
-    first = provider.classify(_ctx()).usage
-    second = provider.analyze(_ctx()).usage  # all stages share one cached prefix
+def test_second_call_reads_the_cached_prefix_and_costs_less(fake, patient):
+    first = patient.classify(_ctx()).usage
+    second = patient.analyze(_ctx()).usage  # all stages share one cached prefix
 
     assert second.cache_read_tokens == first.cache_write_tokens > 0
     assert second.cost_usd < first.cost_usd
@@ -364,7 +373,7 @@ def test_pipeline_success_sets_fields_and_records_source_tokens_and_cost(factory
     record_id = _seed(factory)
     fake.script(["529", "ok"])
 
-    outcome = _run(factory, _provider(fake), settings, record_id)
+    outcome = _run(factory, _provider(fake, ai_timeout_s=30.0), settings, record_id)
 
     rec, attempts = _state(factory, record_id)
     assert outcome.kind == "continue"
