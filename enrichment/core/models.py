@@ -136,6 +136,11 @@ class ExceptionRecord(Base):
     external_id: Mapped[str] = mapped_column(String(128))
     reason_code: Mapped[str] = mapped_column(String(64))
     severity: Mapped[str] = mapped_column(String(16))
+    # 0-100 from the source (e.g. order value, an SLA at risk): earlier within its severity.
+    priority: Mapped[int | None] = mapped_column(Integer)
+    # Its place in its tenant's claim order, kept by a database trigger from next_attempt_at,
+    # severity and priority (enrichment/core/scheduling.py; migration 0005).
+    sched_at: Mapped[datetime | None] = mapped_column(UTCDateTime, server_default=FetchedValue())
     status: Mapped[str] = mapped_column(String(16), default="OPEN")
     notes: Mapped[str | None] = mapped_column(Text)
     # Ground truth from the data source, for evaluation only: no stage ever reads it.
@@ -364,7 +369,26 @@ class MetricSnapshot(Base):
     review_backlog: Mapped[int] = mapped_column(Integer, default=0)
     oldest_review_age_s: Mapped[float | None] = mapped_column(Float)
     human_resolved_records: Mapped[int] = mapped_column(Integer, default=0)
+    # Starvation and budget: the oldest due record's wait, the due records now, what the last
+    # sweep claimed of them, and today's AI spend (UTC day).
+    oldest_due_age_s: Mapped[float | None] = mapped_column(Float)
+    due_records: Mapped[int] = mapped_column(Integer, default=0)
+    last_sweep_due: Mapped[int] = mapped_column(Integer, default=0)
+    last_sweep_claimed: Mapped[int] = mapped_column(Integer, default=0)
+    spend_today_usd: Mapped[float] = mapped_column(Float, default=0.0)
     integrity: Mapped[dict[str, Any]] = mapped_column(JSONType)
+
+
+class SweepStat(Base):
+    """One tenant's share of the latest sweep: what was due to it and what it got. Upserted
+    by every claim; the monitor reads it (starvation is visible per tenant)."""
+
+    __tablename__ = "sweep_stats"
+
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    swept_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    due: Mapped[int] = mapped_column(Integer)
+    claimed: Mapped[int] = mapped_column(Integer)
 
 
 class Alert(Base):
@@ -435,6 +459,23 @@ Index(
     postgresql_where=text(REVIEW_SQL),
     sqlite_where=text(REVIEW_SQL),
 )
+# The claim walks each tenant's waiting records in scheduling order (severity, priority, age).
+Index(
+    "ix_exception_records_sched",
+    ExceptionRecord.tenant_id,
+    ExceptionRecord.sched_at,
+    postgresql_where=text(BACKLOG_SQL),
+    sqlite_where=text(BACKLOG_SQL),
+)
+# Records in flight per tenant (the in-flight cap): leases are few, so is this index.
+Index(
+    "ix_exception_records_leased",
+    ExceptionRecord.tenant_id,
+    postgresql_where=text("lease_token IS NOT NULL"),
+    sqlite_where=text("lease_token IS NOT NULL"),
+)
+# The fleet's recent throughput (how much one sweep claims): attempts by time alone.
+Index("ix_enrichment_attempts_created", EnrichmentAttempt.created_at)
 # The backlog route lists one tenant's waiting records in due order.
 Index(
     "ix_exception_records_backlog",

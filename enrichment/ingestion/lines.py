@@ -72,6 +72,9 @@ class ExceptionIn(_Strict):
     reason_code: str = Field(min_length=1, max_length=64)
     severity: Literal["low", "medium", "high", "critical"]
     notes: str | None = Field(default=None, max_length=MAX_NOTES_CHARS)
+    # 0-100: how urgent within its severity (e.g. order value, an SLA at risk); see
+    # enrichment/core/scheduling.py for how it orders the claim.
+    priority: int | None = Field(default=None, ge=0, le=100)
     # Ground truth for evaluation only; stored as reference_label, read by no stage.
     true_label: Label | None = None
 
@@ -114,6 +117,17 @@ class Good:
     def reference_label(self) -> str | None:
         label = self.line.exception.true_label
         return str(label) if label else None
+
+    def inputs(self) -> dict[str, Any]:
+        """The exception's stored inputs, by column (what an update compares and writes)."""
+        exc = self.line.exception
+        return {
+            "reason_code": exc.reason_code,
+            "severity": exc.severity,
+            "notes": exc.notes,
+            "priority": exc.priority,
+            "reference_label": self.reference_label(),
+        }
 
 
 def shown(value: Any) -> str:

@@ -3,8 +3,8 @@
 Pure: it takes the lines and what is already stored, and returns a `Plan`. Per line:
 - its exception is new: `created` (its order inserted, or merged into the stored one);
 - its exception is stored on another order: `rejected` (an exception never moves);
-- its exception is stored and its inputs differ (reason code, severity, notes, true label,
-  its order's payload or events): `updated`. A record already enriched or escalated is
+- its exception is stored and its inputs differ (reason code, severity, notes, priority,
+  true label, its order's payload or events): `updated`. A record already enriched or escalated is
   reopened for re-enrichment only when the line says `"reenrich": true`;
 - otherwise `unchanged`, so replaying a feed writes nothing.
 
@@ -56,7 +56,7 @@ class StoredException:
 
     id: int
     order_external_id: str
-    inputs: dict[str, Any]  # reason_code, severity, notes, reference_label
+    inputs: dict[str, Any]  # reason_code, severity, notes, priority, reference_label
     finished: bool
     result: dict[str, Any]
 
@@ -139,10 +139,7 @@ def changed_field(
 
     `last`: whether `good` is its batch's last line for its order (only that one's payload
     is written; an earlier line's payload is superseded, so it is no change)."""
-    exc = good.line.exception
-    lines = (exc.reason_code, exc.severity, exc.notes, good.reference_label())
-    names = ("reason_code", "severity", "notes", "reference_label")
-    for name, now in zip(names, lines, strict=True):
+    for name, now in good.inputs().items():
         if stored.inputs[name] != now:
             return "exception.true_label" if name == "reference_label" else f"exception.{name}"
     if order is None or (last and order.payload != good.line.order.payload):

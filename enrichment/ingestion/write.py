@@ -37,7 +37,7 @@ from enrichment.ingestion.plan import (
 
 # Tries per line on the slow path: a lost race succeeds on the next try, which sees the winner.
 LINE_TRIES = 3
-_INPUTS = ("reason_code", "severity", "notes", "reference_label")
+_INPUTS = ("reason_code", "severity", "notes", "priority", "reference_label")
 # The AI result a reopen clears; the audit row keeps it (datetimes as ISO strings).
 _RESULT = (
     "ai_label", "ai_confidence", "ai_notes", "ai_analysis", "ai_resolution", "ai_source",
@@ -127,10 +127,7 @@ def _record_row(good: Good, order_id: int, now: datetime) -> dict[str, Any]:
         "tenant_id": good.tenant_id,
         "order_id": order_id,
         "external_id": exc.external_id,
-        "reason_code": exc.reason_code,
-        "severity": exc.severity,
-        "notes": exc.notes,
-        "reference_label": good.reference_label(),
+        **good.inputs(),
         "enrichment_state": {},
         "next_attempt_at": now,  # due at once: the next sweep picks it up
         "created_at": now,
@@ -215,9 +212,8 @@ def _write_updates(session: Session, changes: list[RecordUpdate], now: datetime)
         return
     rows = []
     for change in changes:
-        exc, good = change.good.line.exception, change.good
-        inputs = (exc.reason_code, exc.severity, exc.notes, good.reference_label())
-        row = {f"b_{name}": value for name, value in zip(_INPUTS, inputs, strict=True)}
+        good = change.good
+        row = {f"b_{name}": value for name, value in good.inputs().items()}
         rows.append({**row, "b_id": change.stored.id, "b_tenant": good.tenant_id, "b_now": now})
     session.execute(_update_inputs, rows)
     reopen = [c for c in changes if c.reopen]
