@@ -8,85 +8,41 @@ missing browser fails the test, it does not skip.
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-import uvicorn
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Page
 
-from enrichment.api import app, deps
 from enrichment.core import tenants
 from enrichment.core.models import Alert, ExceptionRecord, utcnow
 from enrichment.monitoring.monitor import run_monitor
+from tests.browser import WAIT_MS, chromium, local_page, served
 from tests.factories import make_record
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SCREENSHOT = Path("var/report-page.png")
 INJECTED = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
-WAIT_MS = 15_000
 
 
 @pytest.fixture
 def base_url(settings, factory) -> Iterator[str]:
     """The real app under uvicorn on a free 127.0.0.1 port, on the test database."""
-    app.dependency_overrides[deps.app_settings] = lambda: settings
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
-    app.dependency_overrides.clear()
+    with served(settings) as url:
+        yield url
 
 
 @pytest.fixture
 def browser():
-    assert Path(CHROMIUM).exists(), f"{CHROMIUM} missing: apt-get install -y chromium"
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=WAIT_MS)
+    with chromium() as b:
         yield b
-        b.close()
 
 
 def open_page(browser, url: str, key: str | None = None) -> tuple[Page, list[str]]:
     """A fresh page that records every request and lets none leave 127.0.0.1."""
     headers = {"Authorization": f"Bearer {key}"} if key else {}
-    context = browser.new_context(
-        viewport={"width": 1360, "height": 900}, extra_http_headers=headers
-    )
-    requested: list[str] = []
-    context.route(
-        "**/*",
-        lambda route: (
-            route.continue_()
-            if urlsplit(route.request.url).hostname == "127.0.0.1"
-            else route.abort()
-        ),
-    )
-    page = context.new_page()
-    page.set_default_timeout(WAIT_MS)
-    page.on("request", lambda req: requested.append(req.url))
+    page, requested = local_page(browser, width=1360, headers=headers)
     page.goto(url, wait_until="load", timeout=WAIT_MS)
     return page, requested
 

@@ -9,8 +9,6 @@ missing browser fails the test, it does not skip.
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -21,31 +19,21 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 import structlog
-import uvicorn
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Page
 from sqlalchemy import select
 
-from enrichment.api import app, deps, review_session
+from enrichment.api import review_session
 from enrichment.core import tenants
 from enrichment.core.models import EnrichmentAttempt, ExceptionRecord, Review, utcnow
 from enrichment.core.settings import ReviewConfig
+from tests.browser import chromium, local_page, served
 from tests.conftest import with_settings
 from tests.factories import make_record
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SCREENSHOTS = Path("var")
 HOSTILE = (
     '<script>alert("pwned"); window.__pwned = 1</script><img src=x onerror="window.__pwned=2">'
 )
-WAIT_MS = 15_000
 
 
 @pytest.fixture
@@ -56,30 +44,14 @@ def review_settings(settings):
 @pytest.fixture
 def base_url(review_settings, factory) -> Iterator[str]:
     """The real app under uvicorn on a free 127.0.0.1 port, on the test database."""
-    app.dependency_overrides[deps.app_settings] = lambda: review_settings
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
-    app.dependency_overrides.clear()
+    with served(review_settings) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def browser():
-    assert Path(CHROMIUM).exists(), f"{CHROMIUM} missing: apt-get install -y chromium"
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=WAIT_MS)
+    with chromium() as b:
         yield b
-        b.close()
 
 
 @dataclass
@@ -123,24 +95,6 @@ def desk(factory) -> Desk:
     return Desk(a_key, b_key, timeout.id, hostile.id, hostile.external_id, other.id)
 
 
-def new_page(browser, base_url: str) -> tuple[Page, list[str]]:
-    """A fresh context whose requests may not leave 127.0.0.1; returns every URL asked for."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    requested: list[str] = []
-    context.route(
-        "**/*",
-        lambda route: (
-            route.continue_()
-            if urlsplit(route.request.url).hostname == "127.0.0.1"
-            else route.abort()
-        ),
-    )
-    page = context.new_page()
-    page.set_default_timeout(WAIT_MS)
-    page.on("request", lambda req: requested.append(req.url))
-    return page, requested
-
-
 def sign_in(page: Page, base_url: str, tenant: str, key: str, name: str = "Ada Lovelace"):
     page.goto(f"{base_url}/review/{tenant}/login")
     page.get_by_label("Your name").fill(name)
@@ -161,7 +115,7 @@ def tab_to(page: Page, selector: str, *, presses: int = 80) -> None:
 
 
 def test_a_reviewer_decides_an_escalated_record_from_the_keyboard(base_url, browser, desk, factory):
-    page, _ = new_page(browser, base_url)
+    page, _ = local_page(browser)
     sign_in(page, base_url, "rev-a", desk.a_key)
     assert urlsplit(page.url).path == "/review/rev-a"
 
@@ -217,7 +171,7 @@ def test_a_reviewer_decides_an_escalated_record_from_the_keyboard(base_url, brow
 
 
 def test_a_hostile_note_is_shown_as_text_on_a_locked_down_page(base_url, browser, desk):
-    page, requested = new_page(browser, base_url)
+    page, requested = local_page(browser)
     dialogs, console = [], []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     page.on("console", lambda m: console.append(m.text))
@@ -242,7 +196,7 @@ def test_a_hostile_note_is_shown_as_text_on_a_locked_down_page(base_url, browser
 
 
 def test_a_post_without_the_csrf_token_is_refused(base_url, browser, desk, factory):
-    page, _ = new_page(browser, base_url)
+    page, _ = local_page(browser)
     sign_in(page, base_url, "rev-a", desk.a_key)
     page.goto(f"{base_url}/review/rev-a/{desk.hostile_id}")
     token = page.locator("#decision input[name=csrf]").get_attribute("value")
@@ -266,7 +220,7 @@ def test_a_post_without_the_csrf_token_is_refused(base_url, browser, desk, facto
 
 
 def test_a_wrong_key_gets_the_form_again_with_one_error_line(base_url, browser, desk):
-    page, _ = new_page(browser, base_url)
+    page, _ = local_page(browser)
     with structlog.testing.capture_logs() as logs:
         response = sign_in(page, base_url, "rev-a", desk.b_key)  # rev-b's key
 
@@ -280,7 +234,7 @@ def test_a_wrong_key_gets_the_form_again_with_one_error_line(base_url, browser, 
 
 
 def test_a_cookie_for_one_tenant_opens_nothing_of_another(base_url, browser, desk):
-    page, _ = new_page(browser, base_url)
+    page, _ = local_page(browser)
     sign_in(page, base_url, "rev-a", desk.a_key)
     (cookie,) = page.context.cookies()
     assert (cookie["name"], cookie["path"], cookie["httpOnly"], cookie["sameSite"]) == (
@@ -331,7 +285,7 @@ def test_a_session_ends_when_it_expires_or_the_key_is_rotated(
 
 
 def test_requeue_for_the_ai_takes_an_escalated_record_back(base_url, browser, desk, factory):
-    page, _ = new_page(browser, base_url)
+    page, _ = local_page(browser)
     sign_in(page, base_url, "rev-a", desk.a_key)
     page.goto(f"{base_url}/review/rev-a/{desk.timeout_id}")
     page.get_by_role("button", name="Requeue for the AI").click()
