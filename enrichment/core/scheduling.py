@@ -9,17 +9,33 @@ takes the earliest `sched_at` first. Boosts: critical 60 min, high 20 min, mediu
 by one that became due more than 2 hours after it (the largest total boost), so priority
 never starves anything; aging is the clock itself.
 
-Shares across tenants: `fair_shares` (weighted water-filling).
+Shares across tenants: `fair_shares`, weighted water-filling, recomputed by every claim from
+what is due now; the claim then walks each tenant's index (one LATERAL per tenant) for its
+share. Chosen over deficit round robin because a claim takes a whole batch at once: DRR
+hands out one item per turn and needs deficit counters kept between claims (state to store,
+lock and repair), while water-filling gives the same weighted split of one batch with no
+state, and a tenant's spare share is handed on within the same claim. Fairness over time
+comes from the order of the leftover seats: the tenant whose head record has waited
+longest gets them first, so a tenant left out of a small batch is first in the next.
+
+Limits (`tenants.settings`): "weight" (default 1), "max_in_flight" (leased records at
+once), "daily_budget_usd" (AI spend per UTC day; at the budget a tenant's records wait).
+How much one sweep claims: `sweep_size` (selection.py says why).
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import math
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from fractions import Fraction
+from typing import Any
 
 SEVERITY_BOOST_S = {"critical": 3600.0, "high": 1200.0, "medium": 300.0, "low": 0.0}
 PRIORITY_STEP_S = 36.0  # per priority point: priority 100 = one hour
 MAX_PRIORITY = 100
 MAX_BOOST_S = max(SEVERITY_BOOST_S.values()) + MAX_PRIORITY * PRIORITY_STEP_S
+STAGES_PER_RECORD = 3  # analyze, classify, resolve: three completed attempts per record
 
 
 def boost_s(severity: str, priority: int | None) -> float:
@@ -31,3 +47,122 @@ def boost_s(severity: str, priority: int | None) -> float:
 def sched_at(next_attempt_at: datetime, severity: str, priority: int | None) -> datetime:
     """The record's place in its tenant's order: its due time minus its boost."""
     return next_attempt_at - timedelta(seconds=boost_s(severity, priority))
+
+
+def fair_shares(
+    batch: int,
+    demand: Mapping[int, int],
+    weights: Mapping[int, float],
+    *,
+    precedence: Sequence[int] = (),
+) -> dict[int, int]:
+    """Divide `batch` claims among tenants by weight, capped by each tenant's demand.
+
+    Weighted water-filling: every tenant is offered batch x w / W; a tenant that wants less
+    takes its demand and its spare is offered again to the rest, until nobody is capped.
+    The shares sum to min(batch, total demand). Fractions are settled by largest
+    remainder; ties go to the tenant earlier in `precedence` (the claim passes the tenants
+    whose head record has waited longest first, so the tenants left out of a small batch
+    are first next time), then the lower tenant id. A missing weight counts as 1.
+    """
+    open_ = {t: n for t, n in demand.items() if n > 0}
+    shares = dict.fromkeys(demand, 0)
+    left = min(batch, sum(open_.values()))
+    while open_ and left > 0:
+        offer = _offers(left, open_, weights)
+        full = [t for t, n in open_.items() if n <= offer[t]]
+        if not full:
+            _settle(shares, offer, left, _rank(precedence))
+            break
+        for t in full:
+            shares[t], left = open_[t], left - open_.pop(t)
+    return shares
+
+
+def _offers(left: int, open_: Mapping[int, int], weights: Mapping[int, float]) -> dict:
+    """Each open tenant's exact (Fraction) part of `left`, by weight."""
+    w = {t: Fraction(weights.get(t, 1.0)) for t in open_}
+    total = sum(w.values())
+    return {t: left * w[t] / total for t in open_}
+
+
+def _settle(shares: dict[int, int], offer: Mapping[int, Fraction], left: int, rank) -> None:
+    """Whole parts first, then one more each by largest remainder until `left` is used."""
+    for t, part in offer.items():
+        shares[t] = math.floor(part)
+    spare = left - sum(math.floor(p) for p in offer.values())
+    by_remainder = sorted(offer, key=lambda t: (-(offer[t] - math.floor(offer[t])), rank(t)))
+    for t in by_remainder[:spare]:
+        shares[t] += 1
+
+
+def _rank(precedence: Sequence[int]):
+    place = {t: i for i, t in enumerate(precedence)}
+    return lambda t: (place.get(t, len(place)), t)
+
+
+def tenant_weight(config: Mapping[str, Any] | None) -> float:
+    """`tenants.settings["weight"]`: a finite number > 0; anything else counts as 1."""
+    value = _number((config or {}).get("weight"))
+    return value if value is not None and value > 0 else 1.0
+
+
+def tenant_max_in_flight(config: Mapping[str, Any] | None) -> int | None:
+    """`tenants.settings["max_in_flight"]`: a whole number >= 0, or None (no cap)."""
+    value = _number((config or {}).get("max_in_flight"))
+    return int(value) if value is not None and value >= 0 else None
+
+
+def tenant_daily_budget(config: Mapping[str, Any] | None) -> float | None:
+    """`tenants.settings["daily_budget_usd"]`: a number >= 0 (USD per UTC day), or None."""
+    value = _number((config or {}).get("daily_budget_usd"))
+    return value if value is not None and value >= 0 else None
+
+
+def _number(raw: Any) -> float | None:
+    if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def claimable_demand(
+    due: int, *, leased: int, max_in_flight: int | None, spent_usd: float, budget_usd: float | None
+) -> int:
+    """What a tenant may be given now: its due records, within its in-flight cap, and none
+    once today's spend reached its budget (its records just wait: no failure, no retry)."""
+    if budget_usd is not None and spent_usd >= budget_usd:
+        return 0
+    if max_in_flight is not None:
+        due = min(due, max(0, max_in_flight - leased))
+    return due
+
+
+def utc_day(now: datetime) -> tuple[datetime, datetime]:
+    """The UTC day holding `now`: [start, end). Budgets reset at its end."""
+    start = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return start, start + timedelta(days=1)
+
+
+def sweep_size(
+    completed_attempts_60s: int,
+    in_flight: int,
+    *,
+    interval_s: float,
+    headroom: float,
+    floor: int,
+    ceiling: int,
+) -> int:
+    """How many records one sweep claims: what the fleet starts in about one interval.
+
+    Records per second ~ completed attempts in the last 60 s / stages per record / 60. The
+    target is that rate x `interval_s` x `headroom`, less what is already in flight (leased,
+    not expired: on the broker or running), kept within [floor, ceiling] (ceiling wins).
+    The floor keeps a cold fleet (no recent attempts) moving.
+    """
+    per_s = completed_attempts_60s / STAGES_PER_RECORD / 60.0
+    target = math.ceil(per_s * interval_s * headroom) - in_flight
+    return max(1, min(ceiling, max(floor, target)))

@@ -1,4 +1,5 @@
-"""Which records need enrichment, and claiming them under a lease.
+"""Which records need enrichment, and claiming them under a lease: fairly across tenants,
+in priority order within each, and no more than the fleet can start soon.
 
 Why the broker never holds a long countdown: with Redis, a message not acked within
 `visibility_timeout` (1 h by default) is handed to another worker, and ETA messages sit
@@ -7,21 +8,43 @@ So the long waits live in `next_attempt_at`; the sweep only claims records due w
 `sweep_horizon_s` (6 min by default: the 5 min step plus its jitter) and enqueues them
 with `countdown = next_attempt_at - now`, so every countdown the broker holds is shorter
 than the horizon.
+
+Why the database, not the broker, decides the order: a broker queue is FIFO and blind to
+tenants. Fill it deep and whatever was enqueued first runs first: one tenant's import of
+50,000 records holds every other tenant's critical record behind it for hours, a raised
+priority or a new budget cannot reach messages already queued, and a broker loss drops
+them all at once. So the queue stays shallow: a sweep claims only what the fleet starts in
+about one sweep interval (`sweep_for_fleet`: recent throughput x interval x headroom, less
+what is in flight; scheduling.sweep_size), and every claim decides afresh, in one
+statement, who goes next: each tenant's share of the batch by weight (scheduling.
+fair_shares), within its in-flight cap and its daily budget, and within a tenant the
+earliest `sched_at` (severity, priority, due time, with aging).
+
+Every claim upserts `sweep_stats` (due and claimed per tenant it considered), so a starved
+tenant shows on the monitor.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Select, and_, func, or_, select, update
+from sqlalchemy import Integer, Select, and_, case, column, func, or_, select, true, update, values
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
+from enrichment.core import scheduling
+from enrichment.core.models import EnrichmentAttempt as A
 from enrichment.core.models import ExceptionRecord as R
-from enrichment.core.models import in_backlog, utcnow
+from enrichment.core.models import SweepStat, Tenant, in_backlog, utcnow
 from enrichment.core.settings import Settings
+
+THROUGHPUT_WINDOW_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -29,6 +52,28 @@ class Claim:
     record_id: int
     lease_token: str
     countdown_s: float
+
+
+@dataclass(frozen=True)
+class TenantDue:
+    """One tenant as a claim sees it: its due records (counted up to the batch), the
+    `sched_at` of the first of them, and its `tenants.settings`."""
+
+    tenant_id: int
+    due: int
+    head: datetime | None
+    config: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ClaimReport:
+    """A claim and how it was divided: the batch asked for, and per tenant considered what
+    was due (up to the batch) and what it got."""
+
+    claims: list[Claim]
+    batch: int
+    due: dict[int, int] = field(default_factory=dict)
+    claimed: dict[int, int] = field(default_factory=dict)
 
 
 def claimable(now: datetime, settings: Settings) -> ColumnElement[bool]:
@@ -40,11 +85,15 @@ def claimable(now: datetime, settings: Settings) -> ColumnElement[bool]:
     record in the backlog. *When* is `next_attempt_at`'s business, as for every wait: after a
     low-confidence answer the pipeline sets it to the seed's "not updated for 24 hours"
     (ENRICHMENT_LOW_CONFIDENCE_RECHECK_S), and a requeue sets it to now."""
+    horizon = now + timedelta(seconds=settings.sweep_horizon_s)
     return and_(
         in_backlog(),
         R.enrichment_retry_count <= settings.max_retries,
-        R.next_attempt_at <= now + timedelta(seconds=settings.sweep_horizon_s),
+        R.next_attempt_at <= horizon,
         or_(R.lease_expires_at.is_(None), R.lease_expires_at < now),
+        # Implied by the line above (sched_at <= next_attempt_at), but it bounds the walk on
+        # ix_exception_records_sched: a tenant with nothing due reads no records in backoff.
+        R.sched_at <= horizon,
     )
 
 
@@ -55,23 +104,181 @@ def claim_due(
     tenant_id: int | None = None,
     now: datetime | None = None,
 ) -> list[Claim]:
-    """Claim up to `sweep_batch_size` due records in one statement and return their countdowns.
+    """Claim up to `sweep_batch_size` due records, shared fairly, and return their countdowns.
 
-    The inner SELECT takes `FOR UPDATE SKIP LOCKED` on PostgreSQL, so two concurrent sweeps
-    (two beats) skip each other's rows instead of waiting or claiming twice; SQLite ignores
-    it and serialises writers, and the outer UPDATE re-checks the lease either way.
-    """
+    The API's process route and one-off callers use this; beat's sweep sizes its batch to
+    the fleet first (`sweep_for_fleet`)."""
+    report = claim_batch(session, settings, settings.sweep_batch_size, tenant_id=tenant_id, now=now)
+    return report.claims
+
+
+def sweep_for_fleet(
+    session: Session,
+    settings: Settings,
+    *,
+    tenant_id: int | None = None,
+    now: datetime | None = None,
+) -> ClaimReport:
+    """One sweep's claim: as many records as the fleet starts in about one sweep interval
+    (scheduling.sweep_size, from `fleet_load`), never more than `sweep_batch_size`."""
     now = now or utcnow()
-    pick = (
-        select(R.id)
-        .where(claimable(now, settings))
-        .order_by(R.next_attempt_at)
-        .limit(settings.sweep_batch_size)
-        .with_for_update(skip_locked=True, of=R)
+    completed, in_flight = fleet_load(session, now)
+    batch = scheduling.sweep_size(
+        completed,
+        in_flight,
+        interval_s=settings.sweep_interval_s,
+        headroom=settings.sweep_headroom,
+        floor=settings.sweep_min_batch,
+        ceiling=settings.sweep_batch_size,
     )
-    if tenant_id is not None:
-        pick = pick.where(R.tenant_id == tenant_id)
+    return claim_batch(session, settings, batch, tenant_id=tenant_id, now=now)
+
+
+def fleet_load(session: Session, now: datetime) -> tuple[int, int]:
+    """(completed attempts in the last minute, records leased now), fleet-wide by design:
+    the broker queue they size is shared. Reads ix_enrichment_attempts_created and
+    ix_exception_records_leased, both small ranges."""
+    since = now - timedelta(seconds=THROUGHPUT_WINDOW_S)
+    completed = (
+        select(func.count())
+        .select_from(A)
+        .where(A.created_at > since, A.created_at <= now, A.outcome == "completed")
+        .scalar_subquery()
+    )
+    leased = (
+        select(func.count())
+        .select_from(R)
+        .where(R.lease_token.is_not(None), R.lease_expires_at > now)
+        .scalar_subquery()
+    )
+    row = session.execute(select(completed, leased)).one()
+    return int(row[0]), int(row[1])
+
+
+def claim_batch(
+    session: Session,
+    settings: Settings,
+    batch: int,
+    *,
+    tenant_id: int | None = None,
+    now: datetime | None = None,
+) -> ClaimReport:
+    """Claim up to `batch` due records in one statement, divided among the tenants with due
+    work by weight, within their in-flight caps and daily budgets; record the division."""
+    now = now or utcnow()
+    tenants = _demand(session, settings, now, batch, tenant_id)
+    shares = _shares(session, tenants, batch, now)
     token = str(uuid.uuid4())
+    rows = _claim(session, settings, shares, token, now) if any(shares.values()) else []
+    got = Counter(tenant for _, tenant, _ in rows)
+    due = {t.tenant_id: t.due for t in tenants}
+    claimed = {t: got.get(t, 0) for t in due}
+    _record_stats(session, due, claimed, now)
+    claims = [
+        Claim(rid, token, max(0.0, (next_at - now).total_seconds()))
+        for rid, _, next_at in sorted(rows, key=lambda r: r[2])
+    ]
+    return ClaimReport(claims, batch, due, claimed)
+
+
+def _demand(
+    session: Session, settings: Settings, now: datetime, batch: int, tenant_id: int | None
+) -> list[TenantDue]:
+    """Every tenant (or the one asked for) with its due records counted up to `batch`."""
+    postgres = session.get_bind().dialect.name == "postgresql"
+    query = _demand_pg(settings, now, batch) if postgres else _demand_sqlite(settings, now)
+    if tenant_id is not None:
+        query = query.where(Tenant.id == tenant_id)
+    return [
+        TenantDue(tid, min(int(n or 0), batch), head, config or {})
+        for tid, config, n, head in session.execute(query.order_by(Tenant.id))
+    ]
+
+
+def _demand_pg(settings: Settings, now: datetime, batch: int) -> Select:
+    """Per tenant, a walk of at most `batch` entries of ix_exception_records_sched (a LATERAL
+    per tenant): the big tenant's million records cost no more than a small one's ten."""
+    walk = (
+        select(R.sched_at)
+        .where(R.tenant_id == Tenant.id, claimable(now, settings))
+        .order_by(R.sched_at)
+        .limit(batch)
+        .correlate(Tenant)
+        .subquery("walk")
+    )
+    seen = select(func.count().label("n"), func.min(walk.c.sched_at).label("head")).lateral("d")
+    return select(Tenant.id, Tenant.settings, seen.c.n, seen.c.head).join(seen, true())
+
+
+def _demand_sqlite(settings: Settings, now: datetime) -> Select:
+    """The embedded demo (small, one process): a plain count per tenant."""
+    due = (
+        select(R.tenant_id, func.count().label("n"), func.min(R.sched_at).label("head"))
+        .where(claimable(now, settings))
+        .group_by(R.tenant_id)
+        .subquery("d")
+    )
+    return select(Tenant.id, Tenant.settings, due.c.n, due.c.head).outerjoin(
+        due, due.c.tenant_id == Tenant.id
+    )
+
+
+def _shares(
+    session: Session, tenants: list[TenantDue], batch: int, now: datetime
+) -> dict[int, int]:
+    """Each tenant's part of `batch`: its due records within its cap and budget, weighted."""
+    wanting = [t for t in tenants if t.due > 0]
+    cap = {t.tenant_id: scheduling.tenant_max_in_flight(t.config) for t in wanting}
+    budget = {t.tenant_id: scheduling.tenant_daily_budget(t.config) for t in wanting}
+    capped = [t for t, n in cap.items() if n is not None]
+    budgeted = [t for t, usd in budget.items() if usd is not None]
+    leased = _leased(session, capped, now) if capped else {}
+    spent = _spent_today(session, budgeted, now) if budgeted else {}
+    demand = {
+        t.tenant_id: scheduling.claimable_demand(
+            t.due,
+            leased=leased.get(t.tenant_id, 0),
+            max_in_flight=cap[t.tenant_id],
+            spent_usd=spent.get(t.tenant_id, 0.0),
+            budget_usd=budget[t.tenant_id],
+        )
+        for t in wanting
+    }
+    weights = {t.tenant_id: scheduling.tenant_weight(t.config) for t in wanting}
+    # Leftover seats go to the tenant whose first due record has waited longest.
+    first = [t.tenant_id for t in sorted(wanting, key=lambda t: t.head or now)]
+    return scheduling.fair_shares(batch, demand, weights, precedence=first)
+
+
+def _leased(session: Session, tenant_ids: list[int], now: datetime) -> dict[int, int]:
+    """Records in flight (leased, not expired) per tenant: ix_exception_records_leased."""
+    query = (
+        select(R.tenant_id, func.count())
+        .where(R.tenant_id.in_(tenant_ids), R.lease_token.is_not(None), R.lease_expires_at > now)
+        .group_by(R.tenant_id)
+    )
+    return {tid: int(n) for tid, n in session.execute(query)}
+
+
+def _spent_today(session: Session, tenant_ids: list[int], now: datetime) -> dict[int, float]:
+    """AI spend per tenant in the UTC day of `now`: ix_enrichment_attempts_tenant_created."""
+    start, end = scheduling.utc_day(now)
+    query = (
+        select(A.tenant_id, func.sum(A.cost_usd))
+        .where(A.tenant_id.in_(tenant_ids), A.created_at >= start, A.created_at < end)
+        .group_by(A.tenant_id)
+    )
+    return {tid: float(usd or 0.0) for tid, usd in session.execute(query)}
+
+
+def _claim(
+    session: Session, settings: Settings, shares: dict[int, int], token: str, now: datetime
+) -> list[tuple[int, int, datetime]]:
+    """Lease each tenant's first `share` claimable records (by sched_at) in one UPDATE;
+    returns (record id, tenant id, next_attempt_at) of the records it leased."""
+    shares = {t: n for t, n in shares.items() if n > 0}
+    postgres = session.get_bind().dialect.name == "postgresql"
+    pick = _pick_pg(settings, shares, now) if postgres else _pick_sqlite(settings, shares, now)
     lease_until = now + timedelta(seconds=settings.sweep_horizon_s + settings.lease_ttl_s)
     stmt = (
         update(R)
@@ -79,14 +286,62 @@ def claim_due(
         .where(or_(R.lease_expires_at.is_(None), R.lease_expires_at < now))
         # updated_at is kept: a claim is not a change of content.
         .values(lease_token=token, lease_expires_at=lease_until, updated_at=R.updated_at)
-        .returning(R.id, R.next_attempt_at)
+        .returning(R.id, R.tenant_id, R.next_attempt_at)
         .execution_options(synchronize_session=False)
     )
-    rows = session.execute(stmt).all()
-    return [
-        Claim(rid, token, max(0.0, (due - now).total_seconds()))
-        for rid, due in sorted(rows, key=lambda r: r[1])
+    return [tuple(row) for row in session.execute(stmt)]
+
+
+def _pick_pg(settings: Settings, shares: dict[int, int], now: datetime) -> Select:
+    """(tenant, share) VALUES joined to a LATERAL walk of that tenant's index with LIMIT
+    share. `FOR UPDATE SKIP LOCKED` inside the walk: two concurrent sweeps skip each other's
+    rows instead of waiting or claiming twice (a skipped row just waits for the next claim)."""
+    wanted = values(column("tenant_id", Integer), column("share", Integer), name="shares").data(
+        sorted(shares.items())
+    )
+    walk = (
+        select(R.id)
+        .where(R.tenant_id == wanted.c.tenant_id, claimable(now, settings))
+        .order_by(R.sched_at)
+        .limit(wanted.c.share)
+        .with_for_update(skip_locked=True, of=R)
+        .lateral("walk")
+    )
+    return select(walk.c.id).select_from(wanted).join(walk, true())
+
+
+def _pick_sqlite(settings: Settings, shares: dict[int, int], now: datetime) -> Select:
+    """The same choice for SQLite (one writer at a time, so no locking clause): rank each
+    tenant's claimable records by sched_at and keep the first `share`."""
+    rank = func.row_number().over(partition_by=R.tenant_id, order_by=(R.sched_at, R.id))
+    ranked = (
+        select(R.id, R.tenant_id, rank.label("rank"))
+        .where(R.tenant_id.in_(list(shares)), claimable(now, settings))
+        .subquery("ranked")
+    )
+    limit = case(shares, value=ranked.c.tenant_id, else_=0)
+    return select(ranked.c.id).where(ranked.c.rank <= limit)
+
+
+def _record_stats(
+    session: Session, due: dict[int, int], claimed: dict[int, int], now: datetime
+) -> None:
+    """Upsert one sweep_stats row per tenant considered, in tenant order (two concurrent
+    claims lock the rows in the same order: they queue, never deadlock)."""
+    if not due:
+        return
+    postgres = session.get_bind().dialect.name == "postgresql"
+    insert = pg_insert if postgres else sqlite_insert
+    rows = [
+        {"tenant_id": t, "swept_at": now, "due": due[t], "claimed": claimed[t]} for t in sorted(due)
     ]
+    stmt = insert(SweepStat).values(rows)
+    fresh = stmt.excluded
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[SweepStat.tenant_id],
+        set_={"swept_at": fresh.swept_at, "due": fresh.due, "claimed": fresh.claimed},
+    )
+    session.execute(stmt)
 
 
 def _id_in(session: Session, pick: Select) -> ColumnElement[bool]:
