@@ -13,6 +13,7 @@ from enrichment.core.settings import get_settings
 from enrichment.delivery import deliver
 from enrichment.monitoring import monitor, notify
 from enrichment.providers import Provider, make_provider
+from workers import broker_watch
 from workers.app import app
 
 log = structlog.get_logger(__name__)
@@ -112,22 +113,24 @@ def resolve(self, record_id: int, lease_token: str) -> str:
 
 @app.task(base=EnrichmentTask, bind=True, name="enrichment.sweep")
 def sweep(self, tenant: str | None = None) -> int:
-    """Claim due records (all tenants, or one by name) in batches and enqueue their chains."""
+    """Claim what the fleet starts before the next sweep (all tenants, or one by name) and
+    enqueue their chains."""
     if not self.known_tenant(tenant):
         return 0
-    claimed = 0
-    for _batch in range(self.settings.sweep_max_batches):
-        with self.sessions.begin() as session:
-            tenant_id = _tenant_id(session, tenant)
-            claims = selection.claim_due(session, self.settings, tenant_id=tenant_id)
-        # Enqueued only after the claim committed: a lost enqueue just waits for the lease.
-        for claim in claims:
-            enqueue_chain(claim.record_id, claim.lease_token, claim.countdown_s)
-        claimed += len(claims)
-        if len(claims) < self.settings.sweep_batch_size:
-            break
-    log.info("sweep.claimed", tenant=tenant, claimed=claimed)
-    return claimed
+    # Redis lost its messages: free every lease now, not after its TTL (broker_watch.py).
+    expired = broker_watch.recover_if_lost(self.settings.broker_url, self.sessions)
+    if expired is not None:
+        log.warning("sweep.broker_lost", expired=expired)
+    # One claim, sized to what the fleet starts before the next sweep: the broker queue
+    # stays shallow and the database keeps deciding the order (selection.py).
+    with self.sessions.begin() as session:
+        tenant_id = _tenant_id(session, tenant)
+        report = selection.sweep_for_fleet(session, self.settings, tenant_id=tenant_id)
+    # Enqueued only after the claim committed: a lost enqueue just waits for the lease.
+    for claim in report.claims:
+        enqueue_chain(claim.record_id, claim.lease_token, claim.countdown_s)
+    log.info("sweep.claimed", tenant=tenant, claimed=len(report.claims), batch=report.batch)
+    return len(report.claims)
 
 
 @app.task(base=EnrichmentTask, bind=True, name="enrichment.requeue")

@@ -20,7 +20,9 @@ What it does, in phases (each timed):
    confidence, actions (at most once, allowed for the label), AI calls per record (attempt
    rows and the fake server's own per-record request count), the monitor against SQL, and
    the events (one per decision, all delivered, none lost, no bad signature), with the
-   delivery latency from decision to 2xx.
+   delivery latency from decision to 2xx, and the recovery after the Redis restart: the
+   seconds from Redis answering again to the first stage completed after it (the sweep sees
+   the broker's lost marker and frees every lease at once: workers/broker_watch.py).
 
 Exit status 0 when every check passes, 1 otherwise. Every process started here is stopped,
 and Redis is running again when the drill ends, whatever happened (Ctrl-C included).
@@ -152,7 +154,9 @@ def _drill(cfg: DrillConfig) -> tuple[list[Check], Phases, Injector | None]:
             fleet.stop()
             fleet = None
         with phases.phase("checks"):
-            checks = run_checks(cfg, factory, fake, receiver, total)
+            checks = run_checks(
+                cfg, factory, fake, receiver, total, redis_back_at=injector.redis_back_at
+            )
         if injector.pending:
             checks.append(Check("faults not injected", len(injector.pending), "0", False))
         return checks, phases, injector

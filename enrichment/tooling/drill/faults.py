@@ -10,10 +10,12 @@ import subprocess
 import time
 from collections import Counter
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import create_engine, text
 
+from enrichment.core.models import utcnow
 from enrichment.tooling.drill.setup import (
     REDIS_PORT,
     DrillConfig,
@@ -101,6 +103,8 @@ class Injector:
         self.cfg, self.fleet, self.phases = cfg, fleet, phases
         self.pending = list(FAULT_MARKS)
         self.done: list[tuple[str, float, str]] = []
+        # When Redis answered again after its restart: the recovery check measures from here.
+        self.redis_back_at: datetime | None = None
         self._actions: dict[str, Callable[[], str]] = {
             "kill_worker": self._kill_worker,
             "restart_redis": self._restart_redis,
@@ -123,6 +127,7 @@ class Injector:
     def _restart_redis(self) -> str:
         started = time.monotonic()
         restart_redis()
+        self.redis_back_at = utcnow()
         return f"shutdown nosave + restart, PING after {time.monotonic() - started:.1f}s"
 
     def _terminate_pg(self) -> str:
