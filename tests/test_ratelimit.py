@@ -7,8 +7,11 @@ import time
 
 import pytest
 
+from enrichment.core import db
+from enrichment.core.pipeline import begin_stage, tenant_weight
 from enrichment.core.settings import ConfigurationError, Settings
 from enrichment.providers.ratelimit import RateLimitConfig, RateLimiter
+from tests.factories import make_record, make_tenant
 
 
 def test_burst_is_granted_then_the_wait_is_one_refill(redis_client):
@@ -93,3 +96,131 @@ def test_bad_limiter_settings_fail_at_start_up(monkeypatch, rpm, burst):
     monkeypatch.setenv("ENRICHMENT_AI_BURST", burst)
     with pytest.raises(ConfigurationError):
         Settings.from_env()
+
+
+# Each tenant's share: deterministic, on a clock the test passes in (now_s).
+
+RPM, BURST, STEP_S = 600, 2, 0.01  # 10 tokens a second, asked for every 10 ms
+
+
+def _ask_in_turn(limiter, weights: dict[str, float], *, start_s: float, seconds: float):
+    """Every tenant in `weights` asks once per step, in turn; grants counted per tenant."""
+    granted = dict.fromkeys(weights, 0)
+    for step in range(round(seconds / STEP_S)):
+        for tenant, weight in weights.items():
+            if limiter.acquire(tenant, weight, now_s=start_s + step * STEP_S) == 0.0:
+                granted[tenant] += 1
+    return granted
+
+
+def test_two_tenants_of_equal_weight_split_the_rate(redis_client):
+    limiter = RateLimiter(redis_client, rpm=RPM, burst=BURST, key="fair")
+
+    granted = _ask_in_turn(limiter, {"acme": 1, "globex": 1}, start_s=1000.0, seconds=10)
+
+    # 10 s at 10 a second, plus the burst, shared half and half
+    assert sum(granted.values()) <= BURST + 100 + 1
+    assert 48 <= granted["acme"] <= 53 and 48 <= granted["globex"] <= 53
+
+
+def test_weights_three_to_one_split_three_to_one(redis_client):
+    limiter = RateLimiter(redis_client, rpm=RPM, burst=BURST, key="weighted")
+
+    granted = _ask_in_turn(limiter, {"acme": 3, "globex": 1}, start_s=1000.0, seconds=10)
+
+    assert sum(granted.values()) <= BURST + 100 + 1
+    assert 73 <= granted["acme"] <= 78 and 24 <= granted["globex"] <= 27
+
+
+def test_a_lone_tenant_gets_the_whole_rate(redis_client):
+    limiter = RateLimiter(redis_client, rpm=RPM, burst=BURST, key="alone")
+
+    granted = _ask_in_turn(limiter, {"acme": 1}, start_s=1000.0, seconds=10)
+
+    assert BURST + 99 <= granted["acme"] <= BURST + 101
+
+
+def test_a_tenant_that_stops_asking_leaves_its_share_after_the_window(redis_client):
+    limiter = RateLimiter(redis_client, rpm=RPM, burst=BURST, key="dropout", active_window_s=5)
+    both = _ask_in_turn(limiter, {"acme": 1, "globex": 1}, start_s=1000.0, seconds=5)
+
+    # When globex stops, acme is still held to half while globex's window runs
+    within = _ask_in_turn(limiter, {"acme": 1}, start_s=1005.0, seconds=4)
+    after = _ask_in_turn(limiter, {"acme": 1}, start_s=1011.0, seconds=4)
+
+    assert 23 <= both["globex"] <= 27
+    assert within["acme"] <= 4 * 5 + 2  # half of 10 a second, plus its own small burst
+    assert after["acme"] >= 4 * 10 - 1  # then the whole rate
+
+
+def test_a_refused_tenant_is_not_charged(redis_client):
+    # Given acme took the only fleet token
+    limiter = RateLimiter(redis_client, rpm=60, burst=1, key="refused")
+    assert limiter.acquire("acme", now_s=1000.0) == 0.0
+
+    # When globex is refused by the empty fleet bucket, then asks once it has refilled
+    refused = limiter.acquire("globex", now_s=1000.5)
+    later = limiter.acquire("globex", now_s=1001.0)
+
+    assert refused == 0.5
+    assert later == 0.0  # its own token was still there: the refusal did not spend it
+
+
+def test_weights_that_are_not_positive_numbers_count_as_one(redis_client):
+    limiter = RateLimiter(redis_client, rpm=RPM, burst=BURST, key="badweight")
+
+    granted = _ask_in_turn(
+        limiter, {"acme": float("nan"), "globex": -2.0}, start_s=1000.0, seconds=10
+    )
+
+    assert 48 <= granted["acme"] <= 53 and 48 <= granted["globex"] <= 53
+
+
+def test_tenant_buckets_use_the_redis_clock_by_default(redis_client):
+    limiter = RateLimiter(redis_client, rpm=60, burst=2, key="clock")
+
+    grants = [limiter.acquire("acme", 2.0) for _ in range(2)]
+    wait_s = limiter.acquire("acme", 2.0)
+
+    assert grants == [0.0, 0.0]
+    assert 0.9 < wait_s <= 1.0
+
+
+def test_a_tenant_and_the_fleet_only_path_share_one_bucket(redis_client):
+    limiter = RateLimiter(redis_client, rpm=60, burst=1, key="mixed")
+
+    assert limiter.acquire() == 0.0  # e.g. a caller without a tenant
+    assert limiter.acquire("acme") > 0.0
+
+
+@pytest.mark.parametrize(
+    ("settings", "weight"),
+    [
+        (None, 1.0),
+        ({}, 1.0),
+        ({"weight": 3}, 3.0),
+        ({"weight": 0.5}, 0.5),
+        ({"weight": 0}, 1.0),
+        ({"weight": -2}, 1.0),
+        ({"weight": "3"}, 1.0),
+        ({"weight": True}, 1.0),
+        ({"weight": float("nan")}, 1.0),
+        ({"weight": float("inf")}, 1.0),
+    ],
+)
+def test_tenant_weight_comes_from_the_tenant_settings(settings, weight):
+    assert tenant_weight(settings) == weight
+
+
+def test_the_stage_input_carries_the_tenant_weight(factory, settings):
+    # Given a tenant of weight 3 with a leased record
+    with factory.begin() as session:
+        tenant = make_tenant(session, settings={"weight": 3})
+        record_id = make_record(session, tenant, lease_token="lease-1").id
+
+    # When the classification stage begins
+    with db.get_engine(settings.database_url).begin() as conn:
+        _, ctx = begin_stage(conn, settings, "classification", record_id, "lease-1")
+
+    # Then the provider sees the weight it passes to the limiter
+    assert ctx.tenant == "demo-3pl" and ctx.weight == 3.0

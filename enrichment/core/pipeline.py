@@ -189,6 +189,7 @@ def begin_stage(
         events=row.events,
         analysis=Analysis.model_validate(row.ai_analysis) if row.ai_analysis else None,
         classification=_classification(row),
+        weight=tenant_weight(row.settings),
     )
     return run, ctx
 
@@ -200,6 +201,15 @@ def audit_rate(tenant_settings: dict[str, Any] | None, settings: Settings) -> fl
     if isinstance(raw, int | float) and not isinstance(raw, bool) and 0.0 <= raw <= 1.0:
         return float(raw)
     return settings.reviews.audit_rate
+
+
+def tenant_weight(tenant_settings: dict[str, Any] | None) -> float:
+    """The tenant's weight for its share of the AI rate limit (tenants.settings["weight"]);
+    a value that is not a positive finite number counts as 1."""
+    raw = (tenant_settings or {}).get("weight")
+    if isinstance(raw, int | float) and not isinstance(raw, bool) and 0 < raw < float("inf"):
+        return float(raw)
+    return 1.0
 
 
 def _classification(row: Row) -> Classification | None:

@@ -26,6 +26,7 @@ class RecordContext:
     events: list[dict[str, Any]]
     analysis: Analysis | None = None
     classification: Classification | None = None
+    weight: float = 1.0  # the tenant's share weight for the AI rate limit (> 0)
 
 
 @dataclass(frozen=True)

@@ -169,7 +169,7 @@ class AnthropicProvider:
 
     def _call(self, stage: str, ctx: RecordContext) -> StageCall[Any]:
         spec = _STAGES[stage]
-        self._take_rate_token()
+        self._take_rate_token(ctx)
         bound = log.bind(stage=stage, record_id=ctx.record_id, tenant=ctx.tenant)
         started = time.perf_counter()
         message = self._send(spec, stage, ctx, bound)
@@ -186,12 +186,14 @@ class AnthropicProvider:
         call = StageCall(None, self.name, self.model, self._prompts.version, usage)
         return replace(call, result=_parse(spec, message, call))
 
-    def _take_rate_token(self) -> None:
-        """Wait in-process for a short wait; give the worker back (RateLimited) for a long one."""
+    def _take_rate_token(self, ctx: RecordContext) -> None:
+        """Wait in-process for a short wait; give the worker back (RateLimited) for a long one.
+
+        The token comes from the fleet bucket and from the tenant's weighted share of it."""
         if self._limiter is None:
             return
         deadline = time.monotonic() + self._settings.ai_rate_wait_max_s
-        while (wait_s := self._limiter.acquire()) > 0:
+        while (wait_s := self._limiter.acquire(ctx.tenant, ctx.weight)) > 0:
             if time.monotonic() + wait_s > deadline:
                 raise RateLimited(wait_s)
             time.sleep(wait_s)
