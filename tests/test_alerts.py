@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from enrichment.core.models import Alert, AlertSilence
 from enrichment.core.settings import AlertPolicy
-from enrichment.monitoring import alerts
+from enrichment.monitoring import alerts, words
 from enrichment.monitoring.alerts import AlertState, evaluate, plan, rules_for
 from tests.factories import make_tenant
 
@@ -30,6 +30,8 @@ class Snap:
     escalated_records: int = 0
     dead_events: int = 0
     oldest_review_age_s: float | None = None
+    oldest_due_age_s: float | None = None
+    spend_today_usd: float = 0.0
     total_records: int = 1000
     window_attempts: int = 500
 
@@ -140,6 +142,58 @@ def test_a_review_item_older_than_a_day_warns_at_once_and_clears_under_20_hours(
     ]
     assert states[("review_age", "warning")].state == "inactive"
     assert "review queue" in alerts.RUNBOOK["review_age"]
+
+
+def test_a_due_record_waiting_over_15_min_warns_at_once_and_clears_under_10():
+    ages = [900.0, 901.0, 700.0, 599.0, None, 1000.0]
+    snaps = [Snap(oldest_due_age_s=age, total_records=3) for age in ages]
+    _, sent = run(snaps)
+    assert [kinds(n) for n in sent] == [
+        [],  # exactly 15 min is not over it
+        [("firing", "starvation", "warning")],  # at once, whatever the sample
+        [],  # inside the deadband
+        [("resolved", "starvation", "warning")],
+        [],  # nothing due: no age, no breach
+        [("firing", "starvation", "warning")],
+    ]
+    rule = next(r for r in RULES if r.name == "starvation_warning")
+    assert words.threshold(rule) == "wait of the oldest record due for enrichment over 15 min"
+    assert words.metric_value(rule, 1000.0) == "16.7 min"
+    assert "max_in_flight" in alerts.RUNBOOK["starvation"]
+
+
+def test_the_budget_rule_exists_only_for_a_tenant_with_a_budget():
+    assert not any(r.metric == "budget" for r in RULES)
+    for bad in ({"daily_budget_usd": "x"}, {"daily_budget_usd": 0}, {"daily_budget_usd": None}):
+        assert not any(r.metric == "budget" for r in rules_for(bad))
+    (rule,) = [r for r in rules_for({"daily_budget_usd": "25"}) if r.metric == "budget"]
+    assert (rule.threshold, rule.resolve) == (25.0, 25.0)
+    assert words.threshold(rule) == "AI spend today at or over $25.00"
+    assert words.metric_value(rule, 3.456) == "$3.46"
+
+
+def test_spend_reaching_the_budget_warns_at_once_and_clears_when_the_day_turns():
+    rules = rules_for({"daily_budget_usd": 10})
+    spends = [9.99, 10.0, 12.0, 0.0]
+    _, sent = run([Snap(spend_today_usd=v) for v in spends], rules=rules)
+    assert [kinds(n) for n in sent] == [
+        [],
+        [("firing", "budget", "warning")],  # reached: the claim skips the tenant now
+        [],
+        [("resolved", "budget", "warning")],  # 00:00 UTC: a new day's spend
+    ]
+    # Without a budget the rule is gone: nothing fires, however much is spent.
+    _, sent = run([Snap(spend_today_usd=1e6)] * 3)
+    assert all(n == [] for n in sent)
+
+
+def test_a_firing_budget_alert_resolves_when_the_budget_is_removed():
+    rules = rules_for({"daily_budget_usd": 10})
+    states, _ = run([Snap(spend_today_usd=11.0)], rules=rules)
+    assert states[("budget", "warning")].state == "firing"
+    states, sent = run([Snap(spend_today_usd=11.0)], states=states, start=T0 + STEP)
+    assert kinds(sent[0]) == [("resolved", "budget", "warning")]
+    assert states[("budget", "warning")].state == "inactive"
 
 
 def test_silence_mutes_notifications_but_state_moves_and_fires_after():

@@ -3,11 +3,13 @@
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 from enrichment.core import db, selection
+from enrichment.core.models import utcnow
 from enrichment.tooling import bench, processes
-from enrichment.tooling.bench import common, fleet, p3_queries
+from enrichment.tooling.bench import common, fleet, p3_queries, p6_fairness
 from tests.conftest import REDIS_URL
 from tests.factories import make_record, make_tenant
 
@@ -16,6 +18,37 @@ def test_options_scale_every_record_count():
     opts = bench.parse_args(["--scale", "0.01", "--only", "p1,p3"])
     assert opts.only == ("p1", "p3")
     assert (opts.p1_records, opts.p3_records, opts.p4_records) == (20, 10_000, 1_000)
+
+
+def test_fairness_and_priority_sizes_are_flags_and_scale():
+    opts = bench.parse_args(
+        ["--only", "p6,p7", "--p6-big", "40", "--p6-small", "3", "--p7-low", "30", "--scale", "0.5"]
+        + ["--p6-fifo-env", "ENRICHMENT_CLAIM_ORDER=fifo,bad", "--p3-tenants", "7"]
+    )
+    assert opts.only == ("p6", "p7") and set(opts.only) <= set(bench.RUNNERS)
+    assert (opts.p6_big, opts.p6_small, opts.p7_low, opts.p7_critical) == (20, 1, 15, 25)
+    assert opts.p6_fifo_env == (("ENRICHMENT_CLAIM_ORDER", "fifo"),)
+    assert opts.p3_tenants == 7 and bench.parse_args([]).only[-2:] == ("p6", "p7")
+
+
+def test_the_fairness_figure_reads_when_each_group_finished(pg_url, factory, tmp_path):
+    # Given a big tenant with 2 of 10 records done before the small tenant's last one, and
+    # the rest after; an unfinished record counts for nobody.
+    t0 = utcnow()
+    with factory.begin() as s:
+        big, small = make_tenant(s, "big"), make_tenant(s, "small")
+        for i in range(10):
+            make_record(s, big, enriched_at=t0 + timedelta(seconds=i * 10))
+        make_record(s, small, enriched_at=t0 + timedelta(seconds=5))
+        make_record(s, small, escalated_at=t0 + timedelta(seconds=15))
+        make_record(s, small)
+        big_id, small_id = big.id, small.id
+    services = common.Services(db_url=pg_url, broker_url=REDIS_URL, out_dir=tmp_path)
+    done = p6_fairness.last_terminal(services, "tenant_id")
+    assert done[small_id] == t0 + timedelta(seconds=15)
+    assert p6_fairness.terminal_by(services, "tenant_id", big_id, done[small_id]) == 2
+    assert p6_fairness.per_min(3, t0, t0 + timedelta(seconds=30)) == 6.0
+    assert p6_fairness.which_claim() in ("fair (sched_at)", "FIFO (next_attempt_at only)")
 
 
 def test_the_table_has_one_line_per_row_and_a_verdict():

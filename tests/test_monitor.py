@@ -8,7 +8,14 @@ import pytest
 from sqlalchemy import event
 
 from enrichment.core import db
-from enrichment.core.models import Alert, EnrichmentAttempt, MetricSnapshot, Tenant, utcnow
+from enrichment.core.models import (
+    Alert,
+    EnrichmentAttempt,
+    MetricSnapshot,
+    SweepStat,
+    Tenant,
+    utcnow,
+)
 from enrichment.core.settings import MonitorConfig, get_settings
 from enrichment.monitoring import alerts, prom, report_cli, words
 from enrichment.monitoring.monitor import quality_score, run_monitor
@@ -138,8 +145,8 @@ def test_a_handful_of_queries_per_tenant_whatever_the_size(factory, settings, se
     finally:
         event.remove(engine, "before_cursor_execute", count)
     # 1 tenant list + per tenant: previous snapshot, records (with the review queue),
-    # attempts, events, insert.
-    assert len(statements) <= 1 + 2 * 5
+    # attempts (with today's spend), events, due records (with the last sweep), insert.
+    assert len(statements) <= 1 + 2 * 6
 
 
 def test_quality_score_weights_and_missing_parts():
@@ -325,3 +332,79 @@ def test_prometheus_exposes_the_review_gauges(factory, settings, queued):
     assert 'enrichment_review_backlog_records{tenant="a-3pl"} 2.0' in text
     assert 'enrichment_human_resolved_records{tenant="a-3pl"} 2.0' in text
     assert 'enrichment_oldest_review_age_seconds{tenant="a-3pl"} 108000.0' in text
+
+
+@pytest.fixture
+def starving(factory):
+    """Tenant a-3pl (budget $1): due 20 min ago, due 5 min ago, due 20 min ago but leased,
+    due 20 min ago with no retries left, due in an hour; $0.70 + $0.40 spent today and $5
+    yesterday; the last sweep saw 3 due and claimed 0. Tenant b-3pl: one record due an hour
+    ago, which must not age a-3pl's backlog."""
+    now = utcnow().replace(hour=12)
+    ago = lambda **kw: now - timedelta(**kw)  # noqa: E731
+    with factory.begin() as s:
+        a = make_tenant(s, "a-3pl", settings={"daily_budget_usd": 1.0})
+        b = make_tenant(s, "b-3pl")
+        old = make_record(s, a, next_attempt_at=ago(minutes=20))
+        make_record(s, a, next_attempt_at=ago(minutes=5))
+        lease = dict(lease_token="t", lease_expires_at=now + timedelta(minutes=5))
+        make_record(s, a, next_attempt_at=ago(minutes=20), **lease)
+        make_record(s, a, next_attempt_at=ago(minutes=30), enrichment_retry_count=6)
+        make_record(s, a, next_attempt_at=now + timedelta(hours=1))
+        make_record(s, b, next_attempt_at=ago(hours=1))
+        attempt(s, old, cost=0.7, at=ago(hours=2))
+        attempt(s, old, cost=0.4, at=ago(minutes=1))
+        attempt(s, old, cost=5.0, at=ago(hours=13))  # yesterday (UTC)
+        s.add(SweepStat(tenant_id=a.id, swept_at=ago(seconds=30), due=3, claimed=0))
+    return now
+
+
+def test_due_records_their_age_the_last_sweep_and_todays_spend(factory, settings, starving):
+    snaps = run_monitor(factory, settings, now=starving, config=CONFIG)
+    a, b = snap_of(snaps, "a-3pl"), snap_of(snaps, "b-3pl")
+    assert a.due_records == 2 and a.oldest_due_age_s == pytest.approx(1200, abs=1)
+    assert (a.last_sweep_due, a.last_sweep_claimed) == (3, 0)
+    assert a.spend_today_usd == pytest.approx(1.1)
+    assert (b.due_records, b.last_sweep_due, b.spend_today_usd) == (1, 0, 0.0)
+    assert b.oldest_due_age_s == pytest.approx(3600, abs=1)
+    with factory() as s:
+        row = s.get(MetricSnapshot, a.id)
+    assert (row.due_records, row.last_sweep_due, row.last_sweep_claimed) == (2, 3, 0)
+    assert row.spend_today_usd == pytest.approx(1.1) and row.oldest_due_age_s > 1199
+
+
+def test_todays_spend_counts_new_attempts_and_restarts_at_midnight(factory, settings, starving):
+    run_monitor(factory, settings, now=starving, config=CONFIG)
+    with factory.begin() as s:
+        rec = make_record(s, _tenant(s, "a-3pl"))
+        attempt(s, rec, cost=0.25, at=starving + timedelta(minutes=1))
+    later = snap_of(run_monitor(factory, settings, now=starving + timedelta(minutes=5)), "a-3pl")
+    assert later.spend_today_usd == pytest.approx(1.35)
+    tomorrow = starving + timedelta(hours=12, minutes=1)
+    assert snap_of(run_monitor(factory, settings, now=tomorrow), "a-3pl").spend_today_usd == 0.0
+
+
+def test_starvation_and_budget_alerts_fire_per_tenant(factory, settings, starving):
+    snaps = run_monitor(factory, settings, now=starving, config=CONFIG)
+    with factory.begin() as s:
+        for snap in snaps:
+            tenant_settings = s.get(Tenant, snap.tenant_id).settings
+            alerts.evaluate_tenant(s, snap, tenant_settings, settings.alerts, now=starving)
+    with factory() as s:
+        rows = s.query(Alert).filter(Alert.metric.in_(["starvation", "budget"])).all()
+        names = {(s.get(Tenant, r.tenant_id).name, r.metric): r.state for r in rows}
+    assert names == {
+        ("a-3pl", "starvation"): "firing",  # 20 min > 15 min
+        ("a-3pl", "budget"): "firing",  # $1.10 >= $1.00
+        ("b-3pl", "starvation"): "firing",  # an hour; b-3pl has no budget: no budget rule
+    }
+
+
+def test_prometheus_exposes_the_starvation_and_budget_gauges(factory, settings, starving):
+    run_monitor(factory, settings, now=starving, config=CONFIG)
+    text = prom.exposition(factory).decode()
+    assert 'enrichment_due_records{tenant="a-3pl"} 2.0' in text
+    assert 'enrichment_oldest_due_age_seconds{tenant="a-3pl"} 1200.0' in text
+    assert 'enrichment_last_sweep_due_records{tenant="a-3pl"} 3.0' in text
+    assert 'enrichment_last_sweep_claimed_records{tenant="a-3pl"} 0.0' in text
+    assert 'enrichment_spend_today_usd{tenant="a-3pl"} 1.1' in text

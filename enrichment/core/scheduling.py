@@ -148,21 +148,24 @@ def utc_day(now: datetime) -> tuple[datetime, datetime]:
 
 
 def sweep_size(
-    completed_attempts_60s: int,
+    completed_attempts: int,
     in_flight: int,
     *,
     interval_s: float,
     headroom: float,
     floor: int,
     ceiling: int,
+    window_s: float = 60.0,
 ) -> int:
     """How many records one sweep claims: what the fleet starts in about one interval.
 
-    Records per second ~ completed attempts in the last 60 s / stages per record / 60. The
-    target is that rate x `interval_s` x `headroom`, less what is already in flight (leased,
-    not expired: on the broker or running), kept within [floor, ceiling] (ceiling wins).
-    The floor keeps a cold fleet (no recent attempts) moving.
+    Records per second ~ completed attempts in the last `window_s` / stages per record /
+    `window_s`. The target is that rate x `interval_s` x `headroom`, less what is already in
+    flight (leased, not expired: on the broker or running), kept within [floor, ceiling]
+    (ceiling wins). The floor keeps a cold fleet (no recent attempts) moving; a fleet that
+    keeps up finishes what it was given, so the next sweep claims `headroom` times more: the
+    claim grows geometrically until the workers, not the sweep, are the limit.
     """
-    per_s = completed_attempts_60s / STAGES_PER_RECORD / 60.0
+    per_s = completed_attempts / STAGES_PER_RECORD / window_s
     target = math.ceil(per_s * interval_s * headroom) - in_flight
     return max(1, min(ceiling, max(floor, target)))

@@ -44,7 +44,11 @@ from enrichment.core.models import ExceptionRecord as R
 from enrichment.core.models import SweepStat, Tenant, in_backlog, utcnow
 from enrichment.core.settings import Settings
 
-THROUGHPUT_WINDOW_S = 60.0
+
+def throughput_window_s(interval_s: float) -> float:
+    """The throughput window: a few sweep intervals, so the size follows the fleet within a
+    few sweeps; at least 10 s (against noise) and at most 60 s."""
+    return min(60.0, max(10.0, 3 * interval_s))
 
 
 @dataclass(frozen=True)
@@ -122,10 +126,12 @@ def sweep_for_fleet(
     """One sweep's claim: as many records as the fleet starts in about one sweep interval
     (scheduling.sweep_size, from `fleet_load`), never more than `sweep_batch_size`."""
     now = now or utcnow()
-    completed, in_flight = fleet_load(session, now)
+    window_s = throughput_window_s(settings.sweep_interval_s)
+    completed, in_flight = fleet_load(session, now, window_s)
     batch = scheduling.sweep_size(
         completed,
         in_flight,
+        window_s=window_s,
         interval_s=settings.sweep_interval_s,
         headroom=settings.sweep_headroom,
         floor=settings.sweep_min_batch,
@@ -134,11 +140,11 @@ def sweep_for_fleet(
     return claim_batch(session, settings, batch, tenant_id=tenant_id, now=now)
 
 
-def fleet_load(session: Session, now: datetime) -> tuple[int, int]:
-    """(completed attempts in the last minute, records leased now), fleet-wide by design:
+def fleet_load(session: Session, now: datetime, window_s: float = 60.0) -> tuple[int, int]:
+    """(completed attempts in the last `window_s`, records leased now), fleet-wide by design:
     the broker queue they size is shared. Reads ix_enrichment_attempts_created and
     ix_exception_records_leased, both small ranges."""
-    since = now - timedelta(seconds=THROUGHPUT_WINDOW_S)
+    since = now - timedelta(seconds=window_s)
     completed = (
         select(func.count())
         .select_from(A)

@@ -230,7 +230,7 @@ class Settings:
     # A sweep claims what the fleet starts in about one interval (selection.py): recent
     # throughput x interval x headroom, less what is in flight, at least this many records.
     sweep_min_batch: int = 20
-    sweep_headroom: float = 1.5
+    sweep_headroom: float = 2.0
     lease_ttl_s: float = 600.0
     # PostgreSQL connections per worker process: pool_size kept open, max_overflow more on
     # demand. A threads/gevent pool with many tasks in flight needs more than the default.
@@ -290,7 +290,7 @@ class Settings:
             sweep_batch_size=env_int("ENRICHMENT_SWEEP_BATCH_SIZE", 500, low=1),
             sweep_max_batches=env_int("ENRICHMENT_SWEEP_MAX_BATCHES", 10, low=1),
             sweep_min_batch=env_int("ENRICHMENT_SWEEP_MIN_BATCH", 20, low=1),
-            sweep_headroom=env_float("ENRICHMENT_SWEEP_HEADROOM", 1.5, low=1.0, high=10.0),
+            sweep_headroom=env_float("ENRICHMENT_SWEEP_HEADROOM", 2.0, low=1.0, high=10.0),
             lease_ttl_s=env_float("ENRICHMENT_LEASE_TTL_S", 600.0, low=1.0),
             db_pool_size=env_int("ENRICHMENT_DB_POOL_SIZE", 5, low=1),
             db_max_overflow=env_int("ENRICHMENT_DB_MAX_OVERFLOW", 5),

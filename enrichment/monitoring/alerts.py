@@ -30,7 +30,7 @@ from enrichment.core.settings import AlertPolicy
 log = structlog.get_logger(__name__)
 
 CRITICAL, WARNING = "critical", "warning"
-BELOW, ABOVE = "below", "above"
+BELOW, ABOVE, AT_LEAST = "below", "above", "at_least"
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,17 @@ DEFAULT_RULES: tuple[Rule, ...] = (
     # at once and whatever the sample. None (an empty queue) is no breach.
     Rule("review_age_warning", "review_age", "oldest_review_age_s", WARNING, ABOVE,
          86_400.0, 72_000.0, None, " s", for_evaluations=1),
+    # A record due now waited over 15 min unclaimed (clears under 10): an age is already a
+    # duration, so it fires at the first evaluation; N more would add N x 5 min of waiting.
+    Rule("starvation_warning", "starvation", "oldest_due_age_s", WARNING, ABOVE,
+         900.0, 600.0, None, " s", for_evaluations=1),
+)  # fmt: skip
+# Rules whose threshold is a tenant setting: no setting (or not a positive number), no rule.
+# Today's spend only grows until 00:00 UTC, so it clears when the day turns or the budget
+# is raised; the claim already skips the tenant, so people hear of it at once.
+SETTING_RULES: tuple[tuple[str, Rule], ...] = (
+    ("daily_budget_usd", Rule("budget_warning", "budget", "spend_today_usd", WARNING, AT_LEAST,
+                              0.0, 0.0, None, " USD", for_evaluations=1)),
 )  # fmt: skip
 
 RUNBOOK: dict[str, str] = {
@@ -98,6 +109,13 @@ RUNBOOK: dict[str, str] = {
     "(`GET /api/enrichment/reviews/{tenant}`, or the review page), deciding each item or "
     "requeueing it for the AI; add reviewers or lower the tenant's audit_rate if it keeps "
     "growing.",
+    "starvation": "A due record waited over 15 min unclaimed. If the last sweep claimed "
+    "none of the tenant's due records, it is held back: its in-flight cap "
+    "(settings max_in_flight), its daily budget or its weight; else the fleet is behind: add "
+    "workers (`enrichment status {tenant}` shows both).",
+    "budget": "Today's AI spend reached the tenant's daily_budget_usd: the sweep claims "
+    "nothing more for it until 00:00 UTC. Raise the budget in tenants.settings if the "
+    "work must go on today, or check for a retry loop (`enrichment report {tenant}`).",
     "escalated": "Records used up their retries: decide them in the review queue "
     "(`GET /api/enrichment/reviews/{tenant}`), or requeue them for the AI with "
     "`celery -A workers call enrichment.requeue --args '[\"{tenant}\"]'`.",
@@ -137,7 +155,15 @@ class Notification:
 def rules_for(tenant_settings: dict[str, Any]) -> tuple[Rule, ...]:
     """DEFAULT_RULES with the tenant's overrides; a non-numeric override is ignored (logged)."""
     overrides = tenant_settings.get("alert_thresholds") or {}
-    return tuple(_override(rule, overrides) for rule in DEFAULT_RULES)
+    own = [_from_setting(rule, tenant_settings, key) for key, rule in SETTING_RULES]
+    rules = (*DEFAULT_RULES, *(rule for rule in own if rule is not None))
+    return tuple(_override(rule, overrides) for rule in rules)
+
+
+def _from_setting(rule: Rule, tenant_settings: dict[str, Any], key: str) -> Rule | None:
+    """The rule with its threshold (and bound) from tenants.settings[key], or None."""
+    value = _number(tenant_settings, key)
+    return replace(rule, threshold=value, resolve=value) if value and value > 0 else None
 
 
 def _number(overrides: dict[str, Any], key: str) -> float | None:
@@ -179,6 +205,8 @@ def holds(rule: Rule, value: float | None, sample: int | None, *, firing: bool, 
     if value is None or (rule.sample_field is not None and (sample or 0) < min_sample):
         return False
     bound = rule.resolve if firing else rule.threshold
+    if rule.op == AT_LEAST:
+        return value >= bound
     return value < bound if rule.op == BELOW else value > bound
 
 
@@ -189,15 +217,7 @@ def advance(
     state = replace(state, value=value, threshold=rule.threshold)
     if holding:
         return _advance_holding(state, for_n, now)
-    if state.state in ("pending", "firing"):
-        owed = state.state == "firing" or state.last_notified_at is not None
-        return replace(
-            state,
-            state="resolved" if owed else "inactive",
-            consecutive=0,
-            resolved_at=now if owed else state.resolved_at,
-        )
-    return replace(state, consecutive=0)
+    return replace(_retired(state, now), consecutive=0)
 
 
 def _advance_holding(state: AlertState, for_n: int, now: datetime) -> AlertState:
@@ -228,7 +248,7 @@ def evaluate(
     now: datetime,
 ) -> dict[tuple[str, str], AlertState]:
     """Advance every rule's state against one snapshot (any object with the rule fields)."""
-    new = {}
+    new = {key: _retired(old, now) for key, old in states.items()}
     for rule in rules:
         key = (rule.metric, rule.severity)
         old = states.get(key) or AlertState(rule.metric, rule.severity)
@@ -238,6 +258,19 @@ def evaluate(
         for_n = rule.for_evaluations or policy.for_evaluations
         new[key] = advance(old, ok, value=value, rule=rule, for_n=for_n, now=now)
     return new
+
+
+def _retired(state: AlertState, now: datetime) -> AlertState:
+    """A cleared condition; also a state whose rule is gone (a tenant's budget removed)."""
+    if state.state not in ("pending", "firing"):
+        return state
+    owed = state.state == "firing" or state.last_notified_at is not None
+    return replace(
+        state,
+        state="resolved" if owed else "inactive",
+        consecutive=0,
+        resolved_at=now if owed else state.resolved_at,
+    )
 
 
 def _inhibited(key: tuple[str, str], states: dict[tuple[str, str], AlertState]) -> bool:
@@ -265,6 +298,7 @@ def plan(
     is silenced, or was never notified, goes quietly to inactive.
     """
     units = {(r.metric, r.severity): r.unit for r in rules}
+    units.update({k: "" for k in states.keys() - units.keys()})
     new, out = dict(states), []
     repeat = timedelta(seconds=policy.repeat_interval_s)
     for key, st in states.items():

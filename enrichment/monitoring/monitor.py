@@ -1,13 +1,13 @@
 """Per-tenant enrichment metrics, written as one `metric_snapshots` row per evaluation.
 
-Cost at scale: per tenant, five indexed queries - the previous snapshot (index
-`ix_metric_snapshots_tenant_taken`), one aggregate pass over the tenant's records (through
-`ix_exception_records_monitor`; it covers the enrichment columns, and would need reviewed_at,
-audit_sample and decided_by in its INCLUDE for the review counts to stay index-only), one
-aggregate over the tenant's attempts since the earlier of the window start and the previous
-snapshot (`ix_enrichment_attempts_tenant_created`), the open outbox events
-(`ix_outbox_events_open`), and the insert. Every metric is a FILTER clause of those passes,
-never a scan of its own.
+Cost at scale: per tenant, six indexed queries - the previous snapshot (index
+`ix_metric_snapshots_tenant_taken`), one aggregate pass over the tenant's records (an
+index-only scan of `ix_exception_records_monitor`), one aggregate over the tenant's attempts
+since the earliest of the window start, the previous snapshot and 00:00 UTC today
+(`ix_enrichment_attempts_tenant_created`), the open outbox events (`ix_outbox_events_open`),
+the records due now with the last sweep's share (`ix_exception_records_backlog`: a pass of
+its own, as next_attempt_at and the lease would take the record pass off its covering
+index), and the insert. Every metric is a FILTER clause of those passes.
 
 Definitions (percentages 0-100, durations in seconds, "window" = `window_s` before `now`):
 - completeness_pct: enriched_at IS NOT NULL / all records.
@@ -26,6 +26,11 @@ Definitions (percentages 0-100, durations in seconds, "window" = `window_s` befo
   not reviewed); oldest_review_age_s: how long its oldest item has waited (since its
   escalation, or its resolution for an audit item; None when the queue is empty);
   human_resolved_records: records a person decided (decided_by "human").
+- due_records: backlog records due now (next_attempt_at <= now), not leased (or the lease
+  expired), retries left: the claim's "claimable" without the horizon; oldest_due_age_s:
+  now - the earliest next_attempt_at among them (None when there is none).
+- last_sweep_due / last_sweep_claimed: the tenant's `sweep_stats` row (0 before any sweep).
+- spend_today_usd: the tenant's attempts' cost_usd since 00:00 UTC today.
 Audit rows of a reopened record (outcome "reopened") are not attempts: no stage ran.
 """
 
@@ -36,7 +41,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import and_, extract, func, literal, select
+from sqlalchemy import and_, extract, func, literal, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -44,6 +49,7 @@ from enrichment.core.models import (
     REOPENED,
     MetricSnapshot,
     OutboxEvent,
+    SweepStat,
     Tenant,
     in_backlog,
     in_review,
@@ -107,6 +113,11 @@ class Snapshot:
     review_backlog: int = 0
     oldest_review_age_s: float | None = None
     human_resolved_records: int = 0
+    oldest_due_age_s: float | None = None
+    due_records: int = 0
+    last_sweep_due: int = 0
+    last_sweep_claimed: int = 0
+    spend_today_usd: float = 0.0
     id: int | None = None
 
     def to_row(self) -> MetricSnapshot:
@@ -209,6 +220,7 @@ def attempt_counts(
     """One aggregate over one tenant's attempts: the window's numbers and the delta since the
     previous snapshot (for the cumulative counters), in a single indexed range scan."""
     window_start = now - timedelta(seconds=window_s)
+    midnight = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     in_window = A.created_at > window_start
     in_delta = A.created_at > since_prev if since_prev else literal(True)
     failed = A.outcome == "failed"
@@ -224,10 +236,31 @@ def attempt_counts(
         _count(and_(in_delta, failed)).label("d_failed"),
         func.coalesce(func.sum(A.latency_s).filter(in_delta), 0.0).label("d_latency_s"),
         func.coalesce(func.sum(A.cost_usd).filter(in_delta), 0.0).label("d_cost"),
+        func.coalesce(func.sum(A.cost_usd).filter(A.created_at >= midnight), 0.0).label("today"),
     ).where(A.tenant_id == tenant_id, A.created_at <= now, A.outcome != REOPENED)
-    lower = min(window_start, since_prev) if since_prev else None
-    if lower is not None:
-        stmt = stmt.where(A.created_at > lower)
+    if since_prev:
+        stmt = stmt.where(A.created_at >= min(window_start, since_prev, midnight))
+    return dict(session.execute(stmt).one()._mapping)
+
+
+def due_counts(
+    session: Session, tenant_id: int, *, now: datetime, max_retries: int
+) -> dict[str, Any]:
+    """The records due now and not being worked on (what starves), with the last sweep's
+    share of the tenant from `sweep_stats` (two primary-key lookups in the same statement)."""
+    sweep = select(SweepStat.due, SweepStat.claimed).where(SweepStat.tenant_id == tenant_id)
+    stmt = select(
+        func.count().label("due"),
+        func.min(R.next_attempt_at).label("oldest_due_at"),
+        sweep.with_only_columns(SweepStat.due).scalar_subquery().label("sweep_due"),
+        sweep.with_only_columns(SweepStat.claimed).scalar_subquery().label("sweep_claimed"),
+    ).where(
+        R.tenant_id == tenant_id,
+        in_backlog(),
+        R.next_attempt_at <= now,
+        R.enrichment_retry_count <= max_retries,
+        or_(R.lease_expires_at.is_(None), R.lease_expires_at < now),
+    )
     return dict(session.execute(stmt).one()._mapping)
 
 
@@ -309,18 +342,21 @@ def measure(
     ac = attempt_counts(
         session, tenant.id, now=now, window_s=config.window_s, since_prev=prev and prev.taken_at
     )
-    return _assemble(tenant, rc, ac, event_counts(session, tenant.id), prev, config, now)
+    ec = event_counts(session, tenant.id)
+    ec.update(due_counts(session, tenant.id, now=now, max_retries=settings.max_retries))
+    return _assemble(tenant, rc, ac, ec, prev, config, now)
 
 
 def _assemble(
     tenant: Tenant,
     rc: dict[str, Any],
     ac: dict[str, Any],
-    ec: dict[str, int],
+    ec: dict[str, Any],
     prev: MetricSnapshot | None,
     config: MonitorConfig,
     now: datetime,
 ) -> Snapshot:
+    """The snapshot from the passes: rc records, ac attempts, ec events and due records."""
     completeness = pct(rc["enriched"], rc["total"])
     high_conf = pct(rc["high_confidence"], rc["classified"])
     failure = pct(ac["failed"], ac["attempts"])
@@ -356,6 +392,11 @@ def _assemble(
         review_backlog=rc["review_backlog"],
         oldest_review_age_s=_age_s(rc["oldest_review_at"], now),
         human_resolved_records=rc["human_resolved"],
+        oldest_due_age_s=_age_s(ec["oldest_due_at"], now),
+        due_records=ec["due"],
+        last_sweep_due=ec["sweep_due"] or 0,
+        last_sweep_claimed=ec["sweep_claimed"] or 0,
+        spend_today_usd=float(ac["today"]),
     )
 
 
@@ -418,7 +459,7 @@ def run_monitor(
             tenant=snap.tenant,
             completeness_pct=snap.completeness_pct,
             backlog_records=snap.backlog_records,
-            quality_score=snap.quality_score,
-            failure_rate_pct=snap.failure_rate_pct,
+            oldest_due_age_s=snap.oldest_due_age_s,
+            spend_today_usd=snap.spend_today_usd,
         )
     return snaps

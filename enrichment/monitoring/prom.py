@@ -72,6 +72,21 @@ GAUGES: tuple[tuple[str, str, str, float], ...] = (
         1.0,
     ),
     ("enrichment_window_ai_cost_usd", "AI cost in the monitor window", "window_ai_cost_usd", 1.0),
+    (
+        "enrichment_oldest_due_age_seconds",
+        "How long the oldest record due now has waited unclaimed",
+        "oldest_due_age_s",
+        1.0,
+    ),
+    ("enrichment_due_records", "Records due now and not claimed", "due_records", 1.0),
+    ("enrichment_last_sweep_due_records", "Due records at the last sweep", "last_sweep_due", 1.0),
+    (
+        "enrichment_last_sweep_claimed_records",
+        "Records the last sweep claimed",
+        "last_sweep_claimed",
+        1.0,
+    ),
+    ("enrichment_spend_today_usd", "AI cost since 00:00 UTC today", "spend_today_usd", 1.0),
 )
 COUNTERS: tuple[tuple[str, str, str], ...] = (
     ("enrichment_records_enriched", "Records fully enriched", "enriched_records"),

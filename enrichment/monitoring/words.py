@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from enrichment.monitoring.alerts import BELOW, Rule
+from enrichment.monitoring.alerts import AT_LEAST, BELOW, Rule
 
 STATUS = {
     "healthy": "Healthy",
@@ -29,6 +29,9 @@ SUBJECT = {
     "backlog": "records waiting for enrichment",
     "failure_rate": "failure rate of AI attempts",
     "escalated": "records escalated to a person",
+    "review_age": "wait of the oldest review item",
+    "starvation": "wait of the oldest record due for enrichment",
+    "budget": "AI spend today",
 }
 # What a rate threshold needs enough of before it is judged (the policy's min_sample).
 SAMPLE = {"total_records": "records", "window_attempts": "AI attempts in the window"}
@@ -105,8 +108,17 @@ def threshold(rule: Rule) -> str:
     if rule.unit == " records":
         side = "fewer than" if rule.op == BELOW else "more than"
         return f"{side} {rule.threshold:,g} {subject}"
-    side = "under" if rule.op == BELOW else "over"
-    return f"{subject} {side} {rule.threshold:,g}{UNIT.get(rule.unit, rule.unit)}"
+    side = "under" if rule.op == BELOW else "at or over" if rule.op == AT_LEAST else "over"
+    return f"{subject} {side} {_amount(rule, rule.threshold)}"
+
+
+def _amount(rule: Rule, value: float) -> str:
+    """A threshold with its unit: '15 min' for seconds, '$25.00' for dollars, '70 %'."""
+    if rule.unit == " s":
+        return duration(value)
+    if rule.unit == " USD":
+        return f"${value:,.2f}"
+    return f"{value:,g}{UNIT.get(rule.unit, rule.unit)}"
 
 
 def not_judged(rule: Rule, value: float | None, sample: int | None, min_sample: int) -> str:
@@ -125,6 +137,8 @@ def metric_value(rule: Rule, value: float | None) -> str:
         return "no data"
     if rule.unit == " records":
         return plural(value, "record")
+    if rule.unit in (" s", " USD"):
+        return _amount(rule, value)
     return number(value, UNIT.get(rule.unit, rule.unit))
 
 

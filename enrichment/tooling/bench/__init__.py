@@ -7,6 +7,8 @@ P2 latency-bound throughput (`p2_latency`): records/min with the fake server at
 P3 query cost (`p3_queries`): the sweep's claim and the monitor's per-tenant queries on
    `--p3-records` records, timed, with EXPLAIN (ANALYZE, BUFFERS) of the very SQL sent.
 P4 memory (`p4_memory`): worker RSS while beat sweeps `--p4-records` records in backoff.
+P6 fairness (`p6_fairness`): small tenants behind a big one's backlog, the real fleet.
+P7 priority (`p7_priority`): critical records behind a backlog of low ones, the real fleet.
 
 Isolation: database `bench` (dropped, created and migrated with the real migrations) and Redis
 db 8 (flushed); everything on 127.0.0.1. Every wait is bounded in time and every run in count.
@@ -34,6 +36,8 @@ from enrichment.tooling.bench.p1_pipeline import bench_p1
 from enrichment.tooling.bench.p2_latency import bench_p2
 from enrichment.tooling.bench.p3_queries import bench_p3
 from enrichment.tooling.bench.p4_memory import bench_p4
+from enrichment.tooling.bench.p6_fairness import bench_p6
+from enrichment.tooling.bench.p7_priority import bench_p7
 from enrichment.tooling.processes import ROOT
 
 log = structlog.get_logger(__name__)
@@ -43,12 +47,14 @@ RUNNERS: dict[str, Callable[[Services, Options], list[Row]]] = {
     "p2": bench_p2,
     "p3": bench_p3,
     "p4": bench_p4,
+    "p6": bench_p6,
+    "p7": bench_p7,
 }
 
 
 def parse_args(argv: list[str]) -> Options:
     p = argparse.ArgumentParser(prog="enrichment bench", description=__doc__.split("\n")[0])
-    p.add_argument("--only", default="p1,p2,p3,p4", help="comma list of p1..p4 (all)")
+    p.add_argument("--only", default=",".join(RUNNERS), help="comma list of p1..p7 (all)")
     p.add_argument("--scale", type=float, default=1.0, help="multiplies every record count")
     p.add_argument("--db-name", default="bench", help="PostgreSQL database, dropped (bench)")
     p.add_argument("--redis-db", type=int, default=8, help="Redis db number, flushed (8)")
@@ -63,9 +69,19 @@ def parse_args(argv: list[str]) -> Options:
     p.add_argument("--p2-warmup-s", type=float, default=10.0)
     p.add_argument("--p2-window-s", type=float, default=30.0)
     p.add_argument("--p3-records", type=int, default=1_000_000)
+    p.add_argument("--p3-tenants", type=int, default=100, help="tenant 1 holds 40 %% (100)")
     p.add_argument("--p4-records", type=int, default=100_000)
     p.add_argument("--p4-pool", default="threads:75")
     p.add_argument("--p4-duration-s", type=float, default=60.0)
+    p.add_argument("--p6-big", type=int, default=20_000, help="the big tenant's records")
+    p.add_argument("--p6-small-tenants", type=int, default=5)
+    p.add_argument("--p6-small", type=int, default=20, help="records per small tenant")
+    p.add_argument("--p6-pool", default="prefork:2")
+    p.add_argument("--p6-fifo-env", default="", help="NAME=VALUE,... that makes the claim FIFO")
+    p.add_argument("--p7-low", type=int, default=5_000)
+    p.add_argument("--p7-critical", type=int, default=50)
+    p.add_argument("--p7-pool", default="prefork:2")
+    p.add_argument("--timeout-s", type=float, default=1800.0, help="P6/P7 fleet bound (1800)")
     p.add_argument("--out-dir", default="var/bench", help="logs, plans, results.json")
     return _options(p.parse_args(argv))
 
@@ -92,7 +108,23 @@ def _options(a: argparse.Namespace) -> Options:
         p4_pool=a.p4_pool,
         p4_duration_s=a.p4_duration_s,
         out_dir=(ROOT / a.out_dir).resolve(),
+        p3_tenants=max(2, a.p3_tenants),
+        p6_big=scaled(a.p6_big),
+        p6_small_tenants=a.p6_small_tenants,
+        p6_small=scaled(a.p6_small),
+        p6_pool=a.p6_pool,
+        p6_fifo_env=_pairs(a.p6_fifo_env),
+        p7_low=scaled(a.p7_low),
+        p7_critical=scaled(a.p7_critical),
+        p7_pool=a.p7_pool,
+        timeout_s=a.timeout_s,
     )
+
+
+def _pairs(spec: str) -> tuple[tuple[str, str], ...]:
+    """ "A=1,B=2" -> (("A", "1"), ("B", "2")); an item without "=" is ignored."""
+    items = (item.strip().partition("=") for item in spec.split(","))
+    return tuple((k, v) for k, eq, v in items if k and eq)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -43,6 +43,16 @@ class Options:
     p4_pool: str
     p4_duration_s: float
     out_dir: Path
+    p3_tenants: int = 100
+    p6_big: int = 20_000
+    p6_small_tenants: int = 5
+    p6_small: int = 20
+    p6_pool: str = "prefork:2"
+    p6_fifo_env: tuple[tuple[str, str], ...] = ()
+    p7_low: int = 5_000
+    p7_critical: int = 50
+    p7_pool: str = "prefork:2"
+    timeout_s: float = 1800.0
 
 
 @dataclass
@@ -166,7 +176,7 @@ WITH o AS (
 INSERT INTO exception_records (tenant_id, order_id, external_id, reason_code, severity, status,
   notes, ai_source, enrichment_state, enrichment_retry_count, next_attempt_at, created_at,
   updated_at)
-SELECT :tenant_id, o.id, o.external_id, 'DAMAGE', 'high', 'OPEN', :notes, '{}', '{}', 0,
+SELECT :tenant_id, o.id, o.external_id, 'DAMAGE', :severity, 'OPEN', :notes, '{}', '{}', 0,
   now() + make_interval(secs => :delay_s + o.id % :spread_s), now(), now()
 FROM o
 """
@@ -204,6 +214,7 @@ def seed_records(
     prefix: str,
     delay_s: float = -1.0,
     spread_s: int = 1,
+    severity: str = "high",
 ) -> None:
     """n orders + n records in two set-based statements; due at now + delay_s (+ spread)."""
     from sqlalchemy import text
@@ -222,6 +233,7 @@ def seed_records(
                 notes=NOTES,
                 delay_s=delay_s,
                 spread_s=spread_s,
+                severity=severity,
             ),
         )
 
