@@ -225,8 +225,6 @@ class Settings:
     # The broker never holds a countdown longer than this (see selection.py).
     sweep_horizon_s: float = 360.0
     sweep_batch_size: int = 500
-    # Batches per sweep run: one sweep never works through a huge backlog in one go.
-    sweep_max_batches: int = 10
     # A sweep claims what the fleet starts in about one interval (selection.py): recent
     # throughput x interval x headroom, less what is in flight, at least this many records.
     sweep_min_batch: int = 20
@@ -288,7 +286,6 @@ class Settings:
             sweep_interval_s=env_float("ENRICHMENT_SWEEP_INTERVAL_S", 60.0, low=0.1),
             sweep_horizon_s=env_float("ENRICHMENT_SWEEP_HORIZON_S", 360.0, high=1800.0),
             sweep_batch_size=env_int("ENRICHMENT_SWEEP_BATCH_SIZE", 500, low=1),
-            sweep_max_batches=env_int("ENRICHMENT_SWEEP_MAX_BATCHES", 10, low=1),
             sweep_min_batch=env_int("ENRICHMENT_SWEEP_MIN_BATCH", 20, low=1),
             sweep_headroom=env_float("ENRICHMENT_SWEEP_HEADROOM", 2.0, low=1.0, high=10.0),
             lease_ttl_s=env_float("ENRICHMENT_LEASE_TTL_S", 600.0, low=1.0),

@@ -175,7 +175,6 @@ def fleet_env(cfg: DrillConfig, fake_url: str) -> dict[str, str]:
         ENRICHMENT_SWEEP_INTERVAL_S=str(cfg.sweep_interval_s),
         ENRICHMENT_SWEEP_HORIZON_S="5",
         ENRICHMENT_SWEEP_BATCH_SIZE=str(cfg.sweep_batch),
-        ENRICHMENT_SWEEP_MAX_BATCHES="1",
         ENRICHMENT_LEASE_TTL_S=str(cfg.lease_ttl_s),
         ENRICHMENT_MONITOR_INTERVAL_S="15",
         # Decisions go to the drill's local receiver (plain http on 127.0.0.1), retried on
