@@ -66,6 +66,17 @@ def factory(pg_url):
         conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
 
 
+@pytest.fixture(params=["postgresql", "sqlite"])
+def any_factory(request, factory, tmp_path):
+    """The same test on both databases: the test PostgreSQL, and SQLite as the embedded
+    default runs it (no SKIP LOCKED, no transaction ids), migrated the real way."""
+    if request.param == "postgresql":
+        return factory
+    url = f"sqlite:///{tmp_path / 'embedded.db'}"
+    migrate(url)
+    return db.session_factory(url)
+
+
 @pytest.fixture
 def redis_client():
     client = redis.Redis.from_url(REDIS_URL)

@@ -19,7 +19,7 @@ import pytest
 import structlog
 from sqlalchemy import select, update
 
-from enrichment.core import db, tenants
+from enrichment.core import tenants
 from enrichment.core.errors import PermanentError
 from enrichment.core.models import OutboxEvent, ResolutionAction, utcnow
 from enrichment.core.outbox import body, webhook_id
@@ -29,7 +29,7 @@ from enrichment.delivery import post, webhooks
 from enrichment.delivery.backoff import RETRY_STEPS_S, retry_delay_s, total_wait_s
 from enrichment.delivery.deliver import after_failure, deliver_due, redeliver
 from enrichment.tooling.receiver import Receiver
-from tests.conftest import REDIS_URL, migrate
+from tests.conftest import REDIS_URL
 from tests.factories import make_record, make_tenant
 from tests.fleet import fleet_env, start_beat, start_worker, stop_all, wait_for
 from tests.scripted import ScriptedProvider
@@ -97,16 +97,6 @@ def deliver_until(factory, config, cond, *, timeout_s=30.0, what="delivery done"
         return cond()
 
     wait_for(step, timeout_s=timeout_s, what=what)
-
-
-@pytest.fixture(params=["postgresql", "sqlite"])
-def any_factory(request, factory, tmp_path):
-    """The test database, or the embedded demo's SQLite (no SKIP LOCKED, no tx ids)."""
-    if request.param == "postgresql":
-        return factory
-    url = f"sqlite:///{tmp_path / 'delivery.db'}"
-    migrate(url)
-    return db.session_factory(url)
 
 
 @pytest.fixture

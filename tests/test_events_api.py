@@ -21,7 +21,6 @@ from tests.fleet import wait_for
 from tests.test_delivery import CONFIG, connect, enrich, events_of
 
 receivers = test_delivery.receivers  # the fixtures, found by name
-any_factory = test_delivery.any_factory
 EVENTS = "/api/enrichment/events/{}"
 
 

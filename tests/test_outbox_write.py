@@ -2,27 +2,16 @@
 
 import json
 
-import pytest
 from sqlalchemy import select
 
-from enrichment.core import db
 from enrichment.core.errors import PermanentError
 from enrichment.core.models import OutboxEvent, ResolutionAction
 from enrichment.core.outbox import body, webhook_id
 from enrichment.core.selection import claim_due
-from tests.conftest import migrate, with_settings
+from tests.conftest import with_settings
 from tests.factories import make_record, make_tenant
 from tests.scripted import ScriptedProvider
 from tests.test_pipeline import run_chain
-
-
-@pytest.fixture(params=["postgresql", "sqlite"])
-def any_factory(request, factory, tmp_path):
-    if request.param == "postgresql":
-        return factory
-    url = f"sqlite:///{tmp_path / 'outbox.db'}"
-    migrate(url)
-    return db.session_factory(url)
 
 
 def enrich(factory, settings, provider):

@@ -7,11 +7,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from enrichment.core import db, scheduling
+from enrichment.core import scheduling
 from enrichment.core.models import EnrichmentAttempt, ExceptionRecord, SweepStat, Tenant, utcnow
 from enrichment.core.scheduling import fair_shares, sched_at, sweep_size
 from enrichment.core.selection import claim_batch, claim_due, sweep_for_fleet
-from tests.conftest import migrate, with_settings
+from tests.conftest import with_settings
 from tests.factories import make_record, make_tenant
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
@@ -112,15 +112,6 @@ def test_sweep_size_has_a_floor_and_a_ceiling():
 
 
 # -- the claim on a database --------------------------------------------------------------
-
-
-@pytest.fixture(params=["postgresql", "sqlite"])
-def any_factory(request, factory, tmp_path):
-    if request.param == "postgresql":
-        return factory
-    url = f"sqlite:///{tmp_path / 'fair.db'}"
-    migrate(url)
-    return db.session_factory(url)
 
 
 def _tenant(s, name, n, **kw):

@@ -13,16 +13,6 @@ from tests.conftest import migrate, with_settings
 from tests.factories import make_record, make_tenant
 
 
-@pytest.fixture(params=["postgresql", "sqlite"])
-def any_factory(request, factory, tmp_path):
-    """The same tests on both databases (SQLite is the embedded default)."""
-    if request.param == "postgresql":
-        return factory
-    url = f"sqlite:///{tmp_path / 'claims.db'}"
-    migrate(url)
-    return db.session_factory(url)
-
-
 def seed(factory, **overrides_per_name):
     """One record per keyword: name -> column overrides. Returns name -> record id."""
     now = utcnow()
