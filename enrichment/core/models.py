@@ -380,8 +380,9 @@ class MetricSnapshot(Base):
 
 
 class SweepStat(Base):
-    """One tenant's share of the latest sweep: what was due to it and what it got. Upserted
-    by every claim; the monitor reads it (starvation is visible per tenant)."""
+    """One tenant's share of the latest sweep: what was due to it (counted as far as the
+    claim's walk read: at least its share, at most the batch) and what it got. Upserted by
+    every claim; the monitor reads it (starvation is visible per tenant)."""
 
     __tablename__ = "sweep_stats"
 
