@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from enrichment.core.models import Alert, AlertSilence
 from enrichment.core.settings import AlertPolicy
-from enrichment.monitoring import alerts, words
+from enrichment.monitoring import alert_store, alerts, words
 from enrichment.monitoring.alerts import AlertState, evaluate, plan, rules_for
 from tests.factories import make_tenant
 
@@ -278,17 +278,17 @@ def test_state_survives_in_the_database_across_evaluations(factory):
     bad = Snap(tenant="pg-alerts", tenant_id=tid, backlog_records=3000)
     for i in range(2):
         with factory.begin() as s:
-            notes = alerts.evaluate_tenant(s, bad, {}, policy, now=T0 + i * STEP)
+            notes = alert_store.evaluate_tenant(s, bad, {}, policy, now=T0 + i * STEP)
     assert kinds(notes) == [("firing", "backlog", "critical")]
     with factory.begin() as s:
-        alerts.record_delivery(s, tid, notes, error=None, final=True, now=T0 + STEP)
+        alert_store.record_delivery(s, tid, notes, error=None, final=True, now=T0 + STEP)
     with factory() as s:
         row = s.query(Alert).filter_by(tenant_id=tid, metric="backlog").one()
         assert (row.state, row.consecutive, row.notifications_sent) == ("firing", 2, 1)
         assert row.last_notified_at == T0 + STEP
-        assert [a.metric for a in alerts.firing(s, tid)] == ["backlog"]
+        assert [a.metric for a in alert_store.firing(s, tid)] == ["backlog"]
     with factory.begin() as s:  # delivered: nothing more until the repeat interval
-        assert alerts.evaluate_tenant(s, bad, {}, policy, now=T0 + 2 * STEP) == []
+        assert alert_store.evaluate_tenant(s, bad, {}, policy, now=T0 + 2 * STEP) == []
 
 
 def test_transient_failure_keeps_the_notice_owed_and_records_the_error(factory):
@@ -297,10 +297,10 @@ def test_transient_failure_keeps_the_notice_owed_and_records_the_error(factory):
         tid = make_tenant(s, "pg-transient").id
     bad = Snap(tenant="pg-transient", tenant_id=tid, backlog_records=3000)
     with factory.begin() as s:
-        notes = alerts.evaluate_tenant(s, bad, {}, policy, now=T0)
-        alerts.record_delivery(s, tid, notes, error="slack 503", final=False, now=T0)
+        notes = alert_store.evaluate_tenant(s, bad, {}, policy, now=T0)
+        alert_store.record_delivery(s, tid, notes, error="slack 503", final=False, now=T0)
     with factory.begin() as s:
-        again = alerts.evaluate_tenant(s, bad, {}, policy, now=T0 + STEP)
+        again = alert_store.evaluate_tenant(s, bad, {}, policy, now=T0 + STEP)
         row = s.query(Alert).filter_by(tenant_id=tid, metric="backlog").one()
         assert row.last_error == "slack 503" and row.notifications_sent == 0
     assert kinds(again) == [("firing", "backlog", "critical")]
@@ -313,7 +313,7 @@ def test_database_silence_window_applies_only_while_active(factory):
         s.add(AlertSilence(tenant_id=tid, metric="backlog", starts_at=T0, ends_at=T0 + STEP))
     bad = Snap(tenant="pg-silence", tenant_id=tid, backlog_records=3000)
     with factory.begin() as s:
-        assert alerts.evaluate_tenant(s, bad, {}, policy, now=T0) == []
+        assert alert_store.evaluate_tenant(s, bad, {}, policy, now=T0) == []
     with factory.begin() as s:
-        notes = alerts.evaluate_tenant(s, bad, {}, policy, now=T0 + STEP)
+        notes = alert_store.evaluate_tenant(s, bad, {}, policy, now=T0 + STEP)
     assert kinds(notes) == [("firing", "backlog", "critical")]

@@ -17,7 +17,7 @@ from enrichment.core.models import (
     utcnow,
 )
 from enrichment.core.settings import MonitorConfig, get_settings
-from enrichment.monitoring import alerts, prom, report_cli, words
+from enrichment.monitoring import alert_store, prom, report_cli, words
 from enrichment.monitoring.monitor import quality_score, run_monitor
 from tests.factories import make_record, make_tenant
 
@@ -317,7 +317,7 @@ def test_a_day_old_review_item_fires_the_review_age_alert(factory, settings, que
     snaps = run_monitor(factory, settings, now=queued, config=CONFIG)
     with factory.begin() as s:
         for snap in snaps:
-            alerts.evaluate_tenant(s, snap, {}, settings.alerts, now=queued)
+            alert_store.evaluate_tenant(s, snap, {}, settings.alerts, now=queued)
     with factory() as s:
         rows = {(r.tenant_id, r.metric): r for r in s.query(Alert).filter_by(metric="review_age")}
     fired = {tid: r.state for (tid, _), r in rows.items()}
@@ -389,7 +389,7 @@ def test_starvation_and_budget_alerts_fire_per_tenant(factory, settings, starvin
     with factory.begin() as s:
         for snap in snaps:
             tenant_settings = s.get(Tenant, snap.tenant_id).settings
-            alerts.evaluate_tenant(s, snap, tenant_settings, settings.alerts, now=starving)
+            alert_store.evaluate_tenant(s, snap, tenant_settings, settings.alerts, now=starving)
     with factory() as s:
         rows = s.query(Alert).filter(Alert.metric.in_(["starvation", "budget"])).all()
         names = {(s.get(Tenant, r.tenant_id).name, r.metric): r.state for r in rows}

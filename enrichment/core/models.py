@@ -21,6 +21,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     and_,
+    func,
     or_,
     text,
 )
@@ -180,6 +181,14 @@ REVIEW_SQL = (
     "reviewed_at IS NULL AND (escalated_at IS NOT NULL"
     " OR (audit_sample AND enriched_at IS NOT NULL))"
 )
+
+
+HUMAN = "human"  # decided_by of a record a person reviewed
+
+
+def review_waiting_since() -> ColumnElement[datetime]:
+    """Since when a queued record waits: its escalation, or its resolution (an audit item)."""
+    return func.coalesce(ExceptionRecord.escalated_at, ExceptionRecord.enriched_at)
 
 
 def in_review() -> ColumnElement[bool]:

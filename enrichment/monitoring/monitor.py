@@ -7,7 +7,7 @@ since the earliest of the window start, the previous snapshot and 00:00 UTC toda
 (`ix_enrichment_attempts_tenant_created`), the open outbox events (`ix_outbox_events_open`),
 the records due now with the last sweep's share (`ix_exception_records_backlog`: a pass of
 its own, as next_attempt_at and the lease would take the record pass off its covering
-index), and the insert. Every metric is a FILTER clause of those passes.
+index), and the insert. Every metric is a FILTER clause of those passes (`passes`).
 
 Definitions (percentages 0-100, durations in seconds, "window" = `window_s` before `now`):
 - completeness_pct: enriched_at IS NOT NULL / all records.
@@ -37,42 +37,31 @@ Audit rows of a reopened record (outcome "reopened") are not attempts: no stage 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import and_, extract, func, literal, or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.sql.elements import ColumnElement
 
 from enrichment.core.models import (
-    REOPENED,
     MetricSnapshot,
-    OutboxEvent,
-    SweepStat,
     Tenant,
-    in_backlog,
-    in_review,
-    is_escalated,
     utcnow,
 )
-from enrichment.core.models import EnrichmentAttempt as A
-from enrichment.core.models import ExceptionRecord as R
-from enrichment.core.outbox import DEAD, DELIVERED, PENDING
 from enrichment.core.settings import MonitorConfig, Settings
+from enrichment.monitoring.passes import (
+    BUCKET_EDGES,
+    attempt_counts,
+    bucket_label,
+    due_counts,
+    event_counts,
+    previous_snapshot,
+    record_counts,
+    snapshot_within,
+)
 
 log = structlog.get_logger(__name__)
-
-# Fixed confidence buckets: [0.0, 0.1), ..., [0.9, 1.0]; the last one includes 1.0.
-BUCKET_EDGES: tuple[float, ...] = tuple(i / 10 for i in range(11))
-# reviews.decide.HUMAN: a sibling layer, so not imported here.
-HUMAN = "human"
-# An escalated record waits since its escalation, an audited one since it was resolved.
-WAITING_SINCE = func.coalesce(R.escalated_at, R.enriched_at)
-
-
-def bucket_label(i: int) -> str:
-    return f"{BUCKET_EDGES[i]:.1f}-{BUCKET_EDGES[i + 1]:.1f}"
 
 
 @dataclass(frozen=True)
@@ -158,144 +147,6 @@ def quality_score(
     measured = [(v, w) for v, w in parts if v is not None and w > 0]
     total_w = sum(w for _, w in measured)
     return sum(v * w for v, w in measured) / total_w if total_w else None
-
-
-def _seconds_between(session: Session, start: Any, end: Any) -> ColumnElement[float]:
-    if session.bind.dialect.name == "sqlite":
-        return (func.julianday(end) - func.julianday(start)) * 86_400.0
-    return extract("epoch", end - start)
-
-
-def _count(cond: ColumnElement[bool]) -> Any:
-    return func.count().filter(cond)
-
-
-def _bucket_columns() -> list[Any]:
-    cols = []
-    for i in range(len(BUCKET_EDGES) - 1):
-        low, high = BUCKET_EDGES[i], BUCKET_EDGES[i + 1]
-        upper = R.ai_confidence <= high if i == len(BUCKET_EDGES) - 2 else R.ai_confidence < high
-        cols.append(_count(and_(R.ai_confidence >= low, upper)).label(f"b{i}"))
-    return cols
-
-
-def record_counts(
-    session: Session,
-    tenant: Tenant,
-    *,
-    now: datetime,
-    window_s: float,
-    stuck_after_s: float,
-    max_retries: int,
-) -> dict[str, Any]:
-    """One aggregate pass over one tenant's records: every record-based number at once."""
-    since = now - timedelta(seconds=window_s)
-    enriched_in_window = R.enriched_at >= since
-    stmt = select(
-        func.count().label("total"),
-        _count(R.enriched_at.is_not(None)).label("enriched"),
-        _count(in_backlog()).label("backlog"),
-        _count(is_escalated()).label("escalated"),
-        func.count(R.ai_confidence).label("classified"),
-        _count(R.ai_confidence >= tenant.confidence_threshold).label("high_confidence"),
-        _count(enriched_in_window).label("enriched_in_window"),
-        func.avg(_seconds_between(session, R.created_at, R.enriched_at))
-        .filter(enriched_in_window)
-        .label("time_to_enrich_s"),
-        _count(
-            and_(R.ai_confidence.is_(None), R.created_at < now - timedelta(seconds=stuck_after_s))
-        ).label("stuck"),
-        _count(R.enrichment_retry_count > max_retries).label("over_retry"),
-        _count(in_review()).label("review_backlog"),
-        func.min(WAITING_SINCE).filter(in_review()).label("oldest_review_at"),
-        _count(R.decided_by == HUMAN).label("human_resolved"),
-        *_bucket_columns(),
-    ).where(R.tenant_id == tenant.id)
-    return dict(session.execute(stmt).one()._mapping)
-
-
-def attempt_counts(
-    session: Session, tenant_id: int, *, now: datetime, window_s: float, since_prev: datetime | None
-) -> dict[str, Any]:
-    """One aggregate over one tenant's attempts: the window's numbers and the delta since the
-    previous snapshot (for the cumulative counters), in a single indexed range scan."""
-    window_start = now - timedelta(seconds=window_s)
-    midnight = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    in_window = A.created_at > window_start
-    in_delta = A.created_at > since_prev if since_prev else literal(True)
-    failed = A.outcome == "failed"
-    stmt = select(
-        _count(in_window).label("attempts"),
-        _count(and_(in_window, failed)).label("failed"),
-        func.coalesce(func.sum(A.latency_s).filter(in_window), 0.0).label("latency_s"),
-        func.coalesce(func.sum(A.cost_usd).filter(in_window), 0.0).label("cost_usd"),
-        func.count(A.record_id.distinct()).filter(in_window).label("records"),
-        func.count(A.lease_token.distinct()).filter(in_window).label("chains"),
-        func.count(A.lease_token.distinct()).filter(and_(in_window, failed)).label("bad_chains"),
-        _count(in_delta).label("d_attempts"),
-        _count(and_(in_delta, failed)).label("d_failed"),
-        func.coalesce(func.sum(A.latency_s).filter(in_delta), 0.0).label("d_latency_s"),
-        func.coalesce(func.sum(A.cost_usd).filter(in_delta), 0.0).label("d_cost"),
-        func.coalesce(func.sum(A.cost_usd).filter(A.created_at >= midnight), 0.0).label("today"),
-    ).where(A.tenant_id == tenant_id, A.created_at <= now, A.outcome != REOPENED)
-    if since_prev:
-        stmt = stmt.where(A.created_at >= min(window_start, since_prev, midnight))
-    return dict(session.execute(stmt).one()._mapping)
-
-
-def due_counts(
-    session: Session, tenant_id: int, *, now: datetime, max_retries: int
-) -> dict[str, Any]:
-    """The records due now and not being worked on (what starves), with the last sweep's
-    share of the tenant from `sweep_stats` (two primary-key lookups in the same statement)."""
-    sweep = select(SweepStat.due, SweepStat.claimed).where(SweepStat.tenant_id == tenant_id)
-    stmt = select(
-        func.count().label("due"),
-        func.min(R.next_attempt_at).label("oldest_due_at"),
-        sweep.with_only_columns(SweepStat.due).scalar_subquery().label("sweep_due"),
-        sweep.with_only_columns(SweepStat.claimed).scalar_subquery().label("sweep_claimed"),
-    ).where(
-        R.tenant_id == tenant_id,
-        in_backlog(),
-        R.next_attempt_at <= now,
-        R.enrichment_retry_count <= max_retries,
-        or_(R.lease_expires_at.is_(None), R.lease_expires_at < now),
-    )
-    return dict(session.execute(stmt).one()._mapping)
-
-
-def event_counts(session: Session, tenant_id: int) -> dict[str, int]:
-    """The tenant's outbox events waiting for delivery and given up on (partial index)."""
-    E = OutboxEvent
-    stmt = select(
-        _count(E.status == PENDING).label("undelivered"), _count(E.status == DEAD).label("dead")
-    ).where(E.tenant_id == tenant_id, E.status != DELIVERED)
-    return dict(session.execute(stmt).one()._mapping)
-
-
-def _snapshot_within(session: Session, tenant_id: int, now: datetime, gap_s: float) -> bool:
-    if gap_s <= 0:
-        return False
-    # No `taken_at < now` bound here: a concurrent run that computed its `now` a moment later
-    # may have committed a snapshot stamped after ours, and that one counts too.
-    since = now - timedelta(seconds=gap_s)
-    return (
-        session.scalar(
-            select(MetricSnapshot.id)
-            .where(MetricSnapshot.tenant_id == tenant_id, MetricSnapshot.taken_at > since)
-            .limit(1)
-        )
-        is not None
-    )
-
-
-def previous_snapshot(session: Session, tenant_id: int, now: datetime) -> MetricSnapshot | None:
-    return session.scalar(
-        select(MetricSnapshot)
-        .where(MetricSnapshot.tenant_id == tenant_id, MetricSnapshot.taken_at < now)
-        .order_by(MetricSnapshot.taken_at.desc())
-        .limit(1)
-    )
 
 
 def integrity_checks(
@@ -451,7 +302,7 @@ def run_monitor(
     config = config or settings.monitor
     with factory.begin() as session:
         tenants = session.scalars(select(Tenant).order_by(Tenant.id).with_for_update()).all()
-        tenants = [t for t in tenants if not _snapshot_within(session, t.id, now, min_gap_s)]
+        tenants = [t for t in tenants if not snapshot_within(session, t.id, now, min_gap_s)]
         snaps = [snapshot_tenant(session, t, settings, config, now=now) for t in tenants]
     for snap in snaps:
         log.info(

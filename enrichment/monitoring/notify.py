@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from enrichment.core.models import Tenant, utcnow
 from enrichment.core.settings import Settings
-from enrichment.monitoring import alerts, slack
+from enrichment.monitoring import alert_store, alerts, slack
 
 log = structlog.get_logger(__name__)
 
@@ -54,7 +54,7 @@ def _evaluate(factory: sessionmaker[Session], snap, policy, now: datetime):
     with factory.begin() as session:
         # Locked: two monitor runs (two beats) take turns instead of inserting the same alert.
         tenant = session.get(Tenant, snap.tenant_id, with_for_update=True)
-        notes = alerts.evaluate_tenant(session, snap, tenant.settings or {}, policy, now=now)
+        notes = alert_store.evaluate_tenant(session, snap, tenant.settings or {}, policy, now=now)
         return notes, dict(tenant.settings or {})
 
 
@@ -75,7 +75,7 @@ def run_alerts(
         url = slack.webhook_for(tenant_settings, settings.slack)
         error, final = deliver(notes, url, settings)
         with factory.begin() as session:
-            alerts.record_delivery(
+            alert_store.record_delivery(
                 session, snap.tenant_id, notes, error=error, final=final, now=now
             )
         log.info("alert.notified", tenant=snap.tenant, count=len(notes), error=error)

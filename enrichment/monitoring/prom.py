@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from enrichment.core.models import MetricSnapshot, Tenant
-from enrichment.monitoring.monitor import BUCKET_EDGES, bucket_label
+from enrichment.monitoring.passes import BUCKET_EDGES, bucket_label
 
 # (name, help, snapshot field, scale): gauges. Percentages become ratios (scale 0.01).
 GAUGES: tuple[tuple[str, str, str, float], ...] = (

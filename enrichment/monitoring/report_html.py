@@ -16,7 +16,8 @@ from html import escape
 from enrichment.monitoring import alerts, charts, words
 from enrichment.monitoring import html_page as ui
 from enrichment.monitoring.calibration import Calibration, GroupFigures
-from enrichment.monitoring.monitor import BUCKET_EDGES, Snapshot
+from enrichment.monitoring.monitor import Snapshot
+from enrichment.monitoring.passes import BUCKET_EDGES
 from enrichment.monitoring.reports import Report, ThresholdView, TrendPoint
 from enrichment.monitoring.words import duration, number, plural
 

@@ -24,7 +24,7 @@ from enrichment.core.models import (
 )
 from enrichment.core.models import ExceptionRecord as R
 from enrichment.core.settings import Settings
-from enrichment.monitoring import alerts, calibration, words
+from enrichment.monitoring import alert_store, alerts, calibration, words
 from enrichment.monitoring.calibration import Calibration
 from enrichment.monitoring.monitor import Snapshot, measure
 
@@ -204,7 +204,8 @@ def status_of(snap: Snapshot, tenant: Tenant, policy: alerts.AlertPolicy) -> tup
 def _alert_views(session: Session, tenant: Tenant) -> list[AlertView]:
     rules = {(r.metric, r.severity): r for r in alerts.rules_for(tenant.settings or {})}
     return [
-        _alert_view(a, rules.get((a.metric, a.severity))) for a in alerts.firing(session, tenant.id)
+        _alert_view(a, rules.get((a.metric, a.severity)))
+        for a in alert_store.firing(session, tenant.id)
     ]
 
 

@@ -22,6 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from enrichment.core.models import (
+    HUMAN,
     ExceptionRecord,
     OutboxEvent,
     ResolutionAction,
@@ -33,7 +34,6 @@ from enrichment.core.models import (
 from enrichment.core.outbox import ACTION_REQUESTED, PENDING, REVIEWED
 from enrichment.core.taxonomy import ALLOWED_ACTIONS, Action, Label, disallowed_actions
 
-HUMAN = "human"
 ESCALATION, AUDIT = "escalation", "audit"
 # PostgreSQL text cannot hold NUL: refused as invalid input, not failed as a server error.
 NO_NUL = r"^[^\x00]*$"

@@ -13,11 +13,10 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from enrichment.core.models import ExceptionRecord, in_review
+from enrichment.core.models import ExceptionRecord, in_review, review_waiting_since
 
 R = ExceptionRecord
-# An escalated record waits since its escalation, an audited one since it was resolved.
-WAITING_SINCE = func.coalesce(R.escalated_at, R.enriched_at)
+WAITING_SINCE = review_waiting_since()
 
 
 class QueueItem(BaseModel):
