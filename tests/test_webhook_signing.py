@@ -74,6 +74,22 @@ def test_a_receiver_with_the_wrong_secret_counts_bad_signatures(factory, setting
     assert {e.last_error for e in events_of(factory)} == {"HTTP 401"}
 
 
+def test_a_body_cut_short_by_a_dying_sender_is_incomplete_not_a_bad_signature(receivers):
+    """A sender SIGKILLed mid-send leaves half a body: nothing to verify and nobody to answer."""
+    r = receivers(secret=webhooks.new_secret())
+    port = int(r.url.split(":")[2].split("/")[0])
+    with socket.create_connection(("127.0.0.1", port)) as conn:
+        conn.sendall(b"POST /hooks/enrichment HTTP/1.1\r\nHost: x\r\nwebhook-id: msg_1\r\n"
+                     b"Content-Length: 100\r\n\r\n{\"type\": \"record.enr")  # fmt: skip
+        conn.shutdown(socket.SHUT_WR)
+        assert conn.recv(100) == b""  # no answer: the connection is closed
+
+    assert [(q.webhook_id, q.answer, q.kept) for q in r.requests] == [
+        ("msg_1", "incomplete", False)
+    ]
+    assert r.bad_signatures == 0 and r.unique_ids() == set()
+
+
 @pytest.mark.parametrize(
     ("url", "why"),
     [

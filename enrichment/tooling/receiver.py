@@ -35,7 +35,8 @@ FAULTS = ("500", "timeout", "drop")
 @dataclass(frozen=True)
 class Request:
     """One request as it arrived. answer: the status sent, or "timeout", "drop", "held",
-    "bad-signature"; kept: whether the receiver took the event (first time or again)."""
+    "bad-signature", "incomplete" (the body ended before its Content-Length: the sender died
+    mid-send); kept: whether the receiver took the event (first time or again)."""
 
     webhook_id: str | None
     answer: str
@@ -112,9 +113,13 @@ class Receiver:
         with self._lock:
             return sum(1 for r in self.requests if r.answer == "held")
 
-    def handle(self, handler: BaseHTTPRequestHandler, raw: bytes) -> None:
+    def handle(self, handler: BaseHTTPRequestHandler, raw: bytes, length: int) -> None:
         headers = {k.lower(): v for k, v in handler.headers.items()}
         msg_id, text = headers.get("webhook-id"), raw.decode(errors="replace")
+        if len(raw) < length:  # nobody is left to answer, and half a body proves nothing
+            self._note(Request(msg_id, "incomplete", False, headers, text))
+            handler.close_connection = True
+            return None
         if not self._verified(text, headers):
             self._note(Request(msg_id, "bad-signature", False, headers, text))
             return _answer(handler, 401)
@@ -176,7 +181,7 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802 (stdlib name)
             length = int(self.headers.get("Content-Length") or 0)
-            receiver.handle(self, self.rfile.read(length))
+            receiver.handle(self, self.rfile.read(length), length)
 
         def log_message(self, *_args: object) -> None:  # quiet: tests read the records
             pass

@@ -272,6 +272,8 @@ def check_events(s: Session, receiver: Receiver) -> list[Check]:
         Check("events lost (delivered, never received)", unseen, "0", unseen == 0),
         Check("deliveries with a bad signature", receiver.bad_signatures, "0",
               receiver.bad_signatures == 0),
+        Check("deliveries cut short (sender killed mid-send)",
+              sum(r.answer == "incomplete" for r in receiver.requests), "info", None),
         Check("duplicates with a different body", len(receiver.mismatched), "0",
               not receiver.mismatched),
         Check("duplicate deliveries (same webhook-id)", len(receiver.duplicates), "info", None),
