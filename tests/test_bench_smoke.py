@@ -8,6 +8,7 @@ from pathlib import Path
 
 from enrichment.core import db, selection
 from enrichment.core.models import utcnow
+from enrichment.core.settings import Settings
 from enrichment.tooling import bench, processes
 from enrichment.tooling.bench import common, fleet, p3_queries, p6_fairness
 from tests.conftest import REDIS_URL
@@ -23,11 +24,11 @@ def test_options_scale_every_record_count():
 def test_fairness_and_priority_sizes_are_flags_and_scale():
     opts = bench.parse_args(
         ["--only", "p6,p7", "--p6-big", "40", "--p6-small", "3", "--p7-low", "30", "--scale", "0.5"]
-        + ["--p6-fifo-env", "ENRICHMENT_CLAIM_ORDER=fifo,bad", "--p3-tenants", "7"]
+        + ["--p6-no-fifo", "--p3-tenants", "7"]
     )
     assert opts.only == ("p6", "p7") and set(opts.only) <= set(bench.RUNNERS)
     assert (opts.p6_big, opts.p6_small, opts.p7_low, opts.p7_critical) == (20, 1, 15, 25)
-    assert opts.p6_fifo_env == (("ENRICHMENT_CLAIM_ORDER", "fifo"),)
+    assert opts.p6_no_fifo and not bench.parse_args([]).p6_no_fifo
     assert opts.p3_tenants == 7 and bench.parse_args([]).only[-2:] == ("p6", "p7")
 
 
@@ -48,7 +49,13 @@ def test_the_fairness_figure_reads_when_each_group_finished(pg_url, factory, tmp
     assert done[small_id] == t0 + timedelta(seconds=15)
     assert p6_fairness.terminal_by(services, "tenant_id", big_id, done[small_id]) == 2
     assert p6_fairness.per_min(3, t0, t0 + timedelta(seconds=30)) == 6.0
-    assert p6_fairness.which_claim() in ("fair (sched_at)", "FIFO (next_attempt_at only)")
+
+
+def test_the_fifo_baseline_is_a_valid_configuration(monkeypatch):
+    for name, value in p6_fairness.FIFO_ENV.items():
+        monkeypatch.setenv(name, value)
+    fifo = Settings.from_env()
+    assert (fifo.claim_order, fifo.sweep_batch_size, fifo.sweep_min_batch) == ("fifo", 5000, 5000)
 
 
 def test_the_table_has_one_line_per_row_and_a_verdict():

@@ -150,6 +150,21 @@ def test_small_tenants_are_not_starved_by_a_big_one(any_factory, settings):
     assert all(stats[t] == (5, 5) for t in small)
 
 
+def test_fifo_claims_in_due_order_blind_to_tenants(any_factory, settings):
+    """ENRICHMENT_CLAIM_ORDER=fifo, the order before fair scheduling (and P6's baseline): the
+    big tenant's earlier records fill the batch; the sweep stats still show who waited."""
+    hour_ago = utcnow() - timedelta(hours=1)
+    with any_factory.begin() as s:
+        big, big_ids = _tenant(s, "big", 30, next_attempt_at=hour_ago)
+        small, _ = _tenant(s, "small", 5)
+    fifo = with_settings(settings, claim_order="fifo")
+    with any_factory.begin() as s:
+        report = claim_batch(s, fifo, 20)
+    assert {c.record_id for c in report.claims} < set(big_ids)
+    assert len(report.claims) == 20 and report.claimed == {big: 20, small: 0}
+    assert report.due == {big: 20, small: 5}
+
+
 def test_severity_orders_the_claim_within_a_tenant(any_factory, settings):
     due = utcnow() - timedelta(minutes=1)
     with any_factory.begin() as s:

@@ -33,11 +33,25 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, Select, and_, case, column, func, or_, select, true, update, values
+from sqlalchemy import (
+    Integer,
+    Select,
+    and_,
+    case,
+    column,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.selectable import TableValuedAlias
 
 from enrichment.core import scheduling
 from enrichment.core.models import EnrichmentAttempt as A
@@ -177,16 +191,14 @@ def claim_batch(
     """Claim up to `batch` due records in one statement, divided among the tenants with due
     work by weight, within their in-flight caps and daily budgets; record the division."""
     now = now or utcnow()
-    # Two passes at most: most claims are settled by a short walk per tenant; only when the
-    # batch is not filled and some tenant had more than the walk saw is it walked further.
-    walk = max(1, math.ceil(batch / FIRST_WALK_DIVISOR))
-    tenants = _demand(session, settings, now, walk, tenant_id)
-    shares = _shares(session, tenants, batch, now)
-    if walk < batch and sum(shares.values()) < batch and any(t.due >= walk for t in tenants):
+    if settings.claim_order == "fifo":
         tenants = _demand(session, settings, now, batch, tenant_id)
-        shares = _shares(session, tenants, batch, now)
+        pick = _pick_fifo(settings, batch, now, tenant_id)
+    else:
+        tenants, shares = _fair_shares(session, settings, batch, now, tenant_id)
+        pick = _pick(session, settings, shares, now) if any(shares.values()) else None
     token = str(uuid.uuid4())
-    rows = _claim(session, settings, shares, token, now) if any(shares.values()) else []
+    rows = _claim(session, settings, pick, token, now) if pick is not None else []
     got = Counter(tenant for _, tenant, _ in rows)
     due = {t.tenant_id: t.due for t in tenants}
     claimed = {t: got.get(t, 0) for t in due}
@@ -196,6 +208,21 @@ def claim_batch(
         for rid, _, next_at in sorted(rows, key=lambda r: r[2])
     ]
     return ClaimReport(claims, batch, due, claimed)
+
+
+def _fair_shares(
+    session: Session, settings: Settings, batch: int, now: datetime, tenant_id: int | None
+) -> tuple[list[TenantDue], dict[int, int]]:
+    """The tenants with due work and each one's share of `batch`. Two passes at most: most
+    claims are settled by a short walk per tenant; only when the batch is not filled and some
+    tenant had more than the walk saw is it walked further."""
+    walk = max(1, math.ceil(batch / FIRST_WALK_DIVISOR))
+    tenants = _demand(session, settings, now, walk, tenant_id)
+    shares = _shares(session, tenants, batch, now)
+    if walk < batch and sum(shares.values()) < batch and any(t.due >= walk for t in tenants):
+        tenants = _demand(session, settings, now, batch, tenant_id)
+        shares = _shares(session, tenants, batch, now)
+    return tenants, shares
 
 
 def _demand(
@@ -289,13 +316,10 @@ def _spent_today(session: Session, tenant_ids: list[int], now: datetime) -> dict
 
 
 def _claim(
-    session: Session, settings: Settings, shares: dict[int, int], token: str, now: datetime
+    session: Session, settings: Settings, pick: Select, token: str, now: datetime
 ) -> list[tuple[int, int, datetime]]:
-    """Lease each tenant's first `share` claimable records (by sched_at) in one UPDATE;
-    returns (record id, tenant id, next_attempt_at) of the records it leased."""
-    shares = {t: n for t, n in shares.items() if n > 0}
-    postgres = session.get_bind().dialect.name == "postgresql"
-    pick = _pick_pg(settings, shares, now) if postgres else _pick_sqlite(settings, shares, now)
+    """Lease the picked records in one UPDATE; returns (record id, tenant id,
+    next_attempt_at) of the records it leased."""
     lease_until = now + timedelta(seconds=settings.sweep_horizon_s + settings.lease_ttl_s)
     stmt = (
         update(R)
@@ -309,13 +333,30 @@ def _claim(
     return [tuple(row) for row in session.execute(stmt)]
 
 
+def _pick(session: Session, settings: Settings, shares: dict[int, int], now: datetime) -> Select:
+    """Each tenant's first `share` claimable records, by sched_at."""
+    shares = {t: n for t, n in shares.items() if n > 0}
+    if session.get_bind().dialect.name == "postgresql":
+        return _pick_pg(settings, shares, now)
+    return _pick_sqlite(settings, shares, now)
+
+
+def _pick_fifo(settings: Settings, batch: int, now: datetime, tenant_id: int | None) -> Select:
+    """ENRICHMENT_CLAIM_ORDER=fifo: the first `batch` claimable records by due time, across
+    tenants (no shares, caps or budgets)."""
+    pick = select(R.id).where(claimable(now, settings)).order_by(R.next_attempt_at).limit(batch)
+    if tenant_id is not None:
+        pick = pick.where(R.tenant_id == tenant_id)
+    return pick.with_for_update(skip_locked=True)
+
+
 def _pick_pg(settings: Settings, shares: dict[int, int], now: datetime) -> Select:
-    """(tenant, share) VALUES joined to a LATERAL walk of that tenant's index with LIMIT
-    share. `FOR UPDATE SKIP LOCKED` inside the walk: two concurrent sweeps skip each other's
-    rows instead of waiting or claiming twice (a skipped row just waits for the next claim)."""
-    wanted = values(column("tenant_id", Integer), column("share", Integer), name="shares").data(
-        sorted(shares.items())
-    )
+    """(tenant, share) pairs, unnested from two array parameters, joined to a LATERAL walk
+    of that tenant's index with LIMIT share. Arrays, not a VALUES list: the statement keeps
+    one shape whatever the tenants, so SQLAlchemy compiles it once (docs/benchmarks.md, P3).
+    `FOR UPDATE SKIP LOCKED` inside the walk: two concurrent sweeps skip each other's rows
+    instead of waiting or claiming twice (a skipped row just waits for the next claim)."""
+    wanted = _unnest(tenant_id=list(shares), share=list(shares.values()))
     walk = (
         select(R.id)
         .where(R.tenant_id == wanted.c.tenant_id, claimable(now, settings))
@@ -325,6 +366,13 @@ def _pick_pg(settings: Settings, shares: dict[int, int], now: datetime) -> Selec
         .lateral("walk")
     )
     return select(walk.c.id).select_from(wanted).join(walk, true())
+
+
+def _unnest(**arrays: list[int]) -> TableValuedAlias:
+    """`unnest(:a, :b, ...) AS shares(a, b, ...)`: integer arrays as one row set."""
+    params = [literal(v, ARRAY(Integer)) for v in arrays.values()]
+    columns = [column(name, Integer) for name in arrays]
+    return func.unnest(*params).table_valued(*columns).render_derived(name="shares")
 
 
 def _pick_sqlite(settings: Settings, shares: dict[int, int], now: datetime) -> Select:
@@ -347,12 +395,23 @@ def _record_stats(
     claims lock the rows in the same order: they queue, never deadlock)."""
     if not due:
         return
-    postgres = session.get_bind().dialect.name == "postgresql"
-    insert = pg_insert if postgres else sqlite_insert
-    rows = [
-        {"tenant_id": t, "swept_at": now, "due": due[t], "claimed": claimed[t]} for t in sorted(due)
-    ]
-    stmt = insert(SweepStat).values(rows)
+    tenants = sorted(due)
+    if session.get_bind().dialect.name == "postgresql":  # one statement shape (see _pick_pg)
+        rows = _unnest(
+            tenant_id=tenants, due=[due[t] for t in tenants], claimed=[claimed[t] for t in tenants]
+        )
+        stmt = pg_insert(SweepStat).from_select(
+            ["tenant_id", "swept_at", "due", "claimed"],
+            select(rows.c.tenant_id, literal(now, SweepStat.swept_at.type), rows.c.due,
+                   rows.c.claimed),
+        )  # fmt: skip
+    else:
+        stmt = sqlite_insert(SweepStat).values(
+            [
+                {"tenant_id": t, "swept_at": now, "due": due[t], "claimed": claimed[t]}
+                for t in tenants
+            ]
+        )
     fresh = stmt.excluded
     stmt = stmt.on_conflict_do_update(
         index_elements=[SweepStat.tenant_id],

@@ -45,6 +45,13 @@ def env_int(name: str, default: int, *, low: int = 0) -> int:
     return value
 
 
+def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = _env(name, default)
+    if value not in choices:
+        raise ConfigurationError(f"{name}={value!r}: choose {' or '.join(map(repr, choices))}")
+    return value
+
+
 def _burst(rpm: int) -> int:
     burst = env_int("ENRICHMENT_AI_BURST", max(1, rpm // 10))
     if rpm and not 1 <= burst <= rpm:
@@ -229,6 +236,10 @@ class Settings:
     # throughput x interval x headroom, less what is in flight, at least this many records.
     sweep_min_batch: int = 20
     sweep_headroom: float = 2.0
+    # "fair": shares by tenant weight, priority within a tenant (selection.py). "fifo": one
+    # queue in due order, blind to tenants, weights, caps and budgets (the order before fair
+    # scheduling: for a single-tenant fleet, and the P6 baseline).
+    claim_order: str = "fair"
     lease_ttl_s: float = 600.0
     # PostgreSQL connections per worker process: pool_size kept open, max_overflow more on
     # demand. A threads/gevent pool with many tasks in flight needs more than the default.
@@ -263,11 +274,9 @@ class Settings:
     @classmethod
     def from_env(cls) -> Settings:
         key = os.environ.get("ANTHROPIC_API_KEY") or None
-        provider = _env("ENRICHMENT_AI_PROVIDER", "anthropic" if key else "local")
-        if provider not in ("local", "anthropic"):
-            raise ConfigurationError(
-                f"ENRICHMENT_AI_PROVIDER={provider!r}: choose 'local' or 'anthropic'"
-            )
+        provider = env_choice(
+            "ENRICHMENT_AI_PROVIDER", "anthropic" if key else "local", ("local", "anthropic")
+        )
         if provider == "anthropic" and not key:
             raise ConfigurationError(
                 "ENRICHMENT_AI_PROVIDER=anthropic needs ANTHROPIC_API_KEY to be set"
@@ -288,6 +297,7 @@ class Settings:
             sweep_batch_size=env_int("ENRICHMENT_SWEEP_BATCH_SIZE", 500, low=1),
             sweep_min_batch=env_int("ENRICHMENT_SWEEP_MIN_BATCH", 20, low=1),
             sweep_headroom=env_float("ENRICHMENT_SWEEP_HEADROOM", 2.0, low=1.0, high=10.0),
+            claim_order=env_choice("ENRICHMENT_CLAIM_ORDER", "fair", ("fair", "fifo")),
             lease_ttl_s=env_float("ENRICHMENT_LEASE_TTL_S", 600.0, low=1.0),
             db_pool_size=env_int("ENRICHMENT_DB_POOL_SIZE", 5, low=1),
             db_max_overflow=env_int("ENRICHMENT_DB_MAX_OVERFLOW", 5),

@@ -77,7 +77,7 @@ def parse_args(argv: list[str]) -> Options:
     p.add_argument("--p6-small-tenants", type=int, default=5)
     p.add_argument("--p6-small", type=int, default=20, help="records per small tenant")
     p.add_argument("--p6-pool", default="prefork:2")
-    p.add_argument("--p6-fifo-env", default="", help="NAME=VALUE,... that makes the claim FIFO")
+    p.add_argument("--p6-no-fifo", action="store_true", help="skip the FIFO baseline run")
     p.add_argument("--p7-low", type=int, default=5_000)
     p.add_argument("--p7-critical", type=int, default=50)
     p.add_argument("--p7-pool", default="prefork:2")
@@ -113,18 +113,12 @@ def _options(a: argparse.Namespace) -> Options:
         p6_small_tenants=a.p6_small_tenants,
         p6_small=scaled(a.p6_small),
         p6_pool=a.p6_pool,
-        p6_fifo_env=_pairs(a.p6_fifo_env),
+        p6_no_fifo=a.p6_no_fifo,
         p7_low=scaled(a.p7_low),
         p7_critical=scaled(a.p7_critical),
         p7_pool=a.p7_pool,
         timeout_s=a.timeout_s,
     )
-
-
-def _pairs(spec: str) -> tuple[tuple[str, str], ...]:
-    """ "A=1,B=2" -> (("A", "1"), ("B", "2")); an item without "=" is ignored."""
-    items = (item.strip().partition("=") for item in spec.split(","))
-    return tuple((k, v) for k, eq, v in items if k and eq)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -48,7 +48,7 @@ class Options:
     p6_small_tenants: int = 5
     p6_small: int = 20
     p6_pool: str = "prefork:2"
-    p6_fifo_env: tuple[tuple[str, str], ...] = ()
+    p6_no_fifo: bool = False
     p7_low: int = 5_000
     p7_critical: int = 50
     p7_pool: str = "prefork:2"

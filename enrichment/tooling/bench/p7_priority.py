@@ -21,7 +21,7 @@ from enrichment.tooling.bench.common import (
     seed_records,
     seed_tenant,
 )
-from enrichment.tooling.bench.p6_fairness import last_terminal, run_fleet, terminal_by, which_claim
+from enrichment.tooling.bench.p6_fairness import last_terminal, run_fleet, terminal_by
 
 log = structlog.get_logger(__name__)
 
@@ -38,7 +38,6 @@ def bench_p7(services: Services, opts: Options) -> list[Row]:
     done = last_terminal(services, "severity")
     low_done = terminal_by(services, "severity", "low", done["critical"])
     r: dict[str, Any] = {
-        "claim": which_claim(),
         "low_done_pct": 100.0 * low_done / opts.p7_low,
         "critical_done_after_s": (done["critical"] - started).total_seconds(),
         "all_done_after_s": (max(done.values()) - started).total_seconds(),
@@ -46,8 +45,7 @@ def bench_p7(services: Services, opts: Options) -> list[Row]:
     log.info("bench.p7.run", **r)
     return [
         Row(
-            f"P7 priority: {opts.p7_critical} critical behind {opts.p7_low:,} low "
-            f"({opts.p7_pool}, claim {r['claim']})",
+            f"P7 priority: {opts.p7_critical} critical behind {opts.p7_low:,} low ({opts.p7_pool})",
             f"low {r['low_done_pct']:.1f} % done when the last critical finished "
             f"({r['critical_done_after_s']:.1f} s of {r['all_done_after_s']:.1f} s)",
             "-",
