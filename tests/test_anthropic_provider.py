@@ -289,7 +289,7 @@ def test_a_fooled_model_cannot_refund_or_inflate_confidence():
 
 def test_no_tool_call_is_invalid(fake, provider, monkeypatch):
     monkeypatch.setattr(
-        provider, "_request", lambda *a: {**_plain_request(provider), "tool_choice": None}
+        provider, "request", lambda *a: {**_plain_request(provider), "tool_choice": None}
     )
     with pytest.raises(InvalidAIOutput, match="no record_classification tool call"):
         provider.classify(_ctx())

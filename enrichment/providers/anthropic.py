@@ -151,40 +151,54 @@ class AnthropicProvider:
         return self._call("classify", ctx)
 
     def resolve(self, ctx: RecordContext) -> StageCall[Resolution]:
-        if ctx.classification is None:
-            raise PermanentError("resolve needs a classification; the pipeline sent none")
-        call: StageCall[Resolution] = self._call("resolve", ctx)
-        bad = disallowed_actions(ctx.classification.label, list(call.result.actions))
-        if bad:
-            raise _invalid(
-                f"actions {[str(a) for a in bad]} are not allowed for {ctx.classification.label}",
-                call,
-            )
-        return call
+        return self._call("resolve", ctx)
 
     def close(self) -> None:
         self._client.close()
         if self._limiter is not None:
             self._limiter.close()
 
+    @property
+    def client(self) -> anthropic.Anthropic:
+        return self._client
+
     def _call(self, stage: str, ctx: RecordContext) -> StageCall[Any]:
-        spec = _STAGES[stage]
         self._take_rate_token(ctx)
         bound = log.bind(stage=stage, record_id=ctx.record_id, tenant=ctx.tenant)
         started = time.perf_counter()
-        message = self._send(spec, stage, ctx, bound)
-        usage = self._usage(message)
+        message = self._send(stage, ctx, bound)
+        call = self.answer(stage, ctx, message)
         bound.info(
             "anthropic.call",
             latency_s=round(time.perf_counter() - started, 3),
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
-            cache_read_tokens=usage.cache_read_tokens,
-            cost_usd=usage.cost_usd,
+            input_tokens=call.usage.input_tokens,
+            output_tokens=call.usage.output_tokens,
+            cache_read_tokens=call.usage.cache_read_tokens,
+            cost_usd=call.usage.cost_usd,
         )
+        return call
+
+    def answer(
+        self, stage: str, ctx: RecordContext, message: Any, *, batch: bool = False
+    ) -> StageCall[Any]:
+        """The validated result of one stage's message (interactive, or one succeeded batch
+        result, priced at the batch rate), or InvalidAIOutput carrying the spent usage."""
+        spec = _STAGES[stage]
+        usage = self._usage(message, batch=batch)
         # The source and usage go on the call, and on the error if the answer is unusable.
         call = StageCall(None, self.name, self.model, self._prompts.version, usage)
-        return replace(call, result=_parse(spec, message, call))
+        call = replace(call, result=_parse(spec, message, call))
+        if stage == "resolve":
+            if ctx.classification is None:
+                raise PermanentError("resolve needs a classification; the pipeline sent none")
+            bad = disallowed_actions(ctx.classification.label, list(call.result.actions))
+            if bad:
+                raise _invalid(
+                    f"actions {[str(a) for a in bad]} are not allowed for "
+                    f"{ctx.classification.label}",
+                    call,
+                )
+        return call
 
     def _take_rate_token(self, ctx: RecordContext) -> None:
         """Wait in-process for a short wait; give the worker back (RateLimited) for a long one.
@@ -198,9 +212,11 @@ class AnthropicProvider:
                 raise RateLimited(wait_s)
             time.sleep(wait_s)
 
-    def _send(self, spec: _Stage, stage: str, ctx: RecordContext, bound: Any) -> Any:
+    def _send(self, stage: str, ctx: RecordContext, bound: Any) -> Any:
+        if stage == "resolve" and ctx.classification is None:
+            raise PermanentError("resolve needs a classification; the pipeline sent none")
         try:
-            return self._client.messages.create(**self._request(spec, stage, ctx))
+            return self._client.messages.create(**self.request(stage, ctx))
         except anthropic.APIError as exc:
             error = map_api_error(exc, self._api_key)
         except anthropic.AnthropicError as exc:  # credentials, or a retryable error left over
@@ -208,7 +224,10 @@ class AnthropicProvider:
         bound.warning("anthropic.failed", kind=type(error).__name__, error=str(error))
         raise error
 
-    def _request(self, spec: _Stage, stage: str, ctx: RecordContext) -> dict[str, Any]:
+    def request(self, stage: str, ctx: RecordContext) -> dict[str, Any]:
+        """The Messages request body of one stage: the interactive call sends it, and a
+        Message Batch carries it unchanged as a request's `params`."""
+        spec = _STAGES[stage]
         return {
             "model": self.model,
             "max_tokens": self._settings.anthropic_max_tokens,
@@ -225,7 +244,7 @@ class AnthropicProvider:
             "messages": [{"role": "user", "content": render_user(self._prompts, stage, ctx)}],
         }
 
-    def _usage(self, message: Any) -> Usage:
+    def _usage(self, message: Any, *, batch: bool = False) -> Usage:
         u = message.usage
         counts = {
             "input_tokens": u.input_tokens or 0,
@@ -233,7 +252,7 @@ class AnthropicProvider:
             "cache_write_tokens": u.cache_creation_input_tokens or 0,
             "cache_read_tokens": u.cache_read_input_tokens or 0,
         }
-        return Usage(**counts, cost_usd=cost_usd(self.model, **counts))
+        return Usage(**counts, cost_usd=cost_usd(self.model, **counts, batch=batch))
 
 
 def _parse(spec: _Stage, message: Any, call: StageCall[Any]) -> BaseModel:

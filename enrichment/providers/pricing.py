@@ -2,7 +2,8 @@
 
 Prices are Anthropic's published list prices (anthropic.com/pricing) at the time of writing;
 update this table, and nothing else, when they change. Cache writes are 5-minute ephemeral
-writes (1.25x the input price), cache reads are 0.1x the input price.
+writes (1.25x the input price), cache reads are 0.1x the input price. A Message Batches
+request costs half of all of it (BATCH_FACTOR).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 
 CACHE_WRITE_FACTOR = 1.25
 CACHE_READ_FACTOR = 0.1
+BATCH_FACTOR = 0.5
 _PER_TOKEN = 1 / 1_000_000
 
 
@@ -56,8 +58,10 @@ def cost_usd(
     output_tokens: int,
     cache_write_tokens: int = 0,
     cache_read_tokens: int = 0,
+    batch: bool = False,
 ) -> float:
-    """Cost of one call in USD. `input_tokens` excludes cached tokens, as the API reports it."""
+    """Cost of one call in USD (a batch request: at the batch price). `input_tokens` excludes
+    cached tokens, as the API reports it."""
     price = price_for(model)
     input_equivalent = (
         input_tokens
@@ -65,4 +69,4 @@ def cost_usd(
         + cache_read_tokens * CACHE_READ_FACTOR
     )
     total = input_equivalent * price.input_usd_per_mtok + output_tokens * price.output_usd_per_mtok
-    return round(total * _PER_TOKEN, 8)
+    return round(total * _PER_TOKEN * (BATCH_FACTOR if batch else 1.0), 8)
