@@ -20,6 +20,11 @@ def schedule(settings: Settings) -> dict:
             "schedule": monitor_s,
             "options": {"expires": monitor_s},
         },
+        "batches": {
+            "task": "enrichment.batches",
+            "schedule": settings.batches.interval_s,
+            "options": {"expires": settings.batches.interval_s},
+        },
         # The backstop: events whose push was lost, or whose retry came due.
         "deliver": {
             "task": "enrichment.deliver",

@@ -2,9 +2,10 @@
 
 Layers, bottom to top (README "Where things are"):
     core  <  providers, ingestion, monitoring, delivery, reviews
-          <  workers  <  api  <  tooling  <  cli
+          <  batches  <  workers  <  api  <  tooling  <  cli
 A module may import its own layer's package and anything below it. The five middle packages
-are siblings: none imports another. Nothing under `enrichment/` imports Celery; `workers/`
+are siblings: none imports another. `batches` (Message Batches) drives the provider against
+the database, so it sits above them. Nothing under `enrichment/` imports Celery; `workers/`
 holds the Celery app. Every import counts, including the ones inside functions.
 """
 
@@ -23,6 +24,7 @@ LAYER_OF_PREFIX = {
     "enrichment.monitoring": "monitoring",
     "enrichment.delivery": "delivery",
     "enrichment.reviews": "reviews",
+    "enrichment.batches": "batches",
     "workers": "workers",
     "beat_schedule": "workers",
     "enrichment.api": "api",
@@ -36,10 +38,11 @@ RANKS = {
     "monitoring": 1,
     "delivery": 1,
     "reviews": 1,
-    "workers": 2,
-    "api": 3,
-    "tooling": 4,
-    "cli": 5,
+    "batches": 2,
+    "workers": 3,
+    "api": 4,
+    "tooling": 5,
+    "cli": 6,
 }
 CELERY = ("celery", "kombu")
 

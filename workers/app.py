@@ -63,7 +63,7 @@ def make_app(settings: Settings) -> Celery:
         # structlog writes to stderr itself; keep Celery from re-wrapping it.
         worker_redirect_stdouts=False,
         worker_hijack_root_logger=False,
-        # The monitor and delivery get their own queue: behind a deep backlog of stage
+        # The monitor, delivery and batches get their own queue: behind a deep backlog of stage
         # messages they would otherwise expire before a worker reached them (and decisions
         # would wait for the backlog to reach their receivers). Workers consume both in turn.
         # The sweep stays behind the backlog on purpose: while the queue is deep it does not
@@ -72,7 +72,10 @@ def make_app(settings: Settings) -> Celery:
             Queue("celery", routing_key="celery"),
             Queue("control", routing_key="control"),
         ),
-        task_routes={t: {"queue": "control"} for t in ("enrichment.monitor", "enrichment.deliver")},
+        task_routes={
+            t: {"queue": "control"}
+            for t in ("enrichment.monitor", "enrichment.deliver", "enrichment.batches")
+        },
         task_serializer="json",
         accept_content=["json"],
         timezone="UTC",

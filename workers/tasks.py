@@ -8,11 +8,14 @@ from __future__ import annotations
 import structlog
 from celery import Task, chain, signals
 
+from enrichment.batches import apply as batch_apply
+from enrichment.batches import submit as batch_submit
 from enrichment.core import db, pipeline, selection, tenants
 from enrichment.core.settings import get_settings
 from enrichment.delivery import deliver
 from enrichment.monitoring import monitor, notify
 from enrichment.providers import Provider, make_provider
+from enrichment.providers.anthropic import AnthropicProvider
 from workers import broker_watch
 from workers.app import app
 
@@ -131,6 +134,22 @@ def sweep(self, tenant: str | None = None) -> int:
         enqueue_chain(claim.record_id, claim.lease_token, claim.countdown_s)
     log.info("sweep.claimed", tenant=tenant, claimed=len(report.claims), batch=report.batch)
     return len(report.claims)
+
+
+@app.task(base=EnrichmentTask, bind=True, name="enrichment.batches")
+def batches_task(self) -> int:
+    """Message Batches: apply ended batches, poll the ones in flight, submit the backlogs
+    that go by batch (enrichment/batches). Only the anthropic provider has batches."""
+    provider = self.provider
+    if not isinstance(provider, AnthropicProvider):
+        return 0
+    applied = batch_apply.poll_and_apply(self.sessions, provider, self.settings)
+    made = batch_submit.submit_due(self.sessions, provider, self.settings)
+    if applied or made:
+        log.info("batches.done", submitted=len(made), **applied)
+    if applied["done"] or applied["escalated"]:
+        deliver_task.apply_async(expires=self.settings.webhooks.interval_s)
+    return len(made)
 
 
 @app.task(base=EnrichmentTask, bind=True, name="enrichment.requeue")

@@ -235,6 +235,8 @@ class EnrichmentAttempt(Base):
     lease_token: Mapped[str | None] = mapped_column(String(36))
     # stage "reopen" rows (outcome "reopened") keep the result a re-enrichment replaced.
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    # The Message Batch (batches.id) that carried this call; NULL: the interactive path.
+    batch_id: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -366,6 +368,8 @@ class MetricSnapshot(Base):
     window_failed_attempts: Mapped[int] = mapped_column(Integer)
     window_chains: Mapped[int] = mapped_column(Integer)
     window_ai_cost_usd: Mapped[float] = mapped_column(Float)
+    window_batch_ai_cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
+    cache_hit_pct: Mapped[float | None] = mapped_column(Float)
     attempts_total: Mapped[int] = mapped_column(Integer)
     failed_attempts_total: Mapped[int] = mapped_column(Integer)
     ai_cost_usd_total: Mapped[float] = mapped_column(Float)

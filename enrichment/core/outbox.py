@@ -1,7 +1,7 @@
 """Decisions as events: their types, their data, and the body a receiver gets.
 
 An event row is written by the same statement (PostgreSQL) or transaction (SQLite) as the
-decision it describes (`pipeline._write`), so neither exists without the other. Delivery
+decision it describes (`pipeline.write`), so neither exists without the other. Delivery
 (`enrichment.delivery`) and the pull route read these rows; nothing else writes them.
 """
 

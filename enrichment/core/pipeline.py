@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -52,14 +52,15 @@ from enrichment.core.states import (
     StageStatus,
     is_confident,
     needs_run,
+    next_stage,
     with_stage,
 )
 from enrichment.core.taxonomy import Label
 
 log = structlog.get_logger(__name__)
 
-# Celery task name suffix -> stage name in enrichment_state (the seed's names).
-_CALL = {"order_analysis": "analyze", "classification": "classify", "automation": "resolve"}
+# Stage name in enrichment_state (the seed's names) -> the provider's call for it.
+PROVIDER_CALL = {"order_analysis": "analyze", "classification": "classify", "automation": "resolve"}
 
 
 def run_stage(
@@ -71,14 +72,14 @@ def run_stage(
     record_id: int,
     lease_token: str,
 ) -> Outcome:
-    with _autocommit(factory) as conn:
+    with autocommit(factory) as conn:
         begun = begin_stage(conn, settings, stage, record_id, lease_token)
     if isinstance(begun, Outcome):
         return begun
     run, ctx = begun
     started = time.perf_counter()
     try:
-        call: StageCall[Any] | EnrichmentError = getattr(provider, _CALL[stage])(ctx)
+        call: StageCall[Any] | EnrichmentError = getattr(provider, PROVIDER_CALL[stage])(ctx)
     except EnrichmentError as exc:
         call = exc
     except Exception as exc:  # a provider bug must still be recorded, never lose the record
@@ -86,8 +87,8 @@ def run_stage(
         call = EnrichmentError(f"{type(exc).__name__}: {exc}")
     latency_s = time.perf_counter() - started
     outcome, attempt = finish_stage(run, settings, call, latency_s, provider.name)
-    with _autocommit(factory) as conn:
-        if not _write(conn, run, attempt):
+    with autocommit(factory) as conn:
+        if not write(conn, run, attempt):
             log.info("stage.stale_result_dropped", stage=stage, record_id=record_id)
             return Outcome("stale", record_id)
     for level, event, fields in run.logs:
@@ -96,7 +97,7 @@ def run_stage(
 
 
 @contextmanager
-def _autocommit(factory: sessionmaker[Session]) -> Iterator[Connection]:
+def autocommit(factory: sessionmaker[Session]) -> Iterator[Connection]:
     """A pooled connection without BEGIN/COMMIT round trips: each statement stands alone."""
     with factory.kw["bind"].connect() as conn:
         yield conn.execution_options(isolation_level="AUTOCOMMIT")
@@ -116,31 +117,21 @@ def _guard(record_id: int, tenant_id: int, lease_token: str, stamp: datetime | N
 
 
 def begin_stage(
-    conn: Connection, settings: Settings, stage: str, record_id: int, lease_token: str
+    conn: Connection, settings: Settings, stage: str | None, record_id: int, lease_token: str
 ) -> tuple[StageRun, RecordContext] | Outcome:
     """Mark the stage IN_PROGRESS and build its input, or say why there is nothing to do.
+    `stage` None: the first stage the record still needs (a Message Batch's choice).
 
     Two statements: the record with its tenant and order, then the guarded stamp. A running
     chain renews its lease for `lease_ttl_s`, so a long wait in the queue before this stage
     does not let the sweep claim the record again under the chain's feet."""
-    row = conn.execute(
-        select(
-            _R,
-            Tenant.name,
-            Tenant.confidence_threshold,
-            Tenant.settings,
-            Order.payload,
-            Order.events,
-        )
-        .join(Tenant, Tenant.id == _R.tenant_id)
-        .join(Order, Order.id == _R.order_id)
-        .where(_R.id == record_id)
-    ).first()
+    row = _read(conn, record_id)
     if row is None or row.lease_token != lease_token or row.escalated_at is not None:
         log.info("stage.stale", stage=stage, record_id=record_id)
         return Outcome("stale", record_id)
     confident = is_confident(row.ai_confidence, row.confidence_threshold)
-    if not needs_run(row.enrichment_state, stage, confident=confident):
+    stage = stage or next_stage(row.enrichment_state, confident=confident)
+    if stage is None or not needs_run(row.enrichment_state, stage, confident=confident):
         return Outcome("continue", record_id, lease_token)
     if stage == "automation" and not confident:
         # Resolve runs only on a confident classification, whatever message arrives.
@@ -161,14 +152,63 @@ def begin_stage(
     if stamped.rowcount != 1:  # another delivery of this message started it first
         log.info("stage.stale", stage=stage, record_id=record_id)
         return Outcome("stale", record_id)
+    return _run_of(row, settings, stage, lease_token, now, state)
+
+
+def resume_stage(
+    conn: Connection,
+    settings: Settings,
+    stage: str,
+    record_id: int,
+    lease_token: str,
+    started_at: datetime,
+) -> tuple[StageRun, RecordContext] | None:
+    """The run `begin_stage` began for a Message Batch request, rebuilt when its result
+    arrives; None when the record has moved on (another lease, stamp or an escalation)."""
+    row = _read(conn, record_id)
+    if (
+        row is None
+        or row.lease_token != lease_token
+        or row.escalated_at is not None
+        or row.last_enrichment_attempt != started_at
+    ):
+        return None
+    return _run_of(row, settings, stage, lease_token, started_at, row.enrichment_state)
+
+
+def _read(conn: Connection, record_id: int) -> Row | None:
+    """The record with its tenant and order: everything a stage reads."""
+    return conn.execute(
+        select(
+            _R,
+            Tenant.name,
+            Tenant.confidence_threshold,
+            Tenant.settings,
+            Order.payload,
+            Order.events,
+        )
+        .join(Tenant, Tenant.id == _R.tenant_id)
+        .join(Order, Order.id == _R.order_id)
+        .where(_R.id == record_id)
+    ).first()
+
+
+def _run_of(
+    row: Row,
+    settings: Settings,
+    stage: str,
+    lease_token: str,
+    started_at: datetime,
+    state: dict[str, Any],
+) -> tuple[StageRun, RecordContext]:
     run = StageRun(
         stage=stage,
-        record_id=record_id,
+        record_id=row.id,
         tenant_id=row.tenant_id,
         tenant=row.name,
         external_id=row.external_id,
         lease_token=lease_token,
-        started_at=now,
+        started_at=started_at,
         threshold=row.confidence_threshold,
         retry_count=row.enrichment_retry_count,
         state=state,
@@ -180,7 +220,7 @@ def begin_stage(
     )
     ctx = RecordContext(
         tenant=row.name,
-        record_id=record_id,
+        record_id=row.id,
         attempt=row.enrichment_retry_count,
         reason_code=row.reason_code,
         severity=row.severity,
@@ -220,7 +260,7 @@ def _classification(row: Row) -> Classification | None:
     )
 
 
-def _write(conn: Connection, run: StageRun, attempt: dict[str, Any]) -> bool:
+def write(conn: Connection, run: StageRun, attempt: dict[str, Any]) -> bool:
     """The record's new columns, its actions, its events and the attempt row; False when the
     guard failed (the attempt is then recorded as stale and nothing else changes).
 
@@ -234,7 +274,7 @@ def _write(conn: Connection, run: StageRun, attempt: dict[str, Any]) -> bool:
     )
     if conn.dialect.name == "postgresql":
         return _write_postgres(conn, run, attempt, guarded)
-    with conn.begin():
+    with nullcontext() if conn.in_transaction() else conn.begin():  # the caller's, or one
         landed = conn.execute(guarded).rowcount == 1
         if landed:
             events = [_event_row(run, t, d) for t, d in run.events]

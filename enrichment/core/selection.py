@@ -146,7 +146,7 @@ def sweep_for_fleet(
     (scheduling.sweep_size, from `fleet_load`), never more than `sweep_batch_size`."""
     now = now or utcnow()
     window_s = throughput_window_s(settings.sweep_interval_s)
-    completed, in_flight = fleet_load(session, now, window_s)
+    completed, in_flight = fleet_load(session, settings, now, window_s)
     batch = scheduling.sweep_size(
         completed,
         in_flight,
@@ -159,10 +159,24 @@ def sweep_for_fleet(
     return claim_batch(session, settings, batch, tenant_id=tenant_id, now=now)
 
 
-def fleet_load(session: Session, now: datetime, window_s: float = 60.0) -> tuple[int, int]:
-    """(completed attempts in the last `window_s`, records leased now), fleet-wide by design:
-    the broker queue they size is shared. Reads ix_enrichment_attempts_created and
-    ix_exception_records_leased, both small ranges."""
+def chain_lease_s(settings: Settings) -> float:
+    """The longest lease a chain holds: a claim's countdown horizon plus the lease TTL. A
+    record in a Message Batch holds a far longer one (enrichment.batches)."""
+    return settings.sweep_horizon_s + settings.lease_ttl_s
+
+
+def in_chain(now: datetime, settings: Settings) -> ColumnElement[bool]:
+    """Leased to a chain now (a worker's, not a Message Batch's)."""
+    until = now + timedelta(seconds=chain_lease_s(settings))
+    return and_(R.lease_token.is_not(None), R.lease_expires_at > now, R.lease_expires_at <= until)
+
+
+def fleet_load(
+    session: Session, settings: Settings, now: datetime, window_s: float = 60.0
+) -> tuple[int, int]:
+    """(completed attempts in the last `window_s`, records leased to chains now), fleet-wide
+    by design: the broker queue they size is shared. Reads ix_enrichment_attempts_created
+    and ix_exception_records_leased, both small ranges."""
     since = now - timedelta(seconds=window_s)
     completed = (
         select(func.count())
@@ -170,12 +184,7 @@ def fleet_load(session: Session, now: datetime, window_s: float = 60.0) -> tuple
         .where(A.created_at > since, A.created_at <= now, A.outcome == "completed")
         .scalar_subquery()
     )
-    leased = (
-        select(func.count())
-        .select_from(R)
-        .where(R.lease_token.is_not(None), R.lease_expires_at > now)
-        .scalar_subquery()
-    )
+    leased = select(func.count()).select_from(R).where(in_chain(now, settings)).scalar_subquery()
     row = session.execute(select(completed, leased)).one()
     return int(row[0]), int(row[1])
 
@@ -187,9 +196,11 @@ def claim_batch(
     *,
     tenant_id: int | None = None,
     now: datetime | None = None,
+    lease_s: float | None = None,
 ) -> ClaimReport:
     """Claim up to `batch` due records in one statement, divided among the tenants with due
-    work by weight, within their in-flight caps and daily budgets; record the division."""
+    work by weight, within their in-flight caps and daily budgets; record the division.
+    The lease lasts `lease_s` (a Message Batch's day), else the horizon plus the lease TTL."""
     now = now or utcnow()
     if settings.claim_order == "fifo":
         tenants = _demand(session, settings, now, batch, tenant_id)
@@ -198,7 +209,8 @@ def claim_batch(
         tenants, shares = _fair_shares(session, settings, batch, now, tenant_id)
         pick = _pick(session, settings, shares, now) if any(shares.values()) else None
     token = str(uuid.uuid4())
-    rows = _claim(session, settings, pick, token, now) if pick is not None else []
+    lease_until = now + timedelta(seconds=lease_s or chain_lease_s(settings))
+    rows = _claim(session, pick, token, lease_until, now) if pick is not None else []
     got = Counter(tenant for _, tenant, _ in rows)
     due = {t.tenant_id: t.due for t in tenants}
     claimed = {t: got.get(t, 0) for t in due}
@@ -218,10 +230,10 @@ def _fair_shares(
     tenant had more than the walk saw is it walked further."""
     walk = max(1, math.ceil(batch / FIRST_WALK_DIVISOR))
     tenants = _demand(session, settings, now, walk, tenant_id)
-    shares = _shares(session, tenants, batch, now)
+    shares = _shares(session, settings, tenants, batch, now)
     if walk < batch and sum(shares.values()) < batch and any(t.due >= walk for t in tenants):
         tenants = _demand(session, settings, now, batch, tenant_id)
-        shares = _shares(session, tenants, batch, now)
+        shares = _shares(session, settings, tenants, batch, now)
     return tenants, shares
 
 
@@ -268,7 +280,7 @@ def _demand_sqlite(settings: Settings, now: datetime) -> Select:
 
 
 def _shares(
-    session: Session, tenants: list[TenantDue], batch: int, now: datetime
+    session: Session, settings: Settings, tenants: list[TenantDue], batch: int, now: datetime
 ) -> dict[int, int]:
     """Each tenant's part of `batch`: its due records within its cap and budget, weighted."""
     wanting = [t for t in tenants if t.due > 0]
@@ -276,7 +288,7 @@ def _shares(
     budget = {t.tenant_id: scheduling.tenant_daily_budget(t.config) for t in wanting}
     capped = [t for t, n in cap.items() if n is not None]
     budgeted = [t for t, usd in budget.items() if usd is not None]
-    leased = _leased(session, capped, now) if capped else {}
+    leased = _leased(session, settings, capped, now) if capped else {}
     spent = _spent_today(session, budgeted, now) if budgeted else {}
     demand = {
         t.tenant_id: scheduling.claimable_demand(
@@ -294,11 +306,14 @@ def _shares(
     return scheduling.fair_shares(batch, demand, weights, precedence=first)
 
 
-def _leased(session: Session, tenant_ids: list[int], now: datetime) -> dict[int, int]:
-    """Records in flight (leased, not expired) per tenant: ix_exception_records_leased."""
+def _leased(
+    session: Session, settings: Settings, tenant_ids: list[int], now: datetime
+) -> dict[int, int]:
+    """Records in flight in chains per tenant (a batch holds no worker):
+    ix_exception_records_leased."""
     query = (
         select(R.tenant_id, func.count())
-        .where(R.tenant_id.in_(tenant_ids), R.lease_token.is_not(None), R.lease_expires_at > now)
+        .where(R.tenant_id.in_(tenant_ids), in_chain(now, settings))
         .group_by(R.tenant_id)
     )
     return {tid: int(n) for tid, n in session.execute(query)}
@@ -316,11 +331,10 @@ def _spent_today(session: Session, tenant_ids: list[int], now: datetime) -> dict
 
 
 def _claim(
-    session: Session, settings: Settings, pick: Select, token: str, now: datetime
+    session: Session, pick: Select, token: str, lease_until: datetime, now: datetime
 ) -> list[tuple[int, int, datetime]]:
     """Lease the picked records in one UPDATE; returns (record id, tenant id,
     next_attempt_at) of the records it leased."""
-    lease_until = now + timedelta(seconds=settings.sweep_horizon_s + settings.lease_ttl_s)
     stmt = (
         update(R)
         .where(_id_in(session, pick))

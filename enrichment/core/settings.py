@@ -205,6 +205,36 @@ class ReviewConfig:
         )
 
 
+@dataclass(frozen=True)
+class BatchConfig:
+    """Message Batches knobs (ENRICHMENT_BATCH_*); per tenant, tenants.settings["batch_mode"]
+    ("auto", "never", "always") and ["batch_min_records"] choose when a backlog goes by batch.
+
+    min_records: with "auto", a tenant's due backlog above this goes by batch (500).
+    interval_s: beat's batch run: submit, poll, apply (60). max_requests / max_bytes: one
+    batch's limits (the API's 100,000 requests and 256 MB). stale_submit_s: a batch row
+    whose create call never came back is given up after this long and its records released
+    (600).
+    """
+
+    min_records: int = 500
+    interval_s: float = 60.0
+    max_requests: int = 100_000
+    max_bytes: int = 256_000_000
+    stale_submit_s: float = 600.0
+
+    @classmethod
+    def from_env(cls) -> BatchConfig:
+        d = cls()
+        return cls(
+            min_records=env_int("ENRICHMENT_BATCH_MIN_RECORDS", d.min_records, low=1),
+            interval_s=env_float("ENRICHMENT_BATCH_INTERVAL_S", d.interval_s, low=0.1),
+            max_requests=env_int("ENRICHMENT_BATCH_MAX_REQUESTS", d.max_requests, low=1),
+            max_bytes=env_int("ENRICHMENT_BATCH_MAX_BYTES", d.max_bytes, low=1_000),
+            stale_submit_s=env_float("ENRICHMENT_BATCH_STALE_SUBMIT_S", d.stale_submit_s),
+        )
+
+
 def default_database_url() -> str:
     return f"sqlite:///{VAR_DIR / 'enrichment.db'}"
 
@@ -246,13 +276,13 @@ class Settings:
     db_pool_size: int = 5
     db_max_overflow: int = 5
     ai_timeout_s: float = 30.0
-    anthropic_model: str = "claude-haiku-4-5"
+    anthropic_model: str = "claude-haiku-5-5"
     anthropic_base_url: str | None = None
     anthropic_max_tokens: int = 1024
     # The SDK's own retries per call, and the cap on one of its retry sleeps.
     anthropic_max_retries: int = 2
     anthropic_max_retry_wait_s: float = 10.0
-    prompt_version: str = "v1"
+    prompt_version: str = "v2"
     # Fleet-wide requests per minute to the AI (0 = unlimited); burst = bucket size.
     ai_rpm: int = 50
     ai_burst: int = 5
@@ -266,6 +296,7 @@ class Settings:
     alerts: AlertPolicy = field(default_factory=AlertPolicy)
     slack: SlackConfig = field(default_factory=SlackConfig)
     webhooks: WebhookConfig = field(default_factory=WebhookConfig)
+    batches: BatchConfig = field(default_factory=BatchConfig)
     reviews: ReviewConfig = field(default_factory=ReviewConfig)
     # Bearer token for /metrics (open when unset); base URL for report links in alerts.
     metrics_token: str | None = None
@@ -302,12 +333,12 @@ class Settings:
             db_pool_size=env_int("ENRICHMENT_DB_POOL_SIZE", 5, low=1),
             db_max_overflow=env_int("ENRICHMENT_DB_MAX_OVERFLOW", 5),
             ai_timeout_s=env_float("ENRICHMENT_AI_TIMEOUT_S", 30.0, low=0.1),
-            anthropic_model=_env("ENRICHMENT_ANTHROPIC_MODEL", "claude-haiku-4-5"),
+            anthropic_model=_env("ENRICHMENT_ANTHROPIC_MODEL", "claude-haiku-5-5"),
             anthropic_base_url=os.environ.get("ANTHROPIC_BASE_URL") or None,
             anthropic_max_tokens=env_int("ENRICHMENT_ANTHROPIC_MAX_TOKENS", 1024, low=1),
             anthropic_max_retries=env_int("ENRICHMENT_ANTHROPIC_MAX_RETRIES", 2),
             anthropic_max_retry_wait_s=env_float("ENRICHMENT_ANTHROPIC_MAX_RETRY_WAIT_S", 10.0),
-            prompt_version=_env("ENRICHMENT_PROMPT_VERSION", "v1"),
+            prompt_version=_env("ENRICHMENT_PROMPT_VERSION", "v2"),
             ai_rpm=rpm,
             ai_burst=_burst(rpm),
             ai_rate_wait_max_s=env_float("ENRICHMENT_AI_RATE_WAIT_MAX_S", 2.0),
@@ -318,6 +349,7 @@ class Settings:
             alerts=AlertPolicy.from_env(),
             slack=SlackConfig.from_env(),
             webhooks=WebhookConfig.from_env(),
+            batches=BatchConfig.from_env(),
             reviews=ReviewConfig.from_env(),
             metrics_token=os.environ.get("ENRICHMENT_METRICS_TOKEN") or None,
             public_base_url=(os.environ.get("ENRICHMENT_PUBLIC_BASE_URL") or "").rstrip("/")

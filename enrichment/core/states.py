@@ -48,6 +48,14 @@ def needs_run(state: dict[str, Any], stage: str, *, confident: bool) -> bool:
     return stage == "classification" and not confident
 
 
+STAGES = ("order_analysis", "classification", "automation")
+
+
+def next_stage(state: dict[str, Any], *, confident: bool) -> str | None:
+    """The first stage the record still needs, in chain order; None when none does."""
+    return next((s for s in STAGES if needs_run(state, s, confident=confident)), None)
+
+
 def is_confident(confidence: float | None, threshold: float) -> bool:
     return confidence is not None and confidence >= threshold
 

@@ -91,6 +91,10 @@ class Snapshot:
     window_failed_attempts: int
     window_chains: int
     window_ai_cost_usd: float
+    # Of it, through Message Batches (the rest: interactive calls).
+    window_batch_ai_cost_usd: float
+    # Cached input tokens over all input tokens, in the window (None: no tokens).
+    cache_hit_pct: float | None
     attempts_total: int
     failed_attempts_total: int
     ai_cost_usd_total: float
@@ -235,6 +239,8 @@ def _assemble(
         window_failed_attempts=ac["failed"],
         window_chains=ac["chains"],
         window_ai_cost_usd=float(ac["cost_usd"]),
+        window_batch_ai_cost_usd=float(ac["batch_cost_usd"]),
+        cache_hit_pct=pct(ac["cached"], ac["input_all"]),
         **_totals(prev, ac),
         confidence_buckets={bucket_label(i): rc[f"b{i}"] for i in range(len(BUCKET_EDGES) - 1)},
         integrity=integrity_checks(rc, high_conf, config),

@@ -104,6 +104,14 @@ def attempt_counts(
         _count(and_(in_window, failed)).label("failed"),
         func.coalesce(func.sum(A.latency_s).filter(in_window), 0.0).label("latency_s"),
         func.coalesce(func.sum(A.cost_usd).filter(in_window), 0.0).label("cost_usd"),
+        func.coalesce(func.sum(A.cost_usd).filter(in_window, A.batch_id.is_not(None)), 0.0).label(
+            "batch_cost_usd"
+        ),
+        func.coalesce(func.sum(A.cache_read_tokens).filter(in_window), 0).label("cached"),
+        func.coalesce(
+            func.sum(A.input_tokens + A.cache_write_tokens + A.cache_read_tokens).filter(in_window),
+            0,
+        ).label("input_all"),
         func.count(A.record_id.distinct()).filter(in_window).label("records"),
         func.count(A.lease_token.distinct()).filter(in_window).label("chains"),
         func.count(A.lease_token.distinct()).filter(and_(in_window, failed)).label("bad_chains"),

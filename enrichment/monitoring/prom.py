@@ -73,6 +73,18 @@ GAUGES: tuple[tuple[str, str, str, float], ...] = (
     ),
     ("enrichment_window_ai_cost_usd", "AI cost in the monitor window", "window_ai_cost_usd", 1.0),
     (
+        "enrichment_window_batch_ai_cost_usd",
+        "AI cost in the monitor window through Message Batches",
+        "window_batch_ai_cost_usd",
+        1.0,
+    ),
+    (
+        "enrichment_cache_hit_ratio",
+        "Cached input tokens over all input tokens in the monitor window",
+        "cache_hit_pct",
+        0.01,
+    ),
+    (
         "enrichment_oldest_due_age_seconds",
         "How long the oldest record due now has waited unclaimed",
         "oldest_due_age_s",

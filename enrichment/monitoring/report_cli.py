@@ -58,7 +58,10 @@ def _metric_pairs(m) -> list[tuple[str, str]]:
         ("creation to enriched", f"{duration(m.time_to_enrich_s)} (mean)"),
         ("pipeline success", number(m.pipeline_success_pct, " %")),
         ("high confidence", number(m.high_confidence_pct, " %")),
-        ("AI cost in window", f"{m.window_ai_cost_usd:.4f} USD"),
+        ("AI cost in window", f"{m.window_ai_cost_usd:.4f} USD (interactive"
+                              f" {m.window_ai_cost_usd - m.window_batch_ai_cost_usd:.4f},"
+                              f" batch {m.window_batch_ai_cost_usd:.4f})"),
+        ("prompt cache hits", f"{number(m.cache_hit_pct, ' %')} of input tokens"),
         ("events undelivered", f"{m.undelivered_events:,} (dead {m.dead_events:,})"),
     ]  # fmt: skip
 

@@ -98,6 +98,9 @@ def _flow_cards(m: Snapshot) -> list[tuple[str, str, str, str]]:
         ("Creation to enriched", duration(m.time_to_enrich_s), "mean, those records", ""),
         ("AI time per record", duration(m.avg_processing_time_s),
          f"mean of provider calls; cost {m.window_ai_cost_usd:,.4f} USD", ""),
+        ("AI cost by path", f"{m.window_ai_cost_usd - m.window_batch_ai_cost_usd:,.4f} USD",
+         f"interactive; batch {m.window_batch_ai_cost_usd:,.4f} USD;"
+         f" cache hits {number(m.cache_hit_pct, ' %')} of input tokens", ""),
     ]  # fmt: skip
 
 

@@ -1,0 +1,174 @@
+"""Polling batches and applying their results (the package docstring has the story)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime, timedelta
+from typing import Any
+
+import anthropic
+import structlog
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from enrichment.batches.handback import hand_back, hand_back_all, mark_applied
+from enrichment.core import pipeline
+from enrichment.core.batch_models import (
+    APPLIED,
+    ENDED,
+    GIVEN_UP,
+    IN_PROGRESS,
+    SUBMITTING,
+    Batch,
+    BatchRecord,
+)
+from enrichment.core.errors import EnrichmentError, PermanentError, TransientError
+from enrichment.core.models import utcnow
+from enrichment.core.outcomes import finish_stage
+from enrichment.core.settings import Settings
+from enrichment.providers.anthropic import AnthropicProvider, map_api_error
+
+log = structlog.get_logger(__name__)
+
+# Batch error types a retry cannot fix (the request itself is wrong, or not allowed).
+_PERMANENT_ERRORS = frozenset(
+    {"invalid_request_error", "authentication_error", "permission_error", "not_found_error",
+     "request_too_large", "billing_error"}
+)  # fmt: skip
+
+
+def poll_and_apply(
+    factory: sessionmaker[Session],
+    provider: AnthropicProvider,
+    settings: Settings,
+    *,
+    now: datetime | None = None,
+) -> Counter[str]:
+    """Give up batches whose create never returned, note the progress of those in flight,
+    and apply the results of those that ended. Returns the outcomes applied, by kind."""
+    now = now or utcnow()
+    done: Counter[str] = Counter()
+    stale = now - timedelta(seconds=settings.batches.stale_submit_s)
+    with factory() as s:
+        lost = s.scalars(
+            select(Batch.id).where(Batch.status == SUBMITTING, Batch.created_at < stale)
+        ).all()
+        live = s.scalars(
+            select(Batch).where(Batch.status.in_([IN_PROGRESS, ENDED])).order_by(Batch.id)
+        ).all()
+    for batch_id in lost:
+        handed = hand_back_all(factory, settings, batch_id, GIVEN_UP, error="create unconfirmed")
+        log.warning("batch.given_up", batch=batch_id, handed=handed)
+    for batch in live:
+        if batch.status == IN_PROGRESS and not _ended(factory, provider, settings, batch):
+            continue
+        done += apply_results(factory, provider, settings, batch)
+    return done
+
+
+def _ended(
+    factory: sessionmaker[Session], provider: AnthropicProvider, settings: Settings, batch: Batch
+) -> bool:
+    """Retrieve the batch, store its counts; True once it has ended."""
+    try:
+        remote = provider.client.messages.batches.retrieve(batch.provider_batch_id)
+    except anthropic.APIError as exc:
+        error = map_api_error(exc, settings.anthropic_api_key or "")
+        log.warning("batch.poll_failed", batch=batch.id, error=str(error))
+        return False
+    counts = remote.request_counts
+    ended = remote.processing_status == "ended"
+    with factory.begin() as s:
+        s.execute(
+            update(Batch)
+            .where(Batch.id == batch.id, Batch.tenant_id == batch.tenant_id)
+            .values(
+                succeeded=counts.succeeded,
+                errored=counts.errored,
+                expired=counts.expired,
+                canceled=counts.canceled,
+                **({"status": ENDED, "ended_at": remote.ended_at or utcnow()} if ended else {}),
+            )
+        )
+    return ended
+
+
+def apply_results(
+    factory: sessionmaker[Session], provider: AnthropicProvider, settings: Settings, batch: Batch
+) -> Counter[str]:
+    """Apply every result not applied yet; a record without a result line is handed back."""
+    with factory() as s:
+        waiting = {
+            r.custom_id: r
+            for r in s.scalars(
+                select(BatchRecord).where(
+                    BatchRecord.batch_id == batch.id,
+                    BatchRecord.tenant_id == batch.tenant_id,
+                    BatchRecord.applied_at.is_(None),
+                )
+            )
+        }
+    done: Counter[str] = Counter()
+    if waiting:
+        try:
+            for entry in provider.client.messages.batches.results(batch.provider_batch_id):
+                rec = waiting.pop(entry.custom_id, None)
+                if rec is not None:
+                    done[apply_one(factory, provider, settings, batch, rec, entry.result)] += 1
+        except anthropic.APIError as exc:  # the rest waits for the next run
+            error = map_api_error(exc, settings.anthropic_api_key or "")
+            log.warning("batch.results_failed", batch=batch.id, error=str(error))
+            return done
+    done["no_result"] += hand_back_all(factory, settings, batch.id, APPLIED)
+    log.info("batch.applied", batch=batch.id, stage=batch.stage, **done)
+    return done
+
+
+def apply_one(
+    factory: sessionmaker[Session],
+    provider: AnthropicProvider,
+    settings: Settings,
+    batch: Batch,
+    rec: BatchRecord,
+    result: Any,
+) -> str:
+    """One result, in one transaction with its `applied_at`: the chain's outcome code for
+    succeeded and errored; expired and canceled hand the record back. Returns the kind."""
+    with factory.kw["bind"].begin() as conn:
+        if not mark_applied(conn, rec):
+            return "already"
+        if result.type in ("expired", "canceled"):
+            return result.type if hand_back(conn, settings, batch.stage, rec) else "stale"
+        resumed = pipeline.resume_stage(
+            conn, settings, batch.stage, rec.record_id, rec.lease_token, rec.started_at
+        )
+        if resumed is None:
+            return "stale"
+        run, ctx = resumed
+        call: Any
+        if result.type == "succeeded":
+            stage = pipeline.PROVIDER_CALL[batch.stage]
+            try:
+                call = provider.answer(stage, ctx, result.message, batch=True)
+            except EnrichmentError as exc:
+                call = exc
+        else:
+            call = errored(result.error)
+        # No latency: no worker waited. The batch's turnaround is in `batches`.
+        outcome, attempt = finish_stage(run, settings, call, 0.0, provider.name)
+        if outcome.kind in ("continue", "retry"):
+            # No chain goes on from here: the next sweep or batch takes the record when due.
+            run.writes.update(lease_token=None, lease_expires_at=None)
+        if not pipeline.write(conn, run, {**attempt, "batch_id": batch.id}):
+            return "stale"
+    for level, event, fields in run.logs:
+        getattr(log, level)(event, stage=batch.stage, record_id=rec.record_id, **fields)
+    return outcome.kind
+
+
+def errored(error: Any) -> EnrichmentError:
+    """An `errored` result as the stage failure it is (its ErrorResponse body)."""
+    inner = getattr(error, "error", None)
+    kind = getattr(inner, "type", None) or "api_error"
+    message = f"batch request errored: {kind}: {getattr(inner, 'message', '')}"[:500]
+    return PermanentError(message) if kind in _PERMANENT_ERRORS else TransientError(message)

@@ -1,0 +1,205 @@
+"""Sending a tenant's due backlog as Message Batches (the package docstring has the story)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import anthropic
+import structlog
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from enrichment.batches import batch_min_records, batch_mode
+from enrichment.batches.handback import hand_back_all
+from enrichment.core import pipeline, selection
+from enrichment.core.batch_models import GIVEN_UP, IN_PROGRESS, SUBMITTING, Batch, BatchRecord
+from enrichment.core.models import ExceptionRecord as R
+from enrichment.core.models import Tenant, utcnow
+from enrichment.core.outcomes import Outcome
+from enrichment.core.settings import Settings
+from enrichment.providers.anthropic import AnthropicProvider, map_api_error
+
+log = structlog.get_logger(__name__)
+
+API_MAX_REQUESTS = 100_000
+# A batch request's lease: the batch's 24 h expiry, then time to notice and apply.
+BATCH_LEASE_S = 26 * 3600.0
+_STAGE_CODE = {"order_analysis": "a", "classification": "c", "automation": "r"}
+
+
+def custom_id(record_id: int, stage: str, lease_token: str) -> str:
+    """`r<record>-<a|c|r>-<10 hex of the lease token>`: within ^[a-zA-Z0-9_-]{1,64}$, and
+    unique per record, stage and claim."""
+    digest = hashlib.sha256(lease_token.encode()).hexdigest()[:10]
+    return f"r{record_id}-{_STAGE_CODE[stage]}-{digest}"
+
+
+@dataclass(frozen=True)
+class Request:
+    """One record's request in a batch, and what its result must match to be applied."""
+
+    record_id: int
+    stage: str
+    lease_token: str
+    started_at: datetime
+    body: dict[str, Any]  # {"custom_id", "params"}, as sent
+
+    @property
+    def custom_id(self) -> str:
+        return self.body["custom_id"]
+
+    @property
+    def size(self) -> int:
+        return len(json.dumps(self.body, separators=(",", ":"))) + 1
+
+
+def chunks(requests: list[Request], max_requests: int, max_bytes: int) -> list[list[Request]]:
+    """Split into batches of at most `max_requests` requests and `max_bytes` of JSON each
+    (less 1 KB for the envelope); a single request over the limit goes alone."""
+    out: list[list[Request]] = []
+    size = 0
+    for request in requests:
+        if not out or len(out[-1]) >= max_requests or size + request.size > max_bytes - 1024:
+            out.append([])
+            size = 0
+        out[-1].append(request)
+        size += request.size
+    return out
+
+
+def submit_due(
+    factory: sessionmaker[Session],
+    provider: AnthropicProvider,
+    settings: Settings,
+    *,
+    now: datetime | None = None,
+) -> list[int]:
+    """Every tenant whose backlog goes by batch: claim it, begin each record's next stage,
+    and send one batch per stage (split at the size limits). Returns the new batches' ids."""
+    config = settings.batches
+    with factory() as s:
+        tenants = s.execute(select(Tenant.id, Tenant.settings).order_by(Tenant.id)).all()
+    made: list[int] = []
+    for tenant_id, tenant_settings in tenants:
+        mode = batch_mode(tenant_settings)
+        if mode == "never":
+            continue
+        more_than = 0 if mode == "always" else batch_min_records(tenant_settings, config)
+        limit = min(config.max_requests, API_MAX_REQUESTS) * 3  # up to one batch per stage
+        with factory.begin() as s:
+            if _due(s, settings, tenant_id, more_than + 1, now or utcnow()) <= more_than:
+                continue
+            report = selection.claim_batch(
+                s, settings, limit, tenant_id=tenant_id, now=now, lease_s=BATCH_LEASE_S
+            )
+        made += submit_claims(factory, provider, settings, tenant_id, report.claims)
+    return made
+
+
+def _due(s: Session, settings: Settings, tenant_id: int, up_to: int, now: datetime) -> int:
+    """The tenant's claimable records, counted up to `up_to`."""
+    due = select(R.id).where(R.tenant_id == tenant_id, selection.claimable(now, settings))
+    return s.scalar(select(func.count()).select_from(due.limit(up_to).subquery())) or 0
+
+
+def submit_claims(
+    factory: sessionmaker[Session],
+    provider: AnthropicProvider,
+    settings: Settings,
+    tenant_id: int,
+    claims: list[selection.Claim],
+) -> list[int]:
+    """Begin the claimed records' next stages and send them, one batch per stage."""
+    by_stage: dict[str, list[Request]] = defaultdict(list)
+    idle: list[tuple[int, str]] = []
+    with pipeline.autocommit(factory) as conn:
+        for claim in claims:
+            begun = pipeline.begin_stage(conn, settings, None, claim.record_id, claim.lease_token)
+            if isinstance(begun, Outcome):
+                if begun.kind == "continue":  # nothing left to run: free it for the chain
+                    idle.append((claim.record_id, claim.lease_token))
+                continue
+            run, ctx = begun
+            params = provider.request(pipeline.PROVIDER_CALL[run.stage], ctx)
+            body = {"custom_id": custom_id(run.record_id, run.stage, run.lease_token)}
+            body["params"] = params
+            by_stage[run.stage].append(
+                Request(run.record_id, run.stage, run.lease_token, run.started_at, body)
+            )
+        for record_id, token in idle:
+            conn.execute(
+                update(R)
+                .where(R.id == record_id, R.tenant_id == tenant_id, R.lease_token == token)
+                .values(lease_token=None, lease_expires_at=None, updated_at=R.updated_at)
+            )
+    config = settings.batches
+    made = []
+    for stage, requests in by_stage.items():
+        for chunk in chunks(requests, min(config.max_requests, API_MAX_REQUESTS), config.max_bytes):
+            batch_id = _send(factory, provider, settings, tenant_id, stage, chunk)
+            if batch_id is not None:
+                made.append(batch_id)
+    return made
+
+
+def _send(
+    factory: sessionmaker[Session],
+    provider: AnthropicProvider,
+    settings: Settings,
+    tenant_id: int,
+    stage: str,
+    chunk: list[Request],
+) -> int | None:
+    """Store the batch ("submitting"), create it, then store the provider's id. A failed
+    create gives the batch up and hands its records back (no retry burnt)."""
+    with factory.begin() as s:
+        batch = Batch(
+            tenant_id=tenant_id,
+            stage=stage,
+            model=provider.model,
+            status=SUBMITTING,
+            requests=len(chunk),
+            succeeded=0,
+            errored=0,
+            expired=0,
+            canceled=0,
+        )
+        s.add(batch)
+        s.flush()
+        batch_id = batch.id
+        rows = [
+            {
+                "batch_id": batch_id,
+                "record_id": r.record_id,
+                "tenant_id": tenant_id,
+                "custom_id": r.custom_id,
+                "lease_token": r.lease_token,
+                "started_at": r.started_at,
+            }
+            for r in chunk
+        ]
+        s.execute(insert(BatchRecord), rows)
+    try:
+        created = provider.client.messages.batches.create(requests=[r.body for r in chunk])
+    except anthropic.APIError as exc:
+        error = str(map_api_error(exc, settings.anthropic_api_key or ""))
+        handed = hand_back_all(factory, settings, batch_id, GIVEN_UP, error=error)
+        log.warning("batch.submit_failed", batch=batch_id, stage=stage, error=error, handed=handed)
+        return None
+    with factory.begin() as s:
+        s.execute(
+            update(Batch)
+            .where(Batch.id == batch_id, Batch.tenant_id == tenant_id)
+            .values(
+                provider_batch_id=created.id,
+                status=IN_PROGRESS,
+                expires_at=created.expires_at or utcnow() + timedelta(hours=24),
+            )
+        )
+    log.info("batch.submitted", batch=batch_id, remote=created.id, stage=stage, n=len(chunk))
+    return batch_id

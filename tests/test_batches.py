@@ -1,0 +1,243 @@
+"""Message Batches end to end: submit, poll and apply through the real SDK against the fake's
+Batches API, on PostgreSQL; results that mix succeeded, errored, expired and canceled; an
+apply cut short; the custom_id rules and the size limits."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select, update
+
+from enrichment.batches import apply, batch_min_records, batch_mode, submit
+from enrichment.core.batch_models import APPLIED, GIVEN_UP, IN_PROGRESS, Batch, BatchRecord
+from enrichment.core.models import EnrichmentAttempt, ExceptionRecord, OutboxEvent, Tenant, utcnow
+from enrichment.core.selection import claim_due
+from enrichment.core.settings import BatchConfig
+from enrichment.core.states import stage_status
+from enrichment.providers.anthropic import AnthropicProvider
+from enrichment.providers.pricing import cost_usd
+from enrichment.tooling.fake_anthropic import FakeAnthropic
+from tests.conftest import with_settings
+from tests.factories import make_record, make_tenant
+
+KEY = "sk-ant-test-batches-SECRET"
+A = EnrichmentAttempt
+R = ExceptionRecord
+
+
+@pytest.fixture
+def fake():
+    with FakeAnthropic(api_key=KEY, batch_delay_s=0.0) as server:
+        yield server
+
+
+@pytest.fixture
+def batch_settings(settings, fake):
+    return with_settings(
+        settings,
+        ai_provider="anthropic",
+        anthropic_api_key=KEY,
+        anthropic_base_url=fake.base_url,
+        anthropic_max_retries=0,
+    )
+
+
+@pytest.fixture
+def provider(batch_settings):
+    p = AnthropicProvider(batch_settings)
+    yield p
+    p.close()
+
+
+def _tenant(factory, n: int, name="acme", **tenant_settings) -> tuple[int, list[int]]:
+    with factory.begin() as s:
+        tenant = make_tenant(s, name, settings=tenant_settings)
+        due = utcnow() - timedelta(minutes=1)
+        text = "Parcel arrived crushed and torn, contents damaged."
+        ids = [make_record(s, tenant, next_attempt_at=due, notes=text).id for _ in range(n)]
+        return tenant.id, ids
+
+
+def _cycle(factory, provider, settings) -> list[int]:
+    """One beat run of the batches task: apply what ended, then submit."""
+    apply.poll_and_apply(factory, provider, settings)
+    return submit.submit_due(factory, provider, settings)
+
+
+def _records(factory, ids):
+    with factory() as s:
+        return {r.id: r for r in s.scalars(select(R).where(R.id.in_(ids)))}
+
+
+# -- pure rules -------------------------------------------------------------------------
+
+
+def test_custom_ids_match_the_api_pattern_and_differ_by_stage_and_claim():
+    rule = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+    ids = {
+        submit.custom_id(rid, stage, token)
+        for rid in (1, 2**63 - 1)
+        for stage in ("order_analysis", "classification", "automation")
+        for token in ("11111111-2222-3333-4444-555555555555", "another-token")
+    }
+    assert len(ids) == 12 and all(rule.match(i) for i in ids)
+
+
+def _req(n: int, size: int) -> submit.Request:
+    body = {"custom_id": f"r{n}-a-0", "params": {"pad": "x" * size}}
+    return submit.Request(n, "order_analysis", "t", utcnow(), body)
+
+
+def test_chunks_split_at_the_request_count_and_at_the_byte_limit():
+    reqs = [_req(i, 100) for i in range(7)]
+    assert [len(c) for c in submit.chunks(reqs, 3, 10**9)] == [3, 3, 1]
+    per = reqs[0].size
+    by_bytes = submit.chunks(reqs, 100, 1024 + 2 * per)
+    assert [len(c) for c in by_bytes] == [2, 2, 2, 1]
+    assert all(sum(r.size for r in c) <= 2 * per for c in by_bytes)
+
+
+def test_batch_mode_and_minimum_come_from_tenant_settings():
+    config = BatchConfig(min_records=500)
+    assert [batch_mode(s) for s in ({}, {"batch_mode": "never"}, {"batch_mode": 7})] == [
+        "auto",
+        "never",
+        "auto",
+    ]
+    assert batch_min_records({"batch_min_records": 20}, config) == 20
+    assert batch_min_records({"batch_min_records": True}, config) == 500
+    assert batch_min_records(None, config) == 500
+
+
+# -- the lifecycle --------------------------------------------------------------------
+
+
+def test_a_backlog_goes_by_batch_stage_after_stage_at_the_batch_price(
+    factory, provider, batch_settings, fake
+):
+    _, ids = _tenant(factory, 6, batch_mode="always")
+
+    first = submit.submit_due(factory, provider, batch_settings)
+
+    assert len(first) == 1
+    with factory() as s:
+        batch = s.get(Batch, first[0])
+        assert (batch.status, batch.stage, batch.requests) == (IN_PROGRESS, "order_analysis", 6)
+        leases = s.scalars(select(R.lease_expires_at).where(R.id.in_(ids))).all()
+    assert all(lease > utcnow() + timedelta(hours=24) for lease in leases)
+    with factory.begin() as s:  # the chains' sweep leaves records in a batch alone
+        assert claim_due(s, batch_settings) == []
+
+    for _ in range(3):  # the fake ends a batch at once: each run applies one, sends the next
+        _cycle(factory, provider, batch_settings)
+
+    with factory() as s:
+        attempts = s.scalars(select(A).where(A.record_id.in_(ids))).all()
+        batches = s.scalars(select(Batch).order_by(Batch.id)).all()
+        events = s.scalar(select(func.count()).select_from(OutboxEvent).where(
+            OutboxEvent.type == "record.enriched"))  # fmt: skip
+    assert [b.stage for b in batches] == ["order_analysis", "classification", "automation"]
+    assert all(b.status == APPLIED and b.succeeded == 6 for b in batches)
+    assert len(attempts) == 18 and all(a.outcome == "completed" for a in attempts)
+    assert {a.batch_id for a in attempts} == {b.id for b in batches}
+    for a in attempts:
+        full = cost_usd(a.model, input_tokens=a.input_tokens, output_tokens=a.output_tokens,
+                        cache_write_tokens=a.cache_write_tokens,
+                        cache_read_tokens=a.cache_read_tokens)  # fmt: skip
+        assert a.cost_usd == pytest.approx(full / 2, abs=1e-8) and a.cost_usd > 0
+    assert events == 6
+    records = _records(factory, ids)
+    assert all(r.enriched_at and r.ai_label == "DAMAGED_PACKAGE" for r in records.values())
+    assert all(r.lease_token is None for r in records.values())
+
+
+def test_auto_mode_batches_only_a_backlog_above_the_minimum(factory, provider, batch_settings):
+    _tenant(factory, 4, name="small", batch_min_records=4)
+    big, _ = _tenant(factory, 5, name="big", batch_min_records=4)
+    _tenant(factory, 9, name="never", batch_mode="never")
+
+    made = submit.submit_due(factory, provider, batch_settings)
+
+    with factory() as s:
+        assert [s.get(Batch, b).tenant_id for b in made] == [big]
+
+
+def test_errored_fails_the_stage_and_expired_hands_back_without_a_retry(
+    factory, provider, batch_settings, fake
+):
+    _, ids = _tenant(factory, 4, batch_mode="always")
+    fake.script([{"status": 500, "type": "api_error", "message": "boom"}])  # the first request
+    submit.submit_due(factory, provider, batch_settings)
+    apply.poll_and_apply(factory, provider, batch_settings)
+    records = _records(factory, ids)
+    failed = [r for r in records.values() if r.enrichment_retry_count == 1]
+    assert len(failed) == 1 and failed[0].ai_analysis is None
+    assert stage_status(failed[0].enrichment_state, "order_analysis") == "FAILED"
+    assert sum(r.ai_analysis is not None for r in records.values()) == 3
+
+    with factory.begin() as s:  # the failed one is due again; the next batches expire whole
+        s.execute(update(R).where(R.id == failed[0].id).values(next_attempt_at=utcnow()))
+    fake.expire_next_batches(2)
+    made = submit.submit_due(factory, provider, batch_settings)
+    apply.poll_and_apply(factory, provider, batch_settings)
+
+    again = _records(factory, ids)
+    assert {r.id: r.enrichment_retry_count for r in again.values()} == {
+        r.id: r.enrichment_retry_count for r in records.values()
+    }  # no retry burnt
+    assert all(r.lease_token is None for r in again.values())
+    assert stage_status(again[failed[0].id].enrichment_state, "order_analysis") == "PENDING"
+    with factory() as s:
+        batches = [s.get(Batch, b) for b in made]
+        attempts = s.scalar(select(func.count()).select_from(A))
+    assert sorted(b.stage for b in batches) == ["classification", "order_analysis"]
+    assert sum(b.expired for b in batches) == 4 and attempts == 4  # expiry writes no attempt
+
+
+def test_an_apply_cut_short_applies_no_result_twice_and_loses_none(
+    factory, provider, batch_settings, monkeypatch
+):
+    _, ids = _tenant(factory, 5, batch_mode="always")
+    submit.submit_due(factory, provider, batch_settings)
+    real, seen = provider.answer, []
+
+    def dies_on_the_third(*args, **kwargs):
+        seen.append(1)
+        if len(seen) == 3:
+            raise SystemExit("worker killed")  # escapes every handler, as a kill would
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(provider, "answer", dies_on_the_third)
+    with pytest.raises(SystemExit):
+        apply.poll_and_apply(factory, provider, batch_settings)
+    with factory() as s:
+        assert s.scalar(select(func.count()).where(BatchRecord.applied_at.is_not(None))) == 2
+    monkeypatch.setattr(provider, "answer", real)
+    apply.poll_and_apply(factory, provider, batch_settings)
+
+    with factory() as s:
+        per_record = dict(s.execute(select(A.record_id, func.count()).group_by(A.record_id)).all())
+    assert per_record == {rid: 1 for rid in ids}
+    assert all(r.ai_analysis is not None for r in _records(factory, ids).values())
+
+
+def test_a_batch_the_api_refuses_is_given_up_and_its_records_handed_back(
+    factory, batch_settings, fake
+):
+    _, ids = _tenant(factory, 3, batch_mode="always")
+    wrong_key = AnthropicProvider(with_settings(batch_settings, anthropic_api_key="sk-wrong"))
+    try:
+        assert submit.submit_due(factory, wrong_key, batch_settings) == []
+    finally:
+        wrong_key.close()
+    with factory() as s:
+        batch = s.scalars(select(Batch)).one()
+        tenant = s.scalars(select(Tenant)).one()
+    assert batch.status == GIVEN_UP and "401" in batch.error and "sk-wrong" not in batch.error
+    records = _records(factory, ids)
+    assert all(r.lease_token is None and r.enrichment_retry_count == 0 for r in records.values())
+    assert all(stage_status(r.enrichment_state, "order_analysis") == "PENDING"
+               for r in records.values())  # fmt: skip
+    assert tenant.name == "acme"
