@@ -18,6 +18,7 @@ from enrichment.batches import batch_min_records, batch_mode
 from enrichment.batches.handback import hand_back_all
 from enrichment.core import pipeline, selection
 from enrichment.core.batch_models import GIVEN_UP, IN_PROGRESS, SUBMITTING, Batch, BatchRecord
+from enrichment.core.due import claimable
 from enrichment.core.models import ExceptionRecord as R
 from enrichment.core.models import Tenant, utcnow
 from enrichment.core.outcomes import Outcome
@@ -103,7 +104,7 @@ def submit_due(
 
 def _due(s: Session, settings: Settings, tenant_id: int, up_to: int, now: datetime) -> int:
     """The tenant's claimable records, counted up to `up_to`."""
-    due = select(R.id).where(R.tenant_id == tenant_id, selection.claimable(now, settings))
+    due = select(R.id).where(R.tenant_id == tenant_id, claimable(now, settings))
     return s.scalar(select(func.count()).select_from(due.limit(up_to).subquery())) or 0
 
 

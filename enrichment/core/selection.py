@@ -16,52 +16,32 @@ priority or a new budget cannot reach messages already queued, and a broker loss
 them all at once. So the queue stays shallow: a sweep claims only what the fleet starts in
 about one sweep interval (`sweep_for_fleet`: recent throughput x interval x headroom, less
 what is in flight; scheduling.sweep_size), and every claim decides afresh, in one
-statement, who goes next: each tenant's share of the batch by weight (scheduling.
-fair_shares), within its in-flight cap and its daily budget, and within a tenant the
-earliest `sched_at` (severity, priority, due time, with aging).
+statement, who goes next: each tenant's share of the batch by weight (demand.py and
+scheduling.fair_shares), within its in-flight cap and its daily budget, and within a
+tenant the earliest `sched_at` (severity, priority, due time, with aging).
+ENRICHMENT_CLAIM_ORDER=fifo keeps the old order instead: due time only, across tenants.
 
 Every claim upserts `sweep_stats` (due and claimed per tenant it considered), so a starved
-tenant shows on the monitor.
+tenant shows on the monitor. What "due" and "in flight" mean is in due.py.
 """
 
 from __future__ import annotations
 
-import math
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
-from sqlalchemy import (
-    Integer,
-    Select,
-    and_,
-    case,
-    column,
-    func,
-    literal,
-    or_,
-    select,
-    true,
-    update,
-)
-from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Select, case, func, or_, select, true, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
-from sqlalchemy.sql.selectable import TableValuedAlias
 
-from enrichment.core import scheduling
+from enrichment.core import demand, scheduling
+from enrichment.core.due import chain_lease_s, claimable, in_chain, unnest
 from enrichment.core.models import EnrichmentAttempt as A
 from enrichment.core.models import ExceptionRecord as R
-from enrichment.core.models import SweepStat, Tenant, in_backlog, utcnow
+from enrichment.core.models import utcnow
 from enrichment.core.settings import Settings
-
-# The first demand walk reads batch / this entries per tenant: enough for every tenant's
-# share when more than a few tenants have work (100 tenants, batch 500: 63 each, 5 needed).
-FIRST_WALK_DIVISOR = 8
 
 
 def throughput_window_s(interval_s: float) -> float:
@@ -78,17 +58,6 @@ class Claim:
 
 
 @dataclass(frozen=True)
-class TenantDue:
-    """One tenant as a claim sees it: its due records (counted up to the batch), the
-    `sched_at` of the first of them, and its `tenants.settings`."""
-
-    tenant_id: int
-    due: int
-    head: datetime | None
-    config: dict[str, Any]
-
-
-@dataclass(frozen=True)
 class ClaimReport:
     """A claim and how it was divided: the batch asked for, and per tenant considered what
     was due (up to the batch) and what it got."""
@@ -97,27 +66,6 @@ class ClaimReport:
     batch: int
     due: dict[int, int] = field(default_factory=dict)
     claimed: dict[int, int] = field(default_factory=dict)
-
-
-def claimable(now: datetime, settings: Settings) -> ColumnElement[bool]:
-    """Needs enrichment, has retries left, is due within the horizon and is not leased.
-
-    "Needs enrichment" is the seed's reprocessing query: no label or confidence yet, or a
-    confidence below the tenant's threshold (a recheck), plus a confident record whose resolve
-    has not finished (else a resolve failure would never be retried). Together that is every
-    record in the backlog. *When* is `next_attempt_at`'s business, as for every wait: after a
-    low-confidence answer the pipeline sets it to the seed's "not updated for 24 hours"
-    (ENRICHMENT_LOW_CONFIDENCE_RECHECK_S), and a requeue sets it to now."""
-    horizon = now + timedelta(seconds=settings.sweep_horizon_s)
-    return and_(
-        in_backlog(),
-        R.enrichment_retry_count <= settings.max_retries,
-        R.next_attempt_at <= horizon,
-        or_(R.lease_expires_at.is_(None), R.lease_expires_at < now),
-        # Implied by the line above (sched_at <= next_attempt_at), but it bounds the walk on
-        # ix_exception_records_sched: a tenant with nothing due reads no records in backoff.
-        R.sched_at <= horizon,
-    )
 
 
 def claim_due(
@@ -159,18 +107,6 @@ def sweep_for_fleet(
     return claim_batch(session, settings, batch, tenant_id=tenant_id, now=now)
 
 
-def chain_lease_s(settings: Settings) -> float:
-    """The longest lease a chain holds: a claim's countdown horizon plus the lease TTL. A
-    record in a Message Batch holds a far longer one (enrichment.batches)."""
-    return settings.sweep_horizon_s + settings.lease_ttl_s
-
-
-def in_chain(now: datetime, settings: Settings) -> ColumnElement[bool]:
-    """Leased to a chain now (a worker's, not a Message Batch's)."""
-    until = now + timedelta(seconds=chain_lease_s(settings))
-    return and_(R.lease_token.is_not(None), R.lease_expires_at > now, R.lease_expires_at <= until)
-
-
 def fleet_load(
     session: Session, settings: Settings, now: datetime, window_s: float = 60.0
 ) -> tuple[int, int]:
@@ -203,10 +139,10 @@ def claim_batch(
     The lease lasts `lease_s` (a Message Batch's day), else the horizon plus the lease TTL."""
     now = now or utcnow()
     if settings.claim_order == "fifo":
-        tenants = _demand(session, settings, now, batch, tenant_id)
+        tenants = demand.tenants_due(session, settings, now, batch, tenant_id)
         pick = _pick_fifo(settings, batch, now, tenant_id)
     else:
-        tenants, shares = _fair_shares(session, settings, batch, now, tenant_id)
+        tenants, shares = demand.divide(session, settings, batch, now, tenant_id)
         pick = _pick(session, settings, shares, now) if any(shares.values()) else None
     token = str(uuid.uuid4())
     lease_until = now + timedelta(seconds=lease_s or chain_lease_s(settings))
@@ -214,120 +150,12 @@ def claim_batch(
     got = Counter(tenant for _, tenant, _ in rows)
     due = {t.tenant_id: t.due for t in tenants}
     claimed = {t: got.get(t, 0) for t in due}
-    _record_stats(session, due, claimed, now)
+    demand.record_stats(session, due, claimed, now)
     claims = [
         Claim(rid, token, max(0.0, (next_at - now).total_seconds()))
         for rid, _, next_at in sorted(rows, key=lambda r: r[2])
     ]
     return ClaimReport(claims, batch, due, claimed)
-
-
-def _fair_shares(
-    session: Session, settings: Settings, batch: int, now: datetime, tenant_id: int | None
-) -> tuple[list[TenantDue], dict[int, int]]:
-    """The tenants with due work and each one's share of `batch`. Two passes at most: most
-    claims are settled by a short walk per tenant; only when the batch is not filled and some
-    tenant had more than the walk saw is it walked further."""
-    walk = max(1, math.ceil(batch / FIRST_WALK_DIVISOR))
-    tenants = _demand(session, settings, now, walk, tenant_id)
-    shares = _shares(session, settings, tenants, batch, now)
-    if walk < batch and sum(shares.values()) < batch and any(t.due >= walk for t in tenants):
-        tenants = _demand(session, settings, now, batch, tenant_id)
-        shares = _shares(session, settings, tenants, batch, now)
-    return tenants, shares
-
-
-def _demand(
-    session: Session, settings: Settings, now: datetime, batch: int, tenant_id: int | None
-) -> list[TenantDue]:
-    """Every tenant (or the one asked for) with its due records counted up to `batch`."""
-    postgres = session.get_bind().dialect.name == "postgresql"
-    query = _demand_pg(settings, now, batch) if postgres else _demand_sqlite(settings, now)
-    if tenant_id is not None:
-        query = query.where(Tenant.id == tenant_id)
-    return [
-        TenantDue(tid, min(int(n or 0), batch), head, config or {})
-        for tid, config, n, head in session.execute(query.order_by(Tenant.id))
-    ]
-
-
-def _demand_pg(settings: Settings, now: datetime, batch: int) -> Select:
-    """Per tenant, a walk of at most `batch` entries of ix_exception_records_sched (a LATERAL
-    per tenant): the big tenant's million records cost no more than a small one's ten."""
-    walk = (
-        select(R.sched_at)
-        .where(R.tenant_id == Tenant.id, claimable(now, settings))
-        .order_by(R.sched_at)
-        .limit(batch)
-        .correlate(Tenant)
-        .subquery("walk")
-    )
-    seen = select(func.count().label("n"), func.min(walk.c.sched_at).label("head")).lateral("d")
-    return select(Tenant.id, Tenant.settings, seen.c.n, seen.c.head).join(seen, true())
-
-
-def _demand_sqlite(settings: Settings, now: datetime) -> Select:
-    """The embedded demo (small, one process): a plain count per tenant."""
-    due = (
-        select(R.tenant_id, func.count().label("n"), func.min(R.sched_at).label("head"))
-        .where(claimable(now, settings))
-        .group_by(R.tenant_id)
-        .subquery("d")
-    )
-    return select(Tenant.id, Tenant.settings, due.c.n, due.c.head).outerjoin(
-        due, due.c.tenant_id == Tenant.id
-    )
-
-
-def _shares(
-    session: Session, settings: Settings, tenants: list[TenantDue], batch: int, now: datetime
-) -> dict[int, int]:
-    """Each tenant's part of `batch`: its due records within its cap and budget, weighted."""
-    wanting = [t for t in tenants if t.due > 0]
-    cap = {t.tenant_id: scheduling.tenant_max_in_flight(t.config) for t in wanting}
-    budget = {t.tenant_id: scheduling.tenant_daily_budget(t.config) for t in wanting}
-    capped = [t for t, n in cap.items() if n is not None]
-    budgeted = [t for t, usd in budget.items() if usd is not None]
-    leased = _leased(session, settings, capped, now) if capped else {}
-    spent = _spent_today(session, budgeted, now) if budgeted else {}
-    demand = {
-        t.tenant_id: scheduling.claimable_demand(
-            t.due,
-            leased=leased.get(t.tenant_id, 0),
-            max_in_flight=cap[t.tenant_id],
-            spent_usd=spent.get(t.tenant_id, 0.0),
-            budget_usd=budget[t.tenant_id],
-        )
-        for t in wanting
-    }
-    weights = {t.tenant_id: scheduling.tenant_weight(t.config) for t in wanting}
-    # Leftover seats go to the tenant whose first due record has waited longest.
-    first = [t.tenant_id for t in sorted(wanting, key=lambda t: t.head or now)]
-    return scheduling.fair_shares(batch, demand, weights, precedence=first)
-
-
-def _leased(
-    session: Session, settings: Settings, tenant_ids: list[int], now: datetime
-) -> dict[int, int]:
-    """Records in flight in chains per tenant (a batch holds no worker):
-    ix_exception_records_leased."""
-    query = (
-        select(R.tenant_id, func.count())
-        .where(R.tenant_id.in_(tenant_ids), in_chain(now, settings))
-        .group_by(R.tenant_id)
-    )
-    return {tid: int(n) for tid, n in session.execute(query)}
-
-
-def _spent_today(session: Session, tenant_ids: list[int], now: datetime) -> dict[int, float]:
-    """AI spend per tenant in the UTC day of `now`: ix_enrichment_attempts_tenant_created."""
-    start, end = scheduling.utc_day(now)
-    query = (
-        select(A.tenant_id, func.sum(A.cost_usd))
-        .where(A.tenant_id.in_(tenant_ids), A.created_at >= start, A.created_at < end)
-        .group_by(A.tenant_id)
-    )
-    return {tid: float(usd or 0.0) for tid, usd in session.execute(query)}
 
 
 def _claim(
@@ -370,7 +198,7 @@ def _pick_pg(settings: Settings, shares: dict[int, int], now: datetime) -> Selec
     one shape whatever the tenants, so SQLAlchemy compiles it once (docs/benchmarks.md, P3).
     `FOR UPDATE SKIP LOCKED` inside the walk: two concurrent sweeps skip each other's rows
     instead of waiting or claiming twice (a skipped row just waits for the next claim)."""
-    wanted = _unnest(tenant_id=list(shares), share=list(shares.values()))
+    wanted = unnest(tenant_id=list(shares), share=list(shares.values()))
     walk = (
         select(R.id)
         .where(R.tenant_id == wanted.c.tenant_id, claimable(now, settings))
@@ -380,13 +208,6 @@ def _pick_pg(settings: Settings, shares: dict[int, int], now: datetime) -> Selec
         .lateral("walk")
     )
     return select(walk.c.id).select_from(wanted).join(walk, true())
-
-
-def _unnest(**arrays: list[int]) -> TableValuedAlias:
-    """`unnest(:a, :b, ...) AS shares(a, b, ...)`: integer arrays as one row set."""
-    params = [literal(v, ARRAY(Integer)) for v in arrays.values()]
-    columns = [column(name, Integer) for name in arrays]
-    return func.unnest(*params).table_valued(*columns).render_derived(name="shares")
 
 
 def _pick_sqlite(settings: Settings, shares: dict[int, int], now: datetime) -> Select:
@@ -400,38 +221,6 @@ def _pick_sqlite(settings: Settings, shares: dict[int, int], now: datetime) -> S
     )
     limit = case(shares, value=ranked.c.tenant_id, else_=0)
     return select(ranked.c.id).where(ranked.c.rank <= limit)
-
-
-def _record_stats(
-    session: Session, due: dict[int, int], claimed: dict[int, int], now: datetime
-) -> None:
-    """Upsert one sweep_stats row per tenant considered, in tenant order (two concurrent
-    claims lock the rows in the same order: they queue, never deadlock)."""
-    if not due:
-        return
-    tenants = sorted(due)
-    if session.get_bind().dialect.name == "postgresql":  # one statement shape (see _pick_pg)
-        rows = _unnest(
-            tenant_id=tenants, due=[due[t] for t in tenants], claimed=[claimed[t] for t in tenants]
-        )
-        stmt = pg_insert(SweepStat).from_select(
-            ["tenant_id", "swept_at", "due", "claimed"],
-            select(rows.c.tenant_id, literal(now, SweepStat.swept_at.type), rows.c.due,
-                   rows.c.claimed),
-        )  # fmt: skip
-    else:
-        stmt = sqlite_insert(SweepStat).values(
-            [
-                {"tenant_id": t, "swept_at": now, "due": due[t], "claimed": claimed[t]}
-                for t in tenants
-            ]
-        )
-    fresh = stmt.excluded
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[SweepStat.tenant_id],
-        set_={"swept_at": fresh.swept_at, "due": fresh.due, "claimed": fresh.claimed},
-    )
-    session.execute(stmt)
 
 
 def _id_in(session: Session, pick: Select) -> ColumnElement[bool]:

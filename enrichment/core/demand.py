@@ -1,0 +1,177 @@
+"""Who gets how much of a claim: each tenant's due records (walked on its own index), its
+in-flight cap and daily budget, its weight, and so its share (scheduling.fair_shares); and
+the sweep stats that make a starved tenant visible."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, func, literal, select, true
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from enrichment.core import scheduling
+from enrichment.core.due import claimable, in_chain, unnest
+from enrichment.core.models import EnrichmentAttempt as A
+from enrichment.core.models import ExceptionRecord as R
+from enrichment.core.models import SweepStat, Tenant
+from enrichment.core.settings import Settings
+
+# The first demand walk reads batch / this entries per tenant: enough for every tenant's
+# share when more than a few tenants have work (100 tenants, batch 500: 63 each, 5 needed).
+FIRST_WALK_DIVISOR = 8
+
+
+@dataclass(frozen=True)
+class TenantDue:
+    """One tenant as a claim sees it: its due records (counted up to the batch), the
+    `sched_at` of the first of them, and its `tenants.settings`."""
+
+    tenant_id: int
+    due: int
+    head: datetime | None
+    config: dict[str, Any]
+
+
+def divide(
+    session: Session, settings: Settings, batch: int, now: datetime, tenant_id: int | None
+) -> tuple[list[TenantDue], dict[int, int]]:
+    """The tenants with due work and each one's share of `batch`. Two passes at most: most
+    claims are settled by a short walk per tenant; only when the batch is not filled and some
+    tenant had more than the walk saw is it walked further."""
+    walk = max(1, math.ceil(batch / FIRST_WALK_DIVISOR))
+    tenants = tenants_due(session, settings, now, walk, tenant_id)
+    shares = _shares(session, settings, tenants, batch, now)
+    if walk < batch and sum(shares.values()) < batch and any(t.due >= walk for t in tenants):
+        tenants = tenants_due(session, settings, now, batch, tenant_id)
+        shares = _shares(session, settings, tenants, batch, now)
+    return tenants, shares
+
+
+def tenants_due(
+    session: Session, settings: Settings, now: datetime, batch: int, tenant_id: int | None
+) -> list[TenantDue]:
+    """Every tenant (or the one asked for) with its due records counted up to `batch`."""
+    postgres = session.get_bind().dialect.name == "postgresql"
+    query = _demand_pg(settings, now, batch) if postgres else _demand_sqlite(settings, now)
+    if tenant_id is not None:
+        query = query.where(Tenant.id == tenant_id)
+    return [
+        TenantDue(tid, min(int(n or 0), batch), head, config or {})
+        for tid, config, n, head in session.execute(query.order_by(Tenant.id))
+    ]
+
+
+def _demand_pg(settings: Settings, now: datetime, batch: int) -> Select:
+    """Per tenant, a walk of at most `batch` entries of ix_exception_records_sched (a LATERAL
+    per tenant): the big tenant's million records cost no more than a small one's ten."""
+    walk = (
+        select(R.sched_at)
+        .where(R.tenant_id == Tenant.id, claimable(now, settings))
+        .order_by(R.sched_at)
+        .limit(batch)
+        .correlate(Tenant)
+        .subquery("walk")
+    )
+    seen = select(func.count().label("n"), func.min(walk.c.sched_at).label("head")).lateral("d")
+    return select(Tenant.id, Tenant.settings, seen.c.n, seen.c.head).join(seen, true())
+
+
+def _demand_sqlite(settings: Settings, now: datetime) -> Select:
+    """The embedded demo (small, one process): a plain count per tenant."""
+    due = (
+        select(R.tenant_id, func.count().label("n"), func.min(R.sched_at).label("head"))
+        .where(claimable(now, settings))
+        .group_by(R.tenant_id)
+        .subquery("d")
+    )
+    return select(Tenant.id, Tenant.settings, due.c.n, due.c.head).outerjoin(
+        due, due.c.tenant_id == Tenant.id
+    )
+
+
+def _shares(
+    session: Session, settings: Settings, tenants: list[TenantDue], batch: int, now: datetime
+) -> dict[int, int]:
+    """Each tenant's part of `batch`: its due records within its cap and budget, weighted."""
+    wanting = [t for t in tenants if t.due > 0]
+    cap = {t.tenant_id: scheduling.tenant_max_in_flight(t.config) for t in wanting}
+    budget = {t.tenant_id: scheduling.tenant_daily_budget(t.config) for t in wanting}
+    capped = [t for t, n in cap.items() if n is not None]
+    budgeted = [t for t, usd in budget.items() if usd is not None]
+    leased = _leased(session, settings, capped, now) if capped else {}
+    spent = _spent_today(session, budgeted, now) if budgeted else {}
+    demand = {
+        t.tenant_id: scheduling.claimable_demand(
+            t.due,
+            leased=leased.get(t.tenant_id, 0),
+            max_in_flight=cap[t.tenant_id],
+            spent_usd=spent.get(t.tenant_id, 0.0),
+            budget_usd=budget[t.tenant_id],
+        )
+        for t in wanting
+    }
+    weights = {t.tenant_id: scheduling.tenant_weight(t.config) for t in wanting}
+    # Leftover seats go to the tenant whose first due record has waited longest.
+    first = [t.tenant_id for t in sorted(wanting, key=lambda t: t.head or now)]
+    return scheduling.fair_shares(batch, demand, weights, precedence=first)
+
+
+def _leased(
+    session: Session, settings: Settings, tenant_ids: list[int], now: datetime
+) -> dict[int, int]:
+    """Records in flight in chains per tenant (a batch holds no worker):
+    ix_exception_records_leased."""
+    query = (
+        select(R.tenant_id, func.count())
+        .where(R.tenant_id.in_(tenant_ids), in_chain(now, settings))
+        .group_by(R.tenant_id)
+    )
+    return {tid: int(n) for tid, n in session.execute(query)}
+
+
+def _spent_today(session: Session, tenant_ids: list[int], now: datetime) -> dict[int, float]:
+    """AI spend per tenant in the UTC day of `now`: ix_enrichment_attempts_tenant_created."""
+    start, end = scheduling.utc_day(now)
+    query = (
+        select(A.tenant_id, func.sum(A.cost_usd))
+        .where(A.tenant_id.in_(tenant_ids), A.created_at >= start, A.created_at < end)
+        .group_by(A.tenant_id)
+    )
+    return {tid: float(usd or 0.0) for tid, usd in session.execute(query)}
+
+
+def record_stats(
+    session: Session, due: dict[int, int], claimed: dict[int, int], now: datetime
+) -> None:
+    """Upsert one sweep_stats row per tenant considered, in tenant order (two concurrent
+    claims lock the rows in the same order: they queue, never deadlock)."""
+    if not due:
+        return
+    tenants = sorted(due)
+    if session.get_bind().dialect.name == "postgresql":  # one statement shape (see _pick_pg)
+        rows = unnest(
+            tenant_id=tenants, due=[due[t] for t in tenants], claimed=[claimed[t] for t in tenants]
+        )
+        stmt = pg_insert(SweepStat).from_select(
+            ["tenant_id", "swept_at", "due", "claimed"],
+            select(rows.c.tenant_id, literal(now, SweepStat.swept_at.type), rows.c.due,
+                   rows.c.claimed),
+        )  # fmt: skip
+    else:
+        stmt = sqlite_insert(SweepStat).values(
+            [
+                {"tenant_id": t, "swept_at": now, "due": due[t], "claimed": claimed[t]}
+                for t in tenants
+            ]
+        )
+    fresh = stmt.excluded
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[SweepStat.tenant_id],
+        set_={"swept_at": fresh.swept_at, "due": fresh.due, "claimed": fresh.claimed},
+    )
+    session.execute(stmt)
