@@ -10,11 +10,11 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select, update
 
-from enrichment.batches import apply, batch_min_records, batch_mode, submit
+from enrichment.batches import apply, submit
 from enrichment.core.batch_models import APPLIED, GIVEN_UP, IN_PROGRESS, Batch, BatchRecord
 from enrichment.core.models import EnrichmentAttempt, ExceptionRecord, OutboxEvent, Tenant, utcnow
+from enrichment.core.scheduling import batch_min_records, batch_mode
 from enrichment.core.selection import claim_due
-from enrichment.core.settings import BatchConfig
 from enrichment.core.states import stage_status
 from enrichment.providers.anthropic import AnthropicProvider
 from enrichment.providers.pricing import cost_usd
@@ -100,15 +100,14 @@ def test_chunks_split_at_the_request_count_and_at_the_byte_limit():
 
 
 def test_batch_mode_and_minimum_come_from_tenant_settings():
-    config = BatchConfig(min_records=500)
     assert [batch_mode(s) for s in ({}, {"batch_mode": "never"}, {"batch_mode": 7})] == [
         "auto",
         "never",
         "auto",
     ]
-    assert batch_min_records({"batch_min_records": 20}, config) == 20
-    assert batch_min_records({"batch_min_records": True}, config) == 500
-    assert batch_min_records(None, config) == 500
+    assert batch_min_records({"batch_min_records": 20}, 500) == 20
+    assert batch_min_records({"batch_min_records": True}, 500) == 500
+    assert batch_min_records(None, 500) == 500
 
 
 # -- the lifecycle --------------------------------------------------------------------
@@ -162,6 +161,16 @@ def test_auto_mode_batches_only_a_backlog_above_the_minimum(factory, provider, b
 
     with factory() as s:
         assert [s.get(Batch, b).tenant_id for b in made] == [big]
+
+
+def test_the_sweep_leaves_an_always_tenant_to_its_batches(factory, batch_settings, settings):
+    _, always = _tenant(factory, 3, name="always", batch_mode="always")
+    _, auto = _tenant(factory, 3, name="auto")
+    with factory.begin() as s:
+        swept = {c.record_id for c in claim_due(s, batch_settings)}
+    assert swept == set(auto)
+    with factory.begin() as s:  # the local provider has no batches: every tenant is swept
+        assert {c.record_id for c in claim_due(s, settings)} == set(always)
 
 
 def test_errored_fails_the_stage_and_expired_hands_back_without_a_retry(

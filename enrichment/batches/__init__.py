@@ -1,9 +1,10 @@
 """Message Batches: a tenant's backlog sent to the AI at half price, one stage per batch.
 
-When (per tenant, tenants.settings): "batch_mode" "auto" (the default) sends a backlog of
-more than "batch_min_records" (ENRICHMENT_BATCH_MIN_RECORDS, 500) due records by batch;
-"always" sends any due record by batch; "never" keeps the tenant on the chains. Only the
-anthropic provider has batches; the local one answers in-process.
+When (per tenant, tenants.settings, read by core.scheduling): "batch_mode" "auto" (the
+default) sends a backlog of more than "batch_min_records" (ENRICHMENT_BATCH_MIN_RECORDS,
+500) due records by batch; "always" sends every due record by batch (the sweep leaves the
+tenant to it); "never" keeps the tenant on the chains. Only the anthropic provider has
+batches; the local one answers in-process.
 
 The life of a batch, each step run by beat's `enrichment.batches` task:
 1. submit (submit.py): claim the tenant's due records with a lease that outlives the
@@ -21,25 +22,3 @@ The life of a batch, each step run by beat's `enrichment.batches` task:
 A result is applied once: `batch_records.applied_at` is set in the transaction that writes
 it, so a worker killed mid-apply leaves the rest for the next run and repeats none.
 """
-
-from __future__ import annotations
-
-from typing import Any
-
-from enrichment.core.settings import BatchConfig
-
-MODES = ("auto", "never", "always")
-
-
-def batch_mode(tenant_settings: dict[str, Any] | None) -> str:
-    """tenants.settings["batch_mode"]; anything else counts as "auto"."""
-    raw = (tenant_settings or {}).get("batch_mode")
-    return raw if raw in MODES else "auto"
-
-
-def batch_min_records(tenant_settings: dict[str, Any] | None, config: BatchConfig) -> int:
-    """tenants.settings["batch_min_records"] when a positive whole number, else the default."""
-    raw = (tenant_settings or {}).get("batch_min_records")
-    if isinstance(raw, int) and not isinstance(raw, bool) and raw > 0:
-        return raw
-    return config.min_records

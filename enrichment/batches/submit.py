@@ -14,9 +14,8 @@ import structlog
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from enrichment.batches import batch_min_records, batch_mode
 from enrichment.batches.handback import hand_back_all
-from enrichment.core import pipeline, selection
+from enrichment.core import pipeline, scheduling, selection
 from enrichment.core.batch_models import GIVEN_UP, IN_PROGRESS, SUBMITTING, Batch, BatchRecord
 from enrichment.core.due import claimable
 from enrichment.core.models import ExceptionRecord as R
@@ -87,16 +86,20 @@ def submit_due(
         tenants = s.execute(select(Tenant.id, Tenant.settings).order_by(Tenant.id)).all()
     made: list[int] = []
     for tenant_id, tenant_settings in tenants:
-        mode = batch_mode(tenant_settings)
+        mode = scheduling.batch_mode(tenant_settings)
         if mode == "never":
             continue
-        more_than = 0 if mode == "always" else batch_min_records(tenant_settings, config)
+        more_than = (
+            0
+            if mode == "always"
+            else scheduling.batch_min_records(tenant_settings, config.min_records)
+        )
         limit = min(config.max_requests, API_MAX_REQUESTS) * 3  # up to one batch per stage
         with factory.begin() as s:
             if _due(s, settings, tenant_id, more_than + 1, now or utcnow()) <= more_than:
                 continue
             report = selection.claim_batch(
-                s, settings, limit, tenant_id=tenant_id, now=now, lease_s=BATCH_LEASE_S
+                s, settings, limit, tenant_id=tenant_id, now=now, batch_lease_s=BATCH_LEASE_S
             )
         made += submit_claims(factory, provider, settings, tenant_id, report.claims)
     return made

@@ -38,17 +38,23 @@ class TenantDue:
 
 
 def divide(
-    session: Session, settings: Settings, batch: int, now: datetime, tenant_id: int | None
+    session: Session,
+    settings: Settings,
+    batch: int,
+    now: datetime,
+    tenant_id: int | None,
+    *,
+    for_batch: bool = False,
 ) -> tuple[list[TenantDue], dict[int, int]]:
     """The tenants with due work and each one's share of `batch`. Two passes at most: most
     claims are settled by a short walk per tenant; only when the batch is not filled and some
     tenant had more than the walk saw is it walked further."""
     walk = max(1, math.ceil(batch / FIRST_WALK_DIVISOR))
     tenants = tenants_due(session, settings, now, walk, tenant_id)
-    shares = _shares(session, settings, tenants, batch, now)
+    shares = _shares(session, settings, tenants, batch, now, for_batch)
     if walk < batch and sum(shares.values()) < batch and any(t.due >= walk for t in tenants):
         tenants = tenants_due(session, settings, now, batch, tenant_id)
-        shares = _shares(session, settings, tenants, batch, now)
+        shares = _shares(session, settings, tenants, batch, now, for_batch)
     return tenants, shares
 
 
@@ -95,7 +101,12 @@ def _demand_sqlite(settings: Settings, now: datetime) -> Select:
 
 
 def _shares(
-    session: Session, settings: Settings, tenants: list[TenantDue], batch: int, now: datetime
+    session: Session,
+    settings: Settings,
+    tenants: list[TenantDue],
+    batch: int,
+    now: datetime,
+    for_batch: bool,
 ) -> dict[int, int]:
     """Each tenant's part of `batch`: its due records within its cap and budget, weighted."""
     wanting = [t for t in tenants if t.due > 0]
@@ -105,8 +116,12 @@ def _shares(
     budgeted = [t for t, usd in budget.items() if usd is not None]
     leased = _leased(session, settings, capped, now) if capped else {}
     spent = _spent_today(session, budgeted, now) if budgeted else {}
+    # With the anthropic provider, an "always" tenant's records go by Message Batch only.
+    by_batch_only = not for_batch and settings.ai_provider == "anthropic"
     demand = {
-        t.tenant_id: scheduling.claimable_demand(
+        t.tenant_id: 0
+        if by_batch_only and scheduling.batch_mode(t.config) == "always"
+        else scheduling.claimable_demand(
             t.due,
             leased=leased.get(t.tenant_id, 0),
             max_in_flight=cap[t.tenant_id],

@@ -119,6 +119,21 @@ def tenant_daily_budget(config: Mapping[str, Any] | None) -> float | None:
     return value if value is not None and value >= 0 else None
 
 
+BATCH_MODES = ("auto", "never", "always")
+
+
+def batch_mode(config: Mapping[str, Any] | None) -> str:
+    """`tenants.settings["batch_mode"]`: "auto" (the default), "never" or "always"."""
+    raw = (config or {}).get("batch_mode")
+    return raw if raw in BATCH_MODES else "auto"
+
+
+def batch_min_records(config: Mapping[str, Any] | None, default: int) -> int:
+    """`tenants.settings["batch_min_records"]` when a positive whole number, else `default`."""
+    raw = (config or {}).get("batch_min_records")
+    return raw if isinstance(raw, int) and not isinstance(raw, bool) and raw > 0 else default
+
+
 def _number(raw: Any) -> float | None:
     if isinstance(raw, bool) or not isinstance(raw, int | float | str):
         return None

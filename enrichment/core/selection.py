@@ -132,20 +132,23 @@ def claim_batch(
     *,
     tenant_id: int | None = None,
     now: datetime | None = None,
-    lease_s: float | None = None,
+    batch_lease_s: float | None = None,
 ) -> ClaimReport:
     """Claim up to `batch` due records in one statement, divided among the tenants with due
     work by weight, within their in-flight caps and daily budgets; record the division.
-    The lease lasts `lease_s` (a Message Batch's day), else the horizon plus the lease TTL."""
+    The lease lasts the horizon plus the lease TTL; for a Message Batch's claim,
+    `batch_lease_s` (and a tenant whose records all go by batch takes part)."""
     now = now or utcnow()
     if settings.claim_order == "fifo":
         tenants = demand.tenants_due(session, settings, now, batch, tenant_id)
         pick = _pick_fifo(settings, batch, now, tenant_id)
     else:
-        tenants, shares = demand.divide(session, settings, batch, now, tenant_id)
+        tenants, shares = demand.divide(
+            session, settings, batch, now, tenant_id, for_batch=batch_lease_s is not None
+        )
         pick = _pick(session, settings, shares, now) if any(shares.values()) else None
     token = str(uuid.uuid4())
-    lease_until = now + timedelta(seconds=lease_s or chain_lease_s(settings))
+    lease_until = now + timedelta(seconds=batch_lease_s or chain_lease_s(settings))
     rows = _claim(session, pick, token, lease_until, now) if pick is not None else []
     got = Counter(tenant for _, tenant, _ in rows)
     due = {t.tenant_id: t.due for t in tenants}
