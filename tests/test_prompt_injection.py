@@ -206,10 +206,19 @@ def test_injected_text_reaches_the_model_only_inside_customer_data(
 
     requests = [r for r in fake.requests if r["body"]]
     assert len(requests) == 3 * len(ids)
+    damaged = {str(a) for a in ALLOWED_ACTIONS[Label.DAMAGED_PACKAGE]}
     for req in requests:
         body = req["body"]
         assert "zqxmark" not in json.dumps(body["system"]) + json.dumps(body["tools"])
         assert_only_in_customer_data(body["messages"][0]["content"])
+        if body["tool_choice"]["name"].startswith("record_resolution_"):
+            assert offered_actions(body) == damaged  # the schema offers nothing else
+
+
+def offered_actions(body: dict) -> set[str]:
+    """The actions the forced tool's schema lets the model choose from."""
+    tool = next(t for t in body["tools"] if t["name"] == body["tool_choice"]["name"])
+    return set(tool["input_schema"]["properties"]["actions"]["items"].get("enum", []))
 
 
 def assert_only_in_customer_data(user: str) -> None:

@@ -1,16 +1,37 @@
 """The Anthropic provider: one forced tool call per stage, every answer validated.
 
 The answer's shape comes from the pydantic models the pipeline stores (enrichment.core.schemas):
-each model's JSON schema is a tool's `input_schema`, `tool_choice` forces that tool, and the
-tool input is validated with `Model.model_validate`. Anything that does not validate is an
-InvalidAIOutput, never coerced. The SDK retries transient HTTP failures itself; what is left
-afterwards is mapped onto the pipeline's error kinds.
+each model's JSON schema is a tool's `input_schema` (prompts/tools.py), `tool_choice` forces
+the stage's tool, and the tool input is validated with `Model.model_validate`. Anything that
+does not validate is an InvalidAIOutput, never coerced. The SDK retries transient HTTP failures
+itself; what is left afterwards is mapped onto the pipeline's error kinds.
+
+Resolve sends one tool per label whose `actions` enum is that label's allow-list, and forces the
+tool of the record's classified label; every request still sends every tool, so tools + system
+prompt are one identical prefix, cached once for all stages and labels.
+
+Structured output, decided: forced tool use, not `output_config` json_schema, not strict tools.
+- Forced tool use (thinking disabled) works on every model in the price table, as far as the
+  docs say (nothing here reaches the real API), in Message Batches unchanged, and keeps the
+  tools inside the one cached prefix.
+- Constrained decoding (`output_config`, or `strict: true` on a tool) guarantees the shape
+  only: numeric bounds and lengths are not enforced by it (the SDK moves `minimum`/`maximum`
+  into descriptions), so our validation stays either way. What it would add, no malformed
+  JSON, we already catch as InvalidAIOutput and retry; a strict schema must also drop the
+  keywords it does not support. Revisit it if attempt rows show many malformed answers.
+- The allow-list check in `answer` is the guarantee; the per-label enum only steers the model.
+- Forced tool use cannot be combined with thinking, and Haiku 5.5 thinks by default, so every
+  request disables thinking (a short classification does not need it, and it saves output
+  tokens). Models that cannot disable thinking or refuse forced tool use fail at start-up;
+  moving to one of them means moving to `output_config`.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import anthropic
@@ -28,9 +49,17 @@ from enrichment.core.provider import RecordContext, StageCall, Usage
 from enrichment.core.schemas import Analysis, Classification, Resolution
 from enrichment.core.settings import ConfigurationError, Settings
 from enrichment.core.taxonomy import disallowed_actions
-from enrichment.providers.pricing import UnknownModelPrice, cost_usd, price_for
+from enrichment.providers.pricing import (
+    UnknownModelPrice,
+    cache_min_tokens,
+    cost_usd,
+    price_for,
+)
 from enrichment.providers.prompts import PromptSet, load, render_user
+from enrichment.providers.prompts.tools import tool_definitions, tool_name
 from enrichment.providers.ratelimit import RateLimiter
+
+__all__ = ["AnthropicProvider", "map_api_error", "tool_definitions"]
 
 log = structlog.get_logger(__name__)
 
@@ -38,50 +67,53 @@ log = structlog.get_logger(__name__)
 _PERMANENT_STATUS = frozenset({400, 401, 402, 403, 404, 413, 422})
 
 
-@dataclass(frozen=True)
-class _Stage:
-    tool: str
-    model: type[BaseModel]
-    description: str
-
-
-_STAGES = {
-    "analyze": _Stage("record_analysis", Analysis, "Report the problems found in the record."),
-    "classify": _Stage(
-        "record_classification", Classification, "Record the label, confidence and evidence."
-    ),
-    "resolve": _Stage("record_resolution", Resolution, "Record the automated resolution."),
+_MODELS: dict[str, type[BaseModel]] = {
+    "analyze": Analysis,
+    "classify": Classification,
+    "resolve": Resolution,
 }
 
-
-def tool_definitions() -> list[dict[str, Any]]:
-    """All three stage tools, in a fixed order.
-
-    Every request sends all three (and forces one with tool_choice) so that tools + system
-    prompt form one identical prefix, cached once for all stages.
-    """
-    return [
-        {"name": s.tool, "description": s.description, "input_schema": _schema(s.model)}
-        for s in _STAGES.values()
-    ]
-
-
-def _schema(model: type[BaseModel]) -> dict[str, Any]:
-    schema = model.model_json_schema()
-    defs = schema.pop("$defs", {})
-    return _inline_refs(schema, defs)
+# Models this request shape cannot work on: thinking is always on there, and a forced tool
+# call answers 400 (docs: "What's new in Claude Opus 5.5", forced tool use returns an error,
+# also on Fable 5.1; Amazon Bedrock's adaptive-thinking page: Mythos 5.x, Fable 5.x, Opus 4.7
+# and Mythos Preview reject thinking "disabled"). Prefixes, as in the price table.
+_NO_FORCED_TOOL = (
+    "claude-opus-5-5",
+    "claude-fable-5",
+    "claude-mythos-5",
+    "claude-opus-4-7",
+    "claude-mythos-preview",
+)
 
 
-def _inline_refs(node: Any, defs: dict[str, Any]) -> Any:
-    # Enums arrive as {"$ref": "#/$defs/Label"}; inlined, the schema needs no resolver.
-    if isinstance(node, dict):
-        ref = node.get("$ref", "")
-        if ref.startswith("#/$defs/"):
-            return _inline_refs(defs[ref.removeprefix("#/$defs/")], defs)
-        return {k: _inline_refs(v, defs) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_inline_refs(v, defs) for v in node]
-    return node
+def _sdk_deprecations() -> dict[str, str]:
+    """model -> end-of-life date, as the installed SDK lists them (it warns per call from it)."""
+    try:
+        from anthropic._data import DEPRECATED_MODELS  # private module: may move in a new SDK
+    except ImportError:
+        return {}
+    return dict(DEPRECATED_MODELS)
+
+
+def check_model(model: str) -> None:
+    """Fail at start-up on a model we cannot use; warn on one the SDK lists as deprecated."""
+    if model.startswith(_NO_FORCED_TOOL):
+        raise ConfigurationError(
+            f"ENRICHMENT_ANTHROPIC_MODEL={model!r} refuses forced tool use (its thinking cannot "
+            "be turned off); choose e.g. claude-haiku-5-5"
+        )
+    try:
+        price_for(model)
+    except UnknownModelPrice as exc:
+        raise ConfigurationError(f"ENRICHMENT_ANTHROPIC_MODEL: {exc}") from None
+    end_of_life = _sdk_deprecations().get(model)
+    if end_of_life is not None:
+        log.warning(
+            "anthropic.model_deprecated",
+            model=model,
+            end_of_life=end_of_life,
+            hint="set ENRICHMENT_ANTHROPIC_MODEL to a current model, e.g. claude-haiku-5-5",
+        )
 
 
 class _Client(anthropic.Anthropic):
@@ -119,14 +151,12 @@ class AnthropicProvider:
         Reads the `anthropic_*` and `ai_timeout_s` / `ai_rate_wait_max_s` settings."""
         if not settings.anthropic_api_key:
             raise ConfigurationError("the anthropic provider needs ANTHROPIC_API_KEY")
-        try:
-            price_for(settings.anthropic_model)
-        except UnknownModelPrice as exc:
-            raise ConfigurationError(f"ENRICHMENT_ANTHROPIC_MODEL: {exc}") from None
+        check_model(settings.anthropic_model)
         self._settings = settings
         self._api_key = settings.anthropic_api_key
         self._prompts: PromptSet = load(settings.prompt_version)
         self._tools = tool_definitions()
+        self._warn_if_uncached()
         self._limiter = limiter
         self._client = _Client(
             api_key=settings.anthropic_api_key,
@@ -135,6 +165,19 @@ class AnthropicProvider:
             max_retries=settings.anthropic_max_retries,
         )
         self._client.max_retry_wait_s = settings.anthropic_max_retry_wait_s
+
+    def _warn_if_uncached(self) -> None:
+        # Below the model's minimum the API caches nothing, silently: say so once, at start-up.
+        body = {"tools": self._tools, "system": self._system()}
+        tokens, minimum = prefix_tokens(body), cache_min_tokens(self.model)
+        if tokens < minimum:
+            log.warning(
+                "anthropic.prefix_not_cached",
+                model=self.model,
+                prompt_version=self._prompts.version,
+                prefix_tokens=tokens,
+                min_cacheable_tokens=minimum,
+            )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AnthropicProvider:
@@ -183,21 +226,16 @@ class AnthropicProvider:
     ) -> StageCall[Any]:
         """The validated result of one stage's message (interactive, or one succeeded batch
         result, priced at the batch rate), or InvalidAIOutput carrying the spent usage."""
-        spec = _STAGES[stage]
+        _require_classification(stage, ctx)
         usage = self._usage(message, batch=batch)
         # The source and usage go on the call, and on the error if the answer is unusable.
         call = StageCall(None, self.name, self.model, self._prompts.version, usage)
-        call = replace(call, result=_parse(spec, message, call))
+        call = replace(call, result=_parse(_tool(stage, ctx), _MODELS[stage], message, call))
         if stage == "resolve":
-            if ctx.classification is None:
-                raise PermanentError("resolve needs a classification; the pipeline sent none")
-            bad = disallowed_actions(ctx.classification.label, list(call.result.actions))
+            label = ctx.classification.label  # type: ignore[union-attr]
+            bad = disallowed_actions(label, list(call.result.actions))
             if bad:
-                raise _invalid(
-                    f"actions {[str(a) for a in bad]} are not allowed for "
-                    f"{ctx.classification.label}",
-                    call,
-                )
+                raise _invalid(f"actions {[str(a) for a in bad]} are not allowed for {label}", call)
         return call
 
     def _take_rate_token(self, ctx: RecordContext) -> None:
@@ -213,8 +251,6 @@ class AnthropicProvider:
             time.sleep(wait_s)
 
     def _send(self, stage: str, ctx: RecordContext, bound: Any) -> Any:
-        if stage == "resolve" and ctx.classification is None:
-            raise PermanentError("resolve needs a classification; the pipeline sent none")
         try:
             return self._client.messages.create(**self.request(stage, ctx))
         except anthropic.APIError as exc:
@@ -227,22 +263,26 @@ class AnthropicProvider:
     def request(self, stage: str, ctx: RecordContext) -> dict[str, Any]:
         """The Messages request body of one stage: the interactive call sends it, and a
         Message Batch carries it unchanged as a request's `params`."""
-        spec = _STAGES[stage]
+        _require_classification(stage, ctx)
         return {
             "model": self.model,
             "max_tokens": self._settings.anthropic_max_tokens,
-            # The stable prefix (tools, then this system block) is cached for 5 minutes.
-            "system": [
-                {
-                    "type": "text",
-                    "text": self._prompts.system,
-                    "cache_control": {"type": "ephemeral"},
-                }
-            ],
+            "system": self._system(),
             "tools": self._tools,
-            "tool_choice": {"type": "tool", "name": spec.tool, "disable_parallel_tool_use": True},
+            "tool_choice": {
+                "type": "tool",
+                "name": _tool(stage, ctx),
+                "disable_parallel_tool_use": True,
+            },
+            # A forced tool call and thinking exclude each other (see the module docstring).
+            "thinking": {"type": "disabled"},
             "messages": [{"role": "user", "content": render_user(self._prompts, stage, ctx)}],
         }
+
+    def _system(self) -> list[dict[str, Any]]:
+        # The stable prefix (all tools, then this system block) is cached for 5 minutes.
+        text = self._prompts.system
+        return [{"type": "text", "text": text, "cache_control": {"type": "ephemeral"}}]
 
     def _usage(self, message: Any, *, batch: bool = False) -> Usage:
         u = message.usage
@@ -255,15 +295,31 @@ class AnthropicProvider:
         return Usage(**counts, cost_usd=cost_usd(self.model, **counts, batch=batch))
 
 
-def _parse(spec: _Stage, message: Any, call: StageCall[Any]) -> BaseModel:
+def prefix_tokens(body: dict[str, Any]) -> int:
+    """The cached prefix (tools, then system) of a request body in tokens, estimated at 4
+    characters a token: the API's count differs by tokenizer (Haiku 5.5 counts ~30% more)."""
+    return math.ceil(len(json.dumps(body.get("tools")) + json.dumps(body.get("system"))) / 4)
+
+
+def _require_classification(stage: str, ctx: RecordContext) -> None:
+    if stage == "resolve" and ctx.classification is None:
+        raise PermanentError("resolve needs a classification; the pipeline sent none")
+
+
+def _tool(stage: str, ctx: RecordContext) -> str:
+    label = ctx.classification.label if ctx.classification is not None else None
+    return tool_name(stage, label if stage == "resolve" else None)
+
+
+def _parse(tool: str, model: type[BaseModel], message: Any, call: StageCall[Any]) -> BaseModel:
     """The validated tool input, or InvalidAIOutput; never a repaired or defaulted value."""
-    block = next((b for b in message.content if b.type == "tool_use" and b.name == spec.tool), None)
+    block = next((b for b in message.content if b.type == "tool_use" and b.name == tool), None)
     if block is None:
-        raise _invalid(f"no {spec.tool} tool call (stop_reason={message.stop_reason})", call)
+        raise _invalid(f"no {tool} tool call (stop_reason={message.stop_reason})", call)
     try:
-        return spec.model.model_validate(block.input)
+        return model.model_validate(block.input)
     except ValidationError as exc:
-        raise _invalid(f"{spec.tool} input rejected: {_summary(exc)}", call) from None
+        raise _invalid(f"{tool} input rejected: {_summary(exc)}", call) from None
 
 
 def _summary(exc: ValidationError) -> str:

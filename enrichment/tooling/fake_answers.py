@@ -1,16 +1,19 @@
 """What the fake Anthropic server answers: a tool input computed from the request text by
 keyword rules (the same request always gets the same answer), bent by a fault kind
-(`malformed`, `out_of_range`, `bad_label`, `bad_action`, `fooled`; see fake_anthropic)."""
+(`malformed`, `out_of_range`, `bad_label`, `bad_action`, `fooled`; see fake_anthropic).
+
+A resolution takes its actions from the forced tool's schema (the `actions` items enum, the
+label's allow-list), as a model that follows the schema would; `bad_action` and `fooled`
+answer outside it, as a model that ignores the schema would."""
 
 from __future__ import annotations
 
 import re
 from typing import Any
 
-from enrichment.core.taxonomy import ALLOWED_ACTIONS, Action, Label
+from enrichment.core.taxonomy import Action, Label
 
 _INJECTION = re.compile(r"ignore (all |any )?(previous|prior|above)|refund|system prompt", re.I)
-_LABEL_IN_TEXT = re.compile(r'"label":\s*"([A-Z_]+)"')
 _RULES: tuple[tuple[Label, tuple[str, ...]], ...] = (
     (Label.DAMAGED_PACKAGE, ("damag", "crush", "broken", "torn", "leak")),
     (Label.ADDRESS_INVALID, ("invalid address", "address not found", "undeliverable", "bad_addr")),
@@ -33,7 +36,7 @@ def answer_for(props: dict[str, Any], text: str, kind: str = "ok") -> Any:
     if "label" in props:
         return _classification(text, kind, fooled)
     if "actions" in props:
-        return _resolution(text, kind, fooled)
+        return _resolution(props["actions"], kind, fooled)
     return _analysis(text, kind)
 
 
@@ -59,18 +62,16 @@ def _classification(text: str, kind: str, fooled: bool) -> dict[str, Any]:
     return answer
 
 
-def _resolution(text: str, kind: str, fooled: bool) -> dict[str, Any]:
-    found = _LABEL_IN_TEXT.search(text)
-    label = Label(found.group(1)) if found and found.group(1) in Label.__members__ else Label.OTHER
-    allowed = sorted(ALLOWED_ACTIONS[label])
+def _resolution(actions_schema: dict[str, Any], kind: str, fooled: bool) -> dict[str, Any]:
+    allowed = list(actions_schema.get("items", {}).get("enum", []))
     actions = allowed[:1]
     if kind == "bad_action":
-        actions = [next(str(a) for a in Action if a not in ALLOWED_ACTIONS[label])]
+        actions = [next(str(a) for a in Action if a not in allowed)]
     if kind == "out_of_range":
         actions = [str(a) for a in Action][:6]
     if fooled:
         actions = ["ISSUE_REFUND"]
-    rationale = f"{label}: " + ("automatable" if actions else "needs a person")
+    rationale = "schema allows " + (", ".join(allowed) or "no action: needs a person")
     return {"automatable": bool(actions), "actions": actions, "rationale": rationale}
 
 

@@ -2,7 +2,10 @@
 
 Files: `system_<version>.txt` (stable, shared by every stage, with a `{taxonomy}` slot filled
 from enrichment.core.taxonomy) and `<stage>_<version>.txt` (the stage instruction). A change of
-wording is a new version, so every attempt row says which words produced its answer.
+wording is a new version, so every attempt row says which words produced its answer. v2 (the
+default) carries the label definitions, the evidence that separates confusable labels, when to
+choose each action, and worked examples; v1 is the short original, still loadable. The tools
+the model reads before the system prompt are built in `tools.py`.
 
 Everything taken from the record is untrusted: it goes inside <customer_data> as JSON whose
 `<` and `>` are escaped, so no note can close the tag and pose as instructions. Emails and
