@@ -129,7 +129,13 @@ def _fake_anthropic(args: argparse.Namespace) -> int:
     from enrichment.tooling import fake_anthropic
 
     fake_anthropic.serve(
-        host=args.host, port=args.port, faults=args.faults, latency_s=args.latency_s, seed=args.seed
+        host=args.host,
+        port=args.port,
+        faults=args.faults,
+        latency_s=args.latency_s,
+        seed=args.seed,
+        batch_delay_s=args.batch_delay_s,
+        batch_expire_rate=args.batch_expire_rate,
     )
     return 0
 
@@ -214,6 +220,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--latency-s", type=float, default=0.0)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--batch-delay-s", type=float, default=0.5, help="seconds a Message Batch stays in_progress"
+    )
+    p.add_argument(
+        "--batch-expire-rate",
+        type=_fraction,
+        default=0.0,
+        help="share of Message Batches that end with every request expired, in [0, 1]",
+    )
     p.set_defaults(func=_fake_anthropic)
 
     p = sub.add_parser("status", help="tenant health (exit 0 ok, 1 warning, 2 critical, 3 unknown)")

@@ -12,9 +12,18 @@ import urllib.request
 import anthropic
 import pytest
 
+from enrichment.core.taxonomy import ALLOWED_ACTIONS, Action, Label
 from enrichment.providers.anthropic import tool_definitions
 from enrichment.tooling.fake_answers import answer_for
-from enrichment.tooling.fake_anthropic import MIX_SHARES, FakeAnthropic, parse_faults
+from enrichment.tooling.fake_anthropic import (
+    MIX_SHARES,
+    FakeAnthropic,
+    estimate_tokens,
+    min_cacheable_tokens,
+    parse_faults,
+    prefix_tokens,
+    request_tokens,
+)
 
 KEY = "sk-ant-test-fake"
 TOOLS = tool_definitions()
@@ -55,14 +64,161 @@ def test_success_is_a_tool_use_message_with_usage(fake):
     assert message.usage.input_tokens > 0 and message.usage.output_tokens > 0
 
 
-def test_cache_control_prefix_is_written_once_then_read(fake):
+class Clock:
+    """A clock a test moves by hand (seconds)."""
+
+    def __init__(self) -> None:
+        self.now = 1_767_225_600.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _cacheable(model: str, tokens: int, *, ttl: str | None = None, text: str = "q") -> dict:
+    """A request whose cache_control prefix (one system block) is exactly `tokens` long."""
+    marker = {"type": "ephemeral", **({"ttl": ttl} if ttl else {})}
+    return {
+        "model": model,
+        "max_tokens": 64,
+        "system": [{"type": "text", "text": "s" * (4 * tokens), "cache_control": marker}],
+        "messages": [{"role": "user", "content": text}],
+    }
+
+
+def _usage(client: anthropic.Anthropic, body: dict):
+    return client.messages.create(**body).usage
+
+
+def test_token_counts_and_the_model_minimums():
+    assert (estimate_tokens(""), estimate_tokens("abcd"), estimate_tokens("abcde")) == (0, 1, 2)
+    assert prefix_tokens(_cacheable("claude-sonnet-4-6", 1500)) == 1500
+    assert request_tokens(_cacheable("claude-sonnet-4-6", 1500, text="x" * 40)) == 1500 + 10 + 8
+    assert prefix_tokens({"messages": [{"role": "user", "content": "no marker"}]}) == 0
+    assert min_cacheable_tokens("claude-haiku-4-5-20251001") == 4096  # longest prefix wins
+    assert (
+        min_cacheable_tokens("claude-opus-4-5") == min_cacheable_tokens("claude-opus-4-6") == 4096
+    )
+    assert (
+        min_cacheable_tokens("claude-sonnet-4-6")
+        == min_cacheable_tokens("claude-sonnet-4-5")
+        == 1024
+    )
+    assert min_cacheable_tokens("claude-3-5-haiku-20241022") == 2048
+    assert min_cacheable_tokens("some-future-model") == 1024
+
+
+def test_below_the_model_minimum_nothing_is_cached_and_all_is_input(fake):
+    client, body = _client(fake), _cacheable("claude-haiku-4-5", 4095)
+
+    first, second = _usage(client, body), _usage(client, body)
+
+    for usage in (first, second):
+        assert (usage.cache_creation_input_tokens, usage.cache_read_input_tokens) == (0, 0)
+        assert usage.input_tokens == request_tokens(body)
+
+
+def test_from_the_minimum_the_prefix_is_written_once_then_read(fake):
+    client, body = _client(fake), _cacheable("claude-haiku-4-5", 4096)
+
+    first = _usage(client, body)
+    second = _usage(client, {**body, "messages": [{"role": "user", "content": "other"}]})
+
+    assert (first.cache_creation_input_tokens, first.cache_read_input_tokens) == (4096, 0)
+    assert first.cache_creation.ephemeral_5m_input_tokens == 4096
+    assert first.input_tokens == request_tokens(body) - 4096  # excludes the cached prefix
+    assert (second.cache_creation_input_tokens, second.cache_read_input_tokens) == (0, 4096)
+
+
+def test_the_same_prefix_caches_on_sonnet_but_not_on_haiku(fake):
     client = _client(fake)
 
-    first = client.messages.create(**_request()).usage
-    second = client.messages.create(**_request(text="box torn")).usage
+    sonnet = _usage(client, _cacheable("claude-sonnet-4-6", 2000))
+    haiku = _usage(client, _cacheable("claude-haiku-4-5", 2000))
+    other_sonnet = _usage(client, _cacheable("claude-sonnet-4-5", 2000))
 
-    assert first.cache_creation_input_tokens > 0 and first.cache_read_input_tokens == 0
-    assert second.cache_read_input_tokens == first.cache_creation_input_tokens
+    assert sonnet.cache_creation_input_tokens == 2000
+    assert haiku.cache_creation_input_tokens == haiku.cache_read_input_tokens == 0
+    assert other_sonnet.cache_creation_input_tokens == 2000  # a cache entry is per model
+
+
+def test_the_prefix_runs_to_the_last_marked_block_tools_then_system_then_messages(fake):
+    marker = {"type": "ephemeral"}
+    tool = {"name": "t", "description": "d" * 4000, "input_schema": {"type": "object"}}
+    body = {
+        "model": "claude-sonnet-4-6",
+        "max_tokens": 64,
+        "tools": [{**tool, "cache_control": marker}],
+        "system": [{"type": "text", "text": "a" * 800}, {"type": "text", "text": "b" * 400}],
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "c" * 200, "cache_control": marker},
+                    {"type": "text", "text": "d" * 40},
+                ],
+            }
+        ],
+    }
+    tool_tokens = estimate_tokens(json.dumps(tool, sort_keys=True))
+
+    usage = _usage(_client(fake), body)
+
+    assert prefix_tokens(body) == tool_tokens + 200 + 100 + 50
+    assert usage.cache_creation_input_tokens == prefix_tokens(body)
+    assert usage.input_tokens == 10 + 8  # the unmarked last block and the framing
+    only_tool = {**body, "messages": [{"role": "user", "content": "d" * 40}]}
+    assert prefix_tokens(only_tool) == tool_tokens
+
+
+def test_top_level_cache_control_caches_the_whole_prompt(fake):
+    body = {**_cacheable("claude-sonnet-4-6", 1200), "cache_control": {"type": "ephemeral"}}
+    body["system"] = [{"type": "text", "text": "s" * 4800}]  # no block marker of its own
+
+    usage = _usage(_client(fake), {**body, "messages": [{"role": "user", "content": "x" * 400}]})
+
+    assert usage.cache_creation_input_tokens == 1200 + 100
+    assert usage.input_tokens == 8
+
+
+def test_a_5_minute_entry_expires_unless_a_read_refreshes_it():
+    clock = Clock()
+    with FakeAnthropic(clock=clock) as fake:
+        client, body = _client(fake), _cacheable("claude-sonnet-4-6", 1100)
+        written = _usage(client, body)
+        clock.now += 299
+        refreshed = _usage(client, body)
+        clock.now += 299  # 598 s after the write, 299 after the read
+        still = _usage(client, body)
+        clock.now += 300
+        expired = _usage(client, body)
+
+    assert written.cache_creation_input_tokens == 1100
+    assert refreshed.cache_read_input_tokens == still.cache_read_input_tokens == 1100
+    assert (expired.cache_creation_input_tokens, expired.cache_read_input_tokens) == (1100, 0)
+
+
+def test_a_1_hour_entry_outlives_a_5_minute_one():
+    clock = Clock()
+    with FakeAnthropic(clock=clock) as fake:
+        client = _client(fake)
+        hour, five = (
+            _cacheable("claude-sonnet-4-6", 1100, ttl="1h"),
+            _cacheable("claude-sonnet-4-6", 1200),
+        )
+        first = _usage(client, hour)
+        _usage(client, five)
+        clock.now += 3599
+        hour_later, five_later = _usage(client, hour), _usage(client, five)
+        clock.now += 3600
+        gone = _usage(client, hour)
+
+    assert first.cache_creation.ephemeral_1h_input_tokens == 1100
+    assert first.cache_creation.ephemeral_5m_input_tokens == 0
+    assert hour_later.cache_read_input_tokens == 1100
+    assert (
+        five_later.cache_read_input_tokens == 0 and five_later.cache_creation_input_tokens == 1200
+    )
+    assert gone.cache_creation_input_tokens == 1100
 
 
 @pytest.mark.parametrize(
@@ -191,13 +347,15 @@ def test_content_faults_bend_the_classification(kind, check):
 
 
 def test_bad_action_is_a_real_action_outside_the_allow_list():
-    props = TOOLS[2]["input_schema"]["properties"]
+    tool = next(t for t in TOOLS if t["name"] == "record_resolution_pick_delay")
+    props, allowed = tool["input_schema"]["properties"], set(ALLOWED_ACTIONS[Label.PICK_DELAY])
     text = '<record>x</record><classification>{"label": "PICK_DELAY"}</classification>'
 
     good, bad = answer_for(props, text), answer_for(props, text, "bad_action")
 
-    assert good["actions"] == ["PRIORITIZE_PICK"]
-    assert bad["actions"] and bad["actions"] != ["PRIORITIZE_PICK"]
+    assert good["actions"] and set(good["actions"]) <= allowed
+    assert bad["actions"] and not set(bad["actions"]) <= allowed
+    assert set(bad["actions"]) <= {str(a) for a in Action}
 
 
 def test_fooled_mode_obeys_an_injection_only():

@@ -6,26 +6,15 @@ a failure is `{"type": "error", "error": {"type": ..., "message": ...}}` with th
 code and, where the API sends one, a `retry-after` header. Answers are computed from the
 request text by keyword rules, so the same request always gets the same answer.
 
-Fault syntax (`--faults`, or `faults=` here): comma-separated `kind=probability` pairs, e.g.
-    "429=0.1,500=0.05,529=0.05,timeout=0.02,malformed=0.03,out_of_range=0.03,bad_label=0.01,
-     bad_action=0.01"
-and the shorthand "mix=0.3" (alias "rate=0.3"), which spreads 0.3 over the eight standard kinds
-below in fixed proportions. Probabilities add up and must total at most 1; the rest is "ok".
-Kinds:
-    429           rate_limit_error with retry-after (the SDK retries it)
-    spend_cap     429 with no retry-after (a spend limit: permanent)
-    500, 529      api_error / overloaded_error with retry-after (the SDK retries them)
-    400, 401, 403, 404, 413   the permanent client errors
-    timeout       sleeps `hang_s` (60 s) before answering, past the client's timeout
-    malformed     the tool input is a truncated JSON string instead of an object
-    out_of_range  confidence 1.7 (classify), 11 problems (analyze), 6 actions (resolve)
-    bad_label     a label outside the taxonomy (classify only; other stages answer normally)
-    bad_action    an action the allow-list forbids for the label (resolve only)
-    fooled        when the request carries a prompt injection ("ignore previous instructions",
-                  "refund", ...), answer as a fooled model would: confidence 5.0 (classify),
-                  an ISSUE_REFUND action (resolve); without an injection, answer normally
+Faults (`--faults`, or `faults=` here): see `fake_faults` for the syntax and the kinds.
 Which fault a request gets is drawn from hash(seed, request body, how often that exact body
-was seen), so a run is deterministic under a seed however requests interleave.
+was seen), so a run is deterministic under a seed however requests interleave. A request in a
+Message Batch (`fake_batches`) draws and is answered exactly as if sent alone: an HTTP error
+kind becomes an `errored` result, "timeout" answers normally.
+
+Token counts and prompt caching follow the API's rules (`fake_cache`: a minimum prefix per
+model, 5-minute or 1-hour TTLs on the injectable clock); `estimate_tokens`, `prefix_tokens`,
+`request_tokens` and `min_cacheable_tokens` say what the fake counts.
 """
 
 from __future__ import annotations
@@ -33,68 +22,39 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import math
 import random
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from enrichment.tooling.fake_answers import answer_for
-
-# Shares of the "mix" shorthand: rate limits and overloads dominate real incidents.
-MIX_SHARES: dict[str, float] = {
-    "429": 0.3,
-    "500": 0.15,
-    "529": 0.15,
-    "timeout": 0.05,
-    "malformed": 0.1,
-    "out_of_range": 0.1,
-    "bad_label": 0.075,
-    "bad_action": 0.075,
-}
-_ERRORS: dict[str, tuple[int, str, str]] = {
-    "400": (400, "invalid_request_error", "messages: field required"),
-    "401": (401, "authentication_error", "invalid x-api-key"),
-    "403": (403, "permission_error", "your API key does not have permission to use this model"),
-    "404": (404, "not_found_error", "model not found"),
-    "413": (413, "request_too_large", "request exceeds the maximum allowed size"),
-    "429": (429, "rate_limit_error", "number of requests has exceeded your rate limit"),
-    "spend_cap": (429, "rate_limit_error", "you have reached your specified API usage limits"),
-    "500": (500, "api_error", "internal server error"),
-    "529": (529, "overloaded_error", "Overloaded"),
-}
-_RETRY_AFTER_KINDS = frozenset({"429", "500", "529"})
-KINDS = frozenset(_ERRORS) | frozenset(MIX_SHARES) | {"fooled", "ok"}
-
-
-def _probability(item: str, raw: str) -> float:
-    try:
-        return float(raw)
-    except ValueError:
-        raise ValueError(
-            f"fault {item!r}: write kind=probability, e.g. 429=0.1 or mix=0.3"
-        ) from None
-
-
-def parse_faults(spec: str) -> dict[str, float]:
-    """`"429=0.1,mix=0.2"` -> {kind: probability}; raises ValueError with the valid kinds."""
-    faults: dict[str, float] = {}
-    for item in filter(None, (part.strip() for part in spec.split(","))):
-        kind, _, raw = item.partition("=")
-        kind, share = kind.strip(), _probability(item, raw)
-        if not 0.0 <= share <= 1.0:
-            raise ValueError(f"fault {item!r}: probability must be in [0, 1]")
-        spread = {k: share * w for k, w in MIX_SHARES.items()} if kind in ("mix", "rate") else None
-        if spread is None and kind not in KINDS - {"ok"}:
-            raise ValueError(f"unknown fault {kind!r}; kinds: mix, {', '.join(sorted(KINDS))}")
-        for k, p in (spread or {kind: share}).items():
-            faults[k] = faults.get(k, 0.0) + p
-    if sum(faults.values()) > 1.0 + 1e-9:
-        raise ValueError(f"fault probabilities add up to {sum(faults.values()):.3f} > 1")
-    return faults
+from enrichment.tooling.fake_batches import (
+    BATCHES_PATH,
+    MAX_BATCH_BYTES,
+    BatchError,
+    BatchStore,
+    FakeBatch,
+    result_of,
+)
+from enrichment.tooling.fake_cache import (  # noqa: F401 (re-exported: what the fake counts)
+    MIN_CACHEABLE_TOKENS,
+    PromptCache,
+    estimate_tokens,
+    min_cacheable_tokens,
+    prefix_tokens,
+    request_tokens,
+)
+from enrichment.tooling.fake_faults import (  # noqa: F401 (MIX_SHARES: re-exported)
+    ERRORS,
+    KINDS,
+    MIX_SHARES,
+    RETRY_AFTER_KINDS,
+    parse_faults,
+)
 
 
 @dataclass
@@ -102,7 +62,7 @@ class Reply:
     """One HTTP answer: status, JSON body, headers, and how long to hang first (seconds)."""
 
     status: int
-    body: dict[str, Any]
+    body: dict[str, Any] | bytes
     headers: dict[str, str] = field(default_factory=dict)
     hang_s: float = 0.0
 
@@ -113,11 +73,18 @@ class FakeAnthropic:
     port 0 picks a free port. `script([...])` queues exact answers that win over the random
     mix: a kind ("ok", "529", "timeout", ...) or a dict, either {"input": {...}} (a tool call
     with that input) or {"status": 401, "type": "authentication_error", "message": "...",
-    "headers": {...}}. `requests` lists the last `keep_requests` received (path, lower-cased
-    headers, body; default 1,000, so a long-running server's memory stays bounded).
+    "headers": {...}}; requests in a batch take scripted answers too. `requests` lists the
+    last `keep_requests` HTTP requests received (method, path, lower-cased headers, body;
+    default 1,000, so a long-running server's memory stays bounded). `respond` is called once
+    per Messages request, sent alone or inside a batch (the drill counts calls per record there).
     retry_after_s: the retry-after value sent with 429/500/529 (seconds, default 1).
     hang_s: how long a "timeout" fault sleeps before answering (seconds, default 60).
     api_key: when set, any other key gets a 401, as the real API would.
+    clock: seconds now (default time.time): drives the prompt cache's TTLs and the batches.
+    batch_delay_s: how long a batch stays in_progress (seconds, default 0.5).
+    batch_expire_rate: share of batches that end with every request expired (default 0).
+    batch_max_bytes: larger batch bodies get a 413 (default 256 MB, as the API).
+    `batches` maps batch id -> FakeBatch; `expire_next_batches(n)` makes the next n expire.
     """
 
     def __init__(
@@ -132,6 +99,10 @@ class FakeAnthropic:
         hang_s: float = 60.0,
         api_key: str | None = None,
         keep_requests: int = 1000,
+        clock: Callable[[], float] = time.time,
+        batch_delay_s: float = 0.5,
+        batch_expire_rate: float = 0.0,
+        batch_max_bytes: int = MAX_BATCH_BYTES,
     ) -> None:
         self.faults = parse_faults(faults)
         self.latency_s, self.seed = latency_s, seed
@@ -141,8 +112,17 @@ class FakeAnthropic:
         self._script: deque[str | dict[str, Any]] = deque()
         self._requests: deque[dict[str, Any]] = deque(maxlen=keep_requests)
         self._seen: dict[str, int] = {}
-        self._cached_prefixes: set[str] = set()
+        self.clock, self.batch_max_bytes = clock, batch_max_bytes
+        self._cache = PromptCache(clock)
         self._ids = itertools.count(1)
+        self._batches = BatchStore(
+            answer=self._batch_answer,
+            clock=clock,
+            base_url=lambda: self.base_url,
+            seed=seed,
+            delay_s=batch_delay_s,
+            expire_rate=batch_expire_rate,
+        )
         self._server = _Server((host, port), _Handler)
         self._server.fake = self
         self._thread: threading.Thread | None = None
@@ -156,6 +136,15 @@ class FakeAnthropic:
     def requests(self) -> list[dict[str, Any]]:
         with self._lock:
             return list(self._requests)
+
+    @property
+    def batches(self) -> dict[str, FakeBatch]:
+        """Every batch not deleted, by id (see fake_batches.FakeBatch)."""
+        return self._batches.snapshot()
+
+    def expire_next_batches(self, n: int = 1) -> None:
+        """The next `n` batches created end with every request expired."""
+        self._batches.expire_next(n)
 
     def script(self, entries: list[str | dict[str, Any]]) -> None:
         """Queue exact answers for the next requests, in order (see the class docstring)."""
@@ -189,12 +178,32 @@ class FakeAnthropic:
     def serve_forever(self) -> None:
         self._server.serve_forever()
 
-    def respond(self, path: str, headers: dict[str, str], raw: bytes) -> Reply:
-        """The answer to one request; also records the request."""
-        body = _json_or_none(raw)
+    def dispatch(self, method: str, path: str, headers: dict[str, str], raw: bytes) -> Reply:
+        """The answer to one HTTP request, which it records in `requests`."""
         with self._lock:
-            self._requests.append({"path": path, "headers": headers, "body": body})
-        problem = self._check(path, headers, body)
+            self._requests.append(
+                {"method": method, "path": path, "headers": headers, "body": _json_or_none(raw)}
+            )
+        route = path.split("?")[0]
+        if (method, route) == ("POST", "/v1/messages"):
+            reply = self.respond(path, headers, raw)
+            time.sleep(self.latency_s)
+            return reply
+        if route != BATCHES_PATH and not route.startswith(BATCHES_PATH + "/"):
+            return _error_reply(404, "not_found_error", f"no route for {method} {route}")
+        if not self._authorized(headers):
+            return _error_reply(*ERRORS["401"])
+        try:
+            body = self._batches.handle(method, path, headers, raw)
+        except BatchError as exc:
+            return _error_reply(exc.status, exc.error_type, exc.message)
+        jsonl = {"content-type": "application/x-jsonl"} if isinstance(body, bytes) else {}
+        return Reply(200, body, jsonl)
+
+    def respond(self, path: str, headers: dict[str, str], raw: bytes) -> Reply:
+        """The answer to one Messages request (sent alone, or one request of a batch)."""
+        body = _json_or_none(raw)
+        problem = self._check(headers, body)
         if problem is not None:
             return problem
         entry = self._next_entry(raw)
@@ -202,22 +211,26 @@ class FakeAnthropic:
             return self._custom(entry, body)
         return self._reply_for(entry, body)
 
-    def _check(self, path: str, headers: dict[str, str], body: Any) -> Reply | None:
-        """The real API's request checks: path, key, required fields."""
-        if path.split("?")[0] != "/v1/messages":
-            return _error_reply(404, "not_found_error", f"no route for {path}")
+    def _batch_answer(self, headers: dict[str, str], params: dict[str, Any]) -> dict[str, Any]:
+        return result_of(self.respond("/v1/messages", headers, json.dumps(params).encode()))
+
+    def _authorized(self, headers: dict[str, str]) -> bool:
         key = headers.get("x-api-key") or headers.get("authorization", "").removeprefix("Bearer ")
-        if not key or (self.api_key is not None and key != self.api_key):
-            return _error_reply(*_ERRORS["401"])
+        return bool(key) and (self.api_key is None or key == self.api_key)
+
+    def _check(self, headers: dict[str, str], body: Any) -> Reply | None:
+        """The real API's request checks: key, required fields."""
+        if not self._authorized(headers):
+            return _error_reply(*ERRORS["401"])
         if not isinstance(body, dict) or not {"model", "max_tokens", "messages"} <= body.keys():
-            return _error_reply(*_ERRORS["400"])
+            return _error_reply(*ERRORS["400"])
         return None
 
     def _next_entry(self, raw: bytes) -> str | dict[str, Any]:
+        digest = _digest(raw)  # outside the lock: it parses the body
         with self._lock:
             if self._script:
                 return self._script.popleft()
-            digest = hashlib.sha256(raw).hexdigest()
             self._seen[digest] = seen = self._seen.get(digest, 0) + 1
         draw = random.Random(f"{self.seed}:{digest}:{seen}").random()
         for kind in sorted(self.faults):  # a fixed order keeps the draw -> kind map stable
@@ -227,9 +240,9 @@ class FakeAnthropic:
         return "ok"
 
     def _reply_for(self, kind: str, body: dict[str, Any]) -> Reply:
-        if kind in _ERRORS:
-            reply = _error_reply(*_ERRORS[kind])
-            if kind in _RETRY_AFTER_KINDS:
+        if kind in ERRORS:
+            reply = _error_reply(*ERRORS[kind])
+            if kind in RETRY_AFTER_KINDS:
                 reply.headers["retry-after"] = _seconds_header(self.retry_after_s)
             return reply
         if kind == "timeout":
@@ -259,28 +272,11 @@ class FakeAnthropic:
             "content": content,
             "stop_reason": "tool_use" if tool else "end_turn",
             "stop_sequence": None,
-            "usage": self._usage(body, text, content),
+            "usage": self._cache.usage(body, content),
         }
 
     def _id(self, prefix: str) -> str:
         return f"{prefix}_fake{next(self._ids):06d}"
-
-    def _usage(self, body: dict[str, Any], text: str, content: list[Any]) -> dict[str, int]:
-        """Token counts at about 4 characters a token; a cache_control prefix is written once
-        and read afterwards (the real API's 1024/4096-token minimum is not modelled)."""
-        prefix = json.dumps([body.get("tools"), body.get("system")], sort_keys=True)
-        prefix_tokens = math.ceil(len(prefix) / 4)
-        usage = {"input_tokens": math.ceil(len(text) / 4) + 8, "output_tokens": 0}
-        usage["output_tokens"] = math.ceil(len(json.dumps(content)) / 4)
-        usage["cache_creation_input_tokens"] = usage["cache_read_input_tokens"] = 0
-        if "cache_control" not in prefix:
-            usage["input_tokens"] += prefix_tokens
-            return usage
-        with self._lock:
-            hit = prefix in self._cached_prefixes
-            self._cached_prefixes.add(prefix)
-        usage["cache_read_input_tokens" if hit else "cache_creation_input_tokens"] = prefix_tokens
-        return usage
 
 
 def _json_or_none(raw: bytes) -> Any:
@@ -288,6 +284,14 @@ def _json_or_none(raw: bytes) -> Any:
         return json.loads(raw)
     except ValueError:
         return None
+
+
+def _digest(raw: bytes) -> str:
+    """A request's identity for the fault draw: its JSON with sorted keys, so the params of
+    a batch request draw like the same body sent alone."""
+    body = _json_or_none(raw)
+    text = raw if body is None else json.dumps(body, sort_keys=True).encode()
+    return hashlib.sha256(text).hexdigest()
 
 
 def _seconds_header(seconds: float) -> str:
@@ -302,6 +306,10 @@ def _error_reply(status: int, error_type: str, message: str | None) -> Reply:
         "request_id": request_id,
     }
     return Reply(status, body, {"request-id": request_id})
+
+
+def _too_large(size: int, limit: int) -> Reply:
+    return _error_reply(413, "request_too_large", f"request is {size:,} bytes; limit {limit:,}")
 
 
 def _forced_tool(body: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
@@ -337,23 +345,40 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
 
     def do_POST(self) -> None:  # noqa: N802 (the stdlib's naming)
-        raw = self.rfile.read(int(self.headers.get("content-length") or 0))
+        self._answer("POST")
+
+    def do_GET(self) -> None:  # noqa: N802
+        self._answer("GET")
+
+    def do_DELETE(self) -> None:  # noqa: N802
+        self._answer("DELETE")
+
+    def _answer(self, method: str) -> None:
+        fake, size = self.server.fake, int(self.headers.get("content-length") or 0)
+        if self.path.startswith(BATCHES_PATH) and size > fake.batch_max_bytes:
+            self._send(_too_large(self._drain(size), fake.batch_max_bytes))
+            return
         headers = {k.lower(): v for k, v in self.headers.items()}
-        fake = self.server.fake
-        reply = fake.respond(self.path, headers, raw)
-        if fake.latency_s:
-            time.sleep(fake.latency_s)
+        reply = fake.dispatch(method, self.path, headers, self.rfile.read(size))
         if reply.hang_s and fake.closing.wait(reply.hang_s):
             return  # shutting down: drop the answer, as a dead server would
         self._send(reply)
 
+    def _drain(self, size: int) -> int:
+        # Read what the client sends (1 MB at a time, kept nowhere) so it gets the 413
+        # rather than a reset connection.
+        left = size
+        while left > 0 and (chunk := self.rfile.read(min(left, 1 << 20))):
+            left -= len(chunk)
+        return size
+
     def _send(self, reply: Reply) -> None:
-        payload = json.dumps(reply.body).encode()
+        body = reply.body
+        payload = body if isinstance(body, bytes) else json.dumps(body).encode()
         self.send_response(reply.status)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(payload)))
-        for name, value in reply.headers.items():
+        for name, value in {"content-type": "application/json", **reply.headers}.items():
             self.send_header(name, value)
+        self.send_header("content-length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
 
@@ -371,7 +396,7 @@ def serve(
 ) -> None:
     """Serve until interrupted (`enrichment fake-anthropic`). `faults`: see the module docstring.
 
-    options: retry_after_s, hang_s, api_key (see FakeAnthropic).
+    options: retry_after_s, hang_s, api_key, batch_delay_s, batch_expire_rate (see FakeAnthropic).
     """
     fake = FakeAnthropic(
         host=host, port=port, faults=faults, latency_s=latency_s, seed=seed, **options
