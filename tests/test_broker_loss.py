@@ -93,7 +93,7 @@ def test_a_failed_expiry_leaves_the_marker_missing_and_the_lock_free(redis_clien
 @pytest.mark.parametrize("url", ["filesystem://", "amqp://guest@127.0.0.1//"])
 def test_brokers_that_keep_their_queue_have_no_marker(url):
     assert broker_watch.watch(url) is None
-    assert broker_watch.recover_if_lost(url, sessions=None) is None
+    assert broker_watch.recover_if_lost(url, sessions=None, settings=None) is None
 
 
 # ---------------------------------------------------------------- lease expiry
@@ -114,21 +114,23 @@ def test_expire_leases_frees_only_unexpired_leases_of_backlog_records(factory, s
         done = _leased(s, tenant, lease_in_s=600, enriched_at=utcnow())
         escalated = _leased(s, tenant, lease_in_s=600, escalated_at=utcnow())
         already = _leased(s, tenant, lease_in_s=-5)
+        in_a_batch = _leased(s, tenant, lease_in_s=26 * 3600)  # a Message Batch's lease
         free = make_record(s, tenant, next_attempt_at=utcnow()).id
     now = utcnow()
     with factory.begin() as s:
-        assert recovery.expire_leases(s, now=now) == 1
+        assert recovery.expire_leases(s, settings, now=now) == 1
     with factory() as s:
         leases = dict(s.execute(select(R.id, R.lease_expires_at)).all())
     assert leases[in_flight] == now
     assert leases[done] > now and leases[escalated] > now
     assert leases[already] < now and leases[free] is None
+    assert leases[in_a_batch] > now + timedelta(hours=25)
     with factory.begin() as s:
         claimed = {c.record_id for c in selection.claim_due(s, settings)}
     assert claimed == {in_flight, already, free}
 
 
-def test_expire_leases_is_scoped_to_a_tenant_when_asked(factory):
+def test_expire_leases_is_scoped_to_a_tenant_when_asked(factory, settings):
     with factory.begin() as s:
         ours, theirs = make_tenant(s, "ours"), make_tenant(s, "theirs")
         mine = _leased(s, ours, lease_in_s=600)
@@ -136,8 +138,8 @@ def test_expire_leases_is_scoped_to_a_tenant_when_asked(factory):
         ours_id = ours.id
     now = utcnow()
     with factory.begin() as s:
-        assert recovery.expire_leases(s, now=now, tenant_id=ours_id) == 1
-        assert recovery.expire_leases(s, now=now, tenant_id=ours_id) == 0  # idempotent
+        assert recovery.expire_leases(s, settings, now=now, tenant_id=ours_id) == 1
+        assert recovery.expire_leases(s, settings, now=now, tenant_id=ours_id) == 0  # idempotent
     with factory() as s:
         assert s.get(R, mine).lease_expires_at == now
         assert s.get(R, other).lease_expires_at > now

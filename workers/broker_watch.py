@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from enrichment.core import recovery
 from enrichment.core.models import utcnow
+from enrichment.core.settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -148,17 +149,19 @@ def watch(broker_url: str) -> BrokerWatch | None:
     return _watches[broker_url]
 
 
-def recover_if_lost(broker_url: str, sessions: sessionmaker[Session]) -> int | None:
+def recover_if_lost(
+    broker_url: str, sessions: sessionmaker[Session], settings: Settings
+) -> int | None:
     """If the broker lost its state, expire every tenant's leases (a lost broker held the
     messages of all of them) and return how many; None when nothing was lost or the broker
     has no marker."""
     bw = watch(broker_url)
-    return None if bw is None else bw.recover(partial(_expire_all, sessions))
+    return None if bw is None else bw.recover(partial(_expire_all, sessions, settings))
 
 
-def _expire_all(sessions: sessionmaker[Session]) -> int:
+def _expire_all(sessions: sessionmaker[Session], settings: Settings) -> int:
     with sessions.begin() as session:
-        return recovery.expire_leases(session, now=utcnow())
+        return recovery.expire_leases(session, settings, now=utcnow())
 
 
 @signals.worker_process_shutdown.connect  # prefork children

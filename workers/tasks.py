@@ -121,7 +121,7 @@ def sweep(self, tenant: str | None = None) -> int:
     if not self.known_tenant(tenant):
         return 0
     # Redis lost its messages: free every lease now, not after its TTL (broker_watch.py).
-    expired = broker_watch.recover_if_lost(self.settings.broker_url, self.sessions)
+    expired = broker_watch.recover_if_lost(self.settings.broker_url, self.sessions, self.settings)
     if expired is not None:
         log.warning("sweep.broker_lost", expired=expired)
     # One claim, sized to what the fleet starts before the next sweep: the broker queue

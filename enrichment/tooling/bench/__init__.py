@@ -7,6 +7,7 @@ P2 latency-bound throughput (`p2_latency`): records/min with the fake server at
 P3 query cost (`p3_queries`): the sweep's claim and the monitor's per-tenant queries on
    `--p3-records` records, timed, with EXPLAIN (ANALYZE, BUFFERS) of the very SQL sent.
 P4 memory (`p4_memory`): worker RSS while beat sweeps `--p4-records` records in backoff.
+P5 AI cost (`p5_cost`): dollars per 1,000 records, interactive against Message Batches.
 P6 fairness (`p6_fairness`): small tenants behind a big one's backlog, the real fleet.
 P7 priority (`p7_priority`): critical records behind a backlog of low ones, the real fleet.
 
@@ -36,6 +37,7 @@ from enrichment.tooling.bench.p1_pipeline import bench_p1
 from enrichment.tooling.bench.p2_latency import bench_p2
 from enrichment.tooling.bench.p3_queries import bench_p3
 from enrichment.tooling.bench.p4_memory import bench_p4
+from enrichment.tooling.bench.p5_cost import bench_p5
 from enrichment.tooling.bench.p6_fairness import bench_p6
 from enrichment.tooling.bench.p7_priority import bench_p7
 from enrichment.tooling.processes import ROOT
@@ -47,6 +49,7 @@ RUNNERS: dict[str, Callable[[Services, Options], list[Row]]] = {
     "p2": bench_p2,
     "p3": bench_p3,
     "p4": bench_p4,
+    "p5": bench_p5,
     "p6": bench_p6,
     "p7": bench_p7,
 }
@@ -73,6 +76,8 @@ def parse_args(argv: list[str]) -> Options:
     p.add_argument("--p4-records", type=int, default=100_000)
     p.add_argument("--p4-pool", default="threads:75")
     p.add_argument("--p4-duration-s", type=float, default=60.0)
+    p.add_argument("--p5-records", type=int, default=5_000)
+    p.add_argument("--p5-pool", default="threads:20")
     p.add_argument("--p6-big", type=int, default=20_000, help="the big tenant's records")
     p.add_argument("--p6-small-tenants", type=int, default=5)
     p.add_argument("--p6-small", type=int, default=20, help="records per small tenant")
@@ -81,7 +86,7 @@ def parse_args(argv: list[str]) -> Options:
     p.add_argument("--p7-low", type=int, default=5_000)
     p.add_argument("--p7-critical", type=int, default=50)
     p.add_argument("--p7-pool", default="prefork:2")
-    p.add_argument("--timeout-s", type=float, default=1800.0, help="P6/P7 fleet bound (1800)")
+    p.add_argument("--timeout-s", type=float, default=1800.0, help="P5-P7 fleet bound (1800)")
     p.add_argument("--out-dir", default="var/bench", help="logs, plans, results.json")
     return _options(p.parse_args(argv))
 
@@ -109,6 +114,8 @@ def _options(a: argparse.Namespace) -> Options:
         p4_duration_s=a.p4_duration_s,
         out_dir=(ROOT / a.out_dir).resolve(),
         p3_tenants=max(2, a.p3_tenants),
+        p5_records=scaled(a.p5_records),
+        p5_pool=a.p5_pool,
         p6_big=scaled(a.p6_big),
         p6_small_tenants=a.p6_small_tenants,
         p6_small=scaled(a.p6_small),

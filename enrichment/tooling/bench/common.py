@@ -44,6 +44,8 @@ class Options:
     p4_duration_s: float
     out_dir: Path
     p3_tenants: int = 100
+    p5_records: int = 5_000
+    p5_pool: str = "threads:20"
     p6_big: int = 20_000
     p6_small_tenants: int = 5
     p6_small: int = 20

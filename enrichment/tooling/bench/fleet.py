@@ -6,6 +6,7 @@ says which command, environment and log file each benchmark process gets.
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 from pathlib import Path
@@ -101,6 +102,39 @@ def tree_rss_bytes(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 total += int(line.split()[1]) * 1024
     return total
+
+
+def cpu_s(pids: list[int]) -> float:
+    """User + system CPU seconds the processes have used so far, from /proc/<pid>/stat."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return total / tick
+
+
+def process_groups(**trees: int) -> dict[str, list[int]]:
+    """The bench's processes by role: each named tree (a root pid and its descendants), plus
+    every PostgreSQL and Redis server process on the machine."""
+    groups = {name: _descendants(pid) for name, pid in trees.items()}
+    for name, comm in (("postgres", "postgres"), ("redis", "redis-server")):
+        groups[name] = [p for p in _all_pids() if _comm(p).startswith(comm)]
+    return groups
+
+
+def _all_pids() -> list[int]:
+    return [int(d.name) for d in Path("/proc").iterdir() if d.name.isdigit()]
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
 
 
 def _descendants(pid: int) -> list[int]:
