@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select, update
 
+from enrichment import batches
 from enrichment.batches import apply, submit
 from enrichment.core.batch_models import APPLIED, GIVEN_UP, IN_PROGRESS, Batch, BatchRecord
 from enrichment.core.models import EnrichmentAttempt, ExceptionRecord, OutboxEvent, Tenant, utcnow
@@ -19,6 +20,7 @@ from enrichment.core.states import stage_status
 from enrichment.providers.anthropic import AnthropicProvider
 from enrichment.providers.pricing import cost_usd
 from enrichment.tooling.fake_anthropic import FakeAnthropic
+from enrichment.tooling.processes import wait_for
 from tests.conftest import with_settings
 from tests.factories import make_record, make_tenant
 
@@ -250,3 +252,22 @@ def test_a_batch_the_api_refuses_is_given_up_and_its_records_handed_back(
     assert all(stage_status(r.enrichment_state, "order_analysis") == "PENDING"
                for r in records.values())  # fmt: skip
     assert tenant.name == "acme"
+
+
+def test_one_batches_run_at_a_time_and_a_dead_holder_frees_the_lock(factory):
+    with batches.exclusive(factory) as first, batches.exclusive(factory) as second:
+        assert (first, second) == (True, False)
+    with batches.exclusive(factory) as again:  # released on the way out
+        assert again
+    engine = factory.kw["bind"]
+    holder = engine.connect()  # another process's session, holding the lock
+    assert holder.execute(select(func.pg_try_advisory_lock(batches._LOCK_KEY))).scalar()
+    with batches.exclusive(factory) as blocked:
+        assert not blocked
+    holder.invalidate()  # its connection dies with it; the server frees the lock
+
+    def free() -> bool:
+        with batches.exclusive(factory) as mine:
+            return mine
+
+    wait_for(free, timeout_s=10, what="the dead holder's lock freed")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import structlog
 from celery import Task, chain, signals
 
+from enrichment import batches
 from enrichment.batches import apply as batch_apply
 from enrichment.batches import submit as batch_submit
 from enrichment.core import db, pipeline, selection, tenants
@@ -136,15 +137,26 @@ def sweep(self, tenant: str | None = None) -> int:
     return len(report.claims)
 
 
-@app.task(base=EnrichmentTask, bind=True, name="enrichment.batches")
+# Applying a big batch takes minutes (about 10 ms a record: 100,000 in some 17 min); the
+# fleet's time limits are sized for one AI call. A run killed anyway repeats nothing.
+@app.task(
+    base=EnrichmentTask,
+    bind=True,
+    name="enrichment.batches",
+    soft_time_limit=3600,
+    time_limit=3900,
+)
 def batches_task(self) -> int:
     """Message Batches: apply ended batches, poll the ones in flight, submit the backlogs
     that go by batch (enrichment/batches). Only the anthropic provider has batches."""
     provider = self.provider
     if not isinstance(provider, AnthropicProvider):
         return 0
-    applied = batch_apply.poll_and_apply(self.sessions, provider, self.settings)
-    made = batch_submit.submit_due(self.sessions, provider, self.settings)
+    with batches.exclusive(self.sessions) as mine:
+        if not mine:  # another run is at it (a big apply outlasts the interval)
+            return 0
+        applied = batch_apply.poll_and_apply(self.sessions, provider, self.settings)
+        made = batch_submit.submit_due(self.sessions, provider, self.settings)
     if applied or made:
         log.info("batches.done", submitted=len(made), **applied)
     if applied["done"] or applied["escalated"]:

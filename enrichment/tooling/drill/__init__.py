@@ -6,7 +6,9 @@ What it does, in phases (each timed):
    this process with 30 % faults (429 with retry-after, 500, 529, timeouts, malformed and
    out-of-range answers, bad labels and actions: the fake's "mix").
 2. ingest: generates N records (DRILL_RECORDS or --records, 10,000) over 3 tenants and
-   loads them with the real JSONL ingestion.
+   loads them with the real JSONL ingestion. One tenant (drill-west) goes by Message Batch
+   (batch_mode "always"): the fake ends a batch after 1 s, expires the first batch whole and
+   10 % of the others, and answers batched requests with the same faults.
 3. fleet: starts 3 worker and 2 beat processes (two beats on purpose: the claim, not a
    single scheduler, must prevent double work), provider "anthropic" pointed at the fake.
 4. run: waits until every record is terminal, injecting, as progress passes fixed marks:
@@ -22,7 +24,9 @@ What it does, in phases (each timed):
    the events (one per decision, all delivered, none lost, no bad signature), with the
    delivery latency from decision to 2xx, and the recovery after the Redis restart: the
    seconds from Redis answering again to the first stage completed after it (the sweep sees
-   the broker's lost marker and frees every lease at once: workers/broker_watch.py).
+   the broker's lost marker and frees every lease at once: workers/broker_watch.py), and
+   the batches (the batch tenant's attempts all went by batch, one batch at least expired
+   whole, every batch was applied).
 
 Exit status 0 when every check passes, 1 otherwise. Every process started here is stopped,
 and Redis is running again when the drill ends, whatever happened (Ctrl-C included).
@@ -52,6 +56,7 @@ from enrichment.tooling.drill.setup import (
     DrillConfig,
     Fleet,
     Phases,
+    batch_one_tenant,
     fleet_env,
     ingest_records,
     point_webhooks,
@@ -65,6 +70,7 @@ from enrichment.tooling.receiver import Receiver
 log = structlog.get_logger(__name__)
 
 PROGRESS_EVERY_S = 10.0  # off a terminal, a progress line at most this often
+BATCH_EXPIRE_RATE = 0.1  # of the batch tenant's Message Batches, besides the first
 
 
 def main(argv: list[str]) -> int:
@@ -127,8 +133,14 @@ def _sigterm(_signum: int, _frame: Any) -> None:
 def _drill(cfg: DrillConfig) -> tuple[list[Check], Phases, Injector | None]:
     phases = Phases()
     fake = CountingFake(
-        faults=f"mix={cfg.fault_rate}", seed=cfg.seed, retry_after_s=0.5, hang_s=3.0
+        faults=f"mix={cfg.fault_rate}",
+        seed=cfg.seed,
+        retry_after_s=0.5,
+        hang_s=3.0,
+        batch_delay_s=1.0,
+        batch_expire_rate=BATCH_EXPIRE_RATE,
     )
+    fake.expire_next_batches(1)  # the first batch expires whole, whatever the draw
     receiver = Receiver(
         fail_rate=cfg.receiver_fault_rate, seed=cfg.seed, hang_s=RECEIVER_TIMEOUT_S * 1.5
     )
@@ -142,6 +154,7 @@ def _drill(cfg: DrillConfig) -> tuple[list[Check], Phases, Injector | None]:
         with phases.phase("ingest"):
             total = ingest_records(cfg, factory)
             receiver.secret = point_webhooks(factory, receiver.url)
+            batch_one_tenant(factory)
         with phases.phase("fleet"):
             fleet = Fleet(cfg, fleet_env(cfg, fake.base_url))
             start_fleet(fleet)

@@ -18,7 +18,7 @@ from enrichment.core.settings import MonitorConfig, Settings
 from enrichment.core.taxonomy import ALLOWED_ACTIONS, Label
 from enrichment.monitoring.monitor import run_monitor
 from enrichment.tooling.drill.faults import CountingFake, Injector
-from enrichment.tooling.drill.setup import SDK_MAX_RETRIES, DrillConfig, Phases
+from enrichment.tooling.drill.setup import BATCH_TENANT, SDK_MAX_RETRIES, DrillConfig, Phases
 from enrichment.tooling.receiver import Receiver
 
 
@@ -299,8 +299,28 @@ def run_checks(
     with factory() as s:
         checks = check_completeness(s, total) + check_provenance(s) + check_actions(s)
         checks += check_ai_calls(s, cfg, fake) + check_info(s, fake) + check_events(s, receiver)
-        checks += check_recovery(s, cfg, redis_back_at)
+        checks += check_recovery(s, cfg, redis_back_at) + check_batches(s)
     return checks + check_monitor(factory, settings)
+
+
+def check_batches(s: Session) -> list[Check]:
+    """The batch tenant's records went by Message Batch only, at least one batch expired
+    whole (its records came back without a retry), and every batch was applied."""
+    by_status = dict(s.execute(text("SELECT status, count(*) FROM batches GROUP BY 1")).all())
+    expired = _scalar(s, "SELECT count(*) FROM batches WHERE expired = requests")
+    open_ = _scalar(s, "SELECT count(*) FROM batches WHERE status NOT IN ('applied', 'given_up')")
+    outside = _scalar(
+        s,
+        "SELECT count(*) FROM enrichment_attempts a JOIN tenants t ON t.id = a.tenant_id"
+        " WHERE t.name = :name AND a.batch_id IS NULL",
+        name=BATCH_TENANT,
+    )
+    return [
+        Check("Message Batches by status", dict(sorted(by_status.items())), "info", None),
+        Check("batches that expired whole", expired, ">= 1", expired >= 1),
+        Check("batches not applied", open_, "0", open_ == 0),
+        Check(f"{BATCH_TENANT} attempts outside a batch", outside, "0", outside == 0),
+    ]
 
 
 # ---------------------------------------------------------------- report

@@ -35,6 +35,8 @@ from enrichment.tooling.processes import (
 )
 
 TENANTS = ("drill-north", "drill-south", "drill-west")
+# Its records go by Message Batch (batch_mode "always"); the other two by chains.
+BATCH_TENANT = "drill-west"
 REDIS_PORT = 6379
 # Exactly the brief's restart command: no persistence, so the restart loses the queue.
 REDIS_START = [
@@ -185,7 +187,15 @@ def fleet_env(cfg: DrillConfig, fake_url: str) -> dict[str, str]:
         ENRICHMENT_WEBHOOK_MAX_ATTEMPTS="12",
         ENRICHMENT_WEBHOOK_TIMEOUT_S=str(RECEIVER_TIMEOUT_S),
         ENRICHMENT_WEBHOOK_INTERVAL_S="2",
+        ENRICHMENT_BATCH_INTERVAL_S="2",
     )
+
+
+def batch_one_tenant(factory: sessionmaker[Session]) -> None:
+    """BATCH_TENANT's records go by Message Batch from now on."""
+    with factory.begin() as s:
+        tenant = s.scalars(select(Tenant).where(Tenant.name == BATCH_TENANT)).one()
+        tenant.settings = {**(tenant.settings or {}), "batch_mode": "always"}
 
 
 def point_webhooks(factory: sessionmaker[Session], url: str) -> str:
