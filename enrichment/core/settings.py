@@ -267,8 +267,8 @@ class Settings:
     sweep_min_batch: int = 20
     sweep_headroom: float = 2.0
     # "fair": shares by tenant weight, priority within a tenant (selection.py). "fifo": one
-    # queue in due order, blind to tenants, weights, caps and budgets (the order before fair
-    # scheduling: for a single-tenant fleet, and the P6 baseline).
+    # queue in due order, blind to tenants, weights, caps, budgets and batch modes (the order
+    # before fair scheduling: for a single-tenant fleet, and the P6 baseline).
     claim_order: str = "fair"
     lease_ttl_s: float = 600.0
     # PostgreSQL connections per worker process: pool_size kept open, max_overflow more on
