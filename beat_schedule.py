@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from enrichment.core.settings import Settings
+from enrichment.monitoring import cadence
 
 
 def schedule(settings: Settings) -> dict:
-    monitor_s = settings.monitor.interval_s
+    monitor_s = cadence.Pace.of(settings).tick_s
     deliver_s = settings.webhooks.interval_s
     return {
         "sweep": {
@@ -15,6 +16,8 @@ def schedule(settings: Settings) -> dict:
             # A run not started by the next tick is pointless: the next one covers it.
             "options": {"expires": settings.sweep_interval_s},
         },
+        # Every tick (interval / ENRICHMENT_MONITOR_WARNING_DIVISOR); each run evaluates only
+        # the tenants due: warned ones every tick, the others every interval (cadence.py).
         "monitor": {
             "task": "enrichment.monitor",
             "schedule": monitor_s,

@@ -206,9 +206,19 @@ def test_silence_mutes_notifications_but_state_moves_and_fires_after():
     assert kinds(sent[0]) == [("firing", "backlog", "critical")]
 
 
-def test_tenant_wide_silence_and_a_resolve_while_silenced_is_dropped():
+def test_a_resolve_while_silenced_is_muted_and_the_alert_goes_inactive():
     policy = replace(POLICY, for_evaluations=1)
     states, _ = run([Snap(backlog_records=2000)], policy=policy)
+    states, sent = run([Snap()], states=states, silences={None}, policy=policy, start=T0 + STEP)
+    # Owed only to the channels holding an open incident (PagerDuty): routing drops it for
+    # Slack. Once delivered, the alert is inactive as before.
+    assert [(n.kind, n.metric, n.muted) for n in sent[0]] == [("resolved", "backlog", True)]
+    assert states[("backlog", "critical")].state == "inactive"
+
+
+def test_a_resolve_never_notified_stays_quiet_even_when_silenced():
+    policy = replace(POLICY, for_evaluations=1)
+    states, _ = run([Snap(backlog_records=2000)], silences={None}, policy=policy)
     states, sent = run([Snap()], states=states, silences={None}, policy=policy, start=T0 + STEP)
     assert sent == [[]]
     assert states[("backlog", "critical")].state == "inactive"

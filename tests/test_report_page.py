@@ -17,7 +17,7 @@ import pytest
 from playwright.sync_api import Page
 
 from enrichment.core import tenants
-from enrichment.core.models import Alert, ExceptionRecord, utcnow
+from enrichment.core.models import Alert, EnrichmentAttempt, ExceptionRecord, Tenant, utcnow
 from enrichment.monitoring.monitor import run_monitor
 from tests.browser import WAIT_MS, chromium, local_page, served
 from tests.factories import make_record
@@ -50,7 +50,8 @@ def open_page(browser, url: str, key: str | None = None) -> tuple[Page, list[str
 @pytest.fixture
 def tenant_key(factory, settings) -> str:
     """page-3pl: 60 confident labels, bands of 1 and 2 records, 2 escalations (one with an
-    injected script in its reason and note), a firing alert and three snapshots."""
+    injected script in its reason and note), a firing alert, three snapshots, and $0.90 of
+    its $1 daily budget spent today (an INFO notice)."""
     now = utcnow()
     with factory.begin() as s:
         tenant, key = tenants.create_tenant(s, "page-3pl", confidence_threshold=0.7)
@@ -72,7 +73,11 @@ def tenant_key(factory, settings) -> str:
 
 
 def _edge_cases(s, tenant, now) -> None:
-    make_record(s, tenant, ai_label="DAMAGE", ai_confidence=0.35, enriched_at=now)
+    s.get(Tenant, tenant.id).settings = {"daily_budget_usd": 1.0}
+    spent = make_record(s, tenant, ai_label="DAMAGE", ai_confidence=0.35, enriched_at=now)
+    s.add(EnrichmentAttempt(tenant_id=tenant.id, record_id=spent.id, stage="classification",
+                            outcome="completed", latency_s=1.0, provider="local", cost_usd=0.9,
+                            lease_token="t", created_at=now))  # fmt: skip
     for _ in range(2):
         make_record(s, tenant, ai_label="OTHER", ai_confidence=0.55, enriched_at=now)
     make_record(
@@ -119,6 +124,10 @@ def test_the_report_page_as_an_operations_lead_sees_it(base_url, browser, tenant
 
     alerts = page.locator("section", has_text="What to do").inner_text()
     assert "More than 0 records escalated to a person" in alerts and "firing" in alerts
+    notices = page.locator("section", has_text="Notices").inner_text()
+    assert "never sent to Slack or PagerDuty" in notices
+    assert "AI spend today at 90 % of the daily budget ($0.90 of $1.00" in notices
+    assert "AI spend today" not in page.locator("header").inner_text()  # no status change
 
     assert requested and all(urlsplit(u).hostname == "127.0.0.1" for u in requested)
     SCREENSHOT.parent.mkdir(exist_ok=True)

@@ -1,9 +1,12 @@
-"""Secrets never reach a log: the Anthropic API key and the Slack webhook URL.
+"""Secrets never reach a log: the Anthropic API key, the Slack webhook URL and the PagerDuty
+routing key.
 
-Given a real worker and beat (provider anthropic against the fake server, with faults, and
-SLACK_WEBHOOK_URL pointing at a local receiver that fails first), when a chain runs and the
-monitor evaluates alerts (in the worker and in this process), then neither distinctive
-string appears in the worker's or beat's log file, nor in this process's stdout/stderr.
+Given a real worker and beat (provider anthropic against the fake server, with faults,
+SLACK_WEBHOOK_URL pointing at a local receiver that fails first, and PAGERDUTY_ROUTING_KEY
+with a local PagerDuty receiver that answers 500 first), when a chain runs and the monitor
+evaluates alerts (a critical one fires: the tenant's completeness threshold is 101 %), in the
+worker and in this process, then no distinctive string appears in the worker's or beat's log
+file, nor in this process's stdout/stderr.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from enrichment.core.settings import AlertPolicy, MonitorConfig, Settings
 from enrichment.monitoring import notify
 from enrichment.monitoring.monitor import run_monitor
 from enrichment.tooling.fake_anthropic import FakeAnthropic
+from enrichment.tooling.pagerduty_receiver import PagerDutyReceiver
 from tests.conftest import REDIS_URL
 from tests.factories import make_record, make_tenant
 from tests.fleet import fleet_env, start_beat, start_worker, wait_for
@@ -27,6 +31,8 @@ pytestmark = pytest.mark.slow
 
 API_KEY = "sk-ant-CANARYKEY-5f1e9b7c3a"
 SLACK_SECRET = "CANARYHOOK-8d2c4e6a"
+PD_KEY = "CANARYPDKEY-3b7e19f0c2d84a6e51f9"  # 32 characters, as PagerDuty's keys
+ALWAYS_CRITICAL = {"alert_thresholds": {"completeness_critical": 101}}
 
 
 class Receiver(BaseHTTPRequestHandler):
@@ -48,6 +54,13 @@ class Receiver(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
+def pd():
+    with PagerDutyReceiver() as receiver:
+        receiver.fail_next(500, 500, 500, retry_after=0)
+        yield receiver
+
+
+@pytest.fixture
 def slack_url():
     server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -59,7 +72,7 @@ def slack_url():
 
 def seed(factory, n: int) -> None:
     with factory.begin() as s:
-        tenant = make_tenant(s, "canary-3pl")
+        tenant = make_tenant(s, "canary-3pl", settings=ALWAYS_CRITICAL)
         for _ in range(n):
             make_record(s, tenant)
 
@@ -75,7 +88,7 @@ def enriched_or_escalated(factory, n: int):
     return check
 
 
-def test_no_secret_in_any_log(pg_url, factory, redis_client, tmp_path, slack_url, capfd):
+def test_no_secret_in_any_log(pg_url, factory, redis_client, tmp_path, slack_url, pd, capfd):
     seed(factory, 8)
     with FakeAnthropic(api_key=API_KEY, faults="mix=0.4,401=0.05", retry_after_s=0.1) as fake:
         env = fleet_env(
@@ -91,13 +104,15 @@ def test_no_secret_in_any_log(pg_url, factory, redis_client, tmp_path, slack_url
             ENRICHMENT_ALERT_FOR_EVALUATIONS="1",
             ENRICHMENT_ALERT_MIN_SAMPLE="0",
             SLACK_WEBHOOK_URL=slack_url,
+            PAGERDUTY_ROUTING_KEY=PD_KEY,
+            ENRICHMENT_PAGERDUTY_URL=pd.url,
             ENRICHMENT_LOG_FORMAT="json",
         )
         worker = start_worker(env, tmp_path / "worker.log", name="w1")
         beat = start_beat(env, tmp_path / "beat.log", tmp_path / "beat.db")
         try:
             wait_for(enriched_or_escalated(factory, 8), timeout_s=90, what="records terminal")
-            alert_in_process(pg_url, slack_url)
+            alert_in_process(pg_url, slack_url, pd.url)
         finally:
             beat.stop()
             worker.stop()
@@ -105,19 +120,26 @@ def test_no_secret_in_any_log(pg_url, factory, redis_client, tmp_path, slack_url
     out = capfd.readouterr()
     logs = {"worker": worker.text(), "beat": beat.text(), "stdout": out.out, "stderr": out.err}
     assert "anthropic.call" in logs["worker"] and "sweep.claimed" in logs["worker"]
+    assert "pagerduty.sent" in logs["worker"]  # the worker's monitor paged, too
     for name, text in logs.items():
         assert API_KEY not in text, f"API key in {name} log"
         assert SLACK_SECRET not in text, f"Slack webhook in {name} log"
+        assert PD_KEY not in text, f"PagerDuty routing key in {name} log"
     assert Receiver.calls > 0  # the alert path really ran against the receiver
+    assert any(r.status == 500 for r in pd.requests)  # and PagerDuty's retries too
+    assert any(e["routing_key"] == PD_KEY for e in pd.events)
 
 
-def alert_in_process(pg_url: str, slack_url: str) -> None:
-    """The monitor and its alerts in this process, with a webhook and every alert firing."""
+def alert_in_process(pg_url: str, slack_url: str, pd_url: str) -> None:
+    """The monitor and its alerts in this process, with a webhook, a routing key and every
+    alert firing."""
     from enrichment.core import db
-    from enrichment.core.settings import SlackConfig
+    from enrichment.core.settings import PagerDutyConfig, RoutingConfig, SlackConfig
 
     factory = db.session_factory(pg_url)
     snaps = run_monitor(factory, Settings(database_url=pg_url), config=MonitorConfig())
     policy = AlertPolicy(for_evaluations=1, min_sample=0)
     config = SlackConfig(webhook_url=slack_url, max_attempts=2, timeout_s=2)
-    notify.run_alerts(factory, snaps, Settings(database_url=pg_url, alerts=policy, slack=config))
+    paging = RoutingConfig(pagerduty=PagerDutyConfig(routing_key=PD_KEY, url=pd_url, timeout_s=2))
+    settings = Settings(database_url=pg_url, alerts=policy, slack=config, routing=paging)
+    notify.run_alerts(factory, snaps, settings)

@@ -14,7 +14,7 @@ from enrichment.batches import submit as batch_submit
 from enrichment.core import db, pipeline, selection, tenants
 from enrichment.core.settings import get_settings
 from enrichment.delivery import deliver
-from enrichment.monitoring import monitor, notify
+from enrichment.monitoring import cadence, monitor, notify
 from enrichment.providers import Provider, make_provider
 from enrichment.providers.anthropic import AnthropicProvider
 from workers import broker_watch
@@ -178,11 +178,11 @@ def requeue(self, tenant: str, record_id: int | None = None) -> int:
 
 @app.task(base=EnrichmentTask, bind=True, name="enrichment.monitor")
 def monitor_task(self) -> int:
-    """Snapshot every tenant's metrics, evaluate alerts, send Slack notifications."""
+    """Snapshot the tenants that are due (every tick while a warning fires for one, else
+    every interval: monitoring/cadence.py), evaluate alerts, send them on their routes."""
     settings = self.settings
-    snapshots = monitor.run_monitor(
-        self.sessions, settings, min_gap_s=settings.monitor.interval_s / 2
-    )
+    pace = cadence.Pace.of(settings)
+    snapshots = monitor.run_monitor(self.sessions, settings, min_gap_s=pace)
     deliveries = notify.run_alerts(self.sessions, snapshots, settings)
     log.info("monitor.done", tenants=len(snapshots), notified=len(deliveries))
     return len(snapshots)

@@ -31,7 +31,8 @@ Hours = Annotated[float, Query(gt=0, le=720, description="trend window, hours")]
 
 @router.get("/api/enrichment/health/{tenant}", response_model=reports.Health)
 def health(tenant: AuthTenant, s: DbSession, settings: AppSettings) -> reports.Health:
-    """Status now: completeness, backlog, quality, failure rate, alerts, integrity checks."""
+    """Status now: completeness, backlog, quality, failure rate, alerts, integrity checks,
+    and `notices` (INFO: early signs such as a rising failure rate, never pushed)."""
     return reports.health(s, tenant, settings, now=utcnow())
 
 
@@ -93,6 +94,10 @@ OPTIONAL_BEARER = {"security": [{}]}
     responses=METRICS_RESPONSES,
     openapi_extra=OPTIONAL_BEARER,
 )
-def metrics(factory: SessionFactory) -> Response:
-    """The latest snapshot of every tenant, in the Prometheus text format."""
-    return Response(prom.exposition(factory), media_type="text/plain; version=0.0.4")
+def metrics(factory: SessionFactory, settings: AppSettings) -> Response:
+    """The latest snapshot of every tenant, and the fleet's autoscaling signals (the broker's
+    queue depths, live workers, `enrichment_desired_workers`), in the Prometheus text format."""
+    from workers import queues  # the Celery layer, imported when first scraped
+
+    body = prom.exposition(factory, settings, broker=queues.read_broker(settings))
+    return Response(body, media_type="text/plain; version=0.0.4")

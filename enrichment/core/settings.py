@@ -150,6 +150,45 @@ class SlackConfig:
 
 
 @dataclass(frozen=True)
+class PagerDutyConfig:
+    """PagerDuty Events API v2 (ENRICHMENT_PAGERDUTY_*): routing_key, the global integration
+    key for tenants without their own (PAGERDUTY_ROUTING_KEY; a secret, never logged); url,
+    the endpoint (tests point it at a local receiver); delivery knobs as for Slack."""
+
+    routing_key: str | None = None
+    url: str = "https://events.pagerduty.com/v2/enqueue"
+    timeout_s: float = 5.0
+    max_attempts: int = 4
+    max_retry_after_s: float = 30.0
+
+    @classmethod
+    def from_env(cls) -> PagerDutyConfig:
+        d, pre = cls(), "ENRICHMENT_PAGERDUTY_"
+        return cls(
+            routing_key=os.environ.get("PAGERDUTY_ROUTING_KEY") or None,
+            url=_env(f"{pre}URL", d.url),
+            timeout_s=env_float(f"{pre}TIMEOUT_S", d.timeout_s, low=0.1),
+            max_attempts=env_int(f"{pre}MAX_ATTEMPTS", d.max_attempts, low=1),
+            max_retry_after_s=env_float(f"{pre}MAX_RETRY_AFTER_S", d.max_retry_after_s),
+        )
+
+
+@dataclass(frozen=True)
+class RoutingConfig:
+    """Severity routing (monitoring/routing.py). warning_divisor: while a warning fires for a
+    tenant, the monitor evaluates it every ENRICHMENT_MONITOR_INTERVAL_S / this
+    (ENRICHMENT_MONITOR_WARNING_DIVISOR, 3; 1: no speed-up); pagerduty: where pages go."""
+
+    warning_divisor: float = 3.0
+    pagerduty: PagerDutyConfig = field(default_factory=PagerDutyConfig)
+
+    @classmethod
+    def from_env(cls) -> RoutingConfig:
+        divisor = env_float("ENRICHMENT_MONITOR_WARNING_DIVISOR", 3.0, low=1.0, high=60.0)
+        return cls(warning_divisor=divisor, pagerduty=PagerDutyConfig.from_env())
+
+
+@dataclass(frozen=True)
 class WebhookConfig:
     """Outbox delivery knobs (ENRICHMENT_WEBHOOK_*).
 
@@ -243,6 +282,38 @@ def default_broker_url() -> str:
     return "filesystem://"
 
 
+# RabbitMQ closes a consumer's channel, and requeues all it holds, when one delivery stays
+# unacknowledged past its `consumer_timeout` (30 min by default). The fleet acks late, and a
+# countdown message is held from its enqueue: up to the sweep horizon, then its run.
+AMQP_CONSUMER_TIMEOUT_S = 1800.0
+# Room for a due message to wait for a free pool slot, and for clock skew.
+AMQP_HOLD_MARGIN_S = 300.0
+
+
+def is_amqp(broker_url: str) -> bool:
+    return broker_url.startswith(("amqp://", "amqps://", "pyamqp://"))
+
+
+def task_time_limit_s(ai_timeout_s: float) -> int:
+    """The hard limit on one task run (prefork kills the child): six AI timeouts, >= 90 s."""
+    return max(90, int(ai_timeout_s * 6))
+
+
+def check_amqp_hold(broker_url: str, horizon_s: float, ai_timeout_s: float) -> None:
+    """On RabbitMQ the longest hold, horizon + a run + margin, must stay below consumer_timeout."""
+    run_s = task_time_limit_s(ai_timeout_s)
+    most_s = AMQP_CONSUMER_TIMEOUT_S - AMQP_HOLD_MARGIN_S - run_s
+    if not is_amqp(broker_url) or horizon_s < most_s:
+        return
+    fix = f"set it below {most_s:g}" if most_s > 0 else "lower ENRICHMENT_AI_TIMEOUT_S"
+    raise ConfigurationError(
+        f"ENRICHMENT_SWEEP_HORIZON_S={horizon_s:g} is too long for RabbitMQ: a countdown is held"
+        f" unacknowledged for the horizon plus a run ({run_s} s, from ENRICHMENT_AI_TIMEOUT_S)"
+        f" plus {AMQP_HOLD_MARGIN_S:g} s, which must stay below its consumer_timeout"
+        f" ({AMQP_CONSUMER_TIMEOUT_S:g} s); {fix}"
+    )
+
+
 @dataclass(frozen=True)
 class Settings:
     """The fleet's configuration. See README "Configuration reference"."""
@@ -266,6 +337,8 @@ class Settings:
     # throughput x interval x headroom, less what is in flight, at least this many records.
     sweep_min_batch: int = 20
     sweep_headroom: float = 2.0
+    # /metrics' enrichment_desired_workers: workers to drain the backlog within this.
+    target_drain_s: float = 600.0
     # "fair": shares by tenant weight, priority within a tenant (selection.py). "fifo": one
     # queue in due order, blind to tenants, weights, caps, budgets and batch modes (the order
     # before fair scheduling: for a single-tenant fleet, and the P6 baseline).
@@ -295,12 +368,16 @@ class Settings:
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     alerts: AlertPolicy = field(default_factory=AlertPolicy)
     slack: SlackConfig = field(default_factory=SlackConfig)
+    routing: RoutingConfig = field(default_factory=RoutingConfig)
     webhooks: WebhookConfig = field(default_factory=WebhookConfig)
     batches: BatchConfig = field(default_factory=BatchConfig)
     reviews: ReviewConfig = field(default_factory=ReviewConfig)
     # Bearer token for /metrics (open when unset); base URL for report links in alerts.
     metrics_token: str | None = None
     public_base_url: str | None = None
+
+    def __post_init__(self) -> None:
+        check_amqp_hold(self.broker_url, self.sweep_horizon_s, self.ai_timeout_s)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -328,6 +405,7 @@ class Settings:
             sweep_batch_size=env_int("ENRICHMENT_SWEEP_BATCH_SIZE", 500, low=1),
             sweep_min_batch=env_int("ENRICHMENT_SWEEP_MIN_BATCH", 20, low=1),
             sweep_headroom=env_float("ENRICHMENT_SWEEP_HEADROOM", 2.0, low=1.0, high=10.0),
+            target_drain_s=env_float("ENRICHMENT_TARGET_DRAIN_S", 600.0, low=1.0),
             claim_order=env_choice("ENRICHMENT_CLAIM_ORDER", "fair", ("fair", "fifo")),
             lease_ttl_s=env_float("ENRICHMENT_LEASE_TTL_S", 600.0, low=1.0),
             db_pool_size=env_int("ENRICHMENT_DB_POOL_SIZE", 5, low=1),
@@ -348,6 +426,7 @@ class Settings:
             monitor=MonitorConfig.from_env(),
             alerts=AlertPolicy.from_env(),
             slack=SlackConfig.from_env(),
+            routing=RoutingConfig.from_env(),
             webhooks=WebhookConfig.from_env(),
             batches=BatchConfig.from_env(),
             reviews=ReviewConfig.from_env(),

@@ -6,7 +6,10 @@ inactive -> pending (condition held on fewer than `for_evaluations` consecutive 
 past the hysteresis bound; a resolved notification is owed) -> inactive once it is delivered.
 
 Suppression, in Alertmanager's order: a tenant+metric silence mutes notifications (state still
-moves), and a firing critical alert inhibits the warning of the same tenant and metric.
+moves), and a firing critical alert inhibits the warning of the same tenant and metric. A
+resolve that comes while silenced is still owed to the channels that keep an incident open
+(PagerDuty: a `muted` resolve, see `routing`), so a page never stays open for a condition that
+has cleared.
 Rate metrics need `min_sample` records/attempts behind them, so tiny tenants never page.
 
 The decisions (`evaluate`, `advance`, `plan`, `after_delivery`) are pure: state in, new state
@@ -27,6 +30,8 @@ from enrichment.core.settings import AlertPolicy
 log = structlog.get_logger(__name__)
 
 CRITICAL, WARNING = "critical", "warning"
+# Notices (`notices`): shown on the report page and in the health route, never pushed.
+INFO = "info"
 BELOW, ABOVE, AT_LEAST = "below", "above", "at_least"
 
 
@@ -137,7 +142,8 @@ class AlertState:
 
 @dataclass(frozen=True)
 class Notification:
-    """One message to send: kind "firing" or "resolved"."""
+    """One message to send: kind "firing" or "resolved". muted: a resolve during a silence,
+    for the channels that hold an open incident only (`routing`)."""
 
     tenant: str
     kind: str
@@ -147,6 +153,7 @@ class Notification:
     threshold: float | None
     unit: str
     since: datetime | None
+    muted: bool = False
 
 
 def rules_for(tenant_settings: dict[str, Any]) -> tuple[Rule, ...]:
@@ -159,11 +166,13 @@ def rules_for(tenant_settings: dict[str, Any]) -> tuple[Rule, ...]:
 
 def _from_setting(rule: Rule, tenant_settings: dict[str, Any], key: str) -> Rule | None:
     """The rule with its threshold (and bound) from tenants.settings[key], or None."""
-    value = _number(tenant_settings, key)
+    value = setting_number(tenant_settings, key)
     return replace(rule, threshold=value, resolve=value) if value and value > 0 else None
 
 
-def _number(overrides: dict[str, Any], key: str) -> float | None:
+def setting_number(overrides: dict[str, Any], key: str) -> float | None:
+    """A numeric setting, or None when absent; a value that is not a number is logged and
+    ignored."""
     raw = overrides.get(key)
     if raw is None:
         return None
@@ -185,8 +194,8 @@ def _scaled_resolve(rule: Rule, threshold: float) -> float:
 
 
 def _override(rule: Rule, overrides: dict[str, Any]) -> Rule:
-    threshold = _number(overrides, rule.name)
-    resolve = _number(overrides, f"{rule.name}_resolve")
+    threshold = setting_number(overrides, rule.name)
+    resolve = setting_number(overrides, f"{rule.name}_resolve")
     if threshold is None and resolve is None:
         return rule
     new_threshold = rule.threshold if threshold is None else threshold
@@ -292,7 +301,7 @@ def plan(
     """Which notifications to send now, after silences and inhibition.
 
     silences: silenced metrics (None silences all of the tenant's). A resolved alert that
-    is silenced, or was never notified, goes quietly to inactive.
+    was never notified goes quietly to inactive; one that is silenced yields a `muted` resolve.
     """
     units = {(r.metric, r.severity): r.unit for r in rules}
     units.update({k: "" for k in states.keys() - units.keys()})
@@ -304,16 +313,17 @@ def plan(
             if due and not _inhibited(key, states):
                 out.append(_note(tenant, st, "firing", units[key]))
         elif st.state == "resolved":
-            if _silenced(st.metric, silences) or st.last_notified_at is None:
+            if st.last_notified_at is None:
                 new[key] = _quiet(st)
             else:
-                out.append(_note(tenant, st, "resolved", units[key]))
+                muted = _silenced(st.metric, silences)
+                out.append(_note(tenant, st, "resolved", units[key], muted=muted))
     return new, out
 
 
-def _note(tenant: str, st: AlertState, kind: str, unit: str) -> Notification:
+def _note(tenant: str, st: AlertState, kind: str, unit: str, *, muted=False) -> Notification:
     return Notification(
-        tenant, kind, st.metric, st.severity, st.value, st.threshold, unit, st.active_since
+        tenant, kind, st.metric, st.severity, st.value, st.threshold, unit, st.active_since, muted
     )
 
 

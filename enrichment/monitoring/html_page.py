@@ -66,7 +66,7 @@ td.text{max-width:32rem;overflow-wrap:anywhere}
 .tag{display:inline-block;border-radius:.3rem;padding:0 .4rem;font-size:.8rem;
  font-weight:650;color:#fff;background:var(--muted)}
 .tag.critical{background:var(--critical)}.tag.warning{background:var(--warning)}
-.tag.ok{background:var(--healthy)}.tag.FAILING{background:var(--critical)}
+.tag.ok{background:var(--healthy)}.tag.info{background:var(--accent)}.tag.FAILING{background:var(--critical)}
 .empty{background:#fff;border:1px dashed var(--rule);border-radius:.5rem;padding:.7rem .9rem;
  color:var(--muted)}
 code{font:.85em ui-monospace,SFMono-Regular,Menlo,monospace;background:#eef1f5;

@@ -50,6 +50,7 @@ from enrichment.core.models import (
     utcnow,
 )
 from enrichment.core.settings import MonitorConfig, Settings
+from enrichment.monitoring import cadence
 from enrichment.monitoring.passes import (
     BUCKET_EDGES,
     attempt_counts,
@@ -297,18 +298,21 @@ def run_monitor(
     *,
     now: datetime | None = None,
     config: MonitorConfig | None = None,
-    min_gap_s: float = 0.0,
+    min_gap_s: float | cadence.Pace = 0.0,
 ) -> list[Snapshot]:
     """Snapshot every tenant in one transaction; what the `enrichment.monitor` task calls.
 
     min_gap_s: skip a tenant whose latest snapshot is younger than this (seconds, default 0),
-    so two beats scheduling the monitor do not evaluate alerts twice per interval. The tenant
-    rows are locked for the transaction, so concurrent runs take turns instead of racing."""
+    so two beats scheduling the monitor do not evaluate alerts twice per interval; or a
+    `cadence.Pace` (what the task passes): each tenant's own gap, a tick while a warning
+    fires for it, else the interval (less half a tick). The tenant rows are locked for the
+    transaction, so concurrent runs take turns instead of racing."""
     now = now or utcnow()
     config = config or settings.monitor
     with factory.begin() as session:
         tenants = session.scalars(select(Tenant).order_by(Tenant.id).with_for_update()).all()
-        tenants = [t for t in tenants if not snapshot_within(session, t.id, now, min_gap_s)]
+        gaps = _gaps(session, [t.id for t in tenants], min_gap_s)
+        tenants = [t for t in tenants if not snapshot_within(session, t.id, now, gaps[t.id])]
         snaps = [snapshot_tenant(session, t, settings, config, now=now) for t in tenants]
     for snap in snaps:
         log.info(
@@ -320,3 +324,10 @@ def run_monitor(
             spend_today_usd=snap.spend_today_usd,
         )
     return snaps
+
+
+def _gaps(session: Session, ids: list[int], min_gap_s: float | cadence.Pace):
+    """Each tenant's minimum gap since its latest snapshot, read under the tenant locks."""
+    if isinstance(min_gap_s, cadence.Pace):
+        return min_gap_s.gaps(session, ids)
+    return dict.fromkeys(ids, min_gap_s)

@@ -47,6 +47,8 @@ def print_health(h: reports.Health) -> None:
         since = "" if a.since is None else f" since {a.since:%Y-%m-%d %H:%M} UTC"
         what = a.words or a.metric
         print(f"  alert {a.state}: {a.severity}: {what}, now {number(a.value)}{since}")
+    for n in h.notices:
+        print(f"  notice (info, not sent): {n.words}")
 
 
 def _metric_pairs(m) -> list[tuple[str, str]]:

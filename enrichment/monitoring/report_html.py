@@ -201,6 +201,15 @@ def _alerts(report: Report) -> str:
     return ui.section("Alerts", ui.table(headers, rows))
 
 
+def _notices(report: Report) -> str:
+    """INFO: early signs, shown here and in the health route, never sent anywhere."""
+    rows = [((ui.tag("info", "info"), ""), _sentence(n.words)) for n in report.health.notices]
+    note = "Early signs, for information: never sent to Slack or PagerDuty, no status change."
+    if not rows:
+        return ui.section("Notices", ui.empty("No notice: nothing is trending the wrong way."))
+    return ui.section("Notices", ui.table(["Severity", "What"], rows), note=note)
+
+
 def _runbook(metric: str, tenant: str) -> str:
     """The alert's runbook line, escaped, with its `commands` set as code."""
     text = escape(alerts.RUNBOOK.get(metric, "").format(tenant=tenant))
@@ -346,6 +355,7 @@ def render(report: Report) -> str:
         + _calibration(report)
         + _actions(report)
         + _alerts(report)
+        + _notices(report)
         + '<div class="grid">'
         + _thresholds(report)
         + _integrity(report)

@@ -24,9 +24,10 @@ from enrichment.core.models import (
 )
 from enrichment.core.models import ExceptionRecord as R
 from enrichment.core.settings import Settings
-from enrichment.monitoring import alert_store, alerts, calibration, words
+from enrichment.monitoring import alert_store, alerts, calibration, notices, words
 from enrichment.monitoring.calibration import Calibration
 from enrichment.monitoring.monitor import Snapshot, measure
+from enrichment.monitoring.notices import Notice
 
 Status = Literal["healthy", "warning", "critical", "no_data"]
 TREND_MAX_POINTS = 500
@@ -76,6 +77,11 @@ class Health(BaseModel):
     integrity: dict[str, dict[str, float | bool | None]]
     thresholds: list[ThresholdView] = Field(
         default_factory=list, description="every threshold that can set the status, crossed first"
+    )
+    notices: list[Notice] = Field(
+        default_factory=list,
+        description="INFO: early signs (a rising failure rate, a growing queue wait, a budget "
+        "at 80 %); shown, never pushed, never change the status",
     )
 
 
@@ -229,6 +235,8 @@ def _crossed_first(views: list[ThresholdView]) -> list[ThresholdView]:
 def health_from(session: Session, tenant: Tenant, snap: Snapshot, settings: Settings) -> Health:
     views = judge(snap, alerts.rules_for(tenant.settings or {}), settings.alerts.min_sample)
     status = _status(snap, views)
+    crossed = {v.metric for v in views if v.crossed}
+    found = notices.for_snapshot(session, snap, tenant.settings or {}, settings, crossed=crossed)
     return Health(
         tenant=tenant.name,
         status=status,
@@ -242,6 +250,7 @@ def health_from(session: Session, tenant: Tenant, snap: Snapshot, settings: Sett
         alerts=_alert_views(session, tenant),
         integrity=snap.integrity,
         thresholds=_crossed_first(views),
+        notices=found,
     )
 
 
