@@ -6,15 +6,22 @@ The app's keys on the test Redis carry a prefix from the first use of these fixt
 end of the session, so this worker never takes the messages of a subprocess fleet (beat, a
 worker to SIGKILL) that shares the Redis database, nor they its. So nothing in this process
 may publish for a subprocess worker; tests that enqueue from here use `inproc_worker`.
+
+RabbitMQ: TEST_AMQP_URL (default: vhost `test` on 127.0.0.1:5672 as guest) chooses where; the
+vhost is made if missing (rabbitmqctl). Tests there run a worker subprocess and publish from
+this process through `tests.fleet.publisher`. A missing RabbitMQ fails the run; it never skips.
 """
 
 from __future__ import annotations
+
+import os
 
 import pytest
 
 from enrichment.core.settings import get_settings
 
 KEY_PREFIX = "inproc:"
+AMQP_URL = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/test")
 
 
 @pytest.fixture(scope="session")
@@ -60,3 +67,22 @@ def inproc_worker(celery_session_app, celery_session_worker, factory):
         for queue in celery_session_app.amqp.queues.values():  # bound to the "celery" exchange
             queue(conn.default_channel).declare()
     return celery_session_worker
+
+
+@pytest.fixture(scope="session")
+def amqp_url() -> str:
+    """The test vhost on the local RabbitMQ, made on first use."""
+    from enrichment.tooling.drill import rabbitmq
+
+    rabbitmq.ensure_vhost(AMQP_URL)
+    return AMQP_URL
+
+
+@pytest.fixture
+def rabbitmq_broker(amqp_url):
+    """The test vhost with the fleet's queues emptied before and after the test."""
+    from workers import queues
+
+    queues.purge(amqp_url)
+    yield amqp_url
+    queues.purge(amqp_url)

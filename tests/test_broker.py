@@ -1,4 +1,5 @@
-"""The embedded broker: kombu's filesystem transport with atomic message writes."""
+"""The embedded broker: kombu's filesystem transport with atomic message writes; and the
+queue depths /metrics reads from a broker (Redis here; RabbitMQ in tests/test_rabbitmq.py)."""
 
 import json
 import os
@@ -6,6 +7,11 @@ from pathlib import Path
 
 import pytest
 from kombu import Connection
+
+from enrichment.core.settings import Settings
+from tests.conftest import REDIS_URL
+from tests.fleet import publisher
+from workers import queues
 
 OPTIONS = ("data_folder_in", "data_folder_out", "control_folder")
 
@@ -49,3 +55,21 @@ def test_a_message_file_appears_only_once_fully_written(conn, tmp_path, monkeypa
     assert json.loads(content)["body"]
     assert queue.get(timeout=5).payload == {"record_id": 8}
     queue.close()
+
+
+def test_queue_depths_are_read_from_redis_without_taking_a_message(redis_client):
+    app = publisher(REDIS_URL)
+    try:
+        for _ in range(2):
+            app.send_task("enrichment.analyze", (0, "no-such-token"))
+    finally:
+        app.close()
+
+    first, again = (queues.read_broker(Settings(broker_url=REDIS_URL)) for _ in range(2))
+
+    assert first == again == queues.BrokerReading(depths={"celery": 2, "control": 0}, workers=0)
+    assert redis_client.llen("celery") == 2
+
+
+def test_a_broker_that_does_not_answer_reads_as_nothing():
+    assert queues.read_broker(Settings(broker_url="redis://127.0.0.1:1/0")) is None

@@ -1,19 +1,23 @@
-"""Real chains through a real worker on real Redis and PostgreSQL: the session's in-process
-worker, or worker and beat subprocesses where a test kills a worker or needs beat."""
+"""Real chains through a real worker on real PostgreSQL, on both brokers: Redis (the session's
+in-process worker, or subprocesses where a test kills a worker or needs beat) and RabbitMQ
+(always subprocesses, the messages published from here by `tests.fleet.publisher`)."""
 
 import signal
+from datetime import timedelta
 
 import pytest
 from celery import signals
 from sqlalchemy import func, select
 
-from enrichment.core.models import EnrichmentAttempt, ExceptionRecord, ResolutionAction
+from enrichment.core.models import EnrichmentAttempt, ExceptionRecord, ResolutionAction, utcnow
 from enrichment.core.selection import claim_due
+from tests.celery_fixtures import amqp_url, rabbitmq_broker  # noqa: F401 - fixtures
 from tests.conftest import REDIS_URL
 from tests.factories import make_record, make_tenant
-from tests.fleet import fleet_env, start_beat, start_worker, stop_all, wait_for
+from tests.fleet import Sender, fleet_env, publisher, start_beat, start_worker, stop_all, wait_for
 
 pytestmark = pytest.mark.slow
+BROKERS = ("redis", "rabbitmq")
 
 DAMAGED = dict(
     reason_code="DAMAGE",
@@ -31,15 +35,24 @@ DAMAGED = dict(
 )
 
 
+@pytest.fixture(params=BROKERS)
+def broker_url(request, redis_client):
+    """The test Redis db (flushed) or the test RabbitMQ vhost (its queues purged)."""
+    return REDIS_URL if request.param == "redis" else request.getfixturevalue("rabbitmq_broker")
+
+
 @pytest.fixture
-def fleet(pg_url, factory, redis_client, tmp_path):
-    """Start processes with `fleet.worker(**env)` / `fleet.beat(**env)`; all stop at the end."""
+def fleet(pg_url, factory, redis_client, tmp_path, request):
+    """Start processes with `fleet.worker(**env)` / `fleet.beat(**env)` on the test's broker
+    (`broker_url` when the test is parametrized by it, else Redis); all stop at the end."""
+    url = request.getfixturevalue("broker_url") if "broker_url" in request.fixturenames else None
 
     class Fleet:
         procs = []
+        broker = url or REDIS_URL
 
         def env(self, **overrides):
-            return fleet_env(pg_url, REDIS_URL, tmp_path, **overrides)
+            return fleet_env(pg_url, self.broker, tmp_path, **overrides)
 
         def worker(self, name="w1", **overrides):
             proc = start_worker(self.env(**overrides), tmp_path / f"{name}.log", name=name)
@@ -56,20 +69,34 @@ def fleet(pg_url, factory, redis_client, tmp_path):
     stop_all(f.procs)
 
 
+@pytest.fixture
+def sender(request, broker_url):
+    """A worker for stage messages and what sends them: on Redis the session's in-process
+    worker and the app itself; on RabbitMQ a worker subprocess and a publisher."""
+    if broker_url == REDIS_URL:
+        request.getfixturevalue("inproc_worker")
+        from workers.app import app
+
+        yield Sender(app)
+        return
+    request.getfixturevalue("fleet").worker()
+    app = publisher(broker_url)
+    yield Sender(app)
+    app.close()
+
+
 def records(factory, n, **kw):
     with factory.begin() as s:
         tenant = make_tenant(s)
         return [make_record(s, tenant, **kw).id for _ in range(n)]
 
 
-def sweep_now(factory, settings):
+def sweep_now(factory, settings, sender):
     """What beat's sweep task does: claim in one transaction, enqueue after commit."""
-    from workers.tasks import enqueue_chain
-
     with factory.begin() as s:
         claims = claim_due(s, settings)
     for c in claims:
-        enqueue_chain(c.record_id, c.lease_token, c.countdown_s)
+        sender.chain(c.record_id, c.lease_token, c.countdown_s)
     return claims
 
 
@@ -86,10 +113,18 @@ def all_enriched(factory, ids):
     )
 
 
-def test_a_chain_runs_all_three_stages_in_a_real_worker(inproc_worker, factory, settings):
-    ids = records(factory, 3, **DAMAGED)
-    assert len(sweep_now(factory, settings)) == 3
-    wait_for(all_enriched(factory, ids), timeout_s=60, what="3 records enriched")
+def test_a_chain_runs_all_three_stages_in_a_real_worker(sender, factory, settings):
+    # Given three records due now and one due in 2 s (its chain goes with a countdown).
+    due_at = utcnow() + timedelta(seconds=2)
+    with factory.begin() as s:
+        tenant = make_tenant(s)
+        ids = [make_record(s, tenant, **DAMAGED).id for _ in range(3)]
+        later = make_record(s, tenant, next_attempt_at=due_at, **DAMAGED).id
+    claims = sweep_now(factory, settings, sender)
+    in_order = sorted(claims, key=lambda c: c.record_id)
+    assert [c.countdown_s > 1 for c in in_order] == [False, False, False, True]
+    ids.append(later)
+    wait_for(all_enriched(factory, ids), timeout_s=60, what="4 records enriched")
     with factory() as s:
         for rec in s.scalars(select(ExceptionRecord).where(ExceptionRecord.id.in_(ids))):
             assert rec.ai_label == "DAMAGED_PACKAGE" and rec.ai_confidence >= 0.7
@@ -100,10 +135,16 @@ def test_a_chain_runs_all_three_stages_in_a_real_worker(inproc_worker, factory, 
         stages = s.execute(
             select(EnrichmentAttempt.stage, func.count()).group_by(EnrichmentAttempt.stage)
         ).all()
-    assert dict(stages) == {"order_analysis": 3, "classification": 3, "automation": 3}
+        first_try = s.scalar(
+            select(func.min(EnrichmentAttempt.created_at)).where(
+                EnrichmentAttempt.record_id == later
+            )
+        )
+    assert dict(stages) == {"order_analysis": 4, "classification": 4, "automation": 4}
+    assert first_try >= due_at  # the broker held the countdown: no stage ran early
 
 
-def test_beat_sweeps_and_failures_retry_until_escalation(fleet, factory):
+def test_beat_sweeps_and_failures_retry_until_escalation(fleet, broker_url, factory):
     ids = records(factory, 2, **DAMAGED)
     # Every AI call fails; the schedule is scaled to milliseconds.
     env = dict(ENRICHMENT_LOCAL_FAULT_RATE="1.0", ENRICHMENT_BACKOFF_SCALE="0.0002")
@@ -123,29 +164,27 @@ def test_beat_sweeps_and_failures_retry_until_escalation(fleet, factory):
     assert calls == 2 * 6  # the first try and five retries, each failing at analyze
 
 
-def test_a_duplicated_stage_message_changes_nothing(inproc_worker, factory, settings):
-    from workers.tasks import analyze, resolve
-
+def test_a_duplicated_stage_message_changes_nothing(sender, factory, settings):
     first, sentinel = records(factory, 2, **DAMAGED)
-    [claim, _] = sorted(sweep_now(factory, settings), key=lambda c: c.record_id != first)
+    [claim, _] = sorted(sweep_now(factory, settings, sender), key=lambda c: c.record_id != first)
     wait_for(all_enriched(factory, [first, sentinel]), timeout_s=60, what="enriched")
     before = count(factory, select(func.count()).select_from(EnrichmentAttempt))
     actions_q = select(func.count()).where(ResolutionAction.record_id == first)
     actions_before = count(factory, actions_q)
     # Redeliver the first record's messages with its old token, then a fresh sentinel run.
-    analyze.si(first, claim.lease_token).apply_async()
-    resolve.si(first, claim.lease_token).apply_async()
+    sender.stage("enrichment.analyze", first, claim.lease_token)
+    sender.stage("enrichment.resolve", first, claim.lease_token)
     with factory.begin() as s:
         s.get(ExceptionRecord, sentinel).enriched_at = None
         s.get(ExceptionRecord, sentinel).enrichment_state = {}
-    sweep_now(factory, settings)
+    sweep_now(factory, settings, sender)
     wait_for(all_enriched(factory, [sentinel]), timeout_s=60, what="sentinel enriched")
     after = count(factory, select(func.count()).select_from(EnrichmentAttempt))
     assert after - before == 3  # only the sentinel's three stages ran
     assert count(factory, actions_q) == actions_before > 0
 
 
-def test_sigkill_mid_chain_loses_nothing(fleet, factory, tmp_path):
+def test_sigkill_mid_chain_loses_nothing(fleet, broker_url, factory, tmp_path):
     from enrichment.tooling.fake_anthropic import FakeAnthropic
 
     ids = records(factory, 6, **DAMAGED)

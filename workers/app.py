@@ -3,33 +3,13 @@
 from __future__ import annotations
 
 from celery import Celery, signals
-from kombu import Queue
 
 import beat_schedule
 from enrichment import providers
 from enrichment.core import db
 from enrichment.core.logs import configure_logging
-from enrichment.core.settings import VAR_DIR, Settings, get_settings
-
-
-def broker_options(settings: Settings) -> dict:
-    if settings.broker_url.startswith("filesystem"):
-        # The embedded broker: one folder on disk, shared by the demo's processes.
-        folder = VAR_DIR / "broker"
-        for sub in ("queue", "processed", "control"):
-            (folder / sub).mkdir(parents=True, exist_ok=True)
-        return {
-            "data_folder_in": str(folder / "queue"),
-            "data_folder_out": str(folder / "queue"),
-            "processed_folder": str(folder / "processed"),
-            "control_folder": str(folder / "control"),
-            "store_processed": False,
-            # The default 1 s poll would add a second to every hop of a chain.
-            "polling_interval": 0.05,
-        }
-    # Countdowns never exceed the sweep horizon (<= 30 min, enforced by Settings), so the
-    # default 1 h visibility timeout never redelivers a waiting message.
-    return {"visibility_timeout": 3600}
+from enrichment.core.settings import Settings, get_settings, task_time_limit_s
+from workers.queues import broker_options, broker_transport, task_queues
 
 
 def make_app(settings: Settings) -> Celery:
@@ -49,7 +29,8 @@ def make_app(settings: Settings) -> Celery:
         task_send_sent_event=True,
         # A stuck AI call gets SoftTimeLimitExceeded first, then the child is killed.
         task_soft_time_limit=max(60, int(settings.ai_timeout_s * 4)),
-        task_time_limit=max(90, int(settings.ai_timeout_s * 6)),
+        # On RabbitMQ, Settings keeps horizon + this under consumer_timeout (queues.py).
+        task_time_limit=task_time_limit_s(settings.ai_timeout_s),
         # After a broker reconnect, cancel acks_late tasks rather than run them twice.
         worker_cancel_long_running_tasks_on_connection_loss=True,
         # Chains need no result backend; the database row is the result.
@@ -57,9 +38,7 @@ def make_app(settings: Settings) -> Celery:
         broker_connection_retry_on_startup=True,
         broker_transport_options=broker_options(settings),
         # The embedded broker's writes must be atomic (see workers/broker.py).
-        broker_transport=(
-            "workers.broker:Transport" if settings.broker_url.startswith("filesystem") else None
-        ),
+        broker_transport=broker_transport(settings),
         # structlog writes to stderr itself; keep Celery from re-wrapping it.
         worker_redirect_stdouts=False,
         worker_hijack_root_logger=False,
@@ -68,10 +47,8 @@ def make_app(settings: Settings) -> Celery:
         # would wait for the backlog to reach their receivers). Workers consume both in turn.
         # The sweep stays behind the backlog on purpose: while the queue is deep it does not
         # claim more (and so does not let leases run out on records nobody has reached).
-        task_queues=(
-            Queue("celery", routing_key="celery"),
-            Queue("control", routing_key="control"),
-        ),
+        # On RabbitMQ: classic durable queues (why not quorum: workers/queues.py).
+        task_queues=task_queues(settings),
         task_routes={
             t: {"queue": "control"}
             for t in ("enrichment.monitor", "enrichment.deliver", "enrichment.batches")

@@ -1,6 +1,8 @@
 """Prometheus exposition of the latest snapshot per tenant, read from the database at scrape
 time (a custom collector: no multiprocess files, no Pushgateway, and Prometheus always agrees
-with the database).
+with the database); and the fleet's autoscaling signals, measured at scrape time: the broker's
+queue depths and live workers (read by workers/queues.py and handed in), the backlog, the
+throughput per worker and `enrichment_desired_workers` (`desired_workers`).
 
 Names follow Prometheus conventions: base units, `_ratio` for 0-1 fractions, `_total` for
 counters. `enrichment_quality_score` stays on the document's 0-100 scale.
@@ -8,7 +10,11 @@ counters. `enrichment_quality_score` stays on the document's 0-100 scale.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -17,10 +23,14 @@ from prometheus_client.core import (
     HistogramMetricFamily,
     Metric,
 )
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from enrichment.core.models import MetricSnapshot, Tenant
+from enrichment.core.due import in_chain
+from enrichment.core.models import EnrichmentAttempt as A
+from enrichment.core.models import ExceptionRecord as R
+from enrichment.core.models import MetricSnapshot, Tenant, in_backlog, utcnow
+from enrichment.core.settings import Settings
 from enrichment.monitoring.passes import BUCKET_EDGES, bucket_label
 
 # (name, help, snapshot field, scale): gauges. Percentages become ratios (scale 0.01).
@@ -196,8 +206,177 @@ class SnapshotCollector:
         yield from families(rows)
 
 
-def exposition(factory: sessionmaker[Session]) -> bytes:
-    """The Prometheus text format for every tenant's latest snapshot."""
+# --- the fleet's autoscaling signals -----------------------------------------------------------
+
+# Completed stages over this window measure throughput: short, so it matches the workers
+# counted now (the autoscaler smooths the rest).
+THROUGHPUT_WINDOW_S = 60.0
+STAGES_PER_RECORD = 3
+
+
+class BrokerView(Protocol):
+    """What the broker said at scrape time (workers/queues.BrokerReading)."""
+
+    depths: Mapping[str, int]
+    workers: int
+
+
+@dataclass(frozen=True)
+class FleetWork:
+    """Fleet-wide, now: records due and unclaimed, records in a chain, and stages completed
+    by workers in the last THROUGHPUT_WINDOW_S (Message Batch results excluded)."""
+
+    due: int
+    in_chains: int
+    completed_stages: int
+
+    @property
+    def backlog(self) -> int:
+        return self.due + self.in_chains
+
+
+def fleet_work(session: Session, settings: Settings, now: datetime) -> FleetWork:
+    """One statement on partial and time indexes (idx_enrichment_due, the lease and
+    ix_enrichment_attempts_created ranges)."""
+    due = (
+        select(func.count())
+        .select_from(R)
+        .where(
+            in_backlog(),
+            R.next_attempt_at <= now,
+            R.enrichment_retry_count <= settings.max_retries,
+            or_(R.lease_expires_at.is_(None), R.lease_expires_at < now),
+        )
+    )
+    chains = select(func.count()).select_from(R).where(in_chain(now, settings))
+    done = (
+        select(func.count())
+        .select_from(A)
+        .where(
+            A.created_at > now - timedelta(seconds=THROUGHPUT_WINDOW_S),
+            A.created_at <= now,
+            A.outcome == "completed",
+            A.batch_id.is_(None),
+        )
+    )
+    row = session.execute(
+        select(due.scalar_subquery(), chains.scalar_subquery(), done.scalar_subquery())
+    ).one()
+    return FleetWork(due=int(row[0]), in_chains=int(row[1]), completed_stages=int(row[2]))
+
+
+def per_worker_records_per_s(work: FleetWork, workers: int) -> float | None:
+    """Records per second one worker finished over the window; None without workers."""
+    if workers <= 0:
+        return None
+    return work.completed_stages / STAGES_PER_RECORD / THROUGHPUT_WINDOW_S / workers
+
+
+def desired_workers(
+    backlog: int,
+    per_worker_per_s: float | None,
+    workers: int,
+    *,
+    target_drain_s: float,
+    ai_records_per_s: float | None = None,
+) -> int:
+    """The workers that drain `backlog` records within `target_drain_s` seconds:
+
+        desired = max(1, min(ceil(B / (r * T)), ceil(L / r)))
+
+    B the backlog (due now and unclaimed, plus in a chain), r the records per second one worker
+    finished over the last minute, T ENRICHMENT_TARGET_DRAIN_S, L the records per second the AI
+    rate limit allows (ENRICHMENT_AI_RPM / 3; no cap when unlimited or without the AI): more
+    workers than the limit keeps busy only wait for tokens. With no throughput measured (no
+    worker, or none finished a stage in the window) it is the workers there are: nothing to
+    extrapolate from. Never below 1: the sweep, the monitor and deliveries run on workers.
+    """
+    if backlog <= 0:
+        return 1
+    if not per_worker_per_s:
+        return max(1, workers)
+    need = math.ceil(backlog / (per_worker_per_s * target_drain_s))
+    if ai_records_per_s:
+        need = min(need, math.ceil(ai_records_per_s / per_worker_per_s))
+    return max(1, need)
+
+
+def ai_records_per_s(settings: Settings) -> float | None:
+    """The records per second ENRICHMENT_AI_RPM allows (three calls a record), or None."""
+    if settings.ai_provider != "anthropic" or settings.ai_rpm <= 0:
+        return None
+    return settings.ai_rpm / 60.0 / STAGES_PER_RECORD
+
+
+def fleet_families(
+    work: FleetWork, broker: BrokerView | None, settings: Settings
+) -> Iterator[Metric]:
+    yield GaugeMetricFamily(
+        "enrichment_broker_up", "1 if the broker answered this scrape", value=int(bool(broker))
+    )
+    yield GaugeMetricFamily(
+        "enrichment_fleet_backlog_records",
+        "Records due now and unclaimed, or in a chain, all tenants",
+        value=work.backlog,
+    )
+    if broker is None:
+        return
+    depth = GaugeMetricFamily(
+        "enrichment_broker_queue_messages",
+        "Messages waiting in the broker queue, not yet delivered to a worker",
+        labels=["queue"],
+    )
+    for queue, n in sorted(broker.depths.items()):
+        depth.add_metric([queue], n)
+    yield depth
+    yield GaugeMetricFamily(
+        "enrichment_workers_online", "Worker processes that answered a ping", value=broker.workers
+    )
+    rate = per_worker_records_per_s(work, broker.workers)
+    if rate is not None:
+        yield GaugeMetricFamily(
+            "enrichment_worker_throughput_records_per_second",
+            "Records one worker finished per second over the last minute",
+            value=rate,
+        )
+    desired = desired_workers(
+        work.backlog,
+        rate,
+        broker.workers,
+        target_drain_s=settings.target_drain_s,
+        ai_records_per_s=ai_records_per_s(settings),
+    )
+    yield GaugeMetricFamily(
+        "enrichment_desired_workers",
+        "Workers that drain the backlog within ENRICHMENT_TARGET_DRAIN_S",
+        value=desired,
+    )
+
+
+class FleetCollector:
+    """Reads the fleet's work on every scrape; the broker reading comes with the scrape."""
+
+    def __init__(
+        self, factory: sessionmaker[Session], settings: Settings, broker: BrokerView | None
+    ) -> None:
+        self.factory, self.settings, self.broker = factory, settings, broker
+
+    def collect(self) -> Iterator[Metric]:
+        with self.factory() as session:
+            work = fleet_work(session, self.settings, utcnow())
+        yield from fleet_families(work, self.broker, self.settings)
+
+
+def exposition(
+    factory: sessionmaker[Session],
+    settings: Settings | None = None,
+    *,
+    broker: BrokerView | None = None,
+) -> bytes:
+    """The Prometheus text format for every tenant's latest snapshot; with `settings`, the
+    fleet's autoscaling signals too (`broker` None: the broker could not be read)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(SnapshotCollector(factory))
+    if settings is not None:
+        registry.register(FleetCollector(factory, settings, broker))
     return generate_latest(registry)

@@ -3,7 +3,8 @@
 P1 pipeline overhead (`p1_pipeline`): records/min end to end against a bare chain of three
    no-op tasks (`bench.noop`, in `workers/bench_chain.py`) run by the same worker process.
 P2 latency-bound throughput (`p2_latency`): records/min with the fake server at
-   `--p2-latency-s` per call, for several worker pools, against the bound C/(3*L).
+   `--p2-latency-s` per call, for several worker pools, against the bound C/(3*L); a pool
+   ending in "@rabbitmq" runs on the local RabbitMQ (vhost named like the database).
 P3 query cost (`p3_queries`): the sweep's claim and the monitor's per-tenant queries on
    `--p3-records` records, timed, with EXPLAIN (ANALYZE, BUFFERS) of the very SQL sent.
 P4 memory (`p4_memory`): worker RSS while beat sweeps `--p4-records` records in backoff.
@@ -65,7 +66,9 @@ def parse_args(argv: list[str]) -> Options:
     p.add_argument("--p1-chains", type=int, default=2000)
     p.add_argument("--p1-pool", default="prefork:2", help="pool:concurrency (prefork:2)")
     p.add_argument(
-        "--p2-pools", default="prefork:2,threads:75,threads:75x2,threads:100x2,gevent:75x2"
+        "--p2-pools",
+        default="prefork:2,threads:75,threads:75x2,threads:100x2,gevent:75x2,threads:75x2@rabbitmq",
+        help="pool:concurrency[xprocesses][@rabbitmq], comma-separated",
     )
     p.add_argument("--p2-latency-s", type=float, default=1.0)
     p.add_argument("--p2-db-pool", default="20:10", help="pool_size:max_overflow per process")

@@ -1,5 +1,9 @@
 """P2 latency-bound throughput: records/min with the fake server at `--p2-latency-s` per call,
 for several worker pools, against the bound C/(3*L) (C calls in flight, L latency).
+
+A pool spec ending in "@rabbitmq" (`threads:75x2@rabbitmq`) runs its workers on the local
+RabbitMQ instead of Redis, in a vhost named like the bench database (made if missing, its
+queues purged); everything else is the same.
 """
 
 from __future__ import annotations
@@ -8,11 +12,14 @@ import json
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 import structlog
 
+from enrichment.core.settings import Settings
 from enrichment.tooling.bench.common import (
+    HOST,
     MB,
     Options,
     Row,
@@ -26,12 +33,13 @@ from enrichment.tooling.bench.common import (
 from enrichment.tooling.bench.fleet import (
     calls_in_flight,
     parse_pool,
-    send_sweep,
     start_fake,
     start_worker,
     tree_rss_bytes,
 )
+from enrichment.tooling.drill import rabbitmq
 from enrichment.tooling.processes import Proc, stop_all
+from workers import queues
 
 log = structlog.get_logger(__name__)
 
@@ -72,21 +80,54 @@ def completed_stages(services: Services) -> int:
     return rows[0][0]
 
 
+def split_spec(spec: str) -> tuple[str, str]:
+    """ "threads:75x2@rabbitmq" -> ("threads:75x2", "rabbitmq"); no suffix: Redis."""
+    pool, _, broker = spec.partition("@")
+    return pool, broker or "redis"
+
+
+def on_broker(services: Services, opts: Options, broker: str) -> Services:
+    """`services` with the pool's broker: Redis as prepared, or a purged RabbitMQ vhost."""
+    if broker == "redis":
+        return services
+    if broker != "rabbitmq":
+        raise ValueError(f"P2 pool broker {broker!r}: choose @rabbitmq or nothing (Redis)")
+    url = f"amqp://guest:guest@{HOST}:5672/{opts.db_name}"
+    rabbitmq.start()
+    rabbitmq.ensure_vhost(url)
+    queues.purge(url)
+    return replace(services, broker_url=url)
+
+
+def send_sweep(broker_url: str) -> None:
+    """One `enrichment.sweep` message, by name, to the pool's broker."""
+    app = queues.bare_app("bench-p2", Settings(broker_url=broker_url))
+    try:
+        app.send_task("enrichment.sweep")
+    finally:
+        app.close()
+
+
 def p2_one(services: Services, opts: Options, spec: str, url: str) -> dict[str, Any]:
     """One pool: seed enough records, sweep, count completed stages over a steady window.
 
     Stages, not finished records, are counted (records = stages / 3): the queue is FIFO, so
     every analyze runs before the first classify and records finish in a burst at the end.
+    The one sweep claims every seeded record (its batch floor is raised to n), as a fleet
+    behind a backlog would over a few sweeps.
     """
+    pool_spec, broker = split_spec(spec)
     reset_data(services)
-    bound_per_s = calls_in_flight(spec) / (3 * opts.p2_latency_s)
-    n = int(bound_per_s * (opts.p2_warmup_s + opts.p2_window_s) * 1.3) + calls_in_flight(spec)
+    services = on_broker(services, opts, broker)
+    bound_per_s = calls_in_flight(pool_spec) / (3 * opts.p2_latency_s)
+    n = int(bound_per_s * (opts.p2_warmup_s + opts.p2_window_s) * 1.3)
+    n += calls_in_flight(pool_spec)
     tenant_id = seed_tenant(services)
     seed_records(services, tenant_id, n, prefix="p2-")
     procs: list[Proc] = []
     try:
-        _start_nodes(procs, services, opts, spec, url)
-        send_sweep()
+        _start_nodes(procs, services, opts, pool_spec, url, n)
+        send_sweep(services.broker_url)
         time.sleep(opts.p2_warmup_s)
         first, t0 = completed_stages(services), time.perf_counter()
         log.info("bench.p2.window", pool=spec, seconds=opts.p2_window_s)
@@ -99,7 +140,9 @@ def p2_one(services: Services, opts: Options, spec: str, url: str) -> dict[str, 
     return _p2_result(services, spec, rate, bound_per_s, rss, n)
 
 
-def _start_nodes(procs: list[Proc], services: Services, opts: Options, spec: str, url: str):
+def _start_nodes(
+    procs: list[Proc], services: Services, opts: Options, spec: str, url: str, n: int
+) -> None:
     """The worker processes of `spec`, appended to `procs` one by one (so all get stopped)."""
     pool, concurrency, nodes = parse_pool(spec)
     name = "p2-" + spec.replace(":", "-")
@@ -108,6 +151,8 @@ def _start_nodes(procs: list[Proc], services: Services, opts: Options, spec: str
         "ANTHROPIC_BASE_URL": url,
         "ENRICHMENT_DB_POOL_SIZE": size,
         "ENRICHMENT_DB_MAX_OVERFLOW": overflow or "0",
+        "ENRICHMENT_SWEEP_MIN_BATCH": str(n),
+        "ENRICHMENT_SWEEP_BATCH_SIZE": str(n),
     }
     for i in range(nodes):
         procs.append(start_worker(services, f"{pool}:{concurrency}", f"{name}-{i}", **env))
@@ -152,7 +197,7 @@ def bench_p2(services: Services, opts: Options) -> list[Row]:
 
 def _capacity_row(url: str, opts: Options) -> Row:
     """The fake server alone at the largest in-flight count: it must not be the bottleneck."""
-    top = max(calls_in_flight(s) for s in opts.p2_pools)
+    top = max(calls_in_flight(split_spec(s)[0]) for s in opts.p2_pools)
     capacity, failed = fake_capacity(url, top, opts.p2_latency_s)
     log.info("bench.p2.fake_capacity", in_flight=top, calls_per_s=round(capacity, 1), failed=failed)
     return Row(
@@ -170,15 +215,18 @@ def _pool_available(spec: str) -> bool:
     """gevent is not a project dependency (`pip install gevent` to measure it)."""
     import importlib.util
 
-    return parse_pool(spec)[0] != "gevent" or importlib.util.find_spec("gevent") is not None
+    pool = parse_pool(split_spec(spec)[0])[0]
+    return pool != "gevent" or importlib.util.find_spec("gevent") is not None
 
 
 def _p2_row(r: dict[str, Any], opts: Options) -> Row:
     ratio = r["records_per_s"] / r["bound_per_s"]
     per_min = r["records_per_s"] * 60
     ok = ratio >= 0.8 and per_min >= 2000 and "failed" not in r["outcomes"]
+    pool, broker = split_spec(r["pool"])
+    where = " on RabbitMQ" if broker == "rabbitmq" else ""
     return Row(
-        f"P2 AI at {opts.p2_latency_s:g} s, {r['pool']} (RSS {r['rss_mb']:.0f} MB)",
+        f"P2 AI at {opts.p2_latency_s:g} s, {pool}{where} (RSS {r['rss_mb']:.0f} MB)",
         f"{per_min:,.0f} rec/min",
         f"C/(3L) = {r['bound_per_s'] * 60:,.0f}/min",
         f"{ratio:.2f}",

@@ -1,4 +1,5 @@
-"""`make drill`: the fault drill on local Redis and PostgreSQL, with a table of checks.
+"""`make drill`: the fault drill on local Redis (or RabbitMQ) and PostgreSQL, with a table of
+checks.
 
 What it does, in phases (each timed):
 1. setup: resets a dedicated PostgreSQL database (`drill`, migrated with the real
@@ -28,8 +29,13 @@ What it does, in phases (each timed):
    the batches (the batch tenant's attempts all went by batch, one batch at least expired
    whole, every batch was applied).
 
+`--broker rabbitmq` runs the same drill on the local RabbitMQ, in a vhost named like the
+database (re-created), and the broker fault restarts RabbitMQ (`rabbitmqctl shutdown`, then
+`rabbitmq-server -detached`) instead of Redis: its durable queues keep their messages, so the
+recovery check measures the workers' reconnection, not a marker.
+
 Exit status 0 when every check passes, 1 otherwise. Every process started here is stopped,
-and Redis is running again when the drill ends, whatever happened (Ctrl-C included).
+and the broker is running again when the drill ends, whatever happened (Ctrl-C included).
 
 Modules: `setup` (configuration, services, fleet, ingest), `faults` (the counting fake and
 the injected faults), `checks` (the checks and the result table); the run is here.
@@ -52,6 +58,7 @@ from enrichment.core import db
 from enrichment.tooling.drill.checks import Check, pending_events, print_table, run_checks
 from enrichment.tooling.drill.faults import CountingFake, Injector
 from enrichment.tooling.drill.setup import (
+    BROKERS,
     RECEIVER_TIMEOUT_S,
     DrillConfig,
     Fleet,
@@ -61,8 +68,8 @@ from enrichment.tooling.drill.setup import (
     ingest_records,
     point_webhooks,
     reset_services,
+    start_broker,
     start_fleet,
-    start_redis,
 )
 from enrichment.tooling.progress import Progress, ProgressLine, read_progress
 from enrichment.tooling.receiver import Receiver
@@ -77,11 +84,11 @@ def main(argv: list[str]) -> int:
     cfg = parse_args(argv)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _sigterm)
-    print(f"drill: {cfg.records} records, logs in {cfg.run_dir}", flush=True)
+    print(f"drill: {cfg.records} records on {cfg.broker}, logs in {cfg.run_dir}", flush=True)
     try:
         checks, phases, injector = _drill(cfg)
     finally:
-        start_redis()  # whatever happened, Redis is left running
+        start_broker(cfg)  # whatever happened, the broker is left running
     print_table(checks, phases, injector)
     failed = [c.name for c in checks if c.ok is False]
     print("\nDRILL " + ("FAILED: " + "; ".join(failed) if failed else "PASSED"), flush=True)
@@ -106,6 +113,9 @@ def parse_args(argv: list[str]) -> DrillConfig:
     p.add_argument("--sweep-batch", type=int, default=100, help="records per sweep per beat")
     p.add_argument("--db-name", default="drill")
     p.add_argument("--redis-db", type=int, default=9)
+    p.add_argument(
+        "--broker", choices=BROKERS, default="redis", help="rabbitmq: vhost named like --db-name"
+    )
     p.add_argument("--run-dir", type=Path, default=None, help="logs (a temporary folder)")
     a = p.parse_args(argv)
     cfg = DrillConfig(
@@ -119,6 +129,7 @@ def parse_args(argv: list[str]) -> DrillConfig:
         sweep_batch=a.sweep_batch,
         db_name=a.db_name,
         redis_db=a.redis_db,
+        broker=a.broker,
     )
     if a.run_dir is not None:
         a.run_dir.mkdir(parents=True, exist_ok=True)
@@ -168,7 +179,7 @@ def _drill(cfg: DrillConfig) -> tuple[list[Check], Phases, Injector | None]:
             fleet = None
         with phases.phase("checks"):
             checks = run_checks(
-                cfg, factory, fake, receiver, total, redis_back_at=injector.redis_back_at
+                cfg, factory, fake, receiver, total, broker_back_at=injector.broker_back_at
             )
         if injector.pending:
             checks.append(Check("faults not injected", len(injector.pending), "0", False))

@@ -199,28 +199,30 @@ def check_info(s: Session, fake: CountingFake) -> list[Check]:
 
 
 # Time for the first stage after a recovery: one AI call with its SDK tries (2 s timeout, 3
-# tries, 1 s between) plus the workers' and beats' reconnection to Redis, which Celery retries
-# at growing intervals (2 s more each time) while Redis is down: a few seconds after it is back.
+# tries, 1 s between) plus the workers' and beats' reconnection to the broker, which Celery
+# retries at growing intervals (2 s more each time) while it is down: a few seconds after it is
+# back.
 RECOVERY_SLACK_S = 15.0
 
 
-def check_recovery(s: Session, cfg: DrillConfig, redis_back_at: datetime | None) -> list[Check]:
-    """Seconds from Redis answering again after its restart to the first stage completed
-    after it. The sweep sees the lost marker and frees every lease at once, so progress must
-    resume within one sweep interval plus a stage, not after `horizon + lease_ttl_s`."""
-    name = "recovery after the Redis restart: first completed stage (s)"
-    if redis_back_at is None:
+def check_recovery(s: Session, cfg: DrillConfig, back_at: datetime | None) -> list[Check]:
+    """Seconds from the broker answering again after its restart to the first stage completed
+    after it, which must be within one sweep interval plus a stage, not `horizon +
+    lease_ttl_s`: on Redis the sweep sees the lost marker and frees every lease at once; on
+    RabbitMQ the durable queues kept their messages and the workers reconnect to them."""
+    name = f"recovery after the {cfg.broker} restart: first completed stage (s)"
+    if back_at is None:
         return [Check(name, "not run", "info", None)]
     first = _scalar(
         s,
         "SELECT min(created_at) FROM enrichment_attempts"
         " WHERE outcome = 'completed' AND created_at > :t",
-        t=redis_back_at,
+        t=back_at,
     )
     bound = cfg.sweep_interval_s + RECOVERY_SLACK_S
     if first is None:
         return [Check(name, "none", f"<= {bound:.0f}", False)]
-    waited_s = (first - redis_back_at).total_seconds()
+    waited_s = (first - back_at).total_seconds()
     return [Check(name, f"{waited_s:.1f}", f"<= {bound:.0f} (sweep + stage)", waited_s <= bound)]
 
 
@@ -293,13 +295,13 @@ def run_checks(
     receiver: Receiver,
     total: int,
     *,
-    redis_back_at: datetime | None = None,
+    broker_back_at: datetime | None = None,
 ) -> list[Check]:
     settings = Settings(database_url=cfg.db_url, broker_url=cfg.broker_url)
     with factory() as s:
         checks = check_completeness(s, total) + check_provenance(s) + check_actions(s)
         checks += check_ai_calls(s, cfg, fake) + check_info(s, fake) + check_events(s, receiver)
-        checks += check_recovery(s, cfg, redis_back_at) + check_batches(s)
+        checks += check_recovery(s, cfg, broker_back_at) + check_batches(s)
     return checks + check_monitor(factory, settings)
 
 

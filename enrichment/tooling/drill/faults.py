@@ -1,6 +1,8 @@
 """The drill's faults: the counting fake Anthropic server, and the three injected failures
-(SIGKILL of a worker's process group, a Redis restart that loses the queue, and
-`pg_terminate_backend` of every connection to the drill database)."""
+(SIGKILL of a worker's process group, a broker restart, and `pg_terminate_backend` of every
+connection to the drill database). The broker restart is Redis' `shutdown nosave` (the queue
+is lost), or on RabbitMQ `rabbitmqctl shutdown` and `rabbitmq-server -detached` (its durable
+queues and persistent messages come back; the workers' unacknowledged ones are requeued)."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from typing import Any
 from sqlalchemy import create_engine, text
 
 from enrichment.core.models import utcnow
+from enrichment.tooling.drill import rabbitmq
 from enrichment.tooling.drill.setup import (
     REDIS_PORT,
     DrillConfig,
@@ -29,7 +32,12 @@ from enrichment.tooling.processes import PG_ADMIN_URL
 from enrichment.tooling.progress import Progress
 
 # Share of terminal records at which each fault is injected, in this order.
-FAULT_MARKS = (("kill_worker", 0.15), ("restart_redis", 0.35), ("terminate_pg", 0.55))
+FAULT_MARKS = (("kill_worker", 0.15), ("restart_broker", 0.35), ("terminate_pg", 0.55))
+
+
+def fault_marks(broker: str) -> list[tuple[str, float]]:
+    """The faults in order, the broker restart named after the broker ("restart_redis")."""
+    return [(f"restart_{broker}" if n == "restart_broker" else n, m) for n, m in FAULT_MARKS]
 
 
 class CountingFake(FakeAnthropic):
@@ -101,13 +109,14 @@ class Injector:
 
     def __init__(self, cfg: DrillConfig, fleet: Fleet, phases: Phases) -> None:
         self.cfg, self.fleet, self.phases = cfg, fleet, phases
-        self.pending = list(FAULT_MARKS)
+        self.pending = fault_marks(cfg.broker)
         self.done: list[tuple[str, float, str]] = []
-        # When Redis answered again after its restart: the recovery check measures from here.
-        self.redis_back_at: datetime | None = None
+        # When the broker answered again after its restart: the recovery check measures from here.
+        self.broker_back_at: datetime | None = None
         self._actions: dict[str, Callable[[], str]] = {
             "kill_worker": self._kill_worker,
             "restart_redis": self._restart_redis,
+            "restart_rabbitmq": self._restart_rabbitmq,
             "terminate_pg": self._terminate_pg,
         }
 
@@ -127,8 +136,13 @@ class Injector:
     def _restart_redis(self) -> str:
         started = time.monotonic()
         restart_redis()
-        self.redis_back_at = utcnow()
+        self.broker_back_at = utcnow()
         return f"shutdown nosave + restart, PING after {time.monotonic() - started:.1f}s"
+
+    def _restart_rabbitmq(self) -> str:
+        down_s = rabbitmq.restart()
+        self.broker_back_at = utcnow()
+        return f"rabbitmqctl shutdown + rabbitmq-server -detached, up after {down_s:.1f}s"
 
     def _terminate_pg(self) -> str:
         return f"pg_terminate_backend on {terminate_pg(self.cfg)} connections"

@@ -1,8 +1,9 @@
-"""The drill's configuration, its services (database, Redis, fleet) and its ingest.
+"""The drill's configuration, its services (database, broker, fleet) and its ingest.
 
-The database is a scratch one (`processes.recreate_database`), the Redis db is flushed, and
-the worker and beat processes are `processes.Proc`s: this module only says which ones, with
-which environment.
+The database is a scratch one (`processes.recreate_database`), the broker is emptied (the Redis
+db flushed, or on RabbitMQ the drill's vhost re-created: `rabbitmq.reset_vhost`), and the
+worker and beat processes are `processes.Proc`s: this module only says which ones, with which
+environment.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from enrichment.core.settings import WebhookConfig
 from enrichment.delivery import webhooks
 from enrichment.ingestion import ingest
 from enrichment.tooling import generate
+from enrichment.tooling.drill import rabbitmq
 from enrichment.tooling.processes import (
     Proc,
     recreate_database,
@@ -34,6 +36,7 @@ from enrichment.tooling.processes import (
     wait_ready,
 )
 
+BROKERS = ("redis", "rabbitmq")
 TENANTS = ("drill-north", "drill-south", "drill-west")
 # Its records go by Message Batch (batch_mode "always"); the other two by chains.
 BATCH_TENANT = "drill-west"
@@ -70,7 +73,8 @@ class DrillConfig:
     lease_ttl_s: lease TTL given to the fleet (seconds, 90): how long a lost message waits
     before the sweep claims its record again. sweep_batch: records one sweep claims (per
     beat, every sweep_interval_s = 2 s), which keeps the queue about as deep as the fleet
-    can work through within one lease.
+    can work through within one lease. broker: "redis" (db `redis_db`) or "rabbitmq" (the
+    local server, in a vhost named like the database, `db_name`).
     """
 
     records: int = 10_000
@@ -86,6 +90,7 @@ class DrillConfig:
     sweep_batch: int = 100
     db_name: str = "drill"
     redis_db: int = 9
+    broker: str = "redis"
     seed: int = 11
     run_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="drill-")))
 
@@ -95,6 +100,8 @@ class DrillConfig:
 
     @property
     def broker_url(self) -> str:
+        if self.broker == "rabbitmq":
+            return f"amqp://guest:guest@127.0.0.1:5672/{self.db_name}"
         return f"redis://127.0.0.1:{REDIS_PORT}/{self.redis_db}"
 
     @property
@@ -127,10 +134,23 @@ class Phases:
 
 
 def reset_services(cfg: DrillConfig) -> None:
-    """Redis up with the drill's db empty; the drill database re-created and migrated."""
-    start_redis()
-    redis.Redis.from_url(cfg.broker_url).flushdb()
+    """The broker up and empty (the Redis db flushed, or the vhost re-created); the drill
+    database re-created and migrated."""
+    if cfg.broker == "rabbitmq":
+        rabbitmq.start()
+        rabbitmq.reset_vhost(cfg.broker_url)
+    else:
+        start_redis()
+        redis.Redis.from_url(cfg.broker_url).flushdb()
     recreate_database(cfg.db_name)
+
+
+def start_broker(cfg: DrillConfig) -> None:
+    """The drill's broker running again, whatever happened to it."""
+    if cfg.broker == "rabbitmq":
+        rabbitmq.start()
+    else:
+        start_redis()
 
 
 def redis_up() -> bool:
