@@ -13,8 +13,9 @@ import pytest
 import structlog
 from sqlalchemy import update
 
+from enrichment.core.config import AlertPolicy, PagerDutyConfig, RoutingConfig
 from enrichment.core.models import Alert, ExceptionRecord, utcnow
-from enrichment.core.settings import AlertPolicy, PagerDutyConfig, RoutingConfig, Settings
+from enrichment.core.settings import Settings
 from enrichment.monitoring import pagerduty, push
 from enrichment.monitoring.alerts import Notification
 from enrichment.monitoring.monitor import run_monitor

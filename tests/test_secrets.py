@@ -134,7 +134,7 @@ def alert_in_process(pg_url: str, slack_url: str, pd_url: str) -> None:
     """The monitor and its alerts in this process, with a webhook, a routing key and every
     alert firing."""
     from enrichment.core import db
-    from enrichment.core.settings import PagerDutyConfig, RoutingConfig, SlackConfig
+    from enrichment.core.config import PagerDutyConfig, RoutingConfig, SlackConfig
 
     factory = db.session_factory(pg_url)
     snaps = run_monitor(factory, Settings(database_url=pg_url), config=MonitorConfig())

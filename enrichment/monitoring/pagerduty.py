@@ -22,7 +22,7 @@ from typing import Any
 
 import structlog
 
-from enrichment.core.settings import PagerDutyConfig
+from enrichment.core.config import PagerDutyConfig
 from enrichment.monitoring import push
 from enrichment.monitoring.alerts import RUNBOOK, Notification
 
