@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
-from enrichment.core.models import Alert, AlertSilence
+from enrichment.core.monitor_models import Alert, AlertSilence
 from enrichment.core.settings import AlertPolicy
 from enrichment.monitoring import alert_store, alerts, words
 from enrichment.monitoring.alerts import AlertState, evaluate, plan, rules_for

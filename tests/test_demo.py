@@ -8,14 +8,8 @@ import pytest
 from sqlalchemy import func, select
 
 from enrichment.core import db, tenants
-from enrichment.core.models import (
-    ExceptionRecord,
-    MetricSnapshot,
-    OutboxEvent,
-    Review,
-    Tenant,
-    in_review,
-)
+from enrichment.core.models import ExceptionRecord, OutboxEvent, Review, Tenant, in_review
+from enrichment.core.monitor_models import MetricSnapshot
 from enrichment.tooling.processes import ROOT, scrubbed_env
 
 pytestmark = pytest.mark.slow

@@ -212,7 +212,7 @@ def test_sigkill_mid_chain_loses_nothing(fleet, broker_url, factory, tmp_path):
 
 
 def test_the_monitor_runs_from_its_own_queue(inproc_worker, factory):
-    from enrichment.core.models import MetricSnapshot
+    from enrichment.core.monitor_models import MetricSnapshot
     from workers.tasks import monitor_task
 
     routed = []

@@ -8,14 +8,8 @@ import pytest
 from sqlalchemy import event
 
 from enrichment.core import db
-from enrichment.core.models import (
-    Alert,
-    EnrichmentAttempt,
-    MetricSnapshot,
-    SweepStat,
-    Tenant,
-    utcnow,
-)
+from enrichment.core.models import EnrichmentAttempt, SweepStat, Tenant, utcnow
+from enrichment.core.monitor_models import Alert, MetricSnapshot
 from enrichment.core.settings import MonitorConfig, get_settings
 from enrichment.monitoring import alert_store, prom, report_cli, words
 from enrichment.monitoring.monitor import quality_score, run_monitor

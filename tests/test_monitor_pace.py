@@ -13,7 +13,8 @@ import pytest
 from sqlalchemy import select, update
 
 from beat_schedule import schedule
-from enrichment.core.models import Alert, ExceptionRecord, MetricSnapshot, Tenant, utcnow
+from enrichment.core.models import ExceptionRecord, Tenant, utcnow
+from enrichment.core.monitor_models import Alert, MetricSnapshot
 from enrichment.core.settings import (
     ConfigurationError,
     MonitorConfig,

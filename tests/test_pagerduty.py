@@ -14,7 +14,8 @@ import structlog
 from sqlalchemy import update
 
 from enrichment.core.config import AlertPolicy, PagerDutyConfig, RoutingConfig
-from enrichment.core.models import Alert, ExceptionRecord, utcnow
+from enrichment.core.models import ExceptionRecord, utcnow
+from enrichment.core.monitor_models import Alert
 from enrichment.core.settings import Settings
 from enrichment.monitoring import pagerduty, push
 from enrichment.monitoring.alerts import Notification

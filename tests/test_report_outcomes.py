@@ -4,7 +4,8 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from enrichment.core.models import Alert, OutboxEvent, ResolutionAction, Tenant, utcnow
+from enrichment.core.models import OutboxEvent, ResolutionAction, Tenant, utcnow
+from enrichment.core.monitor_models import Alert
 from enrichment.monitoring import report_cli, report_html, reports
 from enrichment.monitoring.monitor import run_monitor
 from enrichment.monitoring.notify import run_alerts

@@ -8,7 +8,8 @@ from datetime import timedelta
 import pytest
 import structlog
 
-from enrichment.core.models import Alert, AlertSilence, Tenant, utcnow
+from enrichment.core.models import Tenant, utcnow
+from enrichment.core.monitor_models import Alert, AlertSilence
 from enrichment.monitoring import routing
 from enrichment.monitoring.routing import PAGERDUTY, ROUTES, SLACK, routes_for, split
 from enrichment.tooling.pagerduty_receiver import PagerDutyReceiver

@@ -13,7 +13,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import structlog
 
-from enrichment.core.models import Alert, Tenant
+from enrichment.core.models import Tenant
+from enrichment.core.monitor_models import Alert
 from enrichment.core.settings import AlertPolicy, SlackConfig
 from enrichment.monitoring import slack
 from enrichment.monitoring.alerts import Notification

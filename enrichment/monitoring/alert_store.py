@@ -10,7 +10,7 @@ import structlog
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from enrichment.core.models import Alert, AlertSilence
+from enrichment.core.monitor_models import Alert, AlertSilence
 from enrichment.core.settings import AlertPolicy
 from enrichment.monitoring.alerts import (
     AlertState,

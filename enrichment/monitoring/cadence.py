@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from enrichment.core.models import Alert
+from enrichment.core.monitor_models import Alert
 from enrichment.core.settings import Settings
 from enrichment.monitoring.alerts import WARNING
 

@@ -44,11 +44,8 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from enrichment.core.models import (
-    MetricSnapshot,
-    Tenant,
-    utcnow,
-)
+from enrichment.core.models import Tenant, utcnow
+from enrichment.core.monitor_models import MetricSnapshot
 from enrichment.core.settings import MonitorConfig, Settings
 from enrichment.monitoring import cadence
 from enrichment.monitoring.passes import (

@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from enrichment.core.models import MetricSnapshot
+from enrichment.core.monitor_models import MetricSnapshot
 from enrichment.core.settings import Settings
 from enrichment.monitoring.alerts import setting_number
 from enrichment.monitoring.words import duration

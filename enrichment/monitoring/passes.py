@@ -13,7 +13,6 @@ from sqlalchemy.sql.elements import ColumnElement
 from enrichment.core.models import (
     HUMAN,
     REOPENED,
-    MetricSnapshot,
     OutboxEvent,
     SweepStat,
     Tenant,
@@ -24,6 +23,7 @@ from enrichment.core.models import (
 )
 from enrichment.core.models import EnrichmentAttempt as A
 from enrichment.core.models import ExceptionRecord as R
+from enrichment.core.monitor_models import MetricSnapshot
 from enrichment.core.outbox import DEAD, DELIVERED, PENDING
 
 # Fixed confidence buckets: [0.0, 0.1), ..., [0.9, 1.0]; the last one includes 1.0.

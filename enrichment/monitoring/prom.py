@@ -29,7 +29,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from enrichment.core.due import in_chain
 from enrichment.core.models import EnrichmentAttempt as A
 from enrichment.core.models import ExceptionRecord as R
-from enrichment.core.models import MetricSnapshot, Tenant, in_backlog, utcnow
+from enrichment.core.models import Tenant, in_backlog, utcnow
+from enrichment.core.monitor_models import MetricSnapshot
 from enrichment.core.settings import Settings
 from enrichment.monitoring.passes import BUCKET_EDGES, bucket_label
 

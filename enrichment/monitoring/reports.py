@@ -14,15 +14,9 @@ from pydantic import BaseModel, Field
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
-from enrichment.core.models import (
-    Alert,
-    MetricSnapshot,
-    ResolutionAction,
-    Tenant,
-    in_backlog,
-    is_escalated,
-)
 from enrichment.core.models import ExceptionRecord as R
+from enrichment.core.models import ResolutionAction, Tenant, in_backlog, is_escalated
+from enrichment.core.monitor_models import Alert, MetricSnapshot
 from enrichment.core.settings import Settings
 from enrichment.monitoring import alert_store, alerts, calibration, notices, words
 from enrichment.monitoring.calibration import Calibration

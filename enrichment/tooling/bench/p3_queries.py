@@ -95,7 +95,7 @@ def p3_seed(services: Services, n: int, tenants: int) -> None:
 def p3_snapshots(services: Services) -> float:
     """One real monitor run (all tenants; its time is returned), then a month of history."""
     from enrichment.core import db
-    from enrichment.core.models import MetricSnapshot
+    from enrichment.core.monitor_models import MetricSnapshot
     from enrichment.core.settings import get_settings
     from enrichment.monitoring import monitor
 
