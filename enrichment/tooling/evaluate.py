@@ -1,9 +1,12 @@
 """`enrichment eval`: accuracy, macro-F1 and calibration of a provider on labelled records.
 
-Each record goes analyze -> classify straight through the provider (no database). By default
-the records are the held-out part of the shipped labelled set: the local model and its
-calibration were fitted on the other part only (see enrichment.tooling.labelled). ECE uses 10
-equal-width confidence bins; the reliability diagram is written as a PNG.
+By default, leave-one-style-out over the shipped styled sets (enrichment.tooling.labelled):
+each writing style is held out in turn and, for the local provider, scored by a model *and*
+calibration fitted on the other styles only (train_local.fit, the recipe of the shipped
+model); then the figures per style and over all held-out answers. `--drop FAMILY` leaves a
+feature family out of the features (the ablation). `--data FILE` instead scores the provider
+as shipped on every labelled record of FILE. ECE uses 10 equal-width confidence bins; the
+reliability diagram is written as a PNG.
 
 `--reviews TENANT` measures the AI against people instead: the tenant's reviews in the
 database (DATABASE_URL), per provider, model and prompt version, with the threshold advice
@@ -40,6 +43,8 @@ class Outcome:
     truth: Label
     predicted: Label | None
     confidence: float
+    style: str = ""
+    group: str = ""  # the local provider's calibration group, when known
 
 
 # ---------------------------------------------------------------- metrics (pure)
@@ -82,9 +87,11 @@ def run_one(provider: Provider, example: labelled.Example) -> Outcome:
         call = provider.classify(dataclasses.replace(example.ctx, analysis=analysis))
     except EnrichmentError as exc:
         print(f"{example.external_id}: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return Outcome(example.external_id, example.label, None, 0.0)
+        return Outcome(example.external_id, example.label, None, 0.0, example.style)
     result = call.result
-    return Outcome(example.external_id, example.label, result.label, result.confidence)
+    return Outcome(
+        example.external_id, example.label, result.label, result.confidence, example.style
+    )
 
 
 def run(provider: Provider, examples: Sequence[labelled.Example]) -> list[Outcome]:
@@ -201,29 +208,100 @@ def make(provider: str) -> Provider:
     return make_provider(settings)
 
 
-def select(path: Path, part: str) -> tuple[list[labelled.Example], str]:
-    """The examples of `part` (held-out, train or all) and words saying which they are."""
-    examples = labelled.load(path)
-    train, test = labelled.split(examples)
-    chosen = {"held-out": test, "train": train, "all": examples}[part]
-    return chosen, f"{path.name}, {part} part ({len(chosen)} of {len(examples)} records)"
+# ---------------------------------------------------------------- leave one style out
+
+
+def local_held_out(
+    examples: Sequence[labelled.Example], style: str, *, families: frozenset[str], generated: int
+) -> list[Outcome]:
+    """`style`'s examples scored by a local model and calibration fitted on the other
+    styles (and `generated` generator records) only."""
+    from enrichment.providers import local
+    from enrichment.tooling import train_local
+
+    rest = [e for e in examples if e.style != style]
+    extra = train_local.featurize(train_local.generated_examples(generated), families)
+    fitted = train_local.fit(train_local.featurize(rest, families), extra)
+    model = local.LinearModel.from_json(fitted["model"])
+    cals = train_local.calibrations_from(fitted["calibration"]["groups"])
+    out = []
+    for e in examples:
+        if e.style == style:
+            d = local.decide(model, cals, local.read(e.ctx), families)
+            out.append(Outcome(e.external_id, e.label, d.label, d.confidence, style, d.group))
+    return out
+
+
+def leave_one_style_out(
+    examples: Sequence[labelled.Example],
+    *,
+    families: frozenset[str] | None = None,
+    generated: int | None = None,
+) -> list[Outcome]:
+    """Every example, scored with its own style held out of the local model's fit."""
+    from enrichment.providers.local import FAMILIES
+    from enrichment.tooling.train_local import GENERATED_COUNT
+
+    kept = frozenset(FAMILIES) if families is None else families
+    count = GENERATED_COUNT if generated is None else generated
+    outcomes = []
+    for style in labelled.by_style(examples):
+        started = time.perf_counter()
+        outcomes += local_held_out(examples, style, families=kept, generated=count)
+        print(f"  {style} held out: {time.perf_counter() - started:.1f}s", file=sys.stderr)
+    return outcomes
+
+
+def style_table(outcomes: Sequence[Outcome]) -> str:
+    """Records, accuracy, macro-F1 and ECE per held-out style, overall, and the worst."""
+    rows = {**{k: summarize(v) for k, v in _grouped(outcomes).items()}}
+    lines = [f"{'held-out style':<16}{'records':>8}{'accuracy':>10}{'macro-F1':>10}{'ECE':>8}"]
+    for name, r in [*rows.items(), ("overall", summarize(outcomes))]:
+        lines.append(f"{name:<16}{r.records:>8}{r.accuracy:>10.3f}{r.macro_f1:>10.3f}{r.ece:>8.3f}")
+    worst_acc = min(rows.items(), key=lambda kv: kv[1].accuracy)
+    worst_ece = max(rows.items(), key=lambda kv: kv[1].ece)
+    lines.append(
+        f"worst style: accuracy {worst_acc[1].accuracy:.3f} ({worst_acc[0]}), "
+        f"ECE {worst_ece[1].ece:.3f} ({worst_ece[0]})"
+    )
+    return "\n".join(lines)
+
+
+def group_table(outcomes: Sequence[Outcome]) -> str:
+    """Accuracy and mean confidence by what the answer rests on (features.calibration_group):
+    structural evidence for it, evidence for another label, or words alone."""
+    lines = [f"{'evidence group':<16}{'records':>8}{'accuracy':>10}{'mean conf':>10}{'ECE':>8}"]
+    for name, group in sorted(_grouped(outcomes, "group").items()):
+        r = summarize(group)
+        mean = sum(o.confidence for o in group) / len(group)
+        lines.append(f"{name:<16}{r.records:>8}{r.accuracy:>10.3f}{mean:>10.3f}{r.ece:>8.3f}")
+    return "\n".join(lines)
+
+
+def _grouped(outcomes: Sequence[Outcome], key: str = "style") -> dict[str, list[Outcome]]:
+    out: dict[str, list[Outcome]] = {}
+    for o in outcomes:
+        out.setdefault(getattr(o, key), []).append(o)
+    return out
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from enrichment.providers.local import FAMILIES
+
     parser = argparse.ArgumentParser(prog="enrichment eval", description=__doc__)
     parser.add_argument("--provider", choices=("local", "anthropic"), default="local")
     parser.add_argument(
         "--data",
         type=Path,
-        default=labelled.DEFAULT_PATH,
-        help="labelled JSONL (default: the shipped set)",
+        help="labelled JSONL to score the provider as shipped on (default: leave-one-style-out "
+        "over the shipped styled sets)",
     )
     parser.add_argument(
-        "--part",
-        choices=("held-out", "train", "all"),
-        default="held-out",
-        help="which part of the split by external id (default held-out: "
-        "never seen by the local model or its calibration)",
+        "--drop",
+        action="append",
+        choices=FAMILIES,
+        default=[],
+        help="leave this feature family out of the local model (repeatable; ablation)",
     )
     parser.add_argument("--out-dir", type=Path, default=Path("var/eval"))
     parser.add_argument(
@@ -251,24 +329,54 @@ def reviews_main(tenant_name: str) -> int:
     return 0
 
 
+def _styles_main(args: argparse.Namespace) -> tuple[list[Outcome], str]:
+    from enrichment.providers.local import FAMILIES
+
+    examples = labelled.load_styles()
+    if args.provider == "local":
+        families = frozenset(FAMILIES) - set(args.drop)
+        outcomes = leave_one_style_out(examples, families=families)
+        dropped = f", without {'+'.join(args.drop)}" if args.drop else ""
+        source = f"leave-one-style-out over {len(examples)} records{dropped}"
+    else:
+        outcomes, source = _shipped(args.provider, examples), "the shipped styled sets"
+    print(style_table(outcomes) + "\n")
+    if args.provider == "local":
+        print(group_table(outcomes) + "\n")
+    return outcomes, source
+
+
+def _shipped(provider_name: str, examples: Sequence[labelled.Example]) -> list[Outcome]:
+    provider = make(provider_name)
+    try:
+        return run(provider, examples)
+    finally:
+        provider.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the evaluation; exit 0, or 1 when there were no labelled records (with
     --reviews: 0 also when there are no reviews yet)."""
     args = build_parser().parse_args(argv)
     if args.reviews is not None:
         return reviews_main(args.reviews)
-    examples, source = select(args.data, args.part)
-    if not examples:
-        print(f"no labelled records in {source}", file=sys.stderr)
-        return 1
-    provider = make(args.provider)
-    try:
-        report = summarize(run(provider, examples))
-    finally:
-        provider.close()
+    if args.drop and (args.data is not None or args.provider != "local"):
+        raise SystemExit(
+            "eval: --drop refits the local model, so it needs --provider local and no --data"
+        )
+    if args.data is None:
+        outcomes, source = _styles_main(args)
+        part = "styles" + "".join(f"-no-{f}" for f in args.drop)
+    else:
+        examples = labelled.load(args.data, args.data.stem)
+        if not examples:
+            print(f"no labelled records in {args.data}", file=sys.stderr)
+            return 1
+        outcomes, source, part = _shipped(args.provider, examples), args.data.name, args.data.stem
+    report = summarize(outcomes)
     print(format_report(report, provider=args.provider, source=source))
-    png = args.out_dir / f"reliability_{args.provider}_{args.part}.png"
-    title = f"{args.provider}, {args.part} ({report.records} records), ECE {report.ece:.3f}"
+    png = args.out_dir / f"reliability_{args.provider}_{part}.png"
+    title = f"{args.provider}, {part} ({report.records} records), ECE {report.ece:.3f}"
     save_reliability_png(report, png, title=title)
     print(f"\nreliability diagram: {png}")
     return 0

@@ -1,16 +1,21 @@
-"""The local provider: rules plus a small trained model, no network, no key.
+"""The local provider: evidence from the record's structure first, words second, a small
+trained model over both; no network, no key.
 
-analyze collects weighted evidence (event types, event timing, payment status, address
-completeness, keywords in the ops notes, the reason code). classify feeds that evidence, the
-rules' per-label totals and the words of the notes into a multinomial logistic regression
-(`local_model.json`), and maps its top probability to a calibrated confidence through an
-isotonic fit (`local_calibration.json`); both files are written by `python -m
-enrichment.tooling.train_local` from the training part of the shipped labelled set. resolve picks
-allow-listed actions for the classified label. The same input always gives the same output;
-nothing here is random, and `reference_label` is never seen.
+analyze collects weighted evidence: what the events are and when they happened (SLA breaches,
+waits, scan gaps), carrier codes, delivery attempts, payment and allocation results, the
+shipping address, then phrases in the ops notes and the reason code. classify feeds that
+evidence, the rules' per-label totals and the words of the notes into a multinomial logistic
+regression (`local_model.json`), and maps its top probability to a confidence through an
+isotonic fit per evidence group (`local_calibration.json`), fitted on writing styles the
+model was not trained on. Both files are written by `python -m enrichment.tooling.train_local`.
+A note that tries to instruct the AI is not read at all. resolve picks allow-listed actions for
+the classified label. The same input always gives the same output; nothing here is random,
+and `reference_label` is never seen.
 
-Layout: `rules` (weights and tables), `features` (evidence and model features from one record),
-`model` (the JSON model files, scoring, calibration), `actions` (what resolve may do).
+Layout: `rules` (weights and tables), `lexicon` (note phrases, several languages), `text`
+(folding, injections, word features), `evidence` (events, timing, payload), `features` (the
+families put together), `model` (the JSON files, scoring, calibration), `actions` (what
+resolve may do).
 """
 
 from __future__ import annotations
@@ -21,13 +26,12 @@ from typing import Any
 from enrichment.core.errors import PermanentError, TransientError
 from enrichment.core.provider import RecordContext, StageCall
 from enrichment.core.schemas import Analysis, Classification, Resolution
-from enrichment.core.taxonomy import Label
 from enrichment.providers.local.actions import plan
 from enrichment.providers.local.features import (
-    WORD,
+    FAMILIES,
     calibration_group,
     collect,
-    rank,
+    read,
     record_features,
 )
 from enrichment.providers.local.model import (
@@ -35,23 +39,27 @@ from enrichment.providers.local.model import (
     MODEL,
     MODEL_PATH,
     Calibration,
+    LinearModel,
+    decide,
     load_model,
 )
 
 __all__ = [
     "CALIBRATION_PATH",
+    "FAMILIES",
     "MODEL",
     "MODEL_PATH",
     "Calibration",
+    "LinearModel",
     "LocalProvider",
     "RecordContext",
     "calibration_group",
     "collect",
+    "decide",
     "load_model",
+    "read",
     "record_features",
 ]
-
-L = Label
 
 
 def _fraction(*parts: object) -> float:
@@ -87,8 +95,11 @@ class LocalProvider:
 
     def analyze(self, ctx: RecordContext) -> StageCall[Analysis]:
         self._maybe_fail(ctx, "analyze")
-        found = [s for s in collect(ctx) if s.kind != "reason"]
-        problems = list(dict.fromkeys(s.text for s in found))[:10]
+        rec = read(ctx)
+        found = [s.text for s in collect(rec) if s.kind != "reason"]
+        if rec.note.injected:
+            found.append("notes carry instructions for the AI: not read")
+        problems = list(dict.fromkeys(found))[:10]
         summary = (
             f"{len(problems)} problem signal(s) in events, payload and notes; "
             f"strongest: {problems[0]}"
@@ -105,22 +116,16 @@ class LocalProvider:
         """
         self._maybe_fail(ctx, "classify")
         model, calibrations = load_model()
-        signals = collect(ctx)
-        group = calibration_group(signals)
-        ranked = rank(model.probabilities(record_features(ctx, signals)))
-        if not signals and not WORD.search(ctx.notes or ""):
-            # Nothing observed and nothing written: no label is supported, so say OTHER
-            # (a person looks) at the calibrated confidence of the model's OTHER share.
-            ranked.sort(key=lambda kv: kv[0] is not L.OTHER)
-        (best, raw), runner_up = ranked[0], ranked[1]
-        conf = round(min(1.0, max(0.0, calibrations[group](raw))), 3)
-        top = ", ".join(f"{label}={p:.2f}" for label, p in ranked[:3])
-        support = "; ".join(s.text for s in signals if s.label is best)[:1500]
+        d = decide(model, calibrations, read(ctx))
+        top = ", ".join(f"{label}={p:.2f}" for label, p in d.ranked[:3])
+        support = "; ".join(s.text for s in d.signals if s.label is d.label)[:1500]
         notes = (
-            f"model p: {top}; calibrated ({group}) confidence {conf} (raw {raw:.3f}, runner-up "
-            f"{runner_up[0]}). rule evidence for {best}: {support or 'none'}"
+            f"model p: {top}; calibrated ({d.group}) confidence {d.confidence} (raw "
+            f"{d.raw:.3f}, runner-up {d.ranked[1][0]}). evidence for {d.label}: "
+            f"{support or 'none'}"
         )
-        return self._call(Classification(label=best, confidence=conf, notes=notes[:2000]))
+        result = Classification(label=d.label, confidence=d.confidence, notes=notes[:2000])
+        return self._call(result)
 
     def resolve(self, ctx: RecordContext) -> StageCall[Resolution]:
         self._maybe_fail(ctx, "resolve")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enrichment.core.provider import RecordContext
 from enrichment.core.taxonomy import ALLOWED_ACTIONS, Action, Label
-from enrichment.providers.local.features import address_problems
+from enrichment.providers.local.evidence import address_problems
 from enrichment.providers.local.rules import NO_AUTOMATION_STATUSES
 
 L = Label

@@ -16,8 +16,17 @@ from typing import Any
 
 from enrichment.core.errors import PermanentError
 from enrichment.core.taxonomy import Label
+from enrichment.providers.local.features import (
+    ALL,
+    Record,
+    Signal,
+    calibration_group,
+    collect,
+    rank,
+    record_features,
+)
 
-MODEL = "rules-logreg-v1"
+MODEL = "rules-logreg-v2"
 MODEL_PATH = Path(__file__).with_name("local_model.json")
 CALIBRATION_PATH = Path(__file__).with_name("local_calibration.json")
 
@@ -87,10 +96,51 @@ def _read_json(path: Path) -> dict[str, Any]:
         ) from exc
 
 
+@dataclass(frozen=True)
+class Decision:
+    """classify's answer for one record, with what it rests on."""
+
+    label: Label
+    raw: float  # the model's probability for `label`
+    confidence: float  # calibrated P(correct)
+    group: str  # the calibration group (features.calibration_group)
+    ranked: list[tuple[Label, float]]
+    signals: list[Signal]
+
+
+def decide(
+    model: LinearModel,
+    calibrations: dict[str, Calibration],
+    rec: Record,
+    families: frozenset[str] = ALL,
+) -> Decision:
+    """The most likely label and its calibrated confidence (the provider's classify, and
+    `enrichment eval` with a model fitted without the held-out style)."""
+    signals = collect(rec, families)
+    ranked = rank(model.probabilities(record_features(rec, signals, families)))
+    group = calibration_group(signals, ranked[0][0])
+    calibrate = calibrations.get(group) or calibrations["all"]
+    if not signals and rec.note.raw_empty:
+        # Nothing observed and nothing written: no label is supported, so say OTHER (a
+        # person looks) at the model's own OTHER share, which is low: no record like this
+        # was there to calibrate on.
+        ranked.sort(key=lambda kv: kv[0] is not Label.OTHER)
+        group, calibrate = "blank", _identity
+    best, raw = ranked[0]
+    confidence = round(min(1.0, max(0.0, calibrate(raw))), 3)
+    return Decision(best, raw, confidence, group, ranked, signals)
+
+
+def _identity(raw: float) -> float:
+    return raw
+
+
 @functools.cache
 def load_model(model_path: Path = MODEL_PATH, calibration_path: Path = CALIBRATION_PATH):
     """The shipped model and its calibration per group, read once per process (a few ms,
-    no network): (LinearModel, {"clear": Calibration, "conflict": Calibration})."""
+    no network): (LinearModel, {group: Calibration}) for the groups of
+    `features.calibration_group` ("evidence", "conflict", "text") that had enough records
+    to fit, and "all" (every group pooled) for the others."""
     model = LinearModel.from_json(_read_json(model_path))
     groups = _read_json(calibration_path)["groups"]
     return model, {name: Calibration.from_json(fit) for name, fit in groups.items()}
