@@ -5,32 +5,18 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pytest
 import structlog
 
 from enrichment.core.models import Tenant, utcnow
 from enrichment.core.monitor_models import Alert, AlertSilence
 from enrichment.monitoring import routing
 from enrichment.monitoring.routing import PAGERDUTY, ROUTES, SLACK, routes_for, split
-from enrichment.tooling.pagerduty_receiver import PagerDutyReceiver
+from tests import test_pagerduty
 from tests.factories import make_record
 from tests.test_pagerduty import ROUTING_KEY, alerting, enrich_all, evaluate, note
 from tests.test_pagerduty import tenant_with_backlog as tenant
-from tests.test_slack import Receiver as SlackReceiver
 
-
-@pytest.fixture
-def pd():
-    with PagerDutyReceiver() as receiver:
-        yield receiver
-
-
-@pytest.fixture
-def slack_hook():
-    receiver = SlackReceiver()
-    yield receiver
-    receiver.server.shutdown()
-    receiver.server.server_close()
+pd, slack_hook = test_pagerduty.pd, test_pagerduty.slack_hook  # the fixtures, found by name
 
 
 def test_the_table_pages_on_critical_slacks_warnings_and_pushes_no_info():

@@ -81,3 +81,27 @@ def _analysis(text: str, kind: str) -> dict[str, Any]:
         problems = [f"problem {n}" for n in range(11)]
     summary = "; ".join(problems) if problems else "no clear problem found"
     return {"problems": problems or ["no clear problem found"], "summary": summary[:2000]}
+
+
+# -- reading a request ---------------------------------------------------------------------
+
+
+def forced_tool(body: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
+    """The forced tool's name and its schema's properties, or (None, {}) when none is forced."""
+    choice = body.get("tool_choice") or {}
+    if choice.get("type") != "tool":
+        return None, {}
+    for tool in body.get("tools") or []:
+        if tool.get("name") == choice.get("name"):
+            return tool["name"], tool.get("input_schema", {}).get("properties", {})
+    return choice.get("name"), {}
+
+
+def user_text(body: dict[str, Any]) -> str:
+    """Every text block of the request's messages, joined."""
+    parts = []
+    for message in body.get("messages", []):
+        content = message.get("content")
+        blocks = [{"text": content}] if isinstance(content, str) else content or []
+        parts.extend(b.get("text", "") for b in blocks if isinstance(b, dict))
+    return "\n".join(parts)

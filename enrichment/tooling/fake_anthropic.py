@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from enrichment.tooling.fake_answers import answer_for
+from enrichment.tooling.fake_answers import answer_for, forced_tool, user_text
 from enrichment.tooling.fake_batches import (
     BATCHES_PATH,
     MAX_BATCH_BYTES,
@@ -257,8 +257,8 @@ class FakeAnthropic:
         return reply
 
     def _message(self, body: dict[str, Any], kind: str, tool_input: Any = None) -> dict[str, Any]:
-        tool, props = _forced_tool(body)
-        text = _user_text(body)
+        tool, props = forced_tool(body)
+        text = user_text(body)
         if tool is None:
             content = [{"type": "text", "text": "I can only answer in text."}]
         else:
@@ -310,26 +310,6 @@ def _error_reply(status: int, error_type: str, message: str | None) -> Reply:
 
 def _too_large(size: int, limit: int) -> Reply:
     return _error_reply(413, "request_too_large", f"request is {size:,} bytes; limit {limit:,}")
-
-
-def _forced_tool(body: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
-    """The forced tool's name and its schema's properties, or (None, {}) when none is forced."""
-    choice = body.get("tool_choice") or {}
-    if choice.get("type") != "tool":
-        return None, {}
-    for tool in body.get("tools") or []:
-        if tool.get("name") == choice.get("name"):
-            return tool["name"], tool.get("input_schema", {}).get("properties", {})
-    return choice.get("name"), {}
-
-
-def _user_text(body: dict[str, Any]) -> str:
-    parts = []
-    for message in body.get("messages", []):
-        content = message.get("content")
-        blocks = [{"text": content}] if isinstance(content, str) else content or []
-        parts.extend(b.get("text", "") for b in blocks if isinstance(b, dict))
-    return "\n".join(parts)
 
 
 class _Server(ThreadingHTTPServer):
