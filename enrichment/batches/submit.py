@@ -11,13 +11,12 @@ from typing import Any
 
 import anthropic
 import structlog
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from enrichment.batches.handback import hand_back_all
-from enrichment.core import pipeline, scheduling, selection
+from enrichment.core import demand, pipeline, scheduling, selection
 from enrichment.core.batch_models import GIVEN_UP, IN_PROGRESS, SUBMITTING, Batch, BatchRecord
-from enrichment.core.due import claimable
 from enrichment.core.models import ExceptionRecord as R
 from enrichment.core.models import Tenant, utcnow
 from enrichment.core.outcomes import Outcome
@@ -96,19 +95,14 @@ def submit_due(
         )
         limit = min(config.max_requests, API_MAX_REQUESTS) * 3  # up to one batch per stage
         with factory.begin() as s:
-            if _due(s, settings, tenant_id, more_than + 1, now or utcnow()) <= more_than:
+            walk = demand.tenants_due(s, settings, now or utcnow(), more_than + 1, tenant_id)
+            if sum(t.due for t in walk) <= more_than:
                 continue
             report = selection.claim_batch(
                 s, settings, limit, tenant_id=tenant_id, now=now, batch_lease_s=BATCH_LEASE_S
             )
         made += submit_claims(factory, provider, settings, tenant_id, report.claims)
     return made
-
-
-def _due(s: Session, settings: Settings, tenant_id: int, up_to: int, now: datetime) -> int:
-    """The tenant's claimable records, counted up to `up_to`."""
-    due = select(R.id).where(R.tenant_id == tenant_id, claimable(now, settings))
-    return s.scalar(select(func.count()).select_from(due.limit(up_to).subquery())) or 0
 
 
 def submit_claims(
