@@ -2,7 +2,11 @@
 
 from alembic import context
 
-from enrichment.core import batch_models, monitor_models  # noqa: F401 (their tables join Base.metadata)
+from enrichment.core import (  # noqa: F401 (their tables join Base.metadata)
+    batch_models,
+    breaker_store,
+    monitor_models,
+)
 from enrichment.core.db import make_engine
 from enrichment.core.models import Base
 from enrichment.core.settings import Settings

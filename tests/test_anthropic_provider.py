@@ -314,10 +314,8 @@ def _state(factory, record_id):
         return rec, attempts
 
 
-@pytest.mark.parametrize(
-    "kind", ["429", "500", "529", "timeout", "malformed", "out_of_range", "bad_label", "401"]
-)
-def test_pipeline_failure_leaves_fields_null_and_records_the_attempt(factory, settings, fake, kind):
+@pytest.mark.parametrize("kind", ["malformed", "out_of_range", "bad_label", "400"])
+def test_a_record_fault_leaves_fields_null_and_costs_a_retry(factory, settings, fake, kind):
     record_id = _seed(factory)
     fake.script([kind] * 3)
     provider = _provider(fake)
@@ -330,10 +328,38 @@ def test_pipeline_failure_leaves_fields_null_and_records_the_attempt(factory, se
     assert [a.outcome for a in attempts] == ["failed"]
     assert attempts[0].provider == "anthropic" and attempts[0].error
     assert KEY not in attempts[0].error
-    if kind == "401":  # permanent: escalated for a person at once
+    if kind == "400":  # permanent: escalated for a person at once
         assert outcome.kind == "escalated" and rec.escalated_at is not None
+        assert attempts[0].fault == "bad_request"
+        assert "request_id" in attempts[0].error and "request_id" not in rec.escalation_reason
     else:
         assert outcome.kind == "retry" and rec.enrichment_retry_count == 1
+        assert attempts[0].fault == "invalid_output"
+
+
+@pytest.mark.parametrize(
+    ("kind", "fault"),
+    [("429", "rate_limit"), ("500", "server"), ("529", "overload"), ("timeout", "timeout"),
+     ("401", "auth"), ("403", "permission"), ("404", "model_not_found"),
+     ("spend_cap", "spend_cap")],
+)  # fmt: skip
+def test_a_fleet_fault_defers_the_record_without_spending_a_retry(
+    factory, settings, fake, kind, fault
+):
+    record_id = _seed(factory)
+    fake.script([kind] * 3)
+    provider = _provider(fake)
+
+    outcome = _run(factory, provider, settings, record_id)
+
+    rec, attempts = _state(factory, record_id)
+    assert outcome.kind == "deferred"
+    assert rec.ai_label is None and rec.ai_confidence is None
+    assert rec.enrichment_state["classification"]["status"] == "PENDING"
+    assert rec.enrichment_retry_count == 0 and rec.escalated_at is None
+    assert rec.lease_token is None  # given back: claimable again when the breaker allows
+    assert [(a.outcome, a.fault) for a in attempts] == [("deferred", fault)]
+    assert KEY not in attempts[0].error
 
 
 def test_pipeline_success_sets_fields_and_records_source_tokens_and_cost(factory, settings, fake):
@@ -357,10 +383,10 @@ def test_pipeline_success_sets_fields_and_records_source_tokens_and_cost(factory
     assert attempt.cache_write_tokens > 0 and attempt.cost_usd > 0
 
 
-def test_pipeline_retries_every_failure_until_escalation(factory, settings):
+def test_pipeline_retries_every_record_fault_until_escalation(factory, settings):
     settings = with_settings(settings, backoff_scale=0.0001)
     record_id, token, outcomes = _seed(factory), "lease-1", []
-    faults = "429=0.2,500=0.2,529=0.2,malformed=0.2,out_of_range=0.1,bad_label=0.1"
+    faults = "malformed=0.4,out_of_range=0.3,bad_label=0.3"
     with FakeAnthropic(faults=faults, api_key=KEY, retry_after_s=0.01) as fake:
         provider = _provider(fake, anthropic_max_retries=0)
         for _ in range(settings.max_retries + 1):

@@ -261,3 +261,41 @@ class BatchConfig:
             max_bytes=env_int("ENRICHMENT_BATCH_MAX_BYTES", d.max_bytes, low=1_000),
             stale_submit_s=env_float("ENRICHMENT_BATCH_STALE_SUBMIT_S", d.stale_submit_s),
         )
+
+
+@dataclass(frozen=True)
+class BreakerConfig:
+    """The provider breaker (ENRICHMENT_BREAKER_*; core/breaker.py has the rules).
+
+    window_s, min_calls, failure_ratio: overload, 5xx, timeouts and 400s open the breaker
+    when at least `failure_ratio` (0.5) of at least `min_calls` (20) calls in the last
+    `window_s` (60 s) failed so: LiteLLM's router cools a deployment at 50 % in a minute, and
+    a minimum volume (Portkey's minimum_requests) keeps two unlucky calls from pausing a quiet
+    fleet. The SDK's own retries have already absorbed the short blips by then.
+    probe_initial_s, probe_max_s: while open, one real call per probe interval, from 15 s,
+    doubling on each failed probe up to 120 s (the issue's "30 s or less, at most 2 min").
+    fallback_model: ENRICHMENT_ANTHROPIC_FALLBACK_MODEL, one hop taken while the primary's
+    breaker is open for overload (never for auth or spend); None: none.
+    """
+
+    window_s: float = 60.0
+    min_calls: int = 20
+    failure_ratio: float = 0.5
+    probe_initial_s: float = 15.0
+    probe_max_s: float = 120.0
+    fallback_model: str | None = None
+
+    @classmethod
+    def from_env(cls) -> BreakerConfig:
+        d = cls()
+        initial = env_float("ENRICHMENT_BREAKER_PROBE_INITIAL_S", d.probe_initial_s, low=0.1)
+        return cls(
+            window_s=env_float("ENRICHMENT_BREAKER_WINDOW_S", d.window_s, low=1.0),
+            min_calls=env_int("ENRICHMENT_BREAKER_MIN_CALLS", d.min_calls, low=1),
+            failure_ratio=env_float(
+                "ENRICHMENT_BREAKER_FAILURE_RATIO", d.failure_ratio, low=0.01, high=1.0
+            ),
+            probe_initial_s=initial,
+            probe_max_s=env_float("ENRICHMENT_BREAKER_PROBE_MAX_S", d.probe_max_s, low=initial),
+            fallback_model=os.environ.get("ENRICHMENT_ANTHROPIC_FALLBACK_MODEL") or None,
+        )

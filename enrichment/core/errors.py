@@ -23,3 +23,11 @@ class RateLimited(EnrichmentError):
     def __init__(self, wait_s: float) -> None:
         super().__init__(f"rate limited, retry in {wait_s:.1f}s")
         self.wait_s = wait_s
+
+
+class ProviderPaused(EnrichmentError):
+    """The provider's breaker is open: the stage did not call it (core/breaker.py)."""
+
+    def __init__(self, cause: str | None) -> None:
+        super().__init__(f"provider paused: {cause or 'breaker open'}")
+        self.cause = cause

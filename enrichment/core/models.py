@@ -237,6 +237,8 @@ class EnrichmentAttempt(Base):
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     # The Message Batch (batches.id) that carried this call; NULL: the interactive path.
     batch_id: Mapped[int | None] = mapped_column(Integer)
+    # A failure's cause (core/faults.py), "paused" when an open breaker kept the call back.
+    fault: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from enrichment.core.errors import EnrichmentError, PermanentError, RateLimited
+from enrichment.core.errors import EnrichmentError, PermanentError, ProviderPaused, RateLimited
+from enrichment.core.faults import PAUSED, cause_of, is_fleet_fault
 from enrichment.core.models import utcnow
 from enrichment.core.outbox import ENRICHED, ESCALATED
 from enrichment.core.provider import StageCall
@@ -29,7 +30,8 @@ class Outcome:
 
     kind: "continue" (run the next stage), "done", "stale" (token moved on: do nothing),
     "retry" (enqueue the chain again after `countdown_s` with `lease_token`),
-    "released" (the wait is longer than the horizon: the sweep will claim it), "escalated".
+    "released" (the wait is longer than the horizon: the sweep will claim it), "escalated",
+    "deferred" (a fleet fault: the lease is given back, no retry spent; core/faults.py).
     """
 
     kind: str
@@ -78,8 +80,11 @@ def finish_stage(
     call: StageCall[Any] | EnrichmentError,
     latency_s: float,
     provider_name: str,
+    *,
+    breaker_cause: str | None = None,
 ) -> tuple[Outcome, dict[str, Any]]:
-    """Decide the stage's outcome: the columns to write (on `run`) and the attempt row."""
+    """Decide the stage's outcome: the columns to write (on `run`) and the attempt row.
+    breaker_cause: the cause the provider's breaker is open on, if it is."""
     if run.stage == "automation" and not isinstance(call, EnrichmentError):
         bad = disallowed_actions(Label(run.ai_label), list(call.result.actions))
         if bad:
@@ -88,6 +93,10 @@ def finish_stage(
             )
     if isinstance(call, RateLimited):
         outcome, kind = _wait_for_rate_limit(run, call.wait_s, settings), "rate_limited"
+    elif isinstance(call, ProviderPaused) or (
+        isinstance(call, EnrichmentError) and is_fleet_fault(call, breaker_open_on=breaker_cause)
+    ):
+        outcome, kind = _defer(run, call), "deferred"
     elif isinstance(call, EnrichmentError):
         outcome, kind = _fail(run, call, settings), "failed"
     else:
@@ -111,7 +120,8 @@ def _attempt(
         "record_id": run.record_id,
         "stage": run.stage,
         "outcome": outcome,
-        "error": None if is_call else str(call)[:2000],
+        "error": None if is_call else _error_text(call),
+        "fault": None if is_call else _fault(call),
         "latency_s": latency_s,
         "provider": call.provider if is_call else provider_name,
         # An unusable answer still names the model and prompt that gave it, when known.
@@ -125,6 +135,21 @@ def _attempt(
         "lease_token": run.lease_token,
         "created_at": utcnow(),  # spelled out: column defaults do not reach a statement with CTEs
     }
+
+
+def _error_text(error: EnrichmentError) -> str:
+    """The attempt's error: the stable message, with the provider's request id when known
+    (kept here only: an escalation reason is groupable text)."""
+    request_id = getattr(error, "request_id", None)
+    text = f"{error} (request_id={request_id})" if request_id else str(error)
+    return text[:2000]
+
+
+def _fault(error: EnrichmentError) -> str | None:
+    if isinstance(error, ProviderPaused):
+        return PAUSED
+    cause = cause_of(error)
+    return str(cause) if cause is not None else None
 
 
 def _source(call: StageCall[Any]) -> dict[str, Any]:
@@ -222,6 +247,16 @@ def _next_step(run: StageRun, settings: Settings, now: datetime):
         scale=settings.backoff_scale,
         jitter=settings.backoff_jitter,
     )
+
+
+def _defer(run: StageRun, error: EnrichmentError) -> Outcome:
+    """A fleet fault: the stage back to PENDING, its fields as they were, the lease given
+    back; retry count and due time unchanged, so the record is claimed again as soon as the
+    provider's breaker lets claims through (at once, if it is closed)."""
+    run.state = with_stage(run.state, run.stage, StageStatus.PENDING, at=utcnow())
+    run.logs.append(("info", "stage.deferred", {"fault": _fault(error), "error": str(error)}))
+    run.writes.update(lease_token=None, lease_expires_at=None)
+    return Outcome("deferred", run.record_id)
 
 
 def _wait_for_rate_limit(run: StageRun, wait_s: float, settings: Settings) -> Outcome:

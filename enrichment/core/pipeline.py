@@ -32,7 +32,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
-from enrichment.core.errors import EnrichmentError
+from enrichment.core import breaker, breaker_store
+from enrichment.core.errors import EnrichmentError, ProviderPaused
 from enrichment.core.models import (
     EnrichmentAttempt,
     ExceptionRecord,
@@ -72,28 +73,42 @@ def run_stage(
     record_id: int,
     lease_token: str,
 ) -> Outcome:
+    key = breaker_store.key_for(settings)
     with autocommit(factory) as conn:
         begun = begin_stage(conn, settings, stage, record_id, lease_token)
-    if isinstance(begun, Outcome):
-        return begun
+        if isinstance(begun, Outcome):
+            return begun
+        seen = breaker_store.gate(conn, key)
     run, ctx = begun
     started = time.perf_counter()
-    try:
-        call: StageCall[Any] | EnrichmentError = getattr(provider, PROVIDER_CALL[stage])(ctx)
-    except EnrichmentError as exc:
-        call = exc
-    except Exception as exc:  # a provider bug must still be recorded, never lose the record
-        log.exception("provider.unexpected_error", stage=stage, record_id=record_id)
-        call = EnrichmentError(f"{type(exc).__name__}: {exc}")
+    call = _call(provider, stage, ctx, seen)
     latency_s = time.perf_counter() - started
-    outcome, attempt = finish_stage(run, settings, call, latency_s, provider.name)
+    outcome, attempt = finish_stage(
+        run, settings, call, latency_s, provider.name, breaker_cause=seen.cause
+    )
     with autocommit(factory) as conn:
         if not write(conn, run, attempt):
             log.info("stage.stale_result_dropped", stage=stage, record_id=record_id)
             return Outcome("stale", record_id)
     for level, event, fields in run.logs:
         getattr(log, level)(event, stage=stage, record_id=record_id, **fields)
+    breaker_store.learn(factory.kw["bind"], settings, key, seen, attempt)
     return outcome
+
+
+def _call(
+    provider: Provider, stage: str, ctx: RecordContext, seen: breaker.Breaker
+) -> StageCall[Any] | EnrichmentError:
+    """The provider's answer or its failure; no call at all while the breaker holds it back."""
+    if not breaker.admits(seen, ctx.record_id):
+        return ProviderPaused(seen.cause)
+    try:
+        return getattr(provider, PROVIDER_CALL[stage])(ctx)
+    except EnrichmentError as exc:
+        return exc
+    except Exception as exc:  # a provider bug must still be recorded, never lose the record
+        log.exception("provider.unexpected_error", stage=stage, record_id=ctx.record_id)
+        return EnrichmentError(f"{type(exc).__name__}: {exc}")
 
 
 @contextmanager

@@ -29,14 +29,14 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import Select, case, func, or_, select, true, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from enrichment.core import demand, scheduling
+from enrichment.core import breaker, breaker_store, demand, scheduling
 from enrichment.core.due import chain_lease_s, claimable, in_chain, unnest
 from enrichment.core.models import EnrichmentAttempt as A
 from enrichment.core.models import ExceptionRecord as R
@@ -91,8 +91,16 @@ def sweep_for_fleet(
     now: datetime | None = None,
 ) -> ClaimReport:
     """One sweep's claim: as many records as the fleet starts in about one sweep interval
-    (scheduling.sweep_size, from `fleet_load`), never more than `sweep_batch_size`."""
+    (scheduling.sweep_size, from `fleet_load`), never more than `sweep_batch_size`.
+
+    The provider's breaker comes first (core/breaker.py): while it is open, the sweep claims
+    nothing but one probe record per probe interval; after it closes, the claim ramps up
+    from `sweep_min_batch`, doubling every sweep interval."""
     now = now or utcnow()
+    key = breaker_store.key_for(settings)
+    gate = breaker_store.load(session.connection(), key)
+    if not gate.is_closed:
+        return _probe(session, settings, key, tenant_id, now)
     window_s = throughput_window_s(settings.sweep_interval_s)
     completed, in_flight = fleet_load(session, settings, now, window_s)
     batch = scheduling.sweep_size(
@@ -104,7 +112,33 @@ def sweep_for_fleet(
         floor=settings.sweep_min_batch,
         ceiling=settings.sweep_batch_size,
     )
+    ramp = breaker.ramp_limit(gate, now, settings.sweep_interval_s, settings.sweep_min_batch)
+    batch = batch if ramp is None else min(batch, ramp)
     return claim_batch(session, settings, batch, tenant_id=tenant_id, now=now)
+
+
+def _probe(
+    session: Session,
+    settings: Settings,
+    key: tuple[str, str],
+    tenant_id: int | None,
+    now: datetime,
+) -> ClaimReport:
+    """While the breaker is open: one record, when a probe is due, made the breaker's probe
+    in this claim's transaction (the row lock: two sweeps never take two probes). Any
+    tenant's record will do, one whose records all go by Message Batch too (else a fleet of
+    batch tenants would never probe), and it runs at once, whatever its countdown."""
+    conn = session.connection()
+    current = breaker_store.load(conn, key, lock=True)
+    if breaker.take_probe(current, 0, now) is None:
+        return ClaimReport([], 0)
+    lease_s = chain_lease_s(settings)
+    report = claim_batch(session, settings, 1, tenant_id=tenant_id, now=now, batch_lease_s=lease_s)
+    if not report.claims:
+        return report
+    probe = replace(report.claims[0], countdown_s=0.0)
+    breaker_store.store(conn, current, breaker.take_probe(current, probe.record_id, now))
+    return replace(report, claims=[probe])
 
 
 def fleet_load(

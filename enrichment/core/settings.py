@@ -15,6 +15,7 @@ from pathlib import Path
 from enrichment.core.config import (
     AlertPolicy,
     BatchConfig,
+    BreakerConfig,
     ConfigurationError,
     MonitorConfig,
     ReviewConfig,
@@ -136,6 +137,7 @@ class Settings:
     routing: RoutingConfig = field(default_factory=RoutingConfig)
     webhooks: WebhookConfig = field(default_factory=WebhookConfig)
     batches: BatchConfig = field(default_factory=BatchConfig)
+    breaker: BreakerConfig = field(default_factory=BreakerConfig)
     reviews: ReviewConfig = field(default_factory=ReviewConfig)
     # Bearer token for /metrics (open when unset); base URL for report links in alerts.
     metrics_token: str | None = None
@@ -194,6 +196,7 @@ class Settings:
             routing=RoutingConfig.from_env(),
             webhooks=WebhookConfig.from_env(),
             batches=BatchConfig.from_env(),
+            breaker=BreakerConfig.from_env(),
             reviews=ReviewConfig.from_env(),
             metrics_token=os.environ.get("ENRICHMENT_METRICS_TOKEN") or None,
             public_base_url=(os.environ.get("ENRICHMENT_PUBLIC_BASE_URL") or "").rstrip("/")

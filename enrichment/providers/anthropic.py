@@ -45,6 +45,7 @@ from enrichment.core.errors import (
     RateLimited,
     TransientError,
 )
+from enrichment.core.faults import Cause, with_cause
 from enrichment.core.provider import RecordContext, StageCall, Usage
 from enrichment.core.schemas import Analysis, Classification, Resolution
 from enrichment.core.settings import ConfigurationError, Settings
@@ -63,8 +64,30 @@ __all__ = ["AnthropicProvider", "map_api_error", "tool_definitions"]
 
 log = structlog.get_logger(__name__)
 
-# Status codes where a retry cannot help. 402 is billing, 422 a request the API cannot use.
-_PERMANENT_STATUS = frozenset({400, 401, 402, 403, 404, 413, 422})
+# Status codes where a retry cannot help, and whose fault each is (core/faults.py): 402 is
+# billing, 422 a request the API cannot use.
+_STATUS_CAUSE = {
+    400: Cause.BAD_REQUEST,
+    401: Cause.AUTH,
+    402: Cause.SPEND_CAP,
+    403: Cause.PERMISSION,
+    404: Cause.MODEL_NOT_FOUND,
+    413: Cause.TOO_LARGE,
+    422: Cause.BAD_REQUEST,
+}
+# error.type of a batch request's `errored` result -> its cause (the same kinds as statuses).
+ERROR_TYPE_CAUSE = {
+    "invalid_request_error": Cause.BAD_REQUEST,
+    "request_too_large": Cause.TOO_LARGE,
+    "authentication_error": Cause.AUTH,
+    "permission_error": Cause.PERMISSION,
+    "not_found_error": Cause.MODEL_NOT_FOUND,
+    "billing_error": Cause.SPEND_CAP,
+    "rate_limit_error": Cause.RATE_LIMIT,
+    "overloaded_error": Cause.OVERLOAD,
+    "api_error": Cause.SERVER,
+    "timeout_error": Cause.TIMEOUT,
+}
 
 
 _MODELS: dict[str, type[BaseModel]] = {
@@ -330,7 +353,7 @@ def _summary(exc: ValidationError) -> str:
 
 
 def _invalid(message: str, call: StageCall[Any]) -> InvalidAIOutput:
-    error = InvalidAIOutput(message)
+    error = with_cause(InvalidAIOutput(message), Cause.INVALID_OUTPUT)
     # The tokens were spent even though the answer is unusable, by this model and prompt
     # version: the attempt row records them (outcomes._attempt).
     error.usage = call.usage  # type: ignore[attr-defined]
@@ -340,28 +363,38 @@ def _invalid(message: str, call: StageCall[Any]) -> InvalidAIOutput:
 
 
 def map_api_error(exc: anthropic.APIError, api_key: str) -> EnrichmentError:
-    """The pipeline's error kind for an SDK error left after the SDK's own retries."""
+    """The pipeline's error kind for an SDK error left after the SDK's own retries, marked
+    with its cause (core/faults.py decides whose fault that is)."""
     if isinstance(exc, anthropic.APIStatusError):
         return _status_error(exc, api_key)
     if isinstance(exc, anthropic.APIResponseValidationError):
-        return InvalidAIOutput(_scrub(f"response did not match the API schema: {exc}", api_key))
+        error = InvalidAIOutput(_scrub(f"response did not match the API schema: {exc}", api_key))
+        return with_cause(error, Cause.INVALID_OUTPUT)
     if isinstance(exc, anthropic.APITimeoutError):
-        return TransientError("anthropic request timed out")
+        return with_cause(TransientError("anthropic request timed out"), Cause.TIMEOUT)
     if isinstance(exc, anthropic.APIConnectionError):
-        return TransientError(_scrub(f"anthropic connection error: {exc.__cause__!r}", api_key))
+        text = _scrub(f"anthropic connection error: {type(exc.__cause__).__name__}", api_key)
+        return with_cause(TransientError(text), Cause.CONNECTION)
     return TransientError(_scrub(f"anthropic error: {exc.message}", api_key))
 
 
 def _status_error(exc: anthropic.APIStatusError, api_key: str) -> EnrichmentError:
+    """The message is stable, groupable text (an escalation reason); the request id goes on
+    the error (`request_id`) and from there into the attempt row only."""
     status = exc.status_code
     kind, detail = _error_body(exc.body)
-    request_id = exc.response.headers.get("request-id")
-    text = _scrub(f"anthropic {status} {kind}: {detail[:300]} (request_id={request_id})", api_key)
+    text = _scrub(f"anthropic {status} {kind}: {detail[:300]}", api_key)
     # A 429 without retry-after is a spend cap, not a rate limit: waiting will not lift it.
-    spend_cap = status == 429 and not _has_retry_after(exc.response.headers)
-    if status in _PERMANENT_STATUS or spend_cap:
-        return PermanentError(text)
-    return TransientError(text)
+    if status == 429:
+        cause = Cause.RATE_LIMIT if _has_retry_after(exc.response.headers) else Cause.SPEND_CAP
+    elif status in _STATUS_CAUSE:
+        cause = _STATUS_CAUSE[status]
+    else:
+        cause = ERROR_TYPE_CAUSE.get(kind, Cause.SERVER)
+    permanent = status in _STATUS_CAUSE or cause == Cause.SPEND_CAP
+    error = (PermanentError if permanent else TransientError)(text)
+    error.request_id = exc.response.headers.get("request-id")  # type: ignore[attr-defined]
+    return with_cause(error, cause)
 
 
 def _error_body(body: object) -> tuple[str, str]:
@@ -375,7 +408,7 @@ def _error_body(body: object) -> tuple[str, str]:
 def _non_api_error(exc: anthropic.AnthropicError, api_key: str) -> EnrichmentError:
     text = _scrub(f"anthropic {type(exc).__name__}: {exc}", api_key)
     if isinstance(exc, anthropic.CredentialsError):
-        return PermanentError(text)
+        return with_cause(PermanentError(text), Cause.AUTH)
     return TransientError(text)
 
 

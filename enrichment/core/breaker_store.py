@@ -1,0 +1,208 @@
+"""The provider breakers' table and the reads and writes every process shares.
+
+Why PostgreSQL and not Redis: the database is already the fleet's scheduler, and the breaker
+is read where the scheduling is decided (the sweep's claim, the batch submitter) and written
+with the attempt rows that its failure ratio is counted from; the embedded default has no
+Redis at all; and a breaker row survives a broker restart, which an open breaker must
+(Redis is the broker here, and restarting it must not close the breaker on a dead key).
+Writes happen only on a fleet fault or a state change, never on a healthy call. A worker
+reads the row before each call, but keeps a closed breaker's row for `CLOSED_CACHE_S`: at
+most that long of calls leaks past a breaker that another process has just opened.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, fields
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import Connection, Engine, Float, Integer, String, and_, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Mapped, mapped_column
+
+from enrichment.core import breaker
+from enrichment.core.breaker import Breaker
+from enrichment.core.config import BreakerConfig
+from enrichment.core.due import claimable
+from enrichment.core.faults import FLEET, PAUSED, RATIO, Cause
+from enrichment.core.models import Base, EnrichmentAttempt, UTCDateTime, utcnow
+from enrichment.core.models import ExceptionRecord as R
+from enrichment.core.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+CLOSED_CACHE_S = 1.0
+
+
+class ProviderBreaker(Base):
+    """One provider and model's breaker (core/breaker.py). page_open: a provider_down page
+    was sent for the outage and its resolve is owed (monitoring/provider_page.py)."""
+
+    __tablename__ = "provider_breakers"
+
+    provider: Mapped[str] = mapped_column(String(32), primary_key=True)
+    model: Mapped[str] = mapped_column(String(64), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16), default=breaker.CLOSED)
+    cause: Mapped[str | None] = mapped_column(String(32))
+    opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    probe_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    probe_interval_s: Mapped[float] = mapped_column(Float, default=0.0)
+    probe_record_id: Mapped[int | None] = mapped_column(Integer)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    page_open: Mapped[bool] = mapped_column(default=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+_T = ProviderBreaker
+_FIELDS = [f.name for f in fields(Breaker)]
+
+
+def key_for(settings: Settings, model: str | None = None) -> tuple[str, str]:
+    """(provider, model) of the fleet's configured provider, or of `model` on it."""
+    if settings.ai_provider == "anthropic":
+        return "anthropic", model or settings.anthropic_model
+    return settings.ai_provider, model or settings.ai_provider
+
+
+def load(conn: Connection, key: tuple[str, str], *, lock: bool = False) -> Breaker:
+    """The breaker of `key` (closed when it has no row yet); `lock`: FOR UPDATE, after
+    making sure the row exists, for a read-modify-write."""
+    if lock:
+        _ensure(conn, key)
+    query = select(*(_T.__table__.c[f] for f in _FIELDS)).where(
+        _T.provider == key[0], _T.model == key[1]
+    )
+    row = conn.execute(query.with_for_update() if lock else query).first()
+    return Breaker(**row._mapping) if row is not None else Breaker(*key)
+
+
+def load_all(conn: Connection) -> list[Breaker]:
+    rows = conn.execute(select(*(_T.__table__.c[f] for f in _FIELDS))).all()
+    return [Breaker(**row._mapping) for row in rows]
+
+
+def _ensure(conn: Connection, key: tuple[str, str]) -> None:
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    values = {"provider": key[0], "model": key[1], "state": breaker.CLOSED, "updated_at": utcnow()}
+    conn.execute(dialect.insert(_T).values(values).on_conflict_do_nothing())
+
+
+def store(conn: Connection, old: Breaker, new: Breaker) -> None:
+    """Write `new` over `old` (the caller holds the row lock) and log a change of state."""
+    values = {k: v for k, v in asdict(new).items() if k not in ("provider", "model")}
+    conn.execute(
+        update(_T)
+        .where(_T.provider == new.provider, _T.model == new.model)
+        .values(**values, updated_at=utcnow())
+    )
+    if old.state != new.state:
+        level = "warning" if new.state == breaker.OPEN else "info"
+        getattr(log, level)(
+            "breaker." + new.state,
+            provider=new.provider,
+            model=new.model,
+            cause=new.cause or old.cause,
+            probe_in_s=new.probe_interval_s,
+        )
+
+
+def is_closed(engine: Engine, settings: Settings) -> bool:
+    """Whether the fleet's provider and model may be sent new work."""
+    with engine.connect() as conn:
+        return load(conn, key_for(settings)).is_closed
+
+
+def learn(
+    engine: Engine,
+    settings: Settings,
+    key: tuple[str, str],
+    seen: Breaker,
+    attempt: dict[str, Any],
+) -> None:
+    """What the breaker learns from one attempt: a fleet fault or a 400 counts toward
+    opening it; an answer from the provider through a breaker that was not closed (the
+    probe's) closes it, even one this record's content made unusable."""
+    fault, now = attempt["fault"], utcnow()
+    if fault in FLEET or fault == Cause.BAD_REQUEST:
+        record_fault(engine, key, fault, settings.breaker, now)
+    elif attempt["outcome"] in ("completed", "failed") and not seen.is_closed:
+        record_success(engine, key, now)
+
+
+def record_fault(
+    engine: Engine, key: tuple[str, str], cause: str, cfg: BreakerConfig, now: datetime
+) -> Breaker:
+    """Count a fleet fault (or a 400) against the breaker; open it when the rules say so.
+    An open breaker is left alone without a lock: the fault changes nothing there."""
+    with engine.connect() as conn:
+        seen = load(conn, key)
+    if seen.state == breaker.OPEN:
+        return seen
+    with engine.begin() as conn:
+        current = load(conn, key, lock=True)
+        faults, calls = window_counts(conn, key, now, cfg.window_s)
+        new = breaker.on_fault(current, cause, faults, calls, now, cfg)
+        if new != current:
+            store(conn, current, new)
+    _cache.pop(key, None)
+    return new
+
+
+def record_success(engine: Engine, key: tuple[str, str], now: datetime) -> Breaker:
+    """The probe's stage got a usable answer: close the breaker (when it is half-open)."""
+    with engine.begin() as conn:
+        current = load(conn, key, lock=True)
+        new = breaker.on_success(current, now)
+        if new != current:
+            store(conn, current, new)
+    _cache.pop(key, None)
+    return new
+
+
+def window_counts(
+    conn: Connection, key: tuple[str, str], now: datetime, window_s: float
+) -> tuple[int, int]:
+    """(calls failing for a ratio cause, calls) in the last `window_s` on this provider and
+    model, from the attempt rows (ix_enrichment_attempts_created): stages that never called
+    (paused, rate limited by our own limiter) are not calls."""
+    A = EnrichmentAttempt
+    since = now - timedelta(seconds=window_s)
+    called = [
+        A.created_at > since,
+        A.provider == key[0],
+        A.outcome.in_(("completed", "failed", "deferred")),
+        A.fault.is_distinct_from(PAUSED),
+    ]
+    if key[0] == "anthropic":  # the local provider names no model per call
+        called.append(A.model == key[1])
+    failing = func.count().filter(A.fault.in_(sorted(RATIO)))
+    row = conn.execute(select(failing, func.count()).where(*called)).one()
+    return int(row[0]), int(row[1])
+
+
+# key -> (a closed breaker, when it was read): the per-process view of CLOSED_CACHE_S.
+_cache: dict[tuple[str, str], tuple[Breaker, float]] = {}
+
+
+def gate(conn: Connection, key: tuple[str, str]) -> Breaker:
+    """The breaker a stage is about to call through: a closed one from the cache while
+    fresh, else read from the database (every read while it is open)."""
+    cached = _cache.get(key)
+    if cached is not None and time.monotonic() - cached[1] < CLOSED_CACHE_S:
+        return cached[0]
+    current = load(conn, key)
+    if current.is_closed:
+        _cache[key] = (current, time.monotonic())
+    else:
+        _cache.pop(key, None)
+    return current
+
+
+def waiting_records(conn: Connection, settings: Settings) -> int:
+    """Records due now and not leased: what an open breaker holds back (the sweep's claim
+    would take them)."""
+    now = utcnow()
+    due = and_(claimable(now, settings), R.next_attempt_at <= now)
+    return int(conn.execute(select(func.count()).select_from(R).where(due)).scalar_one())
