@@ -5,14 +5,12 @@ is read where the scheduling is decided (the sweep's claim, the batch submitter)
 with the attempt rows that its failure ratio is counted from; the embedded default has no
 Redis at all; and a breaker row survives a broker restart, which an open breaker must
 (Redis is the broker here, and restarting it must not close the breaker on a dead key).
-Writes happen only on a fleet fault or a state change, never on a healthy call. A worker
-reads the row before each call, but keeps a closed breaker's row for `CLOSED_CACHE_S`: at
-most that long of calls leaks past a breaker that another process has just opened.
+Writes happen only on a fleet fault or a state change, never on a healthy call; a worker
+reads the row before each call (`gate`).
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, fields
 from datetime import datetime, timedelta
 from typing import Any
@@ -33,7 +31,6 @@ from enrichment.core.settings import Settings
 
 log = structlog.get_logger(__name__)
 
-CLOSED_CACHE_S = 1.0
 
 
 class ProviderBreaker(Base):
@@ -146,7 +143,6 @@ def record_fault(
         new = breaker.on_fault(current, cause, faults, calls, now, cfg)
         if new != current:
             store(conn, current, new)
-    _cache.pop(key, None)
     return new
 
 
@@ -157,7 +153,6 @@ def record_success(engine: Engine, key: tuple[str, str], now: datetime) -> Break
         new = breaker.on_success(current, now)
         if new != current:
             store(conn, current, new)
-    _cache.pop(key, None)
     return new
 
 
@@ -182,22 +177,12 @@ def window_counts(
     return int(row[0]), int(row[1])
 
 
-# key -> (a closed breaker, when it was read): the per-process view of CLOSED_CACHE_S.
-_cache: dict[tuple[str, str], tuple[Breaker, float]] = {}
-
-
 def gate(conn: Connection, key: tuple[str, str]) -> Breaker:
-    """The breaker a stage is about to call through: a closed one from the cache while
-    fresh, else read from the database (every read while it is open)."""
-    cached = _cache.get(key)
-    if cached is not None and time.monotonic() - cached[1] < CLOSED_CACHE_S:
-        return cached[0]
-    current = load(conn, key)
-    if current.is_closed:
-        _cache[key] = (current, time.monotonic())
-    else:
-        _cache.pop(key, None)
-    return current
+    """The breaker a stage is about to call through, read fresh (one primary-key read in
+    the connection that began the stage): only the calls already in flight when it opens
+    reach the provider, never one per record (an in-process cache of even one second let
+    a fast fleet through by the dozen)."""
+    return load(conn, key)
 
 
 def waiting_records(conn: Connection, settings: Settings) -> int:

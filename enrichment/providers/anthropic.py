@@ -281,6 +281,8 @@ class AnthropicProvider:
         except anthropic.AnthropicError as exc:  # credentials, or a retryable error left over
             error = _non_api_error(exc, self._api_key)
         bound.warning("anthropic.failed", kind=type(error).__name__, error=str(error))
+        # The attempt row names the model that failed: the breaker counts per model.
+        error.model = self.model  # type: ignore[attr-defined]
         raise error
 
     def request(self, stage: str, ctx: RecordContext) -> dict[str, Any]:

@@ -1,0 +1,196 @@
+"""The provider breaker on real PostgreSQL with the fake Anthropic server: what the sweep
+claims while it is open, the probe, the ramp, and a fleet fault through real chains in two
+worker processes."""
+
+import pytest
+from sqlalchemy import func, select
+
+from enrichment.core import breaker, breaker_store
+from enrichment.core.config import BreakerConfig
+from enrichment.core.models import EnrichmentAttempt, ExceptionRecord
+from enrichment.core.pipeline import run_stage
+from enrichment.core.selection import sweep_for_fleet
+from enrichment.core.settings import Settings
+from enrichment.providers.anthropic import AnthropicProvider
+from enrichment.tooling.fake_anthropic import FakeAnthropic
+from enrichment.tooling.fake_faults import parse_faults
+from tests.conftest import REDIS_URL, with_settings
+from tests.factories import make_record, make_tenant
+from tests.fleet import fleet_env, start_beat, start_worker, stop_all, wait_for
+
+KEY = "sk-test-breaker"
+R, A = ExceptionRecord, EnrichmentAttempt
+
+
+@pytest.fixture
+def fake():
+    with FakeAnthropic(api_key=KEY, retry_after_s=0.01) as server:
+        yield server
+
+
+@pytest.fixture
+def ai_settings(settings, fake):
+    return with_settings(
+        settings,
+        ai_provider="anthropic",
+        anthropic_api_key=KEY,
+        anthropic_base_url=fake.base_url,
+        anthropic_max_retries=0,
+        ai_rpm=0,
+        breaker=BreakerConfig(min_calls=4, probe_initial_s=15, probe_max_s=120),
+    )
+
+
+def seed(factory, n, **kw):
+    with factory.begin() as s:
+        tenant = make_tenant(s)
+        return [make_record(s, tenant, **kw).id for _ in range(n)]
+
+
+def engine(factory):
+    return factory.kw["bind"]
+
+
+def state(factory, settings):
+    with engine(factory).connect() as conn:
+        return breaker_store.load(conn, breaker_store.key_for(settings))
+
+
+def sweep(factory, settings, now=None):
+    with factory.begin() as s:
+        return sweep_for_fleet(s, settings, now=now).claims
+
+
+def stage(factory, settings, record_id, token):
+    provider = AnthropicProvider(settings)
+    try:
+        return run_stage(
+            factory, provider, settings, stage="order_analysis", record_id=record_id,
+            lease_token=token,
+        )  # fmt: skip
+    finally:
+        provider.close()
+
+
+def test_a_refused_key_pauses_the_fleet_and_one_probe_resumes_it(factory, ai_settings, fake):
+    # Given ten due records and an API key the provider refuses.
+    ids = seed(factory, 10)
+    fake.faults = parse_faults("401=1")
+    first = sweep(factory, ai_settings)
+    assert len(first) == 10
+
+    # When the first stage meets the 401: the breaker opens at once.
+    outcome = stage(factory, ai_settings, first[0].record_id, first[0].lease_token)
+    b = state(factory, ai_settings)
+    assert outcome.kind == "deferred" and (b.state, b.cause) == (breaker.OPEN, "auth")
+
+    # Then the other chains already queued give their leases back without calling.
+    calls = len(fake.requests)
+    outcomes = [stage(factory, ai_settings, c.record_id, c.lease_token).kind for c in first[1:]]
+    assert outcomes == ["deferred"] * 9 and len(fake.requests) == calls
+    # And the sweep claims nothing until the probe is due, then exactly one record, at once.
+    assert sweep(factory, ai_settings) == []
+    probe_at = state(factory, ai_settings).probe_at
+    (probe,) = sweep(factory, ai_settings, now=probe_at)
+    assert probe.countdown_s == 0.0 and sweep(factory, ai_settings, now=probe_at) == []
+    assert state(factory, ai_settings).probe_record_id == probe.record_id
+
+    # When the key works again, the probe's stage succeeds and the breaker closes.
+    fake.faults = {}
+    assert stage(factory, ai_settings, probe.record_id, probe.lease_token).kind == "continue"
+    b = state(factory, ai_settings)
+    assert b.is_closed and b.closed_at is not None
+
+    # Then no record spent a retry or was escalated, and the claim ramps up from the floor.
+    with factory() as s:
+        spent = s.scalar(select(func.max(R.enrichment_retry_count)).where(R.id.in_(ids)))
+        escalated = s.scalar(select(func.count()).where(R.escalated_at.is_not(None)))
+        deferred = s.scalar(select(func.count()).where(A.outcome == "deferred"))
+    assert (spent, escalated, deferred) == (0, 0, 10)
+    ramped = with_settings(ai_settings, sweep_min_batch=3)
+    assert len(sweep(factory, ramped)) == 3
+
+
+def test_an_overload_opens_only_past_the_ratio_and_a_failed_probe_backs_off(
+    factory, ai_settings, fake
+):
+    ids = seed(factory, 6)
+    fake.faults = parse_faults("529=1")
+    claims = sweep(factory, ai_settings)
+
+    kinds = [stage(factory, ai_settings, c.record_id, c.lease_token).kind for c in claims[:3]]
+    assert kinds == ["deferred"] * 3 and state(factory, ai_settings).is_closed  # 3 < min_calls
+    stage(factory, ai_settings, claims[3].record_id, claims[3].lease_token)
+    b = state(factory, ai_settings)
+    assert (b.state, b.cause, b.probe_interval_s) == (breaker.OPEN, "overload", 15)
+
+    # The probe meets the overload too: open again, twice the interval.
+    (probe,) = sweep(factory, ai_settings, now=b.probe_at)
+    assert stage(factory, ai_settings, probe.record_id, probe.lease_token).kind == "deferred"
+    b = state(factory, ai_settings)
+    assert (b.state, b.probe_interval_s, b.probe_record_id) == (breaker.OPEN, 30, None)
+    with factory() as s:
+        assert s.scalar(select(func.max(R.enrichment_retry_count)).where(R.id.in_(ids))) == 0
+
+
+def test_a_bad_request_shape_failing_most_records_is_the_fleets(factory, ai_settings, fake):
+    seed(factory, 6)
+    fake.faults = parse_faults("400=1")
+    claims = sweep(factory, ai_settings)
+
+    kinds = [stage(factory, ai_settings, c.record_id, c.lease_token).kind for c in claims]
+
+    # The first 400s are each record's own (escalated); once most calls fail alike the
+    # breaker opens on them, and the rest wait instead.
+    assert kinds[:4] == ["escalated"] * 4 and kinds[4:] == ["deferred"] * 2
+    assert state(factory, ai_settings).cause == "bad_request"
+
+
+@pytest.mark.slow
+def test_a_fleet_fault_through_real_chains_escalates_nothing_then_heals(
+    pg_url, factory, redis_client, tmp_path, fake
+):
+    # Given two workers and beat on one breaker, and a provider that refuses the key.
+    ids = seed(factory, 12)
+    fake.faults = parse_faults("401=1")
+    env = fleet_env(
+        pg_url,
+        REDIS_URL,
+        tmp_path,
+        ENRICHMENT_AI_PROVIDER="anthropic",
+        ANTHROPIC_API_KEY=KEY,
+        ANTHROPIC_BASE_URL=fake.base_url,
+        ENRICHMENT_ANTHROPIC_MAX_RETRIES="0",
+        ENRICHMENT_AI_RPM="0",
+        ENRICHMENT_BREAKER_PROBE_INITIAL_S="1",
+        ENRICHMENT_BREAKER_PROBE_MAX_S="2",
+    )
+    procs = [start_worker(env, tmp_path / f"w{i}.log", name=f"w{i}") for i in (1, 2)]
+    procs.append(start_beat(env, tmp_path / "beat.log", tmp_path / "beat.db"))
+    try:
+        deferred = select(func.count(func.distinct(A.record_id))).where(A.outcome == "deferred")
+        wait_for(lambda: count(factory, deferred) == 12, timeout_s=60, what="all deferred")
+        # Only the calls in flight when it opened (2 workers x 2) reached the provider.
+        at_pause = len(fake.requests)
+        assert at_pause <= 4 + 1  # and perhaps one probe
+        probes = select(func.count()).where(A.outcome == "deferred", A.fault == "auth")
+        wait_for(lambda: count(factory, probes) >= at_pause + 2, timeout_s=30, what="probes")
+
+        # When the key works again, every record is enriched.
+        fake.faults = {}
+        done = select(func.count()).where(R.id.in_(ids), R.enriched_at.is_not(None))
+        wait_for(lambda: count(factory, done) == 12, timeout_s=90, what="all enriched")
+    finally:
+        stop_all(procs)
+
+    # Then nothing was escalated, no retry was spent, and the breaker is closed again.
+    with factory() as s:
+        spent = s.scalar(select(func.max(R.enrichment_retry_count)).where(R.id.in_(ids)))
+        escalated = s.scalar(select(func.count()).where(R.escalated_at.is_not(None)))
+    assert (spent, escalated) == (0, 0)
+    assert state(factory, Settings(ai_provider="anthropic", anthropic_api_key=KEY)).is_closed
+
+
+def count(factory, stmt):
+    with factory() as s:
+        return s.scalar(stmt)
