@@ -2,6 +2,8 @@
 claims while it is open, the probe, the ramp, and a fleet fault through real chains in two
 worker processes."""
 
+from dataclasses import replace
+
 import pytest
 from sqlalchemy import func, select
 
@@ -11,15 +13,21 @@ from enrichment.core.models import EnrichmentAttempt, ExceptionRecord
 from enrichment.core.pipeline import run_stage
 from enrichment.core.selection import sweep_for_fleet
 from enrichment.core.settings import Settings
+from enrichment.monitoring import provider_page
 from enrichment.providers.anthropic import AnthropicProvider
 from enrichment.tooling.fake_anthropic import FakeAnthropic
 from enrichment.tooling.fake_faults import parse_faults
+from tests import test_pagerduty
 from tests.conftest import REDIS_URL, with_settings
 from tests.factories import make_record, make_tenant
 from tests.fleet import fleet_env, start_beat, start_worker, stop_all, wait_for
+from tests.test_pagerduty import ROUTING_KEY, alerting
+
+pd, slack_hook = test_pagerduty.pd, test_pagerduty.slack_hook  # the fixtures, found by name
 
 KEY = "sk-test-breaker"
 R, A = ExceptionRecord, EnrichmentAttempt
+DEDUP = "enrichment/fleet/provider_down/anthropic/claude-haiku-5-5"
 
 
 @pytest.fixture
@@ -194,3 +202,39 @@ def test_a_fleet_fault_through_real_chains_escalates_nothing_then_heals(
 def count(factory, stmt):
     with factory() as s:
         return s.scalar(stmt)
+
+
+def test_one_outage_is_one_page_with_its_cause_and_its_resolve(
+    factory, ai_settings, fake, pd, slack_hook
+):
+    # Given PagerDuty and Slack for the fleet, and an outage on a refused key.
+    settings = alerting(ai_settings, pd.url)
+    paging = replace(settings.routing.pagerduty, routing_key=ROUTING_KEY)
+    settings = with_settings(
+        settings,
+        routing=replace(settings.routing, pagerduty=paging),
+        slack=replace(settings.slack, webhook_url=slack_hook.url),
+    )
+    seed(factory, 5)
+    fake.faults = parse_faults("401=1")
+    claims = sweep(factory, settings)
+    for c in claims:
+        stage(factory, settings, c.record_id, c.lease_token)
+
+    # When the monitor runs three times during the outage, and once after it healed.
+    pages = [provider_page.run(factory, settings) for _ in range(3)]
+    fake.faults = {}
+    b = state(factory, settings)
+    (probe,) = sweep(factory, settings, now=b.probe_at)
+    stage(factory, settings, probe.record_id, probe.lease_token)
+    healed = provider_page.run(factory, settings)
+
+    # Then one trigger with the cause in plain words, and one resolve on the same key.
+    assert [len(p) for p in pages] == [1, 0, 0] and len(healed) == 1
+    assert pd.actions() == [("trigger", DEDUP), ("resolve", DEDUP)]
+    summary = pd.events[0]["payload"]["summary"]
+    assert "API key was refused (401)" in summary and "5 records waiting" in summary
+    assert "0 retries spent" in summary
+    firing, resolved = (m["text"] for m in slack_hook.received)
+    assert "*CRITICAL* provider down" in firing and "rotate ANTHROPIC_API_KEY" in firing
+    assert resolved.startswith("[enrichment] *RESOLVED*")

@@ -53,7 +53,7 @@ class ProviderBreaker(Base):
 
 
 _T = ProviderBreaker
-_FIELDS = [f.name for f in fields(Breaker)]
+FIELDS = [f.name for f in fields(Breaker)]
 
 
 def key_for(settings: Settings, model: str | None = None) -> tuple[str, str]:
@@ -68,7 +68,7 @@ def load(conn: Connection, key: tuple[str, str], *, lock: bool = False) -> Break
     making sure the row exists, for a read-modify-write."""
     if lock:
         _ensure(conn, key)
-    query = select(*(_T.__table__.c[f] for f in _FIELDS)).where(
+    query = select(*(_T.__table__.c[f] for f in FIELDS)).where(
         _T.provider == key[0], _T.model == key[1]
     )
     row = conn.execute(query.with_for_update() if lock else query).first()
@@ -76,7 +76,7 @@ def load(conn: Connection, key: tuple[str, str], *, lock: bool = False) -> Break
 
 
 def load_all(conn: Connection) -> list[Breaker]:
-    rows = conn.execute(select(*(_T.__table__.c[f] for f in _FIELDS))).all()
+    rows = conn.execute(select(*(_T.__table__.c[f] for f in FIELDS))).all()
     return [Breaker(**row._mapping) for row in rows]
 
 

@@ -1,0 +1,122 @@
+"""One page per provider outage, not thousands of escalations: the `provider_down` alert.
+
+While a provider breaker is open (core/breaker.py) the fleet holds a CRITICAL alert of its
+own, not a tenant's, routed like every CRITICAL (routing.py): PagerDuty (the global routing
+key) and Slack (the global webhook). Its text says the cause in plain words and what to do.
+It triggers once when the breaker opens and resolves when the breaker closes, on the same
+dedup key (`enrichment/fleet/provider_down/<provider>/<model>`); the breaker row's
+`page_open` remembers that a resolve is owed, so a monitor run killed mid-way sends it again.
+Run by every monitor tick.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import structlog
+from sqlalchemy import update
+from sqlalchemy.orm import Session, sessionmaker
+
+from enrichment.core import breaker, breaker_store
+from enrichment.core.breaker_store import ProviderBreaker
+from enrichment.core.faults import PLAIN
+from enrichment.core.models import utcnow
+from enrichment.core.settings import Settings
+from enrichment.monitoring import pagerduty, push, slack
+from enrichment.monitoring.alerts import CRITICAL, Notification
+
+log = structlog.get_logger(__name__)
+METRIC = "provider_down"
+
+
+@dataclass(frozen=True)
+class Page:
+    """One provider_down notification and how its sending went (error None: delivered)."""
+
+    provider: str
+    model: str
+    kind: str  # "firing" or "resolved"
+    text: str
+    error: str | None
+
+
+def cause_text(b: breaker.Breaker) -> str:
+    return PLAIN.get(b.cause or "", f"the provider failed ({b.cause})")
+
+
+def describe(b: breaker.Breaker, waiting: int, now: datetime) -> str:
+    """'paused since 02:14: the API key was refused (401): rotate ...; 1,240 records waiting;
+    0 retries spent' (the status line and the page's text)."""
+    if b.is_closed:
+        return f"{b.provider} {b.model}: calling"
+    since = f"{b.opened_at:%H:%M} UTC" if b.opened_at else "now"
+    probe = "a probe in flight" if b.state == breaker.HALF_OPEN else "next probe"
+    due_s = max(0, int(((b.probe_at or now) - now).total_seconds()))
+    return (
+        f"{b.provider} {b.model}: paused since {since}: {cause_text(b)}; {waiting:,} records"
+        f" waiting; 0 retries spent ({probe} in {due_s} s)"
+    )
+
+
+def run(factory: sessionmaker[Session], settings: Settings, *, now: datetime | None = None):
+    """Trigger for each open breaker not paged yet; resolve for each closed one still paged.
+    Returns the pages attempted."""
+    now = now or utcnow()
+    engine = factory.kw["bind"]
+    with engine.connect() as conn:
+        rows = conn.execute(ProviderBreaker.__table__.select()).mappings().all()
+        waiting = breaker_store.waiting_records(conn, settings) if rows else 0
+    pages = []
+    for row in rows:
+        b = breaker.Breaker(**{k: row[k] for k in breaker_store.FIELDS})
+        if b.is_closed == (not row["page_open"]):
+            continue  # nothing owed: closed and resolved, or open and paged
+        kind = "resolved" if b.is_closed else "firing"
+        text = describe(b, waiting, now) if kind == "firing" else f"{b.provider} {b.model} resumed"
+        error = _send(b, kind, text, waiting, settings, now)
+        if error is None:
+            with engine.begin() as conn:
+                conn.execute(
+                    update(ProviderBreaker)
+                    .where(ProviderBreaker.provider == b.provider, ProviderBreaker.model == b.model)
+                    .values(page_open=kind == "firing")
+                )
+        log.warning("provider_down." + kind, provider=b.provider, model=b.model, error=error)
+        pages.append(Page(b.provider, b.model, kind, text, error))
+    return pages
+
+
+def _send(
+    b: breaker.Breaker, kind: str, text: str, waiting: int, settings: Settings, now: datetime
+) -> str | None:
+    """Both channels; the joined errors of the ones that may succeed on a later tick (None:
+    delivered, or nothing configured: a missing receiver is not retried every tick)."""
+    errors = []
+    note = Notification(
+        "fleet", kind, METRIC, CRITICAL, float(waiting), None, " records waiting", b.opened_at
+    )
+    key = pagerduty.routing_key_for({}, settings.routing.pagerduty)
+    if key is not None:
+        body = pagerduty.event(note, key, now=now)
+        body["dedup_key"] = f"enrichment/fleet/{METRIC}/{b.provider}/{b.model}"
+        if kind == "firing":
+            body["payload"]["summary"] = f"[enrichment] CRITICAL provider down: {text}"[:1024]
+            body["payload"]["custom_details"]["what_to_do"] = cause_text(b)
+        errors.append(_try(lambda: pagerduty.send(body, settings.routing.pagerduty)))
+    url = slack.webhook_for({}, settings.slack)
+    if url is not None:
+        head = ":red_circle: *CRITICAL* provider down" if kind == "firing" else "*RESOLVED*"
+        message = {"text": f"[enrichment] {head}: {text}"}
+        errors.append(_try(lambda: slack.post(url, message, settings.slack)))
+    return "; ".join(e for e in errors if e) or None
+
+
+def _try(send) -> str | None:
+    try:
+        send()
+    except push.PushRejected as exc:  # 4xx: sending it again cannot help
+        log.error("provider_down.rejected", error=str(exc))
+    except push.PushError as exc:
+        return str(exc)
+    return None
