@@ -12,6 +12,7 @@ from enrichment import batches
 from enrichment.batches import apply as batch_apply
 from enrichment.batches import submit as batch_submit
 from enrichment.core import db, pipeline, selection, tenants
+from enrichment.core.crashpoints import crash_point
 from enrichment.core.settings import get_settings
 from enrichment.delivery import deliver
 from enrichment.monitoring import cadence, monitor, notify
@@ -172,6 +173,9 @@ def requeue(self, tenant: str, record_id: int | None = None) -> int:
     with self.sessions.begin() as session:
         reset = selection.requeue(session, _tenant_id(session, tenant), record_id=record_id)
     log.info("requeue.reset", tenant=tenant, record_id=record_id, reset=reset)
+    # A kill here loses only the sweep.delay: the reset records are due and unleased, and
+    # beat's next sweep claims them (tests/test_crash_points.py).
+    crash_point("requeue.after_reset")
     sweep.delay(tenant)
     return reset
 

@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from enrichment.core import pipeline
 from enrichment.core.batch_models import Batch, BatchRecord
+from enrichment.core.crashpoints import crash_point
 from enrichment.core.models import ExceptionRecord as R
 from enrichment.core.models import utcnow
 from enrichment.core.settings import Settings
@@ -59,7 +60,9 @@ def hand_back_all(
     *,
     error: str | None = None,
 ) -> int:
-    """Hand back every record of the batch not applied yet, then set its status."""
+    """Hand back every record of the batch not applied yet, then set its status. One
+    transaction per record: a kill part way leaves the batch in its old status with the
+    rest not applied, and the next run that meets it hands those back."""
     engine = factory.kw["bind"]
     with factory() as s:
         batch = s.get(Batch, batch_id)
@@ -76,6 +79,7 @@ def hand_back_all(
         with engine.begin() as conn:
             if mark_applied(conn, rec):
                 handed += hand_back(conn, settings, stage, rec)
+        crash_point("batch_handback.between_records")
     with factory.begin() as s:
         s.execute(
             update(Batch)

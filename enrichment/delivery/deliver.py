@@ -32,6 +32,7 @@ from sqlalchemy import Select, exists, func, select, update
 from sqlalchemy.orm import Session, aliased, sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
 
+from enrichment.core.crashpoints import crash_point
 from enrichment.core.models import OutboxEvent, ResolutionAction, Tenant, utcnow
 from enrichment.core.outbox import DEAD, DELIVERED, PENDING, STOPPED, body, webhook_id
 from enrichment.core.settings import WebhookConfig
@@ -99,11 +100,17 @@ def deliver_due(
             jobs = claim(session, config, tenant_id=tenant_id)
         if not jobs:
             break
+        crash_point("deliver.after_claim")
         report.rounds += 1
         deadline = time.monotonic() + lease_s(config) - 2 * config.timeout_s
         for job, answer in _send_all(jobs, config, deadline):
+            # A kill from the claim to its answer's commit leaves the event pending under
+            # the claim's lease: it comes due again, and is sent again with the same
+            # webhook-id (tests/test_crash_points.py).
+            crash_point("deliver.after_post")
             with factory.begin() as session:
                 report.count(record(session, job, answer, config))
+            crash_point("deliver.after_record")
     return report
 
 

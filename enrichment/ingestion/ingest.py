@@ -24,6 +24,7 @@ import structlog
 from sqlalchemy.orm import Session, sessionmaker
 
 from enrichment.core import tenants
+from enrichment.core.crashpoints import crash_point
 from enrichment.ingestion.lines import (
     MAX_EVENTS,
     MAX_LINE_BYTES,
@@ -138,6 +139,9 @@ def ingest_file(
             report.rejected.append((line_no, str(exc)))
         if len(batch) >= BATCH_SIZE:
             report.add(write_batch(factory, batch))
+            # A kill between batches keeps the committed ones (due at once, unleased);
+            # replaying the file reports them unchanged and writes the rest.
+            crash_point("ingest.between_batches")
             batch = []
     report.add(write_batch(factory, batch))
     report.rejected.sort()

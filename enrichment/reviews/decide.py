@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from enrichment.core.crashpoints import crash_point
 from enrichment.core.models import (
     HUMAN,
     ExceptionRecord,
@@ -127,6 +128,10 @@ def submit(
     rec.decided_by, rec.reviewed_at = HUMAN, now
     session.flush()
     new_actions = _request_actions(session, tenant, rec, row, now)
+    session.flush()
+    # Not a boundary: the review is one transaction, the caller's. A kill here, with every
+    # row written but not committed, leaves the record in the queue as it was.
+    crash_point("review.before_commit")
     return Decided(row.id, rec.id, rec.external_id, [a.action for a in new_actions])
 
 
