@@ -7,10 +7,11 @@ tenant to it); "never" keeps the tenant on the chains. Only the anthropic provid
 batches; the local one answers in-process.
 
 The life of a batch, each step run by beat's `enrichment.batches` task:
-1. submit (submit.py): claim the tenant's due records with a lease that outlives the
-   batch's 24 h expiry (no broker countdown is involved), begin each record's next stage
-   exactly as a chain would (`pipeline.begin_stage`), store the batch and its records
-   ("submitting"), then create it with the same request bodies the chain sends;
+1. submit (submit.py): claim the tenant's due records with a chain's short lease, begin
+   each record's next stage exactly as a chain would (`pipeline.begin_stage`), then in one
+   transaction extend the leases still held to outlive the batch's 24 h expiry (no broker
+   countdown is involved) and store the batch and exactly those records ("submitting"),
+   then create it with the same request bodies the chain sends;
 2. poll (apply.py): retrieve "in_progress" batches and note the counts;
 3. apply (apply.py): stream an ended batch's results and apply each through the chain's
    own outcome code (`outcomes.finish_stage`, `pipeline.write`): validation, NULL on a
@@ -21,6 +22,12 @@ The life of a batch, each step run by beat's `enrichment.batches` task:
 
 A result is applied once: `batch_records.applied_at` is set in the transaction that writes
 it, so a worker killed mid-apply leaves the rest for the next run and repeats none.
+
+A kill between any two commits leaves every record claimable within one sweep interval plus
+a chain's lease (`core.due.chain_lease_s`): a record is on the long lease only while an
+unapplied `batch_records` row holds it, and a "submitting" batch whose create never
+confirmed is given up (`apply.stale_submit_s`). tests/test_crash_points.py kills a submit
+and an apply at each boundary (`core.crashpoints`).
 """
 
 from __future__ import annotations

@@ -22,6 +22,8 @@ from enrichment.core.batch_models import (
     Batch,
     BatchRecord,
 )
+from enrichment.core.crashpoints import crash_point
+from enrichment.core.due import chain_lease_s
 from enrichment.core.errors import EnrichmentError, PermanentError, TransientError
 from enrichment.core.models import utcnow
 from enrichment.core.outcomes import finish_stage
@@ -48,7 +50,7 @@ def poll_and_apply(
     and apply the results of those that ended. Returns the outcomes applied, by kind."""
     now = now or utcnow()
     done: Counter[str] = Counter()
-    stale = now - timedelta(seconds=settings.batches.stale_submit_s)
+    stale = now - timedelta(seconds=stale_submit_s(settings))
     with factory() as s:
         lost = s.scalars(
             select(Batch.id).where(Batch.status == SUBMITTING, Batch.created_at < stale)
@@ -62,8 +64,21 @@ def poll_and_apply(
     for batch in live:
         if batch.status == IN_PROGRESS and not _ended(factory, provider, settings, batch):
             continue
+        crash_point("batch_apply.after_ended")
         done += apply_results(factory, provider, settings, batch)
     return done
+
+
+def stale_submit_s(settings: Settings) -> float:
+    """How old a "submitting" batch is when it is given up (its create never confirmed):
+    `batches.stale_submit_s` (600 s), capped so that its records, on the batch lease since
+    the batch was stored, come free within one sweep interval plus a chain's lease, as a
+    killed chain's would, counting the batches run's own interval (the give-up waits for
+    the next run). The defaults are within it (600 + 60 <= 60 + 360 + 600); the cap matters
+    for short leases (the drill's: 2 + 5 + 90). A create still in flight when its batch is
+    given up is cancelled when it returns (submit._cancel_late)."""
+    bound = settings.sweep_interval_s + chain_lease_s(settings) - settings.batches.interval_s
+    return max(0.0, min(settings.batches.stale_submit_s, bound))
 
 
 def _ended(
@@ -115,6 +130,7 @@ def apply_results(
                 rec = waiting.pop(entry.custom_id, None)
                 if rec is not None:
                     done[apply_one(factory, provider, settings, batch, rec, entry.result)] += 1
+                    crash_point("batch_apply.between_results")
         except anthropic.APIError as exc:  # the rest waits for the next run
             error = map_api_error(exc, settings.anthropic_api_key or "")
             log.warning("batch.results_failed", batch=batch.id, error=str(error))

@@ -17,6 +17,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from enrichment.batches.handback import hand_back_all
 from enrichment.core import demand, pipeline, scheduling, selection
 from enrichment.core.batch_models import GIVEN_UP, IN_PROGRESS, SUBMITTING, Batch, BatchRecord
+from enrichment.core.crashpoints import crash_point
+from enrichment.core.due import chain_lease_s
 from enrichment.core.models import ExceptionRecord as R
 from enrichment.core.models import Tenant, utcnow
 from enrichment.core.outcomes import Outcome
@@ -26,8 +28,13 @@ from enrichment.providers.anthropic import AnthropicProvider, map_api_error
 log = structlog.get_logger(__name__)
 
 API_MAX_REQUESTS = 100_000
-# A batch request's lease: the batch's 24 h expiry, then time to notice and apply.
+# A batch request's lease: the batch's 24 h expiry, then time to notice and apply. Given
+# only in the transaction that stores the batch holding the record: until then a submit
+# holds the chain's short lease, so a kill before the store costs at most that.
 BATCH_LEASE_S = 26 * 3600.0
+# Records per statement when a batch's leases are extended (bind parameters stay well
+# under PostgreSQL's 65,535 per statement).
+_EXTEND_SLICE = 10_000
 _STAGE_CODE = {"order_analysis": "a", "classification": "c", "automation": "r"}
 
 
@@ -98,9 +105,13 @@ def submit_due(
             walk = demand.tenants_due(s, settings, now or utcnow(), more_than + 1, tenant_id)
             if sum(t.due for t in walk) <= more_than:
                 continue
+            # The chain's lease, not BATCH_LEASE_S: a kill before the batch is stored must
+            # leave these records claimable as soon as a killed chain's would be (_store).
+            lease_s = chain_lease_s(settings)
             report = selection.claim_batch(
-                s, settings, limit, tenant_id=tenant_id, now=now, batch_lease_s=BATCH_LEASE_S
+                s, settings, limit, tenant_id=tenant_id, now=now, batch_lease_s=lease_s
             )
+        crash_point("batch_submit.after_claim")
         made += submit_claims(factory, provider, settings, tenant_id, report.claims)
     return made
 
@@ -135,6 +146,7 @@ def submit_claims(
                 .where(R.id == record_id, R.tenant_id == tenant_id, R.lease_token == token)
                 .values(lease_token=None, lease_expires_at=None, updated_at=R.updated_at)
             )
+    crash_point("batch_submit.after_begin")
     config = settings.batches
     made = []
     for stage, requests in by_stage.items():
@@ -154,14 +166,56 @@ def _send(
     chunk: list[Request],
 ) -> int | None:
     """Store the batch ("submitting"), create it, then store the provider's id. A failed
-    create gives the batch up and hands its records back (no retry burnt)."""
+    create gives the batch up and hands its records back (no retry burnt).
+
+    A kill at any point is recovered: before the store, the records' chain lease runs out;
+    after it, `apply.poll_and_apply` gives the "submitting" batch up once it is
+    `apply.stale_submit_s` old and hands its records back. A create that returns after its
+    batch was given up is cancelled: its records may be in another batch already."""
+    stored = _store(factory, provider, tenant_id, stage, chunk)
+    if stored is None:
+        return None
+    batch_id, held = stored
+    crash_point("batch_submit.after_store")
+    try:
+        created = provider.client.messages.batches.create(requests=[r.body for r in held])
+    except anthropic.APIError as exc:
+        error = str(map_api_error(exc, settings.anthropic_api_key or ""))
+        handed = hand_back_all(factory, settings, batch_id, GIVEN_UP, error=error)
+        log.warning("batch.submit_failed", batch=batch_id, stage=stage, error=error, handed=handed)
+        return None
+    crash_point("batch_submit.after_create")
+    if not _mark_created(factory, batch_id, tenant_id, created):
+        _cancel_late(provider, settings, batch_id, created.id)
+        return None
+    log.info("batch.submitted", batch=batch_id, remote=created.id, stage=stage, n=len(held))
+    return batch_id
+
+
+def _store(
+    factory: sessionmaker[Session],
+    provider: AnthropicProvider,
+    tenant_id: int,
+    stage: str,
+    chunk: list[Request],
+) -> tuple[int, list[Request]] | None:
+    """In one transaction: extend to BATCH_LEASE_S the lease of every record of `chunk` the
+    claim still holds (its lease token), and store the batch ("submitting") with exactly
+    those. Returns (batch id, the requests held); None when the claim holds none any more.
+
+    One transaction, so no record is ever on the long lease without a batch row that hands
+    it back, and none is put in a batch after another claim took it."""
     with factory.begin() as s:
+        held_ids = _extend_leases(s, tenant_id, chunk)
+        held = [r for r in chunk if r.record_id in held_ids]
+        if not held:
+            return None
         batch = Batch(
             tenant_id=tenant_id,
             stage=stage,
             model=provider.model,
             status=SUBMITTING,
-            requests=len(chunk),
+            requests=len(held),
             succeeded=0,
             errored=0,
             expired=0,
@@ -169,35 +223,69 @@ def _send(
         )
         s.add(batch)
         s.flush()
-        batch_id = batch.id
         rows = [
             {
-                "batch_id": batch_id,
+                "batch_id": batch.id,
                 "record_id": r.record_id,
                 "tenant_id": tenant_id,
                 "custom_id": r.custom_id,
                 "lease_token": r.lease_token,
                 "started_at": r.started_at,
             }
-            for r in chunk
+            for r in held
         ]
         s.execute(insert(BatchRecord), rows)
-    try:
-        created = provider.client.messages.batches.create(requests=[r.body for r in chunk])
-    except anthropic.APIError as exc:
-        error = str(map_api_error(exc, settings.anthropic_api_key or ""))
-        handed = hand_back_all(factory, settings, batch_id, GIVEN_UP, error=error)
-        log.warning("batch.submit_failed", batch=batch_id, stage=stage, error=error, handed=handed)
-        return None
+        return batch.id, held
+
+
+def _extend_leases(s: Session, tenant_id: int, chunk: list[Request]) -> set[int]:
+    """Extend the lease of the chunk's records still under their request's lease token;
+    returns their ids. A claim has one token, so this is one statement per slice."""
+    until = utcnow() + timedelta(seconds=BATCH_LEASE_S)
+    by_token: dict[str, list[int]] = defaultdict(list)
+    for r in chunk:
+        by_token[r.lease_token].append(r.record_id)
+    held: set[int] = set()
+    for token, ids in by_token.items():
+        for start in range(0, len(ids), _EXTEND_SLICE):
+            stmt = (
+                update(R)
+                .where(R.id.in_(ids[start : start + _EXTEND_SLICE]))
+                .where(R.tenant_id == tenant_id, R.lease_token == token)
+                .values(lease_expires_at=until, updated_at=R.updated_at)
+                .returning(R.id)
+                .execution_options(synchronize_session=False)
+            )
+            held.update(s.scalars(stmt))
+    return held
+
+
+def _mark_created(
+    factory: sessionmaker[Session], batch_id: int, tenant_id: int, created: Any
+) -> bool:
+    """Store the provider's id: "in_progress". False when the batch is no longer
+    "submitting": the stale-submit path gave it up while the create was in flight."""
     with factory.begin() as s:
-        s.execute(
+        marked = s.execute(
             update(Batch)
-            .where(Batch.id == batch_id, Batch.tenant_id == tenant_id)
+            .where(Batch.id == batch_id, Batch.tenant_id == tenant_id, Batch.status == SUBMITTING)
             .values(
                 provider_batch_id=created.id,
                 status=IN_PROGRESS,
                 expires_at=created.expires_at or utcnow() + timedelta(hours=24),
             )
         )
-    log.info("batch.submitted", batch=batch_id, remote=created.id, stage=stage, n=len(chunk))
-    return batch_id
+        return marked.rowcount == 1
+
+
+def _cancel_late(
+    provider: AnthropicProvider, settings: Settings, batch_id: int, remote_id: str
+) -> None:
+    """Cancel a batch created after it was given up (its results would apply to nothing),
+    best effort: what it already ran is paid for either way."""
+    log.warning("batch.created_after_give_up", batch=batch_id, remote=remote_id)
+    try:
+        provider.client.messages.batches.cancel(remote_id)
+    except anthropic.APIError as exc:
+        error = map_api_error(exc, settings.anthropic_api_key or "")
+        log.warning("batch.cancel_failed", batch=batch_id, remote=remote_id, error=str(error))
