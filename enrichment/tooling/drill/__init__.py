@@ -15,7 +15,10 @@ What it does, in phases (each timed):
 4. run: waits until every record is terminal, injecting, as progress passes fixed marks:
    SIGKILL of a whole worker process group (and a replacement), a Redis restart (which loses
    every queued message: the database, lease expiry and the sweep must recover them) and
-   `pg_terminate_backend` of every connection to the drill database.
+   `pg_terminate_backend` of every connection to the drill database. Every tick (and in
+   the deliver phase too) checks that no crash left a record stuck (`invariants`): none
+   leased past a chain's lease unless an unapplied Message Batch row holds it, and no
+   "submitting" batch past its give-up.
 5. deliver: waits until no outbox event is pending: every decision's event reached the
    local webhook receiver, which fails 30 % of deliveries (500, a hang past the sender's
    timeout, a dropped connection) and verifies every signature.
@@ -55,8 +58,15 @@ import structlog
 from sqlalchemy.orm import Session, sessionmaker
 
 from enrichment.core import db
-from enrichment.tooling.drill.checks import Check, pending_events, print_table, run_checks
+from enrichment.tooling.drill.checks import (
+    Check,
+    check_lease_watch,
+    pending_events,
+    print_table,
+    run_checks,
+)
 from enrichment.tooling.drill.faults import CountingFake, Injector
+from enrichment.tooling.drill.invariants import LeaseWatch
 from enrichment.tooling.drill.setup import (
     BROKERS,
     RECEIVER_TIMEOUT_S,
@@ -170,10 +180,11 @@ def _drill(cfg: DrillConfig) -> tuple[list[Check], Phases, Injector | None]:
             fleet = Fleet(cfg, fleet_env(cfg, fake.base_url))
             start_fleet(fleet)
         injector = Injector(cfg, fleet, phases)
+        watch = LeaseWatch(cfg.fleet_settings())
         with phases.phase("run"):
-            run_until_terminal(cfg, factory, injector)
+            run_until_terminal(cfg, factory, injector, watch)
         with phases.phase("deliver"):
-            wait_for_events(cfg, factory)
+            wait_for_events(cfg, factory, watch)
         with phases.phase("stop"):
             fleet.stop()
             fleet = None
@@ -181,6 +192,7 @@ def _drill(cfg: DrillConfig) -> tuple[list[Check], Phases, Injector | None]:
             checks = run_checks(
                 cfg, factory, fake, receiver, total, broker_back_at=injector.broker_back_at
             )
+        checks += check_lease_watch(watch)
         if injector.pending:
             checks.append(Check("faults not injected", len(injector.pending), "0", False))
         return checks, phases, injector
@@ -196,13 +208,19 @@ def _drill(cfg: DrillConfig) -> tuple[list[Check], Phases, Injector | None]:
 
 
 def run_until_terminal(
-    cfg: DrillConfig, factory: sessionmaker[Session], injector: Injector
+    cfg: DrillConfig,
+    factory: sessionmaker[Session],
+    injector: Injector,
+    watch: LeaseWatch | None = None,
 ) -> Progress:
-    """Poll every second; inject faults at their marks; stop when all is terminal."""
+    """Poll every second; check the lease invariant (`watch`) on every tick; inject faults
+    at their marks; stop when all is terminal."""
     deadline = time.monotonic() + cfg.timeout_s
     line = ProgressLine(every_s=PROGRESS_EVERY_S)
     last = None
     while time.monotonic() < deadline:
+        if watch is not None:
+            watch.check(factory)
         p = safe_progress(factory)
         if p is not None:
             last = p
@@ -217,11 +235,16 @@ def run_until_terminal(
     return final
 
 
-def wait_for_events(cfg: DrillConfig, factory: sessionmaker[Session]) -> int:
-    """Poll until no outbox event is pending (bounded by the run's limit); the count left."""
+def wait_for_events(
+    cfg: DrillConfig, factory: sessionmaker[Session], watch: LeaseWatch | None = None
+) -> int:
+    """Poll until no outbox event is pending (bounded by the run's limit), checking the
+    lease invariant on every tick; the count left."""
     started = time.monotonic()
     said, pending = -PROGRESS_EVERY_S, -1
     while time.monotonic() - started < cfg.timeout_s:
+        if watch is not None:
+            watch.check(factory)
         try:
             pending = pending_events(factory)
         except Exception as exc:  # the database is briefly unreachable: poll again

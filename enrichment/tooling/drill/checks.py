@@ -18,6 +18,7 @@ from enrichment.core.settings import MonitorConfig, Settings
 from enrichment.core.taxonomy import ALLOWED_ACTIONS, Label
 from enrichment.monitoring.monitor import run_monitor
 from enrichment.tooling.drill.faults import CountingFake, Injector
+from enrichment.tooling.drill.invariants import LeaseWatch
 from enrichment.tooling.drill.setup import BATCH_TENANT, SDK_MAX_RETRIES, DrillConfig, Phases
 from enrichment.tooling.receiver import Receiver
 
@@ -323,6 +324,18 @@ def check_batches(s: Session) -> list[Check]:
         Check("batches not applied", open_, "0", open_ == 0),
         Check(f"{BATCH_TENANT} attempts outside a batch", outside, "0", outside == 0),
     ]
+
+
+def check_lease_watch(watch: LeaseWatch) -> list[Check]:
+    """The invariant checked on every tick of the run (invariants.py), not only at the end:
+    what it saw at any moment, and that it ran at all."""
+    ran = f"0 ({watch.ticks} ticks)"
+    return [
+        Check("records leased past the chain lease, no batch", len(watch.records), ran,
+              watch.ticks > 0 and not watch.records),
+        Check("batches still submitting past the give-up", len(watch.batches), ran,
+              watch.ticks > 0 and not watch.batches),
+    ]  # fmt: skip
 
 
 # ---------------------------------------------------------------- report

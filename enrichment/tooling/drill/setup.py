@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from enrichment.core.models import Tenant
-from enrichment.core.settings import WebhookConfig
+from enrichment.core.settings import BatchConfig, Settings, WebhookConfig
 from enrichment.delivery import webhooks
 from enrichment.ingestion import ingest
 from enrichment.tooling import generate
@@ -87,6 +87,8 @@ class DrillConfig:
     timeout_s: float = 1800.0
     lease_ttl_s: float = 90.0
     sweep_interval_s: float = 2.0
+    sweep_horizon_s: float = 5.0
+    batch_interval_s: float = 2.0
     sweep_batch: int = 100
     db_name: str = "drill"
     redis_db: int = 9
@@ -107,6 +109,17 @@ class DrillConfig:
     @property
     def max_retries(self) -> int:
         return 5
+
+    def fleet_settings(self) -> Settings:
+        """The fleet's timing as Settings (what its leases and give-ups are computed from)."""
+        return Settings(
+            database_url=self.db_url,
+            broker_url=self.broker_url,
+            sweep_interval_s=self.sweep_interval_s,
+            sweep_horizon_s=self.sweep_horizon_s,
+            lease_ttl_s=self.lease_ttl_s,
+            batches=BatchConfig(interval_s=self.batch_interval_s),
+        )
 
 
 class Phases:
@@ -195,7 +208,7 @@ def fleet_env(cfg: DrillConfig, fake_url: str) -> dict[str, str]:
         ENRICHMENT_BACKOFF_SCALE="0.002",
         ENRICHMENT_LOW_CONFIDENCE_RECHECK_S="1",
         ENRICHMENT_SWEEP_INTERVAL_S=str(cfg.sweep_interval_s),
-        ENRICHMENT_SWEEP_HORIZON_S="5",
+        ENRICHMENT_SWEEP_HORIZON_S=str(cfg.sweep_horizon_s),
         ENRICHMENT_SWEEP_BATCH_SIZE=str(cfg.sweep_batch),
         ENRICHMENT_LEASE_TTL_S=str(cfg.lease_ttl_s),
         ENRICHMENT_MONITOR_INTERVAL_S="15",
@@ -207,7 +220,7 @@ def fleet_env(cfg: DrillConfig, fake_url: str) -> dict[str, str]:
         ENRICHMENT_WEBHOOK_MAX_ATTEMPTS="12",
         ENRICHMENT_WEBHOOK_TIMEOUT_S=str(RECEIVER_TIMEOUT_S),
         ENRICHMENT_WEBHOOK_INTERVAL_S="2",
-        ENRICHMENT_BATCH_INTERVAL_S="2",
+        ENRICHMENT_BATCH_INTERVAL_S=str(cfg.batch_interval_s),
     )
 
 
