@@ -9,11 +9,11 @@ from sqlalchemy import func, select
 
 from enrichment.core import breaker, breaker_store
 from enrichment.core.config import BreakerConfig
-from enrichment.core.models import EnrichmentAttempt, ExceptionRecord
+from enrichment.core.models import EnrichmentAttempt, ExceptionRecord, Tenant, utcnow
 from enrichment.core.pipeline import run_stage
 from enrichment.core.selection import sweep_for_fleet
 from enrichment.core.settings import Settings
-from enrichment.monitoring import provider_page
+from enrichment.monitoring import prom, provider_page, report_cli, report_html, reports
 from enrichment.providers.anthropic import AnthropicProvider
 from enrichment.tooling.fake_anthropic import FakeAnthropic
 from enrichment.tooling.fake_faults import parse_faults
@@ -238,3 +238,33 @@ def test_one_outage_is_one_page_with_its_cause_and_its_resolve(
     firing, resolved = (m["text"] for m in slack_hook.received)
     assert "*CRITICAL* provider down" in firing and "rotate ANTHROPIC_API_KEY" in firing
     assert resolved.startswith("[enrichment] *RESOLVED*")
+
+
+def test_a_paused_provider_shows_on_metrics_health_status_and_the_report(
+    factory, ai_settings, capsys
+):
+    # Given two tenants' due records and a breaker opened by a spend cap.
+    ids = seed(factory, 3)
+    with factory.begin() as s:
+        other = make_tenant(s, "other-3pl")
+        make_record(s, other)
+    key = breaker_store.key_for(ai_settings)
+    breaker_store.record_fault(engine(factory), key, "spend_cap", ai_settings.breaker, utcnow())
+
+    # When the operator looks.
+    text = prom.exposition(factory, ai_settings).decode()
+    with factory() as s:
+        tenant = s.get(Tenant, s.get(R, ids[0]).tenant_id)
+        report = reports.report(s, tenant, ai_settings, now=utcnow())
+    report_cli.print_health(report.health)
+    page = report_html.render(report)
+
+    # Then every view says the provider is paused, why, and what it holds back.
+    labels = '{model="claude-haiku-5-5",provider="anthropic"}'
+    assert f"enrichment_provider_breaker_state{labels} 2.0" in text
+    assert f"enrichment_provider_waiting_records{labels} 4.0" in text  # the whole fleet's
+    (line,) = report.health.provider
+    assert "paused since" in line and "spend limit" in line and "3 records waiting" in line
+    assert report.health.status == "critical" and "provider_down" in report.health.problems
+    assert "AI provider anthropic claude-haiku-5-5: paused since" in capsys.readouterr().out
+    assert "The AI provider is" in page and "3 records waiting" in page

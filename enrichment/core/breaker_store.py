@@ -32,7 +32,6 @@ from enrichment.core.settings import Settings
 log = structlog.get_logger(__name__)
 
 
-
 class ProviderBreaker(Base):
     """One provider and model's breaker (core/breaker.py). page_open: a provider_down page
     was sent for the outage and its resolve is owed (monitoring/provider_page.py)."""
@@ -185,9 +184,11 @@ def gate(conn: Connection, key: tuple[str, str]) -> Breaker:
     return load(conn, key)
 
 
-def waiting_records(conn: Connection, settings: Settings) -> int:
-    """Records due now and not leased: what an open breaker holds back (the sweep's claim
-    would take them)."""
+def waiting_records(conn: Connection, settings: Settings, tenant_id: int | None = None) -> int:
+    """Records due now and not leased (all tenants', or one's): what an open breaker holds
+    back (the sweep's claim would take them)."""
     now = utcnow()
     due = and_(claimable(now, settings), R.next_attempt_at <= now)
+    if tenant_id is not None:
+        due = and_(due, R.tenant_id == tenant_id)
     return int(conn.execute(select(func.count()).select_from(R).where(due)).scalar_one())

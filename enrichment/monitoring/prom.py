@@ -32,6 +32,7 @@ from enrichment.core.models import ExceptionRecord as R
 from enrichment.core.models import Tenant, in_backlog, utcnow
 from enrichment.core.monitor_models import MetricSnapshot
 from enrichment.core.settings import Settings
+from enrichment.monitoring import provider_page
 from enrichment.monitoring.passes import BUCKET_EDGES, bucket_label
 
 # (name, help, snapshot field, scale): gauges. Percentages become ratios (scale 0.01).
@@ -380,4 +381,5 @@ def exposition(
     registry.register(SnapshotCollector(factory))
     if settings is not None:
         registry.register(FleetCollector(factory, settings, broker))
+        registry.register(provider_page.BreakerCollector(factory, settings))
     return generate_latest(registry)

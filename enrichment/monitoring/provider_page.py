@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import structlog
+from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -57,6 +58,49 @@ def describe(b: breaker.Breaker, waiting: int, now: datetime) -> str:
         f"{b.provider} {b.model}: paused since {since}: {cause_text(b)}; {waiting:,} records"
         f" waiting; 0 retries spent ({probe} in {due_s} s)"
     )
+
+
+def paused_lines(
+    conn, settings: Settings, now: datetime, *, tenant_id: int | None = None
+) -> list[str]:
+    """One line per breaker that is not closed, counting the records it holds back (one
+    tenant's, for that tenant's status); [] while every provider is called."""
+    paused = [b for b in breaker_store.load_all(conn) if not b.is_closed]
+    if not paused:
+        return []
+    waiting = breaker_store.waiting_records(conn, settings, tenant_id)
+    return [describe(b, waiting, now) for b in paused]
+
+
+class BreakerCollector:
+    """/metrics: enrichment_provider_breaker_state{provider,model} (0 closed, 1 half-open,
+    2 open) and enrichment_provider_waiting_records{provider,model} (records due now that
+    the open breaker holds back; 0 while closed)."""
+
+    def __init__(self, factory: sessionmaker[Session], settings: Settings) -> None:
+        self.factory, self.settings = factory, settings
+
+    def collect(self):
+        with self.factory() as session:
+            conn = session.connection()
+            rows = breaker_store.load_all(conn)
+            held = any(not b.is_closed for b in rows)
+            waiting = breaker_store.waiting_records(conn, self.settings) if held else 0
+        state = GaugeMetricFamily(
+            "enrichment_provider_breaker_state",
+            "The AI provider's breaker: 0 closed, 1 half-open (a probe in flight), 2 open",
+            labels=["provider", "model"],
+        )
+        held_back = GaugeMetricFamily(
+            "enrichment_provider_waiting_records",
+            "Records due now that the provider's open breaker holds back",
+            labels=["provider", "model"],
+        )
+        for b in rows:
+            state.add_metric([b.provider, b.model], breaker.STATE_VALUE[b.state])
+            held_back.add_metric([b.provider, b.model], 0 if b.is_closed else waiting)
+        yield state
+        yield held_back
 
 
 def run(factory: sessionmaker[Session], settings: Settings, *, now: datetime | None = None):

@@ -33,6 +33,8 @@ def _crossed(h: reports.Health) -> str:
 
 def print_health(h: reports.Health) -> None:
     print(f"{h.tenant}: {h.status.upper()}  (measured {h.measured_at:%Y-%m-%d %H:%M:%S} UTC)")
+    for line in h.provider:  # the fleet's provider is paused: before everything else
+        print(f"  AI provider {line}")
     print_pairs(
         [
             ("completeness", number(h.completeness_pct, " %")),

@@ -38,6 +38,11 @@ def _header(report: Report) -> str:
         f"now <strong>{escape(t.value_words)}</strong></li>"
         for t in crossed
     )
+    items += "".join(
+        f"<li>{ui.tag('critical', 'critical')} The AI provider is "
+        f"<strong>{escape(line)}</strong></li>"
+        for line in h.provider
+    )
     return (
         f'<header class="banner"><div><span class="pill">'
         f"{escape(words.STATUS[h.status].upper())}</span></div>"

@@ -18,7 +18,7 @@ from enrichment.core.models import ExceptionRecord as R
 from enrichment.core.models import ResolutionAction, Tenant, in_backlog, is_escalated
 from enrichment.core.monitor_models import Alert, MetricSnapshot
 from enrichment.core.settings import Settings
-from enrichment.monitoring import alert_store, alerts, calibration, notices, words
+from enrichment.monitoring import alert_store, alerts, calibration, notices, provider_page, words
 from enrichment.monitoring.calibration import Calibration
 from enrichment.monitoring.monitor import Snapshot, measure
 from enrichment.monitoring.notices import Notice
@@ -71,6 +71,11 @@ class Health(BaseModel):
     integrity: dict[str, dict[str, float | bool | None]]
     thresholds: list[ThresholdView] = Field(
         default_factory=list, description="every threshold that can set the status, crossed first"
+    )
+    provider: list[str] = Field(
+        default_factory=list,
+        description="the AI provider's breakers that are paused, in plain words, with the "
+        "tenant's records they hold back (empty: the provider is called); paused is critical",
     )
     notices: list[Notice] = Field(
         default_factory=list,
@@ -231,6 +236,12 @@ def health_from(session: Session, tenant: Tenant, snap: Snapshot, settings: Sett
     status = _status(snap, views)
     crossed = {v.metric for v in views if v.crossed}
     found = notices.for_snapshot(session, snap, tenant.settings or {}, settings, crossed=crossed)
+    paused = provider_page.paused_lines(
+        session.connection(), settings, snap.taken_at, tenant_id=tenant.id
+    )
+    problems = [] if status == "no_data" else [v.name for v in views if v.crossed]
+    if paused:  # the whole fleet's fault, and a page of its own: critical for every tenant
+        status, problems = "critical", [*problems, provider_page.METRIC]
     return Health(
         tenant=tenant.name,
         status=status,
@@ -240,11 +251,12 @@ def health_from(session: Session, tenant: Tenant, snap: Snapshot, settings: Sett
         quality_score=snap.quality_score,
         failure_rate_pct=snap.failure_rate_pct,
         escalated_records=snap.escalated_records,
-        problems=[] if status == "no_data" else [v.name for v in views if v.crossed],
+        problems=problems,
         alerts=_alert_views(session, tenant),
         integrity=snap.integrity,
         thresholds=_crossed_first(views),
         notices=found,
+        provider=paused,
     )
 
 
