@@ -8,10 +8,11 @@ import re
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
 from enrichment import batches
 from enrichment.batches import apply, submit
+from enrichment.core import breaker_store
 from enrichment.core.batch_models import APPLIED, GIVEN_UP, IN_PROGRESS, Batch, BatchRecord
 from enrichment.core.models import EnrichmentAttempt, ExceptionRecord, OutboxEvent, Tenant, utcnow
 from enrichment.core.scheduling import batch_min_records, batch_mode
@@ -175,7 +176,7 @@ def test_the_sweep_leaves_an_always_tenant_to_its_batches(factory, batch_setting
         assert {c.record_id for c in claim_due(s, settings)} == set(always)
 
 
-def test_errored_fails_the_stage_and_expired_hands_back_without_a_retry(
+def test_an_errored_fleet_fault_defers_and_expired_hands_back_without_a_retry(
     factory, provider, batch_settings, fake
 ):
     _, ids = _tenant(factory, 4, batch_mode="always")
@@ -183,14 +184,14 @@ def test_errored_fails_the_stage_and_expired_hands_back_without_a_retry(
     submit.submit_due(factory, provider, batch_settings)
     apply.poll_and_apply(factory, provider, batch_settings)
     records = _records(factory, ids)
-    failed = [r for r in records.values() if r.enrichment_retry_count == 1]
-    assert len(failed) == 1 and failed[0].ai_analysis is None
-    assert stage_status(failed[0].enrichment_state, "order_analysis") == "FAILED"
-    assert sum(r.ai_analysis is not None for r in records.values()) == 3
+    failed = [r for r in records.values() if r.ai_analysis is None]
+    # The provider's 500 is the fleet's fault, not the record's: deferred, no retry spent.
+    assert len(failed) == 1 and failed[0].enrichment_retry_count == 0
+    assert stage_status(failed[0].enrichment_state, "order_analysis") == "PENDING"
+    with factory() as s:
+        assert s.scalar(select(A.fault).where(A.outcome == "deferred")) == "server"
 
-    with factory.begin() as s:  # the failed one is due again; the next batches expire whole
-        s.execute(update(R).where(R.id == failed[0].id).values(next_attempt_at=utcnow()))
-    fake.expire_next_batches(2)
+    fake.expire_next_batches(2)  # the deferred one is due again; the next batches expire
     made = submit.submit_due(factory, provider, batch_settings)
     apply.poll_and_apply(factory, provider, batch_settings)
 
@@ -252,6 +253,8 @@ def test_a_batch_the_api_refuses_is_given_up_and_its_records_handed_back(
     assert all(stage_status(r.enrichment_state, "order_analysis") == "PENDING"
                for r in records.values())  # fmt: skip
     assert tenant.name == "acme"
+    # And the refused key opened the provider's breaker: no more submits until it closes.
+    assert not breaker_store.is_closed(factory.kw["bind"], batch_settings)
 
 
 def test_one_batches_run_at_a_time_and_a_dead_holder_frees_the_lock(factory):

@@ -11,11 +11,11 @@ from celery import Task, chain, signals
 from enrichment import batches
 from enrichment.batches import apply as batch_apply
 from enrichment.batches import submit as batch_submit
-from enrichment.core import db, pipeline, selection, tenants
+from enrichment.core import breaker_store, db, pipeline, selection, tenants
 from enrichment.core.crashpoints import crash_point
 from enrichment.core.settings import get_settings
 from enrichment.delivery import deliver
-from enrichment.monitoring import cadence, monitor, notify
+from enrichment.monitoring import cadence, monitor, notify, provider_page
 from enrichment.providers import Provider, make_provider
 from enrichment.providers.anthropic import AnthropicProvider
 from workers import broker_watch
@@ -157,7 +157,12 @@ def batches_task(self) -> int:
         if not mine:  # another run is at it (a big apply outlasts the interval)
             return 0
         applied = batch_apply.poll_and_apply(self.sessions, provider, self.settings)
-        made = batch_submit.submit_due(self.sessions, provider, self.settings)
+        # While the provider's breaker is open nothing new is sent (core/breaker.py).
+        made = []
+        if not breaker_store.is_closed(self.sessions.kw["bind"], self.settings):
+            log.info("batches.paused", reason="provider breaker open")
+        else:
+            made = batch_submit.submit_due(self.sessions, provider, self.settings)
     if applied or made:
         log.info("batches.done", submitted=len(made), **applied)
     if applied["done"] or applied["escalated"]:
@@ -188,7 +193,8 @@ def monitor_task(self) -> int:
     pace = cadence.Pace.of(settings)
     snapshots = monitor.run_monitor(self.sessions, settings, min_gap_s=pace)
     deliveries = notify.run_alerts(self.sessions, snapshots, settings)
-    log.info("monitor.done", tenants=len(snapshots), notified=len(deliveries))
+    pages = provider_page.run(self.sessions, settings)  # the fleet's own: provider_down
+    log.info("monitor.done", tenants=len(snapshots), notified=len(deliveries), pages=len(pages))
     return len(snapshots)
 
 

@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from enrichment.batches.handback import hand_back, hand_back_all, mark_applied
-from enrichment.core import pipeline
+from enrichment.core import breaker_store, pipeline
 from enrichment.core.batch_models import (
     APPLIED,
     ENDED,
@@ -25,10 +25,11 @@ from enrichment.core.batch_models import (
 from enrichment.core.crashpoints import crash_point
 from enrichment.core.due import chain_lease_s
 from enrichment.core.errors import EnrichmentError, PermanentError, TransientError
+from enrichment.core.faults import Cause, with_cause
 from enrichment.core.models import utcnow
 from enrichment.core.outcomes import finish_stage
 from enrichment.core.settings import Settings
-from enrichment.providers.anthropic import AnthropicProvider, map_api_error
+from enrichment.providers.anthropic import ERROR_TYPE_CAUSE, AnthropicProvider, map_api_error
 
 log = structlog.get_logger(__name__)
 
@@ -170,21 +171,30 @@ def apply_one(
                 call = exc
         else:
             call = errored(result.error)
+            call.model = batch.model  # type: ignore[attr-defined]  # the breaker counts per model
         # No latency: no worker waited. The batch's turnaround is in `batches`.
-        outcome, attempt = finish_stage(run, settings, call, 0.0, provider.name)
+        key = breaker_store.key_for(settings, batch.model)
+        seen = breaker_store.gate(conn, key)
+        outcome, attempt = finish_stage(
+            run, settings, call, 0.0, provider.name, breaker_cause=seen.cause
+        )
         if outcome.kind in ("continue", "retry"):
             # No chain goes on from here: the next sweep or batch takes the record when due.
             run.writes.update(lease_token=None, lease_expires_at=None)
         if not pipeline.write(conn, run, {**attempt, "batch_id": batch.id}):
             return "stale"
+    breaker_store.learn(factory.kw["bind"], settings, key, seen, attempt)
     for level, event, fields in run.logs:
         getattr(log, level)(event, stage=batch.stage, record_id=rec.record_id, **fields)
     return outcome.kind
 
 
 def errored(error: Any) -> EnrichmentError:
-    """An `errored` result as the stage failure it is (its ErrorResponse body)."""
+    """An `errored` result as the stage failure it is (its ErrorResponse body), with its
+    cause: a fleet fault (a refused key, an overload) defers the record and counts toward
+    the breaker, as on the interactive path (core/faults.py)."""
     inner = getattr(error, "error", None)
     kind = getattr(inner, "type", None) or "api_error"
     message = f"batch request errored: {kind}: {getattr(inner, 'message', '')}"[:500]
-    return PermanentError(message) if kind in _PERMANENT_ERRORS else TransientError(message)
+    failure = PermanentError(message) if kind in _PERMANENT_ERRORS else TransientError(message)
+    return with_cause(failure, ERROR_TYPE_CAUSE.get(kind, Cause.SERVER))

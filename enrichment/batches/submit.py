@@ -15,7 +15,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from enrichment.batches.handback import hand_back_all
-from enrichment.core import demand, pipeline, scheduling, selection
+from enrichment.core import breaker, breaker_store, demand, pipeline, scheduling, selection
 from enrichment.core.batch_models import GIVEN_UP, IN_PROGRESS, SUBMITTING, Batch, BatchRecord
 from enrichment.core.crashpoints import crash_point
 from enrichment.core.due import chain_lease_s
@@ -180,8 +180,13 @@ def _send(
     try:
         created = provider.client.messages.batches.create(requests=[r.body for r in held])
     except anthropic.APIError as exc:
-        error = str(map_api_error(exc, settings.anthropic_api_key or ""))
+        failure = map_api_error(exc, settings.anthropic_api_key or "")
+        error = str(failure)
         handed = hand_back_all(factory, settings, batch_id, GIVEN_UP, error=error)
+        # A refused key or an overload refuses every batch: the breaker pauses the submits.
+        attempt = {"fault": getattr(failure, "cause", None), "outcome": "failed"}
+        key = breaker_store.key_for(settings, provider.model)
+        breaker_store.learn(factory.kw["bind"], settings, key, breaker.Breaker(*key), attempt)
         log.warning("batch.submit_failed", batch=batch_id, stage=stage, error=error, handed=handed)
         return None
     crash_point("batch_submit.after_create")
