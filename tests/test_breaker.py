@@ -268,3 +268,47 @@ def test_a_paused_provider_shows_on_metrics_health_status_and_the_report(
     assert report.health.status == "critical" and "provider_down" in report.health.problems
     assert "AI provider anthropic claude-haiku-5-5: paused since" in capsys.readouterr().out
     assert "The AI provider is" in page and "3 records waiting" in page
+
+
+def test_an_overloaded_model_hands_its_work_to_the_fallback_and_keeps_its_probe(
+    factory, ai_settings, fake
+):
+    # Given a fallback model, and the primary's breaker opened by an overload.
+    settings = with_settings(
+        ai_settings, breaker=replace(ai_settings.breaker, fallback_model="claude-sonnet-4-6")
+    )
+    seed(factory, 6)
+    fake.faults = parse_faults("529=1")
+    claims = sweep(factory, settings)
+    for c in claims[:4]:
+        stage(factory, settings, c.record_id, c.lease_token)
+    assert state(factory, settings).cause == "overload"
+
+    # When a stage comes while the primary is open (and the provider answers again).
+    fake.faults = {}
+    outcome = stage(factory, settings, claims[4].record_id, claims[4].lease_token)
+
+    # Then the fallback model answered it, one hop, and its source says so.
+    with factory() as s:
+        rec = s.get(R, claims[4].record_id)
+    assert outcome.kind == "continue"
+    assert rec.ai_source["order_analysis"]["model"] == "claude-sonnet-4-6"
+    assert fake.requests[-1]["body"]["model"] == "claude-sonnet-4-6"
+    # And the sweep claims work again (for the fallback), its first record the primary's probe.
+    again = sweep(factory, settings, now=state(factory, settings).probe_at)
+    assert len(again) == 4 and state(factory, settings).probe_record_id == again[0].record_id
+
+
+def test_a_refused_key_never_goes_to_the_fallback(factory, ai_settings, fake):
+    settings = with_settings(
+        ai_settings, breaker=replace(ai_settings.breaker, fallback_model="claude-sonnet-4-6")
+    )
+    seed(factory, 2)
+    fake.faults = parse_faults("401=1")
+    first, second = sweep(factory, settings)
+    stage(factory, settings, first.record_id, first.lease_token)
+    calls = len(fake.requests)
+
+    assert stage(factory, settings, second.record_id, second.lease_token).kind == "deferred"
+    assert len(fake.requests) == calls  # the fallback shares the key: no call at all
+    assert sweep(factory, settings) == []

@@ -24,9 +24,10 @@ from enrichment.core import breaker
 from enrichment.core.breaker import Breaker
 from enrichment.core.config import BreakerConfig
 from enrichment.core.due import claimable
-from enrichment.core.faults import FLEET, PAUSED, RATIO, Cause
+from enrichment.core.faults import FLEET, PAUSED, RATIO, SOFT, Cause
 from enrichment.core.models import Base, EnrichmentAttempt, UTCDateTime, utcnow
 from enrichment.core.models import ExceptionRecord as R
+from enrichment.core.provider import Provider
 from enrichment.core.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -182,6 +183,37 @@ def gate(conn: Connection, key: tuple[str, str]) -> Breaker:
     reach the provider, never one per record (an in-process cache of even one second let
     a fast fleet through by the dozen)."""
     return load(conn, key)
+
+
+def route(
+    conn: Connection, settings: Settings, provider: Provider, record_id: int
+) -> tuple[Provider, tuple[str, str], Breaker]:
+    """Which provider a stage calls, through which breaker: the configured one while its
+    breaker admits the record; while it is open for an overload (never for a refused key
+    or a spend cap, which the fallback shares), the fallback model when one is set and its
+    own breaker admits it (one hop); else the configured one, whose breaker then keeps the
+    call back (`breaker.admits`)."""
+    key = key_for(settings)
+    seen = gate(conn, key)
+    if breaker.admits(seen, record_id) or seen.cause not in SOFT:
+        return provider, key, seen
+    fallback = getattr(provider, "fallback", lambda: None)()
+    if fallback is None:
+        return provider, key, seen
+    fallback_key = key_for(settings, fallback.model)
+    fallback_seen = gate(conn, fallback_key)
+    if not breaker.admits(fallback_seen, record_id):
+        return provider, key, seen
+    return fallback, fallback_key, fallback_seen
+
+
+def fallback_open(conn: Connection, settings: Settings, primary: Breaker) -> bool:
+    """Whether the sweep may claim while `primary` is open: it is open for an overload and
+    the fallback model's breaker is closed."""
+    model = settings.breaker.fallback_model
+    if model is None or primary.cause not in SOFT or settings.ai_provider != "anthropic":
+        return False
+    return load(conn, key_for(settings, model)).is_closed
 
 
 def waiting_records(conn: Connection, settings: Settings, tenant_id: int | None = None) -> int:

@@ -73,12 +73,11 @@ def run_stage(
     record_id: int,
     lease_token: str,
 ) -> Outcome:
-    key = breaker_store.key_for(settings)
     with autocommit(factory) as conn:
         begun = begin_stage(conn, settings, stage, record_id, lease_token)
         if isinstance(begun, Outcome):
             return begun
-        seen = breaker_store.gate(conn, key)
+        provider, key, seen = breaker_store.route(conn, settings, provider, record_id)
     run, ctx = begun
     started = time.perf_counter()
     call = _call(provider, stage, ctx, seen)

@@ -94,12 +94,15 @@ def sweep_for_fleet(
     (scheduling.sweep_size, from `fleet_load`), never more than `sweep_batch_size`.
 
     The provider's breaker comes first (core/breaker.py): while it is open, the sweep claims
-    nothing but one probe record per probe interval; after it closes, the claim ramps up
-    from `sweep_min_batch`, doubling every sweep interval."""
+    nothing but one probe record per probe interval (unless it is open for an overload and
+    a fallback model takes the work: then the first record claimed is the primary's probe);
+    after it closes, the claim ramps up from `sweep_min_batch`, doubling every interval."""
     now = now or utcnow()
     key = breaker_store.key_for(settings)
-    gate = breaker_store.load(session.connection(), key)
-    if not gate.is_closed:
+    conn = session.connection()
+    gate = breaker_store.load(conn, key)
+    fallback = not gate.is_closed and breaker_store.fallback_open(conn, settings, gate)
+    if not gate.is_closed and not fallback:
         return _probe(session, settings, key, tenant_id, now)
     window_s = throughput_window_s(settings.sweep_interval_s)
     completed, in_flight = fleet_load(session, settings, now, window_s)
@@ -114,7 +117,10 @@ def sweep_for_fleet(
     )
     ramp = breaker.ramp_limit(gate, now, settings.sweep_interval_s, settings.sweep_min_batch)
     batch = batch if ramp is None else min(batch, ramp)
-    return claim_batch(session, settings, batch, tenant_id=tenant_id, now=now)
+    report = claim_batch(session, settings, batch, tenant_id=tenant_id, now=now)
+    if fallback and report.claims:  # the fallback takes the work; the primary, its probe
+        _take_probe(conn, key, report.claims[0].record_id, now)
+    return report
 
 
 def _probe(
@@ -139,6 +145,13 @@ def _probe(
     probe = replace(report.claims[0], countdown_s=0.0)
     breaker_store.store(conn, current, breaker.take_probe(current, probe.record_id, now))
     return replace(report, claims=[probe])
+
+
+def _take_probe(conn, key: tuple[str, str], record_id: int, now: datetime) -> None:
+    current = breaker_store.load(conn, key, lock=True)
+    taken = breaker.take_probe(current, record_id, now)
+    if taken is not None:
+        breaker_store.store(conn, current, taken)
 
 
 def fleet_load(

@@ -4,7 +4,8 @@ The answer's shape comes from the pydantic models the pipeline stores (enrichmen
 each model's JSON schema is a tool's `input_schema` (prompts/tools.py), `tool_choice` forces
 the stage's tool, and the tool input is validated with `Model.model_validate`. Anything that
 does not validate is an InvalidAIOutput, never coerced. The SDK retries transient HTTP failures
-itself; what is left afterwards is mapped onto the pipeline's error kinds.
+itself; what is left afterwards is mapped onto the pipeline's error kinds and causes
+(anthropic_errors.py).
 
 Resolve sends one tool per label whose `actions` enum is that label's allow-list, and forces the
 tool of the record's classified label; every request still sends every tool, so tools + system
@@ -28,6 +29,7 @@ Structured output, decided: forced tool use, not `output_config` json_schema, no
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import time
@@ -39,17 +41,21 @@ import structlog
 from pydantic import BaseModel, ValidationError
 
 from enrichment.core.errors import (
-    EnrichmentError,
     InvalidAIOutput,
     PermanentError,
     RateLimited,
-    TransientError,
 )
 from enrichment.core.faults import Cause, with_cause
 from enrichment.core.provider import RecordContext, StageCall, Usage
 from enrichment.core.schemas import Analysis, Classification, Resolution
 from enrichment.core.settings import ConfigurationError, Settings
 from enrichment.core.taxonomy import disallowed_actions
+from enrichment.providers.anthropic_errors import (
+    ERROR_TYPE_CAUSE,
+    has_retry_after,
+    map_api_error,
+    non_api_error,
+)
 from enrichment.providers.pricing import (
     UnknownModelPrice,
     cache_min_tokens,
@@ -60,35 +66,9 @@ from enrichment.providers.prompts import PromptSet, load, render_user
 from enrichment.providers.prompts.tools import tool_definitions, tool_name
 from enrichment.providers.ratelimit import RateLimiter
 
-__all__ = ["AnthropicProvider", "map_api_error", "tool_definitions"]
+__all__ = ["ERROR_TYPE_CAUSE", "AnthropicProvider", "map_api_error", "tool_definitions"]
 
 log = structlog.get_logger(__name__)
-
-# Status codes where a retry cannot help, and whose fault each is (core/faults.py): 402 is
-# billing, 422 a request the API cannot use.
-_STATUS_CAUSE = {
-    400: Cause.BAD_REQUEST,
-    401: Cause.AUTH,
-    402: Cause.SPEND_CAP,
-    403: Cause.PERMISSION,
-    404: Cause.MODEL_NOT_FOUND,
-    413: Cause.TOO_LARGE,
-    422: Cause.BAD_REQUEST,
-}
-# error.type of a batch request's `errored` result -> its cause (the same kinds as statuses).
-ERROR_TYPE_CAUSE = {
-    "invalid_request_error": Cause.BAD_REQUEST,
-    "request_too_large": Cause.TOO_LARGE,
-    "authentication_error": Cause.AUTH,
-    "permission_error": Cause.PERMISSION,
-    "not_found_error": Cause.MODEL_NOT_FOUND,
-    "billing_error": Cause.SPEND_CAP,
-    "rate_limit_error": Cause.RATE_LIMIT,
-    "overloaded_error": Cause.OVERLOAD,
-    "api_error": Cause.SERVER,
-    "timeout_error": Cause.TIMEOUT,
-}
-
 
 _MODELS: dict[str, type[BaseModel]] = {
     "analyze": Analysis,
@@ -154,13 +134,9 @@ class _Client(anthropic.Anthropic):
         return min(super()._calculate_retry_timeout(*args, **kwargs), self.max_retry_wait_s)
 
     def _should_retry(self, response: Any) -> bool:
-        if response.status_code == 429 and not _has_retry_after(response.headers):
+        if response.status_code == 429 and not has_retry_after(response.headers):
             return False
         return super()._should_retry(response)
-
-
-def _has_retry_after(headers: Any) -> bool:
-    return "retry-after" in headers or "retry-after-ms" in headers
 
 
 class AnthropicProvider:
@@ -175,6 +151,10 @@ class AnthropicProvider:
         if not settings.anthropic_api_key:
             raise ConfigurationError("the anthropic provider needs ANTHROPIC_API_KEY")
         check_model(settings.anthropic_model)
+        if settings.breaker.fallback_model is not None:
+            check_model(settings.breaker.fallback_model)
+        self._model = settings.anthropic_model
+        self._fallback: AnthropicProvider | None = None
         self._settings = settings
         self._api_key = settings.anthropic_api_key
         self._prompts: PromptSet = load(settings.prompt_version)
@@ -208,7 +188,19 @@ class AnthropicProvider:
 
     @property
     def model(self) -> str:
-        return self._settings.anthropic_model
+        return self._model
+
+    def fallback(self) -> AnthropicProvider | None:
+        """This provider on ENRICHMENT_ANTHROPIC_FALLBACK_MODEL (the same client, limiter and
+        prompts; made once), or None when none is set. One hop: the fallback has none."""
+        model = self._settings.breaker.fallback_model
+        if model is None or model == self._model:
+            return None
+        if self._fallback is None:
+            twin = copy.copy(self)
+            twin._model, twin._fallback = model, None
+            self._fallback = twin
+        return self._fallback
 
     def analyze(self, ctx: RecordContext) -> StageCall[Analysis]:
         return self._call("analyze", ctx)
@@ -279,7 +271,7 @@ class AnthropicProvider:
         except anthropic.APIError as exc:
             error = map_api_error(exc, self._api_key)
         except anthropic.AnthropicError as exc:  # credentials, or a retryable error left over
-            error = _non_api_error(exc, self._api_key)
+            error = non_api_error(exc, self._api_key)
         bound.warning("anthropic.failed", kind=type(error).__name__, error=str(error))
         # The attempt row names the model that failed: the breaker counts per model.
         error.model = self.model  # type: ignore[attr-defined]
@@ -362,58 +354,3 @@ def _invalid(message: str, call: StageCall[Any]) -> InvalidAIOutput:
     error.model = call.model  # type: ignore[attr-defined]
     error.prompt_version = call.prompt_version  # type: ignore[attr-defined]
     return error
-
-
-def map_api_error(exc: anthropic.APIError, api_key: str) -> EnrichmentError:
-    """The pipeline's error kind for an SDK error left after the SDK's own retries, marked
-    with its cause (core/faults.py decides whose fault that is)."""
-    if isinstance(exc, anthropic.APIStatusError):
-        return _status_error(exc, api_key)
-    if isinstance(exc, anthropic.APIResponseValidationError):
-        error = InvalidAIOutput(_scrub(f"response did not match the API schema: {exc}", api_key))
-        return with_cause(error, Cause.INVALID_OUTPUT)
-    if isinstance(exc, anthropic.APITimeoutError):
-        return with_cause(TransientError("anthropic request timed out"), Cause.TIMEOUT)
-    if isinstance(exc, anthropic.APIConnectionError):
-        text = _scrub(f"anthropic connection error: {type(exc.__cause__).__name__}", api_key)
-        return with_cause(TransientError(text), Cause.CONNECTION)
-    return TransientError(_scrub(f"anthropic error: {exc.message}", api_key))
-
-
-def _status_error(exc: anthropic.APIStatusError, api_key: str) -> EnrichmentError:
-    """The message is stable, groupable text (an escalation reason); the request id goes on
-    the error (`request_id`) and from there into the attempt row only."""
-    status = exc.status_code
-    kind, detail = _error_body(exc.body)
-    text = _scrub(f"anthropic {status} {kind}: {detail[:300]}", api_key)
-    # A 429 without retry-after is a spend cap, not a rate limit: waiting will not lift it.
-    if status == 429:
-        cause = Cause.RATE_LIMIT if _has_retry_after(exc.response.headers) else Cause.SPEND_CAP
-    elif status in _STATUS_CAUSE:
-        cause = _STATUS_CAUSE[status]
-    else:
-        cause = ERROR_TYPE_CAUSE.get(kind, Cause.SERVER)
-    permanent = status in _STATUS_CAUSE or cause == Cause.SPEND_CAP
-    error = (PermanentError if permanent else TransientError)(text)
-    error.request_id = exc.response.headers.get("request-id")  # type: ignore[attr-defined]
-    return with_cause(error, cause)
-
-
-def _error_body(body: object) -> tuple[str, str]:
-    """(error.type, error.message) from an error body; read by hand to work on SDK 1.x too."""
-    error = body.get("error", body) if isinstance(body, dict) else None
-    if not isinstance(error, dict):
-        return "error", str(body or "")
-    return str(error.get("type") or "error"), str(error.get("message") or "")
-
-
-def _non_api_error(exc: anthropic.AnthropicError, api_key: str) -> EnrichmentError:
-    text = _scrub(f"anthropic {type(exc).__name__}: {exc}", api_key)
-    if isinstance(exc, anthropic.CredentialsError):
-        return with_cause(PermanentError(text), Cause.AUTH)
-    return TransientError(text)
-
-
-def _scrub(text: str, api_key: str) -> str:
-    """`text` without the API key, whatever echoed it (a proxy, a URL, a debug message)."""
-    return text.replace(api_key, "[API_KEY]") if api_key else text
