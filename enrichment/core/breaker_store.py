@@ -180,8 +180,8 @@ def window_counts(
 def gate(conn: Connection, key: tuple[str, str]) -> Breaker:
     """The breaker a stage is about to call through, read fresh (one primary-key read in
     the connection that began the stage): only the calls already in flight when it opens
-    reach the provider, never one per record (an in-process cache of even one second let
-    a fast fleet through by the dozen)."""
+    reach the provider, never one per record (a cached "closed" would let one call per
+    record through for the cache's lifetime)."""
     return load(conn, key)
 
 
