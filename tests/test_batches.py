@@ -20,38 +20,17 @@ from enrichment.core.selection import claim_due
 from enrichment.core.states import stage_status
 from enrichment.providers.anthropic import AnthropicProvider
 from enrichment.providers.pricing import cost_usd
-from enrichment.tooling.fake_anthropic import FakeAnthropic
 from enrichment.tooling.processes import wait_for
+from tests import fake_api
 from tests.conftest import with_settings
 from tests.factories import make_record, make_tenant
 
-KEY = "sk-ant-test-batches-SECRET"
+KEY = fake_api.KEY
 A = EnrichmentAttempt
 R = ExceptionRecord
 
 
-@pytest.fixture
-def fake():
-    with FakeAnthropic(api_key=KEY, batch_delay_s=0.0) as server:
-        yield server
-
-
-@pytest.fixture
-def batch_settings(settings, fake):
-    return with_settings(
-        settings,
-        ai_provider="anthropic",
-        anthropic_api_key=KEY,
-        anthropic_base_url=fake.base_url,
-        anthropic_max_retries=0,
-    )
-
-
-@pytest.fixture
-def provider(batch_settings):
-    p = AnthropicProvider(batch_settings)
-    yield p
-    p.close()
+fake, batch_settings, provider = fake_api.fake, fake_api.batch_settings, fake_api.provider
 
 
 def _tenant(factory, n: int, name="acme", **tenant_settings) -> tuple[int, list[int]]:

@@ -15,9 +15,8 @@ from enrichment.core.selection import sweep_for_fleet
 from enrichment.core.settings import Settings
 from enrichment.monitoring import prom, provider_page, report_cli, report_html, reports
 from enrichment.providers.anthropic import AnthropicProvider
-from enrichment.tooling.fake_anthropic import FakeAnthropic
 from enrichment.tooling.fake_faults import parse_faults
-from tests import test_pagerduty
+from tests import fake_api, test_pagerduty
 from tests.conftest import REDIS_URL, with_settings
 from tests.factories import make_record, make_tenant
 from tests.fleet import fleet_env, start_beat, start_worker, stop_all, wait_for
@@ -25,25 +24,18 @@ from tests.test_pagerduty import ROUTING_KEY, alerting
 
 pd, slack_hook = test_pagerduty.pd, test_pagerduty.slack_hook  # the fixtures, found by name
 
-KEY = "sk-test-breaker"
+KEY = fake_api.KEY
 R, A = ExceptionRecord, EnrichmentAttempt
 DEDUP = "enrichment/fleet/provider_down/anthropic/claude-haiku-5-5"
 
 
-@pytest.fixture
-def fake():
-    with FakeAnthropic(api_key=KEY, retry_after_s=0.01) as server:
-        yield server
+fake, batch_settings = fake_api.fake, fake_api.batch_settings  # the fixtures, found by name
 
 
 @pytest.fixture
-def ai_settings(settings, fake):
+def ai_settings(batch_settings):
     return with_settings(
-        settings,
-        ai_provider="anthropic",
-        anthropic_api_key=KEY,
-        anthropic_base_url=fake.base_url,
-        anthropic_max_retries=0,
+        batch_settings,
         ai_rpm=0,
         breaker=BreakerConfig(min_calls=4, probe_initial_s=15, probe_max_s=120),
     )

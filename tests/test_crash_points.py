@@ -45,40 +45,20 @@ from enrichment.tooling.drill.invariants import unheld_long_leases
 from enrichment.tooling.fake_anthropic import FakeAnthropic
 from enrichment.tooling.processes import ROOT, scrubbed_env, wait_for
 from enrichment.tooling.receiver import Receiver
+from tests import fake_api
 from tests.conftest import REDIS_URL, with_settings
 from tests.factories import make_record, make_tenant
 from tests.test_delivery import connect, enrich
 from tests.test_pipeline import run_chain
 
-KEY = "sk-ant-test-crash-points"
+KEY = fake_api.KEY
 R = ExceptionRecord
 DAMAGED = "Parcel arrived crushed and torn, contents damaged."
 # Delivery's claim lease is 9 timeouts (deliver.lease_s): 0.9 s here.
 WEBHOOKS = WebhookConfig(timeout_s=0.1, backoff_scale=0.0001, allow_private=True)
 
 
-@pytest.fixture
-def fake():
-    with FakeAnthropic(api_key=KEY, batch_delay_s=0.0) as server:
-        yield server
-
-
-@pytest.fixture
-def batch_settings(settings, fake):
-    return with_settings(
-        settings,
-        ai_provider="anthropic",
-        anthropic_api_key=KEY,
-        anthropic_base_url=fake.base_url,
-        anthropic_max_retries=0,
-    )
-
-
-@pytest.fixture
-def provider(batch_settings):
-    p = AnthropicProvider(batch_settings)
-    yield p
-    p.close()
+fake, batch_settings, provider = fake_api.fake, fake_api.batch_settings, fake_api.provider
 
 
 @pytest.fixture
