@@ -100,6 +100,9 @@ def test_no_secret_in_any_log(pg_url, factory, redis_client, tmp_path, slack_url
             ANTHROPIC_BASE_URL=fake.base_url,
             ENRICHMENT_AI_TIMEOUT_S="1",
             ENRICHMENT_BACKOFF_SCALE="0.0002",
+            # Each 401 opens the provider breaker: probe again within a second, not 15 s.
+            ENRICHMENT_BREAKER_PROBE_INITIAL_S="0.5",
+            ENRICHMENT_BREAKER_PROBE_MAX_S="1",
             ENRICHMENT_MONITOR_INTERVAL_S="1",
             ENRICHMENT_ALERT_FOR_EVALUATIONS="1",
             ENRICHMENT_ALERT_MIN_SAMPLE="0",
