@@ -233,8 +233,9 @@ class FakeAnthropic:
                 return self._script.popleft()
             self._seen[digest] = seen = self._seen.get(digest, 0) + 1
         draw = random.Random(f"{self.seed}:{digest}:{seen}").random()
-        for kind in sorted(self.faults):  # a fixed order keeps the draw -> kind map stable
-            draw -= self.faults[kind]
+        faults = self.faults  # once: a drill swaps the whole dict while requests run
+        for kind in sorted(faults):  # a fixed order keeps the draw -> kind map stable
+            draw -= faults[kind]
             if draw < 0:
                 return kind
         return "ok"

@@ -3,9 +3,10 @@ checks.
 
 What it does, in phases (each timed):
 1. setup: resets a dedicated PostgreSQL database (`drill`, migrated with the real
-   migrations) and a dedicated Redis db (9, flushed), and starts a fake Anthropic server in
-   this process with 30 % faults (429 with retry-after, 500, 529, timeouts, malformed and
-   out-of-range answers, bad labels and actions: the fake's "mix").
+   migrations), starts a redis-server of its own on a free port (never the shared 6379:
+   `redis_server`), and starts, in this process, a fake Anthropic server with 30 % faults
+   (429 with retry-after, 500, 529, timeouts, malformed and out-of-range answers, bad labels
+   and actions: the fake's "mix") and a local PagerDuty receiver the fleet pages.
 2. ingest: generates N records (DRILL_RECORDS or --records, 10,000) over 3 tenants and
    loads them with the real JSONL ingestion. One tenant (drill-west) goes by Message Batch
    (batch_mode "always"): the fake ends a batch after 1 s, expires the first batch whole and
@@ -18,7 +19,9 @@ What it does, in phases (each timed):
    `pg_terminate_backend` of every connection to the drill database. Every tick (and in
    the deliver phase too) checks that no crash left a record stuck (`invariants`): none
    leased past a chain's lease unless an unapplied Message Batch row holds it, and no
-   "submitting" batch past its give-up.
+   "submitting" batch past its give-up. Then three provider outages, one after the other
+   (`outages`): the key refused (every call 401) for 60 s, an overload (529) across the
+   whole retry ladder, the model not found (404) for 30 s, each healed back to the mix.
 5. deliver: waits until no outbox event is pending: every decision's event reached the
    local webhook receiver, which fails 30 % of deliveries (500, a hang past the sender's
    timeout, a dropped connection) and verifies every signature.
@@ -29,19 +32,25 @@ What it does, in phases (each timed):
    delivery latency from decision to 2xx, and the recovery after the Redis restart: the
    seconds from Redis answering again to the first stage completed after it (the sweep sees
    the broker's lost marker and frees every lease at once: workers/broker_watch.py), and
-   the batches (the batch tenant's attempts all went by batch, one batch at least expired
-   whole, every batch was applied).
+   the batches (the batch tenant's attempts all went by batch, but the breaker's probes; one
+   batch at least expired whole, every batch was applied), and per outage
+   (`outage_checks`): no record escalated and no retry spent for a fleet fault, one
+   provider_down page opened and resolved, the resume after the heal within a probe
+   interval plus a sweep interval (plus one stage), and the calls the fake got meanwhile.
 
 `--broker rabbitmq` runs the same drill on the local RabbitMQ, in a vhost named like the
 database (re-created), and the broker fault restarts RabbitMQ (`rabbitmqctl shutdown`, then
 `rabbitmq-server -detached`) instead of Redis: its durable queues keep their messages, so the
 recovery check measures the workers' reconnection, not a marker.
 
-Exit status 0 when every check passes, 1 otherwise. Every process started here is stopped,
-and the broker is running again when the drill ends, whatever happened (Ctrl-C included).
+Exit status 0 when every check passes, 1 otherwise. Every process started here is stopped
+(its own redis-server too), and a RabbitMQ broker is running again when the drill ends,
+whatever happened (Ctrl-C included).
 
-Modules: `setup` (configuration, services, fleet, ingest), `faults` (the counting fake and
-the injected faults), `checks` (the checks and the result table); the run is here.
+Modules: `setup` (configuration, services, fleet, ingest), `redis_server` (its own Redis),
+`faults` (the counting fake and the injected faults), `outages` (the provider outages and
+the timed PagerDuty receiver), `checks` and `outage_checks` (the checks and the result
+table); the run is here.
 """
 
 from __future__ import annotations
@@ -51,6 +60,7 @@ import os
 import signal
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +77,9 @@ from enrichment.tooling.drill.checks import (
 )
 from enrichment.tooling.drill.faults import CountingFake, Injector
 from enrichment.tooling.drill.invariants import LeaseWatch
+from enrichment.tooling.drill.outage_checks import check_outages
+from enrichment.tooling.drill.outages import Outages, TimedPagerDuty, outage_lines
+from enrichment.tooling.drill.redis_server import RedisServer, free_port
 from enrichment.tooling.drill.setup import (
     BROKERS,
     RECEIVER_TIMEOUT_S,
@@ -76,9 +89,9 @@ from enrichment.tooling.drill.setup import (
     batch_one_tenant,
     fleet_env,
     ingest_records,
+    leave_broker,
     point_webhooks,
     reset_services,
-    start_broker,
     start_fleet,
 )
 from enrichment.tooling.progress import Progress, ProgressLine, read_progress
@@ -95,11 +108,8 @@ def main(argv: list[str]) -> int:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _sigterm)
     print(f"drill: {cfg.records} records on {cfg.broker}, logs in {cfg.run_dir}", flush=True)
-    try:
-        checks, phases, injector = _drill(cfg)
-    finally:
-        start_broker(cfg)  # whatever happened, the broker is left running
-    print_table(checks, phases, injector)
+    checks, phases, injector, outages = _drill(cfg)
+    print_table(checks, phases, injector, outage_lines(outages))
     failed = [c.name for c in checks if c.ok is False]
     print("\nDRILL " + ("FAILED: " + "; ".join(failed) if failed else "PASSED"), flush=True)
     return 1 if failed else 0
@@ -118,6 +128,16 @@ def parse_args(argv: list[str]) -> DrillConfig:
     p.add_argument(
         "--webhook-backoff-scale", type=float, default=0.002, help="delivery retry schedule scale"
     )
+    p.add_argument(
+        "--backoff-scale", type=float, default=0.002, help="the retry ladder's scale (0.002)"
+    )
+    p.add_argument(
+        "--outage-scale",
+        type=float,
+        default=1.0,
+        help="key refused 60 s and model not found 30 s, times this (the overload lasts the"
+        " whole retry ladder)",
+    )
     p.add_argument("--timeout-s", type=float, default=1800.0, help="run phase limit (s)")
     p.add_argument("--lease-ttl-s", type=float, default=90.0, help="fleet lease TTL (s)")
     p.add_argument("--sweep-batch", type=int, default=100, help="records per sweep per beat")
@@ -134,6 +154,8 @@ def parse_args(argv: list[str]) -> DrillConfig:
         fault_rate=a.fault_rate,
         receiver_fault_rate=a.receiver_fault_rate,
         webhook_backoff_scale=a.webhook_backoff_scale,
+        backoff_scale=a.backoff_scale,
+        outage_scale=a.outage_scale,
         timeout_s=a.timeout_s,
         lease_ttl_s=a.lease_ttl_s,
         sweep_batch=a.sweep_batch,
@@ -151,7 +173,11 @@ def _sigterm(_signum: int, _frame: Any) -> None:
     raise KeyboardInterrupt  # the same clean-up path as Ctrl-C
 
 
-def _drill(cfg: DrillConfig) -> tuple[list[Check], Phases, Injector | None]:
+def _drill(cfg: DrillConfig) -> tuple[list[Check], Phases, Injector | None, Outages | None]:
+    redis_server = None
+    if cfg.broker == "redis":
+        cfg = replace(cfg, redis_port=cfg.redis_port or free_port())
+        redis_server = RedisServer(cfg.redis_port, cfg.run_dir)
     phases = Phases()
     fake = CountingFake(
         faults=f"mix={cfg.fault_rate}",
@@ -165,43 +191,57 @@ def _drill(cfg: DrillConfig) -> tuple[list[Check], Phases, Injector | None]:
     receiver = Receiver(
         fail_rate=cfg.receiver_fault_rate, seed=cfg.seed, hang_s=RECEIVER_TIMEOUT_S * 1.5
     )
-    fleet, injector = None, None
+    pagerduty = TimedPagerDuty()
+    fleet, injector, outages = None, None, None
     try:
         with phases.phase("setup"):
-            reset_services(cfg)
+            reset_services(cfg, redis_server)
             fake.start()
             receiver.__enter__()
+            pagerduty.__enter__()
         factory = db.session_factory(cfg.db_url)
         with phases.phase("ingest"):
             total = ingest_records(cfg, factory)
             receiver.secret = point_webhooks(factory, receiver.url)
             batch_one_tenant(factory)
         with phases.phase("fleet"):
-            fleet = Fleet(cfg, fleet_env(cfg, fake.base_url))
+            fleet = Fleet(cfg, fleet_env(cfg, fake.base_url, pagerduty.url))
             start_fleet(fleet)
-        injector = Injector(cfg, fleet, phases)
+        injector = Injector(cfg, fleet, phases, redis_server)
+        outages = Outages(cfg, fake, pagerduty, factory, phases)
         watch = LeaseWatch(cfg.fleet_settings())
         with phases.phase("run"):
-            run_until_terminal(cfg, factory, injector, watch)
+            run_until_terminal(cfg, factory, injector, watch, outages)
         with phases.phase("deliver"):
             wait_for_events(cfg, factory, watch)
         with phases.phase("stop"):
             fleet.stop()
             fleet = None
         with phases.phase("checks"):
+            total += outages.arrived
             checks = run_checks(
-                cfg, factory, fake, receiver, total, broker_back_at=injector.broker_back_at
+                cfg,
+                factory,
+                fake,
+                receiver,
+                total,
+                broker_back_at=injector.broker_back_at,
+                probe_windows=outages.probe_windows(),
             )
+            with factory() as s:
+                checks += check_outages(s, outages)
         checks += check_lease_watch(watch)
         if injector.pending:
             checks.append(Check("faults not injected", len(injector.pending), "0", False))
-        return checks, phases, injector
+        return checks, phases, injector, outages
     finally:
         if fleet is not None:
             fleet.stop()
         fake.close()
         receiver.close()
+        pagerduty.__exit__()
         db.dispose_engines()
+        leave_broker(cfg, redis_server)  # whatever happened (Ctrl-C included)
 
 
 # ---------------------------------------------------------------- the run
@@ -212,9 +252,11 @@ def run_until_terminal(
     factory: sessionmaker[Session],
     injector: Injector,
     watch: LeaseWatch | None = None,
+    outages: Outages | None = None,
 ) -> Progress:
     """Poll every second; check the lease invariant (`watch`) on every tick; inject faults
-    at their marks; stop when all is terminal."""
+    at their marks, then run the provider outages; stop when all is terminal and every
+    outage is over."""
     deadline = time.monotonic() + cfg.timeout_s
     line = ProgressLine(every_s=PROGRESS_EVERY_S)
     last = None
@@ -225,7 +267,10 @@ def run_until_terminal(
         if p is not None:
             last = p
             injector.maybe_inject(p, line.say)
-            if p.done and not injector.pending:
+            if outages is not None:
+                outages.tick(p, line.say)
+            busy = injector.pending or (outages is not None and outages.busy)
+            if p.done and not busy:
                 break
             line.draw(p, injector.phases.elapsed_s)
         time.sleep(1.0)

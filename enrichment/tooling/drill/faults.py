@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -19,8 +18,9 @@ from sqlalchemy import create_engine, text
 
 from enrichment.core.models import utcnow
 from enrichment.tooling.drill import rabbitmq
+from enrichment.tooling.drill.redis_server import RedisServer, shutdown_nosave
 from enrichment.tooling.drill.setup import (
-    REDIS_PORT,
+    SHARED_REDIS_PORT,
     DrillConfig,
     Fleet,
     Phases,
@@ -46,15 +46,23 @@ class CountingFake(FakeAnthropic):
     A record is recognised by its delimited customer data, which is the same for all of its
     stages and unique per generated record (an accidental twin would only add to one count,
     so the per-record maximum can only be over-, never under-stated).
+
+    While `outage` names a provider outage (outages.py sets it with `faults`), requests are
+    counted per record in `during[outage]` instead of `per_record`: what the breaker let
+    through then is judged per outage, not against a record's retry budget.
     """
 
     def __init__(self, **kw: Any) -> None:
         super().__init__(keep_requests=0, **kw)
         self.per_record: Counter[str] = Counter()
+        self.during: dict[str, Counter[str]] = {}
+        self.outage: str | None = None
         self.kinds: Counter[str] = Counter()
 
     def respond(self, path: str, headers: dict[str, str], raw: bytes):
-        self.per_record[_record_key(raw)] += 1
+        outage = self.outage
+        counts = self.per_record if outage is None else self.during.setdefault(outage, Counter())
+        counts[_record_key(raw)] += 1
         return super().respond(path, headers, raw)
 
     def _next_entry(self, raw: bytes):
@@ -91,13 +99,9 @@ def terminate_pg(cfg: DrillConfig) -> int:
 
 
 def restart_redis() -> None:
-    """Shut Redis down without saving (the queue is lost), then start it again."""
-    subprocess.run(
-        ["redis-cli", "-p", str(REDIS_PORT), "shutdown", "nosave"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        check=False,
-    )
+    """Restart the shared Redis without saving: tests/test_broker_loss.py's (the drill
+    restarts its own server: `RedisServer.restart`)."""
+    shutdown_nosave(SHARED_REDIS_PORT)
     deadline = time.monotonic() + 10
     while redis_up() and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -107,8 +111,10 @@ def restart_redis() -> None:
 class Injector:
     """Injects each fault once, when the share of terminal records passes its mark."""
 
-    def __init__(self, cfg: DrillConfig, fleet: Fleet, phases: Phases) -> None:
-        self.cfg, self.fleet, self.phases = cfg, fleet, phases
+    def __init__(
+        self, cfg: DrillConfig, fleet: Fleet, phases: Phases, redis: RedisServer | None = None
+    ) -> None:
+        self.cfg, self.fleet, self.phases, self.redis = cfg, fleet, phases, redis
         self.pending = fault_marks(cfg.broker)
         self.done: list[tuple[str, float, str]] = []
         # When the broker answered again after its restart: the recovery check measures from here.
@@ -134,10 +140,11 @@ class Injector:
         return "SIGKILL worker-1 process group; started worker-4"
 
     def _restart_redis(self) -> str:
-        started = time.monotonic()
-        restart_redis()
+        if self.redis is None:
+            raise RuntimeError("the Redis restart needs the drill's own RedisServer")
+        down_s = self.redis.restart()
         self.broker_back_at = utcnow()
-        return f"shutdown nosave + restart, PING after {time.monotonic() - started:.1f}s"
+        return f"shutdown nosave + restart on :{self.redis.port}, PING after {down_s:.1f}s"
 
     def _restart_rabbitmq(self) -> str:
         down_s = rabbitmq.restart()

@@ -12,11 +12,11 @@ import json
 import subprocess
 import tempfile
 import time
+import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import redis
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -26,6 +26,7 @@ from enrichment.delivery import webhooks
 from enrichment.ingestion import ingest
 from enrichment.tooling import generate
 from enrichment.tooling.drill import rabbitmq
+from enrichment.tooling.drill.redis_server import RedisServer, answers
 from enrichment.tooling.processes import (
     Proc,
     recreate_database,
@@ -40,22 +41,15 @@ BROKERS = ("redis", "rabbitmq")
 TENANTS = ("drill-north", "drill-south", "drill-west")
 # Its records go by Message Batch (batch_mode "always"); the other two by chains.
 BATCH_TENANT = "drill-west"
-REDIS_PORT = 6379
-# Exactly the brief's restart command: no persistence, so the restart loses the queue.
-REDIS_START = [
-    "redis-server",
-    "--daemonize",
-    "yes",
-    "--bind",
-    "127.0.0.1",
-    "--port",
-    str(REDIS_PORT),
-    "--save",
-    "",
-    "--appendonly",
-    "no",
-]
+# The shared Redis: never touched by the drill (it runs its own: redis_server.py). Only the
+# legacy helpers below (tests/test_broker_loss.py restarts it) use it.
+SHARED_REDIS_PORT = 6379
+SHARED_REDIS_START = ["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "--port",
+                      str(SHARED_REDIS_PORT), "--save", "", "--appendonly", "no"]  # fmt: skip
 SDK_MAX_RETRIES = 2
+AI_TIMEOUT_S = 2.0  # the fleet's per-call timeout; the fake's "timeout" fault hangs past it
+SDK_RETRY_WAIT_S = 1.0  # the most the SDK waits between its tries
+PAGERDUTY_ROUTING_KEY = "drill0pagerduty0routing0key00000"  # any 32 characters will do
 RECEIVER_TIMEOUT_S = 1.0  # the fleet's webhook timeout; the receiver's "hang" outlasts it
 WORKER_READY_TIMEOUT_S = 90.0
 
@@ -73,8 +67,14 @@ class DrillConfig:
     lease_ttl_s: lease TTL given to the fleet (seconds, 90): how long a lost message waits
     before the sweep claims its record again. sweep_batch: records one sweep claims (per
     beat, every sweep_interval_s = 2 s), which keeps the queue about as deep as the fleet
-    can work through within one lease. broker: "redis" (db `redis_db`) or "rabbitmq" (the
-    local server, in a vhost named like the database, `db_name`).
+    can work through within one lease. broker: "redis" (db `redis_db` of the drill's own
+    redis-server on `redis_port`, a free port picked at start when 0: never the shared
+    6379) or "rabbitmq" (the local server, in a vhost named like the database, `db_name`).
+    backoff_scale: the retry ladder's scale (0.002: 1m/5m/15m/1h/4h become 0.12..28.8 s).
+    outage_scale: multiplies the key-refused (60 s) and model-not-found (30 s) outages
+    (outages.py); the overload lasts the whole retry ladder at `backoff_scale` whatever it
+    is. probe_*_s, breaker_*, monitor_interval_s: the breaker and the monitor at the drill's
+    speed (`fleet_env` says why).
     """
 
     records: int = 10_000
@@ -92,6 +92,14 @@ class DrillConfig:
     sweep_batch: int = 100
     db_name: str = "drill"
     redis_db: int = 9
+    redis_port: int = 0
+    backoff_scale: float = 0.002
+    outage_scale: float = 1.0
+    probe_initial_s: float = 2.0
+    probe_max_s: float = 4.0
+    breaker_window_s: float = 10.0
+    breaker_min_calls: int = 20
+    monitor_interval_s: float = 3.0
     broker: str = "redis"
     seed: int = 11
     run_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="drill-")))
@@ -104,7 +112,7 @@ class DrillConfig:
     def broker_url(self) -> str:
         if self.broker == "rabbitmq":
             return f"amqp://guest:guest@127.0.0.1:5672/{self.db_name}"
-        return f"redis://127.0.0.1:{REDIS_PORT}/{self.redis_db}"
+        return f"redis://127.0.0.1:{self.redis_port}/{self.redis_db}"
 
     @property
     def max_retries(self) -> int:
@@ -146,40 +154,35 @@ class Phases:
 # ---------------------------------------------------------------- services
 
 
-def reset_services(cfg: DrillConfig) -> None:
-    """The broker up and empty (the Redis db flushed, or the vhost re-created); the drill
-    database re-created and migrated."""
+def reset_services(cfg: DrillConfig, redis_server: RedisServer | None) -> None:
+    """The broker up and empty (the drill's own redis-server started, or the vhost
+    re-created); the drill database re-created and migrated."""
     if cfg.broker == "rabbitmq":
         rabbitmq.start()
         rabbitmq.reset_vhost(cfg.broker_url)
-    else:
-        start_redis()
-        redis.Redis.from_url(cfg.broker_url).flushdb()
+    elif redis_server is not None:
+        redis_server.start()  # a new process with no persistence: empty
     recreate_database(cfg.db_name)
 
 
-def start_broker(cfg: DrillConfig) -> None:
-    """The drill's broker running again, whatever happened to it."""
+def leave_broker(cfg: DrillConfig, redis_server: RedisServer | None) -> None:
+    """How the drill leaves its broker, whatever happened: the local RabbitMQ running, the
+    drill's own redis-server stopped."""
     if cfg.broker == "rabbitmq":
         rabbitmq.start()
-    else:
-        start_redis()
+    elif redis_server is not None:
+        redis_server.stop()
 
 
+# tests/test_broker_loss.py restarts the shared Redis with these two (the drill never does).
 def redis_up() -> bool:
-    client = redis.Redis(host="127.0.0.1", port=REDIS_PORT, socket_timeout=1)
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
-    finally:
-        client.close()
+    return answers(SHARED_REDIS_PORT)
 
 
 def start_redis(timeout_s: float = 20.0) -> None:
-    """Start redis-server as the brief says (if it is not running) and wait for PING."""
+    """Start the shared redis-server (if it is not running) and wait for PING."""
     if not redis_up():
-        subprocess.run(REDIS_START, check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(SHARED_REDIS_START, check=True, stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + timeout_s
     while not redis_up():
         if time.monotonic() > deadline:
@@ -190,7 +193,7 @@ def start_redis(timeout_s: float = 20.0) -> None:
 # ---------------------------------------------------------------- the fleet
 
 
-def fleet_env(cfg: DrillConfig, fake_url: str) -> dict[str, str]:
+def fleet_env(cfg: DrillConfig, fake_url: str, pagerduty_url: str) -> dict[str, str]:
     """The workers' and beats' environment: the drill's services, scaled-down time."""
     return scrubbed_env(
         DATABASE_URL=cfg.db_url,
@@ -200,18 +203,35 @@ def fleet_env(cfg: DrillConfig, fake_url: str) -> dict[str, str]:
         ENRICHMENT_AI_PROVIDER="anthropic",
         ANTHROPIC_API_KEY="sk-ant-drill-test-key",
         ANTHROPIC_BASE_URL=fake_url,
-        ENRICHMENT_AI_TIMEOUT_S="2",
+        ENRICHMENT_AI_TIMEOUT_S=str(AI_TIMEOUT_S),
         ENRICHMENT_AI_RPM="0",  # the fake has no quota; the limiter has its own tests
         ENRICHMENT_ANTHROPIC_MAX_RETRIES=str(SDK_MAX_RETRIES),
-        ENRICHMENT_ANTHROPIC_MAX_RETRY_WAIT_S="1",
-        # 1m/5m/15m/1h/4h -> 0.12/0.6/1.8/7.2/28.8 s: all five retries within ~40 s.
-        ENRICHMENT_BACKOFF_SCALE="0.002",
+        ENRICHMENT_ANTHROPIC_MAX_RETRY_WAIT_S=str(SDK_RETRY_WAIT_S),
+        # At 0.002, 1m/5m/15m/1h/4h -> 0.12/0.6/1.8/7.2/28.8 s: all five retries within ~40 s.
+        ENRICHMENT_BACKOFF_SCALE=str(cfg.backoff_scale),
         ENRICHMENT_LOW_CONFIDENCE_RECHECK_S="1",
         ENRICHMENT_SWEEP_INTERVAL_S=str(cfg.sweep_interval_s),
         ENRICHMENT_SWEEP_HORIZON_S=str(cfg.sweep_horizon_s),
         ENRICHMENT_SWEEP_BATCH_SIZE=str(cfg.sweep_batch),
         ENRICHMENT_LEASE_TTL_S=str(cfg.lease_ttl_s),
-        ENRICHMENT_MONITOR_INTERVAL_S="15",
+        # A monitor tick every second (interval / the warning divisor, 3), so a provider_down
+        # page is sent and resolved within about a second of the breaker opening and closing:
+        # the outages (and the healthy gaps between them) last seconds, not hours.
+        ENRICHMENT_MONITOR_INTERVAL_S=str(cfg.monitor_interval_s),
+        PAGERDUTY_ROUTING_KEY=PAGERDUTY_ROUTING_KEY,
+        ENRICHMENT_PAGERDUTY_URL=pagerduty_url,
+        # The breaker at the drill's scale. A probe every 2 s, then 4 s (not 15..120 s): the
+        # resume after a heal is bounded by the probe interval, and a drill outage lasts under
+        # a minute. A 10 s window (not 60 s): at the drill's hundreds of calls a second, a 60 s
+        # window full of successes would keep an overload from reaching the 50 % ratio for
+        # most of a minute. 20 calls at least (the default): at the 60-record size an
+        # overload still gathers 20 in a few seconds, while the healthy mix (under 1 % of
+        # calls still failing after the SDK's 3 tries; 18 % of batch results, which have no
+        # SDK retry) stays far from 10 failures in 20.
+        ENRICHMENT_BREAKER_PROBE_INITIAL_S=str(cfg.probe_initial_s),
+        ENRICHMENT_BREAKER_PROBE_MAX_S=str(cfg.probe_max_s),
+        ENRICHMENT_BREAKER_WINDOW_S=str(cfg.breaker_window_s),
+        ENRICHMENT_BREAKER_MIN_CALLS=str(cfg.breaker_min_calls),
         # Decisions go to the drill's local receiver (plain http on 127.0.0.1), retried on
         # the 1m..12h schedule scaled down. 12 attempts, not 8: with 30 % of the receiver's
         # answers failing, 8 failures in a row would hit about 2 of 25,000 events.
@@ -285,13 +305,18 @@ def start_fleet(fleet: Fleet) -> None:
 # ---------------------------------------------------------------- ingest
 
 
-def ingest_records(cfg: DrillConfig, factory: sessionmaker[Session]) -> int:
-    """Generate and load `cfg.records` records spread over the three tenants."""
-    path = cfg.run_dir / "drill.jsonl"
+def ingest_records(
+    cfg: DrillConfig, factory: sessionmaker[Session], count: int | None = None, *, tag: str = ""
+) -> int:
+    """Generate and load `count` (default `cfg.records`) records spread over the three
+    tenants; a `tag` (later arrivals) gives them ids, contents and a file of their own."""
+    count = cfg.records if count is None else count
+    path = cfg.run_dir / f"drill{tag}.jsonl"
+    seed = cfg.seed + (zlib.crc32(tag.encode()) if tag else 0)
     with path.open("w", encoding="utf-8") as f:
         for i, tenant in enumerate(TENANTS):
-            count = cfg.records // len(TENANTS) + (i < cfg.records % len(TENANTS))
-            for line in generate.generate_lines(tenant, count, cfg.seed + i, id_prefix=tenant):
+            n = count // len(TENANTS) + (i < count % len(TENANTS))
+            for line in generate.generate_lines(tenant, n, seed + i, id_prefix=tenant + tag):
                 f.write(json.dumps(line, ensure_ascii=False) + "\n")
     report = ingest.ingest_file(factory, path, create_tenants=True)
     if report.rejected:
