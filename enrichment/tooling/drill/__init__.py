@@ -60,6 +60,7 @@ import os
 import signal
 import threading
 import time
+from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -192,13 +193,15 @@ def _drill(cfg: DrillConfig) -> tuple[list[Check], Phases, Injector | None, Outa
         fail_rate=cfg.receiver_fault_rate, seed=cfg.seed, hang_s=RECEIVER_TIMEOUT_S * 1.5
     )
     pagerduty = TimedPagerDuty()
+    # Closes only the receivers that started: shutting down one that never served blocks.
+    receivers = ExitStack()
     fleet, injector, outages = None, None, None
     try:
         with phases.phase("setup"):
             reset_services(cfg, redis_server)
             fake.start()
-            receiver.__enter__()
-            pagerduty.__enter__()
+            receivers.enter_context(receiver)
+            receivers.enter_context(pagerduty)
         factory = db.session_factory(cfg.db_url)
         with phases.phase("ingest"):
             total = ingest_records(cfg, factory)
@@ -238,8 +241,7 @@ def _drill(cfg: DrillConfig) -> tuple[list[Check], Phases, Injector | None, Outa
         if fleet is not None:
             fleet.stop()
         fake.close()
-        receiver.close()
-        pagerduty.__exit__()
+        receivers.close()
         db.dispose_engines()
         leave_broker(cfg, redis_server)  # whatever happened (Ctrl-C included)
 
