@@ -304,3 +304,29 @@ def test_a_refused_key_never_goes_to_the_fallback(factory, ai_settings, fake):
     assert stage(factory, settings, second.record_id, second.lease_token).kind == "deferred"
     assert len(fake.requests) == calls  # the fallback shares the key: no call at all
     assert sweep(factory, settings) == []
+
+
+def test_the_ratio_counts_the_latest_calls_however_busy_the_minute_was(factory, ai_settings, fake):
+    # Given a busy minute: 50 calls that succeeded just before the overload began.
+    (record_id,) = seed(factory, 1)
+    with factory.begin() as s:
+        tenant_id = s.get(R, record_id).tenant_id
+        ok = dict(tenant_id=tenant_id, record_id=record_id, stage="order_analysis",
+                  latency_s=0.1, provider="anthropic", model="claude-haiku-5-5")  # fmt: skip
+        s.add_all([A(outcome="completed", **ok) for _ in range(50)])
+    key = breaker_store.key_for(ai_settings)
+
+    def fail(n, **kw):
+        with factory.begin() as s:
+            s.add_all([A(outcome="deferred", fault="overload", **ok, **kw) for _ in range(n)])
+        return breaker_store.record_fault(
+            engine(factory), key, "overload", ai_settings.breaker, utcnow()
+        )
+
+    # When one interactive call fails, then nine Message Batch results (the provider's past,
+    # not counted): 1 of the last 4 calls failed, and it stays closed.
+    fail(1)
+    assert fail(9, batch_id=1).is_closed
+    # Then a second interactive failure makes 2 of the last 4 (min_calls): it opens, after
+    # two failures, not after as many as the busy minute's 50 successes.
+    assert fail(1).state == breaker.OPEN

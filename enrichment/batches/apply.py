@@ -181,7 +181,8 @@ def apply_one(
         if outcome.kind in ("continue", "retry"):
             # No chain goes on from here: the next sweep or batch takes the record when due.
             run.writes.update(lease_token=None, lease_expires_at=None)
-        if not pipeline.write(conn, run, {**attempt, "batch_id": batch.id}):
+        attempt["batch_id"] = batch.id
+        if not pipeline.write(conn, run, attempt):
             return "stale"
     breaker_store.learn(factory.kw["bind"], settings, key, seen, attempt)
     for level, event, fields in run.logs:

@@ -124,6 +124,8 @@ def learn(
     fault, now = attempt["fault"], utcnow()
     if fault in FLEET or fault == Cause.BAD_REQUEST:
         record_fault(engine, key, fault, settings.breaker, now)
+    elif attempt.get("batch_id") is not None:
+        return  # a batch result is the provider's past, not a probe's answer: it never closes
     elif attempt["outcome"] in ("completed", "failed") and not seen.is_closed:
         record_success(engine, key, now)
 
@@ -139,7 +141,7 @@ def record_fault(
         return seen
     with engine.begin() as conn:
         current = load(conn, key, lock=True)
-        faults, calls = window_counts(conn, key, now, cfg.window_s)
+        faults, calls = window_counts(conn, key, now, cfg)
         new = breaker.on_fault(current, cause, faults, calls, now, cfg)
         if new != current:
             store(conn, current, new)
@@ -157,23 +159,31 @@ def record_success(engine: Engine, key: tuple[str, str], now: datetime) -> Break
 
 
 def window_counts(
-    conn: Connection, key: tuple[str, str], now: datetime, window_s: float
+    conn: Connection, key: tuple[str, str], now: datetime, cfg: BreakerConfig
 ) -> tuple[int, int]:
-    """(calls failing for a ratio cause, calls) in the last `window_s` on this provider and
-    model, from the attempt rows (ix_enrichment_attempts_created): stages that never called
-    (paused, rate limited by our own limiter) are not calls."""
+    """(calls failing for a ratio cause, calls) among the last `min_calls` interactive calls
+    on this provider and model within `window_s`, from the attempt rows (a backward walk of
+    ix_enrichment_attempts_created). A count window, not a time window: over a minute of
+    traffic a busy fleet would spend as many calls failing as it had succeeded before the
+    ratio tripped. Stages that never called (paused, held by our own rate limiter) are not
+    calls, and Message Batch results are not either: they tell of the provider's state
+    when the batch ran, not now."""
     A = EnrichmentAttempt
-    since = now - timedelta(seconds=window_s)
+    since = now - timedelta(seconds=cfg.window_s)
     called = [
         A.created_at > since,
         A.provider == key[0],
         A.outcome.in_(("completed", "failed", "deferred")),
         A.fault.is_distinct_from(PAUSED),
+        A.batch_id.is_(None),
     ]
     if key[0] == "anthropic":  # the local provider names no model per call
         called.append(A.model == key[1])
-    failing = func.count().filter(A.fault.in_(sorted(RATIO)))
-    row = conn.execute(select(failing, func.count()).where(*called)).one()
+    recent = (
+        select(A.fault).where(*called).order_by(A.created_at.desc()).limit(cfg.min_calls)
+    ).subquery()
+    failing = func.count().filter(recent.c.fault.in_(sorted(RATIO)))
+    row = conn.execute(select(failing, func.count()).select_from(recent)).one()
     return int(row[0]), int(row[1])
 
 

@@ -268,10 +268,12 @@ class BreakerConfig:
     """The provider breaker (ENRICHMENT_BREAKER_*; core/breaker.py has the rules).
 
     window_s, min_calls, failure_ratio: overload, 5xx, timeouts and 400s open the breaker
-    when at least `failure_ratio` (0.5) of at least `min_calls` (20) calls in the last
-    `window_s` (60 s) failed so: LiteLLM's router cools a deployment at 50 % in a minute, and
-    a minimum volume (Portkey's minimum_requests) keeps two unlucky calls from pausing a quiet
-    fleet. The SDK's own retries have already absorbed the short blips by then.
+    when at least `failure_ratio` (0.5) of the last `min_calls` (20) interactive calls, all
+    within the last `window_s` (60 s), failed so: LiteLLM's router cools a deployment at 50 %
+    in a minute; a count window (Resilience4j's COUNT_BASED) trips after about ten failures
+    however busy the fleet, and the minimum volume (Portkey's minimum_requests) keeps two
+    unlucky calls from pausing a quiet fleet. The SDK's own retries have already absorbed
+    the short blips by then.
     probe_initial_s, probe_max_s: while open, one real call per probe interval, from 15 s,
     doubling on each failed probe up to 120 s (the issue's "30 s or less, at most 2 min").
     fallback_model: ENRICHMENT_ANTHROPIC_FALLBACK_MODEL, one hop taken while the primary's
