@@ -41,6 +41,7 @@ BROKERS = ("redis", "rabbitmq")
 TENANTS = ("drill-north", "drill-south", "drill-west")
 # Its records go by Message Batch (batch_mode "always"); the other two by chains.
 BATCH_TENANT = "drill-west"
+CHAIN_TENANTS = tuple(t for t in TENANTS if t != BATCH_TENANT)
 # The shared Redis: never touched by the drill (it runs its own: redis_server.py). Only the
 # legacy helpers below (tests/test_broker_loss.py restarts it) use it.
 SHARED_REDIS_PORT = 6379
@@ -73,8 +74,8 @@ class DrillConfig:
     backoff_scale: the retry ladder's scale (0.002: 1m/5m/15m/1h/4h become 0.12..28.8 s).
     outage_scale: multiplies the key-refused (60 s) and model-not-found (30 s) outages
     (outages.py); the overload lasts the whole retry ladder at `backoff_scale` whatever it
-    is. probe_*_s, breaker_*, monitor_interval_s: the breaker and the monitor at the drill's
-    speed (`fleet_env` says why).
+    is. probe_initial_s, probe_max_s, monitor_interval_s: the breaker's probes and the
+    monitor at the drill's speed (`fleet_env` says why).
     """
 
     records: int = 10_000
@@ -97,8 +98,6 @@ class DrillConfig:
     outage_scale: float = 1.0
     probe_initial_s: float = 2.0
     probe_max_s: float = 4.0
-    breaker_window_s: float = 10.0
-    breaker_min_calls: int = 20
     monitor_interval_s: float = 3.0
     broker: str = "redis"
     seed: int = 11
@@ -220,18 +219,14 @@ def fleet_env(cfg: DrillConfig, fake_url: str, pagerduty_url: str) -> dict[str, 
         ENRICHMENT_MONITOR_INTERVAL_S=str(cfg.monitor_interval_s),
         PAGERDUTY_ROUTING_KEY=PAGERDUTY_ROUTING_KEY,
         ENRICHMENT_PAGERDUTY_URL=pagerduty_url,
-        # The breaker at the drill's scale. A probe every 2 s, then 4 s (not 15..120 s): the
-        # resume after a heal is bounded by the probe interval, and a drill outage lasts under
-        # a minute. A 10 s window (not 60 s): at the drill's hundreds of calls a second, a 60 s
-        # window full of successes would keep an overload from reaching the 50 % ratio for
-        # most of a minute. 20 calls at least (the default): at the 60-record size an
-        # overload still gathers 20 in a few seconds, while the healthy mix (under 1 % of
-        # calls still failing after the SDK's 3 tries; 18 % of batch results, which have no
-        # SDK retry) stays far from 10 failures in 20.
+        # The breaker's probes at the drill's scale: every 2 s, then 4 s (not 15..120 s), as
+        # the resume after a heal is bounded by the probe interval and a drill outage lasts
+        # under a minute. Its ratio keeps the defaults (half of the last 20 interactive calls
+        # within 60 s): 10 records waiting gather 20 calls in a few seconds of an overload,
+        # while the healthy mix (under 1 % of calls still failing after the SDK's 3 tries)
+        # stays far from 10 failures in 20.
         ENRICHMENT_BREAKER_PROBE_INITIAL_S=str(cfg.probe_initial_s),
         ENRICHMENT_BREAKER_PROBE_MAX_S=str(cfg.probe_max_s),
-        ENRICHMENT_BREAKER_WINDOW_S=str(cfg.breaker_window_s),
-        ENRICHMENT_BREAKER_MIN_CALLS=str(cfg.breaker_min_calls),
         # Decisions go to the drill's local receiver (plain http on 127.0.0.1), retried on
         # the 1m..12h schedule scaled down. 12 attempts, not 8: with 30 % of the receiver's
         # answers failing, 8 failures in a row would hit about 2 of 25,000 events.
@@ -306,16 +301,21 @@ def start_fleet(fleet: Fleet) -> None:
 
 
 def ingest_records(
-    cfg: DrillConfig, factory: sessionmaker[Session], count: int | None = None, *, tag: str = ""
+    cfg: DrillConfig,
+    factory: sessionmaker[Session],
+    count: int | None = None,
+    *,
+    tag: str = "",
+    tenants: tuple[str, ...] = TENANTS,
 ) -> int:
-    """Generate and load `count` (default `cfg.records`) records spread over the three
-    tenants; a `tag` (later arrivals) gives them ids, contents and a file of their own."""
+    """Generate and load `count` (default `cfg.records`) records spread over `tenants` (the
+    three); a `tag` (later arrivals) gives them ids, contents and a file of their own."""
     count = cfg.records if count is None else count
     path = cfg.run_dir / f"drill{tag}.jsonl"
     seed = cfg.seed + (zlib.crc32(tag.encode()) if tag else 0)
     with path.open("w", encoding="utf-8") as f:
-        for i, tenant in enumerate(TENANTS):
-            n = count // len(TENANTS) + (i < count % len(TENANTS))
+        for i, tenant in enumerate(tenants):
+            n = count // len(tenants) + (i < count % len(tenants))
             for line in generate.generate_lines(tenant, n, seed + i, id_prefix=tenant + tag):
                 f.write(json.dumps(line, ensure_ascii=False) + "\n")
     report = ingest.ingest_file(factory, path, create_tenants=True)
