@@ -126,6 +126,9 @@ def sweep(self, tenant: str | None = None) -> int:
     expired = broker_watch.recover_if_lost(self.settings.broker_url, self.sessions, self.settings)
     if expired is not None:
         log.warning("sweep.broker_lost", expired=expired)
+    # A Message Batch whose submit died frees its records here too, not only in a batches
+    # run that a big apply may hold for minutes (batches/apply.py).
+    batch_apply.give_up_lost(self.sessions, self.settings)
     # One claim, sized to what the fleet starts before the next sweep: the broker queue
     # stays shallow and the database keeps deciding the order (selection.py).
     with self.sessions.begin() as session:

@@ -51,23 +51,35 @@ def poll_and_apply(
     and apply the results of those that ended. Returns the outcomes applied, by kind."""
     now = now or utcnow()
     done: Counter[str] = Counter()
-    stale = now - timedelta(seconds=stale_submit_s(settings))
+    give_up_lost(factory, settings, now=now)
     with factory() as s:
-        lost = s.scalars(
-            select(Batch.id).where(Batch.status == SUBMITTING, Batch.created_at < stale)
-        ).all()
         live = s.scalars(
             select(Batch).where(Batch.status.in_([IN_PROGRESS, ENDED])).order_by(Batch.id)
         ).all()
-    for batch_id in lost:
-        handed = hand_back_all(factory, settings, batch_id, GIVEN_UP, error="create unconfirmed")
-        log.warning("batch.given_up", batch=batch_id, handed=handed)
     for batch in live:
         if batch.status == IN_PROGRESS and not _ended(factory, provider, settings, batch):
             continue
         crash_point("batch_apply.after_ended")
         done += apply_results(factory, provider, settings, batch)
     return done
+
+
+def give_up_lost(
+    factory: sessionmaker[Session], settings: Settings, *, now: datetime | None = None
+) -> int:
+    """Give up the "submitting" batches older than `stale_submit_s` (their create never came
+    back) and hand their records back. Beat's sweep calls it too: a batches run busy with a
+    big apply or a slow create must not hold a dead submit's records past the bound.
+    Returns how many batches it gave up."""
+    stale = (now or utcnow()) - timedelta(seconds=stale_submit_s(settings))
+    with factory() as s:
+        lost = s.scalars(
+            select(Batch.id).where(Batch.status == SUBMITTING, Batch.created_at < stale)
+        ).all()
+    for batch_id in lost:
+        handed = hand_back_all(factory, settings, batch_id, GIVEN_UP, error="create unconfirmed")
+        log.warning("batch.given_up", batch=batch_id, handed=handed)
+    return len(lost)
 
 
 def stale_submit_s(settings: Settings) -> float:
