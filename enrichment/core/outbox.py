@@ -15,7 +15,6 @@ ENRICHED = "record.enriched"
 ESCALATED = "record.escalated"
 ACTION_REQUESTED = "action.requested"
 REVIEWED = "record.reviewed"  # a person decided (label, actions); their actions follow
-EVENT_TYPES = (ENRICHED, ESCALATED, REVIEWED, ACTION_REQUESTED)
 
 PENDING, DELIVERED, STOPPED, DEAD = "pending", "delivered", "stopped", "dead"
 

@@ -34,7 +34,6 @@ from typing import Any
 SEVERITY_BOOST_S = {"critical": 3600.0, "high": 1200.0, "medium": 300.0, "low": 0.0}
 PRIORITY_STEP_S = 36.0  # per priority point: priority 100 = one hour
 MAX_PRIORITY = 100
-MAX_BOOST_S = max(SEVERITY_BOOST_S.values()) + MAX_PRIORITY * PRIORITY_STEP_S
 STAGES_PER_RECORD = 3  # analyze, classify, resolve: three completed attempts per record
 
 

@@ -9,7 +9,6 @@ customers' emails, carrier and WMS event text, and other languages on non-Englis
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -39,12 +38,6 @@ class Example:
     label: Label
     ctx: RecordContext
     style: str = ""
-
-
-def id_fraction(external_id: str, salt: str = "split") -> float:
-    """A stable number in [0, 1) for an id (hash() is salted per process, so not that)."""
-    digest = hashlib.blake2b(f"{salt}:{external_id}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2**64
 
 
 def to_context(line: dict[str, Any], record_id: int) -> RecordContext:

@@ -14,7 +14,6 @@ from urllib.parse import unquote, urlsplit
 from workers.queues import answers
 
 # `rabbitmq-server -detached` returns at once; the node answers some seconds later.
-INSTALL = "apt-get install rabbitmq-server"
 START_TIMEOUT_S = 60.0
 CTL_TIMEOUT_S = 60.0
 
