@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enrichment.core.settings import Settings
-from enrichment.monitoring import cadence
+from enrichment.metrics import cadence
 
 
 def schedule(settings: Settings) -> dict:

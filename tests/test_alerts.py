@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
+from enrichment.alerting import alert_store, alerts
+from enrichment.alerting.alerts import AlertState, evaluate, plan, rules_for
 from enrichment.core.monitor_models import Alert, AlertSilence
 from enrichment.core.settings import AlertPolicy
-from enrichment.monitoring import alert_store, alerts, words
-from enrichment.monitoring.alerts import AlertState, evaluate, plan, rules_for
+from enrichment.reporting import words
 from tests.factories import make_tenant
 
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)

@@ -11,7 +11,7 @@ from enrichment.api import app, deps
 from enrichment.core import tenants
 from enrichment.core.models import ExceptionRecord, utcnow
 from enrichment.core.settings import MonitorConfig
-from enrichment.monitoring.monitor import run_monitor
+from enrichment.metrics.monitor import run_monitor
 from tests.factories import make_record
 from tests.routes import ANY_PARAMS, tenant_routes
 

@@ -17,12 +17,13 @@ from datetime import timedelta
 import pytest
 
 from enrichment import cli
+from enrichment.cli import report as report_cli
 from enrichment.core import tenants
 from enrichment.core.models import Review, Tenant, utcnow
 from enrichment.core.settings import get_settings
 from enrichment.core.tenants import UnknownTenant
-from enrichment.monitoring import calibration, report_cli, report_html, reports
-from enrichment.reviews import decide
+from enrichment.reporting import report_html, reports
+from enrichment.reviews import calibration, decide
 from enrichment.reviews.decide import ReviewIn
 from enrichment.tooling import evaluate
 from tests.factories import make_record, make_tenant

@@ -15,8 +15,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from enrichment.api import app, deps
 from enrichment.core.settings import Settings
-from enrichment.monitoring import prom
-from enrichment.monitoring.monitor import run_monitor
+from enrichment.metrics import prom
+from enrichment.metrics.monitor import run_monitor
 from tests.factories import make_record, make_tenant
 from tests.fleet import ROOT
 

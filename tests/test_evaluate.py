@@ -11,10 +11,10 @@ import socket
 import pytest
 
 from enrichment.core.taxonomy import Label
-from enrichment.monitoring import calibration
 from enrichment.providers import local
 from enrichment.providers.local import LocalProvider
 from enrichment.providers.local.features import ALL
+from enrichment.reviews import calibration
 from enrichment.tooling import evaluate, labelled, train_local
 from enrichment.tooling.fake_anthropic import FakeAnthropic
 

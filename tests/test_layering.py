@@ -1,11 +1,13 @@
 """The layout holds: imports run one way, the domain has no Celery, the product no tooling.
 
-Layers, bottom to top (README "Where things are"):
-    core  <  providers, ingestion, monitoring, delivery, reviews
-          <  batches  <  workers  <  api  <  tooling  <  cli
-A module may import its own layer's package and anything below it. The five middle packages
-are siblings: none imports another. `batches` (Message Batches) drives the provider against
-the database, so it sits above them. Nothing under `enrichment/` imports Celery; `workers/`
+Layers, bottom to top (docs/architecture.md):
+    core  <  providers, ingestion, delivery, reviews, alerting
+          <  batches, metrics  <  reporting  <  workers  <  api  <  tooling  <  cli
+A module may import its own layer's package and anything below it; packages of one rank are
+siblings: none imports another. `batches` (Message Batches) drives the provider against the
+database; `metrics` measures and exports, and reads alerting's severities and provider pages;
+`reporting` (the report, its page and charts) presents what metrics, alerting and reviews
+hold. Nothing under `enrichment/` imports Celery; `workers/`
 holds the Celery app. Every import counts, including the ones inside functions.
 """
 
@@ -21,7 +23,9 @@ LAYER_OF_PREFIX = {
     "enrichment.core": "core",
     "enrichment.providers": "providers",
     "enrichment.ingestion": "ingestion",
-    "enrichment.monitoring": "monitoring",
+    "enrichment.alerting": "alerting",
+    "enrichment.metrics": "metrics",
+    "enrichment.reporting": "reporting",
     "enrichment.delivery": "delivery",
     "enrichment.reviews": "reviews",
     "enrichment.batches": "batches",
@@ -35,14 +39,16 @@ RANKS = {
     "core": 0,
     "providers": 1,
     "ingestion": 1,
-    "monitoring": 1,
     "delivery": 1,
     "reviews": 1,
+    "alerting": 1,
     "batches": 2,
-    "workers": 3,
-    "api": 4,
-    "tooling": 5,
-    "cli": 6,
+    "metrics": 2,
+    "reporting": 3,
+    "workers": 4,
+    "api": 5,
+    "tooling": 6,
+    "cli": 7,
 }
 CELERY = ("celery", "kombu")
 
@@ -114,13 +120,18 @@ def test_every_module_has_a_layer():
     ("module", "source", "expected"),
     [
         ("enrichment.core.pipeline", "from celery import chain", "Celery belongs in workers/"),
-        ("enrichment.monitoring.monitor", "import kombu", "Celery belongs in workers/"),
-        ("enrichment.core.models", "from enrichment.monitoring import alerts", "above or beside"),
+        ("enrichment.metrics.monitor", "import kombu", "Celery belongs in workers/"),
+        ("enrichment.core.models", "from enrichment.alerting import alerts", "above or beside"),
+        ("enrichment.alerting.notices", "from enrichment.reporting import words", "above"),
+        ("enrichment.alerting.alerts", "from enrichment.metrics import monitor", "above"),
+        ("enrichment.reviews.calibration", "from enrichment.alerting import alerts", "beside"),
+        ("enrichment.metrics.prom", "from enrichment.batches import submit", "beside"),
+        ("enrichment.reporting.reports", "from workers.tasks import app", "above"),
         ("enrichment.api.deps", "from enrichment.tooling import demo", "above or beside"),
         ("enrichment.providers.local", "from enrichment.ingestion import ingest", "beside"),
         ("workers.tasks", "from enrichment.api import app", "above or beside"),
         ("enrichment.core.db", "def f():\n    from enrichment.cli import main", "above"),
-        ("enrichment.core.states", "from ..monitoring import alerts", "above or beside"),
+        ("enrichment.core.states", "from ..alerting import alerts", "above or beside"),
     ],
 )
 def test_the_checker_catches_each_kind_of_break(module, source, expected):
@@ -131,9 +142,11 @@ def test_the_checker_catches_each_kind_of_break(module, source, expected):
 @pytest.mark.parametrize(
     ("module", "source"),
     [
-        ("enrichment.monitoring.reports", "from enrichment.core import selection"),
+        ("enrichment.reporting.reports", "from enrichment.core import selection"),
         ("enrichment.api.deps", "from workers.tasks import enqueue_chain"),
-        ("enrichment.tooling.demo", "from enrichment.monitoring import monitor"),
+        ("enrichment.tooling.demo", "from enrichment.metrics import monitor"),
+        ("enrichment.metrics.cadence", "from enrichment.alerting.alerts import WARNING"),
+        ("enrichment.reporting.reports", "from enrichment.reviews import calibration"),
         ("workers.tasks", "from celery import chain"),
         ("enrichment.core.pipeline", "from . import states"),
     ],

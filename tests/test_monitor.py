@@ -7,12 +7,14 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import event
 
-from enrichment.core import db
+from enrichment.alerting import alert_store
+from enrichment.cli import report as report_cli
+from enrichment.core import db, text
 from enrichment.core.models import EnrichmentAttempt, SweepStat, Tenant, utcnow
 from enrichment.core.monitor_models import Alert, MetricSnapshot
 from enrichment.core.settings import MonitorConfig, get_settings
-from enrichment.monitoring import alert_store, prom, report_cli, words
-from enrichment.monitoring.monitor import quality_score, run_monitor
+from enrichment.metrics import prom
+from enrichment.metrics.monitor import quality_score, run_monitor
 from tests.factories import make_record, make_tenant
 
 CONFIG = MonitorConfig(window_s=3600.0)
@@ -214,16 +216,16 @@ def test_cli_status_is_critical_when_backlog_crosses_a_tenant_threshold(
 
 
 @pytest.mark.parametrize(
-    ("seconds", "text"),
+    ("seconds", "expected"),
     [(None, "no data"), (0.0004, "0.4 ms"), (0.012, "12 ms"), (3.0, "3 s"), (44.25, "44.2 s"),
      (3600.0, "60 min"), (5400.0, "90 min"), (9000.0, "2.5 h")],
 )  # fmt: skip
-def test_durations_are_shown_in_a_unit_that_fits(seconds, text):
-    assert words.duration(seconds) == text
+def test_durations_are_shown_in_a_unit_that_fits(seconds, expected):
+    assert text.duration(seconds) == expected
 
 
 def test_plural_forms():
-    assert [words.plural(n, "record") for n in (0, 1, 2, 1500)] == [
+    assert [text.plural(n, "record") for n in (0, 1, 2, 1500)] == [
         "0 records", "1 record", "2 records", "1,500 records",
     ]  # fmt: skip
 
@@ -238,7 +240,7 @@ def test_two_beats_scheduling_the_monitor_snapshot_each_tenant_once(factory, set
 
     from sqlalchemy import func, select
 
-    from enrichment.monitoring import notify
+    from enrichment.alerting import notify
 
     def one_run(_):
         snaps = run_monitor(factory, settings, config=CONFIG, min_gap_s=150.0)

@@ -1,5 +1,5 @@
 """WARNING speeds up its tenant's monitor: beat ticks every interval / divisor, and each run
-evaluates only the tenants due (monitoring/cadence.py). Beats are simulated with explicit
+evaluates only the tenants due (metrics/cadence.py). Beats are simulated with explicit
 clocks against the real database, so the counts are exact."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import select, update
 
 from beat_schedule import schedule
+from enrichment.alerting.notify import run_alerts
 from enrichment.core.models import ExceptionRecord, Tenant, utcnow
 from enrichment.core.monitor_models import Alert, MetricSnapshot
 from enrichment.core.settings import (
@@ -21,9 +22,8 @@ from enrichment.core.settings import (
     RoutingConfig,
     get_settings,
 )
-from enrichment.monitoring.cadence import Pace
-from enrichment.monitoring.monitor import run_monitor
-from enrichment.monitoring.notify import run_alerts
+from enrichment.metrics.cadence import Pace
+from enrichment.metrics.monitor import run_monitor
 from tests.factories import make_record, make_tenant
 
 TICK = timedelta(seconds=100)  # 300 s / 3

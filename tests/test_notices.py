@@ -7,12 +7,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from enrichment.alerting import notices
+from enrichment.alerting.notices import Point, find
+from enrichment.alerting.notify import run_alerts
 from enrichment.core import tenants
 from enrichment.core.models import utcnow
-from enrichment.monitoring import notices, report_html, reports
-from enrichment.monitoring.monitor import run_monitor
-from enrichment.monitoring.notices import Point, find
-from enrichment.monitoring.notify import run_alerts
+from enrichment.metrics.monitor import run_monitor
+from enrichment.reporting import report_html, reports
 from enrichment.tooling.pagerduty_receiver import PagerDutyReceiver
 from tests.factories import make_record
 from tests.test_monitor import attempt

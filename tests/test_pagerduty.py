@@ -13,14 +13,14 @@ import pytest
 import structlog
 from sqlalchemy import update
 
+from enrichment.alerting import pagerduty, push
+from enrichment.alerting.alerts import Notification
+from enrichment.alerting.notify import run_alerts
 from enrichment.core.config import AlertPolicy, PagerDutyConfig, RoutingConfig
 from enrichment.core.models import ExceptionRecord, utcnow
 from enrichment.core.monitor_models import Alert
 from enrichment.core.settings import Settings
-from enrichment.monitoring import pagerduty, push
-from enrichment.monitoring.alerts import Notification
-from enrichment.monitoring.monitor import run_monitor
-from enrichment.monitoring.notify import run_alerts
+from enrichment.metrics.monitor import run_monitor
 from enrichment.tooling.pagerduty_receiver import PagerDutyReceiver, validate
 from tests.factories import make_record, make_tenant
 from tests.test_slack import CONFIG as SLACK_CONFIG

@@ -4,11 +4,12 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
+from enrichment.alerting.notify import run_alerts
+from enrichment.cli import report as report_cli
 from enrichment.core.models import OutboxEvent, ResolutionAction, Tenant, utcnow
 from enrichment.core.monitor_models import Alert
-from enrichment.monitoring import report_cli, report_html, reports
-from enrichment.monitoring.monitor import run_monitor
-from enrichment.monitoring.notify import run_alerts
+from enrichment.metrics.monitor import run_monitor
+from enrichment.reporting import report_html, reports
 from tests.factories import make_record, make_tenant
 
 

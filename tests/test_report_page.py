@@ -19,7 +19,7 @@ from playwright.sync_api import Page
 from enrichment.core import tenants
 from enrichment.core.models import EnrichmentAttempt, ExceptionRecord, Tenant, utcnow
 from enrichment.core.monitor_models import Alert
-from enrichment.monitoring.monitor import run_monitor
+from enrichment.metrics.monitor import run_monitor
 from tests.browser import WAIT_MS, chromium, local_page, served
 from tests.factories import make_record
 

@@ -7,10 +7,10 @@ from datetime import timedelta
 
 import structlog
 
+from enrichment.alerting import routing
+from enrichment.alerting.routing import PAGERDUTY, ROUTES, SLACK, routes_for, split
 from enrichment.core.models import Tenant, utcnow
 from enrichment.core.monitor_models import Alert, AlertSilence
-from enrichment.monitoring import routing
-from enrichment.monitoring.routing import PAGERDUTY, ROUTES, SLACK, routes_for, split
 from tests import test_pagerduty
 from tests.factories import make_record
 from tests.test_pagerduty import ROUTING_KEY, alerting, enrich_all, evaluate, note

@@ -17,10 +17,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from sqlalchemy import func, select
 
+from enrichment.alerting import notify
 from enrichment.core.models import ExceptionRecord
 from enrichment.core.settings import AlertPolicy, MonitorConfig, Settings
-from enrichment.monitoring import notify
-from enrichment.monitoring.monitor import run_monitor
+from enrichment.metrics.monitor import run_monitor
 from enrichment.tooling.fake_anthropic import FakeAnthropic
 from enrichment.tooling.pagerduty_receiver import PagerDutyReceiver
 from tests.conftest import REDIS_URL

@@ -13,13 +13,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import structlog
 
+from enrichment.alerting import slack
+from enrichment.alerting.alerts import Notification
+from enrichment.alerting.notify import run_alerts
 from enrichment.core.models import Tenant
 from enrichment.core.monitor_models import Alert
 from enrichment.core.settings import AlertPolicy, SlackConfig
-from enrichment.monitoring import slack
-from enrichment.monitoring.alerts import Notification
-from enrichment.monitoring.monitor import run_monitor
-from enrichment.monitoring.notify import run_alerts
+from enrichment.metrics.monitor import run_monitor
 from tests.factories import make_record, make_tenant
 
 SECRET = "T00000000/B00000000/XXXXsecretXXXXtoken"

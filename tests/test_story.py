@@ -13,13 +13,13 @@ from datetime import timedelta
 import pytest
 
 from enrichment.cli import main
+from enrichment.cli.story import attempt_line, safe, timeline, when
 from enrichment.core import tenants
 from enrichment.core.errors import PermanentError
 from enrichment.core.models import ExceptionRecord, utcnow
 from enrichment.core.selection import claim_due
 from enrichment.core.settings import get_settings
-from enrichment.monitoring.story import AttemptView, Story, state_of
-from enrichment.monitoring.story_text import attempt_line, safe, timeline, when
+from enrichment.core.story import AttemptView, Story, state_of
 from tests.factories import make_record
 from tests.scripted import ScriptedProvider, fail
 from tests.test_pipeline import run_chain

@@ -13,10 +13,10 @@ import re
 import pytest
 from sqlalchemy import select
 
+from enrichment.cli import report as report_cli
 from enrichment.core import selection, tenants
 from enrichment.core.models import ExceptionRecord, ResolutionAction, utcnow
 from enrichment.core.settings import get_settings
-from enrichment.monitoring import report_cli
 from tests.factories import make_record
 from tests.routes import tenant_routes
 

@@ -9,13 +9,14 @@ import structlog
 from celery import Task, chain, signals
 
 from enrichment import batches
+from enrichment.alerting import notify, provider_page
 from enrichment.batches import apply as batch_apply
 from enrichment.batches import submit as batch_submit
 from enrichment.core import breaker_store, db, pipeline, selection, tenants
 from enrichment.core.crashpoints import crash_point
 from enrichment.core.settings import get_settings
 from enrichment.delivery import deliver
-from enrichment.monitoring import cadence, monitor, notify, provider_page
+from enrichment.metrics import cadence, monitor
 from enrichment.providers import Provider, make_provider
 from enrichment.providers.anthropic import AnthropicProvider
 from workers import broker_watch
@@ -191,7 +192,7 @@ def requeue(self, tenant: str, record_id: int | None = None) -> int:
 @app.task(base=EnrichmentTask, bind=True, name="enrichment.monitor")
 def monitor_task(self) -> int:
     """Snapshot the tenants that are due (every tick while a warning fires for one, else
-    every interval: monitoring/cadence.py), evaluate alerts, send them on their routes."""
+    every interval: metrics/cadence.py), evaluate alerts, send them on their routes."""
     settings = self.settings
     pace = cadence.Pace.of(settings)
     snapshots = monitor.run_monitor(self.sessions, settings, min_gap_s=pace)

@@ -22,7 +22,8 @@ from enrichment.api.deps import (
     metrics_auth,
 )
 from enrichment.core.models import utcnow
-from enrichment.monitoring import prom, report_html, reports
+from enrichment.metrics import prom
+from enrichment.reporting import report_html, reports
 
 router = APIRouter(responses=TENANT_RESPONSES)
 metrics_router = APIRouter()

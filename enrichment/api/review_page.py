@@ -30,8 +30,8 @@ from enrichment.api.review_session import (
 )
 from enrichment.core import selection, tenants
 from enrichment.core.models import ExceptionRecord, utcnow
+from enrichment.core.story import Story, story
 from enrichment.core.taxonomy import ALLOWED_ACTIONS, Label
-from enrichment.monitoring.story import Story, story
 from enrichment.reviews import decide, queue
 
 log = structlog.get_logger(__name__)

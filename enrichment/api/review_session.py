@@ -33,10 +33,10 @@ from markupsafe import Markup
 from sqlalchemy.orm import Session
 
 from enrichment.api.deps import AppSettings, DbSession, TenantName
-from enrichment.core import tenants
+from enrichment.core import tenants, text
 from enrichment.core.models import Tenant, utcnow
 from enrichment.core.settings import Settings
-from enrichment.monitoring import html_page, words
+from enrichment.reporting import html_page
 
 log = structlog.get_logger(__name__)
 
@@ -55,7 +55,7 @@ def _utc(at: datetime | None) -> str:
 
 
 def _since(at: datetime) -> str:
-    return words.duration((utcnow() - at).total_seconds())
+    return text.duration((utcnow() - at).total_seconds())
 
 
 def _pct(value: float | None) -> str:
@@ -72,7 +72,7 @@ def _environment() -> jinja2.Environment:
         autoescape=True,  # every template whatever its name: notes and reasons are untrusted
         undefined=jinja2.StrictUndefined,
     )
-    env.filters.update(utc=_utc, since=_since, duration=words.duration, pct=_pct, pretty=_pretty)
+    env.filters.update(utc=_utc, since=_since, duration=text.duration, pct=_pct, pretty=_pretty)
     return env
 
 

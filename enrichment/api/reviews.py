@@ -23,10 +23,9 @@ from enrichment.api.deps import (
     Problem,
     SessionFactory,
 )
-from enrichment.core import selection
+from enrichment.core import selection, story
 from enrichment.core.models import utcnow
 from enrichment.core.taxonomy import ALLOWED_ACTIONS
-from enrichment.monitoring import story
 from enrichment.reviews import decide, queue
 
 log = structlog.get_logger(__name__)

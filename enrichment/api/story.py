@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path, status
 
 from enrichment.api.deps import TENANT_RESPONSES, AuthTenant, DbSession, Problem
+from enrichment.core import story
 from enrichment.core.models import utcnow
-from enrichment.monitoring import story
 
 router = APIRouter(responses=TENANT_RESPONSES)
 ExternalId = Annotated[

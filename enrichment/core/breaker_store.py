@@ -35,7 +35,7 @@ log = structlog.get_logger(__name__)
 
 class ProviderBreaker(Base):
     """One provider and model's breaker (core/breaker.py). page_open: a provider_down page
-    was sent for the outage and its resolve is owed (monitoring/provider_page.py)."""
+    was sent for the outage and its resolve is owed (alerting/provider_page.py)."""
 
     __tablename__ = "provider_breakers"
 

@@ -32,9 +32,8 @@ from enrichment.core.settings import VAR_DIR, Settings, get_settings
 from enrichment.core.taxonomy import ALLOWED_ACTIONS, Label
 from enrichment.delivery import webhooks
 from enrichment.ingestion import ingest
-from enrichment.monitoring import calibration
-from enrichment.monitoring.monitor import run_monitor
-from enrichment.reviews import decide, queue
+from enrichment.metrics.monitor import run_monitor
+from enrichment.reviews import calibration, decide, queue
 from enrichment.reviews.decide import ReviewIn
 from enrichment.tooling import generate
 from enrichment.tooling.processes import Proc, start_beat, start_worker, stop_all

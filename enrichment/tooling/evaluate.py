@@ -10,7 +10,7 @@ reliability diagram is written as a PNG.
 
 `--reviews TENANT` measures the AI against people instead: the tenant's reviews in the
 database (DATABASE_URL), per provider, model and prompt version, with the threshold advice
-(enrichment.monitoring.calibration).
+(enrichment.reviews.calibration).
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from enrichment.core.errors import EnrichmentError
 from enrichment.core.provider import Provider
 from enrichment.core.settings import get_settings
 from enrichment.core.taxonomy import Label
-from enrichment.monitoring import calibration
-from enrichment.monitoring.calibration import BINS, ece, reliability_bins
+from enrichment.reviews import calibration
+from enrichment.reviews.calibration import BINS, ece, reliability_bins
 from enrichment.tooling import labelled
 
 PROGRESS_EVERY = 50  # records between progress lines on stderr

@@ -97,7 +97,7 @@ def p3_snapshots(services: Services) -> float:
     from enrichment.core import db
     from enrichment.core.monitor_models import MetricSnapshot
     from enrichment.core.settings import get_settings
-    from enrichment.monitoring import monitor
+    from enrichment.metrics import monitor
 
     started = time.perf_counter()
     monitor.run_monitor(db.session_factory(services.db_url), get_settings())
@@ -169,7 +169,7 @@ def p3_queries(services: Services) -> dict[str, Callable[[Any], None]]:
     from enrichment.core import selection
     from enrichment.core.models import ExceptionRecord, Tenant, utcnow
     from enrichment.core.settings import get_settings
-    from enrichment.monitoring import monitor
+    from enrichment.metrics import monitor
 
     settings = get_settings()
     config = settings.monitor

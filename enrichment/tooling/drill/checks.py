@@ -16,7 +16,7 @@ from enrichment.core.models import BACKLOG_SQL
 from enrichment.core.outbox import webhook_id
 from enrichment.core.settings import MonitorConfig, Settings
 from enrichment.core.taxonomy import ALLOWED_ACTIONS, Label
-from enrichment.monitoring.monitor import run_monitor
+from enrichment.metrics.monitor import run_monitor
 from enrichment.tooling.drill.faults import CountingFake, Injector
 from enrichment.tooling.drill.invariants import LeaseWatch
 from enrichment.tooling.drill.setup import BATCH_TENANT, SDK_MAX_RETRIES, DrillConfig, Phases

@@ -35,9 +35,9 @@ import structlog
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
+from enrichment.alerting.provider_page import METRIC
 from enrichment.core.backoff import RETRY_STEPS_S
 from enrichment.core.models import utcnow
-from enrichment.monitoring.provider_page import METRIC
 from enrichment.tooling.drill.faults import CountingFake
 from enrichment.tooling.drill.setup import CHAIN_TENANTS, DrillConfig, Phases, ingest_records
 from enrichment.tooling.fake_faults import parse_faults

@@ -13,13 +13,15 @@ import re
 from datetime import datetime
 from html import escape
 
-from enrichment.monitoring import alerts, charts, words
-from enrichment.monitoring import html_page as ui
-from enrichment.monitoring.calibration import Calibration, GroupFigures
-from enrichment.monitoring.monitor import Snapshot
-from enrichment.monitoring.passes import BUCKET_EDGES
-from enrichment.monitoring.reports import Report, ThresholdView, TrendPoint
-from enrichment.monitoring.words import duration, number, plural
+from enrichment.alerting import alerts
+from enrichment.core import text
+from enrichment.core.text import duration, number, plural
+from enrichment.metrics.monitor import Snapshot
+from enrichment.metrics.passes import BUCKET_EDGES
+from enrichment.reporting import charts, words
+from enrichment.reporting import html_page as ui
+from enrichment.reporting.reports import Report, ThresholdView, TrendPoint
+from enrichment.reviews.calibration import Calibration, GroupFigures
 
 TEXT_SHOWN = 400  # characters of a reason or note; the JSON report has them whole
 
@@ -99,7 +101,7 @@ def _flow_cards(m: Snapshot) -> list[tuple[str, str, str, str]]:
             f"{tried}, last {window}",
             "failure_rate",
         ),
-        (f"Enriched, last {window}", enriched, f"{words.short(m.records_per_hour)} per hour", ""),
+        (f"Enriched, last {window}", enriched, f"{text.short(m.records_per_hour)} per hour", ""),
         ("Creation to enriched", duration(m.time_to_enrich_s), "mean, those records", ""),
         ("AI time per record", duration(m.avg_processing_time_s),
          f"mean of provider calls; cost {m.window_ai_cost_usd:,.4f} USD", ""),

@@ -18,10 +18,10 @@ from datetime import datetime
 import structlog
 from sqlalchemy.orm import Session, sessionmaker
 
+from enrichment.alerting import alert_store, alerts, pagerduty, push, routing, slack
+from enrichment.alerting.routing import PAGERDUTY, SLACK, Sent
 from enrichment.core.models import Tenant, utcnow
 from enrichment.core.settings import Settings
-from enrichment.monitoring import alert_store, alerts, pagerduty, push, routing, slack
-from enrichment.monitoring.routing import PAGERDUTY, SLACK, Sent
 
 log = structlog.get_logger(__name__)
 

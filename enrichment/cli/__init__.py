@@ -97,7 +97,7 @@ def _ingest(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from enrichment.monitoring import story_text
+    from enrichment.cli import story as story_text
 
     return story_text.show(args.tenant, args.external_id)
 
@@ -141,13 +141,13 @@ def _fake_anthropic(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from enrichment.monitoring import report_cli
+    from enrichment.cli import report as report_cli
 
     return report_cli.status(args.tenant)
 
 
 def _report(args: argparse.Namespace) -> int:
-    from enrichment.monitoring import report_cli
+    from enrichment.cli import report as report_cli
 
     return report_cli.report(args.tenant)
 
@@ -325,7 +325,3 @@ def main(argv: list[str] | None = None) -> int:
         return _guarded(lambda: import_module(module).main(argv[1:]))
     args = build_parser().parse_args(argv)
     return _guarded(lambda: args.func(args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

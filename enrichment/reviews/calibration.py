@@ -25,7 +25,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from enrichment.core.models import ExceptionRecord, Review, Tenant
-from enrichment.monitoring.words import plural, printable
+from enrichment.core.text import plural, printable
 
 BINS = 10  # equal-width confidence bins on [0, 1]
 MIN_REVIEWS = 100  # reviews before the threshold advice means anything

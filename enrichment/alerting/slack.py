@@ -19,9 +19,9 @@ from typing import Any
 
 import structlog
 
+from enrichment.alerting import push
+from enrichment.alerting.alerts import RUNBOOK, Notification
 from enrichment.core.settings import SlackConfig
-from enrichment.monitoring import push
-from enrichment.monitoring.alerts import RUNBOOK, Notification
 
 log = structlog.get_logger(__name__)
 

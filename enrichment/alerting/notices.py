@@ -24,10 +24,10 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from enrichment.alerting.alerts import setting_number
 from enrichment.core.monitor_models import MetricSnapshot
 from enrichment.core.settings import Settings
-from enrichment.monitoring.alerts import setting_number
-from enrichment.monitoring.words import duration
+from enrichment.core.text import duration
 
 MIN_POINTS = 3
 MIN_SPAN_S = 600.0

@@ -12,12 +12,11 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from enrichment.core import db, tenants
+from enrichment.cli.report import print_pairs
+from enrichment.core import db, story, tenants
 from enrichment.core.models import REOPENED, STAGES, utcnow
 from enrichment.core.settings import get_settings
-from enrichment.monitoring import story
-from enrichment.monitoring.report_cli import print_pairs
-from enrichment.monitoring.words import FIELD_MAX, duration, plural, printable
+from enrichment.core.text import FIELD_MAX, duration, plural, printable
 
 SAME_WRITE = timedelta(seconds=1)  # an outcome and its attempt row are written this close
 

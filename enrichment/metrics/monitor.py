@@ -47,8 +47,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from enrichment.core.models import Tenant, utcnow
 from enrichment.core.monitor_models import MetricSnapshot
 from enrichment.core.settings import MonitorConfig, Settings
-from enrichment.monitoring import cadence
-from enrichment.monitoring.passes import (
+from enrichment.metrics import cadence
+from enrichment.metrics.passes import (
     BUCKET_EDGES,
     attempt_counts,
     bucket_label,

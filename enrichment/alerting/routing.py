@@ -24,7 +24,7 @@ from typing import Any
 
 import structlog
 
-from enrichment.monitoring.alerts import CRITICAL, INFO, WARNING, Notification
+from enrichment.alerting.alerts import CRITICAL, INFO, WARNING, Notification
 
 log = structlog.get_logger(__name__)
 

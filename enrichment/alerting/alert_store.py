@@ -10,9 +10,7 @@ import structlog
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from enrichment.core.monitor_models import Alert, AlertSilence
-from enrichment.core.settings import AlertPolicy
-from enrichment.monitoring.alerts import (
+from enrichment.alerting.alerts import (
     AlertState,
     Notification,
     after_delivery,
@@ -20,6 +18,8 @@ from enrichment.monitoring.alerts import (
     plan,
     rules_for,
 )
+from enrichment.core.monitor_models import Alert, AlertSilence
+from enrichment.core.settings import AlertPolicy
 
 log = structlog.get_logger(__name__)
 

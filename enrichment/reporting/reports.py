@@ -14,14 +14,17 @@ from pydantic import BaseModel, Field
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
+from enrichment.alerting import alert_store, alerts, notices, provider_page
+from enrichment.alerting.notices import Notice
+from enrichment.core import text
 from enrichment.core.models import ExceptionRecord as R
 from enrichment.core.models import ResolutionAction, Tenant, in_backlog, is_escalated
 from enrichment.core.monitor_models import Alert, MetricSnapshot
 from enrichment.core.settings import Settings
-from enrichment.monitoring import alert_store, alerts, calibration, notices, provider_page, words
-from enrichment.monitoring.calibration import Calibration
-from enrichment.monitoring.monitor import Snapshot, measure
-from enrichment.monitoring.notices import Notice
+from enrichment.metrics.monitor import Snapshot, measure
+from enrichment.reporting import words
+from enrichment.reviews import calibration
+from enrichment.reviews.calibration import Calibration
 
 Status = Literal["healthy", "warning", "critical", "no_data"]
 TREND_MAX_POINTS = 500
@@ -223,7 +226,7 @@ def _alert_view(a: Alert, rule: alerts.Rule | None) -> AlertView:
         threshold=a.threshold,
         since=a.active_since,
         words=words.threshold(rule) if rule else a.metric,
-        value_words=words.metric_value(rule, a.value) if rule else words.number(a.value),
+        value_words=words.metric_value(rule, a.value) if rule else text.number(a.value),
     )
 
 

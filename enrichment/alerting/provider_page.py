@@ -19,13 +19,13 @@ from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
+from enrichment.alerting import pagerduty, push, slack
+from enrichment.alerting.alerts import CRITICAL, Notification
 from enrichment.core import breaker, breaker_store
 from enrichment.core.breaker_store import ProviderBreaker
 from enrichment.core.faults import PLAIN
 from enrichment.core.models import utcnow
 from enrichment.core.settings import Settings
-from enrichment.monitoring import pagerduty, push, slack
-from enrichment.monitoring.alerts import CRITICAL, Notification
 
 log = structlog.get_logger(__name__)
 METRIC = "provider_down"

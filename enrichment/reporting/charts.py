@@ -10,7 +10,7 @@ import math
 from datetime import datetime
 from html import escape
 
-from enrichment.monitoring.html_page import COLOURS
+from enrichment.reporting.html_page import COLOURS
 
 W, H = 400, 240
 LEFT, RIGHT, TOP, BOTTOM = 46, 14, 22, 46

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from enrichment.alerting.alerts import WARNING
 from enrichment.core.monitor_models import Alert
 from enrichment.core.settings import Settings
-from enrichment.monitoring.alerts import WARNING
 
 
 @dataclass(frozen=True)

@@ -26,14 +26,14 @@ from prometheus_client.core import (
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from enrichment.alerting import provider_page
 from enrichment.core.due import in_chain
 from enrichment.core.models import EnrichmentAttempt as A
 from enrichment.core.models import ExceptionRecord as R
 from enrichment.core.models import Tenant, in_backlog, utcnow
 from enrichment.core.monitor_models import MetricSnapshot
 from enrichment.core.settings import Settings
-from enrichment.monitoring import provider_page
-from enrichment.monitoring.passes import BUCKET_EDGES, bucket_label
+from enrichment.metrics.passes import BUCKET_EDGES, bucket_label
 
 # (name, help, snapshot field, scale): gauges. Percentages become ratios (scale 0.01).
 GAUGES: tuple[tuple[str, str, str, float], ...] = (

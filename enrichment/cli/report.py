@@ -12,8 +12,9 @@ from typing import Any
 from enrichment.core import db, tenants
 from enrichment.core.models import utcnow
 from enrichment.core.settings import get_settings
-from enrichment.monitoring import calibration, reports, words
-from enrichment.monitoring.words import duration, number, plural, printable, short
+from enrichment.core.text import duration, number, plural, printable, short
+from enrichment.reporting import reports, words
+from enrichment.reviews import calibration
 
 EXIT = {"healthy": 0, "no_data": 0, "warning": 1, "critical": 2}
 UNKNOWN_TENANT = 3

@@ -1,0 +1,5 @@
+import sys
+
+from enrichment.cli import main
+
+sys.exit(main())

@@ -1,1 +1,0 @@
-"""Per-tenant snapshots, Alertmanager-like alerts, their delivery (Slack), Prometheus, reports."""
