@@ -240,11 +240,11 @@ def test_two_beats_scheduling_the_monitor_snapshot_each_tenant_once(factory, set
 
     from sqlalchemy import func, select
 
-    from enrichment.alerting import notify
+    from enrichment.alerting import dispatch
 
     def one_run(_):
-        snaps = run_monitor(factory, settings, config=CONFIG, min_gap_s=150.0)
-        notify.run_alerts(factory, snaps, settings)
+        snaps = run_monitor(factory, settings, config=CONFIG, pace=150.0)
+        dispatch.run_alerts(factory, snaps, settings)
         return len(snaps)
 
     with ThreadPoolExecutor(2) as pool:
@@ -262,9 +262,9 @@ def test_a_run_that_took_its_clock_earlier_still_sees_the_other_runs_snapshot(
     # Two beats: the second computed `now` a moment before the first, then waited on the
     # tenant lock. The first run's snapshot is stamped after the second's `now`.
     later = utcnow()
-    first = run_monitor(factory, settings, now=later, config=CONFIG, min_gap_s=150.0)
+    first = run_monitor(factory, settings, now=later, config=CONFIG, pace=150.0)
     second = run_monitor(
-        factory, settings, now=later - timedelta(seconds=1), config=CONFIG, min_gap_s=150.0
+        factory, settings, now=later - timedelta(seconds=1), config=CONFIG, pace=150.0
     )
     assert len(first) == 2 and second == []
 

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select, update
 
 from beat_schedule import schedule
-from enrichment.alerting.notify import run_alerts
+from enrichment.alerting.dispatch import run_alerts
 from enrichment.core.models import ExceptionRecord, Tenant, utcnow
 from enrichment.core.monitor_models import Alert, MetricSnapshot
 from enrichment.core.settings import (
@@ -49,7 +49,7 @@ def tenants(factory) -> dict[str, int]:
 
 def tick(factory, settings, now) -> None:
     """One beat tick: the monitor task's body at `now`."""
-    snaps = run_monitor(factory, settings, now=now, min_gap_s=Pace.of(settings))
+    snaps = run_monitor(factory, settings, now=now, pace=Pace.of(settings))
     run_alerts(factory, snaps, settings, now=now)
 
 

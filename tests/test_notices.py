@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from enrichment.alerting import notices
+from enrichment.alerting.dispatch import run_alerts
 from enrichment.alerting.notices import Point, find
-from enrichment.alerting.notify import run_alerts
 from enrichment.core import tenants
 from enrichment.core.models import utcnow
 from enrichment.metrics.monitor import run_monitor

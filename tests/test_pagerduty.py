@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 import structlog
+from enrichment.core.config import AlertPolicy, PagerDutyConfig, RoutingConfig
 from sqlalchemy import update
 
 from enrichment.alerting import pagerduty, push
 from enrichment.alerting.alerts import Notification
-from enrichment.alerting.notify import run_alerts
-from enrichment.core.config import AlertPolicy, PagerDutyConfig, RoutingConfig
+from enrichment.alerting.dispatch import run_alerts
 from enrichment.core.models import ExceptionRecord, utcnow
 from enrichment.core.monitor_models import Alert
 from enrichment.core.settings import Settings

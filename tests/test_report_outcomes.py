@@ -4,7 +4,7 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from enrichment.alerting.notify import run_alerts
+from enrichment.alerting.dispatch import run_alerts
 from enrichment.cli import report as report_cli
 from enrichment.core.models import OutboxEvent, ResolutionAction, Tenant, utcnow
 from enrichment.core.monitor_models import Alert

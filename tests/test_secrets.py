@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from sqlalchemy import func, select
 
-from enrichment.alerting import notify
+from enrichment.alerting import dispatch
 from enrichment.core.models import ExceptionRecord
 from enrichment.core.settings import AlertPolicy, MonitorConfig, Settings
 from enrichment.metrics.monitor import run_monitor
@@ -136,8 +136,9 @@ def test_no_secret_in_any_log(pg_url, factory, redis_client, tmp_path, slack_url
 def alert_in_process(pg_url: str, slack_url: str, pd_url: str) -> None:
     """The monitor and its alerts in this process, with a webhook, a routing key and every
     alert firing."""
-    from enrichment.core import db
     from enrichment.core.config import PagerDutyConfig, RoutingConfig, SlackConfig
+
+    from enrichment.core import db
 
     factory = db.session_factory(pg_url)
     snaps = run_monitor(factory, Settings(database_url=pg_url), config=MonitorConfig())
@@ -145,4 +146,4 @@ def alert_in_process(pg_url: str, slack_url: str, pd_url: str) -> None:
     config = SlackConfig(webhook_url=slack_url, max_attempts=2, timeout_s=2)
     paging = RoutingConfig(pagerduty=PagerDutyConfig(routing_key=PD_KEY, url=pd_url, timeout_s=2))
     settings = Settings(database_url=pg_url, alerts=policy, slack=config, routing=paging)
-    notify.run_alerts(factory, snaps, settings)
+    dispatch.run_alerts(factory, snaps, settings)

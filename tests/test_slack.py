@@ -15,7 +15,7 @@ import structlog
 
 from enrichment.alerting import slack
 from enrichment.alerting.alerts import Notification
-from enrichment.alerting.notify import run_alerts
+from enrichment.alerting.dispatch import run_alerts
 from enrichment.core.models import Tenant
 from enrichment.core.monitor_models import Alert
 from enrichment.core.settings import AlertPolicy, SlackConfig

@@ -9,7 +9,7 @@ import structlog
 from celery import Task, chain, signals
 
 from enrichment import batches
-from enrichment.alerting import notify, provider_page
+from enrichment.alerting import dispatch, provider_page
 from enrichment.batches import apply as batch_apply
 from enrichment.batches import submit as batch_submit
 from enrichment.core import breaker_store, db, pipeline, selection, tenants
@@ -195,8 +195,8 @@ def monitor_task(self) -> int:
     every interval: metrics/cadence.py), evaluate alerts, send them on their routes."""
     settings = self.settings
     pace = cadence.Pace.of(settings)
-    snapshots = monitor.run_monitor(self.sessions, settings, min_gap_s=pace)
-    deliveries = notify.run_alerts(self.sessions, snapshots, settings)
+    snapshots = monitor.run_monitor(self.sessions, settings, pace=pace)
+    deliveries = dispatch.run_alerts(self.sessions, snapshots, settings)
     pages = provider_page.run(self.sessions, settings)  # the fleet's own: provider_down
     log.info("monitor.done", tenants=len(snapshots), notified=len(deliveries), pages=len(pages))
     return len(snapshots)

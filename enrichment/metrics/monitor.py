@@ -295,11 +295,11 @@ def run_monitor(
     *,
     now: datetime | None = None,
     config: MonitorConfig | None = None,
-    min_gap_s: float | cadence.Pace = 0.0,
+    pace: float | cadence.Pace = 0.0,
 ) -> list[Snapshot]:
     """Snapshot every tenant in one transaction; what the `enrichment.monitor` task calls.
 
-    min_gap_s: skip a tenant whose latest snapshot is younger than this (seconds, default 0),
+    pace: skip a tenant whose latest snapshot is younger than this (seconds, default 0),
     so two beats scheduling the monitor do not evaluate alerts twice per interval; or a
     `cadence.Pace` (what the task passes): each tenant's own gap, a tick while a warning
     fires for it, else the interval (less half a tick). The tenant rows are locked for the
@@ -308,7 +308,7 @@ def run_monitor(
     config = config or settings.monitor
     with factory.begin() as session:
         tenants = session.scalars(select(Tenant).order_by(Tenant.id).with_for_update()).all()
-        gaps = _gaps(session, [t.id for t in tenants], min_gap_s)
+        gaps = _gaps(session, [t.id for t in tenants], pace)
         tenants = [t for t in tenants if not snapshot_within(session, t.id, now, gaps[t.id])]
         snaps = [snapshot_tenant(session, t, settings, config, now=now) for t in tenants]
     for snap in snaps:
@@ -323,8 +323,8 @@ def run_monitor(
     return snaps
 
 
-def _gaps(session: Session, ids: list[int], min_gap_s: float | cadence.Pace):
+def _gaps(session: Session, ids: list[int], pace: float | cadence.Pace):
     """Each tenant's minimum gap since its latest snapshot, read under the tenant locks."""
-    if isinstance(min_gap_s, cadence.Pace):
-        return min_gap_s.gaps(session, ids)
-    return dict.fromkeys(ids, min_gap_s)
+    if isinstance(pace, cadence.Pace):
+        return pace.gaps(session, ids)
+    return dict.fromkeys(ids, pace)
