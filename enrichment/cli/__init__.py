@@ -38,34 +38,37 @@ def _tenant_add(args: argparse.Namespace) -> int:
 
 
 def _tenant_key(args: argparse.Namespace) -> int:
-    from enrichment.core import db, tenants
+    from enrichment.core.tenants import rotate_key
 
-    if not args.rotate:
-        raise UserError(
-            "keys are stored hashed and cannot be shown again; add --rotate to print a new "
-            "key (the old one stops working at once)"
-        )
-    with db.session_factory(get_settings().database_url).begin() as session:
-        api_key = tenants.rotate_key(tenants.require(session, args.tenant))
-    print(f"tenant {args.tenant}: new API key (shown once; the old one no longer works): {api_key}")
+    key = _rotated(args, "keys", "the old one stops working at once", rotate_key)
+    print(f"tenant {args.tenant}: new API key (shown once; the old one no longer works): {key}")
     return 0
 
 
 def _reviewer_key(args: argparse.Namespace) -> int:
-    from enrichment.core import db, tenants
+    from enrichment.core.tenants import rotate_reviewer_key
 
-    if not args.rotate:
-        raise UserError(
-            "reviewer keys are stored hashed and cannot be shown again; add --rotate to print "
-            "a new key (the old one and its sign-ins stop working at once)"
-        )
-    with db.session_factory(get_settings().database_url).begin() as session:
-        key = tenants.rotate_reviewer_key(tenants.require(session, args.tenant))
+    stops = "the old one and its sign-ins stop working at once"
+    key = _rotated(args, "reviewer keys", stops, rotate_reviewer_key)
     print(
         f"tenant {args.tenant}: new reviewer key for the review page /review/{args.tenant} "
         f"(shown once; the old one no longer works): {key}"
     )
     return 0
+
+
+def _rotated(args: argparse.Namespace, what: str, stops: str, rotate: Callable) -> str:
+    """A new key of the tenant's from `rotate(tenant)`; only with --rotate (keys are stored
+    hashed: an old one cannot be shown)."""
+    from enrichment.core import db, tenants
+
+    if not args.rotate:
+        raise UserError(
+            f"{what} are stored hashed and cannot be shown again; add --rotate to print a new "
+            f"key ({stops})"
+        )
+    with db.session_factory(get_settings().database_url).begin() as session:
+        return rotate(tenants.require(session, args.tenant))
 
 
 def _generate(args: argparse.Namespace) -> int:
