@@ -2,7 +2,7 @@
 
 Each file is one writing style (the line format is the ingest format; the style is the
 file's): `ops` is the first hand-labelled set (328 records of mixed ops notes), the others were
-written for leave-one-style-out evaluation (`data/build_styles.py`): terse shorthand,
+written for leave-one-style-out evaluation (`scripts/data/build_styles.py`): terse shorthand,
 customers' emails, carrier and WMS event text, and other languages on non-English addresses.
 `enrichment eval` holds out one style at a time; the shipped model is fitted on all of them.
 """

@@ -32,7 +32,7 @@ __all__ = [
     "generate_cases",
     "generate_lines",
     "write_jsonl",
-    # Private, but `tooling/data/build_labelled.py` builds its orders and timelines with them.
+    # Private, but `scripts/data/build_labelled.py` builds its orders and timelines with them.
     "_events",
     "_payload",
 ]

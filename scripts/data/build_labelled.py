@@ -1,7 +1,7 @@
 """Build `labelled_exceptions.jsonl`: hand-written notes on generator-built orders and events.
 
-Run `python -m enrichment.tooling.data.build_labelled` to rewrite the file (deterministic,
-seed 2027).
+Run `python -m scripts.data.build_labelled` from the repo root to rewrite the shipped file
+(`enrichment/tooling/data/`; deterministic, seed 2027).
 Orders, payloads and event timelines come from `enrichment.tooling.generate`; every note comes from
 `notes_labelled`, whose texts are checked to differ from the generator's phrase tables.
 Records are shuffled so the external id (which decides the train/test split) says nothing
@@ -13,16 +13,15 @@ from __future__ import annotations
 import json
 import random
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 from enrichment.core.taxonomy import Label
-from enrichment.tooling import generate
-from enrichment.tooling.data.notes_labelled import AMBIGUOUS, NOTES, VAGUE
+from enrichment.tooling import generate, labelled
+from scripts.data.notes_labelled import AMBIGUOUS, NOTES, VAGUE
 
 L = Label
 SEED = 2027
-OUT = Path(__file__).with_name("labelled_exceptions.jsonl")
+OUT = labelled.DEFAULT_PATH
 TENANTS = ("acme-3pl", "northwind-fulfil", "kestrel-logistics")
 # Share of plain records whose telling events never reached us: only the note is left.
 DROP_KEY_EVENTS = 0.3

@@ -1,4 +1,4 @@
-"""Build the styled labelled sets: `python -m enrichment.tooling.data.build_styles`.
+"""Build the styled labelled sets: `python -m scripts.data.build_styles` from the repo root.
 
 One JSONL file per writing style (`style_<name>.jsonl`), each note written by hand in
 `notes_<name>.py`: terse operator shorthand with typos, customers' emails (some forwarded),
@@ -19,14 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from enrichment.core.taxonomy import Label
-from enrichment.tooling import generate
-from enrichment.tooling.data.build_labelled import REASONS, TENANTS
-from enrichment.tooling.data.places import international_address, with_defect
-from enrichment.tooling.data.timelines import TIMELINES
+from enrichment.tooling import generate, labelled
+from scripts.data.build_labelled import REASONS, TENANTS
+from scripts.data.places import international_address, with_defect
+from scripts.data.timelines import TIMELINES
 
 L = Label
 SEED = 2031
-DIR = Path(__file__).parent
 STYLES = ("shorthand", "email", "system", "multilingual")
 VARIANTS = (("full", 0.5), ("implicit", 0.3), ("none", 0.2))
 MIXED_SHARE = 0.1  # a second problem's telling event on the same order
@@ -46,7 +45,7 @@ FOREIGN_NAMES = {
 
 
 def path_for(style: str) -> Path:
-    return DIR / f"style_{style}.jsonl"
+    return labelled.STYLE_FILES[style]
 
 
 def _variant(rng: random.Random) -> str:
@@ -121,7 +120,7 @@ def _line(rng: random.Random, style: str, label: Label, note: str, *, variant: s
 
 def build(style: str, seed: int = SEED) -> list[dict[str, Any]]:
     """The style's records, shuffled, with ids STY-<STYLE>-ORD/EXC-nnnn."""
-    notes = importlib.import_module(f"enrichment.tooling.data.notes_{style}")
+    notes = importlib.import_module(f"scripts.data.notes_{style}")
     rng = random.Random(f"{seed}:{style}")
     lines = [
         _line(rng, style, label, note, variant=_variant(rng))
