@@ -52,10 +52,10 @@ def deliver(_args: dict[str, Any]) -> Any:
 
 
 def ingest(args: dict[str, Any]) -> Any:
-    """`batch_size`: lines per transaction, small so a short file spans several."""
+    """`chunk_size`: lines per transaction, small so a short file spans several."""
     from enrichment.ingestion import ingest as ingestion
 
-    ingestion.BATCH_SIZE = args["batch_size"]
+    ingestion.CHUNK_SIZE = args["chunk_size"]
     return ingestion.ingest_file(_factory(), args["path"], create_tenants=True)
 
 

@@ -345,7 +345,7 @@ def test_a_delivery_killed_at_each_boundary_sends_every_event_again_in_time(
 # -- ingest -----------------------------------------------------------------------------
 
 
-def test_an_ingest_killed_between_batches_keeps_what_committed_and_a_replay_adds_the_rest(
+def test_an_ingest_killed_between_chunks_keeps_what_committed_and_a_replay_adds_the_rest(
     factory, provider, batch_settings, env, tmp_path
 ):
     path = tmp_path / "feed.jsonl"
@@ -354,7 +354,7 @@ def test_an_ingest_killed_between_batches_keeps_what_committed_and_a_replay_adds
         line["exception"]["notes"] = DAMAGED
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
 
-    killed_at = crash("ingest.between_batches", "ingest", env, path=str(path), batch_size=2)
+    killed_at = crash("ingest.between_chunks", "ingest", env, path=str(path), chunk_size=2)
 
     with factory() as s:
         assert s.scalar(select(func.count()).select_from(R)) == 2

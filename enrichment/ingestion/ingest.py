@@ -3,14 +3,14 @@
 Every line is validated on its own (`lines`: strict Pydantic, bytes decoded per line so one
 bad byte rejects one line) and written all or nothing (`write`): a bad line is reported with
 its 1-based number and a reason, and never stops the load or leaves half a line behind.
-Good lines go in batches of BATCH_SIZE, one transaction and one bulk INSERT each.
+Good lines go in chunks of CHUNK_SIZE, one transaction and one bulk INSERT each.
 
 Replaying a feed is safe: a line already stored as given is `unchanged`. A line whose stored
 exception's inputs differ is `updated` (see `plan` for when that reopens an enriched record).
 The API's records route goes through the same validation and write path (`items`).
 
-A file line's order payload is superseded only by a later line of the same batch: a file
-that gives one order different payloads in lines more than BATCH_SIZE apart reports the
+A file line's order payload is superseded only by a later line of the same chunk: a file
+that gives one order different payloads in lines more than CHUNK_SIZE apart reports the
 earlier line `updated` again on a replay.
 """
 
@@ -36,10 +36,10 @@ from enrichment.ingestion.lines import (
     parse_line,
 )
 from enrichment.ingestion.plan import CREATED, NOT_REENRICHED, REJECTED, UPDATED, ItemResult
-from enrichment.ingestion.write import write_batch
+from enrichment.ingestion.write import write_chunk
 
 __all__ = [
-    "BATCH_SIZE",
+    "CHUNK_SIZE",
     "MAX_EVENTS",
     "MAX_LINE_BYTES",
     "MAX_NOTES_CHARS",
@@ -51,7 +51,7 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 
-BATCH_SIZE = 500
+CHUNK_SIZE = 500
 
 
 @dataclass
@@ -127,23 +127,23 @@ def ingest_file(
     Returns how many lines were created, updated or already stored and, sorted by line
     number, why the others were not.
     """
-    report, batch, seen = IngestReport(), [], Seen("line")
+    report, chunk, seen = IngestReport(), [], Seen("line")
     known = _Tenants(factory, create=create_tenants)
     for line_no, raw in _read(Path(path)):
         try:
             line = parse_line(raw, line_no)
             good = Good(line_no, line, known.id_for(line.tenant))
             seen.check(good)
-            batch.append(good)
+            chunk.append(good)
         except LineError as exc:
             report.rejected.append((line_no, str(exc)))
-        if len(batch) >= BATCH_SIZE:
-            report.add(write_batch(factory, batch))
-            # A kill between batches keeps the committed ones (due at once, unleased);
+        if len(chunk) >= CHUNK_SIZE:
+            report.add(write_chunk(factory, chunk))
+            # A kill between chunks keeps the committed ones (due at once, unleased);
             # replaying the file reports them unchanged and writes the rest.
-            crash_point("ingest.between_batches")
-            batch = []
-    report.add(write_batch(factory, batch))
+            crash_point("ingest.between_chunks")
+            chunk = []
+    report.add(write_chunk(factory, chunk))
     report.rejected.sort()
     log.info(
         "ingest.done",

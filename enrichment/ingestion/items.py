@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from enrichment.ingestion.lines import Good, LineError, Seen, external_id_of, parse_item
 from enrichment.ingestion.plan import REJECTED, ItemResult
-from enrichment.ingestion.write import write_batch
+from enrichment.ingestion.write import write_chunk
 
 log = structlog.get_logger(__name__)
 
@@ -66,7 +66,7 @@ def ingest_items(
         except LineError as exc:
             ext = external_id_of(item)
             results.append(ItemResult(index, REJECTED, ext, exc.field, str(exc)))
-    results.extend(write_batch(factory, goods))
+    results.extend(write_chunk(factory, goods))
     results.sort(key=lambda r: r.pos)
     log.info("ingest.items", tenant=tenant, **Counter(r.result for r in results))
     return results

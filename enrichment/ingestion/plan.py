@@ -1,4 +1,4 @@
-"""Decide what one batch of valid lines writes, before anything is written.
+"""Decide what one chunk of valid lines writes, before anything is written.
 
 Pure: it takes the lines and what is already stored, and returns a `Plan`. Per line:
 - its exception is new: `created` (its order inserted, or merged into the stored one);
@@ -8,7 +8,7 @@ Pure: it takes the lines and what is already stored, and returns a `Plan`. Per l
   reopened for re-enrichment only when the line says `"reenrich": true`;
 - otherwise `unchanged`, so replaying a feed writes nothing.
 
-Orders merge the way a feed means them: the payload is replaced by the batch's last line's
+Orders merge the way a feed means them: the payload is replaced by the chunk's last line's
 for that order (an earlier line's older snapshot is superseded, not a change), and events
 are merged with the stored ones, deduplicated by (source, type, at), in time order.
 """
@@ -137,7 +137,7 @@ def changed_field(
 ) -> str | None:
     """The first input of `good` that differs from what is stored, or None.
 
-    `last`: whether `good` is its batch's last line for its order (only that one's payload
+    `last`: whether `good` is its chunk's last line for its order (only that one's payload
     is written; an earlier line's payload is superseded, so it is no change)."""
     for name, now in good.inputs().items():
         if stored.inputs[name] != now:
@@ -174,7 +174,7 @@ def _order_writes(plan: Plan, lines: list[Good], orders: Mapping[Key, StoredOrde
         plan.orders[key] = OrderWrite(*key, payload, events, stored.id if stored else None)
 
 
-def plan_batch(
+def plan_chunk(
     lines: list[Good],
     exceptions: Mapping[Key, StoredException],
     orders: Mapping[Key, StoredOrder],

@@ -1,12 +1,12 @@
-"""Write one batch of valid lines: the one write path for `enrichment ingest` and the API.
+"""Write one chunk of valid lines: the one write path for `enrichment ingest` and the API.
 
-One transaction per batch. The fast path plans the whole batch (see `plan`) and writes it
+One transaction per chunk. The fast path plans the whole chunk (see `plan`) and writes it
 with one INSERT per table plus one executemany UPDATE per kind of change. If that fails (an
 id stored meanwhile by a concurrent writer, a lock cycle, a value the database refuses), its
-savepoint is rolled back and the batch goes again one savepoint per line, so a conflict costs
+savepoint is rolled back and the chunk goes again one savepoint per line, so a conflict costs
 at most that line and never half of one.
 
-Concurrency: the batch's stored orders are read FOR UPDATE (in id order, so two writers lock
+Concurrency: the chunk's stored orders are read FOR UPDATE (in id order, so two writers lock
 in the same order) before their exceptions are read, so two loads merging events into one
 order, or updating or reopening one record, queue instead of overwriting each other. Two
 loads inserting one new order collide on its unique key instead: the later one falls back
@@ -32,7 +32,7 @@ from enrichment.ingestion.plan import (
     RecordUpdate,
     StoredException,
     StoredOrder,
-    plan_batch,
+    plan_chunk,
 )
 
 # Tries per line on the slow path: a lost race succeeds on the next try, which sees the winner.
@@ -109,7 +109,7 @@ def _plan(session: Session, lines: list[Good]) -> Plan:
     # Orders first: their locks make the exceptions read next current (see above).
     orders = _stored_orders(session, {g.order_key for g in lines})
     exceptions = _stored_exceptions(session, {g.exception_key for g in lines})
-    return plan_batch(lines, exceptions, orders)
+    return plan_chunk(lines, exceptions, orders)
 
 
 def _order_row(write: OrderWrite) -> dict[str, Any]:
@@ -246,7 +246,7 @@ def _write_one(session: Session, good: Good) -> ItemResult:
     return ItemResult(good.pos, REJECTED, ext, None, reason)
 
 
-def write_batch(factory: sessionmaker[Session], lines: list[Good]) -> list[ItemResult]:
+def write_chunk(factory: sessionmaker[Session], lines: list[Good]) -> list[ItemResult]:
     """Write `lines` (valid, in input order, each exception once) in one transaction; one
     result per line, in input order."""
     if not lines:
