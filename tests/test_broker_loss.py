@@ -1,8 +1,8 @@
 """Fast recovery when the broker loses its messages: the marker, the lease expiry, and a real
 Redis restart under a real worker and beat.
 
-CAUTION: the last test restarts the local Redis server (as the drill does) and starts it again
-whatever happens; other Redis tests running at that moment see a short outage.
+The restart is of the test's own redis-server on a free port (the drill's `RedisServer`, no
+persistence): the shared Redis on 6379 is never restarted or flushed here.
 """
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ import json
 from datetime import timedelta
 
 import pytest
+import redis
 from sqlalchemy import func, select
 
 from enrichment.core import recovery, selection
 from enrichment.core.models import EnrichmentAttempt, ExceptionRecord, utcnow
-from enrichment.tooling.drill.faults import restart_redis
-from enrichment.tooling.drill.setup import start_redis
+from enrichment.tooling.drill.redis_server import RedisServer, free_port
 from tests.conftest import REDIS_URL
 from tests.factories import make_record, make_tenant
 from tests.fleet import fleet_env, start_beat, start_worker, stop_all, wait_for
@@ -155,6 +155,24 @@ def fleet_procs():
     stop_all(procs)
 
 
+@pytest.fixture
+def own_redis(tmp_path):
+    """A redis-server of this test's own on a free port, stopped (by its id) at the end."""
+    run_dir = tmp_path / "redis"
+    run_dir.mkdir()
+    server = RedisServer(free_port(), run_dir)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def own_redis_client(own_redis):
+    client = redis.Redis(host="127.0.0.1", port=own_redis.port)
+    yield client
+    client.close()
+
+
 def _count(factory, *where) -> int:
     with factory() as s:
         return s.scalar(select(func.count()).select_from(R).where(*where))
@@ -195,11 +213,13 @@ class Supervised:
 
 @pytest.mark.slow
 def test_records_leased_when_redis_restarts_are_claimed_again_at_once(
-    pg_url, factory, settings, redis_client, tmp_path, fleet_procs
+    pg_url, factory, own_redis, own_redis_client, tmp_path, fleet_procs
 ):
     # Given a worker and a beat with a 10-minute lease, past their first sweep (the marker)...
+    redis_client = own_redis_client
+    broker_url = f"redis://127.0.0.1:{own_redis.port}/0"
     env = fleet_env(
-        pg_url, REDIS_URL, tmp_path, ENRICHMENT_LEASE_TTL_S="600", ENRICHMENT_SWEEP_HORIZON_S="60"
+        pg_url, broker_url, tmp_path, ENRICHMENT_LEASE_TTL_S="600", ENRICHMENT_SWEEP_HORIZON_S="60"
     )
     fleet = Supervised(env, tmp_path, fleet_procs)
     beat = start_beat(env, tmp_path / "beat.log", tmp_path / "beat-schedule")
@@ -223,10 +243,7 @@ def test_records_leased_when_redis_restarts_are_claimed_again_at_once(
     assert lease_until > utcnow() + timedelta(seconds=600)
 
     # When Redis restarts without saving: every queued message and the marker are gone.
-    try:
-        restart_redis()
-    finally:
-        start_redis()
+    own_redis.restart()
 
     # Then the records are claimed again and completed long before their leases would expire.
     def enriched() -> bool:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
@@ -18,15 +17,8 @@ from sqlalchemy import create_engine, text
 
 from enrichment.core.models import utcnow
 from enrichment.tooling.drill import rabbitmq
-from enrichment.tooling.drill.redis_server import RedisServer, shutdown_nosave
-from enrichment.tooling.drill.setup import (
-    SHARED_REDIS_PORT,
-    DrillConfig,
-    Fleet,
-    Phases,
-    redis_up,
-    start_redis,
-)
+from enrichment.tooling.drill.redis_server import RedisServer
+from enrichment.tooling.drill.setup import DrillConfig, Fleet, Phases
 from enrichment.tooling.fake_anthropic import FakeAnthropic
 from enrichment.tooling.processes import PG_ADMIN_URL
 from enrichment.tooling.progress import Progress
@@ -96,16 +88,6 @@ def terminate_pg(cfg: DrillConfig) -> int:
         ).scalar_one()
     admin.dispose()
     return killed
-
-
-def restart_redis() -> None:
-    """Restart the shared Redis without saving: tests/test_broker_loss.py's (the drill
-    restarts its own server: `RedisServer.restart`)."""
-    shutdown_nosave(SHARED_REDIS_PORT)
-    deadline = time.monotonic() + 10
-    while redis_up() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    start_redis()
 
 
 class Injector:

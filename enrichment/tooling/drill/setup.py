@@ -9,7 +9,6 @@ environment.
 from __future__ import annotations
 
 import json
-import subprocess
 import tempfile
 import time
 import zlib
@@ -26,7 +25,7 @@ from enrichment.delivery import webhooks
 from enrichment.ingestion import ingest
 from enrichment.tooling import generate
 from enrichment.tooling.drill import rabbitmq
-from enrichment.tooling.drill.redis_server import RedisServer, answers
+from enrichment.tooling.drill.redis_server import RedisServer
 from enrichment.tooling.processes import (
     Proc,
     recreate_database,
@@ -42,11 +41,6 @@ TENANTS = ("drill-north", "drill-south", "drill-west")
 # Its records go by Message Batch (batch_mode "always"); the other two by chains.
 BATCH_TENANT = "drill-west"
 CHAIN_TENANTS = tuple(t for t in TENANTS if t != BATCH_TENANT)
-# The shared Redis: never touched by the drill (it runs its own: redis_server.py). Only the
-# legacy helpers below (tests/test_broker_loss.py restarts it) use it.
-SHARED_REDIS_PORT = 6379
-SHARED_REDIS_START = ["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "--port",
-                      str(SHARED_REDIS_PORT), "--save", "", "--appendonly", "no"]  # fmt: skip
 SDK_MAX_RETRIES = 2
 AI_TIMEOUT_S = 2.0  # the fleet's per-call timeout; the fake's "timeout" fault hangs past it
 SDK_RETRY_WAIT_S = 1.0  # the most the SDK waits between its tries
@@ -172,22 +166,6 @@ def leave_broker(cfg: DrillConfig, redis_server: RedisServer | None) -> None:
         rabbitmq.start()
     elif redis_server is not None:
         redis_server.stop()
-
-
-# tests/test_broker_loss.py restarts the shared Redis with these two (the drill never does).
-def redis_up() -> bool:
-    return answers(SHARED_REDIS_PORT)
-
-
-def start_redis(timeout_s: float = 20.0) -> None:
-    """Start the shared redis-server (if it is not running) and wait for PING."""
-    if not redis_up():
-        subprocess.run(SHARED_REDIS_START, check=True, stdout=subprocess.DEVNULL)
-    deadline = time.monotonic() + timeout_s
-    while not redis_up():
-        if time.monotonic() > deadline:
-            raise RuntimeError("redis-server did not answer PING after a restart")
-        time.sleep(0.1)
 
 
 # ---------------------------------------------------------------- the fleet
