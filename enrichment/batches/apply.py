@@ -24,8 +24,8 @@ from enrichment.core.batch_models import (
 )
 from enrichment.core.crashpoints import crash_point
 from enrichment.core.due import chain_lease_s
-from enrichment.core.errors import EnrichmentError, PermanentError, TransientError
-from enrichment.core.faults import Cause, with_cause
+from enrichment.core.errors import EnrichmentError
+from enrichment.core.leases import released
 from enrichment.core.models import utcnow
 from enrichment.core.outcomes import finish_stage
 from enrichment.core.settings import Settings
@@ -192,7 +192,7 @@ def apply_one(
         )
         if outcome.kind in ("continue", "retry"):
             # No chain goes on from here: the next sweep or batch takes the record when due.
-            run.writes.update(lease_token=None, lease_expires_at=None)
+            run.writes.update(released())
         attempt["batch_id"] = batch.id
         if not pipeline.write(conn, run, attempt):
             return "stale"

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from enrichment.core import pipeline
 from enrichment.core.batch_models import Batch, BatchRecord
 from enrichment.core.crashpoints import crash_point
+from enrichment.core.leases import released
 from enrichment.core.models import ExceptionRecord as R
 from enrichment.core.models import utcnow
 from enrichment.core.settings import Settings
@@ -47,7 +48,7 @@ def hand_back(conn: Connection, settings: Settings, stage: str, rec: BatchRecord
             R.lease_token == rec.lease_token,
             R.last_enrichment_attempt == rec.started_at,
         )
-        .values(enrichment_state=state, lease_token=None, lease_expires_at=None)
+        .values(**released(), enrichment_state=state)
     )
     return freed.rowcount == 1
 

@@ -19,6 +19,8 @@ from enrichment.core import breaker, breaker_store, demand, pipeline, scheduling
 from enrichment.core.batch_models import GIVEN_UP, IN_PROGRESS, SUBMITTING, Batch, BatchRecord
 from enrichment.core.crashpoints import crash_point
 from enrichment.core.due import chain_lease_s
+from enrichment.core.errors import EnrichmentError
+from enrichment.core.leases import released
 from enrichment.core.models import ExceptionRecord as R
 from enrichment.core.models import Tenant, utcnow
 from enrichment.core.outcomes import Outcome
@@ -144,7 +146,7 @@ def submit_claims(
             conn.execute(
                 update(R)
                 .where(R.id == record_id, R.tenant_id == tenant_id, R.lease_token == token)
-                .values(lease_token=None, lease_expires_at=None, updated_at=R.updated_at)
+                .values(**released(), updated_at=R.updated_at)
             )
     crash_point("batch_submit.after_begin")
     config = settings.batches

@@ -19,6 +19,7 @@ from sqlalchemy import (
     ARRAY,
     Connection,
     Row,
+    Select,
     Text,
     case,
     exists,
@@ -32,7 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
-from enrichment.core import breaker, breaker_store
+from enrichment.core import breaker, breaker_store, outbox
 from enrichment.core.errors import EnrichmentError, ProviderPaused
 from enrichment.core.models import (
     EnrichmentAttempt,
@@ -44,7 +45,7 @@ from enrichment.core.models import (
     UTCDateTime,
     utcnow,
 )
-from enrichment.core.outbox import ACTION_REQUESTED, PENDING
+from enrichment.core.outbox import ACTION_REQUESTED
 from enrichment.core.outcomes import Outcome, StageRun, event_subject, finish_stage
 from enrichment.core.provider import Provider, RecordContext, StageCall
 from enrichment.core.schemas import Analysis, Classification
@@ -291,7 +292,8 @@ def write(conn: Connection, run: StageRun, attempt: dict[str, Any]) -> bool:
     with nullcontext() if conn.in_transaction() else conn.begin():  # the caller's, or one
         landed = conn.execute(guarded).rowcount == 1
         if landed:
-            events = [_event_row(run, t, d) for t, d in run.events]
+            now = utcnow()
+            events = [_event_row(run, t, d, now) for t, d in run.events]
             for action in run.actions:
                 stmt = sqlite.insert(ResolutionAction).values(
                     tenant_id=run.tenant_id, record_id=run.record_id, action=action
@@ -301,10 +303,9 @@ def write(conn: Connection, run: StageRun, attempt: dict[str, Any]) -> bool:
                 ).scalar()
                 if action_id is not None:  # a new action: its request is an event
                     data = {**_action_base(run), "action_id": action_id, "action": action}
-                    row = _event_row(run, ACTION_REQUESTED, data)
-                    events.append({**row, "action_id": action_id})
+                    events.append(_event_row(run, ACTION_REQUESTED, data, now, action_id))
             if events:
-                conn.execute(insert(OutboxEvent).values(events))
+                conn.execute(outbox.insert_events(events))
         conn.execute(
             insert(EnrichmentAttempt).values(
                 {**attempt, "outcome": attempt["outcome"] if landed else "stale"}
@@ -317,26 +318,30 @@ def _action_base(run: StageRun) -> dict[str, Any]:
     return {**event_subject(run), "label": run.ai_label}
 
 
-def _event_row(run: StageRun, event_type: str, data: dict[str, Any]) -> dict[str, Any]:
-    now = utcnow()
-    return {
-        "tenant_id": run.tenant_id,
-        "record_id": run.record_id,
-        "action_id": None,
-        "type": event_type,
-        "data": data,
-        "status": PENDING,
-        "attempts": 0,
-        "next_delivery_at": now,
-        "created_at": now,
-    }
+def _event_row(
+    run: StageRun,
+    event_type: str,
+    data: dict[str, Any],
+    now: datetime,
+    action_id: int | None = None,
+) -> dict[str, Any]:
+    return outbox.event_row(
+        run.tenant_id, run.record_id, event_type, data, now=now, action_id=action_id
+    )
 
 
-_EVENT_COLS = [
-    "tenant_id", "record_id", "action_id", "type", "data", "status", "attempts",
-    "next_delivery_at", "created_at",
-]  # fmt: skip
-_EVENT_TYPES = {c: OutboxEvent.__table__.c[c].type for c in _EVENT_COLS}
+_EVENT_TYPES = {c: OutboxEvent.__table__.c[c].type for c in outbox.COLUMNS}
+
+
+def _event_select(row: dict[str, Any], order: int, **computed: Any) -> Select:
+    """One event row as a SELECT of literals (in COLUMNS order), `computed` columns aside."""
+    return select(
+        *(
+            computed[c].label(c) if c in computed else literal(v, _EVENT_TYPES[c]).label(c)
+            for c, v in row.items()
+        ),
+        literal(order).label("ord"),
+    )
 
 
 def _write_postgres(conn: Connection, run: StageRun, attempt: dict[str, Any], guarded) -> bool:
@@ -345,13 +350,8 @@ def _write_postgres(conn: Connection, run: StageRun, attempt: dict[str, Any], gu
         {**attempt, "outcome": case((exists(rec.select()), attempt["outcome"]), else_="stale")}
     )
     # Each event row is a SELECT over `rec` (or the new actions): no row when the guard failed.
-    sources = [
-        select(
-            *(literal(v, _EVENT_TYPES[c]).label(c) for c, v in _event_row(run, t, d).items()),
-            literal(0).label("ord"),
-        ).select_from(rec)
-        for t, d in run.events
-    ]
+    now = utcnow()
+    sources = [_event_select(_event_row(run, t, d, now), 0).select_from(rec) for t, d in run.events]
     if run.actions:
         # Every column spelled out, as for the attempt.
         acts = select(
@@ -371,27 +371,18 @@ def _write_postgres(conn: Connection, run: StageRun, attempt: dict[str, Any], gu
             .cte("acts")
         )
         stmt = stmt.add_cte(new_acts)
-        row = _event_row(run, ACTION_REQUESTED, _action_base(run))
-        computed = {
-            "action_id": new_acts.c.id,
-            "data": literal(row["data"], _EVENT_TYPES["data"]).op("||")(
-                func.jsonb_build_object("action_id", new_acts.c.id, "action", new_acts.c.action)
-            ),
-        }
+        row = _event_row(run, ACTION_REQUESTED, _action_base(run), now)
+        data = literal(row["data"], _EVENT_TYPES["data"]).op("||")(
+            func.jsonb_build_object("action_id", new_acts.c.id, "action", new_acts.c.action)
+        )
         sources.append(
-            select(
-                *(
-                    computed[c].label(c) if c in computed else literal(v, _EVENT_TYPES[c]).label(c)
-                    for c, v in row.items()
-                ),
-                literal(1).label("ord"),
-            ).select_from(new_acts)
+            _event_select(row, 1, action_id=new_acts.c.id, data=data).select_from(new_acts)
         )
     if sources:
         rows = union_all(*sources).subquery("ev")
         # In decision order: the record's event first, then its actions' (ids follow order).
-        ordered = select(*(rows.c[c] for c in _EVENT_COLS)).order_by(rows.c.ord, rows.c.action_id)
-        stmt = stmt.add_cte(
-            postgresql.insert(OutboxEvent).from_select(_EVENT_COLS, ordered).cte("events")
+        ordered = select(*(rows.c[c] for c in outbox.COLUMNS)).order_by(
+            rows.c.ord, rows.c.action_id
         )
+        stmt = stmt.add_cte(outbox.insert_events(ordered).cte("events"))
     return conn.execute(stmt.returning(EnrichmentAttempt.outcome)).scalar_one() != "stale"
