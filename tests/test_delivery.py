@@ -20,13 +20,14 @@ import structlog
 from sqlalchemy import select, update
 
 from enrichment.core import tenants
+from enrichment.core.backoff import retry_delay_s, total_wait_s
 from enrichment.core.errors import PermanentError
 from enrichment.core.models import OutboxEvent, ResolutionAction, utcnow
 from enrichment.core.outbox import body, webhook_id
 from enrichment.core.selection import claim_due
 from enrichment.core.settings import WebhookConfig, get_settings
 from enrichment.delivery import post, webhooks
-from enrichment.delivery.backoff import RETRY_STEPS_S, retry_delay_s, total_wait_s
+from enrichment.delivery.backoff import STEPS_S
 from enrichment.delivery.deliver import after_failure, deliver_due, redeliver
 from enrichment.tooling.receiver import Receiver
 from tests.conftest import REDIS_URL
@@ -117,11 +118,11 @@ def receivers():
 
 
 def test_the_retry_schedule_is_jittered_and_spans_about_23_hours():
-    for n, step in enumerate(RETRY_STEPS_S, start=1):
-        assert retry_delay_s(n, rand=lambda: 0.0) == pytest.approx(step * 0.9)
-        assert retry_delay_s(n, rand=lambda: 1.0) == pytest.approx(step * 1.1)
-    assert retry_delay_s(20, scale=0.5, rand=lambda: 0.5) == RETRY_STEPS_S[-1] * 0.5
-    assert 22 * 3600 < total_wait_s(8) < 24 * 3600
+    for n, step in enumerate(STEPS_S, start=1):
+        assert retry_delay_s(n, steps=STEPS_S, rand=lambda: 0.0) == pytest.approx(step * 0.9)
+        assert retry_delay_s(n, steps=STEPS_S, rand=lambda: 1.0) == pytest.approx(step * 1.1)
+    assert retry_delay_s(20, steps=STEPS_S, scale=0.5, rand=lambda: 0.5) == STEPS_S[-1] * 0.5
+    assert 22 * 3600 < total_wait_s(8, steps=STEPS_S) < 24 * 3600
 
 
 def test_answers_are_classified_and_failures_decide_the_next_columns():
@@ -131,6 +132,11 @@ def test_answers_are_classified_and_failures_decide_the_next_columns():
     now = utcnow()
     retry = after_failure(2, post.Answer(post.RETRY, 503, "HTTP 503"), CONFIG, now)
     assert retry["attempts"] == 2 and "status" not in retry and retry["next_delivery_at"] > now
+    # The webhook's own table of steps (its 3rd step is 30 m; a record's is 15 m).
+    third = after_failure(
+        3, post.Answer(post.RETRY, 503, "HTTP 503"), CONFIG, now, rand=lambda: 0.5
+    )
+    assert third["next_delivery_at"] == now + timedelta(seconds=1800 * CONFIG.backoff_scale)
     stop = after_failure(1, post.Answer(post.STOP, 404, "HTTP 404"), CONFIG, now)
     assert stop["status"] == "stopped" and stop["last_error"] == "HTTP 404"
     dead = after_failure(8, post.Answer(post.RETRY, None, "TimeoutError"), CONFIG, now)

@@ -32,12 +32,13 @@ from sqlalchemy import Select, exists, func, select, update
 from sqlalchemy.orm import Session, aliased, sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
 
+from enrichment.core.backoff import retry_delay_s
 from enrichment.core.crashpoints import crash_point
 from enrichment.core.models import OutboxEvent, ResolutionAction, Tenant, utcnow
 from enrichment.core.outbox import DEAD, DELIVERED, PENDING, STOPPED, body, webhook_id
 from enrichment.core.settings import WebhookConfig
 from enrichment.delivery import post
-from enrichment.delivery.backoff import retry_delay_s
+from enrichment.delivery.backoff import STEPS_S
 
 log = structlog.get_logger(__name__)
 
@@ -265,7 +266,7 @@ def after_failure(
         return {**values, "status": STOPPED}
     if attempts >= config.max_attempts:
         return {**values, "status": DEAD}
-    delay_s = retry_delay_s(attempts, scale=config.backoff_scale, rand=rand)
+    delay_s = retry_delay_s(attempts, steps=STEPS_S, scale=config.backoff_scale, rand=rand)
     return {**values, "next_delivery_at": now + timedelta(seconds=delay_s)}
 
 
