@@ -15,6 +15,7 @@ from typing import Any
 
 from enrichment.core.errors import EnrichmentError, PermanentError, ProviderPaused, RateLimited
 from enrichment.core.faults import PAUSED, cause_of, is_fleet_fault
+from enrichment.core.leases import released
 from enrichment.core.models import utcnow
 from enrichment.core.outbox import ENRICHED, ESCALATED
 from enrichment.core.provider import StageCall
@@ -194,9 +195,8 @@ def _apply_resolution(run: StageRun, call: StageCall[Any], settings: Settings) -
     resolution = call.result.model_dump(mode="json")
     run.writes.update(
         ai_resolution=resolution,
+        **released(),
         enriched_at=utcnow(),
-        lease_token=None,
-        lease_expires_at=None,
         audit_sample=random.random() < run.audit_rate,
     )
     decision = {
@@ -255,7 +255,7 @@ def _defer(run: StageRun, error: EnrichmentError) -> Outcome:
     provider's breaker lets claims through (at once, if it is closed)."""
     run.state = with_stage(run.state, run.stage, StageStatus.PENDING, at=utcnow())
     run.logs.append(("info", "stage.deferred", {"fault": _fault(error), "error": str(error)}))
-    run.writes.update(lease_token=None, lease_expires_at=None)
+    run.writes.update(released())
     return Outcome("deferred", run.record_id)
 
 
@@ -273,7 +273,7 @@ def _relet(run: StageRun, countdown_s: float, settings: Settings) -> Outcome:
 
 
 def _release(run: StageRun) -> Outcome:
-    run.writes.update(lease_token=None, lease_expires_at=None)
+    run.writes.update(released())
     return Outcome("released", run.record_id)
 
 
@@ -281,8 +281,7 @@ def _escalate(run: StageRun, reason: str) -> Outcome:
     run.writes.update(
         escalated_at=utcnow(),
         escalation_reason=reason[:2000],
-        lease_token=None,
-        lease_expires_at=None,
+        **released(),
     )
     run.logs.append(("warning", "record.escalated", {"reason": reason}))
     data = {**event_subject(run), "stage": run.stage, "reason": reason[:2000]}

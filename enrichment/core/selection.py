@@ -38,6 +38,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from enrichment.core import breaker, breaker_store, demand, scheduling
 from enrichment.core.due import chain_lease_s, claimable, in_chain, unnest
+from enrichment.core.leases import released
 from enrichment.core.models import EnrichmentAttempt as A
 from enrichment.core.models import ExceptionRecord as R
 from enrichment.core.models import utcnow
@@ -300,8 +301,7 @@ def requeue(session: Session, tenant_id: int, *, record_id: int | None = None) -
             escalation_reason=None,
             enrichment_retry_count=0,
             next_attempt_at=now,
-            lease_token=None,
-            lease_expires_at=None,
+            **released(),
         )
         .execution_options(synchronize_session=False)
     )
