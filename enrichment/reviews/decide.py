@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy import select
@@ -25,14 +25,13 @@ from enrichment.core.crashpoints import crash_point
 from enrichment.core.models import (
     HUMAN,
     ExceptionRecord,
-    OutboxEvent,
     ResolutionAction,
     Review,
     Tenant,
     in_review,
     utcnow,
 )
-from enrichment.core.outbox import ACTION_REQUESTED, PENDING, REVIEWED
+from enrichment.core.outbox import ACTION_REQUESTED, REVIEWED, event_row, insert_events
 from enrichment.core.taxonomy import ALLOWED_ACTIONS, Action, Label, disallowed_actions
 
 ESCALATION, AUDIT = "escalation", "audit"
@@ -187,31 +186,11 @@ def _request_actions(
         "ai_label": review.ai_label,
         "ai_confidence": review.ai_confidence,
     }
-    session.add(_event(tenant.id, rec.id, REVIEWED, {**subject, **decision}, now))
-    session.flush()  # the review's event gets the smaller id: a record's events go in order
+    # The review's event first, so it gets the smaller id: a record's events go in order.
+    events = [event_row(tenant.id, rec.id, REVIEWED, {**subject, **decision}, now=now)]
     for action in new:
         data = {**subject, "label": review.label, "action_id": action.id, "action": action.action}
-        session.add(_event(tenant.id, rec.id, ACTION_REQUESTED, data, now, action_id=action.id))
+        row = event_row(tenant.id, rec.id, ACTION_REQUESTED, data, now=now, action_id=action.id)
+        events.append(row)
+    session.execute(insert_events(events))
     return new
-
-
-def _event(
-    tenant_id: int,
-    record_id: int,
-    event_type: str,
-    data: dict[str, Any],
-    now: datetime,
-    *,
-    action_id: int | None = None,
-) -> OutboxEvent:
-    return OutboxEvent(
-        tenant_id=tenant_id,
-        record_id=record_id,
-        action_id=action_id,
-        type=event_type,
-        data=data,
-        status=PENDING,
-        attempts=0,
-        next_delivery_at=now,
-        created_at=now,
-    )
