@@ -15,9 +15,9 @@ from enrichment.batches import apply, submit
 from enrichment.core import breaker_store
 from enrichment.core.batch_models import APPLIED, GIVEN_UP, IN_PROGRESS, Batch, BatchRecord
 from enrichment.core.models import EnrichmentAttempt, ExceptionRecord, OutboxEvent, Tenant, utcnow
-from enrichment.core.scheduling import batch_min_records, batch_mode
 from enrichment.core.selection import claim_due
 from enrichment.core.states import stage_status
+from enrichment.core.tenant_settings import TenantSettings
 from enrichment.providers.anthropic import AnthropicProvider
 from enrichment.providers.pricing import cost_usd
 from enrichment.tooling.processes import wait_for
@@ -82,14 +82,11 @@ def test_chunks_split_at_the_request_count_and_at_the_byte_limit():
 
 
 def test_batch_mode_and_minimum_come_from_tenant_settings():
-    assert [batch_mode(s) for s in ({}, {"batch_mode": "never"}, {"batch_mode": 7})] == [
-        "auto",
-        "never",
-        "auto",
-    ]
-    assert batch_min_records({"batch_min_records": 20}, 500) == 20
-    assert batch_min_records({"batch_min_records": True}, 500) == 500
-    assert batch_min_records(None, 500) == 500
+    modes = ({}, {"batch_mode": "never"}, {"batch_mode": 7})
+    assert [TenantSettings.parse(s).batch_mode for s in modes] == ["auto", "never", "auto"]
+    assert TenantSettings.parse({"batch_min_records": 20}).batch_min_records == 20
+    assert TenantSettings.parse({"batch_min_records": True}).batch_min_records is None
+    assert TenantSettings.parse(None).batch_min_records is None
 
 
 # -- the lifecycle --------------------------------------------------------------------

@@ -8,8 +8,9 @@ import time
 import pytest
 
 from enrichment.core import db
-from enrichment.core.pipeline import begin_stage, tenant_weight
+from enrichment.core.pipeline import begin_stage
 from enrichment.core.settings import ConfigurationError, Settings
+from enrichment.core.tenant_settings import TenantSettings
 from enrichment.providers.ratelimit import RateLimitConfig, RateLimiter
 from tests.factories import make_record, make_tenant
 
@@ -202,14 +203,14 @@ def test_a_tenant_and_the_fleet_only_path_share_one_bucket(redis_client):
         ({"weight": 0.5}, 0.5),
         ({"weight": 0}, 1.0),
         ({"weight": -2}, 1.0),
-        ({"weight": "3"}, 1.0),
+        ({"weight": "3"}, 3.0),  # a numeric string, as in the sweep's share
         ({"weight": True}, 1.0),
         ({"weight": float("nan")}, 1.0),
         ({"weight": float("inf")}, 1.0),
     ],
 )
 def test_tenant_weight_comes_from_the_tenant_settings(settings, weight):
-    assert tenant_weight(settings) == weight
+    assert TenantSettings.parse(settings).weight == weight
 
 
 def test_the_stage_input_carries_the_tenant_weight(factory, settings):

@@ -11,6 +11,7 @@ from enrichment.core import scheduling
 from enrichment.core.models import EnrichmentAttempt, ExceptionRecord, SweepStat, Tenant, utcnow
 from enrichment.core.scheduling import fair_shares, sched_at, sweep_size
 from enrichment.core.selection import claim_batch, claim_due, sweep_for_fleet
+from enrichment.core.tenant_settings import TenantSettings
 from tests.conftest import with_settings
 from tests.factories import make_record, make_tenant
 
@@ -54,16 +55,14 @@ def test_rounding_is_deterministic_and_leftover_seats_follow_precedence():
 
 @pytest.mark.parametrize("raw", [None, "x", -1, 0, float("nan"), True, [2], {"a": 1}])
 def test_a_bad_weight_counts_as_one(raw):
-    assert scheduling.tenant_weight({"weight": raw}) == 1.0
+    assert TenantSettings.parse({"weight": raw}).weight == 1.0
 
 
 def test_weight_cap_and_budget_are_read_from_tenant_settings():
-    config = {"weight": "2.5", "max_in_flight": 4, "daily_budget_usd": 1.5}
-    assert scheduling.tenant_weight(config) == 2.5
-    assert scheduling.tenant_max_in_flight(config) == 4
-    assert scheduling.tenant_daily_budget(config) == 1.5
-    assert scheduling.tenant_max_in_flight({"max_in_flight": "lots"}) is None
-    assert scheduling.tenant_daily_budget(None) is None
+    own = TenantSettings.parse({"weight": "2.5", "max_in_flight": 4, "daily_budget_usd": 1.5})
+    assert (own.weight, own.max_in_flight, own.daily_budget_usd) == (2.5, 4, 1.5)
+    assert TenantSettings.parse({"max_in_flight": "lots"}).max_in_flight is None
+    assert TenantSettings.parse(None).daily_budget_usd is None
 
 
 def test_claimable_demand_respects_cap_and_budget():

@@ -18,7 +18,7 @@ and notifications out. `alert_store` loads and stores that state.
 
 from __future__ import annotations
 
-import math
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,6 +26,7 @@ from typing import Any
 import structlog
 
 from enrichment.core.settings import AlertPolicy
+from enrichment.core.tenant_settings import TenantSettings
 
 log = structlog.get_logger(__name__)
 
@@ -156,34 +157,18 @@ class Notification:
     muted: bool = False
 
 
-def rules_for(tenant_settings: dict[str, Any]) -> tuple[Rule, ...]:
-    """DEFAULT_RULES with the tenant's overrides; a non-numeric override is ignored (logged)."""
-    overrides = tenant_settings.get("alert_thresholds") or {}
-    own = [_from_setting(rule, tenant_settings, key) for key, rule in SETTING_RULES]
-    rules = (*DEFAULT_RULES, *(rule for rule in own if rule is not None))
-    return tuple(_override(rule, overrides) for rule in rules)
+def rules_for(tenant_settings: Mapping[str, Any] | TenantSettings) -> tuple[Rule, ...]:
+    """DEFAULT_RULES with the tenant's overrides (read through TenantSettings: a
+    non-numeric override is ignored and logged there)."""
+    own = TenantSettings.parse(tenant_settings)
+    from_settings = [_from_setting(rule, getattr(own, key)) for key, rule in SETTING_RULES]
+    rules = (*DEFAULT_RULES, *(rule for rule in from_settings if rule is not None))
+    return tuple(_override(rule, own.alert_thresholds) for rule in rules)
 
 
-def _from_setting(rule: Rule, tenant_settings: dict[str, Any], key: str) -> Rule | None:
-    """The rule with its threshold (and bound) from tenants.settings[key], or None."""
-    value = setting_number(tenant_settings, key)
+def _from_setting(rule: Rule, value: float | None) -> Rule | None:
+    """The rule with its threshold (and bound) from a tenant setting, or None."""
     return replace(rule, threshold=value, resolve=value) if value and value > 0 else None
-
-
-def setting_number(overrides: dict[str, Any], key: str) -> float | None:
-    """A numeric setting, or None when absent; a value that is not a number is logged and
-    ignored."""
-    raw = overrides.get(key)
-    if raw is None:
-        return None
-    try:
-        value = float(raw)
-    except (TypeError, ValueError):
-        value = math.nan
-    if not math.isfinite(value):
-        log.warning("alert.bad_threshold_override", key=key)
-        return None
-    return value
 
 
 def _scaled_resolve(rule: Rule, threshold: float) -> float:
@@ -193,9 +178,9 @@ def _scaled_resolve(rule: Rule, threshold: float) -> float:
     return threshold * rule.resolve / rule.threshold
 
 
-def _override(rule: Rule, overrides: dict[str, Any]) -> Rule:
-    threshold = setting_number(overrides, rule.name)
-    resolve = setting_number(overrides, f"{rule.name}_resolve")
+def _override(rule: Rule, overrides: Mapping[str, float]) -> Rule:
+    threshold = overrides.get(rule.name)
+    resolve = overrides.get(f"{rule.name}_resolve")
     if threshold is None and resolve is None:
         return rule
     new_threshold = rule.threshold if threshold is None else threshold

@@ -24,9 +24,9 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from enrichment.alerting.alerts import setting_number
 from enrichment.core.monitor_models import MetricSnapshot
 from enrichment.core.settings import Settings
+from enrichment.core.tenant_settings import TenantSettings
 from enrichment.core.text import duration
 
 MIN_POINTS = 3
@@ -104,11 +104,10 @@ def find(
 
 
 def _limits(tenant_settings: dict[str, Any]) -> dict[str, float]:
-    own = tenant_settings.get("alert_thresholds")
-    own = own if isinstance(own, dict) else {}
+    own = TenantSettings.parse(tenant_settings).alert_thresholds
     out = {}
     for name, default in DEFAULTS.items():
-        value = setting_number(own, name)
+        value = own.get(name)
         out[name] = value if value is not None and value > 0 else default
     return out
 
@@ -144,7 +143,7 @@ def _queue_age(live: Point, stored: list[Point], limit: float):
 
 
 def _budget(spend: float, tenant_settings: dict[str, Any], limit: float):
-    budget = setting_number(tenant_settings, "daily_budget_usd")
+    budget = TenantSettings.parse(tenant_settings).daily_budget_usd
     if not budget or budget <= 0:
         return None
     share = 100.0 * spend / budget

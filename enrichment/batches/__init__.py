@@ -1,10 +1,10 @@
 """Message Batches: a tenant's backlog sent to the AI at half price, one stage per batch.
 
-When (per tenant, tenants.settings, read by core.scheduling): "batch_mode" "auto" (the
-default) sends a backlog of more than "batch_min_records" (ENRICHMENT_BATCH_MIN_RECORDS,
-500) due records by batch; "always" sends every due record by batch (the sweep leaves the
-tenant to it); "never" keeps the tenant on the chains. Only the anthropic provider has
-batches; the local one answers in-process.
+When (per tenant, tenants.settings, read through core.tenant_settings): "batch_mode"
+"auto" (the default) sends a backlog of more than "batch_min_records"
+(ENRICHMENT_BATCH_MIN_RECORDS, 500) due records by batch; "always" sends every due record by
+batch (the sweep leaves the tenant to it); "never" keeps the tenant on the chains. Only the
+anthropic provider has batches; the local one answers in-process.
 
 The life of a batch, each step run by beat's `enrichment.batches` task:
 1. submit (submit.py): claim the tenant's due records with a chain's short lease, begin

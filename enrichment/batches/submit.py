@@ -15,7 +15,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from enrichment.batches.handback import hand_back_all
-from enrichment.core import breaker, breaker_store, demand, pipeline, scheduling, selection
+from enrichment.core import breaker, breaker_store, demand, pipeline, selection
 from enrichment.core.batch_models import GIVEN_UP, IN_PROGRESS, SUBMITTING, Batch, BatchRecord
 from enrichment.core.crashpoints import crash_point
 from enrichment.core.due import chain_lease_s
@@ -25,6 +25,7 @@ from enrichment.core.models import ExceptionRecord as R
 from enrichment.core.models import Tenant, utcnow
 from enrichment.core.outcomes import Outcome
 from enrichment.core.settings import Settings
+from enrichment.core.tenant_settings import TenantSettings
 from enrichment.providers.anthropic import AnthropicProvider, map_api_error
 
 log = structlog.get_logger(__name__)
@@ -94,14 +95,10 @@ def submit_due(
         tenants = s.execute(select(Tenant.id, Tenant.settings).order_by(Tenant.id)).all()
     made: list[int] = []
     for tenant_id, tenant_settings in tenants:
-        mode = scheduling.batch_mode(tenant_settings)
-        if mode == "never":
+        own = TenantSettings.parse(tenant_settings)
+        if own.batch_mode == "never":
             continue
-        more_than = (
-            0
-            if mode == "always"
-            else scheduling.batch_min_records(tenant_settings, config.min_records)
-        )
+        more_than = 0 if own.batch_mode == "always" else own.batch_min_records or config.min_records
         limit = min(config.max_requests, API_MAX_REQUESTS) * 3  # up to one batch per stage
         with factory.begin() as s:
             walk = demand.tenants_due(s, settings, now or utcnow(), more_than + 1, tenant_id)

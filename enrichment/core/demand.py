@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import Select, func, literal, select, true
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -20,6 +19,7 @@ from enrichment.core.models import EnrichmentAttempt as A
 from enrichment.core.models import ExceptionRecord as R
 from enrichment.core.models import SweepStat, Tenant
 from enrichment.core.settings import Settings
+from enrichment.core.tenant_settings import TenantSettings
 
 # The first demand walk reads batch / this entries per tenant: enough for every tenant's
 # share when more than a few tenants have work (100 tenants, batch 500: 63 each, 5 needed).
@@ -29,12 +29,12 @@ FIRST_WALK_DIVISOR = 8
 @dataclass(frozen=True)
 class TenantDue:
     """One tenant as a claim sees it: its due records (counted up to the batch), the
-    `sched_at` of the first of them, and its `tenants.settings`."""
+    `sched_at` of the first of them, and its settings."""
 
     tenant_id: int
     due: int
     head: datetime | None
-    config: dict[str, Any]
+    own: TenantSettings
 
 
 def divide(
@@ -67,7 +67,7 @@ def tenants_due(
     if tenant_id is not None:
         query = query.where(Tenant.id == tenant_id)
     return [
-        TenantDue(tid, min(int(n or 0), batch), head, config or {})
+        TenantDue(tid, min(int(n or 0), batch), head, TenantSettings.parse(config))
         for tid, config, n, head in session.execute(query.order_by(Tenant.id))
     ]
 
@@ -110,8 +110,8 @@ def _shares(
 ) -> dict[int, int]:
     """Each tenant's part of `batch`: its due records within its cap and budget, weighted."""
     wanting = [t for t in tenants if t.due > 0]
-    cap = {t.tenant_id: scheduling.tenant_max_in_flight(t.config) for t in wanting}
-    budget = {t.tenant_id: scheduling.tenant_daily_budget(t.config) for t in wanting}
+    cap = {t.tenant_id: t.own.max_in_flight for t in wanting}
+    budget = {t.tenant_id: t.own.daily_budget_usd for t in wanting}
     capped = [t for t, n in cap.items() if n is not None]
     budgeted = [t for t, usd in budget.items() if usd is not None]
     leased = _leased(session, settings, capped, now) if capped else {}
@@ -120,7 +120,7 @@ def _shares(
     by_batch_only = not for_batch and settings.ai_provider == "anthropic"
     demand = {
         t.tenant_id: 0
-        if by_batch_only and scheduling.batch_mode(t.config) == "always"
+        if by_batch_only and t.own.batch_mode == "always"
         else scheduling.claimable_demand(
             t.due,
             leased=leased.get(t.tenant_id, 0),
@@ -130,7 +130,7 @@ def _shares(
         )
         for t in wanting
     }
-    weights = {t.tenant_id: scheduling.tenant_weight(t.config) for t in wanting}
+    weights = {t.tenant_id: t.own.weight for t in wanting}
     # Leftover seats go to the tenant whose first due record has waited longest.
     first = [t.tenant_id for t in sorted(wanting, key=lambda t: t.head or now)]
     return scheduling.fair_shares(batch, demand, weights, precedence=first)

@@ -58,6 +58,7 @@ from enrichment.core.states import (
     with_stage,
 )
 from enrichment.core.taxonomy import Label
+from enrichment.core.tenant_settings import TenantSettings
 
 log = structlog.get_logger(__name__)
 
@@ -216,6 +217,7 @@ def _run_of(
     started_at: datetime,
     state: dict[str, Any],
 ) -> tuple[StageRun, RecordContext]:
+    own = TenantSettings.parse(row.settings)
     run = StageRun(
         stage=stage,
         record_id=row.id,
@@ -231,7 +233,7 @@ def _run_of(
         ai_confidence=row.ai_confidence,
         ai_analysis=row.ai_analysis,
         ai_source=row.ai_source or {},
-        audit_rate=audit_rate(row.settings, settings),
+        audit_rate=_audit_rate(own, settings),
     )
     ctx = RecordContext(
         tenant=row.name,
@@ -244,27 +246,14 @@ def _run_of(
         events=row.events,
         analysis=Analysis.model_validate(row.ai_analysis) if row.ai_analysis else None,
         classification=_classification(row),
-        weight=tenant_weight(row.settings),
+        weight=own.weight,
     )
     return run, ctx
 
 
-def audit_rate(tenant_settings: dict[str, Any] | None, settings: Settings) -> float:
-    """The tenant's audit sample rate (tenants.settings["audit_rate"]), else the default;
-    a value that is not a number in [0, 1] falls back to the default."""
-    raw = (tenant_settings or {}).get("audit_rate")
-    if isinstance(raw, int | float) and not isinstance(raw, bool) and 0.0 <= raw <= 1.0:
-        return float(raw)
-    return settings.reviews.audit_rate
-
-
-def tenant_weight(tenant_settings: dict[str, Any] | None) -> float:
-    """The tenant's weight for its share of the AI rate limit (tenants.settings["weight"]);
-    a value that is not a positive finite number counts as 1."""
-    raw = (tenant_settings or {}).get("weight")
-    if isinstance(raw, int | float) and not isinstance(raw, bool) and 0 < raw < float("inf"):
-        return float(raw)
-    return 1.0
+def _audit_rate(own: TenantSettings, settings: Settings) -> float:
+    """The tenant's audit sample rate, else ENRICHMENT_AUDIT_RATE."""
+    return settings.reviews.audit_rate if own.audit_rate is None else own.audit_rate
 
 
 def _classification(row: Row) -> Classification | None:

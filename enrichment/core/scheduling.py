@@ -18,9 +18,10 @@ state, and a tenant's spare share is handed on within the same claim. Fairness o
 comes from the order of the leftover seats: the tenant whose head record has waited
 longest gets them first, so a tenant left out of a small batch is first in the next.
 
-Limits (`tenants.settings`): "weight" (default 1), "max_in_flight" (leased records at
-once), "daily_budget_usd" (AI spend per UTC day; at the budget a tenant's records wait).
-How much one sweep claims: `sweep_size` (selection.py says why).
+Limits (a tenant's settings, read through tenant_settings.TenantSettings): "weight"
+(default 1), "max_in_flight" (leased records at once), "daily_budget_usd" (AI spend per UTC
+day; at the budget a tenant's records wait). How much one sweep claims: `sweep_size`
+(selection.py says why).
 """
 
 from __future__ import annotations
@@ -29,12 +30,12 @@ import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
-from typing import Any
+
+from enrichment.core.stages import STAGES_PER_RECORD
 
 SEVERITY_BOOST_S = {"critical": 3600.0, "high": 1200.0, "medium": 300.0, "low": 0.0}
 PRIORITY_STEP_S = 36.0  # per priority point: priority 100 = one hour
 MAX_PRIORITY = 100
-STAGES_PER_RECORD = 3  # analyze, classify, resolve: three completed attempts per record
 
 
 def boost_s(severity: str, priority: int | None) -> float:
@@ -98,49 +99,6 @@ def _settle(shares: dict[int, int], offer: Mapping[int, Fraction], left: int, ra
 def _rank(precedence: Sequence[int]):
     place = {t: i for i, t in enumerate(precedence)}
     return lambda t: (place.get(t, len(place)), t)
-
-
-def tenant_weight(config: Mapping[str, Any] | None) -> float:
-    """`tenants.settings["weight"]`: a finite number > 0; anything else counts as 1."""
-    value = _number((config or {}).get("weight"))
-    return value if value is not None and value > 0 else 1.0
-
-
-def tenant_max_in_flight(config: Mapping[str, Any] | None) -> int | None:
-    """`tenants.settings["max_in_flight"]`: a whole number >= 0, or None (no cap)."""
-    value = _number((config or {}).get("max_in_flight"))
-    return int(value) if value is not None and value >= 0 else None
-
-
-def tenant_daily_budget(config: Mapping[str, Any] | None) -> float | None:
-    """`tenants.settings["daily_budget_usd"]`: a number >= 0 (USD per UTC day), or None."""
-    value = _number((config or {}).get("daily_budget_usd"))
-    return value if value is not None and value >= 0 else None
-
-
-BATCH_MODES = ("auto", "never", "always")
-
-
-def batch_mode(config: Mapping[str, Any] | None) -> str:
-    """`tenants.settings["batch_mode"]`: "auto" (the default), "never" or "always"."""
-    raw = (config or {}).get("batch_mode")
-    return raw if raw in BATCH_MODES else "auto"
-
-
-def batch_min_records(config: Mapping[str, Any] | None, default: int) -> int:
-    """`tenants.settings["batch_min_records"]` when a positive whole number, else `default`."""
-    raw = (config or {}).get("batch_min_records")
-    return raw if isinstance(raw, int) and not isinstance(raw, bool) and raw > 0 else default
-
-
-def _number(raw: Any) -> float | None:
-    if isinstance(raw, bool) or not isinstance(raw, int | float | str):
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
 
 
 def claimable_demand(

@@ -1,0 +1,209 @@
+"""A tenant's own settings (the `tenants.settings` JSON), parsed once into one validated,
+frozen model. Every reader (the claim's weights, caps and budgets, the AI rate limit's
+weight, Message Batches, the audit sample, alert thresholds) reads this model, never the
+raw JSON, so one stored value means the same thing everywhere.
+
+Two ways in:
+- `TenantSettings.validate(config)`, for a write: a bad value or an unknown key raises
+  `TenantSettingsError`, one line naming the key.
+- `TenantSettings.parse(config)`, for a read of a stored row: a bad value is logged (once
+  per process and distinct config) and its default used, so an old row never stops the fleet.
+
+Numbers may be JSON numbers or numeric strings ("2" is 2), never booleans, and must be
+finite. Counts must be whole ("4" or 4.0, not 4.5).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from functools import lru_cache
+from types import MappingProxyType
+from typing import Any
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+BATCH_MODES = ("auto", "never", "always")
+EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+class TenantSettingsError(ValueError):
+    """A tenant setting that cannot be stored; the message is one line naming the key."""
+
+
+@dataclass(frozen=True)
+class TenantSettings:
+    """One tenant's settings; each field's default is what an absent key means.
+
+    weight: its share of each sweep and of the AI rate limit, relative to 1 (> 0; 1).
+    max_in_flight: records leased to chains at once (whole, >= 0; None: no cap).
+    daily_budget_usd: AI spend per UTC day; at the budget its records wait (>= 0; None).
+    batch_mode: "auto" (a backlog over batch_min_records goes by Message Batch), "never"
+      or "always".
+    batch_min_records: the "auto" backlog size (whole, > 0; None: ENRICHMENT_BATCH_MIN_RECORDS).
+    audit_rate: the share of resolved records sampled for review ([0, 1]; None:
+      ENRICHMENT_AUDIT_RATE).
+    alert_thresholds: alert rule or notice name -> its threshold (finite numbers; each
+      rule applies its own bounds, enrichment.alerting).
+    alert_routes: severity -> channels (an object; its entries are checked by
+      enrichment.alerting.routing).
+    slack_webhook_url, pagerduty_routing_key: the tenant's own destinations (strings).
+    """
+
+    weight: float = 1.0
+    max_in_flight: int | None = None
+    daily_budget_usd: float | None = None
+    batch_mode: str = "auto"
+    batch_min_records: int | None = None
+    audit_rate: float | None = None
+    alert_thresholds: Mapping[str, float] = field(default_factory=lambda: EMPTY)
+    alert_routes: Mapping[str, Any] | None = None
+    slack_webhook_url: str | None = None
+    pagerduty_routing_key: str | None = None
+
+    @classmethod
+    def parse(cls, config: Mapping[str, Any] | TenantSettings | None) -> TenantSettings:
+        """A stored row's settings: bad values logged and replaced by their defaults."""
+        if isinstance(config, TenantSettings):
+            return config
+        return _parse_stored(_canonical(config))
+
+    @classmethod
+    def validate(cls, config: Mapping[str, Any] | None) -> TenantSettings:
+        """Settings about to be written: any bad value or unknown key raises
+        TenantSettingsError."""
+        unknown = sorted(set(config or {}) - set(PARSERS))
+        if unknown:
+            known = ", ".join(PARSERS)
+            raise TenantSettingsError(f"unknown tenant setting {unknown[0]!r} (known: {known})")
+        return _build(config or {}, strict=True)
+
+
+class _Bad(ValueError):
+    """A value that is not what its key expects; the message says what is expected."""
+
+
+def _number(raw: Any) -> float:
+    if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+        raise _Bad("must be a number")
+    try:
+        value = float(raw)
+    except ValueError:
+        raise _Bad("must be a number") from None
+    if not math.isfinite(value):
+        raise _Bad("must be a finite number")
+    return value
+
+
+def _positive(raw: Any) -> float:
+    value = _number(raw)
+    if value <= 0:
+        raise _Bad("must be a number > 0")
+    return value
+
+
+def _non_negative(raw: Any) -> float:
+    value = _number(raw)
+    if value < 0:
+        raise _Bad("must be a number >= 0")
+    return value
+
+
+def _count_from(minimum: int) -> Callable[[Any], int]:
+    def count(raw: Any) -> int:
+        value = _number(raw)
+        if value != math.floor(value) or value < minimum:
+            raise _Bad(f"must be a whole number >= {minimum}")
+        return int(value)
+
+    return count
+
+
+def _fraction(raw: Any) -> float:
+    value = _number(raw)
+    if not 0.0 <= value <= 1.0:
+        raise _Bad("must be a number in [0, 1]")
+    return value
+
+
+def _batch_mode(raw: Any) -> str:
+    if raw not in BATCH_MODES:
+        raise _Bad(f"must be one of {', '.join(BATCH_MODES)}")
+    return raw
+
+
+def _object(raw: Any) -> Mapping[str, Any]:
+    if not isinstance(raw, dict):
+        raise _Bad("must be an object")
+    return MappingProxyType(dict(raw))
+
+
+def _text(raw: Any) -> str:
+    if not isinstance(raw, str) or not raw:
+        raise _Bad("must be a non-empty string")
+    return raw
+
+
+# key -> how its value is read. `alert_thresholds` is read entry by entry (_thresholds).
+PARSERS: dict[str, Callable[[Any], Any]] = {
+    "weight": _positive,
+    "max_in_flight": _count_from(0),
+    "daily_budget_usd": _non_negative,
+    "batch_mode": _batch_mode,
+    "batch_min_records": _count_from(1),
+    "audit_rate": _fraction,
+    "alert_thresholds": _object,
+    "alert_routes": _object,
+    "slack_webhook_url": _text,
+    "pagerduty_routing_key": _text,
+}
+assert set(PARSERS) == {f.name for f in fields(TenantSettings)}
+
+
+def _build(config: Mapping[str, Any], *, strict: bool) -> TenantSettings:
+    values = {}
+    for key, read in PARSERS.items():
+        raw = config.get(key)
+        if raw is None:
+            continue
+        try:
+            values[key] = read(raw)
+        except _Bad as bad:
+            _reject(key, raw, str(bad), strict=strict)
+    if "alert_thresholds" in values:
+        values["alert_thresholds"] = _thresholds(values["alert_thresholds"], strict=strict)
+    return TenantSettings(**values)
+
+
+def _thresholds(own: Mapping[str, Any], *, strict: bool) -> Mapping[str, float]:
+    """Each threshold a finite number; a bad one is dropped (or, strictly, refused)."""
+    out = {}
+    for name, raw in own.items():
+        try:
+            out[str(name)] = _number(raw)
+        except _Bad as bad:
+            _reject(f"alert_thresholds.{name}", raw, str(bad), strict=strict)
+    return MappingProxyType(out)
+
+
+def _reject(key: str, raw: Any, why: str, *, strict: bool) -> None:
+    got = repr(raw)[:40]
+    if strict:
+        raise TenantSettingsError(f"tenant setting {key!r} {why}, got {got}")
+    # The value itself is not logged: some settings are destinations with secrets in them.
+    log.warning("tenant_settings.ignored", key=key, reason=why, got=type(raw).__name__)
+
+
+def _canonical(config: Mapping[str, Any] | None) -> str:
+    return json.dumps(dict(config or {}), sort_keys=True, default=str)
+
+
+@lru_cache(maxsize=512)
+def _parse_stored(canonical: str) -> TenantSettings:
+    """Parsed once per process for each distinct stored config (so a bad value is logged
+    once, not on every claim)."""
+    return _build(json.loads(canonical), strict=False)
