@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import random
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from enrichment.core.taxonomy import Label
@@ -124,11 +125,16 @@ def build(seed: int = SEED) -> list[dict[str, Any]]:
     return lines
 
 
-def main() -> int:
-    lines = build()
-    with OUT.open("w", encoding="utf-8") as f:
+def write_lines(path: Path, lines: list[dict[str, Any]]) -> None:
+    """One JSON object a line, non-ASCII kept as written (the notes are in many languages)."""
+    with path.open("w", encoding="utf-8") as f:
         for line in lines:
             f.write(json.dumps(line, ensure_ascii=False) + "\n")
+
+
+def main() -> int:
+    lines = build()
+    write_lines(OUT, lines)
     print(f"wrote {len(lines)} labelled records to {OUT}")
     return 0
 

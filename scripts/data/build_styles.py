@@ -12,7 +12,6 @@ Deterministic (seed 2031). The line format is the ingest format; the style is th
 from __future__ import annotations
 
 import importlib
-import json
 import random
 from datetime import timedelta
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 
 from enrichment.core.taxonomy import Label
 from enrichment.tooling import generate, labelled
-from scripts.data.build_labelled import REASONS, TENANTS
+from scripts.data.build_labelled import REASONS, TENANTS, write_lines
 from scripts.data.places import international_address, with_defect
 from scripts.data.timelines import TIMELINES
 
@@ -143,9 +142,7 @@ def build(style: str, seed: int = SEED) -> list[dict[str, Any]]:
 def main() -> int:
     for style in STYLES:
         lines = build(style)
-        with path_for(style).open("w", encoding="utf-8") as f:
-            for line in lines:
-                f.write(json.dumps(line, ensure_ascii=False) + "\n")
+        write_lines(path_for(style), lines)
         print(f"wrote {len(lines)} {style} records to {path_for(style)}")
     return 0
 

@@ -170,7 +170,7 @@ def _other(rng: random.Random, carrier: str, variant: str) -> list[Step]:
     return [*_start(rng), *_warehouse(rng), *_carrier(rng, carrier, delivered=rng.random() < 0.5)]
 
 
-TIMELINES: dict[Label, Callable[[random.Random, str, str], list[Step]]] = {
+TIMELINES: dict[Label, Builder] = {
     L.ADDRESS_INVALID: _address,
     L.PAYMENT_FAILED: _payment,
     L.INVENTORY_SHORTAGE: _inventory,
