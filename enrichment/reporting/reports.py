@@ -202,13 +202,6 @@ def _status(snap: Snapshot, views: list[ThresholdView]) -> Status:
     return "critical" if alerts.CRITICAL in severities else "warning" if severities else "healthy"
 
 
-def status_of(snap: Snapshot, tenant: Tenant, policy: alerts.AlertPolicy) -> tuple[Status, list]:
-    """The worst severity whose threshold the snapshot crosses, and the names crossed."""
-    views = judge(snap, alerts.rules_for(tenant.settings or {}), policy.min_sample)
-    status = _status(snap, views)
-    return status, [] if status == "no_data" else [v.name for v in views if v.crossed]
-
-
 def _alert_views(session: Session, tenant: Tenant) -> list[AlertView]:
     rules = {(r.metric, r.severity): r for r in alerts.rules_for(tenant.settings or {})}
     return [
