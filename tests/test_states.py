@@ -1,11 +1,15 @@
 """Pure state decisions: no services needed."""
 
+import json
 from datetime import UTC, datetime
 
+from enrichment.core.outcomes import OutcomeKind
+from enrichment.core.stages import STAGES, STAGES_PER_RECORD, Stage
 from enrichment.core.states import (
     StageStatus,
     needs_run,
     next_failure_step,
+    next_stage,
     stage_status,
     with_stage,
 )
@@ -50,3 +54,27 @@ def test_failure_steps_follow_the_schedule_then_stop():
         steps.append((at - NOW).total_seconds())
     assert steps == [60, 300, 900, 3600, 14_400]
     assert count == 5
+
+
+def test_each_stage_has_one_code_name_its_stored_name_and_its_provider_call():
+    assert [(s.name, str(s), s.call) for s in STAGES] == [
+        ("ANALYZE", "order_analysis", "analyze"),
+        ("CLASSIFY", "classification", "classify"),
+        ("RESOLVE", "automation", "resolve"),
+    ]
+    assert STAGES_PER_RECORD == 3 and Stage("classification") is Stage.CLASSIFY
+
+
+def test_a_stage_is_stored_and_logged_by_its_seed_name():
+    state = with_stage({}, Stage.ANALYZE, StageStatus.FAILED, at=NOW, error="boom")
+    assert json.loads(json.dumps(state)) == {
+        "order_analysis": {"status": "FAILED", "at": NOW.isoformat(), "error": "boom"},
+        "errors": [f"{NOW.isoformat()} order_analysis: boom"],
+    }
+    assert next_stage(state, confident=False) is Stage.ANALYZE
+
+
+def test_outcome_kinds_keep_the_values_logs_and_task_results_show():
+    assert [str(k) for k in OutcomeKind] == [
+        "continue", "done", "stale", "retry", "released", "escalated", "deferred",
+    ]  # fmt: skip

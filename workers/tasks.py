@@ -14,7 +14,9 @@ from enrichment.batches import apply as batch_apply
 from enrichment.batches import submit as batch_submit
 from enrichment.core import breaker_store, db, pipeline, selection, tenants
 from enrichment.core.crashpoints import crash_point
+from enrichment.core.outcomes import OutcomeKind
 from enrichment.core.settings import get_settings
+from enrichment.core.stages import Stage
 from enrichment.delivery import deliver
 from enrichment.metrics import cadence, monitor
 from enrichment.providers import Provider, make_provider
@@ -24,7 +26,7 @@ from workers.app import app
 
 log = structlog.get_logger(__name__)
 # Outcomes whose write carried outbox events.
-DECIDED = ("done", "escalated")
+DECIDED = (OutcomeKind.DONE, OutcomeKind.ESCALATED)
 
 
 class EnrichmentTask(Task):
@@ -80,7 +82,7 @@ def enqueue_chain(record_id: int, lease_token: str, countdown_s: float) -> None:
     ).apply_async(countdown=countdown_s)
 
 
-def _stage(task: EnrichmentTask, stage: str, record_id: int, lease_token: str) -> str:
+def _stage(task: EnrichmentTask, stage: Stage, record_id: int, lease_token: str) -> str:
     structlog.contextvars.bind_contextvars(record_id=record_id, stage=stage)
     outcome = pipeline.run_stage(
         task.sessions,
@@ -90,10 +92,10 @@ def _stage(task: EnrichmentTask, stage: str, record_id: int, lease_token: str) -
         record_id=record_id,
         lease_token=lease_token,
     )
-    if outcome.kind != "continue":
+    if outcome.kind != OutcomeKind.CONTINUE:
         # Stop this chain here; a retry continues in a fresh chain with a fresh lease.
         task.request.chain = None
-    if outcome.kind == "retry":
+    if outcome.kind == OutcomeKind.RETRY:
         enqueue_chain(record_id, outcome.lease_token, outcome.countdown_s)
     if outcome.kind in DECIDED:
         # The decision and its events are committed: push them now. Cheap to lose: an
@@ -104,17 +106,17 @@ def _stage(task: EnrichmentTask, stage: str, record_id: int, lease_token: str) -
 
 @app.task(base=EnrichmentTask, bind=True, name="enrichment.analyze")
 def analyze(self, record_id: int, lease_token: str) -> str:
-    return _stage(self, "order_analysis", record_id, lease_token)
+    return _stage(self, Stage.ANALYZE, record_id, lease_token)
 
 
 @app.task(base=EnrichmentTask, bind=True, name="enrichment.classify")
 def classify(self, record_id: int, lease_token: str) -> str:
-    return _stage(self, "classification", record_id, lease_token)
+    return _stage(self, Stage.CLASSIFY, record_id, lease_token)
 
 
 @app.task(base=EnrichmentTask, bind=True, name="enrichment.resolve")
 def resolve(self, record_id: int, lease_token: str) -> str:
-    return _stage(self, "automation", record_id, lease_token)
+    return _stage(self, Stage.RESOLVE, record_id, lease_token)
 
 
 @app.task(base=EnrichmentTask, bind=True, name="enrichment.sweep")

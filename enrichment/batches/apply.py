@@ -27,7 +27,7 @@ from enrichment.core.due import chain_lease_s
 from enrichment.core.errors import EnrichmentError
 from enrichment.core.leases import released
 from enrichment.core.models import utcnow
-from enrichment.core.outcomes import finish_stage
+from enrichment.core.outcomes import OutcomeKind, finish_stage
 from enrichment.core.settings import Settings
 from enrichment.providers.anthropic import ERROR_TYPE_CAUSE, AnthropicProvider, map_api_error
 
@@ -176,9 +176,8 @@ def apply_one(
         run, ctx = resumed
         call: Any
         if result.type == "succeeded":
-            stage = pipeline.PROVIDER_CALL[batch.stage]
             try:
-                call = provider.answer(stage, ctx, result.message, batch=True)
+                call = provider.answer(run.stage.call, ctx, result.message, batch=True)
             except EnrichmentError as exc:
                 call = exc
         else:
@@ -190,7 +189,7 @@ def apply_one(
         outcome, attempt = finish_stage(
             run, settings, call, 0.0, provider.name, breaker_cause=seen.cause
         )
-        if outcome.kind in ("continue", "retry"):
+        if outcome.kind in (OutcomeKind.CONTINUE, OutcomeKind.RETRY):
             # No chain goes on from here: the next sweep or batch takes the record when due.
             run.writes.update(released())
         attempt["batch_id"] = batch.id

@@ -23,8 +23,9 @@ from enrichment.core.errors import EnrichmentError
 from enrichment.core.leases import released
 from enrichment.core.models import ExceptionRecord as R
 from enrichment.core.models import Tenant, utcnow
-from enrichment.core.outcomes import Outcome
+from enrichment.core.outcomes import Outcome, OutcomeKind
 from enrichment.core.settings import Settings
+from enrichment.core.stages import Stage
 from enrichment.core.tenant_settings import TenantSettings
 from enrichment.providers.anthropic import AnthropicProvider, map_api_error
 
@@ -38,10 +39,10 @@ BATCH_LEASE_S = 26 * 3600.0
 # Records per statement when a batch's leases are extended (bind parameters stay well
 # under PostgreSQL's 65,535 per statement).
 _EXTEND_SLICE = 10_000
-_STAGE_CODE = {"order_analysis": "a", "classification": "c", "automation": "r"}
+_STAGE_CODE = {Stage.ANALYZE: "a", Stage.CLASSIFY: "c", Stage.RESOLVE: "r"}
 
 
-def custom_id(record_id: int, stage: str, lease_token: str) -> str:
+def custom_id(record_id: int, stage: Stage, lease_token: str) -> str:
     """`r<record>-<a|c|r>-<10 hex of the lease token>`: within ^[a-zA-Z0-9_-]{1,64}$, and
     unique per record, stage and claim."""
     digest = hashlib.sha256(lease_token.encode()).hexdigest()[:10]
@@ -129,11 +130,11 @@ def submit_claims(
         for claim in claims:
             begun = pipeline.begin_stage(conn, settings, None, claim.record_id, claim.lease_token)
             if isinstance(begun, Outcome):
-                if begun.kind == "continue":  # nothing left to run: free it for the chain
+                if begun.kind == OutcomeKind.CONTINUE:  # nothing left to run: free it for the chain
                     idle.append((claim.record_id, claim.lease_token))
                 continue
             run, ctx = begun
-            params = provider.request(pipeline.PROVIDER_CALL[run.stage], ctx)
+            params = provider.request(run.stage.call, ctx)
             body = {"custom_id": custom_id(run.record_id, run.stage, run.lease_token)}
             body["params"] = params
             by_stage[run.stage].append(

@@ -14,8 +14,9 @@ from datetime import UTC, datetime, timedelta
 
 from enrichment.cli.report import print_pairs
 from enrichment.core import db, story, tenants
-from enrichment.core.models import REOPENED, STAGES, utcnow
+from enrichment.core.models import REOPENED, utcnow
 from enrichment.core.settings import get_settings
+from enrichment.core.stages import STAGES
 from enrichment.core.text import FIELD_MAX, duration, plural, printable
 
 SAME_WRITE = timedelta(seconds=1)  # an outcome and its attempt row are written this close

@@ -31,7 +31,6 @@ from sqlalchemy.sql.elements import ColumnElement
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 
-STAGES: tuple[str, ...] = ("order_analysis", "classification", "automation")
 # A record waits for enrichment until it is enriched or escalated to a person. This string is
 # the partial indexes' predicate and the raw-SQL form; `in_backlog()` below is the ORM form.
 # (Migrations keep their own copy: they are history and never import changing constants.)
@@ -43,6 +42,11 @@ RETRY_INDEX_MAX_RETRIES = 5
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def partial_where(sql: str) -> dict[str, Any]:
+    """A partial index's predicate, the same on PostgreSQL and SQLite."""
+    return {"postgresql_where": text(sql), "sqlite_where": text(sql)}
 
 
 class UTCDateTime(TypeDecorator):
@@ -122,12 +126,7 @@ class ExceptionRecord(Base):
                 f"enrichment_retry_count > 0 AND enrichment_retry_count < {RETRY_INDEX_MAX_RETRIES}"
             ),
         ),
-        Index(
-            "idx_enrichment_due",
-            "next_attempt_at",
-            postgresql_where=text(BACKLOG_SQL),
-            sqlite_where=text(BACKLOG_SQL),
-        ),
+        Index("idx_enrichment_due", "next_attempt_at", **partial_where(BACKLOG_SQL)),
         Index("ix_exception_records_tenant_created", "tenant_id", "created_at"),
     )
 
@@ -278,20 +277,11 @@ class OutboxEvent(Base):
 
     __tablename__ = "outbox_events"
     __table_args__ = (
-        Index(
-            "ix_outbox_events_due",
-            "next_delivery_at",
-            postgresql_where=text("status = 'pending'"),
-            sqlite_where=text("status = 'pending'"),
-        ),
+        Index("ix_outbox_events_due", "next_delivery_at", **partial_where("status = 'pending'")),
         Index("ix_outbox_events_record", "record_id", "id"),
         # The monitor counts each tenant's pending and dead events: a small set, indexed.
         Index(
-            "ix_outbox_events_open",
-            "tenant_id",
-            "status",
-            postgresql_where=text("status <> 'delivered'"),
-            sqlite_where=text("status <> 'delivered'"),
+            "ix_outbox_events_open", "tenant_id", "status", **partial_where("status <> 'delivered'")
         ),
         Index("ix_outbox_events_tenant_tx", "tenant_id", "tx", "id"),
     )
@@ -372,23 +362,20 @@ Index(
     "ix_exception_records_review",
     ExceptionRecord.tenant_id,
     ExceptionRecord.escalated_at,
-    postgresql_where=text(REVIEW_SQL),
-    sqlite_where=text(REVIEW_SQL),
+    **partial_where(REVIEW_SQL),
 )
 # The claim walks each tenant's waiting records in scheduling order (severity, priority, age).
 Index(
     "ix_exception_records_sched",
     ExceptionRecord.tenant_id,
     ExceptionRecord.sched_at,
-    postgresql_where=text(BACKLOG_SQL),
-    sqlite_where=text(BACKLOG_SQL),
+    **partial_where(BACKLOG_SQL),
 )
 # Records in flight per tenant (the in-flight cap): leases are few, so is this index.
 Index(
     "ix_exception_records_leased",
     ExceptionRecord.tenant_id,
-    postgresql_where=text("lease_token IS NOT NULL"),
-    sqlite_where=text("lease_token IS NOT NULL"),
+    **partial_where("lease_token IS NOT NULL"),
 )
 # The fleet's recent throughput (how much one sweep claims): attempts by time alone.
 Index("ix_enrichment_attempts_created", EnrichmentAttempt.created_at)
@@ -397,6 +384,5 @@ Index(
     "ix_exception_records_backlog",
     ExceptionRecord.tenant_id,
     ExceptionRecord.next_attempt_at,
-    postgresql_where=text(BACKLOG_SQL),
-    sqlite_where=text(BACKLOG_SQL),
+    **partial_where(BACKLOG_SQL),
 )

@@ -11,6 +11,7 @@ import random
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from enrichment.core.errors import EnrichmentError, PermanentError, ProviderPaused, RateLimited
@@ -21,21 +22,28 @@ from enrichment.core.outbox import ENRICHED, ESCALATED
 from enrichment.core.provider import StageCall
 from enrichment.core.schemas import Classification
 from enrichment.core.settings import Settings
+from enrichment.core.stages import Stage
 from enrichment.core.states import StageStatus, is_confident, next_failure_step, with_stage
 from enrichment.core.taxonomy import Label, disallowed_actions
 
 
+class OutcomeKind(StrEnum):
+    """What the task wrapper does next (the value is what logs and task results show)."""
+
+    CONTINUE = "continue"  # run the next stage
+    DONE = "done"  # enriched: the decision and its events are written
+    STALE = "stale"  # the token moved on: do nothing
+    RETRY = "retry"  # enqueue the chain again after `countdown_s` with `lease_token`
+    RELEASED = "released"  # the wait is longer than the horizon: the sweep will claim it
+    ESCALATED = "escalated"  # a person decides now: the decision and its event are written
+    DEFERRED = "deferred"  # a fleet fault: the lease given back, no retry spent (core/faults.py)
+
+
 @dataclass(frozen=True)
 class Outcome:
-    """What the task wrapper does next.
+    """What the task wrapper does next (`kind`), for which record, with which lease."""
 
-    kind: "continue" (run the next stage), "done", "stale" (token moved on: do nothing),
-    "retry" (enqueue the chain again after `countdown_s` with `lease_token`),
-    "released" (the wait is longer than the horizon: the sweep will claim it), "escalated",
-    "deferred" (a fleet fault: the lease is given back, no retry spent; core/faults.py).
-    """
-
-    kind: str
+    kind: OutcomeKind
     record_id: int
     lease_token: str | None = None
     countdown_s: float = 0.0
@@ -50,7 +58,7 @@ class StageRun:
     set, so of two deliveries of one message exactly one writes, and an old token nothing.
     """
 
-    stage: str
+    stage: Stage
     record_id: int
     tenant_id: int
     tenant: str
@@ -86,7 +94,7 @@ def finish_stage(
 ) -> tuple[Outcome, dict[str, Any]]:
     """Decide the stage's outcome: the columns to write (on `run`) and the attempt row.
     breaker_cause: the cause the provider's breaker is open on, if it is."""
-    if run.stage == "automation" and not isinstance(call, EnrichmentError):
+    if run.stage == Stage.RESOLVE and not isinstance(call, EnrichmentError):
         bad = disallowed_actions(Label(run.ai_label), list(call.result.actions))
         if bad:
             call = EnrichmentError(
@@ -165,7 +173,7 @@ def _complete(run: StageRun, call: StageCall[Any]) -> None:
 def _apply_analysis(run: StageRun, call: StageCall[Any], settings: Settings) -> Outcome:
     run.writes["ai_analysis"] = call.result.model_dump(mode="json")
     _complete(run, call)
-    return Outcome("continue", run.record_id, run.lease_token)
+    return Outcome(OutcomeKind.CONTINUE, run.record_id, run.lease_token)
 
 
 def _apply_classification(run: StageRun, call: StageCall[Any], settings: Settings) -> Outcome:
@@ -176,9 +184,9 @@ def _apply_classification(run: StageRun, call: StageCall[Any], settings: Setting
     run.ai_label, run.ai_confidence = str(result.label), result.confidence
     _complete(run, call)
     if is_confident(result.confidence, run.threshold):
-        return Outcome("continue", run.record_id, run.lease_token)
+        return Outcome(OutcomeKind.CONTINUE, run.record_id, run.lease_token)
     now = utcnow()
-    run.state = with_stage(run.state, "automation", StageStatus.SKIPPED, at=now)
+    run.state = with_stage(run.state, Stage.RESOLVE, StageStatus.SKIPPED, at=now)
     step = _next_step(run, settings, now)
     if step is None:
         reason = f"confidence {result.confidence:.2f} < {run.threshold} after all retries"
@@ -208,7 +216,7 @@ def _apply_resolution(run: StageRun, call: StageCall[Any], settings: Settings) -
         "rationale": resolution["rationale"],
     }
     run.events.append((ENRICHED, {**event_subject(run), **decision}))
-    return Outcome("done", run.record_id)
+    return Outcome(OutcomeKind.DONE, run.record_id)
 
 
 def event_subject(run: StageRun) -> dict[str, Any]:
@@ -217,9 +225,9 @@ def event_subject(run: StageRun) -> dict[str, Any]:
 
 
 _APPLY = {
-    "order_analysis": _apply_analysis,
-    "classification": _apply_classification,
-    "automation": _apply_resolution,
+    Stage.ANALYZE: _apply_analysis,
+    Stage.CLASSIFY: _apply_classification,
+    Stage.RESOLVE: _apply_resolution,
 }
 
 
@@ -256,7 +264,7 @@ def _defer(run: StageRun, error: EnrichmentError) -> Outcome:
     run.state = with_stage(run.state, run.stage, StageStatus.PENDING, at=utcnow())
     run.logs.append(("info", "stage.deferred", {"fault": _fault(error), "error": str(error)}))
     run.writes.update(released())
-    return Outcome("deferred", run.record_id)
+    return Outcome(OutcomeKind.DEFERRED, run.record_id)
 
 
 def _wait_for_rate_limit(run: StageRun, wait_s: float, settings: Settings) -> Outcome:
@@ -269,12 +277,12 @@ def _relet(run: StageRun, countdown_s: float, settings: Settings) -> Outcome:
     token = str(uuid.uuid4())
     expires = utcnow() + timedelta(seconds=countdown_s + settings.lease_ttl_s)
     run.writes.update(lease_token=token, lease_expires_at=expires)
-    return Outcome("retry", run.record_id, token, countdown_s)
+    return Outcome(OutcomeKind.RETRY, run.record_id, token, countdown_s)
 
 
 def _release(run: StageRun) -> Outcome:
     run.writes.update(released())
-    return Outcome("released", run.record_id)
+    return Outcome(OutcomeKind.RELEASED, run.record_id)
 
 
 def _escalate(run: StageRun, reason: str) -> Outcome:
@@ -286,4 +294,4 @@ def _escalate(run: StageRun, reason: str) -> Outcome:
     run.logs.append(("warning", "record.escalated", {"reason": reason}))
     data = {**event_subject(run), "stage": run.stage, "reason": reason[:2000]}
     run.events.append((ESCALATED, data))
-    return Outcome("escalated", run.record_id)
+    return Outcome(OutcomeKind.ESCALATED, run.record_id)

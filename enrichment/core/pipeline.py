@@ -46,10 +46,11 @@ from enrichment.core.models import (
     utcnow,
 )
 from enrichment.core.outbox import ACTION_REQUESTED
-from enrichment.core.outcomes import Outcome, StageRun, event_subject, finish_stage
+from enrichment.core.outcomes import Outcome, OutcomeKind, StageRun, event_subject, finish_stage
 from enrichment.core.provider import Provider, RecordContext, StageCall
 from enrichment.core.schemas import Analysis, Classification
 from enrichment.core.settings import Settings
+from enrichment.core.stages import Stage
 from enrichment.core.states import (
     StageStatus,
     is_confident,
@@ -62,16 +63,13 @@ from enrichment.core.tenant_settings import TenantSettings
 
 log = structlog.get_logger(__name__)
 
-# Stage name in enrichment_state (the seed's names) -> the provider's call for it.
-PROVIDER_CALL = {"order_analysis": "analyze", "classification": "classify", "automation": "resolve"}
-
 
 def run_stage(
     factory: sessionmaker[Session],
     provider: Provider,
     settings: Settings,
     *,
-    stage: str,
+    stage: Stage,
     record_id: int,
     lease_token: str,
 ) -> Outcome:
@@ -82,7 +80,7 @@ def run_stage(
         provider, key, seen = breaker_store.route(conn, settings, provider, record_id)
     run, ctx = begun
     started = time.perf_counter()
-    call = _call(provider, stage, ctx, seen)
+    call = _call(provider, run.stage, ctx, seen)
     latency_s = time.perf_counter() - started
     outcome, attempt = finish_stage(
         run, settings, call, latency_s, provider.name, breaker_cause=seen.cause
@@ -90,7 +88,7 @@ def run_stage(
     with autocommit(factory) as conn:
         if not write(conn, run, attempt):
             log.info("stage.stale_result_dropped", stage=stage, record_id=record_id)
-            return Outcome("stale", record_id)
+            return Outcome(OutcomeKind.STALE, record_id)
     for level, event, fields in run.logs:
         getattr(log, level)(event, stage=stage, record_id=record_id, **fields)
     breaker_store.learn(factory.kw["bind"], settings, key, seen, attempt)
@@ -98,13 +96,13 @@ def run_stage(
 
 
 def _call(
-    provider: Provider, stage: str, ctx: RecordContext, seen: breaker.Breaker
+    provider: Provider, stage: Stage, ctx: RecordContext, seen: breaker.Breaker
 ) -> StageCall[Any] | EnrichmentError:
     """The provider's answer or its failure; no call at all while the breaker holds it back."""
     if not breaker.admits(seen, ctx.record_id):
         return ProviderPaused(seen.cause)
     try:
-        return getattr(provider, PROVIDER_CALL[stage])(ctx)
+        return getattr(provider, stage.call)(ctx)
     except EnrichmentError as exc:
         return exc
     except Exception as exc:  # a provider bug must still be recorded, never lose the record
@@ -133,7 +131,7 @@ def _guard(record_id: int, tenant_id: int, lease_token: str, stamp: datetime | N
 
 
 def begin_stage(
-    conn: Connection, settings: Settings, stage: str | None, record_id: int, lease_token: str
+    conn: Connection, settings: Settings, stage: Stage | None, record_id: int, lease_token: str
 ) -> tuple[StageRun, RecordContext] | Outcome:
     """Mark the stage IN_PROGRESS and build its input, or say why there is nothing to do.
     `stage` None: the first stage the record still needs (a Message Batch's choice).
@@ -144,15 +142,15 @@ def begin_stage(
     row = _read(conn, record_id)
     if row is None or row.lease_token != lease_token or row.escalated_at is not None:
         log.info("stage.stale", stage=stage, record_id=record_id)
-        return Outcome("stale", record_id)
+        return Outcome(OutcomeKind.STALE, record_id)
     confident = is_confident(row.ai_confidence, row.confidence_threshold)
     stage = stage or next_stage(row.enrichment_state, confident=confident)
     if stage is None or not needs_run(row.enrichment_state, stage, confident=confident):
-        return Outcome("continue", record_id, lease_token)
-    if stage == "automation" and not confident:
+        return Outcome(OutcomeKind.CONTINUE, record_id, lease_token)
+    if stage == Stage.RESOLVE and not confident:
         # Resolve runs only on a confident classification, whatever message arrives.
         log.warning("stage.resolve_without_confident_label", record_id=record_id)
-        return Outcome("stale", record_id)
+        return Outcome(OutcomeKind.STALE, record_id)
     now = utcnow()
     state = with_stage(row.enrichment_state, stage, StageStatus.IN_PROGRESS, at=now)
     renewed = now + timedelta(seconds=settings.lease_ttl_s)
@@ -167,14 +165,14 @@ def begin_stage(
     )
     if stamped.rowcount != 1:  # another delivery of this message started it first
         log.info("stage.stale", stage=stage, record_id=record_id)
-        return Outcome("stale", record_id)
+        return Outcome(OutcomeKind.STALE, record_id)
     return _run_of(row, settings, stage, lease_token, now, state)
 
 
 def resume_stage(
     conn: Connection,
     settings: Settings,
-    stage: str,
+    stage: Stage,
     record_id: int,
     lease_token: str,
     started_at: datetime,
@@ -212,14 +210,14 @@ def _read(conn: Connection, record_id: int) -> Row | None:
 def _run_of(
     row: Row,
     settings: Settings,
-    stage: str,
+    stage: Stage,
     lease_token: str,
     started_at: datetime,
     state: dict[str, Any],
 ) -> tuple[StageRun, RecordContext]:
     own = TenantSettings.parse(row.settings)
     run = StageRun(
-        stage=stage,
+        stage=Stage(stage),  # a member, whether the caller named it or passed its value
         record_id=row.id,
         tenant_id=row.tenant_id,
         tenant=row.name,

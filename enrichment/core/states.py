@@ -7,6 +7,7 @@ from enum import StrEnum
 from typing import Any
 
 from enrichment.core.backoff import retry_delay_s
+from enrichment.core.stages import STAGES, Stage
 
 MAX_ERRORS_KEPT = 20
 
@@ -19,13 +20,13 @@ class StageStatus(StrEnum):
     SKIPPED = "SKIPPED"
 
 
-def stage_status(state: dict[str, Any], stage: str) -> StageStatus:
+def stage_status(state: dict[str, Any], stage: Stage) -> StageStatus:
     return StageStatus(state.get(stage, {}).get("status", StageStatus.PENDING))
 
 
 def with_stage(
     state: dict[str, Any],
-    stage: str,
+    stage: Stage,
     status: StageStatus,
     *,
     at: datetime,
@@ -40,18 +41,15 @@ def with_stage(
     return new
 
 
-def needs_run(state: dict[str, Any], stage: str, *, confident: bool) -> bool:
+def needs_run(state: dict[str, Any], stage: Stage, *, confident: bool) -> bool:
     """A COMPLETED stage is not paid for again, except a low-confidence classification,
     which is exactly what a recheck is for."""
     if stage_status(state, stage) != StageStatus.COMPLETED:
         return True
-    return stage == "classification" and not confident
+    return stage == Stage.CLASSIFY and not confident
 
 
-STAGES = ("order_analysis", "classification", "automation")
-
-
-def next_stage(state: dict[str, Any], *, confident: bool) -> str | None:
+def next_stage(state: dict[str, Any], *, confident: bool) -> Stage | None:
     """The first stage the record still needs, in chain order; None when none does."""
     return next((s for s in STAGES if needs_run(state, s, confident=confident)), None)
 

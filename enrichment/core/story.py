@@ -19,7 +19,6 @@ from sqlalchemy.orm import Session
 
 from enrichment.core import outbox
 from enrichment.core.models import (
-    STAGES,
     EnrichmentAttempt,
     Order,
     OutboxEvent,
@@ -28,6 +27,7 @@ from enrichment.core.models import (
     Tenant,
 )
 from enrichment.core.models import ExceptionRecord as R
+from enrichment.core.stages import STAGES
 from enrichment.core.states import StageStatus, stage_status
 
 State = Literal["reviewed", "enriched", "escalated", "waiting", "in progress"]
@@ -169,7 +169,7 @@ class Story(BaseModel):
 
     tenant: str
     record: RecordFields
-    stages: list[StageView] = Field(description="order_analysis, classification, automation")
+    stages: list[StageView] = Field(description=", ".join(STAGES))
     attempts: list[AttemptView] = Field(description="in time order")
     actions: list[ActionView]
     events: list[EventView]

@@ -33,6 +33,7 @@ from enrichment.core.models import ExceptionRecord as R
 from enrichment.core.models import Tenant, in_backlog, utcnow
 from enrichment.core.monitor_models import MetricSnapshot
 from enrichment.core.settings import Settings
+from enrichment.core.stages import STAGES_PER_RECORD
 from enrichment.metrics.passes import BUCKET_EDGES, bucket_label
 
 # (name, help, snapshot field, scale): gauges. Percentages become ratios (scale 0.01).
@@ -213,7 +214,6 @@ class SnapshotCollector:
 # Completed stages over this window measure throughput: short, so it matches the workers
 # counted now (the autoscaler smooths the rest).
 THROUGHPUT_WINDOW_S = 60.0
-STAGES_PER_RECORD = 3
 
 
 class BrokerView(Protocol):

@@ -32,6 +32,7 @@ from enrichment.core.models import (
     utcnow,
 )
 from enrichment.core.outbox import ACTION_REQUESTED, REVIEWED, event_row, insert_events
+from enrichment.core.stages import Stage
 from enrichment.core.taxonomy import ALLOWED_ACTIONS, Action, Label, disallowed_actions
 
 ESCALATION, AUDIT = "escalation", "audit"
@@ -118,7 +119,7 @@ def submit(
         note=review.note,
         ai_label=rec.ai_label,
         ai_confidence=rec.ai_confidence,
-        ai_source=(rec.ai_source or {}).get("classification"),
+        ai_source=(rec.ai_source or {}).get(Stage.CLASSIFY),
         overrides=previous.id if previous is not None else None,
         created_at=now,
     )

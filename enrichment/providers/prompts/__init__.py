@@ -23,10 +23,10 @@ from typing import Any
 
 from enrichment.core.provider import RecordContext
 from enrichment.core.settings import ConfigurationError
+from enrichment.core.stages import Stage
 from enrichment.core.taxonomy import ALLOWED_ACTIONS, Label
 
 PROMPT_DIR = Path(__file__).parent
-STAGES = ("analyze", "classify", "resolve")
 MAX_STRING_CHARS = 2000  # per string value: a pasted e-mail thread must not blow the context
 MAX_LIST_ITEMS = 50  # per list: the most recent events matter, not a year of scans
 
@@ -52,8 +52,8 @@ def load(version: str = "v1") -> PromptSet:
     try:
         system = (PROMPT_DIR / f"system_{version}.txt").read_text(encoding="utf-8")
         instructions = {
-            s: (PROMPT_DIR / f"{s}_{version}.txt").read_text(encoding="utf-8").strip()
-            for s in STAGES
+            s.call: (PROMPT_DIR / f"{s.call}_{version}.txt").read_text(encoding="utf-8").strip()
+            for s in Stage
         }
     except FileNotFoundError as exc:
         raise ConfigurationError(f"prompt version {version!r}: {exc.filename} is missing") from None

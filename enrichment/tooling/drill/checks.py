@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from enrichment.core.models import BACKLOG_SQL
 from enrichment.core.outbox import webhook_id
 from enrichment.core.settings import MonitorConfig, Settings
+from enrichment.core.stages import STAGES, Stage
 from enrichment.core.taxonomy import ALLOWED_ACTIONS, Label
 from enrichment.metrics.monitor import run_monitor
 from enrichment.tooling.drill.faults import CountingFake, Injector
@@ -45,12 +46,11 @@ def check_completeness(s: Session, total: int) -> list[Check]:
         " AND escalated_at IS NOT NULL AND coalesce(escalation_reason, '') <> ''",
     )
     leased = _scalar(s, "SELECT count(*) FROM exception_records WHERE lease_token IS NOT NULL")
+    completed = " AND ".join(f"enrichment_state->'{st}'->>'status' = 'COMPLETED'" for st in STAGES)
     half = _scalar(
         s,
-        "SELECT count(*) FROM exception_records WHERE enriched_at IS NOT NULL AND NOT ("
-        " enrichment_state->'order_analysis'->>'status' = 'COMPLETED'"
-        " AND enrichment_state->'classification'->>'status' = 'COMPLETED'"
-        " AND enrichment_state->'automation'->>'status' = 'COMPLETED')",
+        "SELECT count(*) FROM exception_records WHERE enriched_at IS NOT NULL"
+        f" AND NOT ({completed})",
     )
     return [
         Check("records ingested", total, "N", total > 0),
@@ -75,7 +75,7 @@ def check_provenance(s: Session) -> list[Check]:
         "SELECT count(*) FROM exception_records r"
         " WHERE (r.ai_label IS NOT NULL OR r.ai_confidence IS NOT NULL) AND NOT EXISTS ("
         "  SELECT 1 FROM enrichment_attempts a WHERE a.record_id = r.id"
-        "  AND a.stage = 'classification' AND a.outcome = 'completed'"
+        f"  AND a.stage = '{Stage.CLASSIFY}' AND a.outcome = 'completed'"
         "  AND a.provider = 'anthropic')",
     )
     invalid = _scalar(
@@ -85,7 +85,7 @@ def check_provenance(s: Session) -> list[Check]:
         f" OR (ai_label IS NOT NULL AND ai_label NOT IN ('{labels}'))"
         " OR ai_confidence < 0 OR ai_confidence > 1"
         " OR (ai_label IS NOT NULL AND"
-        "     ai_source->'classification'->>'provider' IS DISTINCT FROM 'anthropic')",
+        f"     ai_source->'{Stage.CLASSIFY}'->>'provider' IS DISTINCT FROM 'anthropic')",
     )
     return [
         Check("label/confidence without a completed anthropic attempt", orphan, "0", orphan == 0),
