@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 CELERY := $(BIN)/celery -A workers
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint format migrate worker beat flower api fake-anthropic drill bench eval
+.PHONY: help install demo test lint format migrate worker beat flower api fake-anthropic drill bench eval config-docs
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -31,6 +31,9 @@ lint: $(STAMP) ## ruff check and format check
 
 format: $(STAMP) ## ruff fix and format
 	$(BIN)/ruff check --fix . && $(BIN)/ruff format .
+
+config-docs: $(STAMP) ## Regenerate docs/configuration.md from the settings' fields
+	$(BIN)/python -m enrichment.core.settings_doc
 
 migrate: $(STAMP) ## alembic upgrade head on DATABASE_URL
 	$(BIN)/alembic upgrade head

@@ -10,11 +10,11 @@ from sqlalchemy import func, select
 from enrichment.alerting import provider_page
 from enrichment.cli import report as report_cli
 from enrichment.core import breaker, breaker_store
-from enrichment.core.config import BreakerConfig
 from enrichment.core.models import EnrichmentAttempt, ExceptionRecord, Tenant, utcnow
 from enrichment.core.pipeline import run_stage
 from enrichment.core.selection import sweep_for_fleet
 from enrichment.core.settings import Settings
+from enrichment.core.settings_sections import BreakerConfig
 from enrichment.metrics import prom
 from enrichment.providers.anthropic import AnthropicProvider
 from enrichment.reporting import report_html, reports

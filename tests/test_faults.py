@@ -6,9 +6,7 @@ import httpx
 import pytest
 from anthropic import APIConnectionError, APIStatusError, APITimeoutError
 
-from enrichment.batches.apply import errored
 from enrichment.core import breaker
-from enrichment.core.config import BreakerConfig
 from enrichment.core.errors import (
     InvalidAIOutput,
     PermanentError,
@@ -17,7 +15,9 @@ from enrichment.core.errors import (
     TransientError,
 )
 from enrichment.core.faults import Cause, is_fleet_fault, with_cause
+from enrichment.core.settings_sections import BreakerConfig
 from enrichment.providers.anthropic import map_api_error
+from enrichment.providers.anthropic_batches import errored
 
 NOW = datetime(2026, 12, 6, 2, 14, tzinfo=UTC)
 CFG = BreakerConfig(min_calls=10, failure_ratio=0.5, probe_initial_s=15, probe_max_s=120)

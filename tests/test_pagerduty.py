@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import structlog
-from enrichment.core.config import AlertPolicy, PagerDutyConfig, RoutingConfig
 from sqlalchemy import update
 
 from enrichment.alerting import pagerduty, push
@@ -20,6 +19,7 @@ from enrichment.alerting.dispatch import run_alerts
 from enrichment.core.models import ExceptionRecord, utcnow
 from enrichment.core.monitor_models import Alert
 from enrichment.core.settings import Settings
+from enrichment.core.settings_sections import AlertPolicy, PagerDutyConfig, RoutingConfig
 from enrichment.metrics.monitor import run_monitor
 from enrichment.tooling.pagerduty_receiver import PagerDutyReceiver, validate
 from tests.factories import make_record, make_tenant

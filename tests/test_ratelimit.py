@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 
 import pytest
+from structlog.testing import capture_logs
 
 from enrichment.core import db
 from enrichment.core.pipeline import begin_stage
 from enrichment.core.settings import ConfigurationError, Settings
 from enrichment.core.tenant_settings import TenantSettings
-from enrichment.providers.ratelimit import RateLimitConfig, RateLimiter
+from enrichment.providers import ratelimit
+from enrichment.providers.ratelimit import RateLimiter
+from tests.conftest import REDIS_URL
 from tests.factories import make_record, make_tenant
 
 
@@ -76,19 +80,76 @@ def test_redis_outage_fails_open():
     assert RateLimiter(dead, rpm=60, burst=1).acquire() == 0.0
 
 
-def test_config_takes_redis_from_the_broker_or_its_own_variable(monkeypatch):
-    monkeypatch.delenv("ENRICHMENT_RATELIMIT_REDIS_URL", raising=False)
-    monkeypatch.delenv("ENRICHMENT_AI_RPM", raising=False)
-    monkeypatch.delenv("ENRICHMENT_AI_BURST", raising=False)
-    redis_broker = Settings(broker_url="redis://127.0.0.1:6379/3")
-    embedded = Settings(broker_url="filesystem://")
+def limiter_env(monkeypatch, broker: str, explicit: str | None = None) -> Settings:
+    """Settings read the way a worker reads them, with this broker and limiter variable."""
+    for name in ("ENRICHMENT_RATELIMIT_REDIS_URL", "ENRICHMENT_AI_RPM", "ENRICHMENT_AI_BURST"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CELERY_BROKER_URL", broker)
+    if explicit is not None:
+        monkeypatch.setenv("ENRICHMENT_RATELIMIT_REDIS_URL", explicit)
+    return Settings.from_env()
 
-    assert RateLimitConfig.from_settings(redis_broker).redis_url == "redis://127.0.0.1:6379/3"
-    assert RateLimitConfig.from_settings(embedded).redis_url is None
-    assert RateLimitConfig.from_settings(embedded) == RateLimitConfig(rpm=50, burst=5)
-    monkeypatch.setenv("ENRICHMENT_RATELIMIT_REDIS_URL", "redis://other:6379/1")
-    monkeypatch.setenv("CELERY_BROKER_URL", "filesystem://")
-    assert RateLimitConfig.from_settings(Settings.from_env()).redis_url == "redis://other:6379/1"
+
+def test_the_explicit_variable_wins_over_a_redis_broker(monkeypatch, redis_client):
+    # Given a Redis broker nobody listens on, and the limiter's own variable on the test Redis
+    settings = limiter_env(monkeypatch, "redis://127.0.0.1:9/0", explicit=REDIS_URL)
+    limiter = RateLimiter.from_settings(replace(settings, ai_rpm=60, ai_burst=1), key="explicit")
+
+    # Then the settings name the explicit Redis, and the limiter really draws on it: the
+    # second token is refused (on the dead broker it would fail open and grant both)
+    assert settings.ratelimit_redis_url == REDIS_URL
+    assert limiter.acquire() == 0.0
+    assert limiter.acquire() > 0.0
+    assert redis_client.exists("enrichment:ratelimit:explicit")
+
+
+def test_without_its_variable_the_limiter_uses_a_redis_broker_or_none(monkeypatch):
+    assert limiter_env(monkeypatch, "redis://h:6379/3").ratelimit_redis_url == "redis://h:6379/3"
+    assert limiter_env(monkeypatch, "rediss://h:6380/0").ratelimit_redis_url == "rediss://h:6380/0"
+    assert limiter_env(monkeypatch, "filesystem://").ratelimit_redis_url is None
+    assert limiter_env(monkeypatch, "amqp://h:5672//").ratelimit_redis_url is None
+    on_rabbit = limiter_env(monkeypatch, "amqp://h:5672//", explicit="redis://r:6379/1")
+    assert on_rabbit.ratelimit_redis_url == "redis://r:6379/1"
+    empty = limiter_env(monkeypatch, "redis://h:6379/3", explicit="")  # empty is unset
+    assert empty.ratelimit_redis_url == "redis://h:6379/3"
+    assert (empty.ai_rpm, empty.ai_burst) == (50, 5)
+
+
+def test_burst_defaults_to_a_tenth_of_the_rate(monkeypatch):
+    monkeypatch.setenv("ENRICHMENT_AI_RPM", "600")
+    monkeypatch.delenv("ENRICHMENT_AI_BURST", raising=False)
+    assert Settings.from_env().ai_burst == 60
+    monkeypatch.setenv("ENRICHMENT_AI_RPM", "3")
+    assert Settings.from_env().ai_burst == 1
+
+
+def test_one_start_up_line_names_the_redis_with_its_password_masked():
+    settings = Settings(ai_provider="anthropic", ratelimit_redis_url="redis://:s3cret@r:6379/2")
+    with capture_logs() as logs:
+        ratelimit.log_startup(settings)
+
+    assert logs == [
+        {"event": "ratelimit.on", "log_level": "info", "redis": "redis://:***@r:6379/2",
+         "rpm": 50, "burst": 5}
+    ]  # fmt: skip
+    assert ratelimit.masked("redis://u:p@r/0") == "redis://u:***@r/0"
+    assert ratelimit.masked("redis://r:6379/0") == "redis://r:6379/0"
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"ai_provider": "local"}, "the local provider calls no API"),
+        ({"ai_rpm": 0}, "ENRICHMENT_AI_RPM=0"),
+        ({"ratelimit_redis_url": None}, "no Redis: set ENRICHMENT_RATELIMIT_REDIS_URL"),
+    ],
+)
+def test_the_start_up_line_says_why_the_limiter_is_off(changes, reason):
+    on = {"ai_provider": "anthropic", "ratelimit_redis_url": "redis://r:6379/2"}
+    with capture_logs() as logs:
+        ratelimit.log_startup(Settings(**{**on, **changes}))
+
+    assert [(log["event"], log["reason"]) for log in logs] == [("ratelimit.off", reason)]
 
 
 @pytest.mark.parametrize(("rpm", "burst"), [("x", "1"), ("10", "11"), ("-1", "1")])

@@ -124,6 +124,7 @@ def test_no_secret_in_any_log(pg_url, factory, redis_client, tmp_path, slack_url
     logs = {"worker": worker.text(), "beat": beat.text(), "stdout": out.out, "stderr": out.err}
     assert "anthropic.call" in logs["worker"] and "sweep.claimed" in logs["worker"]
     assert "pagerduty.sent" in logs["worker"]  # the worker's monitor paged, too
+    assert logs["worker"].count("ratelimit.on") == 1  # one start-up line: which Redis
     for name, text in logs.items():
         assert API_KEY not in text, f"API key in {name} log"
         assert SLACK_SECRET not in text, f"Slack webhook in {name} log"
@@ -136,9 +137,8 @@ def test_no_secret_in_any_log(pg_url, factory, redis_client, tmp_path, slack_url
 def alert_in_process(pg_url: str, slack_url: str, pd_url: str) -> None:
     """The monitor and its alerts in this process, with a webhook, a routing key and every
     alert firing."""
-    from enrichment.core.config import PagerDutyConfig, RoutingConfig, SlackConfig
-
     from enrichment.core import db
+    from enrichment.core.settings_sections import PagerDutyConfig, RoutingConfig, SlackConfig
 
     factory = db.session_factory(pg_url)
     snaps = run_monitor(factory, Settings(database_url=pg_url), config=MonitorConfig())

@@ -9,6 +9,7 @@ from enrichment import providers
 from enrichment.core import db
 from enrichment.core.logs import configure_logging
 from enrichment.core.settings import Settings, get_settings, task_time_limit_s
+from enrichment.providers import ratelimit
 from workers.queues import broker_options, broker_transport, task_queues
 
 
@@ -67,6 +68,12 @@ app = make_app(get_settings())
 @signals.worker_init.connect
 def _before_fork(**_kwargs) -> None:
     providers.preload(get_settings())
+
+
+@signals.celeryd_after_setup.connect
+def _announce(**_kwargs) -> None:
+    # After logging is set up (worker_init comes before it): one line per worker.
+    ratelimit.log_startup(get_settings())
 
 
 @signals.worker_process_init.connect

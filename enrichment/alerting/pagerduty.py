@@ -24,7 +24,7 @@ import structlog
 
 from enrichment.alerting import push
 from enrichment.alerting.alerts import RUNBOOK, Notification
-from enrichment.core.config import PagerDutyConfig
+from enrichment.core.settings_sections import PagerDutyConfig
 
 log = structlog.get_logger(__name__)
 

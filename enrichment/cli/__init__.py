@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from enrichment.core.settings import ConfigurationError, get_settings
+from enrichment.core.settings import ConfigurationError, Settings, get_settings
 
 
 def _migrate(args: argparse.Namespace) -> int:
@@ -155,6 +155,12 @@ def _report(args: argparse.Namespace) -> int:
     return report_cli.report(args.tenant)
 
 
+def _config_docs(args: argparse.Namespace) -> int:
+    from enrichment.core import settings_doc
+
+    return settings_doc.main(["--check"] if args.check else [])
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="enrichment", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -168,7 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--threshold",
         type=_fraction,
-        help="confidence threshold in [0, 1] (default ENRICHMENT_CONFIDENCE_THRESHOLD, 0.7)",
+        help="confidence threshold in [0, 1] (default: ENRICHMENT_CONFIDENCE_THRESHOLD,"
+        f" {Settings.confidence_threshold})",
     )
     p.set_defaults(func=_tenant_add)
 
@@ -242,6 +249,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("tenant")
     p.set_defaults(func=_report)
+
+    p = sub.add_parser("config-docs", help="write docs/configuration.md from the settings")
+    p.add_argument("--check", action="store_true", help="exit 1 if the file is stale")
+    p.set_defaults(func=_config_docs)
 
     for name, (_module, text) in PASSTHROUGH.items():
         sub.add_parser(name, help=f"{text} (see 'enrichment {name} --help')")

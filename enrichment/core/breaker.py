@@ -19,8 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from enrichment.core.config import BreakerConfig
 from enrichment.core.faults import HARD, RATIO
+from enrichment.core.settings_sections import BreakerConfig
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 # /metrics' enrichment_provider_breaker_state values.

@@ -22,13 +22,13 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from enrichment.core import breaker
 from enrichment.core.breaker import Breaker
-from enrichment.core.config import BreakerConfig
 from enrichment.core.due import claimable
 from enrichment.core.faults import FLEET, PAUSED, RATIO, SOFT, Cause
 from enrichment.core.models import Base, EnrichmentAttempt, UTCDateTime, utcnow
 from enrichment.core.models import ExceptionRecord as R
 from enrichment.core.provider import Provider
 from enrichment.core.settings import Settings
+from enrichment.core.settings_sections import BreakerConfig
 
 log = structlog.get_logger(__name__)
 

@@ -1,41 +1,49 @@
-"""One settings object, read from the environment once per process: with config.py (its
-sections), the only module that reads the environment (ENRICHMENT_VAR_DIR aside, which
-decides where the defaults live).
+"""One settings object, read from the environment once per process.
 
-Every duration is in seconds (`_s`). Wrong values fail at start-up with a hint.
+Each field states its default, variable, bounds and meaning once (settings_env.setting);
+its sections are in settings_sections.py, and docs/configuration.md is generated from them
+all (`make config-docs`). Every duration is in seconds (`_s`). Wrong values fail at
+start-up with a hint.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
-from enrichment.core.config import (
+from enrichment.core.settings_env import ConfigurationError, FromEnv, read_fields, section, setting
+from enrichment.core.settings_sections import (
     AlertPolicy,
     BatchConfig,
     BreakerConfig,
-    ConfigurationError,
     MonitorConfig,
+    PagerDutyConfig,
     ReviewConfig,
     RoutingConfig,
     SlackConfig,
     WebhookConfig,
-    env_choice,
-    env_float,
-    env_int,
-    env_str,
 )
 
+__all__ = [
+    "AlertPolicy",
+    "BatchConfig",
+    "BreakerConfig",
+    "ConfigurationError",
+    "MonitorConfig",
+    "PagerDutyConfig",
+    "ReviewConfig",
+    "RoutingConfig",
+    "Settings",
+    "SlackConfig",
+    "WebhookConfig",
+    "get_settings",
+]
+
 VAR_DIR = Path(os.environ.get("ENRICHMENT_VAR_DIR", "var")).resolve()
-
-
-def _burst(rpm: int) -> int:
-    burst = env_int("ENRICHMENT_AI_BURST", max(1, rpm // 10))
-    if rpm and not 1 <= burst <= rpm:
-        raise ConfigurationError(f"ENRICHMENT_AI_BURST={burst} must be in [1, {rpm}]")
-    return burst
 
 
 def default_database_url() -> str:
@@ -78,130 +86,249 @@ def check_amqp_hold(broker_url: str, horizon_s: float, ai_timeout_s: float) -> N
     )
 
 
-@dataclass(frozen=True)
-class Settings:
-    """The fleet's configuration. See README "Configuration reference"."""
+def is_redis(url: str) -> bool:
+    return url.startswith(("redis://", "rediss://"))
 
-    database_url: str = field(default_factory=default_database_url)
-    broker_url: str = field(default_factory=default_broker_url)
-    ai_provider: str = "local"
-    anthropic_api_key: str | None = None
-    # Retry schedule: 1m/5m/15m/1h/4h multiplied by this (the demo uses ~0.002).
-    backoff_scale: float = 1.0
-    backoff_jitter: float = 0.1
-    max_retries: int = 5
-    confidence_threshold: float = 0.7
-    # The seed's "not updated for 24 hours" for low-confidence rechecks.
-    low_confidence_recheck_s: float = 86_400.0
-    sweep_interval_s: float = 60.0
+
+def _provider_default(values: Mapping[str, Any]) -> str:
+    return "anthropic" if values["anthropic_api_key"] else "local"
+
+
+def _burst_default(values: Mapping[str, Any]) -> int:
+    return max(1, values["ai_rpm"] // 10)
+
+
+def _ratelimit_redis_default(values: Mapping[str, Any]) -> str | None:
+    """The broker when it is Redis; an explicit ENRICHMENT_RATELIMIT_REDIS_URL wins."""
+    return values["broker_url"] if is_redis(values["broker_url"]) else None
+
+
+@dataclass(frozen=True)
+class Settings(FromEnv):
+    """The fleet's own settings: database, broker, AI provider, retries, the sweep, the AI
+    rate limit and logs; then one section per concern."""
+
+    database_url: str = setting(
+        "DATABASE_URL",
+        None,
+        "PostgreSQL in production: `postgresql+psycopg://user@host/db`",
+        factory=default_database_url,
+        shown="`sqlite:///./var/enrichment.db` (under ENRICHMENT_VAR_DIR)",
+    )
+    broker_url: str = setting(
+        "CELERY_BROKER_URL",
+        None,
+        "Redis in production: `redis://host:6379/0`, or RabbitMQ:"
+        " `amqp://user:password@host:5672/vhost`",
+        factory=default_broker_url,
+        shown="`filesystem://` (under ENRICHMENT_VAR_DIR)",
+    )
+    ai_provider: str = setting(
+        "ENRICHMENT_AI_PROVIDER",
+        "local",
+        "which AI enriches the records",
+        choices=("local", "anthropic"),
+        derive=_provider_default,
+        shown="`anthropic` if ANTHROPIC_API_KEY is set, else `local`",
+    )
+    anthropic_api_key: str | None = setting(
+        "ANTHROPIC_API_KEY", None, "the Anthropic key (never logged)"
+    )
+    backoff_scale: float = setting(
+        "ENRICHMENT_BACKOFF_SCALE",
+        1.0,
+        "multiplies the 1m/5m/15m/1h/4h retry schedule (the demo uses about 0.002)",
+    )
+    backoff_jitter: float = setting(
+        "ENRICHMENT_BACKOFF_JITTER",
+        0.1,
+        "each delay is its step × uniform[1 − j, 1 + j]",
+        high=0.5,
+    )
+    max_retries: int = setting(
+        "ENRICHMENT_MAX_RETRIES",
+        5,
+        "retries after the first attempt before escalation (the partial index"
+        " `idx_enrichment_retry` is built for 5: `RETRY_INDEX_MAX_RETRIES` in `core/models.py`)",
+    )
+    confidence_threshold: float = setting(
+        "ENRICHMENT_CONFIDENCE_THRESHOLD",
+        0.7,
+        "the confidence threshold of new tenants (per tenant: `tenants.confidence_threshold`)",
+        high=1.0,
+    )
+    low_confidence_recheck_s: float = setting(
+        "ENRICHMENT_LOW_CONFIDENCE_RECHECK_S",
+        86_400.0,
+        "a low-confidence record is re-classified after this (the seed's 24 h)",
+    )
+    sweep_interval_s: float = setting(
+        "ENRICHMENT_SWEEP_INTERVAL_S", 60.0, "how often beat sweeps", low=0.1
+    )
     # The broker never holds a countdown longer than this (see selection.py).
-    sweep_horizon_s: float = 360.0
-    sweep_batch_size: int = 500
+    sweep_horizon_s: float = setting(
+        "ENRICHMENT_SWEEP_HORIZON_S",
+        360.0,
+        "claim records due within this: the longest countdown the broker holds; on RabbitMQ,"
+        " horizon + 6 × ENRICHMENT_AI_TIMEOUT_S + 300 s must stay under its 30 min"
+        " `consumer_timeout` (below 1320 by default)",
+        high=1800.0,
+    )
+    sweep_batch_size: int = setting(
+        "ENRICHMENT_SWEEP_BATCH_SIZE", 500, "the most records one sweep claims", low=1
+    )
     # A sweep claims what the fleet starts in about one interval (selection.py): recent
     # throughput x interval x headroom, less what is in flight, at least this many records.
     # Headroom 3 and a floor of 100: P6 measured 0.89x FIFO's throughput with 2 and 20 (a
     # slow ramp, and records in flight counted whole though partly done), 0.99x with these.
-    sweep_min_batch: int = 100
-    sweep_headroom: float = 3.0
-    # /metrics' enrichment_desired_workers: workers to drain the backlog within this.
-    target_drain_s: float = 600.0
-    # "fair": shares by tenant weight, priority within a tenant (selection.py). "fifo": one
-    # queue in due order, blind to tenants, weights, caps, budgets and batch modes (the order
-    # before fair scheduling: for a single-tenant fleet, and the P6 baseline).
-    claim_order: str = "fair"
-    lease_ttl_s: float = 600.0
-    # PostgreSQL connections per worker process: pool_size kept open, max_overflow more on
-    # demand. A threads/gevent pool with many tasks in flight needs more than the default.
-    db_pool_size: int = 5
-    db_max_overflow: int = 5
-    ai_timeout_s: float = 30.0
-    anthropic_model: str = "claude-haiku-5-5"
-    anthropic_base_url: str | None = None
-    anthropic_max_tokens: int = 1024
-    # The SDK's own retries per call, and the cap on one of its retry sleeps.
-    anthropic_max_retries: int = 2
-    anthropic_max_retry_wait_s: float = 10.0
-    prompt_version: str = "v2"
-    # Fleet-wide requests per minute to the AI (0 = unlimited); burst = bucket size.
-    ai_rpm: int = 50
-    ai_burst: int = 5
-    # How long a call waits in-process for a token before handing the worker back.
-    ai_rate_wait_max_s: float = 2.0
-    ratelimit_redis_url: str | None = None
-    # Demo/drill knob: share of local-provider calls that fail on purpose (0 in production).
-    local_fault_rate: float = 0.0
-    log_format: str = "console"
-    monitor: MonitorConfig = field(default_factory=MonitorConfig)
-    alerts: AlertPolicy = field(default_factory=AlertPolicy)
-    slack: SlackConfig = field(default_factory=SlackConfig)
-    routing: RoutingConfig = field(default_factory=RoutingConfig)
-    webhooks: WebhookConfig = field(default_factory=WebhookConfig)
-    batches: BatchConfig = field(default_factory=BatchConfig)
-    breaker: BreakerConfig = field(default_factory=BreakerConfig)
-    reviews: ReviewConfig = field(default_factory=ReviewConfig)
-    # Bearer token for /metrics (open when unset); base URL for report links in alerts.
-    metrics_token: str | None = None
-    public_base_url: str | None = None
+    sweep_min_batch: int = setting(
+        "ENRICHMENT_SWEEP_MIN_BATCH",
+        100,
+        "the least a sweep claims (a cold fleet still moves)",
+        low=1,
+    )
+    sweep_headroom: float = setting(
+        "ENRICHMENT_SWEEP_HEADROOM",
+        3.0,
+        "a sweep claims recent throughput × interval × this, less what is in flight",
+        low=1.0,
+        high=10.0,
+    )
+    target_drain_s: float = setting(
+        "ENRICHMENT_TARGET_DRAIN_S",
+        600.0,
+        "`/metrics`' `enrichment_desired_workers` asks for the workers that drain the backlog"
+        " within this",
+        low=1.0,
+    )
+    # "fifo" is the order before fair scheduling: for a single-tenant fleet, and the P6
+    # baseline.
+    claim_order: str = setting(
+        "ENRICHMENT_CLAIM_ORDER",
+        "fair",
+        "`fair`: shares by tenant weight, priority within a tenant (selection.py); `fifo`: one"
+        " queue in due order, blind to tenants, weights, caps, budgets and batch modes",
+        choices=("fair", "fifo"),
+    )
+    lease_ttl_s: float = setting(
+        "ENRICHMENT_LEASE_TTL_S",
+        600.0,
+        "a claim expires this long after its due time; then the sweep takes it again",
+        low=1.0,
+    )
+    # A threads/gevent pool with many tasks in flight needs more than the default.
+    db_pool_size: int = setting(
+        "ENRICHMENT_DB_POOL_SIZE",
+        5,
+        "PostgreSQL connections each worker process keeps open (threads pool: 20)",
+        low=1,
+    )
+    db_max_overflow: int = setting(
+        "ENRICHMENT_DB_MAX_OVERFLOW",
+        5,
+        "PostgreSQL connections each worker process opens on demand beyond those (threads"
+        " pool: 10)",
+    )
+    ai_timeout_s: float = setting(
+        "ENRICHMENT_AI_TIMEOUT_S",
+        30.0,
+        "timeout per AI call; the task time limits derive from it",
+        low=0.1,
+    )
+    anthropic_model: str = setting(
+        "ENRICHMENT_ANTHROPIC_MODEL",
+        "claude-haiku-5-5",
+        "must have a row in `enrichment/providers/pricing.py`; one that refuses forced tool"
+        " use fails at start-up, a deprecated one logs `anthropic.model_deprecated`",
+    )
+    anthropic_base_url: str | None = setting(
+        "ANTHROPIC_BASE_URL",
+        None,
+        "point the SDK elsewhere (the fake server in drills)",
+        shown="the SDK's default",
+    )
+    anthropic_max_tokens: int = setting(
+        "ENRICHMENT_ANTHROPIC_MAX_TOKENS", 1024, "output cap per call", low=1
+    )
+    anthropic_max_retries: int = setting(
+        "ENRICHMENT_ANTHROPIC_MAX_RETRIES",
+        2,
+        "the SDK's own retries per call (429/5xx/529/timeouts)",
+    )
+    anthropic_max_retry_wait_s: float = setting(
+        "ENRICHMENT_ANTHROPIC_MAX_RETRY_WAIT_S", 10.0, "cap on one of the SDK's retry sleeps"
+    )
+    prompt_version: str = setting(
+        "ENRICHMENT_PROMPT_VERSION",
+        "v2",
+        "prompt files `enrichment/providers/prompts/*_<version>.txt`; recorded on every attempt",
+    )
+    ai_rpm: int = setting(
+        "ENRICHMENT_AI_RPM",
+        50,
+        "fleet-wide AI requests per minute, a token bucket in Redis (0: unlimited), shared by"
+        " weight among the tenants that asked in the last 10 s",
+    )
+    ai_burst: int = setting(
+        "ENRICHMENT_AI_BURST",
+        5,
+        "the token bucket's size, in [1, ENRICHMENT_AI_RPM]",
+        derive=_burst_default,
+        shown="rpm ÷ 10, at least 1 (5)",
+    )
+    ai_rate_wait_max_s: float = setting(
+        "ENRICHMENT_AI_RATE_WAIT_MAX_S",
+        2.0,
+        "a call waits in-process for a token up to this, else its task is re-enqueued (no"
+        " retry spent)",
+    )
+    ratelimit_redis_url: str | None = setting(
+        "ENRICHMENT_RATELIMIT_REDIS_URL",
+        None,
+        "the Redis of the rate limiter; none: the limiter is off (on RabbitMQ, set it or the"
+        " fleet-wide AI limit is off)",
+        derive=_ratelimit_redis_default,
+        shown="the broker, if it is Redis",
+    )
+    local_fault_rate: float = setting(
+        "ENRICHMENT_LOCAL_FAULT_RATE",
+        0.0,
+        "drills only: share of `local` provider calls that fail on purpose",
+        high=1.0,
+    )
+    log_format: str = setting(
+        "ENRICHMENT_LOG_FORMAT", "console", "`json` in production, `console` for a terminal"
+    )
+    monitor: MonitorConfig = section(MonitorConfig, "Monitor")
+    alerts: AlertPolicy = section(AlertPolicy, "Alerts")
+    slack: SlackConfig = section(SlackConfig, "Slack")
+    routing: RoutingConfig = section(RoutingConfig, "Alert routing")
+    webhooks: WebhookConfig = section(WebhookConfig, "Webhooks (the outbox)")
+    batches: BatchConfig = section(BatchConfig, "Message Batches")
+    breaker: BreakerConfig = section(BreakerConfig, "The provider breaker")
+    reviews: ReviewConfig = section(ReviewConfig, "Reviews")
+    metrics_token: str | None = setting(
+        "ENRICHMENT_METRICS_TOKEN", None, "if set, `/metrics` wants this bearer token"
+    )
+    public_base_url: str | None = setting(
+        "ENRICHMENT_PUBLIC_BASE_URL", None, "adds a report link to Slack messages"
+    )
 
     def __post_init__(self) -> None:
         check_amqp_hold(self.broker_url, self.sweep_horizon_s, self.ai_timeout_s)
 
     @classmethod
     def from_env(cls) -> Settings:
-        key = os.environ.get("ANTHROPIC_API_KEY") or None
-        provider = env_choice(
-            "ENRICHMENT_AI_PROVIDER", "anthropic" if key else "local", ("local", "anthropic")
-        )
-        if provider == "anthropic" and not key:
+        values = read_fields(cls)
+        if values["ai_provider"] == "anthropic" and not values["anthropic_api_key"]:
             raise ConfigurationError(
                 "ENRICHMENT_AI_PROVIDER=anthropic needs ANTHROPIC_API_KEY to be set"
             )
-        rpm = env_int("ENRICHMENT_AI_RPM", 50)
-        return cls(
-            database_url=env_str("DATABASE_URL", default_database_url()),
-            broker_url=env_str("CELERY_BROKER_URL", default_broker_url()),
-            ai_provider=provider,
-            anthropic_api_key=key,
-            backoff_scale=env_float("ENRICHMENT_BACKOFF_SCALE", 1.0),
-            backoff_jitter=env_float("ENRICHMENT_BACKOFF_JITTER", 0.1, high=0.5),
-            max_retries=env_int("ENRICHMENT_MAX_RETRIES", 5),
-            confidence_threshold=env_float("ENRICHMENT_CONFIDENCE_THRESHOLD", 0.7, high=1.0),
-            low_confidence_recheck_s=env_float("ENRICHMENT_LOW_CONFIDENCE_RECHECK_S", 86_400.0),
-            sweep_interval_s=env_float("ENRICHMENT_SWEEP_INTERVAL_S", 60.0, low=0.1),
-            sweep_horizon_s=env_float("ENRICHMENT_SWEEP_HORIZON_S", 360.0, high=1800.0),
-            sweep_batch_size=env_int("ENRICHMENT_SWEEP_BATCH_SIZE", 500, low=1),
-            sweep_min_batch=env_int("ENRICHMENT_SWEEP_MIN_BATCH", 100, low=1),
-            sweep_headroom=env_float("ENRICHMENT_SWEEP_HEADROOM", 3.0, low=1.0, high=10.0),
-            target_drain_s=env_float("ENRICHMENT_TARGET_DRAIN_S", 600.0, low=1.0),
-            claim_order=env_choice("ENRICHMENT_CLAIM_ORDER", "fair", ("fair", "fifo")),
-            lease_ttl_s=env_float("ENRICHMENT_LEASE_TTL_S", 600.0, low=1.0),
-            db_pool_size=env_int("ENRICHMENT_DB_POOL_SIZE", 5, low=1),
-            db_max_overflow=env_int("ENRICHMENT_DB_MAX_OVERFLOW", 5),
-            ai_timeout_s=env_float("ENRICHMENT_AI_TIMEOUT_S", 30.0, low=0.1),
-            anthropic_model=env_str("ENRICHMENT_ANTHROPIC_MODEL", "claude-haiku-5-5"),
-            anthropic_base_url=os.environ.get("ANTHROPIC_BASE_URL") or None,
-            anthropic_max_tokens=env_int("ENRICHMENT_ANTHROPIC_MAX_TOKENS", 1024, low=1),
-            anthropic_max_retries=env_int("ENRICHMENT_ANTHROPIC_MAX_RETRIES", 2),
-            anthropic_max_retry_wait_s=env_float("ENRICHMENT_ANTHROPIC_MAX_RETRY_WAIT_S", 10.0),
-            prompt_version=env_str("ENRICHMENT_PROMPT_VERSION", "v2"),
-            ai_rpm=rpm,
-            ai_burst=_burst(rpm),
-            ai_rate_wait_max_s=env_float("ENRICHMENT_AI_RATE_WAIT_MAX_S", 2.0),
-            ratelimit_redis_url=os.environ.get("ENRICHMENT_RATELIMIT_REDIS_URL") or None,
-            local_fault_rate=env_float("ENRICHMENT_LOCAL_FAULT_RATE", 0.0, high=1.0),
-            log_format=env_str("ENRICHMENT_LOG_FORMAT", "console"),
-            monitor=MonitorConfig.from_env(),
-            alerts=AlertPolicy.from_env(),
-            slack=SlackConfig.from_env(),
-            routing=RoutingConfig.from_env(),
-            webhooks=WebhookConfig.from_env(),
-            batches=BatchConfig.from_env(),
-            breaker=BreakerConfig.from_env(),
-            reviews=ReviewConfig.from_env(),
-            metrics_token=os.environ.get("ENRICHMENT_METRICS_TOKEN") or None,
-            public_base_url=(os.environ.get("ENRICHMENT_PUBLIC_BASE_URL") or "").rstrip("/")
-            or None,
-        )
+        rpm, burst = values["ai_rpm"], values["ai_burst"]
+        if rpm and not 1 <= burst <= rpm:
+            raise ConfigurationError(f"ENRICHMENT_AI_BURST={burst} must be in [1, {rpm}]")
+        values["public_base_url"] = (values["public_base_url"] or "").rstrip("/") or None
+        return cls(**values)
 
 
 @lru_cache(maxsize=1)

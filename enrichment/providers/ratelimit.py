@@ -21,7 +21,7 @@ concurrent acquirers cannot both take the last token. The script reads Redis's o
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
 
 import redis
 import structlog
@@ -114,25 +114,27 @@ return math.ceil(wait_s * 1000)
 """
 
 
-@dataclass(frozen=True)
-class RateLimitConfig:
-    """The limiter's part of Settings.
+def masked(url: str) -> str:
+    """The URL with its password, if any, replaced by ***: safe to log."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
-    rpm: requests per minute for the whole fleet (0 = unlimited); burst: bucket size;
-    redis_url: the broker when it is redis:// or rediss://, else ENRICHMENT_RATELIMIT_REDIS_URL;
-    None turns the limiter off (embedded demo).
-    """
 
-    rpm: int = 50
-    burst: int = 5
-    redis_url: str | None = None
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> RateLimitConfig:
-        redis_url = settings.ratelimit_redis_url
-        if settings.broker_url.startswith(("redis://", "rediss://")):
-            redis_url = settings.broker_url
-        return cls(rpm=settings.ai_rpm, burst=settings.ai_burst, redis_url=redis_url)
+def log_startup(settings: Settings) -> None:
+    """One line at start-up: the Redis the rate limiter uses (password masked), or why it is
+    off."""
+    if settings.ai_provider != "anthropic":
+        log.info("ratelimit.off", reason=f"the {settings.ai_provider} provider calls no API")
+    elif settings.ai_rpm <= 0:
+        log.info("ratelimit.off", reason="ENRICHMENT_AI_RPM=0")
+    elif settings.ratelimit_redis_url is None:
+        log.warning("ratelimit.off", reason="no Redis: set ENRICHMENT_RATELIMIT_REDIS_URL")
+    else:
+        redis_url = masked(settings.ratelimit_redis_url)
+        log.info("ratelimit.on", redis=redis_url, rpm=settings.ai_rpm, burst=settings.ai_burst)
 
 
 class RateLimiter:
@@ -160,11 +162,11 @@ class RateLimiter:
 
     @classmethod
     def from_settings(cls, settings: Settings, *, key: str = "anthropic") -> RateLimiter:
-        """A limiter on the fleet's Redis; off when there is no Redis or ENRICHMENT_AI_RPM=0."""
-        config = RateLimitConfig.from_settings(settings)
+        """A limiter on settings.ratelimit_redis_url; off without one or at ENRICHMENT_AI_RPM=0."""
+        url = settings.ratelimit_redis_url
         # from_url does not connect: the first acquire() does, after the worker has forked.
-        client = redis.Redis.from_url(config.redis_url) if config.redis_url else None
-        return cls(client, rpm=config.rpm, burst=config.burst, key=key)
+        client = redis.Redis.from_url(url) if url else None
+        return cls(client, rpm=settings.ai_rpm, burst=settings.ai_burst, key=key)
 
     @property
     def enabled(self) -> bool:
