@@ -252,7 +252,7 @@ def test_the_html_escapes_stored_names_and_shows_an_empty_state(factory, setting
         )
 
     assert "&lt;script&gt;window.__pwned = 1&lt;/script&gt;" in html
-    assert "&quot;&gt;&lt;b&gt;v9&lt;/b&gt;" in html
+    assert "&#34;&gt;&lt;b&gt;v9&lt;/b&gt;" in html  # markupsafe writes " as &#34;
     assert "<script" not in html and "<b>v9" not in html
     assert "Threshold advice:</strong> not yet, it needs 100 reviews: 3 so far, 97 more" in html
     assert "No review yet" in empty and 'class="rel"' not in empty

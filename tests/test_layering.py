@@ -127,6 +127,7 @@ def test_every_module_has_a_layer():
         ("enrichment.reviews.calibration", "from enrichment.alerting import alerts", "beside"),
         ("enrichment.metrics.prom", "from enrichment.batches import submit", "beside"),
         ("enrichment.reporting.reports", "from workers.tasks import app", "above"),
+        ("enrichment.reporting.pages", "from enrichment.api import review_session", "above"),
         ("enrichment.api.deps", "from enrichment.tooling import demo", "above or beside"),
         ("enrichment.providers.local", "from enrichment.ingestion import ingest", "beside"),
         ("workers.tasks", "from enrichment.api import app", "above or beside"),
@@ -153,3 +154,12 @@ def test_the_checker_catches_each_kind_of_break(module, source, expected):
 )
 def test_the_checker_allows_downward_imports(module, source):
     assert violations(module, source) == []
+
+
+def test_every_html_page_renders_from_one_template_folder_and_one_environment():
+    # The report page and the review page share reporting's templates and environment.
+    folders = {p.parent for p in ROOT.joinpath("enrichment").rglob("*.html")}
+    sources = ROOT.joinpath("enrichment").rglob("*.py")
+    makers = [p for p in sources if "jinja2.Environment(" in p.read_text()]
+    assert folders == {ROOT / "enrichment" / "reporting" / "templates"}
+    assert makers == [ROOT / "enrichment" / "reporting" / "pages.py"]

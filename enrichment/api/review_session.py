@@ -15,28 +15,23 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
-import pathlib
 import secrets
 import time
 from dataclasses import asdict, dataclass
-from datetime import datetime
 from typing import Annotated, Any, NamedTuple
 
-import jinja2
 import structlog
 from fastapi import Depends, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from itsdangerous import BadData, URLSafeTimedSerializer
-from markupsafe import Markup
 from sqlalchemy.orm import Session
 
 from enrichment.api.deps import AppSettings, DbSession, TenantName
-from enrichment.core import tenants, text
-from enrichment.core.models import Tenant, utcnow
+from enrichment.core import tenants
+from enrichment.core.models import Tenant
 from enrichment.core.settings import Settings
-from enrichment.reporting import html_page
+from enrichment.reporting import pages
 
 log = structlog.get_logger(__name__)
 
@@ -46,37 +41,7 @@ CSRF_FAILED = "This form has expired or did not come from this page: reload it a
 # Without ENRICHMENT_REVIEW_SECRET, sign-ins end with the process (see ReviewConfig).
 _PROCESS_SECRET = secrets.token_urlsafe(32)
 
-ROOT_VARS = ":root{" + ";".join(f"--{k}:{v}" for k, v in html_page.COLOURS.items()) + "}"
-PAGE_CSS = Markup(ROOT_VARS + html_page.CSS)  # trusted constants: the report page's look
-
-
-def _utc(at: datetime | None) -> str:
-    return "—" if at is None else f"{at:%Y-%m-%d %H:%M} UTC"
-
-
-def _since(at: datetime) -> str:
-    return text.duration((utcnow() - at).total_seconds())
-
-
-def _pct(value: float | None) -> str:
-    return "—" if value is None else f"{value:.0%}"
-
-
-def _pretty(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, indent=2, sort_keys=True)
-
-
-def _environment() -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(pathlib.Path(__file__).parent / "templates"),
-        autoescape=True,  # every template whatever its name: notes and reasons are untrusted
-        undefined=jinja2.StrictUndefined,
-    )
-    env.filters.update(utc=_utc, since=_since, duration=text.duration, pct=_pct, pretty=_pretty)
-    return env
-
-
-TEMPLATES = Jinja2Templates(env=_environment())
+TEMPLATES = Jinja2Templates(env=pages.environment())
 
 
 @dataclass(frozen=True)
@@ -168,7 +133,6 @@ class Page:
         nonce = secrets.token_urlsafe(16)
         context.update(
             nonce=nonce,
-            css=PAGE_CSS,
             tenant=self.tenant,
             base=self.base,
             csrf=visit.csrf if visit else "",

@@ -1,7 +1,8 @@
 """Inline SVG charts with labelled axes: a histogram, a line over time, a reliability plot.
 
 The SVGs scale to their box (viewBox, width 100%), so a row of charts fills the page at
-any width. Every label is escaped; numbers are formatted here.
+any width. Every label is escaped; numbers are formatted here. So a chart is trusted markup
+(`Markup`) that a page template takes as it is.
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ import math
 from datetime import datetime
 from html import escape
 
-from enrichment.reporting.html_page import COLOURS
+from markupsafe import Markup
+
+from enrichment.reporting.pages import COLOURS
 
 W, H = 400, 240
 LEFT, RIGHT, TOP, BOTTOM = 46, 14, 22, 46
@@ -61,9 +64,10 @@ def _x_title(title: str) -> str:
     )
 
 
-def svg(label: str, body: str) -> str:
-    """The SVG element around a chart's body, with the plot's base line."""
-    return (
+def svg(label: str, body: str) -> Markup:
+    """The SVG element around a chart's body (built here, every text in it escaped), with
+    the plot's base line."""
+    return Markup(
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H}" role="img" '
         f'aria-label="{escape(label)}">{body}'
         f'<line x1="{LEFT}" y1="{TOP + PLOT_H}" x2="{W - RIGHT}" y2="{TOP + PLOT_H}" '
@@ -73,7 +77,7 @@ def svg(label: str, body: str) -> str:
 
 def histogram(
     counts: dict[str, int], edges: list[float], *, marker: float | None, label: str
-) -> str:
+) -> Markup:
     """Bars of `counts` (label -> records) between `edges`; a dashed line at `marker`.
 
     Bars left of the marker are drawn in the low-confidence colour. Every non-empty bar is at
@@ -135,7 +139,7 @@ def _marker(at: float | None) -> str:
 
 def line(
     points: list[tuple[datetime, float]], *, label: str, unit: str, y_max: float | None = None
-) -> str:
+) -> Markup:
     """A line over time (two points or more), y from 0; each point is a dot when few."""
     ticks = _value_ticks(max(v for _, v in points), y_max)
     t0, t1 = points[0][0].timestamp(), points[-1][0].timestamp()
@@ -183,7 +187,9 @@ def _y_title(unit: str) -> str:
     return "percent" if unit == "%" else unit
 
 
-def level(value: float, taken_at: datetime, *, label: str, unit: str, y_max: float | None = None):
+def level(
+    value: float, taken_at: datetime, *, label: str, unit: str, y_max: float | None = None
+) -> Markup:
     """One live figure where a trend would be: a dot and its level across the plot."""
     ticks = _value_ticks(value, y_max)
     y = _y(value, ticks[-1])
@@ -199,7 +205,7 @@ def level(value: float, taken_at: datetime, *, label: str, unit: str, y_max: flo
     return svg(label, body)
 
 
-def reliability(bins: list[tuple[float, float, int, float | None]], *, label: str) -> str:
+def reliability(bins: list[tuple[float, float, int, float | None]], *, label: str) -> Markup:
     """A reliability plot: per confidence bin (low, high, reviews, accuracy 0-1), a bar as
     high as the share a person agreed with, its review count above it, and the diagonal a
     calibrated AI would follow. Empty bins draw nothing."""
