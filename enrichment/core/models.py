@@ -29,6 +29,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.sql.elements import ColumnElement
 
+from enrichment.core.settings import Settings
+
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 
 # A record waits for enrichment until it is enriched or escalated to a person. This string is
@@ -85,7 +87,9 @@ class Tenant(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
-    confidence_threshold: Mapped[float] = mapped_column(Float, default=0.7)
+    confidence_threshold: Mapped[float] = mapped_column(
+        Float, default=Settings.confidence_threshold
+    )
     settings: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     api_key_hash: Mapped[str | None] = mapped_column(String(128))
     # The review page's sign-in key (SHA-256, like the API key): for people, not programs.

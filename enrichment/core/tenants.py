@@ -34,7 +34,7 @@ def create_tenant(
 ) -> tuple[Tenant, str]:
     """Create a tenant and return it with its new API key (the only time the key is seen).
 
-    confidence_threshold defaults to ENRICHMENT_CONFIDENCE_THRESHOLD (0.7)."""
+    confidence_threshold defaults to the setting ENRICHMENT_CONFIDENCE_THRESHOLD."""
     if confidence_threshold is None:
         confidence_threshold = get_settings().confidence_threshold
     tenant = Tenant(
