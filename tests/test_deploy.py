@@ -14,6 +14,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from enrichment.api import app, deps
+from enrichment.core.due import FleetLoad
 from enrichment.core.settings import Settings
 from enrichment.metrics import prom
 from enrichment.metrics.monitor import run_monitor
@@ -119,7 +120,7 @@ def test_the_desired_workers_formula():
 
 
 def test_the_per_worker_rate_and_the_ai_limit_come_from_what_was_measured(settings):
-    work = prom.FleetWork(due=10, in_chains=5, completed_stages=360)
+    work = FleetLoad(due=10, in_chains=5, completed_stages=360, window_s=60.0)
     assert work.backlog == 15
     assert prom.per_worker_records_per_s(work, 2) == 360 / 3 / 60 / 2
     assert prom.per_worker_records_per_s(work, 0) is None

@@ -8,10 +8,12 @@ import pytest
 from sqlalchemy import select
 
 from enrichment.core import scheduling
+from enrichment.core.due import fleet_load
 from enrichment.core.models import EnrichmentAttempt, ExceptionRecord, SweepStat, Tenant, utcnow
 from enrichment.core.scheduling import fair_shares, sched_at, sweep_size
 from enrichment.core.selection import claim_batch, claim_due, sweep_for_fleet
 from enrichment.core.tenant_settings import TenantSettings
+from enrichment.metrics import prom
 from tests.conftest import with_settings
 from tests.factories import make_record, make_tenant
 
@@ -193,20 +195,22 @@ def test_max_in_flight_caps_a_tenant_and_its_spare_goes_to_others(any_factory, s
         assert _by_tenant(any_factory, claim_batch(s, settings, 20).claims).get(capped) is None
 
 
-def _spend(factory, tenant_id, record_id, usd, at):
+def _spend(factory, tenant_id, record_id, usd, at, *, times=1, batch_id=None):
     with factory.begin() as s:
-        s.add(
-            EnrichmentAttempt(
-                tenant_id=tenant_id,
-                record_id=record_id,
-                stage="classification",
-                outcome="completed",
-                latency_s=1.0,
-                provider="local",
-                cost_usd=usd,
-                created_at=at,
+        for _ in range(times):
+            s.add(
+                EnrichmentAttempt(
+                    tenant_id=tenant_id,
+                    record_id=record_id,
+                    stage="classification",
+                    outcome="completed",
+                    latency_s=1.0,
+                    provider="local",
+                    cost_usd=usd,
+                    created_at=at,
+                    batch_id=batch_id,
+                )
             )
-        )
 
 
 def test_a_tenant_at_its_budget_waits_until_the_next_utc_day(any_factory, settings):
@@ -249,6 +253,33 @@ def test_the_sweep_claims_what_the_fleet_starts_in_one_interval(factory, setting
     with factory.begin() as s:
         second = sweep_for_fleet(s, sized, now=now)
     assert second.batch == 5  # 60 already in flight: only the floor
+
+
+def test_the_sweep_and_prometheus_read_one_throughput_without_message_batches(factory, settings):
+    # Given 90 stages completed by chains in the last minute (0.5 records/s), and a Message
+    # Batch's 3,000 results applied at the same moment
+    with factory.begin() as s:
+        tenant_id, ids = _tenant(s, "busy", 300)
+    now = utcnow()
+    half_a_minute_ago = now - timedelta(seconds=30)
+    _spend(factory, tenant_id, ids[0], 0.0, half_a_minute_ago, times=90)
+    _spend(factory, tenant_id, ids[1], 0.0, half_a_minute_ago, times=3000, batch_id=7)
+    sized = with_settings(settings, sweep_interval_s=60.0, sweep_headroom=2.0, sweep_min_batch=5)
+
+    # When the sweep sizes its claim, then the fleet's load is read as Prometheus reads it
+    with factory.begin() as s:
+        claimed = sweep_for_fleet(s, sized, now=now)
+    with factory() as s:
+        load = fleet_load(s, sized, now, count_due=True)
+
+    # Then both see the chains' rate only: the batch would have sized the claim at its ceiling
+    assert claimed.batch == 60  # 0.5 records/s x 60 s x 2
+    assert (load.completed_stages, load.window_s, load.in_chains, load.due) == (90, 60.0, 60, 240)
+    assert prom.per_worker_records_per_s(load, 1) == 0.5
+    # And a faster sweep reads a shorter window, for both: the attempts 30 s ago fall out
+    with factory() as s:
+        quick = fleet_load(s, with_settings(sized, sweep_interval_s=5.0), now)
+    assert (quick.window_s, quick.completed_stages) == (15.0, 0)
 
 
 def _claim_many(factory, settings):

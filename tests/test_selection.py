@@ -6,9 +6,13 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from enrichment.core import db
-from enrichment.core.models import ExceptionRecord, utcnow
+from enrichment.core import breaker_store, db
+from enrichment.core.due import fleet_load
+from enrichment.core.models import ExceptionRecord, Tenant, utcnow
 from enrichment.core.selection import claim_due, requeue
+from enrichment.metrics import passes
+from enrichment.reporting import reports
+from enrichment.tooling.progress import read_progress
 from tests.conftest import migrate, with_settings
 from tests.factories import make_record, make_tenant
 
@@ -146,3 +150,44 @@ def test_a_requeued_low_confidence_record_is_claimable_at_once(factory, settings
 def _tenant_of(factory, record_id):
     with factory() as s:
         return s.get(ExceptionRecord, record_id).tenant_id
+
+
+def test_the_monitor_prometheus_the_breaker_and_the_progress_line_count_the_same_due(
+    factory, settings
+):
+    # Given one record of each kind
+    spent = settings.max_retries + 1
+    ids = seed(
+        factory,
+        due=dict(next_attempt_at=-timedelta(minutes=1)),
+        expired=dict(next_attempt_at=-timedelta(minutes=1), lease_token="old",
+                     lease_expires_at=-timedelta(seconds=1)),
+        expired_too=dict(next_attempt_at=-timedelta(minutes=2), lease_token="old",
+                         lease_expires_at=-timedelta(minutes=1)),
+        leased=dict(next_attempt_at=-timedelta(minutes=1), lease_token="live",
+                    lease_expires_at=timedelta(minutes=5)),
+        spent=dict(next_attempt_at=-timedelta(minutes=1), enrichment_retry_count=spent),
+        soon=dict(next_attempt_at=timedelta(minutes=2)),  # within the sweep's horizon
+        later=dict(next_attempt_at=timedelta(hours=1)),
+        enriched=dict(next_attempt_at=-timedelta(minutes=1), enriched_at=timedelta(0)),
+        escalated=dict(next_attempt_at=-timedelta(minutes=1), escalated_at=timedelta(0)),
+    )  # fmt: skip
+    now = utcnow()
+
+    # When each reader counts what is due now and unclaimed
+    with factory() as s:
+        tenant = s.scalars(select(Tenant)).one()
+        monitor = passes.due_counts(s, tenant.id, now=now, max_retries=settings.max_retries)
+        fleet = fleet_load(s, settings, now, count_due=True)
+        waiting = breaker_store.waiting_records(s.connection(), settings)
+        report = reports.backlog(s, tenant, now=now)
+    progress = read_progress(factory, max_retries=settings.max_retries)
+
+    # Then they agree: a due record, and two whose leases expired
+    assert monitor["due"] == fleet.due == waiting == progress.unclaimed == 3
+    assert progress.backoff == 2 and fleet.in_chains == 1
+    # And the report's wider "due now" is the backlog past its time, leased or not
+    assert (report.due_now, report.leased, report.backlog_records) == (5, 1, 7)
+    # And the claim takes those three and what is due within its horizon
+    due = {ids[name] for name in ("due", "expired", "expired_too", "soon")}
+    assert claimed_ids(factory, settings) == due

@@ -49,16 +49,18 @@ class EnrichmentTask(Task):
             EnrichmentTask._provider = make_provider(self.settings)
         return EnrichmentTask._provider
 
-    def known_tenant(self, tenant: str | None) -> bool:
-        """False (and one error line, no traceback) for a tenant name that does not exist:
-        the usual mistake in a hand-typed `celery call`."""
+    def tenant_scope(self, tenant: str | None) -> tuple[bool, int | None]:
+        """(known, id) for a task's tenant name, in the task call's one lookup: (True, None)
+        for all tenants; (False, None) and one error line (no traceback) for a name that does
+        not exist, the usual mistake in a hand-typed `celery call`."""
         if tenant is None:
-            return True
+            return True, None
         with self.sessions() as session:
-            if tenants.by_name(session, tenant) is not None:
-                return True
+            found = tenants.by_name(session, tenant)
+        if found is not None:
+            return True, found.id
         log.error("task.unknown_tenant", tenant=tenant, hint="check the name: enrichment status")
-        return False
+        return False, None
 
     def __call__(self, *args, **kwargs):
         structlog.contextvars.clear_contextvars()
@@ -123,7 +125,8 @@ def resolve(self, record_id: int, lease_token: str) -> str:
 def sweep(self, tenant: str | None = None) -> int:
     """Claim what the fleet starts before the next sweep (all tenants, or one by name) and
     enqueue their chains."""
-    if not self.known_tenant(tenant):
+    known, tenant_id = self.tenant_scope(tenant)
+    if not known:
         return 0
     # Redis lost its messages: free every lease now, not after its TTL (broker_watch.py).
     expired = broker_watch.recover_if_lost(self.settings.broker_url, self.sessions, self.settings)
@@ -135,7 +138,6 @@ def sweep(self, tenant: str | None = None) -> int:
     # One claim, sized to what the fleet starts before the next sweep: the broker queue
     # stays shallow and the database keeps deciding the order (selection.py).
     with self.sessions.begin() as session:
-        tenant_id = _tenant_id(session, tenant)
         report = selection.sweep_for_fleet(session, self.settings, tenant_id=tenant_id)
     # Enqueued only after the claim committed: a lost enqueue just waits for the lease.
     for claim in report.claims:
@@ -179,10 +181,11 @@ def batches_task(self) -> int:
 @app.task(base=EnrichmentTask, bind=True, name="enrichment.requeue")
 def requeue(self, tenant: str, record_id: int | None = None) -> int:
     """Reset a tenant's (or one record's) escalated/failed records and sweep them now."""
-    if not self.known_tenant(tenant):
+    known, tenant_id = self.tenant_scope(tenant)
+    if not known:
         return 0
     with self.sessions.begin() as session:
-        reset = selection.requeue(session, _tenant_id(session, tenant), record_id=record_id)
+        reset = selection.requeue(session, tenant_id, record_id=record_id)
     log.info("requeue.reset", tenant=tenant, record_id=record_id, reset=reset)
     # A kill here loses only the sweep.delay: the reset records are due and unleased, and
     # beat's next sweep claims them (tests/test_crash_points.py).
@@ -207,10 +210,9 @@ def monitor_task(self) -> int:
 @app.task(base=EnrichmentTask, bind=True, name="enrichment.deliver")
 def deliver_task(self, tenant: str | None = None) -> int:
     """POST due outbox events to their tenants' webhooks (all tenants, or one by name)."""
-    if not self.known_tenant(tenant):
+    known, tenant_id = self.tenant_scope(tenant)
+    if not known:
         return 0
-    with self.sessions() as session:
-        tenant_id = _tenant_id(session, tenant)
     report = deliver.deliver_due(self.sessions, self.settings.webhooks, tenant_id=tenant_id)
     if report.rounds:
         log.info("deliver.done", tenant=tenant, **vars(report))
@@ -220,14 +222,11 @@ def deliver_task(self, tenant: str | None = None) -> int:
 @app.task(base=EnrichmentTask, bind=True, name="enrichment.redeliver")
 def redeliver_task(self, tenant: str) -> int:
     """Make a tenant's dead and stopped events pending again (attempts 0) and send them now."""
-    if not self.known_tenant(tenant):
+    known, tenant_id = self.tenant_scope(tenant)
+    if not known:
         return 0
     with self.sessions.begin() as session:
-        reset = deliver.redeliver(session, _tenant_id(session, tenant))
+        reset = deliver.redeliver(session, tenant_id)
     log.info("redeliver.reset", tenant=tenant, reset=reset)
     deliver_task.delay(tenant)
     return reset
-
-
-def _tenant_id(session, tenant: str | None) -> int | None:
-    return None if tenant is None else tenants.require(session, tenant).id

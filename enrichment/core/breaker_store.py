@@ -22,7 +22,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from enrichment.core import breaker
 from enrichment.core.breaker import Breaker
-from enrichment.core.due import claimable
+from enrichment.core.due import due_unclaimed
 from enrichment.core.faults import FLEET, PAUSED, RATIO, SOFT, Cause
 from enrichment.core.models import Base, EnrichmentAttempt, UTCDateTime, utcnow
 from enrichment.core.models import ExceptionRecord as R
@@ -230,7 +230,7 @@ def waiting_records(conn: Connection, settings: Settings, tenant_id: int | None 
     """Records due now and not leased (all tenants', or one's): what an open breaker holds
     back (the sweep's claim would take them)."""
     now = utcnow()
-    due = and_(claimable(now, settings), R.next_attempt_at <= now)
+    due = due_unclaimed(now, settings.max_retries)
     if tenant_id is not None:
         due = and_(due, R.tenant_id == tenant_id)
     return int(conn.execute(select(func.count()).select_from(R).where(due)).scalar_one())

@@ -22,7 +22,7 @@ tenant the earliest `sched_at` (severity, priority, due time, with aging).
 ENRICHMENT_CLAIM_ORDER=fifo keeps the old order instead: due time only, across tenants.
 
 Every claim upserts `sweep_stats` (due and claimed per tenant it considered), so a starved
-tenant shows on the monitor. What "due" and "in flight" mean is in due.py.
+tenant shows on the monitor. What "due", "in flight" and throughput mean is in due.py.
 """
 
 from __future__ import annotations
@@ -32,23 +32,16 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import Select, case, func, or_, select, true, update
+from sqlalchemy import Select, case, func, select, true, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from enrichment.core import breaker, breaker_store, demand, scheduling
-from enrichment.core.due import chain_lease_s, claimable, in_chain, unnest
+from enrichment.core.due import chain_lease_s, claimable, fleet_load, unleased, unnest
 from enrichment.core.leases import released
-from enrichment.core.models import EnrichmentAttempt as A
 from enrichment.core.models import ExceptionRecord as R
 from enrichment.core.models import utcnow
 from enrichment.core.settings import Settings
-
-
-def throughput_window_s(interval_s: float) -> float:
-    """The throughput window: a few sweep intervals, so the size follows the fleet within a
-    few sweeps; at least 10 s (against noise) and at most 60 s."""
-    return min(60.0, max(10.0, 3 * interval_s))
 
 
 @dataclass(frozen=True)
@@ -92,7 +85,7 @@ def sweep_for_fleet(
     now: datetime | None = None,
 ) -> ClaimReport:
     """One sweep's claim: as many records as the fleet starts in about one sweep interval
-    (scheduling.sweep_size, from `fleet_load`), never more than `sweep_batch_size`.
+    (scheduling.sweep_size, from due.fleet_load), never more than `sweep_batch_size`.
 
     The provider's breaker comes first (core/breaker.py): while it is open, the sweep claims
     nothing but one probe record per probe interval (unless it is open for an overload and
@@ -105,12 +98,11 @@ def sweep_for_fleet(
     fallback = not gate.is_closed and breaker_store.fallback_open(conn, settings, gate)
     if not gate.is_closed and not fallback:
         return _probe(session, settings, key, tenant_id, now)
-    window_s = throughput_window_s(settings.sweep_interval_s)
-    completed, in_flight = fleet_load(session, settings, now, window_s)
+    load = fleet_load(session, settings, now)
     batch = scheduling.sweep_size(
-        completed,
-        in_flight,
-        window_s=window_s,
+        load.completed_stages,
+        load.in_chains,
+        window_s=load.window_s,
         interval_s=settings.sweep_interval_s,
         headroom=settings.sweep_headroom,
         floor=settings.sweep_min_batch,
@@ -153,24 +145,6 @@ def _take_probe(conn, key: tuple[str, str], record_id: int, now: datetime) -> No
     taken = breaker.take_probe(current, record_id, now)
     if taken is not None:
         breaker_store.store(conn, current, taken)
-
-
-def fleet_load(
-    session: Session, settings: Settings, now: datetime, window_s: float = 60.0
-) -> tuple[int, int]:
-    """(completed attempts in the last `window_s`, records leased to chains now), fleet-wide
-    by design: the broker queue they size is shared. Reads ix_enrichment_attempts_created
-    and ix_exception_records_leased, both small ranges."""
-    since = now - timedelta(seconds=window_s)
-    completed = (
-        select(func.count())
-        .select_from(A)
-        .where(A.created_at > since, A.created_at <= now, A.outcome == "completed")
-        .scalar_subquery()
-    )
-    leased = select(func.count()).select_from(R).where(in_chain(now, settings)).scalar_subquery()
-    row = session.execute(select(completed, leased)).one()
-    return int(row[0]), int(row[1])
 
 
 def claim_batch(
@@ -217,7 +191,7 @@ def _claim(
     stmt = (
         update(R)
         .where(_id_in(session, pick))
-        .where(or_(R.lease_expires_at.is_(None), R.lease_expires_at < now))
+        .where(unleased(now))
         # updated_at is kept: a claim is not a change of content.
         .values(lease_token=token, lease_expires_at=lease_until, updated_at=R.updated_at)
         .returning(R.id, R.tenant_id, R.next_attempt_at)
@@ -295,7 +269,7 @@ def requeue(session: Session, tenant_id: int, *, record_id: int | None = None) -
     stmt = (
         update(R)
         .where(R.tenant_id == tenant_id, R.enriched_at.is_(None), R.reviewed_at.is_(None))
-        .where(or_(R.lease_expires_at.is_(None), R.lease_expires_at < now))
+        .where(unleased(now))
         .values(
             escalated_at=None,
             escalation_reason=None,

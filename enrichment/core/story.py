@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from enrichment.core import outbox
+from enrichment.core.due import is_leased
 from enrichment.core.models import (
     EnrichmentAttempt,
     Order,
@@ -360,7 +361,7 @@ def state_of(rec: R, now: datetime) -> State:
         return "enriched"
     if rec.escalated_at is not None:
         return "escalated"
-    leased = rec.lease_expires_at is not None and rec.lease_expires_at > now
+    leased = is_leased(rec, now)
     return "in progress" if leased and rec.next_attempt_at <= now else "waiting"
 
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, extract, func, literal, or_, select
+from sqlalchemy import and_, extract, func, literal, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
+from enrichment.core.due import due_unclaimed
 from enrichment.core.models import (
     HUMAN,
     REOPENED,
@@ -137,13 +138,7 @@ def due_counts(
         func.min(R.next_attempt_at).label("oldest_due_at"),
         sweep.with_only_columns(SweepStat.due).scalar_subquery().label("sweep_due"),
         sweep.with_only_columns(SweepStat.claimed).scalar_subquery().label("sweep_claimed"),
-    ).where(
-        R.tenant_id == tenant_id,
-        in_backlog(),
-        R.next_attempt_at <= now,
-        R.enrichment_retry_count <= max_retries,
-        or_(R.lease_expires_at.is_(None), R.lease_expires_at < now),
-    )
+    ).where(R.tenant_id == tenant_id, due_unclaimed(now, max_retries))
     return dict(session.execute(stmt).one()._mapping)
 
 

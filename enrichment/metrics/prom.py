@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -23,14 +21,12 @@ from prometheus_client.core import (
     HistogramMetricFamily,
     Metric,
 )
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from enrichment.alerting import provider_page
-from enrichment.core.due import in_chain
-from enrichment.core.models import EnrichmentAttempt as A
-from enrichment.core.models import ExceptionRecord as R
-from enrichment.core.models import Tenant, in_backlog, utcnow
+from enrichment.core.due import FleetLoad, fleet_load
+from enrichment.core.models import Tenant, utcnow
 from enrichment.core.monitor_models import MetricSnapshot
 from enrichment.core.settings import Settings
 from enrichment.core.stages import STAGES_PER_RECORD
@@ -211,10 +207,6 @@ class SnapshotCollector:
 
 # --- the fleet's autoscaling signals -----------------------------------------------------------
 
-# Completed stages over this window measure throughput: short, so it matches the workers
-# counted now (the autoscaler smooths the rest).
-THROUGHPUT_WINDOW_S = 60.0
-
 
 class BrokerView(Protocol):
     """What the broker said at scrape time (workers/queues.BrokerReading)."""
@@ -223,55 +215,12 @@ class BrokerView(Protocol):
     workers: int
 
 
-@dataclass(frozen=True)
-class FleetWork:
-    """Fleet-wide, now: records due and unclaimed, records in a chain, and stages completed
-    by workers in the last THROUGHPUT_WINDOW_S (Message Batch results excluded)."""
-
-    due: int
-    in_chains: int
-    completed_stages: int
-
-    @property
-    def backlog(self) -> int:
-        return self.due + self.in_chains
-
-
-def fleet_work(session: Session, settings: Settings, now: datetime) -> FleetWork:
-    """One statement on partial and time indexes (idx_enrichment_due, the lease and
-    ix_enrichment_attempts_created ranges)."""
-    due = (
-        select(func.count())
-        .select_from(R)
-        .where(
-            in_backlog(),
-            R.next_attempt_at <= now,
-            R.enrichment_retry_count <= settings.max_retries,
-            or_(R.lease_expires_at.is_(None), R.lease_expires_at < now),
-        )
-    )
-    chains = select(func.count()).select_from(R).where(in_chain(now, settings))
-    done = (
-        select(func.count())
-        .select_from(A)
-        .where(
-            A.created_at > now - timedelta(seconds=THROUGHPUT_WINDOW_S),
-            A.created_at <= now,
-            A.outcome == "completed",
-            A.batch_id.is_(None),
-        )
-    )
-    row = session.execute(
-        select(due.scalar_subquery(), chains.scalar_subquery(), done.scalar_subquery())
-    ).one()
-    return FleetWork(due=int(row[0]), in_chains=int(row[1]), completed_stages=int(row[2]))
-
-
-def per_worker_records_per_s(work: FleetWork, workers: int) -> float | None:
-    """Records per second one worker finished over the window; None without workers."""
+def per_worker_records_per_s(work: FleetLoad, workers: int) -> float | None:
+    """Records per second one worker finished over the throughput window (the sweep's:
+    due.throughput_window_s, 60 s by default); None without workers."""
     if workers <= 0:
         return None
-    return work.completed_stages / STAGES_PER_RECORD / THROUGHPUT_WINDOW_S / workers
+    return work.records_per_s / workers
 
 
 def desired_workers(
@@ -287,9 +236,10 @@ def desired_workers(
         desired = max(1, min(ceil(B / (r * T)), ceil(L / r)))
 
     B the backlog (due now and unclaimed, plus in a chain), r the records per second one worker
-    finished over the last minute, T ENRICHMENT_TARGET_DRAIN_S, L the records per second the AI
-    rate limit allows (ENRICHMENT_AI_RPM / 3; no cap when unlimited or without the AI): more
-    workers than the limit keeps busy only wait for tokens. With no throughput measured (no
+    finished over the throughput window (due.throughput_window_s, a minute by default), T
+    ENRICHMENT_TARGET_DRAIN_S, L the records per second the AI rate limit allows
+    (ENRICHMENT_AI_RPM / 3; no cap when unlimited or without the AI): more workers than the
+    limit keeps busy only wait for tokens. With no throughput measured (no
     worker, or none finished a stage in the window) it is the workers there are: nothing to
     extrapolate from. Never below 1: the sweep, the monitor and deliveries run on workers.
     """
@@ -311,7 +261,7 @@ def ai_records_per_s(settings: Settings) -> float | None:
 
 
 def fleet_families(
-    work: FleetWork, broker: BrokerView | None, settings: Settings
+    work: FleetLoad, broker: BrokerView | None, settings: Settings
 ) -> Iterator[Metric]:
     yield GaugeMetricFamily(
         "enrichment_broker_up", "1 if the broker answered this scrape", value=int(bool(broker))
@@ -338,7 +288,7 @@ def fleet_families(
     if rate is not None:
         yield GaugeMetricFamily(
             "enrichment_worker_throughput_records_per_second",
-            "Records one worker finished per second over the last minute",
+            "Records one worker finished per second over the throughput window (60 s by default)",
             value=rate,
         )
     desired = desired_workers(
@@ -365,7 +315,7 @@ class FleetCollector:
 
     def collect(self) -> Iterator[Metric]:
         with self.factory() as session:
-            work = fleet_work(session, self.settings, utcnow())
+            work = fleet_load(session, self.settings, utcnow(), count_due=True)
         yield from fleet_families(work, self.broker, self.settings)
 
 

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from enrichment.alerting import alert_store, alerts, notices, provider_page
 from enrichment.alerting.notices import Notice
 from enrichment.core import text
+from enrichment.core.due import is_leased, leased, past_due
 from enrichment.core.models import ExceptionRecord as R
 from enrichment.core.models import ResolutionAction, Tenant, in_backlog, is_escalated
 from enrichment.core.monitor_models import Alert, MetricSnapshot
@@ -327,7 +328,7 @@ def _backlog_item(rec: R, now: datetime) -> BacklogItem:
         reason_code=rec.reason_code,
         retry_count=rec.enrichment_retry_count,
         next_attempt_at=rec.next_attempt_at,
-        leased=rec.lease_expires_at is not None and rec.lease_expires_at > now,
+        leased=is_leased(rec, now),
         created_at=rec.created_at,
         last_error=_last_error(rec),
     )
@@ -361,14 +362,16 @@ def escalations(session: Session, tenant: Tenant, *, limit: int) -> list[Escalat
 
 def backlog(session: Session, tenant: Tenant, *, now: datetime, limit: int = 20) -> Backlog:
     """Counts over the partial index `ix_exception_records_backlog`, the next `limit`
-    records by due time, and the oldest `limit` escalated records."""
+    records by due time, and the oldest `limit` escalated records. "Due now" is the whole
+    backlog past its due time, leased or not (due.past_due), not the narrower due and
+    unclaimed the monitor counts: here it sits beside "leased"."""
     waiting = and_(R.tenant_id == tenant.id, in_backlog())
     counts = session.execute(
         select(
             func.count(),
-            func.count().filter(R.next_attempt_at <= now),
+            func.count().filter(past_due(now)),
             func.count().filter(R.enrichment_retry_count > 0),
-            func.count().filter(R.lease_expires_at > now),
+            func.count().filter(leased(now)),
         ).where(waiting)
     ).one()
     escalated = session.scalar(select(func.count()).where(R.tenant_id == tenant.id, is_escalated()))

@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TextIO
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from enrichment.core.models import ExceptionRecord, in_backlog, utcnow
+from enrichment.core.due import due_unclaimed, in_backoff
+from enrichment.core.models import ExceptionRecord, utcnow
+from enrichment.core.settings import get_settings
 
 CLEAR_TO_EOL = "\x1b[K"
 
@@ -28,9 +30,10 @@ class Progress:
     set), retries (sum of enrichment_retry_count) and leased (a lease token held).
 
     Of the records not yet terminal: backoff (next_attempt_at still in the future: a retry
-    or low-confidence recheck waiting its turn, leased or not), next_due_s (seconds until
-    the soonest of those is due, None if there is none) and unclaimed (due now but not
-    leased: waiting for the next sweep). The rest of the open records are in flight."""
+    or low-confidence recheck waiting its turn, leased or not: due.in_backoff), next_due_s
+    (seconds until the soonest of those is due, None if there is none) and unclaimed (due
+    now and not leased, a lease expired included: waiting for the next sweep, the monitor's
+    due.due_unclaimed). The rest of the open records are in flight."""
 
     total: int
     completed: int
@@ -61,13 +64,17 @@ class Progress:
         return self.total > 0 and self.terminal == self.total and self.leased == 0
 
 
-def read_progress(factory: sessionmaker[Session], *where: Any) -> Progress:
+def read_progress(
+    factory: sessionmaker[Session], *where: Any, max_retries: int | None = None
+) -> Progress:
     """Progress over the records matching `where` (SQLAlchemy criteria; all records if none),
-    in one aggregate query."""
+    in one aggregate query. `max_retries`: the fleet's (ENRICHMENT_MAX_RETRIES if None)."""
     R = ExceptionRecord
     now = utcnow()
-    future = and_(in_backlog(), R.next_attempt_at > now)
-    unclaimed = and_(in_backlog(), R.next_attempt_at <= now, R.lease_token.is_(None))
+    future = in_backoff(now)
+    if max_retries is None:
+        max_retries = get_settings().max_retries
+    unclaimed = due_unclaimed(now, max_retries)
     query = select(
         func.count(),
         func.count(R.enriched_at),
