@@ -240,6 +240,10 @@ def test_the_decision_goes_out_as_record_reviewed_then_its_actions(client, facto
     }
     assert [e.data["action"] for e in requested] == DAMAGED["actions"]
     assert all(e.status == "pending" and e.action_id for e in requested)
+    # Written like the AI's events (outbox.event_row): due at once, no attempt, in order.
+    assert [e.id for e in events] == sorted(e.id for e in events) and reviewed.action_id is None
+    assert all(e.data["action_id"] == e.action_id for e in requested)
+    assert all(e.attempts == 0 and e.next_delivery_at == e.created_at for e in events)
 
 
 def test_the_events_are_delivered_to_the_tenants_webhook(client, factory, world):
