@@ -25,6 +25,7 @@ import structlog
 from enrichment.alerting import push
 from enrichment.alerting.alerts import RUNBOOK, Notification
 from enrichment.core.settings_sections import PagerDutyConfig
+from enrichment.core.tenant_settings import TenantSettings
 
 log = structlog.get_logger(__name__)
 
@@ -36,8 +37,7 @@ SEVERITY = {"critical": "critical", "warning": "warning"}
 
 def routing_key_for(tenant_settings: dict[str, Any], config: PagerDutyConfig) -> str | None:
     """The tenant's own integration key, else the global one, else None."""
-    own = tenant_settings.get("pagerduty_routing_key")
-    return own if isinstance(own, str) and own else config.routing_key
+    return TenantSettings.parse(tenant_settings).pagerduty_routing_key or config.routing_key
 
 
 def dedup_key(note: Notification) -> str:

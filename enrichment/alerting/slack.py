@@ -22,6 +22,7 @@ import structlog
 from enrichment.alerting import push
 from enrichment.alerting.alerts import RUNBOOK, Notification
 from enrichment.core.settings import SlackConfig
+from enrichment.core.tenant_settings import TenantSettings
 
 log = structlog.get_logger(__name__)
 
@@ -41,7 +42,7 @@ SlackUnavailable = push.PushUnavailable  # 429, 5xx or no answer, after the retr
 
 def webhook_for(tenant_settings: dict[str, Any], config: SlackConfig) -> str | None:
     """The tenant's own webhook, else the global one, else None."""
-    return tenant_settings.get("slack_webhook_url") or config.webhook_url
+    return TenantSettings.parse(tenant_settings).slack_webhook_url or config.webhook_url
 
 
 def _fmt(value: float | None, unit: str) -> str:

@@ -1,4 +1,9 @@
-"""Who gets how much of a claim: each tenant's due records (walked on its own index), its
+"""The claim's inputs per tenant, read from the database, and the sweep stats it writes.
+
+The claim in four modules: due (the words) -> scheduling (the pure rules) -> demand (each
+tenant's inputs, read) -> selection (the claim itself, the one entry point).
+
+Who gets how much of a claim: each tenant's due records (walked on its own index), its
 in-flight cap and daily budget, its weight, and so its share (scheduling.fair_shares); and
 the sweep stats that make a starved tenant visible."""
 

@@ -1,7 +1,11 @@
-"""What is due, what is in flight and how fast the fleet goes: the one definition of each,
-used by the claim (selection.py, demand.py, the batches), the monitor (metrics/passes.py),
-Prometheus (metrics/prom.py), the report (reporting/reports.py) and the progress line
-(tooling/progress.py).
+"""The claim's words as SQL conditions: what is due, what is in flight, how fast the fleet goes.
+
+The claim in four modules: due (the words) -> scheduling (the pure rules) -> demand (each
+tenant's inputs, read) -> selection (the claim itself, the one entry point).
+
+The one definition of each, used by the claim (selection.py, demand.py, the batches), the
+monitor (metrics/passes.py), Prometheus (metrics/prom.py), the report
+(reporting/reports.py) and the progress line (tooling/progress.py).
 
 The words, from widest to narrowest:
 - backlog (`models.in_backlog`): waiting for enrichment, neither enriched nor escalated.

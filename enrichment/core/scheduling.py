@@ -1,5 +1,7 @@
-"""The claim's order and shares, as pure functions: which records go first, and how many
-each tenant gets.
+"""The claim's rules as pure functions: which records go first, each tenant's share, sweep size.
+
+The claim in four modules: due (the words) -> scheduling (the pure rules) -> demand (each
+tenant's inputs, read) -> selection (the claim itself, the one entry point).
 
 Order inside a tenant: severity, then the record's `priority` (0-100, given at ingest: e.g.
 order value or the SLA at risk), then due time, with aging. All three fold into one

@@ -1,4 +1,9 @@
-"""Which records need enrichment, and claiming them under a lease: fairly across tenants,
+"""The claim itself: sizing a sweep and leasing the records it takes, in one statement.
+
+The claim in four modules: due (the words) -> scheduling (the pure rules) -> demand (each
+tenant's inputs, read) -> selection (the claim itself, the one entry point).
+
+Which records need enrichment, and claiming them under a lease: fairly across tenants,
 in priority order within each, and no more than the fleet can start soon.
 
 Why the broker never holds a long countdown: with Redis, a message not acked within
