@@ -2,9 +2,9 @@
 
 A status header that says what is wrong in plain words, the key figures, the confidence
 histogram and two trends as inline SVG, then the escalated records, the AI against people
-(review counts, calibration per provider, model and prompt version, a reliability plot and
-the threshold advice), the automated actions, the alerts with their reasons, the notices and
-how the status is decided. No JavaScript and no CDN (see `pages`).
+(`calibration_view`: review counts, calibration per provider, model and prompt version, a
+reliability plot and the threshold advice), the automated actions, the alerts with their
+reasons, the notices and how the status is decided. No JavaScript and no CDN (see `pages`).
 
 Here the page is prepared as words and numbers (`view`, built from a `Report`);
 `templates/report.html` lays it out, and autoescape escapes every value that comes from the
@@ -23,10 +23,9 @@ from enrichment.core import text
 from enrichment.core.text import duration, number, plural
 from enrichment.metrics.monitor import Snapshot
 from enrichment.metrics.passes import BUCKET_EDGES
-from enrichment.reporting import charts, pages, words
+from enrichment.reporting import calibration_view, charts, pages, words
 from enrichment.reporting.pages import Card, Figure, Part
 from enrichment.reporting.reports import Report, ThresholdView, TrendPoint
-from enrichment.reviews.calibration import Calibration, GroupFigures
 
 TEXT_SHOWN = 400  # characters of a reason or note; the JSON report has them whole
 
@@ -91,25 +90,6 @@ class CheckRow(NamedTuple):
     kind: str
 
 
-class GroupRow(NamedTuple):
-    provider: str
-    model: str
-    prompt: str
-    reviews: str
-    accuracy: str
-    ece: str
-
-
-class CalibrationPart(NamedTuple):
-    """The review cards; with reviews, the reliability figure, the table and the advice."""
-
-    cards: list[Card]
-    figure: Figure | None = None
-    rows: tuple[GroupRow, ...] = ()
-    advice: str = ""
-    note: str = ""
-
-
 @dataclass(frozen=True)
 class ReportPage:
     """Everything `report.html` shows, in the order it shows it."""
@@ -120,7 +100,7 @@ class ReportPage:
     cards: list[Card]
     figures: list[Figure]
     escalations: Part
-    calibration: CalibrationPart
+    calibration: calibration_view.CalibrationPart
     actions: Part
     alerts: Part
     notices: Part
@@ -147,7 +127,7 @@ def view(report: Report) -> ReportPage:
             _trend(report, "backlog_records", "Records waiting over time", "records"),
         ],
         escalations=_escalations(report),
-        calibration=_calibration(report),
+        calibration=calibration_view.part(report),
         actions=_actions(report),
         alerts=_alerts(report),
         notices=_notices(report),
@@ -356,51 +336,3 @@ def _actions(report: Report) -> Part:
     ]
     note = f"By status: {counts}. Outcomes as the receiving systems reported them, latest first."
     return Part(rows, note, empty="No outcome reported yet.")
-
-
-def _review_cards(report: Report) -> list[Card]:
-    """The review queue from the snapshot, and how many reviews the figures rest on."""
-    m, cal = report.metrics, report.calibration
-    return [
-        Card("Review queue", plural(m.review_backlog, "record"),
-             "escalations and audit samples waiting"),
-        Card("Oldest waiting",
-             duration(m.oldest_review_age_s) if m.review_backlog else "none waiting",
-             "in the review queue"),
-        Card("Resolved by people", plural(m.human_resolved_records, "record"),
-             "a person's label is final"),
-        Card("Reviews compared", plural(cal.reviews if cal else 0, "review"),
-             "latest per record, where the AI gave a label"),
-    ]  # fmt: skip
-
-
-def _group_row(g: GroupFigures, *, overall: bool = False) -> GroupRow:
-    sources = (g.provider, g.model, g.prompt_version)
-    names = ("all", "", "") if overall else tuple(name or "—" for name in sources)
-    return GroupRow(*names, f"{g.reviews:,}", f"{g.accuracy:.3f}", f"{g.ece:.3f}")
-
-
-def _reliability(cal: Calibration) -> Figure:
-    bins = [(b.low, b.high, b.reviews, b.accuracy) for b in cal.bins]
-    chart = charts.reliability(bins, label="Reliability: AI confidence against people")
-    note = (
-        "Per confidence bin, the share of reviewed records whose AI label a person kept, with "
-        "the number of reviews above each bar. A calibrated AI follows the dashed diagonal."
-    )
-    return Figure("Reliability against people", chart, note)
-
-
-def _calibration(report: Report) -> CalibrationPart:
-    cal = report.calibration
-    if cal is None or not cal.reviews:
-        return CalibrationPart(_review_cards(report))
-    rows = [_group_row(g) for g in cal.groups]
-    if cal.overall is not None:
-        rows.append(_group_row(cal.overall, overall=True))
-    note = (
-        "The AI's label and confidence against the label a person gave (escalations and the "
-        "random audit sample), per provider, model and prompt version. ECE: expected "
-        "calibration error over 10 equal-width bins, 0 is perfect."
-    )
-    figure = _reliability(cal)
-    return CalibrationPart(_review_cards(report), figure, tuple(rows), cal.advice.words, note)
