@@ -289,6 +289,55 @@ def test_rate_limited_when_the_bucket_is_empty(fake, redis_client):
     assert len(fake.requests) == 1  # no request is sent without a token
 
 
+# --- Message Batches through the provider -------------------------------------------------
+
+
+def _batch_requests(p: AnthropicProvider, *custom_ids: str) -> list[dict]:
+    return [{"custom_id": i, "params": p.request("classify", _ctx())} for i in custom_ids]
+
+
+def test_a_batch_is_created_polled_and_read_through_the_provider():
+    with FakeAnthropic(api_key=KEY, batch_delay_s=0.0) as fake:
+        p = _provider(fake)
+        fake.script(["ok", {"status": 529, "type": "overloaded_error", "message": "busy"}])
+        created = p.create_batch(_batch_requests(p, "r1", "r2", "r3"))
+        ended = p.retrieve_batch(created.id)
+        results = {r.custom_id: r for r in p.batch_results(created.id)}
+        answer = p.answer("classify", _ctx(), results["r1"].message, batch=True)
+        p.close()
+
+    assert ended.processing_status == "ended" and ended.request_counts.succeeded == 2
+    assert [results[i].type for i in ("r1", "r2", "r3")] == ["succeeded", "errored", "succeeded"]
+    assert answer.result.label == Label.DAMAGED_PACKAGE
+    assert results["r1"].error is None and results["r2"].message is None
+    # An errored result is the stage failure it is, with its cause, as the interactive 529.
+    failure = results["r2"].error
+    assert isinstance(failure, TransientError) and failure.cause == "overload"
+    assert "overloaded_error" in str(failure)
+
+
+def test_a_batch_call_fails_with_the_pipelines_error_and_never_the_key(fake, provider):
+    wrong = "sk-ant-wrong-key-do-not-leak"
+    with pytest.raises(PermanentError) as refused:
+        _provider(fake, key=wrong).create_batch(_batch_requests(provider, "r1"))
+    assert "401" in str(refused.value) and wrong not in str(refused.value)
+    assert refused.value.cause == "auth"
+
+    with pytest.raises(PermanentError) as missing:
+        provider.retrieve_batch("msgbatch_nope")
+    assert "404" in str(missing.value)
+
+    running = provider.create_batch(_batch_requests(provider, "r1"))  # in progress for 0.5 s
+    with pytest.raises(TransientError):  # no results URL yet: the SDK's own error, mapped
+        list(provider.batch_results(running.id))
+    assert provider.cancel_batch(running.id).processing_status == "canceling"
+
+    unreachable = _provider(fake, anthropic_base_url="http://127.0.0.1:9", anthropic_max_retries=0)
+    with pytest.raises(TransientError) as down:
+        unreachable.retrieve_batch(running.id)
+    assert down.value.cause == "connection"
+
+
 # --- end to end through the pipeline, on real PostgreSQL ----------------------------------
 
 

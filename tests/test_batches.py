@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from enrichment import batches
 from enrichment.batches import apply, submit
-from enrichment.core import breaker_store
+from enrichment.core import breaker_store, db
 from enrichment.core.batch_models import APPLIED, GIVEN_UP, IN_PROGRESS, Batch, BatchRecord
 from enrichment.core.models import EnrichmentAttempt, ExceptionRecord, OutboxEvent, Tenant, utcnow
 from enrichment.core.selection import claim_due
@@ -230,23 +230,23 @@ def test_a_batch_the_api_refuses_is_given_up_and_its_records_handed_back(
                for r in records.values())  # fmt: skip
     assert tenant.name == "acme"
     # And the refused key opened the provider's breaker: no more submits until it closes.
-    assert not breaker_store.is_closed(factory.kw["bind"], batch_settings)
+    assert not breaker_store.is_closed(db.get_engine(batch_settings.database_url), batch_settings)
 
 
-def test_one_batches_run_at_a_time_and_a_dead_holder_frees_the_lock(factory):
-    with batches.exclusive(factory) as first, batches.exclusive(factory) as second:
+def test_one_batches_run_at_a_time_and_a_dead_holder_frees_the_lock(factory, pg_url):
+    engine = db.get_engine(pg_url)
+    with batches.exclusive(engine) as first, batches.exclusive(engine) as second:
         assert (first, second) == (True, False)
-    with batches.exclusive(factory) as again:  # released on the way out
+    with batches.exclusive(engine) as again:  # released on the way out
         assert again
-    engine = factory.kw["bind"]
     holder = engine.connect()  # another process's session, holding the lock
     assert holder.execute(select(func.pg_try_advisory_lock(batches._LOCK_KEY))).scalar()
-    with batches.exclusive(factory) as blocked:
+    with batches.exclusive(engine) as blocked:
         assert not blocked
     holder.invalidate()  # its connection dies with it; the server frees the lock
 
     def free() -> bool:
-        with batches.exclusive(factory) as mine:
+        with batches.exclusive(engine) as mine:
             return mine
 
     wait_for(free, timeout_s=10, what="the dead holder's lock freed")

@@ -43,6 +43,11 @@ class EnrichmentTask(Task):
         return db.session_factory(self.settings.database_url)
 
     @property
+    def engine(self):
+        """The engine under `sessions`, for work on plain connections."""
+        return db.get_engine(self.settings.database_url)
+
+    @property
     def provider(self) -> Provider:
         # Created once per process, after fork.
         if EnrichmentTask._provider is None:
@@ -161,13 +166,13 @@ def batches_task(self) -> int:
     provider = self.provider
     if not isinstance(provider, AnthropicProvider):
         return 0
-    with batches.exclusive(self.sessions) as mine:
+    with batches.exclusive(self.engine) as mine:
         if not mine:  # another run is at it (a big apply outlasts the interval)
             return 0
         applied = batch_apply.poll_and_apply(self.sessions, provider, self.settings)
         # While the provider's breaker is open nothing new is sent (core/breaker.py).
         made = []
-        if not breaker_store.is_closed(self.sessions.kw["bind"], self.settings):
+        if not breaker_store.is_closed(self.engine, self.settings):
             log.info("batches.paused", reason="provider breaker open")
         else:
             made = batch_submit.submit_due(self.sessions, provider, self.settings)

@@ -107,10 +107,9 @@ def run(factory: sessionmaker[Session], settings: Settings, *, now: datetime | N
     """Trigger for each open breaker not paged yet; resolve for each closed one still paged.
     Returns the pages attempted."""
     now = now or utcnow()
-    engine = factory.kw["bind"]
-    with engine.connect() as conn:
-        rows = conn.execute(ProviderBreaker.__table__.select()).mappings().all()
-        waiting = breaker_store.waiting_records(conn, settings) if rows else 0
+    with factory() as session:
+        rows = session.execute(ProviderBreaker.__table__.select()).mappings().all()
+        waiting = breaker_store.waiting_records(session.connection(), settings) if rows else 0
     pages = []
     for row in rows:
         b = breaker.Breaker(**{k: row[k] for k in breaker_store.FIELDS})
@@ -120,8 +119,8 @@ def run(factory: sessionmaker[Session], settings: Settings, *, now: datetime | N
         text = describe(b, waiting, now) if kind == "firing" else f"{b.provider} {b.model} resumed"
         error = _send(b, kind, text, waiting, settings, now)
         if error is None:
-            with engine.begin() as conn:
-                conn.execute(
+            with factory.begin() as session:
+                session.execute(
                     update(ProviderBreaker)
                     .where(ProviderBreaker.provider == b.provider, ProviderBreaker.model == b.model)
                     .values(page_open=kind == "firing")

@@ -35,20 +35,18 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Engine, func, select
 
 # The advisory lock every batches run takes ("enrb" in ASCII).
 _LOCK_KEY = 0x656E7262
 
 
 @contextmanager
-def exclusive(factory: sessionmaker[Session]) -> Iterator[bool]:
+def exclusive(engine: Engine) -> Iterator[bool]:
     """True while this process holds the fleet's one batches run (a PostgreSQL session
     advisory lock, released with its connection if the process dies); False when another run
     holds it. Runs overlap when applying a big batch outlasts beat's interval, and two would
     only race each other over the same results. SQLite (one process): always True."""
-    engine = factory.kw["bind"]
     if engine.dialect.name != "postgresql":
         yield True
         return

@@ -6,9 +6,8 @@ from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 
-import anthropic
 import structlog
-from sqlalchemy import select, update
+from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from enrichment.batches.handback import hand_back, hand_back_all, mark_applied
@@ -29,15 +28,10 @@ from enrichment.core.leases import released
 from enrichment.core.models import utcnow
 from enrichment.core.outcomes import OutcomeKind, finish_stage
 from enrichment.core.settings import Settings
-from enrichment.providers.anthropic import ERROR_TYPE_CAUSE, AnthropicProvider, map_api_error
+from enrichment.providers.anthropic import AnthropicProvider
+from enrichment.providers.anthropic_batches import BatchResult
 
 log = structlog.get_logger(__name__)
-
-# Batch error types a retry cannot fix (the request itself is wrong, or not allowed).
-_PERMANENT_ERRORS = frozenset(
-    {"invalid_request_error", "authentication_error", "permission_error", "not_found_error",
-     "request_too_large", "billing_error"}
-)  # fmt: skip
 
 
 def poll_and_apply(
@@ -99,9 +93,8 @@ def _ended(
 ) -> bool:
     """Retrieve the batch, store its counts; True once it has ended."""
     try:
-        remote = provider.client.messages.batches.retrieve(batch.provider_batch_id)
-    except anthropic.APIError as exc:
-        error = map_api_error(exc, settings.anthropic_api_key or "")
+        remote = provider.retrieve_batch(batch.provider_batch_id)
+    except EnrichmentError as error:
         log.warning("batch.poll_failed", batch=batch.id, error=str(error))
         return False
     counts = remote.request_counts
@@ -126,6 +119,7 @@ def apply_results(
 ) -> Counter[str]:
     """Apply every result not applied yet; a record without a result line is handed back."""
     with factory() as s:
+        engine = s.get_bind()
         waiting = {
             r.custom_id: r
             for r in s.scalars(
@@ -139,31 +133,31 @@ def apply_results(
     done: Counter[str] = Counter()
     if waiting:
         try:
-            for entry in provider.client.messages.batches.results(batch.provider_batch_id):
-                rec = waiting.pop(entry.custom_id, None)
-                if rec is not None:
-                    done[apply_one(factory, provider, settings, batch, rec, entry.result)] += 1
-                    crash_point("batch_apply.between_results")
-        except anthropic.APIError as exc:  # the rest waits for the next run
-            error = map_api_error(exc, settings.anthropic_api_key or "")
+            results = provider.batch_results(batch.provider_batch_id)
+        except EnrichmentError as error:  # the rest waits for the next run
             log.warning("batch.results_failed", batch=batch.id, error=str(error))
             return done
+        for result in results:
+            rec = waiting.pop(result.custom_id, None)
+            if rec is not None:
+                done[apply_one(engine, provider, settings, batch, rec, result)] += 1
+                crash_point("batch_apply.between_results")
     done["no_result"] += hand_back_all(factory, settings, batch.id, APPLIED)
     log.info("batch.applied", batch=batch.id, stage=batch.stage, **done)
     return done
 
 
 def apply_one(
-    factory: sessionmaker[Session],
+    engine: Engine,
     provider: AnthropicProvider,
     settings: Settings,
     batch: Batch,
     rec: BatchRecord,
-    result: Any,
+    result: BatchResult,
 ) -> str:
     """One result, in one transaction with its `applied_at`: the chain's outcome code for
     succeeded and errored; expired and canceled hand the record back. Returns the kind."""
-    with factory.kw["bind"].begin() as conn:
+    with engine.begin() as conn:
         if not mark_applied(conn, rec):
             return "already"
         if result.type in ("expired", "canceled"):
@@ -181,8 +175,8 @@ def apply_one(
             except EnrichmentError as exc:
                 call = exc
         else:
-            call = errored(result.error)
-            call.model = batch.model  # type: ignore[attr-defined]  # the breaker counts per model
+            call = result.error  # errored: the stage failure, with its cause
+            call.model = batch.model  # the breaker counts per model
         # No latency: no worker waited. The batch's turnaround is in `batches`.
         key = breaker_store.key_for(settings, batch.model)
         seen = breaker_store.gate(conn, key)
@@ -195,18 +189,7 @@ def apply_one(
         attempt["batch_id"] = batch.id
         if not pipeline.write(conn, run, attempt):
             return "stale"
-    breaker_store.learn(factory.kw["bind"], settings, key, seen, attempt)
+    breaker_store.learn(engine, settings, key, seen, attempt)
     for level, event, fields in run.logs:
         getattr(log, level)(event, stage=batch.stage, record_id=rec.record_id, **fields)
     return outcome.kind
-
-
-def errored(error: Any) -> EnrichmentError:
-    """An `errored` result as the stage failure it is (its ErrorResponse body), with its
-    cause: a fleet fault (a refused key, an overload) defers the record and counts toward
-    the breaker, as on the interactive path (core/faults.py)."""
-    inner = getattr(error, "error", None)
-    kind = getattr(inner, "type", None) or "api_error"
-    message = f"batch request errored: {kind}: {getattr(inner, 'message', '')}"[:500]
-    failure = PermanentError(message) if kind in _PERMANENT_ERRORS else TransientError(message)
-    return with_cause(failure, ERROR_TYPE_CAUSE.get(kind, Cause.SERVER))

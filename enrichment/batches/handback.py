@@ -64,8 +64,8 @@ def hand_back_all(
     """Hand back every record of the batch not applied yet, then set its status. One
     transaction per record: a kill part way leaves the batch in its old status with the
     rest not applied, and the next run that meets it hands those back."""
-    engine = factory.kw["bind"]
     with factory() as s:
+        engine = s.get_bind()
         batch = s.get(Batch, batch_id)
         records = s.scalars(
             select(BatchRecord).where(

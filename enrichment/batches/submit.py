@@ -9,9 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import anthropic
 import structlog
-from sqlalchemy import insert, select, update
+from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from enrichment.batches.handback import hand_back_all
@@ -27,7 +26,7 @@ from enrichment.core.outcomes import Outcome, OutcomeKind
 from enrichment.core.settings import Settings
 from enrichment.core.stages import Stage
 from enrichment.core.tenant_settings import TenantSettings
-from enrichment.providers.anthropic import AnthropicProvider, map_api_error
+from enrichment.providers.anthropic import AnthropicProvider
 
 log = structlog.get_logger(__name__)
 
@@ -127,6 +126,7 @@ def submit_claims(
     by_stage: dict[str, list[Request]] = defaultdict(list)
     idle: list[tuple[int, str]] = []
     with pipeline.autocommit(factory) as conn:
+        engine = conn.engine  # the breaker learns on connections of its own (_send)
         for claim in claims:
             begun = pipeline.begin_stage(conn, settings, None, claim.record_id, claim.lease_token)
             if isinstance(begun, Outcome):
@@ -151,7 +151,7 @@ def submit_claims(
     made = []
     for stage, requests in by_stage.items():
         for chunk in chunks(requests, min(config.max_requests, API_MAX_REQUESTS), config.max_bytes):
-            batch_id = _send(factory, provider, settings, tenant_id, stage, chunk)
+            batch_id = _send(factory, engine, provider, settings, tenant_id, stage, chunk)
             if batch_id is not None:
                 made.append(batch_id)
     return made
@@ -159,6 +159,7 @@ def submit_claims(
 
 def _send(
     factory: sessionmaker[Session],
+    engine: Engine,
     provider: AnthropicProvider,
     settings: Settings,
     tenant_id: int,
@@ -178,20 +179,19 @@ def _send(
     batch_id, held = stored
     crash_point("batch_submit.after_store")
     try:
-        created = provider.client.messages.batches.create(requests=[r.body for r in held])
-    except anthropic.APIError as exc:
-        failure = map_api_error(exc, settings.anthropic_api_key or "")
+        created = provider.create_batch([r.body for r in held])
+    except EnrichmentError as failure:
         error = str(failure)
         handed = hand_back_all(factory, settings, batch_id, GIVEN_UP, error=error)
         # A refused key or an overload refuses every batch: the breaker pauses the submits.
         attempt = {"fault": getattr(failure, "cause", None), "outcome": "failed"}
         key = breaker_store.key_for(settings, provider.model)
-        breaker_store.learn(factory.kw["bind"], settings, key, breaker.Breaker(*key), attempt)
+        breaker_store.learn(engine, settings, key, breaker.Breaker(*key), attempt)
         log.warning("batch.submit_failed", batch=batch_id, stage=stage, error=error, handed=handed)
         return None
     crash_point("batch_submit.after_create")
     if not _mark_created(factory, batch_id, tenant_id, created):
-        _cancel_late(provider, settings, batch_id, created.id)
+        _cancel_late(provider, batch_id, created.id)
         return None
     log.info("batch.submitted", batch=batch_id, remote=created.id, stage=stage, n=len(held))
     return batch_id
@@ -283,14 +283,11 @@ def _mark_created(
         return marked.rowcount == 1
 
 
-def _cancel_late(
-    provider: AnthropicProvider, settings: Settings, batch_id: int, remote_id: str
-) -> None:
+def _cancel_late(provider: AnthropicProvider, batch_id: int, remote_id: str) -> None:
     """Cancel a batch created after it was given up (its results would apply to nothing),
     best effort: what it already ran is paid for either way."""
     log.warning("batch.created_after_give_up", batch=batch_id, remote=remote_id)
     try:
-        provider.client.messages.batches.cancel(remote_id)
-    except anthropic.APIError as exc:
-        error = map_api_error(exc, settings.anthropic_api_key or "")
+        provider.cancel_batch(remote_id)
+    except EnrichmentError as error:
         log.warning("batch.cancel_failed", batch=batch_id, remote=remote_id, error=str(error))

@@ -91,7 +91,7 @@ def run_stage(
             return Outcome(OutcomeKind.STALE, record_id)
     for level, event, fields in run.logs:
         getattr(log, level)(event, stage=stage, record_id=record_id, **fields)
-    breaker_store.learn(factory.kw["bind"], settings, key, seen, attempt)
+    breaker_store.learn(conn.engine, settings, key, seen, attempt)
     return outcome
 
 
@@ -113,7 +113,7 @@ def _call(
 @contextmanager
 def autocommit(factory: sessionmaker[Session]) -> Iterator[Connection]:
     """A pooled connection without BEGIN/COMMIT round trips: each statement stands alone."""
-    with factory.kw["bind"].connect() as conn:
+    with factory() as session, session.get_bind().connect() as conn:  # the session opens none
         yield conn.execution_options(isolation_level="AUTOCOMMIT")
 
 

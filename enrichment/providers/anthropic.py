@@ -33,6 +33,7 @@ import copy
 import json
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -50,6 +51,7 @@ from enrichment.core.provider import RecordContext, StageCall, Usage
 from enrichment.core.schemas import Analysis, Classification, Resolution
 from enrichment.core.settings import ConfigurationError, Settings
 from enrichment.core.taxonomy import disallowed_actions
+from enrichment.providers.anthropic_batches import BatchResult, MessageBatch, MessageBatches
 from enrichment.providers.anthropic_errors import (
     ERROR_TYPE_CAUSE,
     has_retry_after,
@@ -168,6 +170,7 @@ class AnthropicProvider:
             max_retries=settings.anthropic_max_retries,
         )
         self._client.max_retry_wait_s = settings.anthropic_max_retry_wait_s
+        self._batches = MessageBatches(self._client, self._api_key)
 
     def _warn_if_uncached(self) -> None:
         # Below the model's minimum the API caches nothing, silently: say so once, at start-up.
@@ -216,9 +219,20 @@ class AnthropicProvider:
         if self._limiter is not None:
             self._limiter.close()
 
-    @property
-    def client(self) -> anthropic.Anthropic:
-        return self._client
+    # Message Batches (anthropic_batches.py): the same client, errors mapped as _send maps
+    # them. Each request's params are `request`'s body; each succeeded result goes to `answer`.
+
+    def create_batch(self, requests: list[dict[str, Any]]) -> MessageBatch:
+        return self._batches.create(requests)
+
+    def retrieve_batch(self, batch_id: str) -> MessageBatch:
+        return self._batches.retrieve(batch_id)
+
+    def batch_results(self, batch_id: str) -> Iterator[BatchResult]:
+        return self._batches.results(batch_id)
+
+    def cancel_batch(self, batch_id: str) -> MessageBatch:
+        return self._batches.cancel(batch_id)
 
     def _call(self, stage: str, ctx: RecordContext) -> StageCall[Any]:
         self._take_rate_token(ctx)
