@@ -11,7 +11,7 @@ from enrichment.core import scheduling
 from enrichment.core.due import fleet_load
 from enrichment.core.models import EnrichmentAttempt, ExceptionRecord, SweepStat, Tenant, utcnow
 from enrichment.core.scheduling import fair_shares, sched_at, sweep_size
-from enrichment.core.selection import claim_batch, claim_due, sweep_for_fleet
+from enrichment.core.selection import claim, claim_due, sweep_for_fleet
 from enrichment.core.tenant_settings import TenantSettings
 from enrichment.metrics import prom
 from tests.conftest import with_settings
@@ -140,7 +140,7 @@ def test_small_tenants_are_not_starved_by_a_big_one(any_factory, settings):
         big, _ = _tenant(s, "big", 500)
         small = dict(_tenant(s, f"small-{i}", 5) for i in range(5))
     with any_factory.begin() as s:
-        claims = claim_batch(s, settings, 60).claims
+        claims = claim(s, settings, 60).claims
     got = _by_tenant(any_factory, claims)
     assert len(claims) == 60
     assert all(got[t] == set(ids) for t, ids in small.items())
@@ -160,7 +160,7 @@ def test_fifo_claims_in_due_order_blind_to_tenants(any_factory, settings):
         small, _ = _tenant(s, "small", 5)
     fifo = with_settings(settings, claim_order="fifo")
     with any_factory.begin() as s:
-        report = claim_batch(s, fifo, 20)
+        report = claim(s, fifo, 20)
     assert {c.record_id for c in report.claims} < set(big_ids)
     assert len(report.claims) == 20 and report.claimed == {big: 20, small: 0}
     assert report.due == {big: 20, small: 5}
@@ -174,10 +174,10 @@ def test_severity_orders_the_claim_within_a_tenant(any_factory, settings):
         crit = make_record(s, tenant, severity="critical", next_attempt_at=due).id
         high = make_record(s, tenant, severity="high", next_attempt_at=due).id
     with any_factory.begin() as s:
-        first = [c.record_id for c in claim_batch(s, settings, 2).claims]
+        first = [c.record_id for c in claim(s, settings, 2).claims]
     assert set(first) == {crit, high}
     with any_factory.begin() as s:
-        assert {c.record_id for c in claim_batch(s, settings, 5).claims} == set(low)
+        assert {c.record_id for c in claim(s, settings, 5).claims} == set(low)
 
 
 def test_max_in_flight_caps_a_tenant_and_its_spare_goes_to_others(any_factory, settings):
@@ -188,11 +188,11 @@ def test_max_in_flight_caps_a_tenant_and_its_spare_goes_to_others(any_factory, s
         make_record(s, s.get(Tenant, capped), **lease)
         other, _ = _tenant(s, "other", 20)
     with any_factory.begin() as s:
-        got = _by_tenant(any_factory, claim_batch(s, settings, 20).claims)
+        got = _by_tenant(any_factory, claim(s, settings, 20).claims)
     assert len(got[capped]) == 3  # 5 allowed, 2 already in flight
     assert len(got[other]) == 17
     with any_factory.begin() as s:
-        assert _by_tenant(any_factory, claim_batch(s, settings, 20).claims).get(capped) is None
+        assert _by_tenant(any_factory, claim(s, settings, 20).claims).get(capped) is None
 
 
 def _spend(factory, tenant_id, record_id, usd, at, *, times=1, batch_id=None):
@@ -220,11 +220,11 @@ def test_a_tenant_at_its_budget_waits_until_the_next_utc_day(any_factory, settin
     now = utcnow()
     _spend(any_factory, thrifty, ids[0], 1.0, now - timedelta(seconds=5))
     with any_factory.begin() as s:
-        report = claim_batch(s, settings, 10, now=now)
+        report = claim(s, settings, 10, now=now)
     assert report.claimed == {thrifty: 0, other: 4} and report.due[thrifty] == 4
     tomorrow = scheduling.utc_day(now)[1] + timedelta(minutes=1)
     with any_factory.begin() as s:
-        assert claim_batch(s, settings, 10, now=tomorrow).claimed[thrifty] == 4
+        assert claim(s, settings, 10, now=tomorrow).claimed[thrifty] == 4
 
 
 def test_raising_the_budget_resumes_the_tenant(any_factory, settings):
@@ -249,10 +249,10 @@ def test_the_sweep_claims_what_the_fleet_starts_in_one_interval(factory, setting
     sized = with_settings(settings, sweep_interval_s=60.0, sweep_headroom=2.0, sweep_min_batch=5)
     with factory.begin() as s:
         first = sweep_for_fleet(s, sized, now=now)
-    assert (first.batch, len(first.claims)) == (60, 60)
+    assert (first.size, len(first.claims)) == (60, 60)
     with factory.begin() as s:
         second = sweep_for_fleet(s, sized, now=now)
-    assert second.batch == 5  # 60 already in flight: only the floor
+    assert second.size == 5  # 60 already in flight: only the floor
 
 
 def test_the_sweep_and_prometheus_read_one_throughput_without_message_batches(factory, settings):
@@ -273,7 +273,7 @@ def test_the_sweep_and_prometheus_read_one_throughput_without_message_batches(fa
         load = fleet_load(s, sized, now, count_due=True)
 
     # Then both see the chains' rate only: the batch would have sized the claim at its ceiling
-    assert claimed.batch == 60  # 0.5 records/s x 60 s x 2
+    assert claimed.size == 60  # 0.5 records/s x 60 s x 2
     assert (load.completed_stages, load.window_s, load.in_chains, load.due) == (90, 60.0, 60, 240)
     assert prom.per_worker_records_per_s(load, 1) == 0.5
     # And a faster sweep reads a shorter window, for both: the attempts 30 s ago fall out
@@ -286,7 +286,7 @@ def _claim_many(factory, settings):
     got = []
     for _ in range(30):
         with factory.begin() as s:
-            got += [c.record_id for c in claim_batch(s, settings, 9).claims]
+            got += [c.record_id for c in claim(s, settings, 9).claims]
     return got
 
 

@@ -11,7 +11,7 @@ import structlog
 from enrichment.core import db
 from enrichment.core.models import utcnow
 from enrichment.core.pipeline import begin_stage
-from enrichment.core.selection import claim_batch
+from enrichment.core.selection import claim
 from enrichment.core.tenant_settings import TenantSettings, TenantSettingsError
 from enrichment.providers.ratelimit import RateLimiter
 from tests.factories import make_record, make_tenant
@@ -114,7 +114,7 @@ def test_a_weight_stored_as_the_string_2_doubles_both_the_sweep_share_and_the_ra
 
     # When a sweep claims 30
     with factory.begin() as s:
-        report = claim_batch(s, settings, 30)
+        report = claim(s, settings, 30)
 
     # Then the sweep gives "heavy" twice the share of "plain"
     assert report.claimed == {heavy_id: 20, plain_id: 10}

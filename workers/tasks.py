@@ -147,7 +147,7 @@ def sweep(self, tenant: str | None = None) -> int:
     # Enqueued only after the claim committed: a lost enqueue just waits for the lease.
     for claim in report.claims:
         enqueue_chain(claim.record_id, claim.lease_token, claim.countdown_s)
-    log.info("sweep.claimed", tenant=tenant, claimed=len(report.claims), batch=report.batch)
+    log.info("sweep.claimed", tenant=tenant, claimed=len(report.claims), size=report.size)
     return len(report.claims)
 
 

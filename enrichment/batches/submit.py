@@ -107,8 +107,8 @@ def submit_due(
             # The chain's lease, not BATCH_LEASE_S: a kill before the batch is stored must
             # leave these records claimable as soon as a killed chain's would be (_store).
             lease_s = chain_lease_s(settings)
-            report = selection.claim_batch(
-                s, settings, limit, tenant_id=tenant_id, now=now, batch_lease_s=lease_s
+            report = selection.claim(
+                s, settings, limit, tenant_id=tenant_id, now=now, lease_s=lease_s
             )
         crash_point("batch_submit.after_claim")
         made += submit_claims(factory, provider, settings, tenant_id, report.claims)

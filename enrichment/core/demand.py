@@ -26,14 +26,14 @@ from enrichment.core.models import SweepStat, Tenant
 from enrichment.core.settings import Settings
 from enrichment.core.tenant_settings import TenantSettings
 
-# The first demand walk reads batch / this entries per tenant: enough for every tenant's
+# The first demand walk reads size / this entries per tenant: enough for every tenant's
 # share when more than a few tenants have work (100 tenants, batch 500: 63 each, 5 needed).
 FIRST_WALK_DIVISOR = 8
 
 
 @dataclass(frozen=True)
 class TenantDue:
-    """One tenant as a claim sees it: its due records (counted up to the batch), the
+    """One tenant as a claim sees it: its due records (counted up to the claim's size), the
     `sched_at` of the first of them, and its settings."""
 
     tenant_id: int
@@ -45,46 +45,46 @@ class TenantDue:
 def divide(
     session: Session,
     settings: Settings,
-    batch: int,
+    size: int,
     now: datetime,
     tenant_id: int | None,
     *,
-    for_batch: bool = False,
+    for_message_batch: bool = False,
 ) -> tuple[list[TenantDue], dict[int, int]]:
-    """The tenants with due work and each one's share of `batch`. Two passes at most: most
-    claims are settled by a short walk per tenant; only when the batch is not filled and some
+    """The tenants with due work and each one's share of `size`. Two passes at most: most
+    claims are settled by a short walk per tenant; only when the claim is not filled and some
     tenant had more than the walk saw is it walked further."""
-    walk = max(1, math.ceil(batch / FIRST_WALK_DIVISOR))
+    walk = max(1, math.ceil(size / FIRST_WALK_DIVISOR))
     tenants = tenants_due(session, settings, now, walk, tenant_id)
-    shares = _shares(session, settings, tenants, batch, now, for_batch)
-    if walk < batch and sum(shares.values()) < batch and any(t.due >= walk for t in tenants):
-        tenants = tenants_due(session, settings, now, batch, tenant_id)
-        shares = _shares(session, settings, tenants, batch, now, for_batch)
+    shares = _shares(session, settings, tenants, size, now, for_message_batch)
+    if walk < size and sum(shares.values()) < size and any(t.due >= walk for t in tenants):
+        tenants = tenants_due(session, settings, now, size, tenant_id)
+        shares = _shares(session, settings, tenants, size, now, for_message_batch)
     return tenants, shares
 
 
 def tenants_due(
-    session: Session, settings: Settings, now: datetime, batch: int, tenant_id: int | None
+    session: Session, settings: Settings, now: datetime, size: int, tenant_id: int | None
 ) -> list[TenantDue]:
-    """Every tenant (or the one asked for) with its due records counted up to `batch`."""
+    """Every tenant (or the one asked for) with its due records counted up to `size`."""
     postgres = session.get_bind().dialect.name == "postgresql"
-    query = _demand_pg(settings, now, batch) if postgres else _demand_sqlite(settings, now)
+    query = _demand_pg(settings, now, size) if postgres else _demand_sqlite(settings, now)
     if tenant_id is not None:
         query = query.where(Tenant.id == tenant_id)
     return [
-        TenantDue(tid, min(int(n or 0), batch), head, TenantSettings.parse(config))
+        TenantDue(tid, min(int(n or 0), size), head, TenantSettings.parse(config))
         for tid, config, n, head in session.execute(query.order_by(Tenant.id))
     ]
 
 
-def _demand_pg(settings: Settings, now: datetime, batch: int) -> Select:
-    """Per tenant, a walk of at most `batch` entries of ix_exception_records_sched (a LATERAL
+def _demand_pg(settings: Settings, now: datetime, size: int) -> Select:
+    """Per tenant, a walk of at most `size` entries of ix_exception_records_sched (a LATERAL
     per tenant): the big tenant's million records cost no more than a small one's ten."""
     walk = (
         select(R.sched_at)
         .where(R.tenant_id == Tenant.id, claimable(now, settings))
         .order_by(R.sched_at)
-        .limit(batch)
+        .limit(size)
         .correlate(Tenant)
         .subquery("walk")
     )
@@ -109,11 +109,11 @@ def _shares(
     session: Session,
     settings: Settings,
     tenants: list[TenantDue],
-    batch: int,
+    size: int,
     now: datetime,
-    for_batch: bool,
+    for_message_batch: bool,
 ) -> dict[int, int]:
-    """Each tenant's part of `batch`: its due records within its cap and budget, weighted."""
+    """Each tenant's part of `size`: its due records within its cap and budget, weighted."""
     wanting = [t for t in tenants if t.due > 0]
     cap = {t.tenant_id: t.own.max_in_flight for t in wanting}
     budget = {t.tenant_id: t.own.daily_budget_usd for t in wanting}
@@ -122,7 +122,7 @@ def _shares(
     leased = _leased(session, settings, capped, now) if capped else {}
     spent = _spent_today(session, budgeted, now) if budgeted else {}
     # With the anthropic provider, an "always" tenant's records go by Message Batch only.
-    by_batch_only = not for_batch and settings.ai_provider == "anthropic"
+    by_batch_only = not for_message_batch and settings.ai_provider == "anthropic"
     demand = {
         t.tenant_id: 0
         if by_batch_only and t.own.batch_mode == "always"
@@ -138,7 +138,7 @@ def _shares(
     weights = {t.tenant_id: t.own.weight for t in wanting}
     # Leftover seats go to the tenant whose first due record has waited longest.
     first = [t.tenant_id for t in sorted(wanting, key=lambda t: t.head or now)]
-    return scheduling.fair_shares(batch, demand, weights, precedence=first)
+    return scheduling.fair_shares(size, demand, weights, precedence=first)
 
 
 def _leased(

@@ -18,7 +18,7 @@ hands out one item per turn and needs deficit counters kept between claims (stat
 lock and repair), while water-filling gives the same weighted split of one batch with no
 state, and a tenant's spare share is handed on within the same claim. Fairness over time
 comes from the order of the leftover seats: the tenant whose head record has waited
-longest gets them first, so a tenant left out of a small batch is first in the next.
+longest gets them first, so a tenant left out of a small claim is first in the next.
 
 Limits (a tenant's settings, read through tenant_settings.TenantSettings): "weight"
 (default 1), "max_in_flight" (leased records at once), "daily_budget_usd" (AI spend per UTC
@@ -52,24 +52,24 @@ def sched_at(next_attempt_at: datetime, severity: str, priority: int | None) -> 
 
 
 def fair_shares(
-    batch: int,
+    size: int,
     demand: Mapping[int, int],
     weights: Mapping[int, float],
     *,
     precedence: Sequence[int] = (),
 ) -> dict[int, int]:
-    """Divide `batch` claims among tenants by weight, capped by each tenant's demand.
+    """Divide `size` claims among tenants by weight, capped by each tenant's demand.
 
     Weighted water-filling: every tenant is offered batch x w / W; a tenant that wants less
     takes its demand and its spare is offered again to the rest, until nobody is capped.
-    The shares sum to min(batch, total demand). Fractions are settled by largest
+    The shares sum to min(size, total demand). Fractions are settled by largest
     remainder; ties go to the tenant earlier in `precedence` (the claim passes the tenants
-    whose head record has waited longest first, so the tenants left out of a small batch
+    whose head record has waited longest first, so the tenants left out of a small claim
     are first next time), then the lower tenant id. A missing weight counts as 1.
     """
     open_ = {t: n for t, n in demand.items() if n > 0}
     shares = dict.fromkeys(demand, 0)
-    left = min(batch, sum(open_.values()))
+    left = min(size, sum(open_.values()))
     while open_ and left > 0:
         offer = _offers(left, open_, weights)
         full = [t for t, n in open_.items() if n <= offer[t]]

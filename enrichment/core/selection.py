@@ -59,10 +59,10 @@ class Claim:
 @dataclass(frozen=True)
 class ClaimReport:
     """A claim and how it was divided: the batch asked for, and per tenant considered what
-    was due (up to the batch) and what it got."""
+    was due (up to the claim's size) and what it got."""
 
     claims: list[Claim]
-    batch: int
+    size: int
     due: dict[int, int] = field(default_factory=dict)
     claimed: dict[int, int] = field(default_factory=dict)
 
@@ -78,7 +78,7 @@ def claim_due(
 
     The API's process route and one-off callers use this; beat's sweep sizes its batch to
     the fleet first (`sweep_for_fleet`)."""
-    report = claim_batch(session, settings, settings.sweep_batch_size, tenant_id=tenant_id, now=now)
+    report = claim(session, settings, settings.sweep_batch_size, tenant_id=tenant_id, now=now)
     return report.claims
 
 
@@ -104,7 +104,7 @@ def sweep_for_fleet(
     if not gate.is_closed and not fallback:
         return _probe(session, settings, key, tenant_id, now)
     load = fleet_load(session, settings, now)
-    batch = scheduling.sweep_size(
+    size = scheduling.sweep_size(
         load.completed_stages,
         load.in_chains,
         window_s=load.window_s,
@@ -114,8 +114,8 @@ def sweep_for_fleet(
         ceiling=settings.sweep_batch_size,
     )
     ramp = breaker.ramp_limit(gate, now, settings.sweep_interval_s, settings.sweep_min_batch)
-    batch = batch if ramp is None else min(batch, ramp)
-    report = claim_batch(session, settings, batch, tenant_id=tenant_id, now=now)
+    size = size if ramp is None else min(size, ramp)
+    report = claim(session, settings, size, tenant_id=tenant_id, now=now)
     if fallback and report.claims:  # the fallback takes the work; the primary, its probe
         _take_probe(conn, key, report.claims[0].record_id, now)
     return report
@@ -137,7 +137,7 @@ def _probe(
     if breaker.take_probe(current, 0, now) is None:
         return ClaimReport([], 0)
     lease_s = chain_lease_s(settings)
-    report = claim_batch(session, settings, 1, tenant_id=tenant_id, now=now, batch_lease_s=lease_s)
+    report = claim(session, settings, 1, tenant_id=tenant_id, now=now, lease_s=lease_s)
     if not report.claims:
         return report
     probe = replace(report.claims[0], countdown_s=0.0)
@@ -152,30 +152,30 @@ def _take_probe(conn, key: tuple[str, str], record_id: int, now: datetime) -> No
         breaker_store.store(conn, current, taken)
 
 
-def claim_batch(
+def claim(
     session: Session,
     settings: Settings,
-    batch: int,
+    size: int,
     *,
     tenant_id: int | None = None,
     now: datetime | None = None,
-    batch_lease_s: float | None = None,
+    lease_s: float | None = None,
 ) -> ClaimReport:
-    """Claim up to `batch` due records in one statement, divided among the tenants with due
+    """Claim up to `size` due records in one statement, divided among the tenants with due
     work by weight, within their in-flight caps and daily budgets; record the division.
     The lease lasts the horizon plus the lease TTL; for a Message Batch's claim,
-    `batch_lease_s` (and a tenant whose records all go by batch takes part)."""
+    `lease_s` (and a tenant whose records all go by Message Batch takes part)."""
     now = now or utcnow()
     if settings.claim_order == "fifo":
-        tenants = demand.tenants_due(session, settings, now, batch, tenant_id)
-        pick = _pick_fifo(settings, batch, now, tenant_id)
+        tenants = demand.tenants_due(session, settings, now, size, tenant_id)
+        pick = _pick_fifo(settings, size, now, tenant_id)
     else:
         tenants, shares = demand.divide(
-            session, settings, batch, now, tenant_id, for_batch=batch_lease_s is not None
+            session, settings, size, now, tenant_id, for_message_batch=lease_s is not None
         )
         pick = _pick(session, settings, shares, now) if any(shares.values()) else None
     token = str(uuid.uuid4())
-    lease_until = now + timedelta(seconds=batch_lease_s or chain_lease_s(settings))
+    lease_until = now + timedelta(seconds=lease_s or chain_lease_s(settings))
     rows = _claim(session, pick, token, lease_until, now) if pick is not None else []
     got = Counter(tenant for _, tenant, _ in rows)
     due = {t.tenant_id: t.due for t in tenants}
@@ -185,7 +185,7 @@ def claim_batch(
         Claim(rid, token, max(0.0, (next_at - now).total_seconds()))
         for rid, _, next_at in sorted(rows, key=lambda r: r[2])
     ]
-    return ClaimReport(claims, batch, due, claimed)
+    return ClaimReport(claims, size, due, claimed)
 
 
 def _claim(
@@ -213,10 +213,10 @@ def _pick(session: Session, settings: Settings, shares: dict[int, int], now: dat
     return _pick_sqlite(settings, shares, now)
 
 
-def _pick_fifo(settings: Settings, batch: int, now: datetime, tenant_id: int | None) -> Select:
-    """ENRICHMENT_CLAIM_ORDER=fifo: the first `batch` claimable records by due time, across
+def _pick_fifo(settings: Settings, size: int, now: datetime, tenant_id: int | None) -> Select:
+    """ENRICHMENT_CLAIM_ORDER=fifo: the first `size` claimable records by due time, across
     tenants (no shares, caps or budgets)."""
-    pick = select(R.id).where(claimable(now, settings)).order_by(R.next_attempt_at).limit(batch)
+    pick = select(R.id).where(claimable(now, settings)).order_by(R.next_attempt_at).limit(size)
     if tenant_id is not None:
         pick = pick.where(R.tenant_id == tenant_id)
     return pick.with_for_update(skip_locked=True)
