@@ -117,8 +117,8 @@ def _failure_trend(live: Point, stored: list[Point], limit: float, min_sample: i
         return None
     series = [(p.taken_at, p.failure_rate_pct) for p in (*stored, live)
               if p.failure_rate_pct is not None and p.window_attempts >= min_sample]  # fmt: skip
-    fit = rise(series)
-    if fit is None or fit[0] < limit:
+    fit = _rising(series, limit)
+    if fit is None:
         return None
     words = (
         f"failure rate of AI attempts rising: up {fit[0]:.1f} points over the last "
@@ -131,9 +131,8 @@ def _queue_age(live: Point, stored: list[Point], limit: float):
     now_age = live.oldest_due_age_s or 0.0
     if now_age < limit:
         return None
-    series = [(p.taken_at, p.oldest_due_age_s or 0.0) for p in (*stored, live)]
-    fit = rise(series)
-    if fit is None or fit[0] < limit:
+    fit = _rising([(p.taken_at, p.oldest_due_age_s or 0.0) for p in (*stored, live)], limit)
+    if fit is None:
         return None
     words = (
         f"wait of the oldest record due for enrichment growing: up {duration(fit[0])} over "
@@ -154,6 +153,12 @@ def _budget(spend: float, tenant_settings: dict[str, Any], limit: float):
         f"(${spend:,.2f} of ${budget:,.2f}; at 100 % the tenant waits for the next UTC day)"
     )
     return _notice("budget_info", words, share, limit)
+
+
+def _rising(series: Sequence[tuple[datetime, float]], limit: float):
+    """The series' rise and span (`rise`) when it rose by at least `limit`, else None."""
+    fit = rise(series)
+    return fit if fit is not None and fit[0] >= limit else None
 
 
 def _notice(name: str, words: str, value: float, threshold: float) -> Notice:
