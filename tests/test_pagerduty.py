@@ -24,6 +24,7 @@ from enrichment.metrics.monitor import run_monitor
 from enrichment.tooling.pagerduty_receiver import PagerDutyReceiver, validate
 from tests.factories import make_record, make_tenant
 from tests.test_slack import CONFIG as SLACK_CONFIG
+from tests.test_slack import LOCAL
 from tests.test_slack import Receiver as SlackReceiver
 
 ROUTING_KEY = "CANARY-PD-0123456789abcdefghijk1"  # 32 characters, as PagerDuty's keys
@@ -56,7 +57,9 @@ def alerting(settings: Settings, pd_url: str, **policy) -> Settings:
     """The test settings with a fast policy, Slack as in test_slack and PagerDuty at pd_url."""
     rules = dict(for_evaluations=1, repeat_interval_s=3600, min_sample=50) | policy
     paging = RoutingConfig(pagerduty=replace(PD_CONFIG, url=pd_url))
-    return replace(settings, alerts=AlertPolicy(**rules), slack=SLACK_CONFIG, routing=paging)
+    return replace(
+        settings, alerts=AlertPolicy(**rules), slack=SLACK_CONFIG, routing=paging, webhooks=LOCAL
+    )
 
 
 def tenant_with_backlog(factory, name: str, *, records: int = 3, **own) -> int:
@@ -138,7 +141,8 @@ def test_tenant_routing_key_wins_over_the_global_one():
 
 def send(pd: PagerDutyReceiver, sleeps: list, body=None):
     body = body or pagerduty.event(note(), ROUTING_KEY, now=T0)
-    return pagerduty.send(body, replace(PD_CONFIG, url=pd.url), sleep=sleeps.append)
+    config = replace(PD_CONFIG, url=pd.url)
+    return pagerduty.send(body, config, allow_private=True, sleep=sleeps.append)
 
 
 def test_an_accepted_event_answers_202_with_its_dedup_key(pd):

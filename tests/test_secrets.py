@@ -109,6 +109,7 @@ def test_no_secret_in_any_log(pg_url, factory, redis_client, tmp_path, slack_url
             SLACK_WEBHOOK_URL=slack_url,
             PAGERDUTY_ROUTING_KEY=PD_KEY,
             ENRICHMENT_PAGERDUTY_URL=pd.url,
+            ENRICHMENT_WEBHOOK_ALLOW_PRIVATE="1",  # the receivers are http:// on loopback
             ENRICHMENT_LOG_FORMAT="json",
         )
         worker = start_worker(env, tmp_path / "worker.log", name="w1")
@@ -138,12 +139,20 @@ def alert_in_process(pg_url: str, slack_url: str, pd_url: str) -> None:
     """The monitor and its alerts in this process, with a webhook, a routing key and every
     alert firing."""
     from enrichment.core import db
-    from enrichment.core.settings_sections import PagerDutyConfig, RoutingConfig, SlackConfig
+    from enrichment.core.settings_sections import (
+        PagerDutyConfig,
+        RoutingConfig,
+        SlackConfig,
+        WebhookConfig,
+    )
 
     factory = db.session_factory(pg_url)
     snaps = run_monitor(factory, Settings(database_url=pg_url), config=MonitorConfig())
     policy = AlertPolicy(for_evaluations=1, min_sample=0)
     config = SlackConfig(webhook_url=slack_url, max_attempts=2, timeout_s=2)
     paging = RoutingConfig(pagerduty=PagerDutyConfig(routing_key=PD_KEY, url=pd_url, timeout_s=2))
-    settings = Settings(database_url=pg_url, alerts=policy, slack=config, routing=paging)
+    local = WebhookConfig(allow_private=True)  # the receivers are http:// on loopback
+    settings = Settings(
+        database_url=pg_url, alerts=policy, slack=config, routing=paging, webhooks=local
+    )
     dispatch.run_alerts(factory, snaps, settings)

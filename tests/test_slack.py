@@ -18,12 +18,14 @@ from enrichment.alerting.alerts import Notification
 from enrichment.alerting.dispatch import run_alerts
 from enrichment.core.models import Tenant
 from enrichment.core.monitor_models import Alert
-from enrichment.core.settings import AlertPolicy, SlackConfig
+from enrichment.core.settings import AlertPolicy, SlackConfig, WebhookConfig
 from enrichment.metrics.monitor import run_monitor
 from tests.factories import make_record, make_tenant
 
 SECRET = "T00000000/B00000000/XXXXsecretXXXXtoken"
 CONFIG = SlackConfig(timeout_s=2.0, max_attempts=4, max_retry_after_s=5.0)
+# The receivers here are http:// on 127.0.0.1: only ENRICHMENT_WEBHOOK_ALLOW_PRIVATE admits them.
+LOCAL = WebhookConfig(allow_private=True)
 
 
 class Receiver:
@@ -81,9 +83,8 @@ def note(**kw) -> Notification:
 
 
 def post(receiver, sleeps, payload=None, config=CONFIG):
-    return slack.post(
-        receiver.url, payload or slack.build_message([note()]), config, sleep=sleeps.append
-    )
+    message = payload or slack.build_message([note()])
+    return slack.post(receiver.url, message, config, allow_private=True, sleep=sleeps.append)
 
 
 def test_message_has_text_and_blocks_with_what_to_do(receiver, sleeps):
@@ -157,7 +158,8 @@ def test_connection_refused_is_unavailable_and_hides_the_url(sleeps):
         port = sock.getsockname()[1]
     url = f"http://127.0.0.1:{port}/services/{SECRET}"
     with pytest.raises(slack.SlackUnavailable) as info:
-        slack.post(url, {"text": "x"}, replace(CONFIG, max_attempts=2), sleep=sleeps.append)
+        config = replace(CONFIG, max_attempts=2)
+        slack.post(url, {"text": "x"}, config, allow_private=True, sleep=sleeps.append)
     assert "secret" not in str(info.value) and info.value.__cause__ is None
     assert len(sleeps) == 1
 
@@ -189,7 +191,7 @@ def _big_backlog_tenant(factory, url: str) -> None:
 def test_monitor_alert_reaches_slack_once_and_state_is_stored(factory, settings, receiver, capsys):
     _big_backlog_tenant(factory, receiver.url)
     policy = AlertPolicy(for_evaluations=2, repeat_interval_s=3600, min_sample=1)
-    alerting = replace(settings, alerts=policy, slack=CONFIG)
+    alerting = replace(settings, alerts=policy, slack=CONFIG, webhooks=LOCAL)
     with structlog.testing.capture_logs() as logs:
         for _ in range(3):
             run_alerts(factory, run_monitor(factory, settings), alerting)
@@ -206,7 +208,7 @@ def test_rejected_delivery_is_recorded_and_not_hammered(factory, settings, recei
     _big_backlog_tenant(factory, receiver.url)
     receiver.script = [(404, {}, "channel_not_found")]
     policy = AlertPolicy(for_evaluations=1, repeat_interval_s=3600, min_sample=1)
-    alerting = replace(settings, alerts=policy, slack=CONFIG)
+    alerting = replace(settings, alerts=policy, slack=CONFIG, webhooks=LOCAL)
     with structlog.testing.capture_logs() as logs:
         out = run_alerts(factory, run_monitor(factory, settings), alerting)
         run_alerts(factory, run_monitor(factory, settings), alerting)

@@ -123,13 +123,17 @@ def send(
     body: dict[str, Any],
     config: PagerDutyConfig,
     *,
+    allow_private: bool = False,
     sleep: Callable[[float], None] = time.sleep,
 ) -> str | None:
-    """POST one event; return the dedup_key PagerDuty answered with. Raises
-    push.PushRejected (400 and other 4xx) or push.PushUnavailable (429/5xx/no answer, after
-    the retries)."""
+    """POST one event through the guarded sender; return the dedup_key PagerDuty answered
+    with. Raises push.PushRejected (400 and other 4xx, a redirect, a refused URL) or
+    push.PushUnavailable (429/5xx/no answer, after the retries). `allow_private`:
+    ENRICHMENT_WEBHOOK_ALLOW_PRIVATE (tests' local receivers)."""
     channel = push.Channel("pagerduty", "pagerduty", describe_error, (body["routing_key"],))
-    answer = push.post_json(config.url, body, config, channel, sleep=sleep)
+    answer = push.post_json(
+        config.url, body, config, channel, allow_private=allow_private, sleep=sleep
+    )
     key = _answered_key(answer)
     log.info("pagerduty.sent", action=body["event_action"], dedup_key=body["dedup_key"])
     return key

@@ -136,6 +136,7 @@ def _send(
     """Both channels; the joined errors of the ones that may succeed on a later tick (None:
     delivered, or nothing configured: a missing receiver is not retried every tick)."""
     errors = []
+    config, private = settings.routing.pagerduty, settings.webhooks.allow_private
     note = Notification(
         "fleet", kind, METRIC, CRITICAL, float(waiting), None, " records waiting", b.opened_at
     )
@@ -146,12 +147,12 @@ def _send(
         if kind == "firing":
             body["payload"]["summary"] = f"[enrichment] CRITICAL provider down: {text}"[:1024]
             body["payload"]["custom_details"]["what_to_do"] = cause_text(b)
-        errors.append(_try(lambda: pagerduty.send(body, settings.routing.pagerduty)))
+        errors.append(_try(lambda: pagerduty.send(body, config, allow_private=private)))
     url = slack.webhook_for({}, settings.slack)
     if url is not None:
         head = ":red_circle: *CRITICAL* provider down" if kind == "firing" else "*RESOLVED*"
         message = {"text": f"[enrichment] {head}: {text}"}
-        errors.append(_try(lambda: slack.post(url, message, settings.slack)))
+        errors.append(_try(lambda: slack.post(url, message, settings.slack, allow_private=private)))
     return "; ".join(e for e in errors if e) or None
 
 

@@ -1,5 +1,9 @@
 """One JSON POST to an alert channel (Slack, PagerDuty), with the retry rules they share.
 
+Each POST goes through the guarded sender the tenant webhooks use (core/outbound.py): https
+only, every address the host resolves to public, the connection pinned to the address checked,
+and a redirect is a failure, never followed.
+
 429 (after its Retry-After, when it sent one), 5xx and no answer are retried with exponential
 backoff and jitter; any other 4xx is never retried: repeating a rejected payload cannot help,
 and hammering Slack can get the app disabled. A Retry-After over `max_retry_after_s` gives up
@@ -12,11 +16,9 @@ chained.
 
 from __future__ import annotations
 
+import http.client
 import json
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -30,8 +32,11 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from enrichment.core import outbound
+
 log = structlog.get_logger(__name__)
 ERROR_CHARS = 200
+USER_AGENT = "enrichment-alerts/1"
 
 
 class RetryConfig(Protocol):
@@ -54,7 +59,7 @@ class PushError(Exception):
 
 
 class PushRejected(PushError):
-    """4xx (or a bad URL): retrying cannot help."""
+    """4xx, a redirect, or a URL the guarded sender refuses: retrying cannot help."""
 
 
 class PushUnavailable(PushError):
@@ -87,41 +92,48 @@ class Channel:
             text = text.replace(secret, "[redacted]")
         return text[:ERROR_CHARS]
 
-    def once(self, url: str, payload: dict[str, Any], timeout_s: float) -> bytes:
-        body, error = self._attempt(url, payload, timeout_s)
-        # Raised here, outside the except blocks, so the library exception (whose attributes
-        # hold the URL) is neither the cause nor the context of ours.
+    def once(
+        self, url: str, payload: dict[str, Any], timeout_s: float, allow_private: bool = False
+    ) -> bytes:
+        """One POST through the guarded sender (core/outbound.py): https only unless
+        `allow_private`, every address checked, the connection pinned, no redirect followed."""
+        target, error = self._target(url, allow_private)
+        if target is not None:
+            body = json.dumps(payload).encode()
+            answer, error = self._attempt(target, body, timeout_s)
+        # Raised here, outside the except blocks, so the library exception (which may name
+        # the host) is neither the cause nor the context of ours.
         if error is not None:
             raise error
-        return body
+        return self._judge(answer)
 
-    def _attempt(self, url: str, payload: dict[str, Any], timeout_s: float):
-        if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
-            return b"", PushRejected(0, "invalid URL", channel=self.name)
-        req = urllib.request.Request(
-            url,
-            data=json.dumps(payload).encode(),
-            headers={"Content-Type": "application/json"},
-            method="POST",
-        )
+    def _target(self, url: str, allow_private: bool):
         try:
-            with urllib.request.urlopen(req, timeout=timeout_s) as resp:  # noqa: S310 (http/s)
-                return resp.read(), None
-        except urllib.error.HTTPError as exc:
-            return b"", self._from_http_error(exc)
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            # Only the error's class name: str() of some socket errors can include the host.
-            name = type(reason).__name__ if isinstance(reason, Exception) else "URLError"
-            return b"", PushUnavailable(0, name, channel=self.name)
+            return outbound.check_url(url, allow_private=allow_private, what=self.name), None
+        except outbound.Unresolved as exc:  # DNS may answer on the next try
+            return None, PushUnavailable(0, str(exc), channel=self.name)
+        except outbound.UnsafeURL as exc:
+            return None, PushRejected(0, f"URL refused: {exc}", channel=self.name)
 
-    def _from_http_error(self, exc: urllib.error.HTTPError) -> PushError:
-        body = exc.read().decode(errors="replace")
-        error = self.scrub(self.describe(body) or str(exc.reason))
-        if exc.code == 429 or exc.code >= 500:
-            wait = _retry_after(exc.headers.get("Retry-After"))
-            return PushUnavailable(exc.code, error, wait, channel=self.name)
-        return PushRejected(exc.code, error, channel=self.name)
+    def _attempt(self, target: outbound.Target, body: bytes, timeout_s: float):
+        headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
+        try:
+            return outbound.post(target, body, headers, timeout_s), None
+        except (OSError, http.client.HTTPException) as exc:  # timeouts are OSErrors too
+            # Only the error's class name: str() of some socket errors can include the host.
+            return None, PushUnavailable(0, type(exc).__name__, channel=self.name)
+
+    def _judge(self, answer: outbound.Response) -> bytes:
+        status = answer.status
+        if 200 <= status < 300:
+            return answer.body
+        if 300 <= status < 400:  # a redirect could lead anywhere the check never saw
+            raise PushRejected(status, "redirects are not followed", channel=self.name)
+        error = self.scrub(self.describe(answer.body.decode(errors="replace")) or f"HTTP {status}")
+        if status == 429 or status >= 500:
+            wait = _retry_after(answer.retry_after)
+            raise PushUnavailable(status, error, wait, channel=self.name)
+        raise PushRejected(status, error, channel=self.name)
 
 
 def _retry_after(raw: str | None) -> float | None:
@@ -156,11 +168,14 @@ def post_json(
     config: RetryConfig,
     channel: Channel,
     *,
+    allow_private: bool = False,
     sleep: Callable[[float], None] = time.sleep,
 ) -> bytes:
-    """POST `payload`; return the answer's body. Raise PushRejected (4xx, not retried) or
-    PushUnavailable (after the retries ran out). Logs `<log_as>.retrying|failed` with the
-    status and the channel's error text, never the URL or a secret."""
+    """POST `payload`; return the answer's body. Raise PushRejected (4xx, a 3xx, a refused
+    URL: not retried) or PushUnavailable (after the retries ran out). `allow_private`
+    (ENRICHMENT_WEBHOOK_ALLOW_PRIVATE) admits http:// and private addresses, for tests. Logs
+    `<log_as>.retrying|failed` with the status and the channel's error text, never the URL
+    or a secret."""
     log_as = channel.log_as
 
     def before_sleep(state: RetryCallState) -> None:
@@ -177,7 +192,7 @@ def post_json(
         reraise=True,
     )
     try:
-        body = retrying(channel.once, url, payload, config.timeout_s)
+        body = retrying(channel.once, url, payload, config.timeout_s, allow_private)
     except PushError as exc:
         final = isinstance(exc, PushRejected)
         log.warning(f"{log_as}.failed", status=exc.status, error=exc.error, final=final)

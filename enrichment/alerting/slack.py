@@ -8,7 +8,9 @@ exponential backoff and jitter; 4xx is never retried, because repeating a reject
 can get the app disabled.
 
 The webhook URL is a secret (anyone holding it can post): it never goes into a log line or
-an exception message, and library exceptions that might carry it are not chained.
+an exception message, and library exceptions that might carry it are not chained. It is
+checked like a tenant webhook's (core/outbound.py): at start-up, when a tenant's is written,
+and before every POST, which connects to the address checked and follows no redirect.
 """
 
 from __future__ import annotations
@@ -91,9 +93,11 @@ def post(
     payload: dict[str, Any],
     config: SlackConfig,
     *,
+    allow_private: bool = False,
     sleep: Callable[[float], None] = time.sleep,
 ) -> None:
-    """POST one message; raise SlackRejected (4xx, not retried) or SlackUnavailable (after
-    the retries ran out). Logs Slack's error string, never the URL."""
-    push.post_json(url, payload, config, CHANNEL, sleep=sleep)
+    """POST one message through the guarded sender; raise SlackRejected (4xx, a redirect or
+    a refused URL: not retried) or SlackUnavailable (after the retries ran out). Logs
+    Slack's error string, never the URL. `allow_private`: ENRICHMENT_WEBHOOK_ALLOW_PRIVATE."""
+    push.post_json(url, payload, config, CHANNEL, allow_private=allow_private, sleep=sleep)
     log.info("slack.sent", blocks=len(payload.get("blocks", [])))

@@ -4,10 +4,13 @@ weight, Message Batches, the audit sample, alert thresholds) reads this model, n
 raw JSON, so one stored value means the same thing everywhere.
 
 Two ways in:
-- `TenantSettings.validate(config)`, for a write: a bad value or an unknown key raises
-  `TenantSettingsError`, one line naming the key.
+- `TenantSettings.validate(config, allow_private=...)`, for a write: a bad value or an
+  unknown key raises `TenantSettingsError`, one line naming the key. A Slack webhook is
+  checked as the guarded sender checks it (core/outbound.py: https, every address the host
+  resolves to public, unless `allow_private`, the ENRICHMENT_WEBHOOK_ALLOW_PRIVATE setting).
 - `TenantSettings.parse(config)`, for a read of a stored row: a bad value is logged (once
   per process and distinct config) and its default used, so an old row never stops the fleet.
+  A Slack webhook's form is checked here, its addresses before every POST.
 
 Numbers may be JSON numbers or numeric strings ("2" is 2), never booleans, and must be
 finite. Counts must be whole ("4" or 4.0, not 4.5).
@@ -25,9 +28,12 @@ from typing import Any
 
 import structlog
 
+from enrichment.core import outbound
+
 log = structlog.get_logger(__name__)
 
 BATCH_MODES = ("auto", "never", "always")
+SECRET_KEYS = ("slack_webhook_url", "pagerduty_routing_key")
 EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
@@ -73,14 +79,24 @@ class TenantSettings:
         return _parse_stored(_canonical(config))
 
     @classmethod
-    def validate(cls, config: Mapping[str, Any] | None) -> TenantSettings:
+    def validate(
+        cls,
+        config: Mapping[str, Any] | None,
+        *,
+        allow_private: bool = False,
+        resolver: outbound.Resolver | None = None,
+    ) -> TenantSettings:
         """Settings about to be written: any bad value or unknown key raises
-        TenantSettingsError."""
+        TenantSettingsError. `allow_private`: ENRICHMENT_WEBHOOK_ALLOW_PRIVATE, for the
+        Slack webhook's check (which resolves its host, through `resolver` if given)."""
         unknown = sorted(set(config or {}) - set(PARSERS))
         if unknown:
             known = ", ".join(PARSERS)
             raise TenantSettingsError(f"unknown tenant setting {unknown[0]!r} (known: {known})")
-        return _build(config or {}, strict=True)
+        own = _build(config or {}, strict=True)
+        if own.slack_webhook_url is not None:
+            _check_destination(own.slack_webhook_url, allow_private, resolver)
+        return own
 
 
 class _Bad(ValueError):
@@ -148,6 +164,26 @@ def _text(raw: Any) -> str:
     return raw
 
 
+def _url(raw: Any) -> str:
+    """An http(s) URL of an accepted form; its addresses are checked on write and send."""
+    url = _text(raw).strip()
+    try:
+        outbound.parse_url(url, allow_private=True, what="Slack webhook")
+    except outbound.UnsafeURL as exc:
+        raise _Bad(f"is refused: {exc}") from None
+    return url
+
+
+def _check_destination(url: str, allow_private: bool, resolver: outbound.Resolver | None):
+    try:
+        outbound.check_url(
+            url, allow_private=allow_private, what="Slack webhook", resolver=resolver
+        )
+    except outbound.UnsafeURL as exc:
+        # One line, never the URL: it is a secret.
+        raise TenantSettingsError(f"tenant setting 'slack_webhook_url' is refused: {exc}") from None
+
+
 # key -> how its value is read. `alert_thresholds` is read entry by entry (_thresholds).
 PARSERS: dict[str, Callable[[Any], Any]] = {
     "weight": _positive,
@@ -158,7 +194,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "audit_rate": _fraction,
     "alert_thresholds": _object,
     "alert_routes": _object,
-    "slack_webhook_url": _text,
+    "slack_webhook_url": _url,
     "pagerduty_routing_key": _text,
 }
 assert set(PARSERS) == {f.name for f in fields(TenantSettings)}
@@ -191,7 +227,8 @@ def _thresholds(own: Mapping[str, Any], *, strict: bool) -> Mapping[str, float]:
 
 
 def _reject(key: str, raw: Any, why: str, *, strict: bool) -> None:
-    got = repr(raw)[:40]
+    # A destination's value is a secret (a Slack webhook's path, a routing key): its type only.
+    got = type(raw).__name__ if key in SECRET_KEYS else repr(raw)[:40]
     if strict:
         raise TenantSettingsError(f"tenant setting {key!r} {why}, got {got}")
     # The value itself is not logged: some settings are destinations with secrets in them.
