@@ -22,6 +22,8 @@ import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from enrichment.core.settings_env import ConfigurationError
+
 MAX_URL_CHARS = 2048
 DEFAULT_PORTS = {"https": 443, "http": 80}
 # The answer is read up to this: enough for an error text or a small JSON answer.
@@ -115,6 +117,17 @@ def check_literal(url: str, *, allow_private: bool, what: str) -> None:
         return  # a name: resolved and checked when it is used
     if reason is not None:
         raise UnsafeURL(f"the {what} host is a {reason} address; use a public https endpoint")
+
+
+def check_setting(var: str, url: str | None, *, allow_private: bool, what: str) -> None:
+    """A destination set in the environment (SLACK_WEBHOOK_URL, ENRICHMENT_PAGERDUTY_URL),
+    checked at start-up by `check_literal`; else ConfigurationError, one line."""
+    if url is None:
+        return
+    try:
+        check_literal(url, allow_private=allow_private, what=what)
+    except UnsafeURL as exc:
+        raise ConfigurationError(f"{var} is refused: {exc}") from None
 
 
 def parse_url(url: str, *, allow_private: bool, what: str) -> tuple[str, str, int, str]:
