@@ -96,7 +96,7 @@ def test_mixed_file_loads_exactly_the_good_lines(factory, tenant, tmp_path):
     assert "Invalid JSON" in reasons[2]
     assert "exception.severity" in reasons[3]
     assert "exception.reason_code: Field required" in reasons[4]
-    assert "exception.notes" in reasons[5] and "10000" in reasons[5]
+    assert "exception.notes" in reasons[5] and "10,000" in reasons[5]
     assert "UTF-8" in reasons[6]
     assert "unknown tenant 'nobody-here'" in reasons[7]
     assert "duplicate exception external_id" in reasons[9] and "line 1" in reasons[9]

@@ -33,7 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
-from enrichment.core import breaker, breaker_store, outbox
+from enrichment.core import breaker, breaker_store, outbox, record_limits
 from enrichment.core.errors import EnrichmentError, ProviderPaused
 from enrichment.core.models import (
     EnrichmentAttempt,
@@ -80,7 +80,9 @@ def run_stage(
         provider, key, seen = breaker_store.route(conn, settings, provider, record_id)
     run, ctx = begun
     started = time.perf_counter()
-    call = _call(provider, run.stage, ctx, seen)
+    # A record over the ingestion limits (an old row, a direct insert) is refused unread.
+    refused = record_limits.refusal(ctx, settings.record_limits)
+    call = refused or _call(provider, run.stage, ctx, seen)
     latency_s = time.perf_counter() - started
     outcome, attempt = finish_stage(
         run, settings, call, latency_s, provider.name, breaker_cause=seen.cause

@@ -22,6 +22,7 @@ from enrichment.core.settings_sections import (
     BreakerConfig,
     MonitorConfig,
     PagerDutyConfig,
+    RecordLimits,
     ReviewConfig,
     RoutingConfig,
     SlackConfig,
@@ -35,6 +36,7 @@ __all__ = [
     "ConfigurationError",
     "MonitorConfig",
     "PagerDutyConfig",
+    "RecordLimits",
     "ReviewConfig",
     "RoutingConfig",
     "Settings",
@@ -307,6 +309,7 @@ class Settings(FromEnv):
     batches: BatchConfig = section(BatchConfig, "Message Batches")
     breaker: BreakerConfig = section(BreakerConfig, "The provider breaker")
     reviews: ReviewConfig = section(ReviewConfig, "Reviews")
+    record_limits: RecordLimits = section(RecordLimits, "Record limits")
     metrics_token: str | None = setting(
         "ENRICHMENT_METRICS_TOKEN", None, "if set, `/metrics` wants this bearer token"
     )

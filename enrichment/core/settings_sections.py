@@ -260,3 +260,33 @@ class BreakerConfig(FromEnv):
         "a second model (priced, tool-capable) for the stages while the primary's breaker is"
         " open for an overload (never for a refused key or a spend cap); one hop",
     )
+
+
+@dataclass(frozen=True)
+class RecordLimits(FromEnv):
+    """How big one record may be (core/record_limits.py): ingestion refuses a line or item
+    over any of these with its reason, and a stage refuses a stored record over them (an old
+    row, a direct insert) as a record fault, before any AI call. The payload's limits count
+    every depth."""
+
+    max_key_chars: int = setting(
+        "ENRICHMENT_RECORD_MAX_KEY_CHARS", 256, "the longest key in an order payload", low=1
+    )
+    max_keys: int = setting(
+        "ENRICHMENT_RECORD_MAX_KEYS", 1000, "keys in an order payload, at every depth", low=1
+    )
+    max_depth: int = setting(
+        "ENRICHMENT_RECORD_MAX_DEPTH",
+        16,
+        "objects and lists nested in an order payload (or in one event)",
+        low=1,
+    )
+    max_text_chars: int = setting(
+        "ENRICHMENT_RECORD_MAX_TEXT_CHARS",
+        10_000,
+        "the longest string value in an order payload (or in one event)",
+        low=1,
+    )
+    max_notes_chars: int = setting(
+        "ENRICHMENT_RECORD_MAX_NOTES_CHARS", 10_000, "the longest exception note", low=1
+    )

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from enrichment.core import tenants
 from enrichment.core.crashpoints import crash_point
+from enrichment.core.settings import RecordLimits, get_settings
 from enrichment.ingestion.lines import (
     MAX_EVENTS,
     MAX_LINE_BYTES,
@@ -120,18 +121,24 @@ class _Tenants:
 
 
 def ingest_file(
-    factory: sessionmaker[Session], path: str | Path, *, create_tenants: bool = False
+    factory: sessionmaker[Session],
+    path: str | Path,
+    *,
+    create_tenants: bool = False,
+    limits: RecordLimits | None = None,
 ) -> IngestReport:
-    """Load `path` (JSONL). Unknown tenants are rejected unless `create_tenants` (False).
+    """Load `path` (JSONL). Unknown tenants are rejected unless `create_tenants` (False);
+    a record over `limits` (default: the settings' record limits) is rejected with why.
 
     Returns how many lines were created, updated or already stored and, sorted by line
     number, why the others were not.
     """
     report, chunk, seen = IngestReport(), [], Seen("line")
     known = _Tenants(factory, create=create_tenants)
+    limits = limits or get_settings().record_limits
     for line_no, raw in _read(Path(path)):
         try:
-            line = parse_line(raw, line_no)
+            line = parse_line(raw, line_no, limits=limits)
             good = Good(line_no, line, known.id_for(line.tenant))
             seen.check(good)
             chunk.append(good)

@@ -15,6 +15,7 @@ from typing import Any
 import structlog
 from sqlalchemy.orm import Session, sessionmaker
 
+from enrichment.core.settings import RecordLimits, get_settings
 from enrichment.ingestion.lines import Good, LineError, Seen, external_id_of, parse_item
 from enrichment.ingestion.plan import REJECTED, ItemResult
 from enrichment.ingestion.write import write_chunk
@@ -53,14 +54,20 @@ def parse_body(raw: bytes) -> list[Any]:
 
 
 def ingest_items(
-    factory: sessionmaker[Session], tenant_id: int, tenant: str, items: list[Any]
+    factory: sessionmaker[Session],
+    tenant_id: int,
+    tenant: str,
+    items: list[Any],
+    *,
+    limits: RecordLimits | None = None,
 ) -> list[ItemResult]:
     """Validate and write `items` for the tenant; one result per item, in order (`pos` is
-    the 0-based index)."""
+    the 0-based index). limits: the record's size limits (default: the settings')."""
     results, goods, seen = [], [], Seen("item")
+    limits = limits or get_settings().record_limits
     for index, item in enumerate(items):
         try:
-            good = Good(index, parse_item(item, tenant), tenant_id)
+            good = Good(index, parse_item(item, tenant, limits=limits), tenant_id)
             seen.check(good)
             goods.append(good)
         except LineError as exc:

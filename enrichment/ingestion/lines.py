@@ -26,12 +26,14 @@ from pydantic import (
 )
 
 from enrichment.core import tenants
+from enrichment.core.record_limits import MAX_EVENTS, TooLarge, check_notes, check_value
+from enrichment.core.settings import RecordLimits, get_settings
 from enrichment.core.taxonomy import Label
 
 # A line longer than this is refused before parsing (bytes): no one record is this big.
 MAX_LINE_BYTES = 2_000_000
-MAX_NOTES_CHARS = 10_000
-MAX_EVENTS = 500
+# The default of ENRICHMENT_RECORD_MAX_NOTES_CHARS; the payload's limits are settings too.
+MAX_NOTES_CHARS = RecordLimits().max_notes_chars
 
 Key = tuple[int, str]  # (tenant_id, external_id)
 
@@ -71,7 +73,7 @@ class ExceptionIn(_Strict):
     external_id: str = Field(min_length=1, max_length=128)
     reason_code: str = Field(min_length=1, max_length=64)
     severity: Literal["low", "medium", "high", "critical"]
-    notes: str | None = Field(default=None, max_length=MAX_NOTES_CHARS)
+    notes: str | None = None  # at most ENRICHMENT_RECORD_MAX_NOTES_CHARS (_check_limits)
     # 0-100: how urgent within its severity (e.g. order value, an SLA at risk); see
     # enrichment/core/scheduling.py for how it orders the claim.
     priority: int | None = Field(default=None, ge=0, le=100)
@@ -153,19 +155,31 @@ def _check_size(raw: bytes) -> None:
         raise LineError(f"line is {len(raw)} bytes, over the {MAX_LINE_BYTES} byte limit")
 
 
-def _validate(raw: bytes, text: str) -> LineIn:
+def _check_limits(line: LineIn, limits: RecordLimits) -> None:
+    """The record's size limits (settings), which a stage holds a stored record to as well."""
+    try:
+        check_notes(line.exception.notes, limits, "exception.notes")
+        check_value(line.order.payload, limits, "order.payload")
+    except TooLarge as exc:
+        raise LineError(f"{exc.field}: {exc}", exc.field) from None
+
+
+def _validate(raw: bytes, text: str, limits: RecordLimits | None) -> LineIn:
     _check_size(raw)
     if "\\u0000" in text:
         # PostgreSQL text and jsonb cannot hold NUL: refuse it here, not as a failed INSERT.
         raise LineError("contains a NUL character (\\u0000), which cannot be stored")
     try:
-        return LineIn.model_validate_json(text)
+        line = LineIn.model_validate_json(text)
     except ValidationError as exc:
         raise _describe(exc) from None
+    _check_limits(line, limits or get_settings().record_limits)
+    return line
 
 
-def parse_line(raw: bytes, line_no: int) -> LineIn:
-    """One file line validated; raises LineError with a readable reason."""
+def parse_line(raw: bytes, line_no: int, *, limits: RecordLimits | None = None) -> LineIn:
+    """One file line validated; raises LineError with a readable reason. limits: the
+    record's size limits (default: the settings')."""
     _check_size(raw)  # before decoding a huge line
     if line_no == 1:
         raw = raw.removeprefix(b"\xef\xbb\xbf")  # a BOM from spreadsheet exports
@@ -173,10 +187,10 @@ def parse_line(raw: bytes, line_no: int) -> LineIn:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise LineError(f"invalid UTF-8 at byte {exc.start}") from None
-    return _validate(raw, text)
+    return _validate(raw, text, limits)
 
 
-def parse_item(item: Any, tenant: str) -> LineIn:
+def parse_item(item: Any, tenant: str, *, limits: RecordLimits | None = None) -> LineIn:
     """One API item (already decoded JSON) validated as the line it stands for: the tenant
     comes from the path; an item that names another tenant is refused."""
     if not isinstance(item, dict):
@@ -192,7 +206,7 @@ def parse_item(item: Any, tenant: str) -> LineIn:
         raise LineError(f"invalid Unicode (a lone surrogate) at character {exc.start}") from None
     except (RecursionError, ValueError):
         raise LineError("nested too deeply to be a record") from None
-    return _validate(raw, text)
+    return _validate(raw, text, limits)
 
 
 def external_id_of(item: Any) -> str | None:
