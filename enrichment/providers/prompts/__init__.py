@@ -8,16 +8,21 @@ choose each action, and worked examples; v1 is the short original, still loadabl
 the model reads before the system prompt are built in `tools.py`.
 
 Everything taken from the record is untrusted: it goes inside <customer_data> as JSON whose
-`<` and `>` are escaped, so no note can close the tag and pose as instructions. Emails and
-phone numbers are redacted before the text leaves the process.
+`<` and `>` are escaped, so no note can close the tag and pose as instructions. Each string,
+key or value, is redacted on its own (e-mails, IBANs, card numbers, phones: redaction.py, in
+linear time) and then cut, never cut first. Every part is bounded whatever the record holds
+(issue 22): keys and strings are cut, lists keep their last items, and each tag renders at
+most MAX_NODES values, MAX_DEPTH deep and MAX_TAG_CHARS characters, reading no more of the
+record than that. A record over the ingestion limits never gets here from the pipeline
+(core/record_limits.py); these bounds hold for the rest (Message Batches, tooling).
 """
 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -25,16 +30,38 @@ from enrichment.core.provider import RecordContext
 from enrichment.core.settings import ConfigurationError
 from enrichment.core.stages import Stage
 from enrichment.core.taxonomy import ALLOWED_ACTIONS, Label
+from enrichment.providers.prompts.redaction import redact, redact_prefix
+
+__all__ = ["PromptSet", "load", "redact", "render_user", "taxonomy_text"]
 
 PROMPT_DIR = Path(__file__).parent
 MAX_STRING_CHARS = 2000  # per string value: a pasted e-mail thread must not blow the context
+MAX_KEY_CHARS = 100  # per key
 MAX_LIST_ITEMS = 50  # per list: the most recent events matter, not a year of scans
+MAX_DICT_KEYS = 200  # per object
+MAX_DEPTH = 12  # deeper objects and lists are shown as CUT
+MAX_NODES = 3000  # values rendered per tag, at every depth
+MAX_TAG_CHARS = 120_000  # characters of strings and keys rendered per tag (~30k tokens)
+CUT = "[cut]"
 
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-# A phone candidate: optional + or (, then digits with spaces, dots, dashes or brackets.
-_PHONE = re.compile(r"(?<![\w+(])[+(]?\d[\d ().-]{6,20}\d(?!\w)")
-_NOT_PHONE = re.compile(r"\d+(?:\.\d+)?|\d{4}-\d{2}-\d{2}.*")  # bare ids, amounts, dates
 _PII_KEYS = {"email": "[EMAIL]", "phone": "[PHONE]"}
+
+
+class _Budget:
+    """What one tag may still render: values and characters."""
+
+    def __init__(self) -> None:
+        self.nodes = MAX_NODES
+        self.chars = MAX_TAG_CHARS
+
+    def text(self, raw: str, limit: int) -> str:
+        """`raw` redacted, then cut to `limit` and to what is left of the budget."""
+        limit = min(limit, self.chars)
+        if limit <= 0:
+            return ""  # spent: nothing more is read
+        out = redact_prefix(raw, limit)
+        self.chars -= len(out)
+        return out
 
 
 @dataclass(frozen=True)
@@ -82,42 +109,41 @@ def render_user(prompts: PromptSet, stage: str, ctx: RecordContext) -> str:
         parts.append(_tag("classification", ctx.classification.model_dump(mode="json")))
         allowed = sorted(ALLOWED_ACTIONS[ctx.classification.label])
         parts.append(_tag("allowed_actions", allowed))
-    return redact("\n\n".join(parts))
+    return "\n\n".join(parts)
 
 
 def _tag(name: str, value: Any) -> str:
     # Escaped angle brackets keep the JSON valid and make a forged closing tag impossible.
-    body = json.dumps(_clean(value), ensure_ascii=False, indent=1, sort_keys=True)
+    body = json.dumps(_clean(value, _Budget()), ensure_ascii=False, indent=1, sort_keys=True)
     body = body.replace("<", "\\u003c").replace(">", "\\u003e")
     return f"<{name}>\n{body}\n</{name}>"
 
 
-def _clean(value: Any, key: str = "") -> Any:
-    """Drop PII by key name, truncate long strings and lists, redact free text."""
+def _clean(value: Any, budget: _Budget, key: str = "", depth: int = 0) -> Any:
+    """Drop PII by key name, redact and cut strings, keep the last list items, within budget."""
+    budget.nodes -= 1
+    if budget.nodes < 0:
+        return CUT
     for marker, placeholder in _PII_KEYS.items():
         if marker in key.lower() and value not in (None, ""):
             return placeholder
+    if isinstance(value, dict | list) and depth >= MAX_DEPTH:
+        return CUT
     if isinstance(value, dict):
-        return {str(k): _clean(v, str(k)) for k, v in value.items()}
+        return _clean_dict(value, budget, depth)
     if isinstance(value, list):
-        return [_clean(v) for v in value[-MAX_LIST_ITEMS:]]
+        return [_clean(v, budget, depth=depth + 1) for v in value[-MAX_LIST_ITEMS:]]
     if isinstance(value, str):
-        return redact(value[:MAX_STRING_CHARS])
+        return budget.text(value, MAX_STRING_CHARS)
     return value
 
 
-def redact(text: str) -> str:
-    """`text` with e-mail addresses as [EMAIL] and phone numbers as [PHONE].
-
-    A phone number is 9 to 15 digits written with a leading + or with separators; a bare run
-    of digits is left alone because order ids and amounts look exactly like that.
-    """
-    return _PHONE.sub(_phone_or_keep, _EMAIL.sub("[EMAIL]", text))
-
-
-def _phone_or_keep(match: re.Match[str]) -> str:
-    candidate = match.group()
-    digits = sum(ch.isdigit() for ch in candidate)
-    if not 9 <= digits <= 15 or _NOT_PHONE.fullmatch(candidate):
-        return candidate
-    return "[PHONE]"
+def _clean_dict(value: dict[Any, Any], budget: _Budget, depth: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for raw_key, child in islice(value.items(), MAX_DICT_KEYS):
+        if budget.nodes <= 0 or budget.chars <= 0:
+            break
+        key = str(raw_key)
+        shown = budget.text(key, MAX_KEY_CHARS)
+        out.setdefault(shown, _clean(child, budget, key, depth + 1))
+    return out
