@@ -1,5 +1,6 @@
 """The benchmark harness measures what it says it measures (no speed is asserted here)."""
 
+import json
 import os
 import subprocess
 import sys
@@ -9,9 +10,10 @@ from pathlib import Path
 
 from enrichment.core import db, selection
 from enrichment.core.models import utcnow
-from enrichment.core.settings import Settings
+from enrichment.core.settings import RecordLimits, Settings
+from enrichment.ingestion.lines import MAX_LINE_BYTES
 from enrichment.tooling import bench, processes
-from enrichment.tooling.bench import common, fleet, p3_queries, p6_fairness
+from enrichment.tooling.bench import common, fleet, p3_queries, p6_fairness, p8_prompt
 from tests.conftest import REDIS_URL
 from tests.factories import make_record, make_tenant
 
@@ -31,7 +33,7 @@ def test_fairness_and_priority_sizes_are_flags_and_scale():
     assert opts.only == ("p6", "p7") and set(opts.only) <= set(bench.RUNNERS)
     assert (opts.p6_big, opts.p6_small, opts.p7_low, opts.p7_critical) == (20, 1, 15, 25)
     assert opts.p6_no_fifo and not bench.parse_args([]).p6_no_fifo
-    assert opts.p3_tenants == 7 and bench.parse_args([]).only[-2:] == ("p6", "p7")
+    assert opts.p3_tenants == 7 and bench.parse_args([]).only[-3:] == ("p6", "p7", "p8")
 
 
 def test_the_fairness_figure_reads_when_each_group_finished(pg_url, factory, tmp_path):
@@ -123,3 +125,12 @@ def test_cpu_time_is_read_per_process_group():
         sum(i * i for i in range(10_000))  # spend CPU until the kernel's tick counts it
     assert fleet.cpu_s(groups["me"]) > before
     assert fleet.cpu_s([2**22 + 7]) == 0  # a process that is gone counts nothing
+
+
+def test_the_prompt_rows_record_is_the_largest_that_ingestion_accepts():
+    # worst_records parses each line with the default limits: it raises if one is refused.
+    lines = p8_prompt.worst_records(RecordLimits())
+    sizes = [len(json.dumps(line).encode()) for line in lines.values()]
+    assert all(0.99 * MAX_LINE_BYTES < size <= MAX_LINE_BYTES for size in sizes)
+    keys = lines["most keys"]["order"]["payload"]
+    assert len(keys) == RecordLimits().max_keys

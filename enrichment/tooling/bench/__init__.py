@@ -11,6 +11,8 @@ P4 memory (`p4_memory`): worker RSS while beat sweeps `--p4-records` records in 
 P5 AI cost (`p5_cost`): dollars per 1,000 records, interactive against Message Batches.
 P6 fairness (`p6_fairness`): small tenants behind a big one's backlog, the real fleet.
 P7 priority (`p7_priority`): critical records behind a backlog of low ones, the real fleet.
+P8 prompt builder (`p8_prompt`): one stage's prompt and record check on the worst-case record
+   ingestion accepts, CPU time in this process.
 
 Isolation: database `bench` (dropped, created and migrated with the real migrations) and Redis
 db 8 (flushed); everything on 127.0.0.1. Every wait is bounded in time and every run in count.
@@ -41,6 +43,7 @@ from enrichment.tooling.bench.p4_memory import bench_p4
 from enrichment.tooling.bench.p5_cost import bench_p5
 from enrichment.tooling.bench.p6_fairness import bench_p6
 from enrichment.tooling.bench.p7_priority import bench_p7
+from enrichment.tooling.bench.p8_prompt import bench_p8
 from enrichment.tooling.processes import ROOT
 
 log = structlog.get_logger(__name__)
@@ -53,12 +56,13 @@ RUNNERS: dict[str, Callable[[Services, Options], list[Row]]] = {
     "p5": bench_p5,
     "p6": bench_p6,
     "p7": bench_p7,
+    "p8": bench_p8,
 }
 
 
 def parse_args(argv: list[str]) -> Options:
     p = argparse.ArgumentParser(prog="enrichment bench", description=__doc__.split("\n")[0])
-    p.add_argument("--only", default=",".join(RUNNERS), help="comma list of p1..p7 (all)")
+    p.add_argument("--only", default=",".join(RUNNERS), help="comma list of p1..p8 (all)")
     p.add_argument("--scale", type=float, default=1.0, help="multiplies every record count")
     p.add_argument("--db-name", default="bench", help="PostgreSQL database, dropped (bench)")
     p.add_argument("--redis-db", type=int, default=8, help="Redis db number, flushed (8)")
