@@ -203,12 +203,34 @@ def test_process_says_503_when_the_broker_is_down(client, keys):
 def test_metrics_exposes_the_latest_snapshot_per_tenant(client, keys, factory, settings):
     run_monitor(factory, settings, now=utcnow() - timedelta(minutes=5))
     run_monitor(factory, settings, config=MonitorConfig())
+    app.dependency_overrides[deps.app_settings] = lambda: replace(settings, metrics_open=True)
     text = client.get("/metrics").text
     assert 'enrichment_completeness_ratio{tenant="a-3pl"} 0.25' in text
     assert 'enrichment_backlog_records{tenant="b-3pl"} 2.0' in text
     assert 'enrichment_attempts_total{tenant="a-3pl"} 0.0' in text
     assert 'enrichment_confidence_bucket{le="+Inf",tenant="a-3pl"} 1.0' in text
     assert text.count('enrichment_records{tenant="a-3pl"}') == 1  # latest snapshot only
+
+
+def test_metrics_are_closed_unless_a_token_is_set_or_they_are_opened(client, keys, settings):
+    closed = client.get("/metrics")
+    assert closed.status_code == 403 and "ENRICHMENT_METRICS_TOKEN" in closed.json()["detail"]
+    assert client.get("/metrics", headers=auth(keys["a-3pl"])).status_code == 403
+    app.dependency_overrides[deps.app_settings] = lambda: replace(settings, metrics_open=True)
+    assert client.get("/metrics").status_code == 200
+
+
+def test_the_start_up_line_says_whether_metrics_are_closed(settings):
+    from structlog.testing import capture_logs
+
+    from enrichment.api.monitoring import announce_metrics
+
+    with capture_logs() as logs:
+        announce_metrics(settings)
+        announce_metrics(replace(settings, metrics_open=True))
+        announce_metrics(replace(settings, metrics_token="scrape-me"))
+    assert [e["event"] for e in logs] == ["metrics.closed", "metrics.open", "metrics.token"]
+    assert "ENRICHMENT_METRICS_OPEN=1" in logs[0]["detail"]
 
 
 def test_metrics_token_when_configured(client, keys, settings):
@@ -233,6 +255,7 @@ def test_grafana_dashboard_uses_only_exported_metric_names(client, keys, factory
     from pathlib import Path
 
     run_monitor(factory, settings)
+    app.dependency_overrides[deps.app_settings] = lambda: replace(settings, metrics_open=True)
     text = client.get("/metrics").text
     dash = json.loads(Path("docs/grafana-dashboard.json").read_text())
     exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]

@@ -105,7 +105,9 @@ def world(factory, settings, enqueued):
                 # In the review queue: a review or a requeue takes it out (then 409 or 404).
                 queued = make_record(s, tenant, escalated_at=utcnow(), escalation_reason="seed")
                 KNOWN["record_id"].append(queued.id)
-    app.dependency_overrides[deps.app_settings] = lambda: settings
+    # /metrics opened, so its generated cases reach a 2xx (closed, it is a 403 for all).
+    opened = replace(settings, metrics_open=True)
+    app.dependency_overrides[deps.app_settings] = lambda: opened
     app.dependency_overrides[deps.enqueuer] = lambda: lambda *args: enqueued.append(args)
     yield
     app.dependency_overrides.clear()
@@ -152,9 +154,11 @@ def bearer(token: str) -> dict[str, str]:
 
 @pytest.mark.parametrize("token", [None, "scrape-me"])
 def test_metrics_auth_is_what_the_schema_declares(world, settings, token):
-    """/metrics declares "bearer or nothing": open without ENRICHMENT_METRICS_TOKEN, 401
-    without that token when it is set; every answer conforms to the schema either way."""
-    app.dependency_overrides[deps.app_settings] = lambda: replace(settings, metrics_token=token)
+    """/metrics declares "bearer or nothing": open without ENRICHMENT_METRICS_TOKEN when the
+    operator opened it, 401 without that token when it is set; every answer conforms to the
+    schema either way."""
+    opened = replace(settings, metrics_token=token, metrics_open=token is None)
+    app.dependency_overrides[deps.app_settings] = lambda: opened
     metrics = schema["/metrics"]["GET"]
     assert metrics.definition.raw["security"] == [{"HTTPBearer": []}, {}]
 

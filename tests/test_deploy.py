@@ -64,6 +64,7 @@ def scrape(client, factory, settings, redis_client):
         for _ in range(3):
             make_record(s, tenant)
     run_monitor(factory, settings)
+    app.dependency_overrides[deps.app_settings] = lambda: replace(settings, metrics_open=True)
     answer = client.get("/metrics")
     assert answer.status_code == 200
     families = text_string_to_metric_families(answer.text)
@@ -131,9 +132,9 @@ def test_the_per_worker_rate_and_the_ai_limit_come_from_what_was_measured(settin
 
 def test_with_the_broker_down_the_scrape_says_so_and_recommends_nothing(client, settings):
     app.dependency_overrides[deps.app_settings] = lambda: replace(
-        settings, broker_url="redis://127.0.0.1:1/0"
+        settings, broker_url="redis://127.0.0.1:1/0", metrics_token="scrape-me"
     )
-    answer = client.get("/metrics")
+    answer = client.get("/metrics", headers={"Authorization": "Bearer scrape-me"})
     families = text_string_to_metric_families(answer.text)
     names = {s.name: s.value for f in families for s in f.samples}
     assert answer.status_code == 200 and names["enrichment_broker_up"] == 0

@@ -91,7 +91,7 @@ def test_a_worker_on_rabbitmq_is_counted_and_the_recommendation_follows_it(
         for record_id in ids * 3:
             s.add(_completed(tenant.id, record_id))
     worker = start_worker(fleet_env(pg_url, vhost, tmp_path), tmp_path / "w.log", name="counted")
-    scraped = replace(settings, broker_url=vhost, target_drain_s=12.0)
+    scraped = replace(settings, broker_url=vhost, target_drain_s=12.0, metrics_open=True)
     api_app.dependency_overrides[deps.app_settings] = lambda: scraped
     try:
         # When /metrics is scraped.

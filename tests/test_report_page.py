@@ -103,6 +103,9 @@ def test_the_report_page_as_an_operations_lead_sees_it(base_url, browser, tenant
 
     header = page.locator("header")
     assert page.locator("header .pill").inner_text() == "WARNING"
+    # Styled under the CSP: its <style> carries the response's nonce (the warning colour).
+    pill = page.locator("header .pill").evaluate("e => getComputedStyle(e).backgroundColor")
+    assert pill == "rgb(180, 83, 9)"
     assert "Enrichment report: page-3pl" in header.inner_text()
     assert "More than 0 records escalated to a person: now 2 records" in header.inner_text()
     assert "escalated_warning" not in page.locator("body").inner_text()

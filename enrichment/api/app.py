@@ -2,8 +2,12 @@
 
 Auth: `Authorization: Bearer <tenant API key>` (stored hashed). A key only opens its own
 tenant: another tenant's routes answer 404 whether or not that tenant exists, so names
-cannot be probed. A missing or unknown key answers 401. `/metrics` is open unless
-ENRICHMENT_METRICS_TOKEN is set, in which case it wants that bearer token.
+cannot be probed. A missing or unknown key answers 401. `/metrics` wants the
+ENRICHMENT_METRICS_TOKEN bearer token; with no token it is closed (403) unless
+ENRICHMENT_METRICS_OPEN=1 opens it to anyone.
+
+Every request goes through `guards.Guard` first: a request id, the body limit (before
+authentication and parsing), the security headers, and a 500 that names the request id.
 
 `/docs` serves Swagger UI from the files of the `swagger-ui-bundle-v2` package, not from a
 CDN, so the docs work on an air-gapped deployment (FastAPI's "self-hosting JavaScript and
@@ -12,6 +16,9 @@ CSS for docs" recipe).
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
@@ -19,7 +26,9 @@ from fastapi.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
 from enrichment.api import (
+    deps,
     events,
+    guards,
     monitoring,
     processing,
     records,
@@ -30,6 +39,14 @@ from enrichment.api import (
 
 SWAGGER_ASSETS = "/docs-assets"
 
+
+@asynccontextmanager
+async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    """Settings read (and wrong ones refused) at start-up; says whether /metrics is open."""
+    monitoring.announce_metrics(deps.app_settings())
+    yield
+
+
 app = FastAPI(
     title="Enrichment fleet API",
     description="Per-tenant enrichment health, reports, backlog and manual processing.",
@@ -37,7 +54,9 @@ app = FastAPI(
     docs_url=None,
     # ReDoc would load its script from a CDN, which an air-gapped deployment cannot reach.
     redoc_url=None,
+    lifespan=lifespan,
 )
+app.add_middleware(guards.Guard)
 app.mount(SWAGGER_ASSETS, StaticFiles(directory=str(swagger_ui_path)), name="swagger-ui")
 app.include_router(monitoring.router)
 app.include_router(monitoring.metrics_router)

@@ -77,6 +77,10 @@ UNPROCESSABLE: dict[int | str, dict] = {
 UNREADABLE_BODY: dict[int | str, dict] = {
     400: {"model": Problem, "description": "the body could not be read (not UTF-8)"}
 }
+# For a route with a small body (guards.SMALL_BODY_BYTES), refused before the key is checked.
+TOO_LARGE: dict[int | str, dict] = {
+    413: {"model": Problem, "description": "body over the size limit (64 KiB)"}
+}
 
 
 def as_json(responses: dict[int | str, dict]) -> dict[int | str, dict]:
@@ -130,13 +134,22 @@ def authorized_tenant(
     raise unauthorized("unknown API key")
 
 
+METRICS_CLOSED = (
+    "/metrics is closed: set ENRICHMENT_METRICS_TOKEN and scrape with it as a bearer token"
+    " (or ENRICHMENT_METRICS_OPEN=1 to open it to anyone)"
+)
+
+
 def metrics_auth(
     creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     settings: Annotated[Settings, Depends(app_settings)],
 ) -> None:
+    """The token when one is set; else open only if the operator said so, else closed."""
     token = settings.metrics_token
     if token and (creds is None or not hmac.compare_digest(creds.credentials, token)):
         raise unauthorized("metrics need the ENRICHMENT_METRICS_TOKEN bearer token")
+    if not token and not settings.metrics_open:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, METRICS_CLOSED)
 
 
 def enqueuer() -> Callable[[int, str, float], None]:

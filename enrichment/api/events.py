@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from enrichment.api.deps import (
     TENANT_RESPONSES,
+    TOO_LARGE,
     UNPROCESSABLE,
     UNREADABLE_BODY,
     AuthTenant,
@@ -17,10 +18,12 @@ from enrichment.api.deps import (
     Problem,
     SessionFactory,
 )
+from enrichment.api.guards import StrictJsonRoute
 from enrichment.delivery import actions, events
 
 log = structlog.get_logger(__name__)
-router = APIRouter(responses=TENANT_RESPONSES)
+# StrictJsonRoute: a body with NaN or an infinity is a 422, never a 500.
+router = APIRouter(responses=TENANT_RESPONSES, route_class=StrictJsonRoute)
 
 After = Annotated[
     str | None,
@@ -62,6 +65,7 @@ def pull(tenant: AuthTenant, s: DbSession, after: After = None, limit: Limit = 1
     response_model=actions.ActionView,
     responses={
         **UNREADABLE_BODY,
+        **TOO_LARGE,
         409: {"model": Problem, "description": "the action already has a different outcome"},
     },
 )

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+import structlog
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
+from enrichment.api import deps
 from enrichment.api.deps import (
     CHALLENGE,
     TENANT_RESPONSES,
@@ -22,9 +24,11 @@ from enrichment.api.deps import (
     metrics_auth,
 )
 from enrichment.core.models import utcnow
+from enrichment.core.settings import Settings
 from enrichment.metrics import prom
 from enrichment.reporting import report_html, reports
 
+log = structlog.get_logger(__name__)
 router = APIRouter(responses=TENANT_RESPONSES)
 metrics_router = APIRouter()
 Hours = Annotated[float, Query(gt=0, le=720, description="trend window, hours")]
@@ -46,12 +50,12 @@ def health(tenant: AuthTenant, s: DbSession, settings: AppSettings) -> reports.H
     },
 )
 def report_page(
-    tenant: AuthTenant, s: DbSession, settings: AppSettings, hours: Hours = 24.0
+    request: Request, tenant: AuthTenant, s: DbSession, settings: AppSettings, hours: Hours = 24.0
 ) -> HTMLResponse:
     """The report for people: status in plain words, figures, a confidence histogram and
     trends as inline SVG, escalations and alerts with their reasons. No JavaScript, no CDN."""
     rep = reports.report(s, tenant, settings, now=utcnow(), hours=hours)
-    return HTMLResponse(report_html.render(rep))
+    return HTMLResponse(report_html.render(rep, nonce=request.state.csp_nonce))
 
 
 @router.get("/api/enrichment/report/{tenant}", response_model=reports.Report)
@@ -80,12 +84,26 @@ METRICS_RESPONSES: dict[int | str, dict] = {
         "description": "ENRICHMENT_METRICS_TOKEN is set and the request lacks that bearer token",
         "headers": CHALLENGE,
     },
+    403: {
+        "model": Problem,
+        "description": "closed: neither ENRICHMENT_METRICS_TOKEN nor ENRICHMENT_METRICS_OPEN=1",
+    },
 }
 # The bearer token is wanted only when ENRICHMENT_METRICS_TOKEN is set, so the scheme is
 # optional. FastAPI declares [{"HTTPBearer": []}] from the dependency and appends
 # openapi_extra's list to it: "bearer, or nothing". Bearer alone would be untrue of an open
 # deployment (schemathesis' ignored_auth check catches exactly that).
 OPTIONAL_BEARER = {"security": [{}]}
+
+
+def announce_metrics(settings: Settings) -> None:
+    """One start-up line: how /metrics answers, so a closed endpoint is no surprise."""
+    if settings.metrics_token:
+        log.info("metrics.token", detail="/metrics wants the ENRICHMENT_METRICS_TOKEN bearer")
+    elif settings.metrics_open:
+        log.warning("metrics.open", detail="/metrics is open to anyone (ENRICHMENT_METRICS_OPEN)")
+    else:
+        log.warning("metrics.closed", detail=deps.METRICS_CLOSED)
 
 
 @metrics_router.get(

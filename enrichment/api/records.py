@@ -1,7 +1,8 @@
 """Records in: POST a batch of orders and exceptions (the ingest line format).
 
-The body is read here, capped at MAX_BODY_BYTES whether or not it declares its length, and
-handed to `enrichment.ingestion.items`, which validates and writes every item the way
+The body is capped at MAX_BODY_BYTES by `guards.Guard` (declared or chunked, before the key
+is checked), refused with 422 if it holds NaN or an infinity, and handed to
+`enrichment.ingestion.items`, which validates and writes every item the way
 `enrichment ingest FILE` does a line. One answer per item, in order; a rejected item writes
 nothing and does not stop the others (the answer is 200 all the same).
 """
@@ -14,6 +15,7 @@ from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
+from enrichment.api import guards
 from enrichment.api.deps import (
     TENANT_RESPONSES,
     UNPROCESSABLE,
@@ -87,25 +89,6 @@ def _body_doc() -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": content}}
 
 
-async def _read_capped(request: Request, limit: int) -> bytes:
-    """The body, refused with 413 past `limit` bytes: by its Content-Length first, and by
-    what is actually read, so a chunked body cannot slip past the declared size."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise HTTPException(
-            status.HTTP_413_CONTENT_TOO_LARGE, f"body is {declared} bytes; the limit is {limit}"
-        )
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise HTTPException(
-                status.HTTP_413_CONTENT_TOO_LARGE, f"body is over the {limit} byte limit"
-            )
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def _answer(tenant: str, results: list[ItemResult]) -> RecordsOut:
     items = [
         ItemOut(
@@ -132,7 +115,7 @@ def _answer(tenant: str, results: list[ItemResult]) -> RecordsOut:
         422: {
             **UNPROCESSABLE[422],
             "description": 'a bad tenant name, or a body that is not {"items": [...]} with '
-            "1-1000 items",
+            "1-1000 items, or one holding NaN or an infinity",
         },
     },
     openapi_extra=_body_doc(),
@@ -141,11 +124,11 @@ async def post_records(request: Request, tenant: AuthTenant, factory: SessionFac
     """Create or update the tenant's exception records with their orders, one result per
     item. Replaying an item is `unchanged`; an item whose stored inputs differ is `updated`,
     and an enriched record is re-enriched only when its item says `"reenrich": true`."""
-    raw = await _read_capped(request, records_in.MAX_BODY_BYTES)
     try:
-        items = records_in.parse_body(raw)
+        items = records_in.parse_body(await request.body())
     except records_in.BodyError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+    guards.check_finite(items)
     # The writes block on the database: off the event loop.
     results = await run_in_threadpool(
         records_in.ingest_items, factory, tenant.id, tenant.name, items

@@ -4,7 +4,7 @@ Server-rendered HTML (Jinja2, autoescaped in every template) from the API proces
 people with a browser rather than for the bearer-key API, so its routes stay out of the
 OpenAPI schema. No JavaScript: the decision form works in two steps (choose the label, then
 tick among that label's allowed actions), and the server rejects a disallowed action anyway.
-Sessions, CSRF tokens, rendering and security headers: `review_session`.
+Sessions, CSRF tokens and rendering: `review_session`; security headers: `guards`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The review page's sessions, rendering and headers: what every page request goes through.
+"""The review page's sessions and rendering: what every page request goes through (its security
+headers and CSP nonce come from `guards.Guard`, as every answer's do).
 
 Sessions: one signed cookie per tenant (itsdangerous; ENRICHMENT_REVIEW_SECRET, or a random
 secret per process), HttpOnly, SameSite=Strict, Secure over https, path /review/<tenant>.
@@ -99,20 +100,6 @@ def _reviewer(s: Session, visit: Visit | None) -> Reviewer | None:
     return Reviewer(row, visit) if hmac.compare_digest(visit.key, key_mark(row)) else None
 
 
-def _guarded(response: Response, nonce: str | None = None) -> Response:
-    """No script at all, styles only with this response's nonce, never inside a frame."""
-    style = f"'nonce-{nonce}'" if nonce else "'none'"
-    response.headers["Content-Security-Policy"] = (
-        f"default-src 'self'; script-src 'none'; style-src {style}; img-src 'self'; "
-        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-    )
-    response.headers["X-Frame-Options"] = "DENY"
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Referrer-Policy"] = "same-origin"
-    response.headers["Cache-Control"] = "no-store"
-    return response
-
-
 @dataclass(frozen=True)
 class Page:
     """One request to a tenant's review page: the cookie's visit (this tenant's, unexpired),
@@ -130,19 +117,17 @@ class Page:
 
     def render(self, template: str, *, status_code: int = 200, **context: Any) -> Response:
         visit: Visit | None = context.pop("visit", self.visit)
-        nonce = secrets.token_urlsafe(16)
         context.update(
-            nonce=nonce,
+            nonce=self.request.state.csp_nonce,  # the one guards.Guard puts in the CSP
             tenant=self.tenant,
             base=self.base,
             csrf=visit.csrf if visit else "",
             reviewer=visit.reviewer if visit else None,
         )
-        page = TEMPLATES.TemplateResponse(self.request, template, context, status_code=status_code)
-        return _guarded(page, nonce)
+        return TEMPLATES.TemplateResponse(self.request, template, context, status_code=status_code)
 
     def redirect(self, path: str = "") -> Response:
-        return _guarded(RedirectResponse(self.base + path, status_code=303))
+        return RedirectResponse(self.base + path, status_code=303)
 
     def problem(self, message: str, status_code: int = 404) -> Response:
         return self.render("problem.html", message=message, status_code=status_code)

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from enrichment.api.deps import (
     TENANT_RESPONSES,
+    TOO_LARGE,
     UNPROCESSABLE,
     UNREADABLE_BODY,
     AuthTenant,
@@ -23,13 +24,15 @@ from enrichment.api.deps import (
     Problem,
     SessionFactory,
 )
+from enrichment.api.guards import StrictJsonRoute
 from enrichment.core import selection, story
 from enrichment.core.models import utcnow
 from enrichment.core.taxonomy import ALLOWED_ACTIONS
 from enrichment.reviews import decide, queue
 
 log = structlog.get_logger(__name__)
-router = APIRouter(responses=TENANT_RESPONSES)
+# StrictJsonRoute: a body with NaN or an infinity is a 422, never a 500.
+router = APIRouter(responses=TENANT_RESPONSES, route_class=StrictJsonRoute)
 
 Limit = Annotated[int, Query(ge=1, le=200, description="items to list, oldest first")]
 RecordId = Annotated[
@@ -144,6 +147,7 @@ def review_queue(tenant: AuthTenant, s: DbSession, limit: Limit = 50) -> ReviewQ
     response_model=ReviewOut,
     responses={
         **UNREADABLE_BODY,
+        **TOO_LARGE,
         **NOT_QUEUED,
         409: {"model": Problem, "description": "already reviewed: send override to replace"},
         422: {

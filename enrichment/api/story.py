@@ -20,7 +20,9 @@ NOT_FOUND = {404: {"model": Problem, "description": "no such record, or another 
 
 
 @router.get(
-    "/api/enrichment/records/{tenant}/{external_id}",
+    # `path`: an external id may hold "/" (ingest allows any character); a client sends it
+    # percent-encoded or as is, and either way it reaches here whole.
+    "/api/enrichment/records/{tenant}/{external_id:path}",
     response_model=story.Story,
     responses=NOT_FOUND,
 )

@@ -313,6 +313,12 @@ class Settings(FromEnv):
     metrics_token: str | None = setting(
         "ENRICHMENT_METRICS_TOKEN", None, "if set, `/metrics` wants this bearer token"
     )
+    metrics_open: bool = setting(
+        "ENRICHMENT_METRICS_OPEN",
+        False,
+        "`1` opens `/metrics` to anyone when no token is set (it lists every tenant's"
+        " volumes and AI cost); else it answers 403",
+    )
     public_base_url: str | None = setting(
         "ENRICHMENT_PUBLIC_BASE_URL", None, "adds a report link to Slack messages"
     )

@@ -108,9 +108,10 @@ class ReportPage:
     checks: Part
 
 
-def render(report: Report) -> str:
-    """The whole page."""
-    return pages.render("report.html", page=view(report))
+def render(report: Report, *, nonce: str | None = None) -> str:
+    """The whole page; `nonce`: the CSP nonce its <style> carries (the API's, per response)."""
+    extra = {"nonce": nonce} if nonce else {}
+    return pages.render("report.html", page=view(report), **extra)
 
 
 def view(report: Report) -> ReportPage:
