@@ -18,6 +18,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import structlog
 from sqlalchemy import ColumnElement, bindparam, insert, null, or_, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
@@ -34,6 +35,8 @@ from enrichment.ingestion.plan import (
     StoredOrder,
     plan_chunk,
 )
+
+log = structlog.get_logger(__name__)
 
 # Tries per line on the slow path: a lost race succeeds on the next try, which sees the winner.
 LINE_TRIES = 3
@@ -241,7 +244,10 @@ def _write_one(session: Session, good: Good) -> ItemResult:
             with session.begin_nested():
                 return _write(session, [good])[0]
         except DBAPIError as exc:  # a unique key taken meanwhile, or a value refused
-            reason = f"duplicate or conflicting row: {str(exc.orig).splitlines()[0][:200]}"
+            # The database's words go to the log only (with the API's request id), never
+            # into an answer: they name tables, columns and values.
+            log.warning("ingest.row_refused", pos=good.pos, error=str(exc.orig)[:500])
+            reason = "duplicate or conflicting row (the database refused it; the log says why)"
     ext = good.line.exception.external_id
     return ItemResult(good.pos, REJECTED, ext, None, reason)
 
