@@ -18,6 +18,7 @@ One pure ASGI middleware (no BaseHTTPMiddleware, which would hide the body as it
 from __future__ import annotations
 
 import json
+import math
 import re
 import secrets
 from collections.abc import Callable, Coroutine
@@ -188,7 +189,7 @@ def unrepresentable(value: Any) -> float | None:
             stack.extend(item.values())
         elif isinstance(item, list):
             stack.extend(item)
-        elif isinstance(item, float) and (item != item or item in (float("inf"), float("-inf"))):
+        elif isinstance(item, float) and not math.isfinite(item):
             return item
     return None
 
