@@ -21,7 +21,7 @@ from enrichment.alerting.dispatch import run_alerts
 from enrichment.core import outbound
 from enrichment.core.models import Tenant
 from enrichment.core.monitor_models import Alert
-from enrichment.core.settings import AlertPolicy, WebhookConfig
+from enrichment.core.settings import AlertPolicy, ConfigurationError, Settings, WebhookConfig
 from enrichment.core.settings_sections import PagerDutyConfig
 from enrichment.core.tenant_settings import TenantSettings, TenantSettingsError
 from enrichment.delivery import post, webhooks
@@ -138,7 +138,12 @@ def test_a_tenants_slack_webhook_is_checked_when_written_and_its_form_when_read(
 # --- send time: webhooks ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("address", ["2002:7f00:1::", "192.0.0.8", "64:ff9b::7f00:1"])
+# 6to4, NAT64, Teredo and IPv4-mapped IPv6 of 127.0.0.1, and 192.0.0.8.
+AT_SEND = ["2002:7f00:1::", "64:ff9b::7f00:1", "2001:0:4136:e378:8000:63bf:80ff:fffe",
+           "::ffff:127.0.0.1", "192.0.0.8"]  # fmt: skip
+
+
+@pytest.mark.parametrize("address", AT_SEND)
 def test_a_webhook_whose_dns_turns_to_a_wrapped_address_stops_unsent(dns, address):
     dns["hooks.acme.test"] = ["93.184.215.14"]
     tenant = Tenant(name="acme")
@@ -165,7 +170,7 @@ def test_slack_on_loopback_is_refused_unless_private_targets_are_allowed(receive
     assert receiver.received == [{"text": "x"}]
 
 
-@pytest.mark.parametrize("address", ["192.0.0.8", "2002:7f00:1::", "::ffff:127.0.0.1"])
+@pytest.mark.parametrize("address", AT_SEND)
 def test_slack_and_pagerduty_refuse_a_name_resolving_to_a_wrapped_address(dns, address):
     dns["hooks.slack.test"] = dns["events.pagerduty.test"] = [address]
     sleeps: list[float] = []
@@ -225,3 +230,37 @@ def test_a_redirected_alert_is_a_failed_delivery_recorded_on_the_alert(factory, 
     with factory() as s:
         row = s.query(Alert).filter_by(metric="backlog").one()
         assert "302" in row.last_error and row.notifications_sent == 0
+
+
+# --- start-up -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("env", "why"),
+    [
+        ({"SLACK_WEBHOOK_URL": "http://127.0.0.1:9/services/x"}, "must start with https://"),
+        ({"SLACK_WEBHOOK_URL": "https://localhost/services/x"}, "loopback"),
+        ({"SLACK_WEBHOOK_URL": "https://192.0.0.8/services/x"}, "non-public"),
+        ({"ENRICHMENT_PAGERDUTY_URL": "https://[2002:7f00:1::]/v2/enqueue"}, "(in 6to4)"),
+        ({"ENRICHMENT_PAGERDUTY_URL": "https://[::ffff:a9fe:a9fe]/"}, "(in IPv4-mapped)"),
+    ],
+)
+def test_a_refused_destination_in_the_environment_stops_start_up_in_one_line(monkeypatch, env, why):
+    for var, value in env.items():
+        monkeypatch.setenv(var, value)
+    with pytest.raises(ConfigurationError) as info:
+        Settings.from_env()
+    message = str(info.value)
+    assert f"{next(iter(env))} is refused" in message and why in message
+    assert "\n" not in message and "/services/x" not in message
+
+
+def test_local_receivers_in_the_environment_start_when_private_targets_are_allowed(monkeypatch):
+    monkeypatch.setenv("SLACK_WEBHOOK_URL", "http://127.0.0.1:9/services/x")
+    monkeypatch.setenv("ENRICHMENT_PAGERDUTY_URL", "http://127.0.0.1:9/v2/enqueue")
+    monkeypatch.setenv("ENRICHMENT_WEBHOOK_ALLOW_PRIVATE", "1")
+    assert Settings.from_env().slack.webhook_url == "http://127.0.0.1:9/services/x"
+    monkeypatch.setenv("ENRICHMENT_WEBHOOK_ALLOW_PRIVATE", "0")
+    monkeypatch.setenv("SLACK_WEBHOOK_URL", "https://hooks.slack.com/services/x")
+    monkeypatch.delenv("ENRICHMENT_PAGERDUTY_URL")
+    assert Settings.from_env().routing.pagerduty.url.startswith("https://events.pagerduty.com/")

@@ -15,6 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from enrichment.core import outbound
 from enrichment.core.settings_env import ConfigurationError, FromEnv, read_fields, section, setting
 from enrichment.core.settings_sections import (
     AlertPolicy,
@@ -337,6 +338,11 @@ class Settings(FromEnv):
         if rpm and not 1 <= burst <= rpm:
             raise ConfigurationError(f"ENRICHMENT_AI_BURST={burst} must be in [1, {rpm}]")
         values["public_base_url"] = (values["public_base_url"] or "").rstrip("/") or None
+        private = values["webhooks"].allow_private  # the guarded sender's rules (outbound.py)
+        outbound.check_setting("SLACK_WEBHOOK_URL", values["slack"].webhook_url,
+                               allow_private=private, what="Slack webhook")  # fmt: skip
+        outbound.check_setting("ENRICHMENT_PAGERDUTY_URL", values["routing"].pagerduty.url,
+                               allow_private=private, what="PagerDuty")  # fmt: skip
         return cls(**values)
 
 
