@@ -150,8 +150,8 @@ class WebhookConfig(FromEnv):
     allow_private: bool = setting(
         "ENRICHMENT_WEBHOOK_ALLOW_PRIVATE",
         False,
-        "`1` accepts http:// and loopback, private or link-local addresses (tests and the"
-        " demo only)",
+        "`1` accepts http:// and loopback, private or link-local addresses, for webhooks,"
+        " Slack and PagerDuty alike (tests and the demo only)",
     )
 
 
