@@ -21,8 +21,9 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from swagger_ui_bundle import swagger_ui_path
 
 from enrichment.api import (
@@ -57,6 +58,16 @@ app = FastAPI(
     lifespan=lifespan,
 )
 app.add_middleware(guards.Guard)
+POOL_BUSY = "the database has no free connection for this request now: try again in a moment"
+
+
+@app.exception_handler(PoolTimeout)
+async def pool_busy(_: Request, __: PoolTimeout) -> JSONResponse:
+    """Every pooled connection stayed busy for ENRICHMENT_API_POOL_TIMEOUT_S: a 503 the caller
+    can retry, not a 500."""
+    return JSONResponse({"detail": POOL_BUSY}, status_code=503, headers={"Retry-After": "1"})
+
+
 app.mount(SWAGGER_ASSETS, StaticFiles(directory=str(swagger_ui_path)), name="swagger-ui")
 app.include_router(monitoring.router)
 app.include_router(monitoring.metrics_router)

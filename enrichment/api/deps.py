@@ -103,7 +103,7 @@ def app_settings() -> Settings:
 
 
 def session_factory(settings: Annotated[Settings, Depends(app_settings)]) -> sessionmaker:
-    return db.session_factory(settings.database_url)
+    return db.api_session_factory(settings)
 
 
 def session(factory: Annotated[sessionmaker, Depends(session_factory)]) -> Iterator[Session]:
@@ -127,6 +127,9 @@ def authorized_tenant(
         raise unauthorized("missing bearer API key")
     row = tenants.by_name(s, tenant)
     if row is not None and tenants.key_matches(row, creds.credentials):
+        # End the lookup's transaction: its connection goes back to the pool now, not when
+        # the request ends, so a route that writes through its own session never holds two.
+        s.commit()
         return row
     key_hash = tenants.hash_key(creds.credentials)
     if s.scalar(select(Tenant.id).where(Tenant.api_key_hash == key_hash)):

@@ -10,8 +10,11 @@ from sqlalchemy.orm import Session, sessionmaker
 _engines: dict[str, Engine] = {}
 
 
-def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 5) -> Engine:
-    """pool_size/max_overflow: PostgreSQL connections kept open / opened on demand."""
+def make_engine(
+    url: str, *, pool_size: int = 5, max_overflow: int = 5, pool_timeout: float = 30.0
+) -> Engine:
+    """pool_size/max_overflow: PostgreSQL connections kept open / opened on demand;
+    pool_timeout: seconds a checkout waits for one (then sqlalchemy.exc.TimeoutError)."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -28,6 +31,7 @@ def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 5) -> Engin
         pool_pre_ping=True,
         pool_size=pool_size,
         max_overflow=max_overflow,
+        pool_timeout=pool_timeout,
         connect_args={"options": "-c jit=off"},
     )
 
@@ -55,7 +59,7 @@ def get_engine(url: str) -> Engine:
 
 def dispose_engines(*, close: bool = True) -> None:
     """After fork pass close=False: drop the parent's pooled connections without closing them."""
-    for engine in _engines.values():
+    for engine in [*_engines.values(), *_api_engines.values()]:
         engine.dispose(close=close)
 
 
@@ -77,3 +81,25 @@ def migrate(url: str, revision: str = "head") -> None:
 
 def session_factory(url: str) -> sessionmaker[Session]:
     return sessionmaker(get_engine(url), expire_on_commit=False)
+
+
+_api_engines: dict[tuple, Engine] = {}
+
+
+def api_session_factory(settings) -> sessionmaker[Session]:
+    """The API process's sessions: its pool as `settings` sizes it, and a short wait for a
+    free connection (ENRICHMENT_API_POOL_TIMEOUT_S), so a flood answers 503 soon instead of
+    holding every request for the default 30 s."""
+    key = (settings.database_url, settings.db_pool_size, settings.db_max_overflow,
+           settings.api_pool_timeout_s)  # fmt: skip
+    if key not in _api_engines:
+        if settings.database_url.startswith("sqlite"):
+            _api_engines[key] = get_engine(settings.database_url)
+        else:
+            _api_engines[key] = make_engine(
+                settings.database_url,
+                pool_size=settings.db_pool_size,
+                max_overflow=settings.db_max_overflow,
+                pool_timeout=settings.api_pool_timeout_s,
+            )
+    return sessionmaker(_api_engines[key], expire_on_commit=False)

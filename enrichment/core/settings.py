@@ -232,6 +232,13 @@ class Settings(FromEnv):
         "PostgreSQL connections each worker process opens on demand beyond those (threads"
         " pool: 10)",
     )
+    api_pool_timeout_s: float = setting(
+        "ENRICHMENT_API_POOL_TIMEOUT_S",
+        5.0,
+        "how long an API request waits for a free PostgreSQL connection; past it the answer is"
+        " 503 with Retry-After",
+        low=0.1,
+    )
     ai_timeout_s: float = setting(
         "ENRICHMENT_AI_TIMEOUT_S",
         30.0,
