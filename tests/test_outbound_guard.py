@@ -170,6 +170,18 @@ def test_slack_on_loopback_is_refused_unless_private_targets_are_allowed(receive
     assert receiver.received == [{"text": "x"}]
 
 
+def test_pagerduty_on_loopback_is_refused_unless_private_targets_are_allowed(receiver):
+    body = {"routing_key": ROUTING_KEY, "event_action": "trigger", "dedup_key": "k"}
+    for url in (receiver.url, receiver.url.replace("http://", "https://")):
+        with pytest.raises(push.PushRejected, match="URL refused"):
+            pagerduty.send(body, PagerDutyConfig(url=url), sleep=[].append)
+    assert receiver.received == []
+    receiver.script = [(202, {}, '{"dedup_key": "k"}')]
+    config = PagerDutyConfig(url=receiver.url)
+    assert pagerduty.send(body, config, allow_private=True, sleep=[].append) == "k"
+    assert receiver.received == [body]
+
+
 @pytest.mark.parametrize("address", AT_SEND)
 def test_slack_and_pagerduty_refuse_a_name_resolving_to_a_wrapped_address(dns, address):
     dns["hooks.slack.test"] = dns["events.pagerduty.test"] = [address]
