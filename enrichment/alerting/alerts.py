@@ -103,8 +103,9 @@ RUNBOOK: dict[str, str] = {
     "look at the confidence histogram in the HTML report.",
     "backlog": "Add worker processes, or trigger processing now with "
     "`POST /api/enrichment/process/{tenant}`.",
-    "failure_rate": "Check the provider's status (429/5xx), the API key and rate limits; "
-    "the errors are in enrichment_attempts.error.",
+    "failure_rate": "The AI's answers fail for these records (invalid output, a 400 or 413; "
+    "outages and refused keys are deferred and page provider_down instead): read "
+    "enrichment_attempts.error, or `enrichment show {tenant} <record>`.",
     "dead_events": "The tenant's webhook refused or never answered these events: fix the "
     "receiver (the errors are in `enrichment show {tenant} <record>`), then re-send with "
     "`celery -A workers call enrichment.redeliver --args '[\"{tenant}\"]'`.",
