@@ -30,6 +30,7 @@ from enrichment.api import (
     deps,
     events,
     guards,
+    limits,
     monitoring,
     processing,
     records,
@@ -45,6 +46,7 @@ SWAGGER_ASSETS = "/docs-assets"
 async def lifespan(_: FastAPI) -> AsyncIterator[None]:
     """Settings read (and wrong ones refused) at start-up; says whether /metrics is open."""
     monitoring.announce_metrics(deps.app_settings())
+    limits.announce(deps.app_settings())
     yield
 
 

@@ -14,9 +14,11 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from enrichment.api import limits
 from enrichment.core import db, tenants
 from enrichment.core.models import Tenant
 from enrichment.core.settings import Settings, get_settings
+from enrichment.core.tenant_settings import TenantSettings
 
 bearer = HTTPBearer(auto_error=False)
 TenantName = Annotated[
@@ -51,6 +53,16 @@ TENANT_RESPONSES: dict[int | str, dict] = {
         "headers": CHALLENGE,
     },
     404: {"model": Problem, "description": "not found, or another tenant's (keys open one tenant)"},
+    429: {
+        "model": Problem,
+        "description": "over the tenant's API requests per minute or requests in flight",
+        "headers": {
+            "Retry-After": {
+                "description": "seconds to wait before trying again",
+                "schema": {"type": "integer", "minimum": 1},
+            }
+        },
+    },
 }
 
 
@@ -137,6 +149,16 @@ def authorized_tenant(
     raise unauthorized("unknown API key")
 
 
+def limited_tenant(
+    row: Annotated[Tenant, Depends(authorized_tenant)],
+    settings: Annotated[Settings, Depends(app_settings)],
+) -> Iterator[Tenant]:
+    """The key's tenant, within its API limits (limits.py) for the whole request, or a 429."""
+    own = limits.Limits.of(settings, TenantSettings.parse(row.settings))
+    with limits.limiter(settings).admitted(row.name, own):
+        yield row
+
+
 METRICS_CLOSED = (
     "/metrics is closed: set ENRICHMENT_METRICS_TOKEN and scrape with it as a bearer token"
     " (or ENRICHMENT_METRICS_OPEN=1 to open it to anyone)"
@@ -162,7 +184,7 @@ def enqueuer() -> Callable[[int, str, float], None]:
     return enqueue_chain
 
 
-AuthTenant = Annotated[Tenant, Depends(authorized_tenant)]
+AuthTenant = Annotated[Tenant, Depends(limited_tenant)]
 DbSession = Annotated[Session, Depends(session)]
 AppSettings = Annotated[Settings, Depends(app_settings)]
 SessionFactory = Annotated[sessionmaker, Depends(session_factory)]

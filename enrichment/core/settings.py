@@ -239,6 +239,26 @@ class Settings(FromEnv):
         " 503 with Retry-After",
         low=0.1,
     )
+    api_rpm: int = setting(
+        "ENRICHMENT_API_RPM",
+        600,
+        "API requests per minute per tenant, a token bucket in the rate limiter's Redis shared by"
+        " every API process; over it 429 with Retry-After (0: unlimited; tenant setting"
+        " `api_rpm` overrides)",
+    )
+    api_burst: int = setting(
+        "ENRICHMENT_API_BURST",
+        60,
+        "the API token bucket's size: requests a tenant may send at once (tenant setting"
+        " `api_burst` overrides)",
+        low=1,
+    )
+    api_concurrency: int = setting(
+        "ENRICHMENT_API_CONCURRENCY",
+        20,
+        "API requests in flight per tenant across every API process; over it 429 (0:"
+        " unlimited; tenant setting `api_concurrency` overrides)",
+    )
     ai_timeout_s: float = setting(
         "ENRICHMENT_AI_TIMEOUT_S",
         30.0,

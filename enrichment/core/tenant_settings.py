@@ -58,6 +58,8 @@ class TenantSettings:
     alert_routes: severity -> channels (an object; its entries are checked by
       enrichment.alerting.routing).
     slack_webhook_url, pagerduty_routing_key: the tenant's own destinations (strings).
+    api_rpm, api_burst, api_concurrency: the tenant's API limits (whole; rpm and concurrency
+      >= 0, 0 meaning unlimited; burst >= 1; None: ENRICHMENT_API_RPM, _BURST, _CONCURRENCY).
     """
 
     weight: float = 1.0
@@ -70,6 +72,9 @@ class TenantSettings:
     alert_routes: Mapping[str, Any] | None = None
     slack_webhook_url: str | None = None
     pagerduty_routing_key: str | None = None
+    api_rpm: int | None = None
+    api_burst: int | None = None
+    api_concurrency: int | None = None
 
     @classmethod
     def parse(cls, config: Mapping[str, Any] | TenantSettings | None) -> TenantSettings:
@@ -196,6 +201,9 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "alert_routes": _object,
     "slack_webhook_url": _url,
     "pagerduty_routing_key": _text,
+    "api_rpm": _count_from(0),
+    "api_burst": _count_from(1),
+    "api_concurrency": _count_from(0),
 }
 assert set(PARSERS) == {f.name for f in fields(TenantSettings)}
 
