@@ -13,7 +13,7 @@ from enrichment.core.models import utcnow
 from enrichment.core.settings import RecordLimits, Settings
 from enrichment.ingestion.lines import MAX_LINE_BYTES
 from enrichment.tooling import bench, processes
-from enrichment.tooling.bench import common, fleet, p3_queries, p6_fairness, p8_prompt
+from enrichment.tooling.bench import common, fleet, p3_queries, p6_fairness, p8_prompt, p9_api
 from tests.conftest import REDIS_URL
 from tests.factories import make_record, make_tenant
 
@@ -33,7 +33,7 @@ def test_fairness_and_priority_sizes_are_flags_and_scale():
     assert opts.only == ("p6", "p7") and set(opts.only) <= set(bench.RUNNERS)
     assert (opts.p6_big, opts.p6_small, opts.p7_low, opts.p7_critical) == (20, 1, 15, 25)
     assert opts.p6_no_fifo and not bench.parse_args([]).p6_no_fifo
-    assert opts.p3_tenants == 7 and bench.parse_args([]).only[-3:] == ("p6", "p7", "p8")
+    assert opts.p3_tenants == 7 and bench.parse_args([]).only[-3:] == ("p7", "p8", "p9")
 
 
 def test_the_fairness_figure_reads_when_each_group_finished(pg_url, factory, tmp_path):
@@ -134,3 +134,19 @@ def test_the_prompt_rows_record_is_the_largest_that_ingestion_accepts():
     assert all(0.99 * MAX_LINE_BYTES < size <= MAX_LINE_BYTES for size in sizes)
     keys = lines["most keys"]["order"]["payload"]
     assert len(keys) == RecordLimits().max_keys
+
+
+def test_the_api_row_counts_every_answer_of_both_tenants(pg_url, factory, tmp_path):
+    # Given a short flood (1 s) on the real API served by uvicorn
+    opts = bench.parse_args(["--only", "p9", "--p9-clients", "3", "--p9-duration-s", "1"])
+    services = common.Services(db_url=pg_url, broker_url=REDIS_URL, out_dir=tmp_path)
+    tallies = p9_api.measure(services, opts)
+    quiet, flood = tallies["quiet"], tallies["flood"]
+    # Then every request is counted once, with its latency; the quiet tenant, sending 20 at
+    # most (under the default burst of 60), got only 200s
+    assert sum(quiet.codes.values()) == len(quiet.latencies_s) == 20
+    assert quiet.codes == {200: 20}
+    assert sum(flood.codes.values()) == len(flood.latencies_s) >= 3
+    assert set(flood.codes) <= {200, 429}
+    p50, p99 = p9_api.percentiles_ms(quiet.latencies_s)
+    assert 0 < p50 <= p99 <= max(quiet.latencies_s) * 1000

@@ -13,6 +13,8 @@ P6 fairness (`p6_fairness`): small tenants behind a big one's backlog, the real 
 P7 priority (`p7_priority`): critical records behind a backlog of low ones, the real fleet.
 P8 prompt builder (`p8_prompt`): one stage's prompt and record check on the worst-case record
    ingestion accepts, CPU time in this process.
+P9 API under a flood (`p9_api`): a quiet tenant's p50/p99 latency while another floods the API
+   served by uvicorn, and the flooder's share of 429s.
 
 Isolation: database `bench` (dropped, created and migrated with the real migrations) and Redis
 db 8 (flushed); everything on 127.0.0.1. Every wait is bounded in time and every run in count.
@@ -44,6 +46,7 @@ from enrichment.tooling.bench.p5_cost import bench_p5
 from enrichment.tooling.bench.p6_fairness import bench_p6
 from enrichment.tooling.bench.p7_priority import bench_p7
 from enrichment.tooling.bench.p8_prompt import bench_p8
+from enrichment.tooling.bench.p9_api import bench_p9
 from enrichment.tooling.processes import ROOT
 
 log = structlog.get_logger(__name__)
@@ -57,12 +60,13 @@ RUNNERS: dict[str, Callable[[Services, Options], list[Row]]] = {
     "p6": bench_p6,
     "p7": bench_p7,
     "p8": bench_p8,
+    "p9": bench_p9,
 }
 
 
 def parse_args(argv: list[str]) -> Options:
     p = argparse.ArgumentParser(prog="enrichment bench", description=__doc__.split("\n")[0])
-    p.add_argument("--only", default=",".join(RUNNERS), help="comma list of p1..p8 (all)")
+    p.add_argument("--only", default=",".join(RUNNERS), help="comma list of p1..p9 (all)")
     p.add_argument("--scale", type=float, default=1.0, help="multiplies every record count")
     p.add_argument("--db-name", default="bench", help="PostgreSQL database, dropped (bench)")
     p.add_argument("--redis-db", type=int, default=8, help="Redis db number, flushed (8)")
@@ -93,6 +97,8 @@ def parse_args(argv: list[str]) -> Options:
     p.add_argument("--p7-low", type=int, default=5_000)
     p.add_argument("--p7-critical", type=int, default=50)
     p.add_argument("--p7-pool", default="prefork:2")
+    p.add_argument("--p9-clients", type=int, default=8, help="the flooding tenant's clients")
+    p.add_argument("--p9-duration-s", type=float, default=10.0, help="the flood's length (10)")
     p.add_argument("--timeout-s", type=float, default=1800.0, help="P5-P7 fleet bound (1800)")
     p.add_argument("--out-dir", default="var/bench", help="logs, plans, results.json")
     return _options(p.parse_args(argv))
@@ -132,6 +138,8 @@ def _options(a: argparse.Namespace) -> Options:
         p7_critical=scaled(a.p7_critical),
         p7_pool=a.p7_pool,
         timeout_s=a.timeout_s,
+        p9_clients=max(1, a.p9_clients),
+        p9_duration_s=a.p9_duration_s,
     )
 
 

@@ -55,6 +55,8 @@ class Options:
     p7_critical: int = 50
     p7_pool: str = "prefork:2"
     timeout_s: float = 1800.0
+    p9_clients: int = 8
+    p9_duration_s: float = 10.0
 
 
 @dataclass
