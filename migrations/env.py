@@ -6,6 +6,7 @@ from enrichment.core import (  # noqa: F401 (their tables join Base.metadata)
     batch_models,
     breaker_store,
     monitor_models,
+    review_sessions,
 )
 from enrichment.core.db import make_engine
 from enrichment.core.models import Base

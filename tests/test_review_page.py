@@ -1,7 +1,8 @@
 """The review page as a person uses it: Debian's Chromium driven by Playwright against the
 real API under uvicorn on the test database. Sign in with the reviewer key, see the queue,
 decide a record from the keyboard, and the page's guards: CSRF, escaping, tenant scoping,
-session expiry and key rotation.
+sign-out and session expiry (the server-side
+sessions' own tests: test_review_sessions.py).
 
 Chromium comes from apt (`.ci/run` installs it); `playwright install` is never run. A
 missing browser fails the test, it does not skip.
@@ -261,27 +262,48 @@ def test_a_cookie_for_one_tenant_opens_nothing_of_another(base_url, browser, des
         assert post.status_code == 403 and "private note" not in post.text
 
 
-def test_a_session_ends_when_it_expires_or_the_key_is_rotated(
-    base_url, desk, factory, review_settings
-):
-    def visit(**changes) -> str:
-        fields = {"tenant": "rev-a", "csrf": "t", "since": time.time(), "reviewer": "Ada"}
-        with factory() as s:
-            fields["key"] = review_session.key_mark(tenants.by_name(s, "rev-a"))
+def test_sign_out_ends_the_session_for_a_copied_cookie_too(base_url, browser, desk):
+    page, _ = local_page(browser)
+    sign_in(page, base_url, "rev-a", desk.a_key)
+    (cookie,) = page.context.cookies()
+
+    def queue_from_copy(cookie_value: str) -> httpx.Response:
+        with httpx.Client(base_url=base_url, cookies={"review_session": cookie_value}) as http:
+            return http.get("/review/rev-a", follow_redirects=False)
+
+    assert queue_from_copy(cookie["value"]).status_code == 200
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url("**/review/rev-a/login")
+
+    replayed = queue_from_copy(cookie["value"])
+    assert (replayed.status_code, replayed.headers["location"]) == (303, "/review/rev-a/login")
+    page.goto(f"{base_url}/review/rev-a/{desk.hostile_id}")
+    assert urlsplit(page.url).path == "/review/rev-a/login"
+
+
+def test_a_session_ends_when_its_cookie_expires_or_is_forged(base_url, desk, review_settings):
+    """The cookie's own checks, before the server-side row (test_review_sessions.py)."""
+
+    def cookie(**changes) -> str:
+        fields = {"tenant": "rev-a", "csrf": "t", "since": time.time(), "token": "made-up"}
         made = review_session.Visit(**{**fields, **changes})
         return review_session.signer(review_settings).dumps(asdict(made))
 
-    def queue_status(cookie: str) -> int:
-        with httpx.Client(base_url=base_url, cookies={"review_session": cookie}) as http:
+    def queue_status(value: str) -> int:
+        with httpx.Client(base_url=base_url, cookies={"review_session": value}) as http:
             return http.get("/review/rev-a", follow_redirects=False).status_code
 
-    current = visit()
-    assert queue_status(current) == 200
-    assert queue_status(visit(since=time.time() - review_settings.reviews.session_s - 5)) == 303
-    assert queue_status(current[:-2] + "xx") == 303  # a broken signature
-    with factory.begin() as s:
-        tenants.rotate_reviewer_key(tenants.by_name(s, "rev-a"))
-    assert queue_status(current) == 303
+    with httpx.Client(base_url=base_url, follow_redirects=False) as http:
+        form = http.get("/review/rev-a/login").text
+        csrf = form.split('name="csrf" value="')[1].split('"')[0]
+        http.post("/review/rev-a/login", data={"csrf": csrf, "key": desk.a_key, "reviewer": "A"})
+        real = http.cookies["review_session"]
+    assert queue_status(real) == 200
+    assert queue_status(real[:-2] + "xx") == 303  # a broken signature
+    assert queue_status(cookie()) == 303  # signed, but no such session
+    visit = review_session.signer(review_settings).loads(real)
+    old = time.time() - review_settings.reviews.session_s - 5
+    assert queue_status(cookie(token=visit["token"], since=old)) == 303
 
 
 def test_requeue_for_the_ai_takes_an_escalated_record_back(base_url, browser, desk, factory):

@@ -27,8 +27,9 @@ from enrichment.api.review_session import (
     ReviewPage,
     anonymous,
     key_mark,
+    signed_in,
 )
-from enrichment.core import selection, tenants
+from enrichment.core import review_sessions, selection, tenants
 from enrichment.core.models import ExceptionRecord, utcnow
 from enrichment.core.story import Story, story
 from enrichment.core.taxonomy import ALLOWED_ACTIONS, Label
@@ -40,6 +41,11 @@ router = APIRouter(include_in_schema=False)
 QUEUE_SHOWN = 100
 WRONG_KEY = "That reviewer key does not open this tenant: check it, or ask an admin for one."
 NOT_WAITING = "Record {} is not waiting for a review (decided, requeued, or not here)."
+THROTTLED = "Too many wrong keys {}: sign-in is paused; try again in {} s."
+THROTTLED_BY = {
+    review_sessions.ADDRESS: "from this address",
+    review_sessions.TENANT: "for this tenant",
+}
 BAD_NAME = "Enter your name (1 to 64 characters): it goes on every decision you make."
 FORM_PROBLEMS = {
     "actions": "an unknown action, or more than 5",
@@ -87,26 +93,68 @@ def login_form(page: ReviewPage) -> Response:
 
 @router.post("/review/{tenant}/login")
 def login(page: ReviewPage, form: Annotated[LoginForm, Form()], s: DbSession) -> Response:
-    """A new session for this tenant's key and the reviewer's name (and a new CSRF token)."""
+    """A new session for this tenant's key and the reviewer's name (and a new CSRF token);
+    while this address or tenant is locked out, 429 without looking at the key."""
     if not page.csrf_ok(form.csrf):
         return page.problem(CSRF_FAILED, 403)
     row = tenants.by_name(s, page.tenant)
+    tenant_id, address, now = row.id if row else None, _address(page), utcnow()
+    limits = page.settings.reviews
+    locked = review_sessions.lockout(s, tenant_id, address, now=now, limits=limits)
+    if locked is not None:
+        log.info("review.sign_in_throttled", tenant=page.tenant, address=address, by=locked.by)
+        return _throttled(page, form, locked)
     if row is None or not tenants.reviewer_key_matches(row, form.key):
-        log.info("review.sign_in_refused", tenant=page.tenant)
-        return page.render("login.html", error=WRONG_KEY, name=form.reviewer, status_code=401)
+        return _refused(page, form, s, tenant_id, address)
     name = form.reviewer.strip()
     if not 1 <= len(name) <= 64:
         return page.render("login.html", error=BAD_NAME, name=form.reviewer, status_code=422)
+    if page.who is not None:
+        review_sessions.end(s, row.id, page.who.visit.token or "", now=now)
+    review_sessions.prune(s, row.id, now=now, limits=limits)
+    token = review_sessions.start(s, row.id, name, key_mark=key_mark(row), now=now)
+    s.commit()
     log.info("review.signed_in", tenant=page.tenant, reviewer=name)
-    return page.keep(
-        page.redirect(), replace(anonymous(page.tenant), reviewer=name, key=key_mark(row))
-    )
+    return page.keep(page.redirect(), signed_in(page.tenant, token))
+
+
+def _address(page: Page) -> str:
+    client = page.request.client  # behind a proxy: run uvicorn with --proxy-headers
+    return client.host if client else "unknown"
+
+
+def _refused(
+    page: Page, form: LoginForm, s: Session, tenant_id: int | None, address: str
+) -> Response:
+    """Count the refusal; a refusal that reaches a limit is a burst, logged for the alert."""
+    limits = page.settings.reviews
+    burst = review_sessions.refuse(s, tenant_id, address, now=utcnow(), limits=limits)
+    s.commit()
+    log.info("review.sign_in_refused", tenant=page.tenant, address=address)
+    if burst is not None:
+        log.warning(
+            "review.signin_burst", tenant=page.tenant, address=address, by=burst.by,
+            paused_s=burst.retry_after_s,
+        )  # fmt: skip
+    return page.render("login.html", error=WRONG_KEY, name=form.reviewer, status_code=401)
+
+
+def _throttled(page: Page, form: LoginForm, locked: review_sessions.Lockout) -> Response:
+    error = THROTTLED.format(THROTTLED_BY[locked.by], locked.retry_after_s)
+    response = page.render("login.html", error=error, name=form.reviewer, status_code=429)
+    response.headers["Retry-After"] = str(locked.retry_after_s)
+    return response
 
 
 @router.post("/review/{tenant}/logout")
-def logout(page: ReviewPage, form: Annotated[CsrfForm, Form()]) -> Response:
+def logout(page: ReviewPage, form: Annotated[CsrfForm, Form()], s: DbSession) -> Response:
+    """End the session on the server (a copied cookie stops at once) and drop the cookie."""
     if not page.csrf_ok(form.csrf):
         return page.problem(CSRF_FAILED, 403)
+    if page.who is not None and page.who.visit.token:
+        review_sessions.end(s, page.who.tenant.id, page.who.visit.token, now=utcnow())
+        s.commit()
+        page.log("review.signed_out")
     response = page.redirect("/login")
     https = page.request.url.scheme == "https"
     response.delete_cookie(COOKIE, path=page.base, secure=https, httponly=True, samesite="strict")
@@ -118,7 +166,7 @@ def queue_page(page: ReviewPage, s: DbSession) -> Response:
     """The queue, oldest first, with the confirmation of the last decision once."""
     if page.who is None:
         return page.redirect("/login")
-    tenant, visit = page.who
+    tenant, visit, _ = page.who
     waiting = queue.queue(s, tenant.id, now=utcnow(), limit=QUEUE_SHOWN)
     response = page.render("queue.html", queue=waiting, flash=visit.flash)
     return page.keep(response, replace(visit, flash=None)) if visit.flash else response
@@ -150,7 +198,7 @@ def decide_record(
         return page.problem(NOT_WAITING.format(record_id))
     draft = Draft(_label(form.label), tuple(form.actions), form.note)
     try:
-        review = _review_in(draft, who.visit.reviewer or "")
+        review = _review_in(draft, who.name)
         done = decide.submit(s, who.tenant, rec.id, review)
     except (InvalidForm, decide.ActionsNotAllowed) as exc:
         s.rollback()

@@ -1,15 +1,17 @@
 """The review page's sessions and rendering: what every page request goes through (its security
 headers and CSP nonce come from `guards.Guard`, as every answer's do).
 
-Sessions: one signed cookie per tenant (itsdangerous; ENRICHMENT_REVIEW_SECRET, or a random
-secret per process), HttpOnly, SameSite=Strict, Secure over https, path /review/<tenant>.
-It names the tenant, the reviewer, a CSRF token and a fingerprint of the reviewer key's hash
-(so rotating the key ends the sessions made with the old one); it lasts
-ENRICHMENT_REVIEW_SESSION_S from sign-in, checked here, not only by the cookie's Max-Age.
-The key itself is never stored, logged or shown.
+Sessions live in the database (core/review_sessions.py): the cookie (one per tenant, signed
+with itsdangerous: ENRICHMENT_REVIEW_SECRET, or a random secret per process; HttpOnly,
+SameSite=Strict, Secure over https, path /review/<tenant>) carries a random token whose
+SHA-256 is the session's row. Logout ends the row, so a copied cookie stops at once; so do
+the idle timeout (ENRICHMENT_REVIEW_IDLE_S), the absolute limit (ENRICHMENT_REVIEW_SESSION_S,
+checked here, not only by the cookie's Max-Age) and a key rotation (the row keeps a
+fingerprint of the reviewer key's hash). The key itself is never stored, logged or shown.
 
 Every form carries the session's CSRF token (the sign-in form too: a visit starts as an
-anonymous session on the sign-in page); a POST without it, or with another, gets 403.
+anonymous cookie, with no row, on the sign-in page; once signed in, the token is derived from
+the session's); a POST without it, or with another, gets 403.
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ from itsdangerous import BadData, URLSafeTimedSerializer
 from sqlalchemy.orm import Session
 
 from enrichment.api.deps import AppSettings, DbSession, TenantName
-from enrichment.core import tenants
-from enrichment.core.models import Tenant
+from enrichment.core import review_sessions, tenants
+from enrichment.core.models import Tenant, utcnow
 from enrichment.core.settings import Settings
 from enrichment.reporting import pages
 
@@ -48,20 +50,20 @@ TEMPLATES = Jinja2Templates(env=pages.environment())
 @dataclass(frozen=True)
 class Visit:
     """What the session cookie holds. `since`: epoch seconds of sign-in (or of the sign-in
-    page, for an anonymous visit); `key`: the reviewer key's fingerprint; `flash`: the
-    one-line confirmation the queue shows next."""
+    page, for an anonymous visit); `token`: the server-side session's (None: anonymous);
+    `flash`: the one-line confirmation the queue shows next."""
 
     tenant: str
     csrf: str
     since: float
-    reviewer: str | None = None
-    key: str | None = None
+    token: str | None = None
     flash: str | None = None
 
 
 class Reviewer(NamedTuple):
     tenant: Tenant
     visit: Visit
+    name: str
 
 
 def signer(settings: Settings) -> URLSafeTimedSerializer:
@@ -77,6 +79,12 @@ def anonymous(tenant: str) -> Visit:
     return Visit(tenant=tenant, csrf=secrets.token_urlsafe(32), since=time.time())
 
 
+def signed_in(tenant: str, token: str) -> Visit:
+    """A signed-in visit; its CSRF token is derived from the session's token."""
+    csrf = hashlib.sha256(f"review-csrf:{token}".encode()).hexdigest()
+    return Visit(tenant=tenant, csrf=csrf, since=time.time(), token=token)
+
+
 def _load(request: Request, tenant: str, settings: Settings) -> Visit | None:
     """The cookie's visit if its signature holds, it is this tenant's and it has not expired."""
     raw = request.cookies.get(COOKIE)
@@ -90,14 +98,21 @@ def _load(request: Request, tenant: str, settings: Settings) -> Visit | None:
     return None if expired or visit.tenant != tenant else visit
 
 
-def _reviewer(s: Session, visit: Visit | None) -> Reviewer | None:
-    """The visit's reviewer, while the key they signed in with is the tenant's key."""
-    if visit is None or visit.reviewer is None or visit.key is None:
+def _reviewer(s: Session, visit: Visit | None, settings: Settings) -> Reviewer | None:
+    """The visit's reviewer, while its session lives (not ended, idle, too old or made with
+    a rotated key). Commits when it moves the session's last_seen_at on."""
+    if visit is None or visit.token is None:
         return None
     row = tenants.by_name(s, visit.tenant)
     if row is None or row.reviewer_key_hash is None:
         return None
-    return Reviewer(row, visit) if hmac.compare_digest(visit.key, key_mark(row)) else None
+    mark, limits = key_mark(row), settings.reviews
+    live = review_sessions.find(s, row.id, visit.token, key_mark=mark, now=utcnow(), limits=limits)
+    if live is None:
+        return None
+    name = live.reviewer
+    s.commit()  # ends the lookup's transaction (and writes last_seen_at when it moved on)
+    return Reviewer(row, visit, name)
 
 
 @dataclass(frozen=True)
@@ -122,7 +137,7 @@ class Page:
             tenant=self.tenant,
             base=self.base,
             csrf=visit.csrf if visit else "",
-            reviewer=visit.reviewer if visit else None,
+            reviewer=self.who.name if self.who else None,
         )
         return TEMPLATES.TemplateResponse(self.request, template, context, status_code=status_code)
 
@@ -153,7 +168,7 @@ class Page:
 
     def log(self, event: str, **fields: Any) -> None:
         """A log line with the tenant and the reviewer (never the key: it is not kept)."""
-        reviewer = self.who.visit.reviewer if self.who else None
+        reviewer = self.who.name if self.who else None
         log.info(event, tenant=self.tenant, reviewer=reviewer, **fields)
 
     def gate(self, token: str) -> Reviewer | Response:
@@ -165,7 +180,7 @@ class Page:
 
 def _page(request: Request, tenant: TenantName, s: DbSession, settings: AppSettings) -> Page:
     visit = _load(request, tenant, settings)
-    return Page(request, tenant, settings, visit, _reviewer(s, visit))
+    return Page(request, tenant, settings, visit, _reviewer(s, visit, settings))
 
 
 ReviewPage = Annotated[Page, Depends(_page)]

@@ -174,6 +174,30 @@ class ReviewConfig(FromEnv):
         "how long a review page sign-in lasts (8 h)",
         low=60.0,
     )
+    idle_s: float = setting(
+        "ENRICHMENT_REVIEW_IDLE_S",
+        1800.0,
+        "a review page sign-in not used for this long ends (30 min)",
+        low=60.0,
+    )
+    signin_window_s: float = setting(
+        "ENRICHMENT_REVIEW_SIGNIN_WINDOW_S",
+        300.0,
+        "the window over which wrong reviewer keys are counted (5 min)",
+        low=1.0,
+    )
+    signin_address_max: int = setting(
+        "ENRICHMENT_REVIEW_SIGNIN_ADDRESS_MAX",
+        5,
+        "wrong keys from one client address in the window before its sign-ins get 429",
+        low=1,
+    )
+    signin_tenant_max: int = setting(
+        "ENRICHMENT_REVIEW_SIGNIN_TENANT_MAX",
+        20,
+        "wrong keys for one tenant in the window before its sign-ins get 429",
+        low=1,
+    )
     secret: str | None = setting(
         "ENRICHMENT_REVIEW_SECRET",
         None,
