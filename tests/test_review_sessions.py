@@ -18,6 +18,7 @@ from enrichment.core import review_sessions, tenants
 from enrichment.core.models import utcnow
 from enrichment.core.review_sessions import ReviewSession, SigninRefusal
 from enrichment.core.settings import ReviewConfig
+from enrichment.metrics import prom
 from tests.conftest import with_settings
 from tests.factories import make_record
 
@@ -163,7 +164,9 @@ def test_wrong_keys_lock_out_the_address_and_the_right_key_waits_for_the_window(
     assert queue_status(http) == 200
 
 
-def test_wrong_keys_from_many_addresses_lock_out_the_tenant_not_the_others(browser_from, keys):
+def test_wrong_keys_from_many_addresses_lock_out_the_tenant_not_the_others(
+    browser_from, keys, factory
+):
     with structlog.testing.capture_logs() as logs:
         for i in range(LIMITS.signin_tenant_max):
             assert sign_in(browser_from(f"192.0.2.{i + 1}"), "ses-a", "rev_x").status_code == 401
@@ -174,6 +177,9 @@ def test_wrong_keys_from_many_addresses_lock_out_the_tenant_not_the_others(brows
     assert int(locked.headers["retry-after"]) >= 1
     assert sign_in(fresh, "ses-b", keys["ses-b"]).status_code == 303  # another tenant: open
     assert [e["by"] for e in logs if e["event"] == "review.signin_burst"] == ["tenant"]
+    scraped = prom.exposition(factory).decode()
+    assert 'enrichment_review_signin_refusals{tenant="ses-a"} 20.0' in scraped
+    assert 'enrichment_review_signin_refusals{tenant="ses-b"} 0.0' in scraped
 
 
 def test_the_lockout_lasts_until_the_nth_newest_refusal_leaves_the_window(factory, keys):
@@ -193,7 +199,6 @@ def test_the_lockout_lasts_until_the_nth_newest_refusal_leaves_the_window(factor
         assert locked(200) == review_sessions.Lockout("address", 160)
         assert locked(359).by == "address" and locked(361) is None
         assert review_sessions.lockout(s, tenant_id, "b", now=start, limits=limits) is None
-        assert (
-            review_sessions.refusals(s, tenant_id, now=start + timedelta(minutes=4), window_s=300)
-            == 4
-        )
+        # A refusal 10 min later forgets the ones older than the window (and the metric's).
+        review_sessions.refuse(s, tenant_id, "a", now=start + timedelta(minutes=10), limits=limits)
+        assert len(s.scalars(select(SigninRefusal)).all()) == 1

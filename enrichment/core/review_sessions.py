@@ -19,7 +19,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ForeignKey, Index, String, delete, func, select, update
+from sqlalchemy import ForeignKey, Index, String, delete, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from enrichment.core.models import Base, UTCDateTime
@@ -27,6 +27,7 @@ from enrichment.core.settings_sections import ReviewConfig
 
 SEEN_EVERY_S = 60.0  # last_seen_at is written at most this often: reads stay reads
 ADDRESS, TENANT = "address", "tenant"
+METRIC_WINDOW_S = 300.0  # refusals are kept at least this long, for the metric's look-back
 
 
 class ReviewSession(Base):
@@ -161,7 +162,7 @@ def refuse(
     s.execute(
         delete(SigninRefusal).where(
             _tenant_is(tenant_id),
-            SigninRefusal.refused_at < now - timedelta(seconds=limits.signin_window_s),
+            SigninRefusal.refused_at < now - timedelta(seconds=_kept_s(limits)),
         )
     )
     s.add(SigninRefusal(tenant_id=tenant_id, address=address[:64], refused_at=now))
@@ -169,13 +170,8 @@ def refuse(
     return lockout(s, tenant_id, address, now=now, limits=limits)
 
 
-def refusals(s: Session, tenant_id: int, *, now: datetime, window_s: float) -> int:
-    """The tenant's refusals in the last `window_s` (for the metric)."""
-    since = now - timedelta(seconds=window_s)
-    count = select(func.count()).where(
-        SigninRefusal.tenant_id == tenant_id, SigninRefusal.refused_at > since
-    )
-    return s.scalar(count) or 0
+def _kept_s(limits: ReviewConfig) -> float:
+    return max(limits.signin_window_s, METRIC_WINDOW_S)
 
 
 def _tenant_is(tenant_id: int | None):

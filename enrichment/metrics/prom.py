@@ -30,6 +30,7 @@ from enrichment.core.models import Tenant, utcnow
 from enrichment.core.monitor_models import MetricSnapshot
 from enrichment.core.settings import Settings
 from enrichment.core.stages import STAGES_PER_RECORD
+from enrichment.metrics import signin
 from enrichment.metrics.passes import BUCKET_EDGES, bucket_label
 
 # (name, help, snapshot field, scale): gauges. Percentages become ratios (scale 0.01).
@@ -329,6 +330,7 @@ def exposition(
     fleet's autoscaling signals too (`broker` None: the broker could not be read)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(SnapshotCollector(factory))
+    registry.register(signin.SigninCollector(factory))
     if settings is not None:
         registry.register(FleetCollector(factory, settings, broker))
         registry.register(provider_page.BreakerCollector(factory, settings))
