@@ -112,16 +112,6 @@ def end(s: Session, tenant_id: int, token: str, *, now: datetime) -> bool:
     return ended.rowcount > 0
 
 
-def end_all(s: Session, tenant_id: int, *, now: datetime) -> int:
-    """End every live session of the tenant (a key rotation does it through `key_mark`)."""
-    ended = s.execute(
-        update(ReviewSession)
-        .where(ReviewSession.tenant_id == tenant_id, ReviewSession.ended_at.is_(None))
-        .values(ended_at=now)
-    )
-    return ended.rowcount
-
-
 def prune(s: Session, tenant_id: int, *, now: datetime, limits: ReviewConfig) -> None:
     """Forget the tenant's sessions past the absolute limit (nothing can revive them)."""
     old = now - timedelta(seconds=limits.session_s)
