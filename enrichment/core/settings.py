@@ -216,7 +216,8 @@ class Settings(FromEnv):
     lease_ttl_s: float = setting(
         "ENRICHMENT_LEASE_TTL_S",
         600.0,
-        "a claim expires this long after its due time; then the sweep takes it again",
+        "a claim's lease lasts the sweep horizon plus this, from the claim; past it the sweep"
+        " takes the record again",
         low=1.0,
     )
     # A threads/gevent pool with many tasks in flight needs more than the default.
@@ -315,8 +316,8 @@ class Settings(FromEnv):
     ratelimit_redis_url: str | None = setting(
         "ENRICHMENT_RATELIMIT_REDIS_URL",
         None,
-        "the Redis of the rate limiter; none: the limiter is off (on RabbitMQ, set it or the"
-        " fleet-wide AI limit is off)",
+        "the Redis of the AI rate limiter and the API's per-tenant limits; set, it wins over a"
+        " Redis broker; none: both are off (on RabbitMQ, set it or they are off)",
         derive=_ratelimit_redis_default,
         shown="the broker, if it is Redis",
     )
