@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import statistics
+import subprocess
+import sys
 from dataclasses import replace
 
 import pytest
@@ -224,3 +226,25 @@ def test_fault_rate_outside_zero_one_is_refused():
 def test_resolve_without_a_classification_is_permanent():
     with pytest.raises(PermanentError):
         LocalProvider().resolve(_ctx(_case(Label.PICK_DELAY)))
+
+
+def test_a_note_is_read_in_linear_time_and_still_loses_its_addresses():
+    # CPU seconds, capped by the kernel (RLIMIT_CPU) in a child process, so a loaded machine
+    # cannot flake it: the old `\S+@` pattern needed about 80 s on the first case alone.
+    script = """
+import resource
+resource.setrlimit(resource.RLIMIT_CPU, (20, 20))
+from enrichment.providers.local.text import read_note
+n = 200_000
+cases = ["a" * n, "a" * n + "@x", "1-" * (n // 2) + "x", "x@" * (n // 2), "w " * n]
+notes = [read_note(case) for case in cases]
+print("ok", len(notes))
+print(read_note("write to bob.smith@example.com or +1 555 123 4567 today").text)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    first, cleaned = done.stdout.splitlines()
+    assert first == "ok 5"
+    assert "@" not in cleaned and "555" not in cleaned and "today" in cleaned

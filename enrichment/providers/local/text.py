@@ -20,7 +20,9 @@ W_NOTE_FIRST, W_NOTE_MORE = 1.5, 0.75
 
 # Zero-width and bidi controls: invisible, and a way to split a trigger word ("I\u200bgnore").
 _INVISIBLE = re.compile(r"[\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
-_PII = re.compile(r"\S+@\S+|https?://\S+|www\.\S+|\+?\d[\d ()./-]{6,}\d")
+# An address's local part is at most 254 characters to this pattern: `\S+@` would rescan a
+# long run without '@' from each of its characters (quadratic: 0.8 s on 20,000 of them).
+_PII = re.compile(r"\S{1,254}@\S+|https?://\S+|www\.\S+|\+?\d[\d ()./-]{6,}\d")
 WORD = re.compile(r"[^\W\d_]{2,}")  # letters only: ids, sizes and hours say nothing
 # Taxonomy and action names: only someone steering the AI writes them in a note.
 _NAMES = re.compile(
