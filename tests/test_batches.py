@@ -250,3 +250,27 @@ def test_one_batches_run_at_a_time_and_a_dead_holder_frees_the_lock(factory, pg_
             return mine
 
     wait_for(free, timeout_s=10, what="the dead holder's lock freed")
+
+
+def test_a_record_over_the_limits_is_escalated_at_submit_and_never_sent(
+    factory, provider, batch_settings, fake
+):
+    tenant_id, ids = _tenant(factory, 2, batch_mode="always")
+    with factory.begin() as s:
+        poison = make_record(
+            s, s.get(Tenant, tenant_id), payload={"k" * 100_000: "x"},
+            next_attempt_at=utcnow() - timedelta(minutes=1),
+        ).id  # fmt: skip
+
+    made = submit.submit_due(factory, provider, batch_settings)
+
+    with factory() as s:
+        batch = s.get(Batch, made[0])
+        sent = s.scalars(select(BatchRecord.record_id).where(BatchRecord.batch_id == batch.id))
+        attempt = s.scalars(select(A).where(A.record_id == poison)).one()
+        bad = s.get(R, poison)
+    assert (len(made), batch.requests, set(sent)) == (1, 2, set(ids))
+    assert (attempt.outcome, attempt.fault) == ("failed", "too_large")
+    assert bad.escalated_at is not None and bad.lease_token is None and bad.ai_label is None
+    sent_requests = [r for b in fake.batches.values() for r in b.requests]
+    assert len(sent_requests) == 2 and all("k" * 1000 not in str(r) for r in sent_requests)

@@ -14,7 +14,7 @@ from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from enrichment.batches.handback import hand_back_all
-from enrichment.core import breaker, breaker_store, demand, pipeline, selection
+from enrichment.core import breaker, breaker_store, demand, pipeline, record_limits, selection
 from enrichment.core.batch_models import GIVEN_UP, IN_PROGRESS, SUBMITTING, Batch, BatchRecord
 from enrichment.core.crashpoints import crash_point
 from enrichment.core.due import chain_lease_s
@@ -22,7 +22,7 @@ from enrichment.core.errors import EnrichmentError
 from enrichment.core.leases import released
 from enrichment.core.models import ExceptionRecord as R
 from enrichment.core.models import Tenant, utcnow
-from enrichment.core.outcomes import Outcome, OutcomeKind
+from enrichment.core.outcomes import Outcome, OutcomeKind, finish_stage
 from enrichment.core.settings import Settings
 from enrichment.core.stages import Stage
 from enrichment.core.tenant_settings import TenantSettings
@@ -134,6 +134,12 @@ def submit_claims(
                     idle.append((claim.record_id, claim.lease_token))
                 continue
             run, ctx = begun
+            refused = record_limits.refusal(ctx, settings.record_limits)
+            if refused is not None:  # over the ingestion limits: escalated, never sent
+                _, attempt = finish_stage(run, settings, refused, 0.0, provider.name)
+                if pipeline.write(conn, run, attempt):
+                    log.warning("record.escalated", record_id=run.record_id, reason=str(refused))
+                continue
             params = provider.request(run.stage.call, ctx)
             body = {"custom_id": custom_id(run.record_id, run.stage, run.lease_token)}
             body["params"] = params

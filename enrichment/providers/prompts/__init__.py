@@ -13,8 +13,8 @@ key or value, is redacted on its own (e-mails, IBANs, card numbers, phones: reda
 linear time) and then cut, never cut first. Every part is bounded whatever the record holds
 (issue 22): keys and strings are cut, lists keep their last items, and each tag renders at
 most MAX_NODES values, MAX_DEPTH deep and MAX_TAG_CHARS characters, reading no more of the
-record than that. A record over the ingestion limits never gets here from the pipeline
-(core/record_limits.py); these bounds hold for the rest (Message Batches, tooling).
+record than that. A record over the ingestion limits never gets here from a stage or a
+Message Batch submit (core/record_limits.py); these bounds hold for the rest (tooling).
 """
 
 from __future__ import annotations
