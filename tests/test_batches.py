@@ -234,19 +234,19 @@ def test_a_batch_the_api_refuses_is_given_up_and_its_records_handed_back(
 
 
 def test_one_batches_run_at_a_time_and_a_dead_holder_frees_the_lock(factory, pg_url):
-    engine = db.get_engine(pg_url)
-    with batches.exclusive(engine) as first, batches.exclusive(engine) as second:
+    engine, key = db.get_engine(pg_url), batches.LOCK_KEY
+    with db.exclusive(engine, key) as first, db.exclusive(engine, key) as second:
         assert (first, second) == (True, False)
-    with batches.exclusive(engine) as again:  # released on the way out
+    with db.exclusive(engine, batches.LOCK_KEY) as again:  # released on the way out
         assert again
     holder = engine.connect()  # another process's session, holding the lock
-    assert holder.execute(select(func.pg_try_advisory_lock(batches._LOCK_KEY))).scalar()
-    with batches.exclusive(engine) as blocked:
+    assert holder.execute(select(func.pg_try_advisory_lock(batches.LOCK_KEY))).scalar()
+    with db.exclusive(engine, batches.LOCK_KEY) as blocked:
         assert not blocked
     holder.invalidate()  # its connection dies with it; the server frees the lock
 
     def free() -> bool:
-        with batches.exclusive(engine) as mine:
+        with db.exclusive(engine, batches.LOCK_KEY) as mine:
             return mine
 
     wait_for(free, timeout_s=10, what="the dead holder's lock freed")

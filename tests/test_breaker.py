@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from enrichment.alerting import provider_page
 from enrichment.cli import report as report_cli
-from enrichment.core import breaker, breaker_store
+from enrichment.core import breaker, breaker_store, db
 from enrichment.core.models import EnrichmentAttempt, ExceptionRecord, Tenant, utcnow
 from enrichment.core.pipeline import run_stage
 from enrichment.core.selection import sweep_for_fleet
@@ -216,7 +216,11 @@ def test_one_outage_is_one_page_with_its_cause_and_its_resolve(
     for c in claims:
         stage(factory, settings, c.record_id, c.lease_token)
 
-    # When the monitor runs three times during the outage, and once after it healed.
+    # When another beat's run holds the paging lock, then the monitor runs three times during
+    # the outage, and once after it healed.
+    with db.exclusive(db.get_engine(settings.database_url), provider_page.LOCK_KEY) as held:
+        assert held and provider_page.run(factory, settings) == []  # the other run pages
+    assert pd.actions() == []
     pages = [provider_page.run(factory, settings) for _ in range(3)]
     fake.faults = {}
     b = state(factory, settings)

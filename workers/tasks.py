@@ -166,7 +166,7 @@ def batches_task(self) -> int:
     provider = self.provider
     if not isinstance(provider, AnthropicProvider):
         return 0
-    with batches.exclusive(self.engine) as mine:
+    with db.exclusive(self.engine, batches.LOCK_KEY) as mine:
         if not mine:  # another run is at it (a big apply outlasts the interval)
             return 0
         applied = batch_apply.poll_and_apply(self.sessions, provider, self.settings)

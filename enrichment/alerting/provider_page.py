@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from enrichment.alerting import pagerduty, push, slack
 from enrichment.alerting.alerts import CRITICAL, Notification
-from enrichment.core import breaker, breaker_store
+from enrichment.core import breaker, breaker_store, db
 from enrichment.core.breaker_store import ProviderBreaker
 from enrichment.core.faults import PLAIN
 from enrichment.core.models import utcnow
@@ -29,6 +29,7 @@ from enrichment.core.settings import Settings
 
 log = structlog.get_logger(__name__)
 METRIC = "provider_down"
+LOCK_KEY = 0x656E7270  # "enrp": one paging run at a time (core.db.exclusive)
 
 
 @dataclass(frozen=True)
@@ -105,8 +106,16 @@ class BreakerCollector:
 
 def run(factory: sessionmaker[Session], settings: Settings, *, now: datetime | None = None):
     """Trigger for each open breaker not paged yet; resolve for each closed one still paged.
-    Returns the pages attempted."""
-    now = now or utcnow()
+    Returns the pages attempted. One run at a time in the fleet (two beats' monitors would
+    otherwise both read "not paged yet" and page twice): a run that finds another at it
+    returns no page."""
+    with factory() as session:
+        engine = session.get_bind()
+    with db.exclusive(engine, LOCK_KEY) as mine:
+        return _run(factory, settings, now or utcnow()) if mine else []
+
+
+def _run(factory: sessionmaker[Session], settings: Settings, now: datetime) -> list[Page]:
     with factory() as session:
         rows = session.execute(ProviderBreaker.__table__.select()).mappings().all()
         waiting = breaker_store.waiting_records(session.connection(), settings) if rows else 0

@@ -32,30 +32,7 @@ and an apply at each boundary (`core.crashpoints`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
-from sqlalchemy import Engine, func, select
-
-# The advisory lock every batches run takes ("enrb" in ASCII).
-_LOCK_KEY = 0x656E7262
-
-
-@contextmanager
-def exclusive(engine: Engine) -> Iterator[bool]:
-    """True while this process holds the fleet's one batches run (a PostgreSQL session
-    advisory lock, released with its connection if the process dies); False when another run
-    holds it. Runs overlap when applying a big batch outlasts beat's interval, and two would
-    only race each other over the same results. SQLite (one process): always True."""
-    if engine.dialect.name != "postgresql":
-        yield True
-        return
-    with engine.connect() as conn:
-        mine = bool(conn.execute(select(func.pg_try_advisory_lock(_LOCK_KEY))).scalar())
-        conn.commit()
-        try:
-            yield mine
-        finally:
-            if mine:
-                conn.execute(select(func.pg_advisory_unlock(_LOCK_KEY)))
-                conn.commit()
+# The advisory lock every batches run takes ("enrb" in ASCII; core.db.exclusive). Runs overlap
+# when applying a big batch outlasts beat's interval, and two would only race each other over
+# the same results.
+LOCK_KEY = 0x656E7262

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 _engines: dict[str, Engine] = {}
@@ -103,3 +105,22 @@ def api_session_factory(settings) -> sessionmaker[Session]:
                 pool_timeout=settings.api_pool_timeout_s,
             )
     return sessionmaker(_api_engines[key], expire_on_commit=False)
+
+
+@contextmanager
+def exclusive(engine: Engine, key: int) -> Iterator[bool]:
+    """True while this process holds the fleet's one run of a job (a PostgreSQL session
+    advisory lock on `key`, released with its connection if the process dies); False when
+    another process holds it. SQLite (one process): always True."""
+    if engine.dialect.name != "postgresql":
+        yield True
+        return
+    with engine.connect() as conn:
+        mine = bool(conn.execute(select(func.pg_try_advisory_lock(key))).scalar())
+        conn.commit()
+        try:
+            yield mine
+        finally:
+            if mine:
+                conn.execute(select(func.pg_advisory_unlock(key)))
+                conn.commit()
