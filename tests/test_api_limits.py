@@ -110,7 +110,7 @@ def test_the_request_over_the_concurrency_cap_gets_429_and_slots_come_back(
     client, auth = api(api_rpm=0, api_concurrency=2)
     a = (HEALTH.format("a-3pl"), auth["a-3pl"])
     inflight = f"{limits.KEY_PREFIX}:inflight:a-3pl"
-    engine = db.get_engine(str(factory.kw["bind"].url))
+    engine = db.get_engine(str(factory().get_bind().url))
     with ThreadPoolExecutor(3) as pool:
         # given two requests held open on a lock the health route waits for
         with engine.connect() as lock:

@@ -32,7 +32,7 @@ def one_connection(settings, factory):
         _, key = tenants.create_tenant(s, "a-3pl")
     app.dependency_overrides[deps.app_settings] = lambda: narrow
     app.dependency_overrides[deps.enqueuer] = lambda: lambda *args: None
-    engine = db.api_session_factory(narrow).kw["bind"]
+    engine = db.api_session_factory(narrow)().get_bind()
     yield TestClient(app), {"Authorization": f"Bearer {key}"}, engine
     app.dependency_overrides.clear()
     engine.dispose()

@@ -215,7 +215,7 @@ def test_a_bad_line_in_the_middle_of_a_big_batch_costs_only_itself(factory, tmp_
 
 def test_the_cli_prints_line_numbers_and_reasons(factory, tmp_path, capsys, monkeypatch):
     _empty(factory)
-    monkeypatch.setenv("DATABASE_URL", str(factory.kw["bind"].url.render_as_string(False)))
+    monkeypatch.setenv("DATABASE_URL", str(factory().get_bind().url.render_as_string(False)))
     get_settings.cache_clear()
     path = Path(tmp_path / "cli.jsonl")
     good = copy.deepcopy(valid_line(1))

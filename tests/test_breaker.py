@@ -51,7 +51,7 @@ def seed(factory, n, **kw):
 
 
 def engine(factory):
-    return factory.kw["bind"]
+    return factory().get_bind()
 
 
 def state(factory, settings):

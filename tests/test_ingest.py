@@ -237,7 +237,7 @@ def _event(source: str, kind: str, at: str) -> dict:
 
 
 def _run_cli(factory, path, monkeypatch, capsys) -> tuple[int, str]:
-    monkeypatch.setenv("DATABASE_URL", factory.kw["bind"].url.render_as_string(False))
+    monkeypatch.setenv("DATABASE_URL", factory().get_bind().url.render_as_string(False))
     get_settings.cache_clear()
     try:
         code = cli.main(["ingest", str(path)])

@@ -41,7 +41,7 @@ def test_an_enriched_record_has_one_enriched_event_then_one_per_action(any_facto
     assert {e.status for e in events} == {"pending"}
     assert all(e.attempts == 0 and e.next_delivery_at == e.created_at for e in events)
     assert events[0].action_id is None
-    if any_factory.kw["bind"].dialect.name == "postgresql":  # the writing transaction's id
+    if any_factory().get_bind().dialect.name == "postgresql":  # the writing transaction's id
         assert len({e.tx for e in events}) == 1 and events[0].tx > 0
 
 
