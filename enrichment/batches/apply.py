@@ -190,6 +190,5 @@ def apply_one(
         if not pipeline.write(conn, run, attempt):
             return "stale"
     breaker_store.learn(engine, settings, key, seen, attempt)
-    for level, event, fields in run.logs:
-        getattr(log, level)(event, stage=batch.stage, record_id=rec.record_id, **fields)
+    pipeline.log_landed(run)
     return outcome.kind

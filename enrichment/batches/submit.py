@@ -138,7 +138,7 @@ def submit_claims(
             if refused is not None:  # over the ingestion limits: escalated, never sent
                 _, attempt = finish_stage(run, settings, refused, 0.0, provider.name)
                 if pipeline.write(conn, run, attempt):
-                    log.warning("record.escalated", record_id=run.record_id, reason=str(refused))
+                    pipeline.log_landed(run)
                 continue
             params = provider.request(run.stage.call, ctx)
             body = {"custom_id": custom_id(run.record_id, run.stage, run.lease_token)}

@@ -91,10 +91,15 @@ def run_stage(
         if not write(conn, run, attempt):
             log.info("stage.stale_result_dropped", stage=stage, record_id=record_id)
             return Outcome(OutcomeKind.STALE, record_id)
-    for level, event, fields in run.logs:
-        getattr(log, level)(event, stage=stage, record_id=record_id, **fields)
+    log_landed(run)
     breaker_store.learn(conn.engine, settings, key, seen, attempt)
     return outcome
+
+
+def log_landed(run: StageRun) -> None:
+    """The outcome's log lines (`run.logs`), once its write has landed."""
+    for level, event, fields in run.logs:
+        getattr(log, level)(event, stage=str(run.stage), record_id=run.record_id, **fields)
 
 
 def _call(
