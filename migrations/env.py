@@ -3,10 +3,12 @@
 from alembic import context
 
 from enrichment.core import (  # noqa: F401 (their tables join Base.metadata)
+    audit,
     batch_models,
     breaker_store,
     monitor_models,
     review_sessions,
+    reviewers,
 )
 from enrichment.core.db import make_engine
 from enrichment.core.models import Base

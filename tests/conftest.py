@@ -16,7 +16,7 @@ from sqlalchemy import text
 
 from enrichment.core import db
 from enrichment.core.models import Base
-from enrichment.core.settings import ReviewConfig, Settings
+from enrichment.core.settings import ReviewConfig, Settings, get_settings
 from tests.celery_fixtures import (  # noqa: F401 - fixtures, found by name
     celery_session_app,
     celery_worker_parameters,
@@ -107,3 +107,21 @@ def client(settings, factory, enqueued):
     app.dependency_overrides[deps.enqueuer] = lambda: lambda *args: enqueued.append(args)
     yield TestClient(app)
     app.dependency_overrides.clear()
+
+
+@pytest.fixture
+def cli(pg_url, monkeypatch, capsys):
+    """`enrichment ...` in this process on the test database: (exit code, stdout, stderr)."""
+    monkeypatch.setenv("DATABASE_URL", pg_url)
+    get_settings.cache_clear()
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        capsys.readouterr()  # what setting up the world logged is not the command's output
+        from enrichment.cli import main
+
+        code = main(list(argv))
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    yield run
+    get_settings.cache_clear()

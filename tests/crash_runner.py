@@ -67,7 +67,7 @@ def review(args: dict[str, Any]) -> Any:
     body = decide.ReviewIn(label=args["label"], actions=args["actions"], reviewer="ops")
     with _factory().begin() as s:
         tenant = s.scalars(select(Tenant).where(Tenant.name == args["tenant"])).one()
-        return decide.submit(s, tenant, args["record_id"], body)
+        return decide.submit(s, tenant, args["record_id"], body, actor="reviewer:ops")
 
 
 OPERATIONS: dict[str, Callable[[dict[str, Any]], Any]] = {

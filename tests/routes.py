@@ -14,7 +14,7 @@ UNSCOPED = {
     "/metrics": "every tenant's aggregates for Prometheus; its own bearer token",
 }
 # Values for the other path parameters when the test does not care which record they name.
-ANY_PARAMS = {"external_id": "none", "action_id": 1, "record_id": 1}
+ANY_PARAMS = {"external_id": "none", "action_id": 1, "record_id": 1, "name": "none"}
 
 
 def tenant_routes(query: str = "") -> list[tuple[str, str]]:

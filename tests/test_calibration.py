@@ -187,7 +187,8 @@ def test_only_the_latest_review_of_a_record_counts(factory):
     def review(record_id: int, label: str, *, override: bool = False) -> None:
         with factory.begin() as s:
             t = tenants.require(s, "ovr-3pl")
-            decide.submit(s, t, record_id, ReviewIn(label=label, reviewer="ann", override=override))
+            review = ReviewIn(label=label, reviewer="ann", override=override)
+            decide.submit(s, t, record_id, review, actor="reviewer:ann")
 
     # When a person disagrees with the AI, then overrides their own review to agree
     review(ids[0], PERSON_OTHERWISE)

@@ -237,7 +237,7 @@ def test_a_review_killed_before_its_commit_leaves_the_record_in_the_queue_untouc
         assert s.scalar(select(func.count()).select_from(OutboxEvent)) == 0
     with factory.begin() as s:  # the person submits again: it lands whole
         body = decide.ReviewIn(reviewer="ops", **decision)
-        done = decide.submit(s, s.get(Tenant, tenant_id), record_id, body)
+        done = decide.submit(s, s.get(Tenant, tenant_id), record_id, body, actor="t")
     with factory() as s:
         types = s.scalars(select(OutboxEvent.type).order_by(OutboxEvent.id)).all()
         assert s.get(R, record_id).reviewed_at is not None

@@ -19,7 +19,7 @@ import pytest
 import structlog
 from sqlalchemy import select, update
 
-from enrichment.core import tenants
+from enrichment.core import audit, tenants
 from enrichment.core.backoff import retry_delay_s, total_wait_s
 from enrichment.core.errors import PermanentError
 from enrichment.core.models import OutboxEvent, ResolutionAction, utcnow
@@ -345,6 +345,10 @@ def test_redeliver_task_resends_dead_events_and_ignores_unknown_tenants(
         what="redelivered by the worker",
     )
     assert r.unique_ids() == hook_ids(events_of(factory))
+    with factory() as s:  # the audit log says who brought them back
+        acme = tenants.require(s, "acme")
+        rows = [(e.actor, e.action, e.details) for e in audit.entries(s, acme.id)]
+    assert rows == [("celery-call", "events.redelivered", {"reset": len(events_of(factory))})]
     with structlog.testing.capture_logs() as logs:
         assert redeliver_task("no-such-tenant") == 0
     unknown = [e for e in logs if e.get("tenant") == "no-such-tenant"]

@@ -7,7 +7,7 @@ import sys
 import pytest
 from sqlalchemy import func, select
 
-from enrichment.core import db, tenants
+from enrichment.core import db, reviewers, tenants
 from enrichment.core.models import ExceptionRecord, OutboxEvent, Review, Tenant, in_review
 from enrichment.core.monitor_models import MetricSnapshot
 from enrichment.tooling.processes import ROOT, scrubbed_env
@@ -120,8 +120,9 @@ def test_demo_runs_to_completion_on_the_embedded_default(tmp_path):
         # and the key printed last works, the one before it no longer does
         assert tenants.key_matches(tenant, printed_key(second))
         assert not tenants.key_matches(tenant, printed_key(first))
-        assert tenants.reviewer_key_matches(tenant, printed_key(second, "Reviewer", "rev_"))
-        assert not tenants.reviewer_key_matches(tenant, printed_key(first, "Reviewer", "rev_"))
+        # the demo's reviewer: the key printed last opens the review page, the earlier not
+        assert reviewers.by_key(s, tenant.id, printed_key(second, "Reviewer", "rev_")) is not None
+        assert reviewers.by_key(s, tenant.id, printed_key(first, "Reviewer", "rev_")) is None
     assert "localhost:8000/api/enrichment/health/demo-3pl" in second
     assert "review page:    http://localhost:8000/review/demo-3pl" in second
     assert "monitor snapshot taken for 1 tenant(s)" in second

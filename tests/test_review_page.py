@@ -24,7 +24,7 @@ from playwright.sync_api import Page
 from sqlalchemy import select
 
 from enrichment.api import review_session
-from enrichment.core import tenants
+from enrichment.core import reviewers, tenants
 from enrichment.core.models import EnrichmentAttempt, ExceptionRecord, Review, utcnow
 from enrichment.core.settings import ReviewConfig
 from tests.browser import chromium, local_page, served
@@ -74,7 +74,8 @@ def desk(factory) -> Desk:
     with factory.begin() as s:
         a, _ = tenants.create_tenant(s, "rev-a")
         b, _ = tenants.create_tenant(s, "rev-b")
-        a_key, b_key = tenants.rotate_reviewer_key(a), tenants.rotate_reviewer_key(b)
+        a_key = reviewers.add(s, a.id, "Ada Lovelace")[1]
+        b_key = reviewers.add(s, b.id, "Bo")[1]
         timeout = make_record(
             s, a, escalated_at=now - timedelta(hours=3), enrichment_retry_count=5,
             escalation_reason="TransientError: provider timed out after 30 s (attempt=5)",
@@ -96,10 +97,10 @@ def desk(factory) -> Desk:
     return Desk(a_key, b_key, timeout.id, hostile.id, hostile.external_id, other.id)
 
 
-def sign_in(page: Page, base_url: str, tenant: str, key: str, name: str = "Ada Lovelace"):
+def sign_in(page: Page, base_url: str, tenant: str, key: str):
+    """Sign in with a reviewer's own key: the page has no name field (the key names them)."""
     page.goto(f"{base_url}/review/{tenant}/login")
-    page.get_by_label("Your name").fill(name)
-    page.get_by_label("Reviewer key").fill(key)
+    page.get_by_label("Your reviewer key").fill(key)
     with page.expect_navigation() as nav:
         page.get_by_role("button", name="Sign in").click()
     return nav.value
@@ -226,8 +227,8 @@ def test_a_wrong_key_gets_the_form_again_with_one_error_line(base_url, browser, 
         response = sign_in(page, base_url, "rev-a", desk.b_key)  # rev-b's key
 
     assert response.status == 401
-    assert page.get_by_role("alert").inner_text().startswith("That reviewer key does not open")
-    assert page.get_by_label("Reviewer key").input_value() == ""
+    assert page.get_by_role("alert").inner_text().startswith("That key does not open")
+    assert page.get_by_label("Your reviewer key").input_value() == ""
     assert desk.b_key not in page.content() and desk.b_key not in repr(logs)
     assert any(e["event"] == "review.sign_in_refused" for e in logs)
     page.goto(f"{base_url}/review/rev-a")
@@ -296,7 +297,7 @@ def test_a_session_ends_when_its_cookie_expires_or_is_forged(base_url, desk, rev
     with httpx.Client(base_url=base_url, follow_redirects=False) as http:
         form = http.get("/review/rev-a/login").text
         csrf = form.split('name="csrf" value="')[1].split('"')[0]
-        http.post("/review/rev-a/login", data={"csrf": csrf, "key": desk.a_key, "reviewer": "A"})
+        http.post("/review/rev-a/login", data={"csrf": csrf, "key": desk.a_key})
         real = http.cookies["review_session"]
     assert queue_status(real) == 200
     assert queue_status(real[:-2] + "xx") == 303  # a broken signature

@@ -1,7 +1,7 @@
 """The review page's server-side sessions and sign-in throttling, through the real app on the
 test database (the browser's side is in test_review_page.py): logout, the idle timeout, the
-absolute limit and a key rotation each end a session at once, even for a copied cookie; wrong
-keys lock out an address and a tenant, and the right key is refused during a lockout."""
+absolute limit and revoking the reviewer each end a session at once, even for a copied cookie;
+wrong keys lock out an address and a tenant, and the right key is refused during a lockout."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from enrichment.api import app, deps
-from enrichment.core import review_sessions, tenants
+from enrichment.core import review_sessions, reviewers, tenants
 from enrichment.core.models import utcnow
 from enrichment.core.review_sessions import ReviewSession, SigninRefusal
 from enrichment.core.settings import ReviewConfig
@@ -31,7 +31,11 @@ def keys(factory) -> dict[str, str]:
         a, _ = tenants.create_tenant(s, "ses-a")
         b, _ = tenants.create_tenant(s, "ses-b")
         make_record(s, a, escalated_at=utcnow())
-        return {"ses-a": tenants.rotate_reviewer_key(a), "ses-b": tenants.rotate_reviewer_key(b)}
+        return {
+            "ses-a": reviewers.add(s, a.id, "Ada")[1],
+            "bob": reviewers.add(s, a.id, "Bob")[1],
+            "ses-b": reviewers.add(s, b.id, "Cy")[1],
+        }
 
 
 @pytest.fixture
@@ -54,9 +58,9 @@ def csrf_of(page: str) -> str:
     return re.search(r'name="csrf" value="([^"]+)"', page).group(1)
 
 
-def sign_in(http: TestClient, tenant: str, key: str, name: str = "Ada"):
+def sign_in(http: TestClient, tenant: str, key: str, **extra: str):
     token = csrf_of(http.get(f"/review/{tenant}/login").text)
-    return http.post(f"/review/{tenant}/login", data={"csrf": token, "key": key, "reviewer": name})
+    return http.post(f"/review/{tenant}/login", data={"csrf": token, "key": key, **extra})
 
 
 def queue_status(http: TestClient, tenant: str = "ses-a") -> int:
@@ -112,19 +116,34 @@ def test_an_idle_session_ends_and_last_seen_is_written_at_most_once_a_minute(
     assert queue_status(http) == 303
 
 
-def test_a_key_rotation_ends_every_session_of_the_tenant_only(browser_from, keys, factory):
-    ada, bob, other = browser_from(), browser_from("198.51.100.2"), browser_from("198.51.100.3")
+def test_revoking_a_reviewer_ends_their_sessions_at_once_and_no_one_elses(
+    browser_from, keys, factory
+):
+    ada, copy, bob = browser_from(), browser_from("198.51.100.2"), browser_from("198.51.100.3")
+    other = browser_from("198.51.100.4")
     sign_in(ada, "ses-a", keys["ses-a"])
-    sign_in(bob, "ses-a", keys["ses-a"], name="Bob")
+    copy.cookies.update(ada.cookies)
+    sign_in(bob, "ses-a", keys["bob"])
     sign_in(other, "ses-b", keys["ses-b"])
-    assert queue_status(ada) == queue_status(bob) == queue_status(other, "ses-b") == 200
+    assert queue_status(ada) == queue_status(copy) == queue_status(bob) == 200
 
     with factory.begin() as s:
-        new_key = tenants.rotate_reviewer_key(tenants.by_name(s, "ses-a"))
+        reviewers.revoke(s, tenants.by_name(s, "ses-a").id, "Ada")
 
-    assert queue_status(ada) == queue_status(bob) == 303
-    assert queue_status(other, "ses-b") == 200
+    assert queue_status(ada) == queue_status(copy) == 303  # at once, the copied cookie too
+    assert queue_status(bob) == 200 and queue_status(other, "ses-b") == 200
+    assert sign_in(ada, "ses-a", keys["ses-a"]).status_code == 401  # the key is dead too
+    with factory.begin() as s:
+        new_key = reviewers.add(s, tenants.by_name(s, "ses-a").id, "Ada")[1]
     assert sign_in(ada, "ses-a", new_key).status_code == 303 and queue_status(ada) == 200
+
+
+def test_the_name_comes_from_the_key_never_from_the_form(browser_from, keys, factory):
+    http = browser_from()
+    assert sign_in(http, "ses-a", keys["bob"], reviewer="Ada").status_code == 303
+    assert "Bob" in http.get("/review/ses-a").text
+    with factory() as s:
+        assert s.scalars(select(ReviewSession.reviewer)).all() == ["Bob"]
 
 
 def test_a_post_needs_the_session_csrf_token_which_changes_at_sign_in(browser_from, keys):

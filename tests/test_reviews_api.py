@@ -16,7 +16,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, text
 
-from enrichment.core import tenants
+from enrichment.core import reviewers, tenants
 from enrichment.core.models import (
     EnrichmentAttempt,
     ExceptionRecord,
@@ -63,6 +63,8 @@ def world(factory):
     with factory.begin() as s:
         acme, key = tenants.create_tenant(s, "acme")
         other, other_key = tenants.create_tenant(s, "other-3pl")
+        for name in ("ana", "bob"):  # registered reviewers a review may name
+            reviewers.add(s, acme.id, name)
         esc = make_record(
             s, acme, escalated_at=now - timedelta(hours=2), enrichment_retry_count=2,
             escalation_reason="classification: provider refused", reason_code="DAMAGE",
@@ -429,12 +431,12 @@ def test_two_first_reviews_at_once_write_one_and_refuse_the_other(factory, world
     def review(reviewer: str):
         with factory.begin() as s:
             body = reviews.ReviewIn(label="OTHER", reviewer=reviewer)
-            return reviews.submit(s, tenants.require(s, "acme"), world["esc"], body)
+            return reviews.submit(s, tenants.require(s, "acme"), world["esc"], body, actor="t")
 
     first = factory()
     try:
         body = reviews.ReviewIn(label="OTHER", reviewer="ana")
-        reviews.submit(first, tenants.require(first, "acme"), world["esc"], body)
+        reviews.submit(first, tenants.require(first, "acme"), world["esc"], body, actor="t")
         with ThreadPoolExecutor(1) as pool:
             second = pool.submit(review, "bob")
             wait_for(lambda: lock_waits(factory) > 0, timeout_s=10, what="bob's lock wait")

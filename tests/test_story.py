@@ -12,13 +12,11 @@ from datetime import timedelta
 
 import pytest
 
-from enrichment.cli import main
 from enrichment.cli.story import attempt_line, safe, timeline, when
-from enrichment.core import tenants
+from enrichment.core import reviewers, tenants
 from enrichment.core.errors import PermanentError
 from enrichment.core.models import ExceptionRecord, utcnow
 from enrichment.core.selection import claim_due
-from enrichment.core.settings import get_settings
 from enrichment.core.story import AttemptView, Story, state_of
 from tests.factories import make_record
 from tests.scripted import ScriptedProvider, fail
@@ -60,6 +58,8 @@ def world(factory, settings):
         a, key_a = tenants.create_tenant(s, "a-3pl")
         a.settings = {"audit_rate": 0.0}  # never sampled for audit: the story stays the same
         _, key_b = tenants.create_tenant(s, "b-3pl")
+        for name in ("ana", "bob"):  # the reviewers the reviews name
+            reviewers.add(s, a.id, name)
         rec = make_record(s, a, notes=HOSTILE_NOTE, reference_label="WRONG_ADDRESS")
         record_id, external_id, order_id = rec.id, rec.external_id, rec.order_id
     provider = ScriptedProvider(analyze=[fail("AI timed out 1"), fail("AI timed out 2")])
@@ -212,22 +212,6 @@ def test_an_unreviewed_story_has_no_reviews_and_no_decision(client, world):
     body = get_story(client, world).json()
     assert body["reviews"] == [] and body["decision"] is None
     assert body["summary"]["in_review"] is False and body["escalation"] is None
-
-
-@pytest.fixture
-def cli(pg_url, monkeypatch, capsys):
-    """`enrichment ...` in this process on the test database: (exit code, stdout, stderr)."""
-    monkeypatch.setenv("DATABASE_URL", pg_url)
-    get_settings.cache_clear()
-
-    def run(*argv: str) -> tuple[int, str, str]:
-        capsys.readouterr()  # what setting up the world logged is not the command's output
-        code = main(list(argv))
-        out = capsys.readouterr()
-        return code, out.out, out.err
-
-    yield run
-    get_settings.cache_clear()
 
 
 def positions(out: str, needles: list[str]) -> list[int]:

@@ -12,7 +12,7 @@ from enrichment import batches
 from enrichment.alerting import dispatch, provider_page
 from enrichment.batches import apply as batch_apply
 from enrichment.batches import submit as batch_submit
-from enrichment.core import breaker_store, db, pipeline, selection, tenants
+from enrichment.core import audit, breaker_store, db, pipeline, selection, tenants
 from enrichment.core.crashpoints import crash_point
 from enrichment.core.outcomes import OutcomeKind
 from enrichment.core.settings import get_settings
@@ -27,6 +27,8 @@ from workers.app import app
 log = structlog.get_logger(__name__)
 # Outcomes whose write carried outbox events.
 DECIDED = (OutcomeKind.DONE, OutcomeKind.ESCALATED)
+# Who a task run by hand (`celery call`) is, in the audit log: the broker knows no user.
+CALLED = "celery-call"
 
 
 class EnrichmentTask(Task):
@@ -191,6 +193,12 @@ def requeue(self, tenant: str, record_id: int | None = None) -> int:
         return 0
     with self.sessions.begin() as session:
         reset = selection.requeue(session, tenant_id, record_id=record_id)
+        if reset and tenant_id is not None:
+            subject = None if record_id is None else str(record_id)
+            audit.record(
+                session, tenant_id, CALLED, audit.REQUEUED, subject, record_id=record_id,
+                reset=reset,
+            )  # fmt: skip
     log.info("requeue.reset", tenant=tenant, record_id=record_id, reset=reset)
     # A kill here loses only the sweep.delay: the reset records are due and unleased, and
     # beat's next sweep claims them (tests/test_crash_points.py).
@@ -232,6 +240,8 @@ def redeliver_task(self, tenant: str) -> int:
         return 0
     with self.sessions.begin() as session:
         reset = deliver.redeliver(session, tenant_id)
+        if reset and tenant_id is not None:
+            audit.record(session, tenant_id, CALLED, audit.REDELIVERED, reset=reset)
     log.info("redeliver.reset", tenant=tenant, reset=reset)
     deliver_task.delay(tenant)
     return reset

@@ -32,6 +32,7 @@ from enrichment.api import (
     guards,
     limits,
     monitoring,
+    people,
     processing,
     records,
     review_page,
@@ -78,6 +79,7 @@ app.include_router(records.router)
 app.include_router(story.router)
 app.include_router(events.router)
 app.include_router(reviews.router)
+app.include_router(people.router)
 app.include_router(review_page.router)
 
 

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from enrichment.api import limits
-from enrichment.core import db, tenants
+from enrichment.core import audit, db, tenants
 from enrichment.core.models import Tenant
 from enrichment.core.settings import Settings, get_settings
 from enrichment.core.tenant_settings import TenantSettings
@@ -157,6 +157,11 @@ def limited_tenant(
     own = limits.Limits.of(settings, TenantSettings.parse(row.settings))
     with limits.limiter(settings).admitted(row.name, own):
         yield row
+
+
+def key_actor(tenant: Tenant) -> str:
+    """Who a request with the tenant's API key is, in the audit log (a key fingerprint)."""
+    return audit.api_key_actor(tenant.api_key_hash)
 
 
 METRICS_CLOSED = (

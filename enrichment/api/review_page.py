@@ -1,4 +1,4 @@
-"""The review page for people: sign in with the reviewer key, work the queue, decide.
+"""The review page for people: sign in with your own reviewer key, work the queue, decide.
 
 Server-rendered HTML (Jinja2, autoescaped in every template) from the API process, for
 people with a browser rather than for the bearer-key API, so its routes stay out of the
@@ -26,10 +26,9 @@ from enrichment.api.review_session import (
     Page,
     ReviewPage,
     anonymous,
-    key_mark,
     signed_in,
 )
-from enrichment.core import review_sessions, selection, tenants
+from enrichment.core import audit, review_sessions, reviewers, selection, tenants
 from enrichment.core.models import ExceptionRecord, utcnow
 from enrichment.core.story import Story, story
 from enrichment.core.taxonomy import ALLOWED_ACTIONS, Label
@@ -39,14 +38,16 @@ log = structlog.get_logger(__name__)
 router = APIRouter(include_in_schema=False)
 
 QUEUE_SHOWN = 100
-WRONG_KEY = "That reviewer key does not open this tenant: check it, or ask an admin for one."
+WRONG_KEY = (
+    "That key does not open this tenant's review page: check it, or ask an admin for a key "
+    "of your own."
+)
 NOT_WAITING = "Record {} is not waiting for a review (decided, requeued, or not here)."
 THROTTLED = "Too many wrong keys {}: sign-in is paused; try again in {} s."
 THROTTLED_BY = {
     review_sessions.ADDRESS: "from this address",
     review_sessions.TENANT: "for this tenant",
 }
-BAD_NAME = "Enter your name (1 to 64 characters): it goes on every decision you make."
 FORM_PROBLEMS = {
     "actions": "an unknown action, or more than 5",
     "note": "a note over 2,000 characters",
@@ -69,7 +70,6 @@ class CsrfForm(BaseModel):
 
 class LoginForm(CsrfForm):
     key: str = ""
-    reviewer: str = ""
 
 
 class DecisionForm(CsrfForm):
@@ -88,13 +88,14 @@ RecordId = Annotated[int, Path(ge=1, le=2**31 - 1)]  # beyond it, PostgreSQL's i
 @router.get("/review/{tenant}/login")
 def login_form(page: ReviewPage) -> Response:
     visit = page.visit or anonymous(page.tenant)
-    return page.keep(page.render("login.html", visit=visit, error=None, name=""), visit)
+    return page.keep(page.render("login.html", visit=visit, error=None), visit)
 
 
 @router.post("/review/{tenant}/login")
 def login(page: ReviewPage, form: Annotated[LoginForm, Form()], s: DbSession) -> Response:
-    """A new session for this tenant's key and the reviewer's name (and a new CSRF token);
-    while this address or tenant is locked out, 429 without looking at the key."""
+    """A new session for the reviewer whose own key this is (the name on every decision
+    comes from the key), and a new CSRF token; while this address or tenant is locked out,
+    429 without looking at the key."""
     if not page.csrf_ok(form.csrf):
         return page.problem(CSRF_FAILED, 403)
     row = tenants.by_name(s, page.tenant)
@@ -103,19 +104,28 @@ def login(page: ReviewPage, form: Annotated[LoginForm, Form()], s: DbSession) ->
     locked = review_sessions.lockout(s, tenant_id, address, now=now, limits=limits)
     if locked is not None:
         log.info("review.sign_in_throttled", tenant=page.tenant, address=address, by=locked.by)
-        return _throttled(page, form, locked)
-    if row is None or not tenants.reviewer_key_matches(row, form.key):
-        return _refused(page, form, s, tenant_id, address)
-    name = form.reviewer.strip()
-    if not 1 <= len(name) <= 64:
-        return page.render("login.html", error=BAD_NAME, name=form.reviewer, status_code=422)
+        if row is not None:
+            _audit_address(s, row.id, address, audit.SIGNIN_THROTTLED, by=locked.by)
+            s.commit()
+        return _throttled(page, locked)
+    person = reviewers.by_key(s, row.id, form.key) if row is not None else None
+    if row is None or person is None:
+        return _refused(page, s, tenant_id, address)
     if page.who is not None:
         review_sessions.end(s, row.id, page.who.visit.token or "", now=now)
     review_sessions.prune(s, row.id, now=now, limits=limits)
-    token = review_sessions.start(s, row.id, name, key_mark=key_mark(row), now=now)
+    token = review_sessions.start(s, person, now=now)
+    audit.record(
+        s, row.id, audit.reviewer_actor(person.name), audit.SIGNED_IN, person.name, now=now,
+        address=address,
+    )  # fmt: skip
     s.commit()
-    log.info("review.signed_in", tenant=page.tenant, reviewer=name)
+    log.info("review.signed_in", tenant=page.tenant, reviewer=person.name)
     return page.keep(page.redirect(), signed_in(page.tenant, token))
+
+
+def _audit_address(s: Session, tenant_id: int, address: str, action: str, **details) -> None:
+    audit.record(s, tenant_id, f"address:{address}", action, **details)
 
 
 def _address(page: Page) -> str:
@@ -123,12 +133,13 @@ def _address(page: Page) -> str:
     return client.host if client else "unknown"
 
 
-def _refused(
-    page: Page, form: LoginForm, s: Session, tenant_id: int | None, address: str
-) -> Response:
+def _refused(page: Page, s: Session, tenant_id: int | None, address: str) -> Response:
     """Count the refusal; a refusal that reaches a limit is a burst, logged for the alert."""
     limits = page.settings.reviews
     burst = review_sessions.refuse(s, tenant_id, address, now=utcnow(), limits=limits)
+    if tenant_id is not None:
+        by = burst.by if burst is not None else None
+        _audit_address(s, tenant_id, address, audit.SIGNIN_REFUSED, burst=by)
     s.commit()
     log.info("review.sign_in_refused", tenant=page.tenant, address=address)
     if burst is not None:
@@ -136,12 +147,12 @@ def _refused(
             "review.signin_burst", tenant=page.tenant, address=address, by=burst.by,
             paused_s=burst.retry_after_s,
         )  # fmt: skip
-    return page.render("login.html", error=WRONG_KEY, name=form.reviewer, status_code=401)
+    return page.render("login.html", error=WRONG_KEY, status_code=401)
 
 
-def _throttled(page: Page, form: LoginForm, locked: review_sessions.Lockout) -> Response:
+def _throttled(page: Page, locked: review_sessions.Lockout) -> Response:
     error = THROTTLED.format(THROTTLED_BY[locked.by], locked.retry_after_s)
-    response = page.render("login.html", error=error, name=form.reviewer, status_code=429)
+    response = page.render("login.html", error=error, status_code=429)
     response.headers["Retry-After"] = str(locked.retry_after_s)
     return response
 
@@ -153,6 +164,7 @@ def logout(page: ReviewPage, form: Annotated[CsrfForm, Form()], s: DbSession) ->
         return page.problem(CSRF_FAILED, 403)
     if page.who is not None and page.who.visit.token:
         review_sessions.end(s, page.who.tenant.id, page.who.visit.token, now=utcnow())
+        audit.record(s, page.who.tenant.id, page.who.actor, audit.SIGNED_OUT, page.who.name)
         s.commit()
         page.log("review.signed_out")
     response = page.redirect("/login")
@@ -199,7 +211,7 @@ def decide_record(
     draft = Draft(_label(form.label), tuple(form.actions), form.note)
     try:
         review = _review_in(draft, who.name)
-        done = decide.submit(s, who.tenant, rec.id, review)
+        done = decide.submit(s, who.tenant, rec.id, review, actor=who.actor)
     except (InvalidForm, decide.ActionsNotAllowed) as exc:
         s.rollback()
         return _record_view(page, s, rec, replace(draft, error=str(exc)), exc.status)
@@ -226,6 +238,8 @@ def requeue_record(
         return page.problem(f"Record {record_id} is not an escalated record waiting for a review.")
     external_id = rec.external_id
     reset = selection.requeue(s, who.tenant.id, record_id=rec.id)
+    if reset:
+        audit.record(s, who.tenant.id, who.actor, audit.REQUEUED, external_id)
     s.commit()
     page.log("review.requeued", record=external_id, reset=reset)
     if reset:

@@ -6,8 +6,8 @@ with itsdangerous: ENRICHMENT_REVIEW_SECRET, or a random secret per process; Htt
 SameSite=Strict, Secure over https, path /review/<tenant>) carries a random token whose
 SHA-256 is the session's row. Logout ends the row, so a copied cookie stops at once; so do
 the idle timeout (ENRICHMENT_REVIEW_IDLE_S), the absolute limit (ENRICHMENT_REVIEW_SESSION_S,
-checked here, not only by the cookie's Max-Age) and a key rotation (the row keeps a
-fingerprint of the reviewer key's hash). The key itself is never stored, logged or shown.
+checked here, not only by the cookie's Max-Age) and revoking the reviewer (core/reviewers.py).
+A reviewer's key is never stored (only its hash), logged or shown.
 
 Every form carries the session's CSRF token (the sign-in form too: a visit starts as an
 anonymous cookie, with no row, on the sign-in page; once signed in, the token is derived from
@@ -31,7 +31,7 @@ from itsdangerous import BadData, URLSafeTimedSerializer
 from sqlalchemy.orm import Session
 
 from enrichment.api.deps import AppSettings, DbSession, TenantName
-from enrichment.core import review_sessions, tenants
+from enrichment.core import audit, review_sessions, tenants
 from enrichment.core.models import Tenant, utcnow
 from enrichment.core.settings import Settings
 from enrichment.reporting import pages
@@ -65,14 +65,13 @@ class Reviewer(NamedTuple):
     visit: Visit
     name: str
 
+    @property
+    def actor(self) -> str:
+        return audit.reviewer_actor(self.name)
+
 
 def signer(settings: Settings) -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(settings.reviews.secret or _PROCESS_SECRET, salt=_SALT)
-
-
-def key_mark(tenant: Tenant) -> str:
-    """A fingerprint of the stored key hash: it changes when the key is rotated."""
-    return hashlib.sha256(f"review-session:{tenant.reviewer_key_hash}".encode()).hexdigest()[:32]
 
 
 def anonymous(tenant: str) -> Visit:
@@ -99,15 +98,15 @@ def _load(request: Request, tenant: str, settings: Settings) -> Visit | None:
 
 
 def _reviewer(s: Session, visit: Visit | None, settings: Settings) -> Reviewer | None:
-    """The visit's reviewer, while its session lives (not ended, idle, too old or made with
-    a rotated key). Commits when it moves the session's last_seen_at on."""
+    """The visit's reviewer, while its session lives (not ended, idle or too old, and its
+    reviewer not revoked). Commits when it moves the session's last_seen_at on."""
     if visit is None or visit.token is None:
         return None
     row = tenants.by_name(s, visit.tenant)
-    if row is None or row.reviewer_key_hash is None:
+    if row is None:
         return None
-    mark, limits = key_mark(row), settings.reviews
-    live = review_sessions.find(s, row.id, visit.token, key_mark=mark, now=utcnow(), limits=limits)
+    limits = settings.reviews
+    live = review_sessions.find(s, row.id, visit.token, now=utcnow(), limits=limits)
     if live is None:
         return None
     name = live.reviewer

@@ -23,9 +23,10 @@ from enrichment.api.deps import (
     DbSession,
     Problem,
     SessionFactory,
+    key_actor,
 )
 from enrichment.api.guards import StrictJsonRoute
-from enrichment.core import selection, story
+from enrichment.core import audit, reviewers, selection, story
 from enrichment.core.models import utcnow
 from enrichment.core.taxonomy import ALLOWED_ACTIONS
 from enrichment.reviews import decide, queue
@@ -93,8 +94,8 @@ def _actions_schema(base: dict[str, Any], allowed: list[str]) -> dict[str, Any]:
 
 class ReviewBody(decide.ReviewIn):
     """A person's decision: a label of the taxonomy, actions from that label's allow-list
-    (none for SYSTEM_ERROR and OTHER), an optional note, who decided, and `override` to
-    replace an earlier review."""
+    (none for SYSTEM_ERROR and OTHER), an optional note, the registered reviewer who decided
+    (else the review is signed by the API key), and `override` to replace an earlier one."""
 
     model_config = ConfigDict(json_schema_extra=_per_label)
 
@@ -152,8 +153,8 @@ def review_queue(tenant: AuthTenant, s: DbSession, limit: Limit = 50) -> ReviewQ
         409: {"model": Problem, "description": "already reviewed: send override to replace"},
         422: {
             **UNPROCESSABLE[422],
-            "description": "a parameter or the body is not valid, or an action is not in "
-            "the label's allow-list",
+            "description": "a parameter or the body is not valid, an action is not in "
+            "the label's allow-list, or `reviewer` is not a registered reviewer",
         },
     },
 )
@@ -166,7 +167,13 @@ def review(
     (the API does not enqueue). A second review answers 409 unless it says `override`."""
     try:
         with factory.begin() as s:
-            done = decide.submit(s, tenant, record_id, body)
+            if body.reviewer is not None and reviewers.active(s, tenant.id, body.reviewer) is None:
+                raise HTTPException(
+                    status.HTTP_422_UNPROCESSABLE_CONTENT,
+                    f"reviewer {body.reviewer!r} is not a registered reviewer of this tenant "
+                    "(`enrichment reviewer list`); leave it out to sign as the API key",
+                )
+            done = decide.submit(s, tenant, record_id, body, actor=key_actor(tenant))
     except decide.ReviewError as exc:
         raise HTTPException(exc.status, str(exc)) from None
     log.info("review.submitted", tenant=tenant.name, record_id=record_id, review_id=done.review_id)
@@ -214,5 +221,6 @@ def requeue(tenant: AuthTenant, factory: SessionFactory, record_id: RecordId) ->
                 f"record {found.external_id!r} was taken first (a chain holds it, or a "
                 "person just reviewed it)",
             )
+        audit.record(s, tenant.id, key_actor(tenant), audit.REQUEUED, found.external_id)
     log.info("review.requeued", tenant=tenant.name, record_id=record_id)
     return Requeued(record_id=record_id, requeued=True)

@@ -38,37 +38,20 @@ def _tenant_add(args: argparse.Namespace) -> int:
 
 
 def _tenant_key(args: argparse.Namespace) -> int:
-    from enrichment.core.tenants import rotate_key
-
-    key = _rotated(args, "keys", "the old one stops working at once", rotate_key)
-    print(f"tenant {args.tenant}: new API key (shown once; the old one no longer works): {key}")
-    return 0
-
-
-def _reviewer_key(args: argparse.Namespace) -> int:
-    from enrichment.core.tenants import rotate_reviewer_key
-
-    stops = "the old one and its sign-ins stop working at once"
-    key = _rotated(args, "reviewer keys", stops, rotate_reviewer_key)
-    print(
-        f"tenant {args.tenant}: new reviewer key for the review page /review/{args.tenant} "
-        f"(shown once; the old one no longer works): {key}"
-    )
-    return 0
-
-
-def _rotated(args: argparse.Namespace, what: str, stops: str, rotate: Callable) -> str:
-    """A new key of the tenant's from `rotate(tenant)`; only with --rotate (keys are stored
-    hashed: an old one cannot be shown)."""
-    from enrichment.core import db, tenants
+    """A new API key, only with --rotate (keys are stored hashed: one cannot be shown)."""
+    from enrichment.core import audit, db, tenants
 
     if not args.rotate:
         raise UserError(
-            f"{what} are stored hashed and cannot be shown again; add --rotate to print a new "
-            f"key ({stops})"
+            "keys are stored hashed and cannot be shown again; add --rotate to print a new "
+            "key (the old one stops working at once)"
         )
     with db.session_factory(get_settings().database_url).begin() as session:
-        return rotate(tenants.require(session, args.tenant))
+        tenant = tenants.require(session, args.tenant)
+        key = tenants.rotate_key(tenant)
+        audit.record(session, tenant.id, audit.cli_actor(), audit.API_KEY_ROTATED, tenant.name)
+    print(f"tenant {args.tenant}: new API key (shown once; the old one no longer works): {key}")
+    return 0
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -106,7 +89,9 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _webhook(args: argparse.Namespace) -> int:
-    from enrichment.core import db, tenants
+    from urllib.parse import urlsplit
+
+    from enrichment.core import audit, db, tenants
     from enrichment.delivery import webhooks
 
     settings = get_settings()
@@ -115,6 +100,8 @@ def _webhook(args: argparse.Namespace) -> int:
     with db.session_factory(settings.database_url).begin() as session:
         tenant = tenants.require(session, args.tenant)
         secret = webhooks.configure(tenant, None if args.off else args.url, settings.webhooks)
+        host = None if secret is None else urlsplit(tenant.webhook_url or "").hostname
+        audit.record(session, tenant.id, audit.cli_actor(), audit.WEBHOOK_CHANGED, host or "off")
     if secret is None:
         print(f"tenant {args.tenant}: webhook removed; events wait for the pull route")
     else:
@@ -162,6 +149,8 @@ def _config_docs(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from enrichment.cli import people
+
     parser = argparse.ArgumentParser(prog="enrichment", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -184,12 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rotate", action="store_true", help="required: the old key stops working")
     p.set_defaults(func=_tenant_key)
 
-    p = sub.add_parser(
-        "reviewer-key", help="replace a tenant's review page key and print the new one"
-    )
-    p.add_argument("tenant")
-    p.add_argument("--rotate", action="store_true", help="required: the old key stops working")
-    p.set_defaults(func=_reviewer_key)
+    people.add_parsers(sub)
 
     p = sub.add_parser("generate", help="write a realistic JSONL backlog for a tenant")
     p.add_argument("--tenant", default="demo-3pl")

@@ -3,8 +3,9 @@ process shares them (the embedded default has no Redis).
 
 A session row's id is the SHA-256 of a random token that only the person's cookie carries,
 so the table alone opens nothing. A session ends at logout (`ended_at`), when it is not seen
-for `idle_s`, `session_s` after sign-in, or when the reviewer key is rotated (the row keeps
-the key's fingerprint, `key_mark`). `last_seen_at` is written at most once a minute.
+for `idle_s`, `session_s` after sign-in, or when its reviewer is revoked (core/reviewers.py
+ends the rows at once; `find` checks the reviewer too). `last_seen_at` is written at most
+once a minute.
 
 Refusals (wrong keys) are counted per client address (across tenants: one address guessing
 many tenants is still one guesser) and per tenant, over a sliding window; at the limit,
@@ -23,6 +24,7 @@ from sqlalchemy import ForeignKey, Index, String, delete, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from enrichment.core.models import Base, UTCDateTime
+from enrichment.core.reviewers import Reviewer
 from enrichment.core.settings_sections import ReviewConfig
 
 SEEN_EVERY_S = 60.0  # last_seen_at is written at most this often: reads stay reads
@@ -38,8 +40,8 @@ class ReviewSession(Base):
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256(token), hex
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
-    reviewer: Mapped[str] = mapped_column(String(64))
-    key_mark: Mapped[str] = mapped_column(String(64))
+    reviewer_id: Mapped[int] = mapped_column(ForeignKey("reviewers.id"))
+    reviewer: Mapped[str] = mapped_column(String(64))  # the reviewer's name, for the page
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -64,31 +66,34 @@ def token_id(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def start(s: Session, tenant_id: int, reviewer: str, *, key_mark: str, now: datetime) -> str:
+def start(s: Session, reviewer: Reviewer, *, now: datetime) -> str:
     """A new session; returns its token (for the cookie only: the row keeps its hash)."""
     token = secrets.token_urlsafe(32)
     s.add(
         ReviewSession(
-            id=token_id(token), tenant_id=tenant_id, reviewer=reviewer, key_mark=key_mark,
-            created_at=now, last_seen_at=now,
+            id=token_id(token), tenant_id=reviewer.tenant_id, reviewer_id=reviewer.id,
+            reviewer=reviewer.name, created_at=now, last_seen_at=now,
         )
     )  # fmt: skip
     return token
 
 
 def find(
-    s: Session, tenant_id: int, token: str, *, key_mark: str, now: datetime, limits: ReviewConfig
+    s: Session, tenant_id: int, token: str, *, now: datetime, limits: ReviewConfig
 ) -> ReviewSession | None:
     """The tenant's live session for `token`, its last_seen_at moved on if a minute passed
-    (the caller commits); None if ended, idle, too old, or made with a rotated key."""
+    (the caller commits); None if ended, idle, too old, or its reviewer was revoked."""
     row = s.scalar(
-        select(ReviewSession).where(
+        select(ReviewSession)
+        .join(Reviewer, Reviewer.id == ReviewSession.reviewer_id)
+        .where(
             ReviewSession.id == token_id(token),
             ReviewSession.tenant_id == tenant_id,
             ReviewSession.ended_at.is_(None),
+            Reviewer.revoked_at.is_(None),
         )
     )
-    if row is None or row.key_mark != key_mark:
+    if row is None:
         return None
     idle_s = (now - row.last_seen_at).total_seconds()
     if idle_s > limits.idle_s or (now - row.created_at).total_seconds() > limits.session_s:

@@ -54,20 +54,6 @@ def rotate_key(tenant: Tenant) -> str:
     return api_key
 
 
-def rotate_reviewer_key(tenant: Tenant) -> str:
-    """Give the tenant a new reviewer key (the review page's sign-in) and return it: the only
-    time it is seen. Signed-in sessions made with the old key end at their next request."""
-    key = f"rev_{secrets.token_urlsafe(24)}"
-    tenant.reviewer_key_hash = hash_key(key)
-    return key
-
-
-def reviewer_key_matches(tenant: Tenant, key: str) -> bool:
-    return tenant.reviewer_key_hash is not None and hmac.compare_digest(
-        tenant.reviewer_key_hash, hash_key(key)
-    )
-
-
 class UnknownTenant(LookupError):
     """No tenant by that name; the message says so in one line."""
 

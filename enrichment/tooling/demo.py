@@ -8,8 +8,9 @@ the webhook: the receiver is gone), prints a per-tenant summary with the escalat
 reason and the events delivered, reviews every record in the review queue with the
 generator's true label standing in for a person (simulated reviews) and prints the
 calibration against them with the threshold advice, takes one monitor snapshot and prints
-the demo tenant's new API key, a new reviewer key and what to try next. Runs on SQLite and
-kombu's filesystem broker under ./var/ by default, or on DATABASE_URL/CELERY_BROKER_URL.
+the demo tenant's new API key, a new key for its reviewer "demo reviewer" and what to try
+next. Runs on SQLite and kombu's filesystem broker under ./var/ by default, or on
+DATABASE_URL/CELERY_BROKER_URL.
 
 Each run adds a new batch (its external ids carry a fresh prefix) to the records of earlier
 runs; the progress and the summary count only this run's batch.
@@ -26,7 +27,7 @@ from collections import Counter
 
 from sqlalchemy import and_, case, func, select
 
-from enrichment.core import db, tenants
+from enrichment.core import audit, db, reviewers, tenants
 from enrichment.core.models import EnrichmentAttempt, ExceptionRecord, OutboxEvent, Tenant, utcnow
 from enrichment.core.settings import VAR_DIR, Settings, get_settings
 from enrichment.core.taxonomy import ALLOWED_ACTIONS, Label
@@ -57,6 +58,8 @@ DEMO_ENV = {
     "ENRICHMENT_AUDIT_RATE": "0.25",
 }
 REVIEWER = "demo-simulated"  # the generator's true labels stand in for a person
+SIMULATED = audit.reviewer_actor(REVIEWER)
+YOU = "demo reviewer"  # the reviewer whose key the demo prints, for the review page
 DELIVERY_WAIT_S = 30.0  # after the last record: how long the events may take to arrive
 
 
@@ -330,7 +333,8 @@ def simulate_reviews(factory, tenant: str) -> tuple[int, int, int]:
             review = ReviewIn(
                 label=label, actions=sorted(ALLOWED_ACTIONS[label])[:1], reviewer=REVIEWER
             )
-            requested += len(decide.submit(s, t, item.record_id, review).new_actions)
+            done = decide.submit(s, t, item.record_id, review, actor=SIMULATED)
+            requested += len(done.new_actions)
             reviewed += 1
     return reviewed, requested, sum(item.kind == "escalation" for item in items)
 
@@ -372,14 +376,17 @@ def busiest_record(factory, batch: str) -> str | None:
 def print_next_steps(factory, tenant: str, record: str | None) -> None:
     """The demo tenant's new key and what to try with it."""
     with factory.begin() as session:
-        api_key = tenants.rotate_key(tenants.require(session, tenant))
-        reviewer_key = tenants.rotate_reviewer_key(tenants.require(session, tenant))
+        row = tenants.require(session, tenant)
+        api_key = tenants.rotate_key(row)
+        if reviewers.active(session, row.id, YOU) is not None:  # an earlier run's
+            reviewers.revoke(session, row.id, YOU)
+        reviewer_key = reviewers.add(session, row.id, YOU)[1]
     base = "http://localhost:8000"
     print(
         f"""
 API key for {tenant} (new: it replaced any earlier demo key; shown only now):
   {api_key}
-Reviewer key for {tenant} (the review page's sign-in; new, shown only now):
+Reviewer key for {tenant} (reviewer "{YOU}", for the review page; new, shown only now):
   {reviewer_key}
 Try next:
   make api        then, in another terminal:
@@ -387,6 +394,8 @@ Try next:
   report page:    {base}/api/enrichment/report/{tenant}.html
                   (it needs the header too: use curl, or a browser extension that sets it)
   review page:    {base}/review/{tenant}    (sign in with the reviewer key)
+  enrichment reviewer add {tenant} "Your Name"    (a key of your own; the audit log:
+                  enrichment audit {tenant})
   API docs:       {base}/docs
   enrichment status {tenant}      (.venv/bin/enrichment, or `. .venv/bin/activate` first)
   enrichment show {tenant} {record or "EXTERNAL_ID"}    (one record's story, as a timeline)
