@@ -281,7 +281,7 @@ def _record_view(
         rec=rec,
         story=told,
         draft=draft,
-        kind="escalation" if rec.escalated_at else "audit",
+        kind=queue.kind_of(rec),
         timeline=_timeline(told),
         labels=list(Label),
         allowed=sorted(ALLOWED_ACTIONS[draft.label]) if draft.label else [],

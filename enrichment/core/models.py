@@ -92,12 +92,13 @@ class Tenant(Base):
     )
     settings: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     api_key_hash: Mapped[str | None] = mapped_column(String(128))
-    # The review page's sign-in key (SHA-256, like the API key): for people, not programs.
-    reviewer_key_hash: Mapped[str | None] = mapped_column(String(128))
     # Where decisions are POSTed (Standard Webhooks); NULL: the tenant pulls them instead.
     # Both are secrets: never logged.
     webhook_url: Mapped[str | None] = mapped_column(Text)
     webhook_secret: Mapped[str | None] = mapped_column(String(64))
+    # Set while disabled (core/tenant_admin.py): the claim skips its records, its API key
+    # and its reviewers are refused; its data stays.
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -175,14 +176,18 @@ class ExceptionRecord(Base):
     final_actions: Mapped[list[str] | None] = mapped_column(JSONType)
     decided_by: Mapped[str | None] = mapped_column(String(16))  # "human" once reviewed
     reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set by the resolve that left actions AWAITING_APPROVAL (the tenant's approval_actions):
+    # the record waits in the review queue until a person approves or declines them.
+    approval_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
-# Waiting for a person: escalated, or sampled for audit once resolved, and not reviewed yet.
+# Waiting for a person: escalated, or resolved and either sampled for audit or with actions
+# awaiting approval, and not reviewed yet.
 REVIEW_SQL = (
-    "reviewed_at IS NULL AND (escalated_at IS NOT NULL"
-    " OR (audit_sample AND enriched_at IS NOT NULL))"
+    "reviewed_at IS NULL AND (escalated_at IS NOT NULL OR (enriched_at IS NOT NULL"
+    " AND (audit_sample OR approval_requested_at IS NOT NULL)))"
 )
 
 
@@ -190,8 +195,10 @@ HUMAN = "human"  # decided_by of a record a person reviewed
 
 
 def review_waiting_since() -> ColumnElement[datetime]:
-    """Since when a queued record waits: its escalation, or its resolution (an audit item)."""
-    return func.coalesce(ExceptionRecord.escalated_at, ExceptionRecord.enriched_at)
+    """Since when a queued record waits: its escalation, its request for approval, or its
+    resolution (an audit item)."""
+    R = ExceptionRecord
+    return func.coalesce(R.escalated_at, R.approval_requested_at, R.enriched_at)
 
 
 def in_review() -> ColumnElement[bool]:
@@ -199,7 +206,13 @@ def in_review() -> ColumnElement[bool]:
     R = ExceptionRecord
     return and_(
         R.reviewed_at.is_(None),
-        or_(R.escalated_at.is_not(None), and_(R.audit_sample, R.enriched_at.is_not(None))),
+        or_(
+            R.escalated_at.is_not(None),
+            and_(
+                R.enriched_at.is_not(None),
+                or_(R.audit_sample, R.approval_requested_at.is_not(None)),
+            ),
+        ),
     )
 
 
@@ -248,11 +261,16 @@ class EnrichmentAttempt(Base):
 REOPENED = "reopened"  # the attempt outcome of an audit row: no stage ran, no AI was called
 
 
+RECORDED, AWAITING_APPROVAL, DECLINED = "RECORDED", "AWAITING_APPROVAL", "DECLINED"
+
+
 class ResolutionAction(Base):
     """One row per (record, action): the unique key makes every action run at most once.
 
     status: RECORDED (decided) -> DELIVERED (its action.requested event got a 2xx) -> DONE or
-    FAILED (the receiver reported the outcome, with `note`).
+    FAILED (the receiver reported the outcome, with `note`). An action of the tenant's
+    `approval_actions` starts AWAITING_APPROVAL, with no event: a person's review makes it
+    RECORDED (and writes its event) or DECLINED (never sent).
     """
 
     __tablename__ = "resolution_actions"
@@ -262,7 +280,12 @@ class ResolutionAction(Base):
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
     record_id: Mapped[int] = mapped_column(ForeignKey("exception_records.id"))
     action: Mapped[str] = mapped_column(String(48))
-    status: Mapped[str] = mapped_column(String(16), default="RECORDED")
+    # AWAITING_APPROVAL is 17 characters: 24 on PostgreSQL (migration 0010). SQLite never
+    # enforces a length and keeps its 16 (a batch copy of the table would trip the outbox's
+    # foreign keys to it).
+    status: Mapped[str] = mapped_column(
+        String(16).with_variant(String(24), "postgresql"), default=RECORDED
+    )
     note: Mapped[str | None] = mapped_column(Text)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     reported_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -359,6 +382,7 @@ Index(
         "reviewed_at",
         "audit_sample",
         "decided_by",
+        "approval_requested_at",
     ],
 )
 # The review queue of one tenant: a small set, read oldest first.

@@ -74,8 +74,12 @@ class StageRun:
     ai_source: dict[str, Any]
     # Share of AI-resolved records sampled for a person to check (the tenant's audit rate).
     audit_rate: float = 0.0
+    # The tenant's approval_actions: such an action waits for a person, with no event yet.
+    approval_actions: frozenset[str] = frozenset()
     writes: dict[str, Any] = field(default_factory=dict)
     actions: list[str] = field(default_factory=list)
+    # Of `actions`, those written AWAITING_APPROVAL (no action.requested event until approved).
+    awaiting: list[str] = field(default_factory=list)
     # (type, data) of the decisions this outcome makes; action.requested rows are added by
     # the write, which knows the actions' ids.
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
@@ -199,19 +203,26 @@ def _apply_classification(run: StageRun, call: StageCall[Any], settings: Setting
 
 def _apply_resolution(run: StageRun, call: StageCall[Any], settings: Settings) -> Outcome:
     run.actions = [str(a) for a in call.result.actions]
+    run.awaiting = [a for a in run.actions if a in run.approval_actions]
     _complete(run, call)
     resolution = call.result.model_dump(mode="json")
+    now = utcnow()
     run.writes.update(
         ai_resolution=resolution,
         **released(),
-        enriched_at=utcnow(),
+        enriched_at=now,
         audit_sample=random.random() < run.audit_rate,
+        # In the review queue (kind "approval") while any of its actions waits for a person.
+        approval_requested_at=now if run.awaiting else None,
     )
+    if run.awaiting:
+        run.logs.append(("info", "record.awaiting_approval", {"actions": run.awaiting}))
     decision = {
         "label": run.ai_label,
         "confidence": run.ai_confidence,
         "analysis": run.ai_analysis,
         "actions": run.actions,
+        "awaiting_approval": run.awaiting,  # sent once a person approves them, if ever
         "automatable": resolution["automatable"],
         "rationale": resolution["rationale"],
     }

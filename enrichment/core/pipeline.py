@@ -36,6 +36,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from enrichment.core import breaker, breaker_store, outbox, record_limits
 from enrichment.core.errors import EnrichmentError, ProviderPaused
 from enrichment.core.models import (
+    AWAITING_APPROVAL,
+    RECORDED,
     EnrichmentAttempt,
     ExceptionRecord,
     Order,
@@ -239,6 +241,7 @@ def _run_of(
         ai_analysis=row.ai_analysis,
         ai_source=row.ai_source or {},
         audit_rate=_audit_rate(own, settings),
+        approval_actions=own.approval_actions,
     )
     ctx = RecordContext(
         tenant=row.name,
@@ -289,13 +292,14 @@ def write(conn: Connection, run: StageRun, attempt: dict[str, Any]) -> bool:
             now = utcnow()
             events = [_event_row(run, t, d, now) for t, d in run.events]
             for action in run.actions:
+                status = AWAITING_APPROVAL if action in run.awaiting else RECORDED
                 stmt = sqlite.insert(ResolutionAction).values(
-                    tenant_id=run.tenant_id, record_id=run.record_id, action=action
+                    tenant_id=run.tenant_id, record_id=run.record_id, action=action, status=status
                 )
                 action_id = conn.execute(
                     stmt.on_conflict_do_nothing().returning(ResolutionAction.id)
                 ).scalar()
-                if action_id is not None:  # a new action: its request is an event
+                if action_id is not None and status == RECORDED:  # new and decided: an event
                     data = {**_action_base(run), "action_id": action_id, "action": action}
                     events.append(_event_row(run, ACTION_REQUESTED, data, now, action_id))
             if events:
@@ -348,20 +352,23 @@ def _write_postgres(conn: Connection, run: StageRun, attempt: dict[str, Any], gu
     sources = [_event_select(_event_row(run, t, d, now), 0).select_from(rec) for t, d in run.events]
     if run.actions:
         # Every column spelled out, as for the attempt.
+        # Two arrays of one length unnest side by side: each action with its status.
+        statuses = [AWAITING_APPROVAL if a in run.awaiting else RECORDED for a in run.actions]
         acts = select(
             literal(run.tenant_id),
             rec.c.id,
             func.unnest(literal(run.actions, ARRAY(Text))),
-            literal("RECORDED"),
+            func.unnest(literal(statuses, ARRAY(Text))),
             literal(utcnow(), UTCDateTime),
         )
         cols = ["tenant_id", "record_id", "action", "status", "created_at"]
         # The unique (record, action) key makes a re-run record nothing new (and no event).
+        A = ResolutionAction
         new_acts = (
-            postgresql.insert(ResolutionAction)
+            postgresql.insert(A)
             .from_select(cols, acts)
             .on_conflict_do_nothing()
-            .returning(ResolutionAction.id, ResolutionAction.action)
+            .returning(A.id, A.action, A.status)
             .cte("acts")
         )
         stmt = stmt.add_cte(new_acts)
@@ -369,8 +376,11 @@ def _write_postgres(conn: Connection, run: StageRun, attempt: dict[str, Any], gu
         data = literal(row["data"], _EVENT_TYPES["data"]).op("||")(
             func.jsonb_build_object("action_id", new_acts.c.id, "action", new_acts.c.action)
         )
+        # An action awaiting approval has no event until a person approves it (decide.py).
         sources.append(
-            _event_select(row, 1, action_id=new_acts.c.id, data=data).select_from(new_acts)
+            _event_select(row, 1, action_id=new_acts.c.id, data=data)
+            .select_from(new_acts)
+            .where(new_acts.c.status == RECORDED)
         )
     if sources:
         rows = union_all(*sources).subquery("ev")

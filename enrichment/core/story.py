@@ -56,6 +56,9 @@ class RecordFields(BaseModel):
     next_attempt_at: datetime
     enriched_at: datetime | None
     audit_sample: bool = Field(description="sampled at random for a person to check")
+    approval_requested_at: datetime | None = Field(
+        None, description="when actions of the tenant's approval_actions began to wait"
+    )
     created_at: datetime
     updated_at: datetime
 
@@ -97,7 +100,8 @@ class AttemptView(BaseModel):
 
 
 class ActionView(BaseModel):
-    """status: RECORDED -> DELIVERED -> DONE or FAILED (reported by the receiver, with note)."""
+    """status: RECORDED -> DELIVERED -> DONE or FAILED (reported by the receiver, with note);
+    AWAITING_APPROVAL (no event yet) -> RECORDED or DECLINED (never sent) by a person."""
 
     id: int
     action: str
@@ -159,7 +163,9 @@ class Summary(BaseModel):
         description="reviewed (decided by a person); enriched; escalated; in progress "
         "(claimed and due); waiting (for its due time or a sweep)"
     )
-    in_review: bool = Field(description="in the review queue: escalated or audit-sampled")
+    in_review: bool = Field(
+        description="in the review queue: escalated, actions awaiting approval, or audit-sampled"
+    )
     total_cost_usd: float
     attempts: int = Field(description="AI stage attempts (reopen audits not counted)")
     failed_attempts: int
@@ -225,6 +231,7 @@ def _fields(rec: R, order: Order) -> RecordFields:
         next_attempt_at=rec.next_attempt_at,
         enriched_at=rec.enriched_at,
         audit_sample=bool(rec.audit_sample),
+        approval_requested_at=rec.approval_requested_at,
         created_at=rec.created_at,
         updated_at=rec.updated_at,
     )
@@ -369,7 +376,8 @@ def in_review(rec: R) -> bool:
     """In the review queue: the Python twin of models.in_review() (REVIEW_SQL)."""
     if rec.reviewed_at is not None:
         return False
-    return rec.escalated_at is not None or (bool(rec.audit_sample) and rec.enriched_at is not None)
+    asked = bool(rec.audit_sample) or rec.approval_requested_at is not None
+    return rec.escalated_at is not None or (asked and rec.enriched_at is not None)
 
 
 def _summary(rec: R, attempts: list[AttemptView], now: datetime) -> Summary:

@@ -29,6 +29,7 @@ from typing import Any
 import structlog
 
 from enrichment.core import outbound
+from enrichment.core.taxonomy import Action
 
 log = structlog.get_logger(__name__)
 
@@ -60,6 +61,8 @@ class TenantSettings:
     slack_webhook_url, pagerduty_routing_key: the tenant's own destinations (strings).
     api_rpm, api_burst, api_concurrency: the tenant's API limits (whole; rpm and concurrency
       >= 0, 0 meaning unlimited; burst >= 1; None: ENRICHMENT_API_RPM, _BURST, _CONCURRENCY).
+    approval_actions: actions (taxonomy names) that wait in the review queue for a person's
+      approval before their action.requested event is sent (a list; empty: none wait).
     """
 
     weight: float = 1.0
@@ -75,6 +78,7 @@ class TenantSettings:
     api_rpm: int | None = None
     api_burst: int | None = None
     api_concurrency: int | None = None
+    approval_actions: frozenset[str] = frozenset()
 
     @classmethod
     def parse(cls, config: Mapping[str, Any] | TenantSettings | None) -> TenantSettings:
@@ -157,6 +161,12 @@ def _batch_mode(raw: Any) -> str:
     return raw
 
 
+def _names(raw: Any) -> tuple[str, ...]:
+    if not isinstance(raw, list) or not all(isinstance(n, str) for n in raw):
+        raise _Bad("must be a list of action names")
+    return tuple(raw)
+
+
 def _object(raw: Any) -> Mapping[str, Any]:
     if not isinstance(raw, dict):
         raise _Bad("must be an object")
@@ -204,6 +214,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "api_rpm": _count_from(0),
     "api_burst": _count_from(1),
     "api_concurrency": _count_from(0),
+    "approval_actions": _names,
 }
 assert set(PARSERS) == {f.name for f in fields(TenantSettings)}
 
@@ -220,6 +231,8 @@ def _build(config: Mapping[str, Any], *, strict: bool) -> TenantSettings:
             _reject(key, raw, str(bad), strict=strict)
     if "alert_thresholds" in values:
         values["alert_thresholds"] = _thresholds(values["alert_thresholds"], strict=strict)
+    if "approval_actions" in values:
+        values["approval_actions"] = _actions(values["approval_actions"], strict=strict)
     return TenantSettings(**values)
 
 
@@ -232,6 +245,17 @@ def _thresholds(own: Mapping[str, Any], *, strict: bool) -> Mapping[str, float]:
         except _Bad as bad:
             _reject(f"alert_thresholds.{name}", raw, str(bad), strict=strict)
     return MappingProxyType(out)
+
+
+def _actions(names: tuple[str, ...], *, strict: bool) -> frozenset[str]:
+    """Each name an action of the taxonomy. On read an unknown one is dropped and the others
+    kept: a bad entry must not let the costly actions beside it go out unapproved."""
+    known = set(Action)
+    for name in names:
+        if name not in known:
+            why = f"names an unknown action (known: {', '.join(Action)})"
+            _reject("approval_actions", name, why, strict=strict)
+    return frozenset(n for n in names if n in known)
 
 
 def _reject(key: str, raw: Any, why: str, *, strict: bool) -> None:

@@ -3,7 +3,8 @@
 RECORDED (decided) or DELIVERED (its event got a 2xx) -> DONE or FAILED, once. A tenant that
 pulls its events never sees DELIVERED, so an outcome is accepted from either. Reporting the
 same outcome again changes nothing and answers as before (receivers retry too); a different
-outcome for a reported action is a conflict.
+outcome for a reported action is a conflict, and so is one for an action never sent
+(AWAITING_APPROVAL or DECLINED: a person's approval comes first).
 """
 
 from __future__ import annotations
@@ -15,7 +16,13 @@ from pydantic import BaseModel
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from enrichment.core.models import ExceptionRecord, ResolutionAction, utcnow
+from enrichment.core.models import (
+    AWAITING_APPROVAL,
+    DECLINED,
+    ExceptionRecord,
+    ResolutionAction,
+    utcnow,
+)
 
 A = ResolutionAction
 STATUS_OF = {"done": "DONE", "failed": "FAILED"}
@@ -66,6 +73,11 @@ def report_outcome(
     view = load(session, tenant_id, action_id)
     if view is None:
         raise ActionNotFound(f"action {action_id} not found")
+    if view.status in (AWAITING_APPROVAL, DECLINED):
+        raise OutcomeConflict(
+            f"action {action_id} was never sent: it is {view.status.lower()} (a person's "
+            "approval comes first)"
+        )
     if view.status != status:
         raise OutcomeConflict(
             f"action {action_id} was already reported {view.status.lower()}; "

@@ -124,7 +124,8 @@ class ActionOutcome(BaseModel):
 
 class Actions(BaseModel):
     """The tenant's automated actions: RECORDED (decided), DELIVERED (its event got a 2xx),
-    DONE or FAILED (as the receiver reported)."""
+    DONE or FAILED (as the receiver reported); AWAITING_APPROVAL (a person approves it before
+    it is sent) or DECLINED (a person refused it: never sent)."""
 
     by_status: dict[str, int]
     reported: list[ActionOutcome] = Field(

@@ -7,13 +7,18 @@ review time, which closes the escalation; the actions a person chose that are no
 yet; and the events `record.reviewed` and one `action.requested` per new action, which the
 outbox delivers like the AI's decisions.
 
+Actions the AI chose from the tenant's `approval_actions` wait AWAITING_APPROVAL, without an
+event (kind "approval"). The review approves those it keeps in its actions (RECORDED, with
+their action.requested event) and declines the others (DECLINED: never sent); an override
+that keeps a declined one approves it. Each approval or refusal is an audit row.
+
 One review per record: another answers AlreadyReviewed unless it says `override`, and then it
 is a new row that names the one it overrides.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated
 
@@ -21,9 +26,13 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from enrichment.core import audit
 from enrichment.core.crashpoints import crash_point
 from enrichment.core.models import (
+    AWAITING_APPROVAL,
+    DECLINED,
     HUMAN,
+    RECORDED,
     ExceptionRecord,
     ResolutionAction,
     Review,
@@ -35,7 +44,9 @@ from enrichment.core.outbox import ACTION_REQUESTED, REVIEWED, event_row, insert
 from enrichment.core.stages import Stage
 from enrichment.core.taxonomy import ALLOWED_ACTIONS, Action, Label, disallowed_actions
 
-ESCALATION, AUDIT = "escalation", "audit"
+ESCALATION, APPROVAL, AUDIT = "escalation", "approval", "audit"
+# An action a review may approve: one waiting for a person, or one declined before (an override).
+UNSENT = (AWAITING_APPROVAL, DECLINED)
 # PostgreSQL text cannot hold NUL: refused as invalid input, not failed as a server error.
 NO_NUL = r"^[^\x00]*$"
 # Something visible once stripped (what `strip_whitespace` leaves must not be empty), no NUL.
@@ -50,9 +61,17 @@ class ReviewIn(BaseModel):
     label: Label
     actions: list[Action] = Field(default_factory=list, max_length=5)
     note: Annotated[str, StringConstraints(max_length=2000, pattern=NO_NUL)] | None = None
-    reviewer: Annotated[
-        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=VISIBLE)
-    ]
+    reviewer: (
+        Annotated[
+            str,
+            StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=VISIBLE),
+        ]
+        | None
+    ) = Field(
+        default=None,
+        description="a registered reviewer of the tenant's (refused if unknown or revoked); "
+        "without it the review is attributed to the API key",
+    )
     override: bool = False
 
 
@@ -76,12 +95,15 @@ class ActionsNotAllowed(ReviewError):
 
 @dataclass(frozen=True)
 class Decided:
-    """What a review did: its row id, the record, and the actions it requested anew."""
+    """What a review did: its row id, the record, the actions it requested now (new ones and
+    approved ones), and of those awaiting approval, the ones it approved and declined."""
 
     review_id: int
     record_id: int
     external_id: str
     new_actions: list[str]
+    approved: list[str] = field(default_factory=list)
+    declined: list[str] = field(default_factory=list)
 
 
 def submit(
@@ -90,9 +112,12 @@ def submit(
     record_id: int,
     review: ReviewIn,
     *,
+    actor: str,
     now: datetime | None = None,
 ) -> Decided:
-    """Check and write `review` of the tenant's record `record_id` (the caller commits)."""
+    """Check and write `review` of the tenant's record `record_id`, and its audit row, by
+    `actor` (core/audit.py; the caller checked `review.reviewer`; the caller commits).
+    The review is signed by `review.reviewer` when it names one, else by the actor."""
     now = now or utcnow()
     bad = disallowed_actions(review.label, review.actions)
     if bad:
@@ -111,8 +136,8 @@ def submit(
     row = Review(
         tenant_id=tenant.id,
         record_id=rec.id,
-        kind=ESCALATION if rec.escalated_at is not None else AUDIT,
-        reviewer=review.reviewer,
+        kind=_kind(rec),
+        reviewer=review.reviewer or actor,
         label=str(review.label),
         # Each action once: a repeated one would be one action, and its row is unique.
         actions=list(dict.fromkeys(str(a) for a in review.actions)),
@@ -127,12 +152,29 @@ def submit(
     rec.final_label, rec.final_actions = row.label, row.actions
     rec.decided_by, rec.reviewed_at = HUMAN, now
     session.flush()
-    new_actions = _request_actions(session, tenant, rec, row, now)
+    asked = _request_actions(session, tenant, rec, row, now)
+    audit.record(
+        session, tenant.id, actor, audit.REVIEWED, rec.external_id, now=now,
+        reviewer=row.reviewer, label=row.label, actions=row.actions,
+        override=previous is not None, review_id=row.id,
+    )  # fmt: skip
+    decided = [(audit.ACTION_APPROVED, a) for a in asked.approved]
+    for what, name in decided + [(audit.ACTION_DECLINED, a) for a in asked.declined]:
+        audit.record(
+            session, tenant.id, actor, what, rec.external_id, now=now, action_name=name,
+            reviewer=row.reviewer, review_id=row.id,
+        )  # fmt: skip
     session.flush()
     # Not a boundary: the review is one transaction, the caller's. A kill here, with every
     # row written but not committed, leaves the record in the queue as it was.
     crash_point("review.before_commit")
-    return Decided(row.id, rec.id, rec.external_id, [a.action for a in new_actions])
+    return Decided(row.id, rec.id, rec.external_id, asked.requested, asked.approved, asked.declined)
+
+
+def _kind(rec: ExceptionRecord) -> str:
+    if rec.escalated_at is not None:
+        return ESCALATION
+    return APPROVAL if rec.approval_requested_at is not None else AUDIT
 
 
 def _locked_record(session: Session, tenant_id: int, record_id: int) -> ExceptionRecord:
@@ -159,24 +201,40 @@ def _latest_review(session: Session, tenant_id: int, record_id: int) -> Review |
     )
 
 
+@dataclass(frozen=True)
+class _Asked:
+    requested: list[str]  # an action.requested event each, in the review's order
+    approved: list[str]
+    declined: list[str]
+
+
 def _request_actions(
     session: Session, tenant: Tenant, rec: ExceptionRecord, review: Review, now: datetime
-) -> list[ResolutionAction]:
-    """The review's event, then one per action not recorded for this record before."""
-    recorded = set(
-        session.scalars(
-            select(ResolutionAction.action).where(
-                ResolutionAction.tenant_id == tenant.id, ResolutionAction.record_id == rec.id
-            )
-        )
-    )
+) -> _Asked:
+    """The review's event, then one per action it requests now: each not recorded for this
+    record before, and each awaiting approval (or declined before) that it keeps. The
+    awaiting ones it leaves out are declined."""
+    A = ResolutionAction
+    held = {
+        a.action: a
+        for a in session.scalars(select(A).where(A.tenant_id == tenant.id, A.record_id == rec.id))
+    }
     new = [
-        ResolutionAction(tenant_id=tenant.id, record_id=rec.id, action=a, created_at=now)
+        A(tenant_id=tenant.id, record_id=rec.id, action=a, created_at=now)
         for a in review.actions
-        if a not in recorded
+        if a not in held
     ]
     session.add_all(new)
+    approved = [held[a] for a in review.actions if a in held and held[a].status in UNSENT]
+    declined = [
+        a for a in held.values() if a.status == AWAITING_APPROVAL and a.action not in review.actions
+    ]
+    for action in approved:
+        action.status = RECORDED
+    for action in declined:
+        action.status = DECLINED
     session.flush()
+    requested = sorted([*new, *approved], key=lambda a: review.actions.index(a.action))
     subject = {"tenant": tenant.name, "record": rec.external_id}
     decision = {
         "kind": review.kind,
@@ -187,11 +245,19 @@ def _request_actions(
         "ai_label": review.ai_label,
         "ai_confidence": review.ai_confidence,
     }
+    if approved or declined:  # the actions that waited for this person, and their answer
+        decision.update(
+            approved=[a.action for a in approved], declined=[a.action for a in declined]
+        )
     # The review's event first, so it gets the smaller id: a record's events go in order.
     events = [event_row(tenant.id, rec.id, REVIEWED, {**subject, **decision}, now=now)]
-    for action in new:
+    for action in requested:
         data = {**subject, "label": review.label, "action_id": action.id, "action": action.action}
         row = event_row(tenant.id, rec.id, ACTION_REQUESTED, data, now=now, action_id=action.id)
         events.append(row)
     session.execute(insert_events(events))
-    return new
+    return _Asked(
+        [a.action for a in requested],
+        [a.action for a in approved],
+        [a.action for a in declined],
+    )

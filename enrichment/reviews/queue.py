@@ -1,11 +1,14 @@
-"""The review queue of one tenant: escalated records and the audit sample, oldest first.
+"""The review queue of one tenant: escalated records, records whose actions await approval
+(the tenant's `approval_actions`) and the audit sample, oldest first.
 
-An escalated record waits since its escalation; an audit-sampled one since the AI resolved
-it. A review (or a requeue for the AI, for an escalated record) takes it out.
+An escalated record waits since its escalation; one with actions awaiting approval, or an
+audit-sampled one, since the AI resolved it. A review (or a requeue for the AI, for an
+escalated record) takes it out.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -13,10 +16,24 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from enrichment.core.models import ExceptionRecord, in_review, review_waiting_since
+from enrichment.core.models import (
+    AWAITING_APPROVAL,
+    ExceptionRecord,
+    ResolutionAction,
+    in_review,
+    review_waiting_since,
+)
 
 R = ExceptionRecord
 WAITING_SINCE = review_waiting_since()
+Kind = Literal["escalation", "approval", "audit"]
+
+
+def kind_of(rec: ExceptionRecord) -> Kind:
+    """Why a queued record waits for a person."""
+    if rec.escalated_at is not None:
+        return "escalation"
+    return "approval" if rec.approval_requested_at is not None else "audit"
 
 
 class QueueItem(BaseModel):
@@ -24,8 +41,10 @@ class QueueItem(BaseModel):
 
     record_id: int
     external_id: str
-    kind: Literal["escalation", "audit"] = Field(
-        description="escalation: the AI gave up; audit: a random sample of AI-resolved records"
+    kind: Kind = Field(
+        description="escalation: the AI gave up; approval: actions the AI chose wait for a "
+        "person's approval (keep them in the review's actions to approve, leave them out to "
+        "decline); audit: a random sample of AI-resolved records"
     )
     waiting_since: datetime
     reason: str | None = Field(description="why it was escalated")
@@ -35,6 +54,9 @@ class QueueItem(BaseModel):
     ai_label: str | None = Field(description="the AI's best guess, if it gave one")
     ai_confidence: float | None
     retry_count: int
+    awaiting_approval: list[str] = Field(
+        default_factory=list, description="the actions waiting for this person's approval"
+    )
 
 
 class Queue(BaseModel):
@@ -43,12 +65,12 @@ class Queue(BaseModel):
     items: list[QueueItem] = Field(description="oldest first")
 
 
-def _item(rec: ExceptionRecord) -> QueueItem:
+def _item(rec: ExceptionRecord, awaiting: list[str]) -> QueueItem:
     return QueueItem(
         record_id=rec.id,
         external_id=rec.external_id,
-        kind="escalation" if rec.escalated_at is not None else "audit",
-        waiting_since=rec.escalated_at or rec.enriched_at,
+        kind=kind_of(rec),
+        waiting_since=rec.escalated_at or rec.approval_requested_at or rec.enriched_at,
         reason=rec.escalation_reason,
         reason_code=rec.reason_code,
         severity=rec.severity,
@@ -56,6 +78,7 @@ def _item(rec: ExceptionRecord) -> QueueItem:
         ai_label=rec.ai_label,
         ai_confidence=rec.ai_confidence,
         retry_count=rec.enrichment_retry_count,
+        awaiting_approval=awaiting,
     )
 
 
@@ -69,7 +92,23 @@ def queue(session: Session, tenant_id: int, *, now: datetime, limit: int = 50) -
         select(R).where(*scoped).order_by(WAITING_SINCE, R.id).limit(limit)
     ).all()
     age = None if oldest is None else (now - _aware(oldest)).total_seconds()
-    return Queue(total=total, oldest_age_s=age, items=[_item(r) for r in recs])
+    waiting = awaiting_of(session, tenant_id, [r.id for r in recs])
+    return Queue(total=total, oldest_age_s=age, items=[_item(r, waiting[r.id]) for r in recs])
+
+
+def awaiting_of(session: Session, tenant_id: int, record_ids: list[int]) -> dict[int, list[str]]:
+    """Each record's actions AWAITING_APPROVAL (record id -> names), in one query."""
+    A = ResolutionAction
+    rows = session.execute(
+        select(A.record_id, A.action)
+        .where(A.tenant_id == tenant_id, A.record_id.in_(record_ids))
+        .where(A.status == AWAITING_APPROVAL)
+        .order_by(A.id)
+    )
+    found: dict[int, list[str]] = defaultdict(list)
+    for record_id, action in rows:
+        found[record_id].append(action)
+    return found
 
 
 def _aware(at: datetime) -> datetime:
