@@ -116,6 +116,28 @@ def test_keys_are_cut_and_redacted_and_every_part_is_bounded():
     assert len(json.dumps(data)) < 2 * MAX_TAG_CHARS
 
 
+def test_object_details_are_bounded_and_redacted_like_any_value():
+    # Worse than ingestion lets in: 500 events, each detail at every limit at once.
+    detail = {
+        "k" * 5000: "v",
+        "customer_email": "jane@example.com",
+        "refund": "to card 4111 1111 1111 1111 or DE89370400440532013000",
+        "deep": json.loads('{"d": ' * 40 + "1" + "}" * 40),
+        "scans": list(range(10_000)),
+        "many": {f"x{i}": "t" * 3000 for i in range(300)},
+    }
+    events = [{"source": "helpdesk", "type": "message", "detail": detail} for _ in range(500)]
+
+    data = _customer_data(_context(events=events))
+
+    text = json.dumps(data)
+    assert len(text) < 2 * MAX_TAG_CHARS and len(data["events"]) == 50
+    first = data["events"][0]["detail"]
+    assert first["customer_email"] == "[EMAIL]" and "jane@" not in text
+    assert "4111" not in text and "DE89" not in text and "[CARD]" in first["refund"]
+    assert not any(len(k) > MAX_KEY_CHARS for k in first) and "[cut]" in json.dumps(first["deep"])
+
+
 def test_a_card_in_the_notes_or_payload_never_reaches_the_prompt():
     ctx = _context(
         notes="refund to card 5555 5555 5555 4444 please",

@@ -12,6 +12,7 @@ it visits at most MAX_VALUES values, more than a line ingestion accepts can hold
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from enrichment.core.errors import PermanentError
@@ -81,6 +82,23 @@ def check_notes(notes: str | None, limits: RecordLimits, where: str) -> None:
         )
 
 
+def check_detail(detail: Any, limits: RecordLimits, where: str) -> None:
+    """An event's object detail: within the payload's limits (keys, depth, key and text
+    lengths), and at most `max_text_chars` characters as compact JSON (so an object detail
+    is never bigger than the longest text a record may hold). A string detail is bounded by
+    the line format (ingestion/lines.py)."""
+    if not isinstance(detail, dict | list):
+        return
+    check_value(detail, limits, where)
+    size = len(json.dumps(detail, ensure_ascii=False, separators=(",", ":")))
+    if size > limits.max_text_chars:
+        raise TooLarge(
+            f"an object of {size:,} characters as JSON, over the {limits.max_text_chars:,}"
+            " character limit",
+            where,
+        )
+
+
 def check_record(ctx: RecordContext, limits: RecordLimits) -> None:
     """A stored record against the limits ingestion holds it to; TooLarge if over one."""
     check_notes(ctx.notes, limits, "notes")
@@ -90,6 +108,8 @@ def check_record(ctx: RecordContext, limits: RecordLimits) -> None:
         raise TooLarge(f"{len(events):,} events, over the {MAX_EVENTS} event limit", "events")
     for i, event in enumerate(events):
         check_value(event, limits, f"events.{i}")
+        if isinstance(event, dict):
+            check_detail(event.get("detail"), limits, f"events.{i}.detail")
 
 
 def refusal(ctx: RecordContext, limits: RecordLimits) -> PermanentError | None:

@@ -25,8 +25,14 @@ from pydantic import (
     field_validator,
 )
 
-from enrichment.core import tenants
-from enrichment.core.record_limits import MAX_EVENTS, TooLarge, check_notes, check_value
+from enrichment.core import order_events, tenants
+from enrichment.core.record_limits import (
+    MAX_EVENTS,
+    TooLarge,
+    check_detail,
+    check_notes,
+    check_value,
+)
 from enrichment.core.settings import RecordLimits, get_settings
 from enrichment.core.taxonomy import Label
 
@@ -34,6 +40,7 @@ from enrichment.core.taxonomy import Label
 MAX_LINE_BYTES = 2_000_000
 # The default of ENRICHMENT_RECORD_MAX_NOTES_CHARS; the payload's limits are settings too.
 MAX_NOTES_CHARS = RecordLimits().max_notes_chars
+MAX_DETAIL_CHARS = order_events.DETAIL_TEXT_CHARS  # a string detail's longest
 
 Key = tuple[int, str]  # (tenant_id, external_id)
 
@@ -52,10 +59,33 @@ class _Strict(BaseModel):
 
 
 class EventIn(_Strict):
-    source: Literal["wms", "carrier", "payment", "system"]
+    # Any short name, lowercased: the known ones (order_events.KNOWN_SOURCES) have their
+    # meaning, the others are read by their words.
+    source: str
     type: str = Field(min_length=1, max_length=64)
     at: AwareDatetime
-    detail: str = Field(default="", max_length=2000)
+    # Text, or a JSON object kept as sent (bounded by the record limits: _check_limits).
+    detail: str | dict[str, Any] = ""
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, source: str) -> str:
+        try:
+            return order_events.source_name(source)
+        except ValueError as exc:
+            raise ValueError(f"{exc}, not {shown(source)}") from None
+
+    @field_validator("detail", mode="before")
+    @classmethod
+    def _detail(cls, detail: Any) -> Any:
+        # null is no detail; one clear reason, not the union's two for anything else.
+        if detail is None:
+            return ""
+        if not isinstance(detail, str | dict):
+            raise ValueError("a detail is a string or a JSON object")
+        if isinstance(detail, str) and len(detail) > MAX_DETAIL_CHARS:
+            raise ValueError(f"a detail string is at most {MAX_DETAIL_CHARS} characters")
+        return detail
 
     @field_serializer("at")
     def _utc(self, at: AwareDatetime) -> str:
@@ -160,6 +190,8 @@ def _check_limits(line: LineIn, limits: RecordLimits) -> None:
     try:
         check_notes(line.exception.notes, limits, "exception.notes")
         check_value(line.order.payload, limits, "order.payload")
+        for i, event in enumerate(line.order.events):
+            check_detail(event.detail, limits, f"order.events.{i}.detail")
     except TooLarge as exc:
         raise LineError(f"{exc.field}: {exc}", exc.field) from None
 

@@ -368,11 +368,14 @@ def main(argv: list[str] | None = None) -> int:
         outcomes, source = _styles_main(args)
         part = "styles" + "".join(f"-no-{f}" for f in args.drop)
     else:
-        examples = labelled.load(args.data, args.data.stem)
+        examples, refused = labelled.load_checked(args.data, args.data.stem)
+        for line_no, reason in refused:  # as `enrichment ingest` would refuse them
+            print(f"line {line_no} refused: {reason}", file=sys.stderr)
         if not examples:
             print(f"no labelled records in {args.data}", file=sys.stderr)
             return 1
-        outcomes, source, part = _shipped(args.provider, examples), args.data.name, args.data.stem
+        source = args.data.name + (f", {len(refused)} lines refused" if refused else "")
+        outcomes, part = _shipped(args.provider, examples), args.data.stem
     report = summarize(outcomes)
     print(format_report(report, provider=args.provider, source=source))
     png = args.out_dir / f"reliability_{args.provider}_{part}.png"

@@ -1,8 +1,9 @@
 """The shipped labelled sets: loading them, turning lines into contexts, and their styles.
 
-Each file is one writing style (the line format is the ingest format; the style is the
-file's): `ops` is the first hand-labelled set (328 records of mixed ops notes), the others were
-written for leave-one-style-out evaluation (`scripts/data/build_styles.py`): terse shorthand,
+Each file is one writing style (the line format is the ingest format, read by ingestion's own
+parser; the style is the file's): `ops` is the first hand-labelled set (328 records of mixed
+ops notes), the others were written for leave-one-style-out evaluation
+(`scripts/data/build_styles.py`): terse shorthand,
 customers' emails, carrier and WMS event text, and other languages on non-English addresses.
 `enrichment eval` holds out one style at a time; the shipped model is fitted on all of them.
 """
@@ -17,6 +18,7 @@ from typing import Any
 
 from enrichment.core.provider import RecordContext
 from enrichment.core.taxonomy import Label
+from enrichment.ingestion.lines import LineError, parse_line
 
 DATA_DIR = Path(__file__).parent / "data"
 DEFAULT_PATH = DATA_DIR / "labelled_exceptions.jsonl"
@@ -62,14 +64,34 @@ def read_lines(path: str | Path) -> Iterable[dict[str, Any]]:
                 yield json.loads(raw)
 
 
+def load_checked(path: str | Path, style: str = "") -> tuple[list[Example], list[tuple[int, str]]]:
+    """Every line with a true label, in file order (record ids count the non-blank lines
+    from 1), read through the ingest line format (`ingestion.lines.parse_line`: the same
+    shapes, limits and reasons as `enrichment ingest`); and the refused lines as (1-based
+    line number, reason)."""
+    examples, refused, n = [], [], 0
+    with Path(path).open("rb") as f:
+        for line_no, raw in enumerate(f, start=1):
+            if not (raw := raw.rstrip(b"\r\n")).strip():
+                continue
+            n += 1
+            try:
+                line = parse_line(raw, line_no)
+            except LineError as exc:
+                refused.append((line_no, str(exc)))
+                continue
+            if (true := line.exception.true_label) is not None:
+                ctx = to_context(line.model_dump(mode="json"), record_id=n)
+                examples.append(Example(line.exception.external_id, true, ctx, style))
+    return examples, refused
+
+
 def load(path: str | Path = DEFAULT_PATH, style: str = "") -> list[Example]:
-    """Every line with a true label, in file order (record ids count from 1)."""
-    examples = []
-    for n, line in enumerate(read_lines(path), start=1):
-        true = line["exception"].get("true_label")
-        if true:
-            ext = line["exception"].get("external_id") or f"line-{n}"
-            examples.append(Example(ext, Label(true), to_context(line, record_id=n), style))
+    """`load_checked`'s examples; a refused line is a ValueError (a shipped set is valid)."""
+    examples, refused = load_checked(path, style)
+    if refused:
+        line_no, reason = refused[0]
+        raise ValueError(f"{path} line {line_no}: {reason}")
     return examples
 
 

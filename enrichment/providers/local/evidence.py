@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from enrichment.core.order_events import detail_text, source_words
 from enrichment.core.taxonomy import Label
 from enrichment.providers.local import rules as R
 from enrichment.providers.local.text import fold, keyword_weights
@@ -53,10 +54,11 @@ def event_type(raw: Any) -> str:
 
 
 def read_events(raw: list[Any]) -> list[Event]:
-    """The events that are objects, as typed values (type normalized, time parsed)."""
+    """The events that are objects, as typed values (type normalized, time parsed, an object
+    detail read as `key: value` text)."""
     return [
         Event(str(e.get("source", "")), event_type(e.get("type", "")),
-              _parse_at(e.get("at")), str(e.get("detail", "")))
+              _parse_at(e.get("at")), detail_text(e.get("detail")))
         for e in raw if isinstance(e, dict)
     ]  # fmt: skip
 
@@ -84,12 +86,22 @@ def _detail_signals(event: Event, where: str) -> list[Signal]:
     return out
 
 
+def _source_signals(event: Event, where: str) -> list[Signal]:
+    """An unfamiliar source's words ("fraud_screening", "returns_desk"), read as a detail's."""
+    words = source_words(event.source)
+    return [
+        Signal(label, R.W_EVENT_DETAIL * weight / 1.5, "event detail", f"{where} ({seen})"[:200])
+        for label, (weight, seen) in keyword_weights(fold(words)).items()
+    ]
+
+
 def event_signals(events: list[Event]) -> list[Signal]:
     """Telling event types (once per label); for catch-all and unknown types, the words of
-    the type, carrier codes and phrases in the detail."""
+    the type, carrier codes and phrases in the detail; the words of unfamiliar sources."""
     signals, seen = [], set()
     for event in events:
         where = f"{event.source or '?'} event {event.type}"
+        signals += _source_signals(event, where)
         label = R.EVENT_LABELS.get(event.type)
         if label is None and event.type not in R.MILESTONES | R.GENERIC_EVENTS:
             label = _stem_label(event.type)
