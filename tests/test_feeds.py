@@ -219,3 +219,27 @@ def test_the_cli_ingests_the_same_file_and_eval_reads_it(cli, factory, tmp_path)
     assert "feed.jsonl, 1 lines refused: 3 records (0 failed)" in out
     assert "accuracy  1.000" in out
     assert "line 4 refused: order.events.0.source:" in err
+
+
+def test_the_review_pages_timeline_shows_an_object_detail_as_text(client, key, factory):
+    from enrichment.api.review_page import _timeline
+    from enrichment.core.models import utcnow
+    from enrichment.core.story import story
+
+    detail = {**HELPDESK, "html": "<script>alert(1)</script>"}
+    sent = line(
+        events=[event("customer_service", "customer_message", "2026-11-21T10:00:00Z", detail)]
+    )
+    assert post(client, key, [sent]).json()["items"][0]["result"] == "created"
+    with factory() as s:
+        told = story(s, tenants.by_name(s, "feeds-3pl"), "EXC-1", now=utcnow())
+
+    [moment] = [m for m in _timeline(told) if m.what == "customer_service: customer_message"]
+
+    # Text for the template, which escapes it like any other (autoescape); PostgreSQL's
+    # jsonb keeps an object's keys in its own order, not the sender's.
+    assert sorted(moment.detail.split("; ")) == [
+        "channel: email",
+        "html: <script>alert(1)</script>",
+        "summary: customer says the parcel arrived crushed, contents broken",
+    ]
