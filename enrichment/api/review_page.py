@@ -28,7 +28,7 @@ from enrichment.api.review_session import (
     anonymous,
     signed_in,
 )
-from enrichment.core import audit, review_sessions, reviewers, selection, tenants
+from enrichment.core import audit, order_events, review_sessions, reviewers, selection, tenants
 from enrichment.core.models import ExceptionRecord, utcnow
 from enrichment.core.story import Story, story
 from enrichment.core.taxonomy import ALLOWED_ACTIONS, Label
@@ -111,6 +111,8 @@ def login(page: ReviewPage, form: Annotated[LoginForm, Form()], s: DbSession) ->
     person = reviewers.by_key(s, row.id, form.key) if row is not None else None
     if row is None or person is None:
         return _refused(page, s, tenant_id, address)
+    if row.disabled_at is not None:  # said only to a reviewer whose key matched
+        return page.render("login.html", error=f"tenant {row.name} is disabled", status_code=403)
     if page.who is not None:
         review_sessions.end(s, row.id, page.who.visit.token or "", now=now)
     review_sessions.prune(s, row.id, now=now, limits=limits)
@@ -294,6 +296,11 @@ class Moment(NamedTuple):
     detail: str
 
 
+def _detail(event: dict) -> str:
+    # An object detail as `key: value` text; the template escapes it like any text.
+    return order_events.detail_text(event.get("detail"))
+
+
 def _timeline(told: Story | None) -> list[Moment]:
     """The order's events, the exception, its escalation and its webhook events, in time
     order (an event with an unreadable time goes last)."""
@@ -301,7 +308,7 @@ def _timeline(told: Story | None) -> list[Moment]:
         return []
     rec, escalation = told.record, told.escalation
     items = [
-        Moment(_when(e.get("at")), f"{e.get('source')}: {e.get('type')}", e.get("detail") or "")
+        Moment(_when(e.get("at")), f"{e.get('source')}: {e.get('type')}", _detail(e))
         for e in rec.order_events
     ]
     items.append(Moment(rec.created_at, "exception recorded", f"{rec.reason_code}, {rec.severity}"))
