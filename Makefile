@@ -10,7 +10,7 @@ TOOLS := $(VENV)/tools
 CELERY := $(BIN)/celery -A workers
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock audit demo test lint format migrate worker beat flower api fake-anthropic drill bench eval config-docs
+.PHONY: help install lock audit demo test lint format migrate run worker beat flower api fake-anthropic drill bench eval config-docs
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -64,7 +64,7 @@ config-docs: $(STAMP) ## Regenerate docs/configuration.md from the settings' fie
 	$(BIN)/python -m enrichment.core.settings_doc
 
 migrate: $(STAMP) ## alembic upgrade head on DATABASE_URL
-	$(BIN)/alembic upgrade head
+	$(BIN)/enrichment migrate
 
 worker: $(STAMP) ## Run one worker (production: see Procfile)
 	$(CELERY) worker --loglevel=INFO
@@ -77,6 +77,9 @@ flower: $(STAMP) ## Run Flower on :5555 (FLOWER_BASIC_AUTH=user:password)
 
 fake-anthropic: $(STAMP) ## Serve the fake Anthropic API on 127.0.0.1:8765
 	$(BIN)/enrichment fake-anthropic --port 8765 --faults "$${FAULTS:-}"
+
+run: $(STAMP) ## The Procfile under honcho: WORKERS=2 workers, beat, the API on :8000 (FLOWER=1 adds flower)
+	$(BIN)/honcho start -c worker=$${WORKERS:-2},flower=$${FLOWER:-0}
 
 api: $(STAMP) ## Serve the enrichment API on :8000
 	$(BIN)/uvicorn enrichment.api:app --port 8000

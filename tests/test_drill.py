@@ -55,6 +55,10 @@ def test_the_short_drill_passes_every_check(tmp_path):
     table = done.stdout[done.stdout.find("\ncheck ") :]
     assert done.returncode == 0, table or done.stdout[-3000:] + done.stderr[-3000:]
     assert "DRILL PASSED" in done.stdout and " FAIL" not in table
+    # It said, before it started, what it drops and restarts: its own redis-server only.
+    head = done.stdout[: done.stdout.find("\ncheck ")]
+    assert "DROPS and re-creates the PostgreSQL database" in head
+    assert "redis-server of its own on a free port (never the one on 6379)" in head
     for fault in ("kill_worker", "restart_redis", "terminate_pg"):
         assert f"{fault}:" in table
     for check in ("events undelivered", "events lost", "deliveries with a bad signature"):
@@ -63,3 +67,10 @@ def test_the_short_drill_passes_every_check(tmp_path):
         assert re.search(rf"^{outage}: provider_down pages .*1 / 1\s+1 / 1\s+PASS$", table, re.M)
         assert re.search(rf"^{outage}: retries spent on a fleet fault\s+0\s+0\s+PASS$", table, re.M)
     assert _shared_redis_run_id() == shared_before  # the same server process: not restarted
+
+
+def test_a_rabbitmq_drill_says_first_that_it_restarts_the_server():
+    from enrichment.tooling.drill import parse_args, what_it_touches
+
+    said = what_it_touches(parse_args(["--broker", "rabbitmq", "--db-name", "d1"]))
+    assert "RESTARTS the RabbitMQ server on this machine" in said and "'d1'" in said

@@ -109,11 +109,29 @@ def main(argv: list[str]) -> int:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _sigterm)
     print(f"drill: {cfg.records} records on {cfg.broker}, logs in {cfg.run_dir}", flush=True)
+    print(what_it_touches(cfg), flush=True)
     checks, phases, injector, outages = _drill(cfg)
     print_table(checks, phases, injector, outage_lines(outages))
     failed = [c.name for c in checks if c.ok is False]
     print("\nDRILL " + ("FAILED: " + "; ".join(failed) if failed else "PASSED"), flush=True)
     return 1 if failed else 0
+
+
+def what_it_touches(cfg: DrillConfig) -> str:
+    """The loud line before the drill starts: what it drops, starts and restarts."""
+    lines = [f"drill: it DROPS and re-creates the PostgreSQL database {cfg.db_name!r}"]
+    if cfg.broker == "rabbitmq":
+        lines.append(
+            "drill: it RESTARTS the RabbitMQ server on this machine (rabbitmqctl shutdown, "
+            "then rabbitmq-server -detached): every client of it loses its connections; "
+            f"its own vhost {cfg.db_name!r} is re-created"
+        )
+    else:
+        lines.append(
+            "drill: it starts and restarts a redis-server of its own on a free port (never "
+            "the one on 6379), and stops it at the end"
+        )
+    return "\n".join(lines)
 
 
 def parse_args(argv: list[str]) -> DrillConfig:
