@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from celery import Celery, signals
 
 import beat_schedule
@@ -10,6 +12,7 @@ from enrichment.core import db
 from enrichment.core.logs import configure_logging
 from enrichment.core.settings import Settings, get_settings, task_time_limit_s
 from enrichment.providers import ratelimit
+from workers import readiness
 from workers.queues import broker_options, broker_transport, task_queues
 
 
@@ -67,7 +70,24 @@ app = make_app(get_settings())
 
 @signals.worker_init.connect
 def _before_fork(**_kwargs) -> None:
+    refuse_unless_ready()
     providers.preload(get_settings())
+
+
+@signals.beat_init.connect
+def _before_beat(**_kwargs) -> None:
+    refuse_unless_ready()
+
+
+def refuse_unless_ready() -> None:
+    """Before a worker consumes or beat schedules: the database reachable and at head, the
+    broker reachable; else one line and exit 1. A worker that started anyway would take
+    records and fail them, and their leases would hold them for the lease TTL; on a broker
+    down at start-up Celery would retry (broker_connection_retry_on_startup) for minutes."""
+    found = readiness.problem(get_settings())
+    if found is not None:
+        print(f"refusing to start: {found}", file=sys.stderr, flush=True)
+        raise SystemExit(1)
 
 
 @signals.celeryd_after_setup.connect

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import quote
 
 from sqlalchemy import Engine, create_engine, event, func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -13,15 +14,24 @@ _engines: dict[str, Engine] = {}
 
 
 def make_engine(
-    url: str, *, pool_size: int = 5, max_overflow: int = 5, pool_timeout: float = 30.0
+    url: str,
+    *,
+    pool_size: int = 5,
+    max_overflow: int = 5,
+    pool_timeout: float = 30.0,
+    create: bool = True,
 ) -> Engine:
     """pool_size/max_overflow: PostgreSQL connections kept open / opened on demand;
-    pool_timeout: seconds a checkout waits for one (then sqlalchemy.exc.TimeoutError)."""
+    pool_timeout: seconds a checkout waits for one (then sqlalchemy.exc.TimeoutError);
+    create=False: an absent SQLite file is an error ("unable to open database file"), not a
+    new empty database (a command run from another folder must not leave one there)."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
+        if create and path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 30})
+        if not create and path and path != ":memory:":
+            event.listen(engine, "do_connect", _sqlite_existing_only)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     # pre_ping: a connection killed by pg_terminate_backend or a restart is replaced,
@@ -36,6 +46,12 @@ def make_engine(
         pool_timeout=pool_timeout,
         connect_args={"options": "-c jit=off"},
     )
+
+
+def _sqlite_existing_only(_dialect, _record, cargs, cparams) -> None:
+    # sqlite3's URI mode=rw opens an existing file only; pysqlite passes the path first.
+    cargs[0] = f"file:{quote(str(Path(cargs[0]).resolve()))}?mode=rw"
+    cparams["uri"] = True
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
@@ -54,7 +70,10 @@ def get_engine(url: str) -> Engine:
         # ENRICHMENT_DB_POOL_SIZE / ENRICHMENT_DB_MAX_OVERFLOW: see Settings.
         settings = get_settings()
         _engines[url] = make_engine(
-            url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
+            url,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+            create=False,  # only `enrichment migrate` (Alembic's own engine) makes the file
         )
     return _engines[url]
 
