@@ -157,7 +157,8 @@ def test_configure_sets_a_new_secret_refuses_bad_urls_and_removes():
     with pytest.raises(ValueError, match="https"):
         webhooks.configure(tenant, "http://127.0.0.1:9/other", STRICT)
     assert tenant.webhook_secret == secret  # a refused URL changes nothing
-    assert webhooks.configure(tenant, "http://127.0.0.1:9/in", PRIVATE_OK) != secret
+    assert webhooks.configure(tenant, "http://127.0.0.1:9/new", PRIVATE_OK) == secret  # kept
+    assert webhooks.configure(tenant, "http://127.0.0.1:9/in", PRIVATE_OK, rotate=True) != secret
     assert webhooks.configure(tenant, None, STRICT) is None
     assert (tenant.webhook_url, tenant.webhook_secret) == (None, None)
 

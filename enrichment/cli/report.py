@@ -43,6 +43,7 @@ def print_health(h: reports.Health) -> None:
             ("quality score", number(h.quality_score, " / 100")),
             ("failure rate", number(h.failure_rate_pct, " %")),
             ("escalated", plural(h.escalated_records, "record")),
+            ("webhook events", f"stopped {h.stopped_events:,}, dead {h.dead_events:,}"),
             ("thresholds crossed", _crossed(h)),
         ]
     )
@@ -67,7 +68,8 @@ def _metric_pairs(m) -> list[tuple[str, str]]:
                               f" {m.window_ai_cost_usd - m.window_batch_ai_cost_usd:.4f},"
                               f" batch {m.window_batch_ai_cost_usd:.4f})"),
         ("prompt cache hits", f"{number(m.cache_hit_pct, ' %')} of input tokens"),
-        ("events undelivered", f"{m.undelivered_events:,} (dead {m.dead_events:,})"),
+        ("events undelivered", f"{m.undelivered_events:,} (stopped {m.stopped_events:,},"
+                               f" dead {m.dead_events:,})"),
     ]  # fmt: skip
 
 

@@ -13,7 +13,9 @@ texts can carry the host, and the URL is a secret.
 from __future__ import annotations
 
 import http.client
-from dataclasses import dataclass
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from enrichment.core import outbound
@@ -27,11 +29,15 @@ USER_AGENT = "enrichment-webhooks/1"
 
 @dataclass(frozen=True)
 class Answer:
-    """kind: DELIVERED, RETRY, STOP or SKIPPED (not sent); status: the HTTP status, if any."""
+    """kind: DELIVERED, RETRY, STOP or SKIPPED (not sent); status: the HTTP status, if any;
+    duration_s: how long the POST took, if one was made; first_line: the answer body's first
+    line (`enrichment webhook test` prints it; never logged or stored)."""
 
     kind: str
     status: int | None = None
     error: str | None = None
+    duration_s: float | None = None
+    first_line: str = ""
 
 
 def classify(status: int) -> Answer:
@@ -47,22 +53,29 @@ def classify(status: int) -> Answer:
 
 def send(
     url: str,
-    secret: str,
+    secrets: str | Sequence[str],
     msg_id: str,
     body: str,
     config: WebhookConfig,
     *,
     now: datetime | None = None,
 ) -> Answer:
-    """Check the URL again, sign, POST once; never raises for a network failure."""
+    """Check the URL again, sign (one signature per secret: a rotation's overlap sends two),
+    POST once; never raises for a network failure."""
     try:
         target = webhooks.check_url(url, config)
     except webhooks.UnsafeURL as exc:
         return Answer(STOP, None, f"webhook URL refused: {exc}")
-    headers = webhooks.signed_headers(secret, msg_id, body, now or utcnow())
+    headers = webhooks.signed_headers(secrets, msg_id, body, now or utcnow())
     headers["user-agent"] = USER_AGENT
+    started = time.monotonic()
     try:
         answer = outbound.post(target, body.encode(), headers, config.timeout_s)
     except (OSError, http.client.HTTPException) as exc:  # timeouts are OSErrors too
-        return Answer(RETRY, None, type(exc).__name__)
-    return classify(answer.status)
+        return replace(Answer(RETRY, None, type(exc).__name__), duration_s=_since(started))
+    line = answer.body.decode(errors="replace").strip().split("\n", 1)[0][:200]
+    return replace(classify(answer.status), duration_s=_since(started), first_line=line)
+
+
+def _since(started: float) -> float:
+    return time.monotonic() - started

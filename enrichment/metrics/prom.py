@@ -46,6 +46,12 @@ GAUGES: tuple[tuple[str, str, str, float], ...] = (
         1.0,
     ),
     ("enrichment_dead_events", "Outbox events given up on (redeliver)", "dead_events", 1.0),
+    (
+        "enrichment_stopped_events",
+        "Outbox events the webhook refused with a 4xx (fix, then redeliver)",
+        "stopped_events",
+        1.0,
+    ),
     ("enrichment_review_backlog_records", "Records waiting for a person", "review_backlog", 1.0),
     (
         "enrichment_oldest_review_age_seconds",

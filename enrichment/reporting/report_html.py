@@ -186,6 +186,12 @@ def _state_cards(m: Snapshot) -> list[tuple[str, str, str, str]]:
             "confidence, completeness, success",
             "quality",
         ),
+        (
+            "Webhook events not delivered",
+            f"{m.stopped_events:,} stopped, {m.dead_events:,} dead",
+            f"refused or given up on; {m.undelivered_events:,} waiting",
+            "stopped_events" if m.stopped_events else "dead_events",
+        ),
     ]
 
 

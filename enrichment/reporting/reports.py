@@ -70,6 +70,10 @@ class Health(BaseModel):
     quality_score: float | None = Field(description="0-100, see enrichment.monitor")
     failure_rate_pct: float | None = Field(description="% of the window's attempts that failed")
     escalated_records: int
+    stopped_events: int = Field(
+        0, description="outbox events the webhook refused with a 4xx: nothing retries them"
+    )
+    dead_events: int = Field(0, description="outbox events given up on after every retry")
     problems: list[str] = Field(description="threshold names crossed, e.g. backlog_critical")
     alerts: list[AlertView] = Field(description="pending and firing alerts")
     integrity: dict[str, dict[str, float | bool | None]]
@@ -249,6 +253,8 @@ def health_from(session: Session, tenant: Tenant, snap: Snapshot, settings: Sett
         quality_score=snap.quality_score,
         failure_rate_pct=snap.failure_rate_pct,
         escalated_records=snap.escalated_records,
+        stopped_events=snap.stopped_events,
+        dead_events=snap.dead_events,
         problems=problems,
         alerts=_alert_views(session, tenant),
         integrity=snap.integrity,

@@ -122,7 +122,7 @@ class Receiver:
             return None
         if not self._verified(text, headers):
             self._note(Request(msg_id, "bad-signature", False, headers, text))
-            return _answer(handler, 401)
+            return _answer(handler, 401, b"bad signature\n")
         if not self._released.is_set():
             self._note(Request(msg_id, "held", False, headers, text))
             self._released.wait()
@@ -136,7 +136,9 @@ class Receiver:
         if fault == "drop":
             handler.close_connection = True  # no status line at all: the peer sees a reset
             return None
-        return _answer(handler, 500 if fault == "500" else self.status)
+        if fault == "500":
+            return _answer(handler, 500)
+        return _answer(handler, self.status, b"ok\n" if kept else b"")
 
     def _verified(self, text: str, headers: dict[str, str]) -> bool:
         if not self.secret:
@@ -170,11 +172,13 @@ class Receiver:
                 self.first_at[req.webhook_id] = datetime.now(UTC)
 
 
-def _answer(handler: BaseHTTPRequestHandler, status: int) -> None:
+def _answer(handler: BaseHTTPRequestHandler, status: int, text: bytes = b"") -> None:
+    """`status` with `text` as its body (`enrichment webhook test` prints its first line)."""
     with contextlib.suppress(OSError):  # the sender may have given up (a timeout)
         handler.send_response(status)
-        handler.send_header("Content-Length", "0")
+        handler.send_header("Content-Length", str(len(text)))
         handler.end_headers()
+        handler.wfile.write(text)
 
 
 def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
