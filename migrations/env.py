@@ -6,7 +6,9 @@ from enrichment.core import (  # noqa: F401 (their tables join Base.metadata)
     audit,
     batch_models,
     breaker_store,
+    delivery_log,
     monitor_models,
+    review_claims,
     review_sessions,
     reviewers,
 )

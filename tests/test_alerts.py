@@ -30,9 +30,11 @@ class Snap:
     failure_rate_pct: float | None = 1.0
     escalated_records: int = 0
     dead_events: int = 0
+    stopped_events: int = 0
     oldest_review_age_s: float | None = None
     oldest_due_age_s: float | None = None
     spend_today_usd: float = 0.0
+    signin_refusals: int = 0
     total_records: int = 1000
     window_attempts: int = 500
 
@@ -161,6 +163,21 @@ def test_a_due_record_waiting_over_15_min_warns_at_once_and_clears_under_10():
     assert words.threshold(rule) == "wait of the oldest record due for enrichment over 15 min"
     assert words.metric_value(rule, 1000.0) == "16.7 min"
     assert "max_in_flight" in alerts.RUNBOOK["starvation"]
+
+
+def test_a_burst_of_wrong_reviewer_keys_warns_at_once_and_clears_at_two_or_fewer():
+    counts = [9, 10, 3, 2, 12]
+    _, sent = run([Snap(signin_refusals=n, total_records=3) for n in counts])
+    assert [kinds(n) for n in sent] == [
+        [],
+        [("firing", "signin_refusals", "warning")],  # at once, whatever the sample
+        [],  # inside the deadband
+        [("resolved", "signin_refusals", "warning")],
+        [("firing", "signin_refusals", "warning")],
+    ]
+    rule = next(r for r in RULES if r.metric == "signin_refusals")
+    assert words.threshold(rule) == "wrong reviewer keys in 5 min at or over 10 refusals"
+    assert "enrichment audit {tenant}" in alerts.RUNBOOK["signin_refusals"]
 
 
 def test_the_budget_rule_exists_only_for_a_tenant_with_a_budget():

@@ -78,6 +78,10 @@ DEFAULT_RULES: tuple[Rule, ...] = (
     # A dead event is a decision its receiver never got: a person must act now.
     Rule("dead_events_critical", "dead_events", "dead_events", CRITICAL, ABOVE,
          0.0, 0.0, None, " events", for_evaluations=1),
+    # A stopped event is one the receiver refused (a 4xx, often a 401 after a secret
+    # change): nothing retries it, so it is as lost as a dead one until a person acts.
+    Rule("stopped_events_critical", "stopped_events", "stopped_events", CRITICAL, ABOVE,
+         0.0, 0.0, None, " events", for_evaluations=1),
     # The review queue's oldest item waited over a day (clears under 20 h): a wait, so judged
     # at once and whatever the sample. None (an empty queue) is no breach.
     Rule("review_age_warning", "review_age", "oldest_review_age_s", WARNING, ABOVE,
@@ -86,6 +90,10 @@ DEFAULT_RULES: tuple[Rule, ...] = (
     # duration, so it fires at the first evaluation; N more would add N x 5 min of waiting.
     Rule("starvation_warning", "starvation", "oldest_due_age_s", WARNING, ABOVE,
          900.0, 600.0, None, " s", for_evaluations=1),
+    # Ten or more wrong reviewer keys in 5 min: someone is guessing (sign-in pauses by
+    # itself at 5 an address, 20 a tenant); clears under 3. At once, whatever the sample.
+    Rule("signin_refusals_warning", "signin_refusals", "signin_refusals", WARNING, AT_LEAST,
+         10.0, 3.0, None, " refusals", for_evaluations=1),
 )  # fmt: skip
 # Rules whose threshold is a tenant setting: no setting (or not a positive number), no rule.
 # Today's spend only grows until 00:00 UTC, so it clears when the day turns or the budget
@@ -109,6 +117,13 @@ RUNBOOK: dict[str, str] = {
     "dead_events": "The tenant's webhook refused or never answered these events: fix the "
     "receiver (the errors are in `enrichment show {tenant} <record>`), then re-send with "
     "`celery -A workers call enrichment.redeliver --args '[\"{tenant}\"]'`.",
+    "stopped_events": "The tenant's webhook refused these events with a 4xx and nothing "
+    "retries them. `enrichment webhook log {tenant}` shows the answers: a 401 or 403 is "
+    "almost always the signing secret (the receiver verifies with an old one: give it the "
+    "current secret, or rotate with `enrichment webhook {tenant} --new-secret`, which keeps "
+    "the old one signing for the overlap); `enrichment webhook test {tenant}` checks the fix; "
+    "then re-send with "
+    "`celery -A workers call enrichment.redeliver --args '[\"{tenant}\"]'`.",
     "review_age": "The review queue's oldest item waited over a day: work the queue "
     "(`GET /api/enrichment/reviews/{tenant}`, or the review page), deciding each item or "
     "requeueing it for the AI; add reviewers or lower the tenant's audit_rate if it keeps "
@@ -117,6 +132,10 @@ RUNBOOK: dict[str, str] = {
     "none of the tenant's due records, it is held back: its in-flight cap "
     "(settings max_in_flight), its daily budget or its weight; else the fleet is behind: add "
     "workers (`enrichment status {tenant}` shows both).",
+    "signin_refusals": "Wrong reviewer keys keep coming on the review page: someone may be "
+    "guessing. `enrichment audit {tenant} --action review.signin_refused` lists the "
+    "addresses; block them at the proxy. Sign-in pauses by itself per address and tenant; "
+    "if a key may have leaked, `enrichment reviewer revoke {tenant} NAME` and add it anew.",
     "budget": "Today's AI spend reached the tenant's daily_budget_usd: the sweep claims "
     "nothing more for it until 00:00 UTC. Raise the budget in tenants.settings if the "
     "work must go on today, or check for a retry loop (`enrichment report {tenant}`).",

@@ -20,24 +20,32 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from swagger_ui_bundle import swagger_ui_path
 
 from enrichment.api import (
+    admin,
     deps,
     events,
     guards,
     limits,
     monitoring,
     people,
+    probes,
     processing,
     records,
     review_page,
+    review_queue_page,
     reviews,
     story,
+    webhook_log,
 )
 
 SWAGGER_ASSETS = "/docs-assets"
@@ -71,6 +79,22 @@ async def pool_busy(_: Request, __: PoolTimeout) -> JSONResponse:
     return JSONResponse({"detail": POOL_BUSY}, status_code=503, headers={"Retry-After": "1"})
 
 
+@app.exception_handler(StarletteHTTPException)
+async def with_every_allowed_method(request: Request, exc: StarletteHTTPException) -> Response:
+    """A 405's Allow names every method of the path: Starlette names only those of the first
+    route that matched the path, when routes of one path are declared one method each."""
+    if exc.status_code == 405:
+        allowed = sorted(
+            method
+            for route in request.app.routes
+            if isinstance(route, APIRoute) and route.matches(request.scope)[0] != Match.NONE
+            for method in route.methods
+        )
+        exc.headers = {**(exc.headers or {}), "Allow": ", ".join(allowed)}
+    return await http_exception_handler(request, exc)
+
+
+probes.install(app)  # start-up check, /livez and /readyz, a 503 while the database is down
 app.mount(SWAGGER_ASSETS, StaticFiles(directory=str(swagger_ui_path)), name="swagger-ui")
 app.include_router(monitoring.router)
 app.include_router(monitoring.metrics_router)
@@ -80,7 +104,10 @@ app.include_router(story.router)
 app.include_router(events.router)
 app.include_router(reviews.router)
 app.include_router(people.router)
+app.include_router(review_queue_page.router)  # before review_page: its fixed paths
 app.include_router(review_page.router)
+app.include_router(admin.router)
+app.include_router(webhook_log.router)
 
 
 @app.get("/docs", include_in_schema=False)

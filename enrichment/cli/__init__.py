@@ -88,27 +88,6 @@ def _show(args: argparse.Namespace) -> int:
     return story_text.show(args.tenant, args.external_id)
 
 
-def _webhook(args: argparse.Namespace) -> int:
-    from urllib.parse import urlsplit
-
-    from enrichment.core import audit, db, tenants
-    from enrichment.delivery import webhooks
-
-    settings = get_settings()
-    if args.off == bool(args.url):
-        raise UserError("give either a URL or --off")
-    with db.session_factory(settings.database_url).begin() as session:
-        tenant = tenants.require(session, args.tenant)
-        secret = webhooks.configure(tenant, None if args.off else args.url, settings.webhooks)
-        host = None if secret is None else urlsplit(tenant.webhook_url or "").hostname
-        audit.record(session, tenant.id, audit.cli_actor(), audit.WEBHOOK_CHANGED, host or "off")
-    if secret is None:
-        print(f"tenant {args.tenant}: webhook removed; events wait for the pull route")
-    else:
-        print(f"tenant {args.tenant}: webhook set; signing secret (shown once): {secret}")
-    return 0
-
-
 def _demo(args: argparse.Namespace) -> int:
     from enrichment.tooling import demo
 
@@ -149,9 +128,9 @@ def _config_docs(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from enrichment.cli import people
+    from enrichment.cli import people, reprocess, tenant, webhook
 
-    parser = argparse.ArgumentParser(prog="enrichment", description=__doc__)
+    parser = Parser(prog="enrichment", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     sub.add_parser("migrate", help="alembic upgrade head on DATABASE_URL").set_defaults(
@@ -174,6 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_tenant_key)
 
     people.add_parsers(sub)
+    reprocess.add_parsers(sub)
+    tenant.add_parsers(sub)
 
     p = sub.add_parser("generate", help="write a realistic JSONL backlog for a tenant")
     p.add_argument("--tenant", default="demo-3pl")
@@ -192,13 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("external_id")
     p.set_defaults(func=_show)
 
-    p = sub.add_parser(
-        "webhook", help="set (https) or remove a tenant's webhook; prints a new signing secret"
-    )
-    p.add_argument("tenant")
-    p.add_argument("url", nargs="?")
-    p.add_argument("--off", action="store_true", help="remove the webhook")
-    p.set_defaults(func=_webhook)
+    webhook.add_parsers(sub)
 
     p = sub.add_parser("demo", help="run the whole fleet on the embedded default")
     p.add_argument("--records", type=int, default=500)
@@ -265,38 +240,41 @@ def _fraction(raw: str) -> float:
     return value
 
 
-def _database_problem(exc: Exception) -> str:
-    """One line for a database error: not migrated, unreachable, or an unparsable URL."""
-    from sqlalchemy.engine import make_url
-
-    text = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
-    if "no such table" in text or ("relation" in text and "does not exist" in text):
-        return "the database has no tables yet: run `enrichment migrate` first"
-    if "no such column" in text or ("column" in text and "does not exist" in text):
-        return "the database is from an older version: run `enrichment migrate` to upgrade it"
-    try:
-        where = make_url(get_settings().database_url).render_as_string(hide_password=True)
-    except Exception:
-        return "DATABASE_URL could not be parsed; e.g. postgresql+psycopg://user@host:5432/db"
-    return f"cannot use the database {where}: {text}"
+# Exit codes (sysexits.h) besides a command's own 0-3 (status and report: ok, warning,
+# critical, unknown): so a script tells a critical tenant (2) from a mistyped command.
+EX_USAGE = 64  # a bad argument, file, tenant or value: fix the command
+EX_UNAVAILABLE = 69  # the database is unreachable or not migrated: fix the service, or migrate
+EX_CONFIG = 78  # an environment variable is wrong: fix the configuration
 
 
-def _explain(exc: Exception) -> str | None:
-    """The one-line message for a user's mistake, or None for a bug (which keeps its trace)."""
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error exits EX_USAGE (argparse's own 2 is `critical` here)."""
+
+    def error(self, message: str):
+        self.print_usage(sys.stderr)
+        self.exit(EX_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _explain(exc: Exception) -> tuple[str, int] | None:
+    """The one line for a user's mistake and its exit code, or None for a bug (which keeps
+    its trace)."""
     from sqlalchemy.exc import ArgumentError, DBAPIError
 
+    from enrichment.core import readiness
     from enrichment.core.tenants import UnknownTenant
 
     if isinstance(exc, ConfigurationError):
-        return f"configuration error: {exc}"
-    if isinstance(exc, UserError | UnknownTenant):
-        return str(exc)
-    if isinstance(exc, FileNotFoundError):
-        return f"no such file: {exc.filename}"
+        return f"configuration error: {exc}", EX_CONFIG
     if isinstance(exc, ArgumentError | DBAPIError):
-        return _database_problem(exc)
-    if isinstance(exc, ValueError):
-        return str(exc)
+        return readiness.explain(exc, get_settings().database_url), EX_UNAVAILABLE
+    if isinstance(exc, UserError | UnknownTenant | ValueError):
+        return str(exc), EX_USAGE
+    if isinstance(exc, FileNotFoundError):
+        return f"no such file: {exc.filename}", EX_USAGE
+    if isinstance(exc, IsADirectoryError):
+        return f"{exc.filename} is a folder: give a file", EX_USAGE
+    if isinstance(exc, PermissionError):
+        return f"not allowed to read {exc.filename}", EX_USAGE
     return None
 
 
@@ -307,11 +285,21 @@ def _guarded(call: Callable[[], int]) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
-        message = _explain(exc)
-        if message is None:
+        explained = _explain(exc)
+        if explained is None:
             raise
-        print(f"enrichment: {message}", file=sys.stderr)
-        return 2
+        print(f"enrichment: {explained[0]}", file=sys.stderr)
+        return explained[1]
+
+
+def _passthrough(main: Callable[[list[str]], int], argv: list[str]) -> int:
+    """A tool that parses its own arguments: its argparse usage error (exit 2) is EX_USAGE."""
+    try:
+        return main(argv)
+    except SystemExit as exc:
+        if exc.code == 2:
+            return EX_USAGE
+        raise
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -320,6 +308,6 @@ def main(argv: list[str] | None = None) -> int:
         from importlib import import_module
 
         module = f"enrichment.tooling.{PASSTHROUGH[argv[0]][0]}"
-        return _guarded(lambda: import_module(module).main(argv[1:]))
+        return _guarded(lambda: _passthrough(import_module(module).main, argv[1:]))
     args = build_parser().parse_args(argv)
     return _guarded(lambda: args.func(args))

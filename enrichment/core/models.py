@@ -96,6 +96,9 @@ class Tenant(Base):
     # Both are secrets: never logged.
     webhook_url: Mapped[str | None] = mapped_column(Text)
     webhook_secret: Mapped[str | None] = mapped_column(String(64))
+    # A rotation's overlap (delivery/webhooks.py): the old secret signs too until then.
+    webhook_previous_secret: Mapped[str | None] = mapped_column(String(64))
+    webhook_previous_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Set while disabled (core/tenant_admin.py): the claim skips its records, its API key
     # and its reviewers are refused; its data stays.
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -52,8 +52,10 @@ class MetricSnapshot(Base):
     ai_cost_usd_total: Mapped[float] = mapped_column(Float)
     processing_seconds_total: Mapped[float] = mapped_column(Float)
     confidence_buckets: Mapped[dict[str, Any]] = mapped_column(JSONType)
-    # Outbox events now: waiting for delivery (pending), and given up on (dead).
+    # Outbox events now: waiting for delivery (pending), refused by the receiver (stopped: a
+    # 4xx, a person must look), and given up on (dead).
     undelivered_events: Mapped[int] = mapped_column(Integer, default=0)
+    stopped_events: Mapped[int] = mapped_column(Integer, default=0)
     dead_events: Mapped[int] = mapped_column(Integer, default=0)
     # The review queue now: its size, its oldest item's wait (s), and the people-resolved.
     review_backlog: Mapped[int] = mapped_column(Integer, default=0)
@@ -66,6 +68,8 @@ class MetricSnapshot(Base):
     last_sweep_due: Mapped[int] = mapped_column(Integer, default=0)
     last_sweep_claimed: Mapped[int] = mapped_column(Integer, default=0)
     spend_today_usd: Mapped[float] = mapped_column(Float, default=0.0)
+    # Wrong reviewer keys on the review page in the last 5 min (metrics/signin.py).
+    signin_refusals: Mapped[int] = mapped_column(Integer, default=0)
     integrity: Mapped[dict[str, Any]] = mapped_column(JSONType)
 
 

@@ -153,6 +153,13 @@ class WebhookConfig(FromEnv):
         "`1` accepts http:// and loopback, private or link-local addresses, for webhooks,"
         " Slack and PagerDuty alike (tests and the demo only)",
     )
+    secret_overlap_s: float = setting(
+        "ENRICHMENT_WEBHOOK_SECRET_OVERLAP_S",
+        86_400.0,
+        "after `enrichment webhook TENANT URL --new-secret`, the old secret keeps signing"
+        " beside the new one this long (24 h; both signatures sent), so a receiver can switch"
+        " without losing an event",
+    )
 
 
 @dataclass(frozen=True)
@@ -166,6 +173,23 @@ class ReviewConfig(FromEnv):
         0.02,
         "share of AI-resolved records sampled for a person to check (per tenant:"
         ' `tenants.settings["audit_rate"]`)',
+        high=1.0,
+    )
+    # Confidence you can trust (issue 24, reviews/stats.py): the threshold search's target
+    # and floor. Advice from `enrichment eval --reviews`; nothing changes a threshold here.
+    max_auto_error_rate: float = setting(
+        "ENRICHMENT_MAX_AUTO_ERROR_RATE",
+        0.05,
+        "the error rate automated decisions may have: the advised threshold is the lowest"
+        " whose upper 95 % Clopper-Pearson bound on the audit sample's error rate above it is"
+        ' at most this (per tenant: `tenants.settings["max_auto_error_rate"]`)',
+        low=0.001,
+        high=0.5,
+    )
+    auto_threshold_floor: float = setting(
+        "ENRICHMENT_AUTO_THRESHOLD_FLOOR",
+        0.5,
+        "the advised confidence threshold is never below this, however the reviews look",
         high=1.0,
     )
     session_s: float = setting(
@@ -197,6 +221,74 @@ class ReviewConfig(FromEnv):
         20,
         "wrong keys for one tenant in the window before its sign-ins get 429",
         low=1,
+    )
+    # Time to a person (core/time_to_person.py), counted from a record's ingestion. Before
+    # these, an ambiguous record of any severity waited five 24 h rechecks (5 days). Critical
+    # (a parcel stopped, a customer waiting): 15 min, still five rechecks 2.5 min apart;
+    # high: within the shift (4 h); medium: by the next day's shift (24 h, also the longest a
+    # Message Batch may take, so medium records keep the batch price); low: 2 days.
+    within_s_critical: float = setting(
+        "ENRICHMENT_REVIEW_WITHIN_S_CRITICAL",
+        900.0,
+        "an undecided critical record reaches a person within this (15 min): its rechecks are"
+        " shortened to fit, and it escalates early when its next try would land past it (per"
+        ' tenant: `tenants.settings["time_to_person_s"]`)',
+        low=1.0,
+    )
+    within_s_high: float = setting(
+        "ENRICHMENT_REVIEW_WITHIN_S_HIGH",
+        14_400.0,
+        "the same for a high record (4 h)",
+        low=1.0,
+    )
+    within_s_medium: float = setting(
+        "ENRICHMENT_REVIEW_WITHIN_S_MEDIUM",
+        86_400.0,
+        "the same for a medium record (24 h: the next shift; the longest a Message Batch may"
+        " take, so a medium record may still go by batch)",
+        low=1.0,
+    )
+    within_s_low: float = setting(
+        "ENRICHMENT_REVIEW_WITHIN_S_LOW",
+        172_800.0,
+        "the same for a low record (48 h)",
+        low=1.0,
+    )
+    # The review deadline (reviews/queue.py): once in the queue, how long a record may wait
+    # for its decision. The queue sorts by it. Not the time to a person above, which ends
+    # when the record reaches the queue.
+    deadline_s_critical: float = setting(
+        "ENRICHMENT_REVIEW_DEADLINE_S_CRITICAL",
+        3_600.0,
+        "a queued critical record is due for its decision this long after it started waiting"
+        ' (1 h; per tenant: `tenants.settings["review_deadline_s"]`)',
+        low=1.0,
+    )
+    deadline_s_high: float = setting(
+        "ENRICHMENT_REVIEW_DEADLINE_S_HIGH",
+        14_400.0,
+        "the same for a high record (4 h)",
+        low=1.0,
+    )
+    deadline_s_medium: float = setting(
+        "ENRICHMENT_REVIEW_DEADLINE_S_MEDIUM",
+        86_400.0,
+        "the same for a medium record (24 h)",
+        low=1.0,
+    )
+    deadline_s_low: float = setting(
+        "ENRICHMENT_REVIEW_DEADLINE_S_LOW",
+        259_200.0,
+        "the same for a low record (3 days)",
+        low=1.0,
+    )
+    claim_s: float = setting(
+        "ENRICHMENT_REVIEW_CLAIM_S",
+        900.0,
+        "opening a record on the review page holds it for its reviewer this long (15 min):"
+        " others see it taken and cannot decide it until the claim runs out, is released or"
+        " the record is decided",
+        low=1.0,
     )
     secret: str | None = setting(
         "ENRICHMENT_REVIEW_SECRET",
@@ -308,7 +400,8 @@ class RecordLimits(FromEnv):
     max_text_chars: int = setting(
         "ENRICHMENT_RECORD_MAX_TEXT_CHARS",
         10_000,
-        "the longest string value in an order payload (or in one event)",
+        "the longest string value in an order payload (or in one event), and an event's"
+        " object detail as JSON",
         low=1,
     )
     max_notes_chars: int = setting(

@@ -13,7 +13,9 @@ attempt of one event. What this module holds to:
 - An answer is recorded only while the claim is still this run's (the lease value is the
   token), except a 2xx, which is recorded whenever the event is still pending.
 - Logs name the tenant, the event id, the status and the error class: never the URL or
-  the secret.
+  the secret. Each POST also lands in the tenant's delivery log (core/delivery_log.py), in
+  the transaction of its answer; each run prunes the logs of the tenants it sent to.
+- During a secret rotation's overlap every POST carries two signatures (webhooks.py).
 """
 
 from __future__ import annotations
@@ -32,12 +34,13 @@ from sqlalchemy import Select, exists, func, select, update
 from sqlalchemy.orm import Session, aliased, sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
 
+from enrichment.core import delivery_log
 from enrichment.core.backoff import retry_delay_s
 from enrichment.core.crashpoints import crash_point
 from enrichment.core.models import OutboxEvent, ResolutionAction, Tenant, utcnow
 from enrichment.core.outbox import DEAD, DELIVERED, PENDING, STOPPED, body, webhook_id
 from enrichment.core.settings import WebhookConfig
-from enrichment.delivery import post
+from enrichment.delivery import post, webhooks
 from enrichment.delivery.backoff import STEPS_S
 
 log = structlog.get_logger(__name__)
@@ -59,8 +62,10 @@ class Job:
     attempts: int
     lease_until: datetime
     url: str
-    secret: str | None
+    secrets: tuple[str, ...]  # the signing secrets: two during a rotation's overlap
     body: str
+    tenant_id: int
+    event_type: str
 
 
 @dataclass
@@ -96,11 +101,13 @@ def deliver_due(
     """Claim, send and record, round after round, until no event is due (all tenants with a
     webhook, or one). Each claim and each answer is its own short transaction."""
     report = DeliveryReport()
+    sent_to: set[int] = set()
     for _round in range(max_rounds):
         with factory.begin() as session:
             jobs = claim(session, config, tenant_id=tenant_id)
         if not jobs:
             break
+        sent_to.update(job.tenant_id for job in jobs)
         crash_point("deliver.after_claim")
         report.rounds += 1
         deadline = time.monotonic() + lease_s(config) - 2 * config.timeout_s
@@ -112,6 +119,9 @@ def deliver_due(
             with factory.begin() as session:
                 report.count(record(session, job, answer, config))
             crash_point("deliver.after_record")
+    with factory.begin() as session:
+        for tid in sorted(sent_to):
+            delivery_log.prune(session, tid)
     return report
 
 
@@ -160,7 +170,9 @@ def claim(
     )
     rows = session.execute(stmt).all()
     targets = _targets(session, {r.tenant_id for r in rows})
-    return [_job(r, targets[r.tenant_id], lease_until) for r in sorted(rows, key=lambda r: r.id)]
+    return [
+        _job(r, targets[r.tenant_id], lease_until, now) for r in sorted(rows, key=lambda r: r.id)
+    ]
 
 
 def _pushed_tenants(session: Session, tenant_id: int | None) -> list[int]:
@@ -180,15 +192,17 @@ def _id_in(session: Session, pick: Select) -> ColumnElement[bool]:
 
 
 def _targets(session: Session, tenant_ids: set[int]) -> dict[int, Any]:
+    T = Tenant
     rows = session.execute(
-        select(Tenant.id, Tenant.name, Tenant.webhook_url, Tenant.webhook_secret).where(
-            Tenant.id.in_(tenant_ids)
-        )
-    ).all()
+        select(
+            T.id, T.name, T.webhook_url, T.webhook_secret, T.webhook_previous_secret,
+            T.webhook_previous_until,
+        ).where(T.id.in_(tenant_ids))
+    ).all()  # fmt: skip
     return {r.id: r for r in rows}
 
 
-def _job(row: Any, tenant: Any, lease_until: datetime) -> Job:
+def _job(row: Any, tenant: Any, lease_until: datetime, now: datetime) -> Job:
     return Job(
         event_id=row.id,
         tenant=tenant.name,
@@ -196,8 +210,15 @@ def _job(row: Any, tenant: Any, lease_until: datetime) -> Job:
         attempts=row.attempts,
         lease_until=lease_until,
         url=tenant.webhook_url,
-        secret=tenant.webhook_secret,
+        secrets=webhooks.signing_secrets(
+            tenant.webhook_secret,
+            tenant.webhook_previous_secret,
+            tenant.webhook_previous_until,
+            now,
+        ),
         body=body(row.type, row.data, row.created_at),
+        tenant_id=tenant.id,
+        event_type=row.type,
     )
 
 
@@ -210,10 +231,10 @@ def _send_all(
     def attempt(job: Job) -> post.Answer:
         if time.monotonic() > deadline:
             return post.Answer(post.SKIPPED)
-        if not job.secret:
+        if not job.secrets:
             return post.Answer(post.STOP, None, "no signing secret: set the webhook again")
         try:
-            return post.send(job.url, job.secret, webhook_id(job.event_id), job.body, config)
+            return post.send(job.url, job.secrets, webhook_id(job.event_id), job.body, config)
         except Exception as exc:  # a bug must not strand the rest of the batch until the lease
             log.error("delivery.unexpected_error", event_id=job.event_id, error=type(exc).__name__)
             return post.Answer(post.RETRY, None, type(exc).__name__)
@@ -233,8 +254,26 @@ def record(
     now: datetime | None = None,
     rand: Callable[[], float] = random.random,
 ) -> str:
-    """Write one answer; returns the report field it counts as."""
+    """Write one answer, and its line in the tenant's delivery log; returns the report field
+    it counts as."""
     now = now or utcnow()
+    outcome = _write(session, job, answer, config, now, rand)
+    if answer.kind != post.SKIPPED:
+        delivery_log.add(
+            session, job.tenant_id, job.event_type, outcome, event_id=job.event_id,
+            status_code=answer.status, error=answer.error, duration_s=answer.duration_s, now=now,
+        )  # fmt: skip
+    return outcome
+
+
+def _write(
+    session: Session,
+    job: Job,
+    answer: post.Answer,
+    config: WebhookConfig,
+    now: datetime,
+    rand: Callable[[], float],
+) -> str:
     if answer.kind == post.DELIVERED:
         return _delivered(session, job, answer, now)
     values = (
@@ -314,10 +353,15 @@ def _log(outcome: str, job: Job, answer: post.Answer, values: dict[str, Any]) ->
 def redeliver(session: Session, tenant_id: int, *, now: datetime | None = None) -> int:
     """Make a tenant's dead and stopped events pending again (attempts 0, due now).
     Returns how many. The caller triggers a delivery after commit."""
+    return len(redeliver_ids(session, tenant_id, now=now))
+
+
+def redeliver_ids(session: Session, tenant_id: int, *, now: datetime | None = None) -> list[int]:
+    """`redeliver`, returning the ids of the events made pending again."""
     stmt = (
         update(E)
         .where(E.tenant_id == tenant_id, E.status.in_((DEAD, STOPPED)))
         .values(status=PENDING, attempts=0, next_delivery_at=now or utcnow(), last_error=None)
         .execution_options(synchronize_session=False)
     )
-    return session.execute(stmt).rowcount
+    return list(session.scalars(stmt.returning(E.id)))

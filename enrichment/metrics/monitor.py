@@ -21,7 +21,8 @@ Definitions (percentages 0-100, durations in seconds, "window" = `window_s` befo
 - avg_processing_time_s: processing_duration_s / distinct records attempted in the window.
 - time_to_enrich_s: mean created_at -> enriched_at of records enriched in the window.
 - quality_score: see `quality_score`.
-- undelivered_events / dead_events: the tenant's outbox events now pending / dead.
+- undelivered_events / stopped_events / dead_events: the tenant's outbox events now pending /
+  refused by the receiver (a 4xx: a person must look) / given up on.
 - review_backlog: records in the review queue (`in_review()`: escalated or audit-sampled,
   not reviewed); oldest_review_age_s: how long its oldest item has waited (since its
   escalation, or its resolution for an audit item; None when the queue is empty);
@@ -100,6 +101,7 @@ class Snapshot:
     confidence_buckets: dict[str, int]
     integrity: dict[str, Any]
     undelivered_events: int = 0
+    stopped_events: int = 0
     dead_events: int = 0
     review_backlog: int = 0
     oldest_review_age_s: float | None = None
@@ -109,6 +111,7 @@ class Snapshot:
     last_sweep_due: int = 0
     last_sweep_claimed: int = 0
     spend_today_usd: float = 0.0
+    signin_refusals: int = 0
     id: int | None = None
 
     def to_row(self) -> MetricSnapshot:
@@ -195,7 +198,7 @@ def measure(
     ac = attempt_counts(
         session, tenant.id, now=now, window_s=config.window_s, since_prev=prev and prev.taken_at
     )
-    ec = event_counts(session, tenant.id)
+    ec = event_counts(session, tenant.id, now=now)
     ec.update(due_counts(session, tenant.id, now=now, max_retries=settings.max_retries))
     return _assemble(tenant, rc, ac, ec, prev, config, now)
 
@@ -243,6 +246,7 @@ def _assemble(
         confidence_buckets={bucket_label(i): rc[f"b{i}"] for i in range(len(BUCKET_EDGES) - 1)},
         integrity=integrity_checks(rc, high_conf, config),
         undelivered_events=ec["undelivered"],
+        stopped_events=ec["stopped"],
         dead_events=ec["dead"],
         review_backlog=rc["review_backlog"],
         oldest_review_age_s=_age_s(rc["oldest_review_at"], now),
@@ -252,6 +256,7 @@ def _assemble(
         last_sweep_due=ec["sweep_due"] or 0,
         last_sweep_claimed=ec["sweep_claimed"] or 0,
         spend_today_usd=float(ac["today"]),
+        signin_refusals=ec["signin_refusals"],
     )
 
 

@@ -25,7 +25,8 @@ from enrichment.core.models import (
 from enrichment.core.models import EnrichmentAttempt as A
 from enrichment.core.models import ExceptionRecord as R
 from enrichment.core.monitor_models import MetricSnapshot
-from enrichment.core.outbox import DEAD, DELIVERED, PENDING
+from enrichment.core.outbox import DEAD, DELIVERED, PENDING, STOPPED
+from enrichment.metrics import signin
 
 # Fixed confidence buckets: [0.0, 0.1), ..., [0.9, 1.0]; the last one includes 1.0.
 BUCKET_EDGES: tuple[float, ...] = tuple(i / 10 for i in range(11))
@@ -142,11 +143,16 @@ def due_counts(
     return dict(session.execute(stmt).one()._mapping)
 
 
-def event_counts(session: Session, tenant_id: int) -> dict[str, int]:
-    """The tenant's outbox events waiting for delivery and given up on (partial index)."""
+def event_counts(session: Session, tenant_id: int, *, now: datetime) -> dict[str, int]:
+    """The tenant's outbox events waiting for delivery, refused (stopped) and given up on
+    (dead) (partial index), and its wrong reviewer keys of the last 5 min (in the same
+    round trip)."""
     E = OutboxEvent
     stmt = select(
-        _count(E.status == PENDING).label("undelivered"), _count(E.status == DEAD).label("dead")
+        _count(E.status == PENDING).label("undelivered"),
+        _count(E.status == STOPPED).label("stopped"),
+        _count(E.status == DEAD).label("dead"),
+        signin.recent(tenant_id, now=now).label("signin_refusals"),
     ).where(E.tenant_id == tenant_id, E.status != DELIVERED)
     return dict(session.execute(stmt).one()._mapping)
 

@@ -28,6 +28,8 @@ SUBJECT = {
     "failure_rate": "failure rate of AI attempts",
     "escalated": "records escalated to a person",
     "review_age": "wait of the oldest review item",
+    "stopped_events": "webhook events refused by the receiver",
+    "signin_refusals": "wrong reviewer keys in 5 min",
     "starvation": "wait of the oldest record due for enrichment",
     "budget": "AI spend today",
 }
