@@ -1,6 +1,7 @@
 """Calibration against people's labels, on real PostgreSQL: figures computed by hand from a
 seeded set of reviews, the threshold advice, the overrides rule, and where the figures show
-(the report's JSON and HTML, `enrichment report`, `enrichment eval --reviews`).
+(the report's JSON and HTML, `enrichment report`, `enrichment eval --reviews`'s text; its
+figures beyond these: tests/test_eval_reviews.py).
 
 The seeded set (200 reviews, two sources) has the AI right exactly when its confidence is
 at least 0.8:
@@ -271,19 +272,29 @@ def database_env(pg_url, monkeypatch):
     get_settings.cache_clear()
 
 
-def test_eval_reviews_prints_the_table_and_the_advice(factory, seeded, database_env, capsys):
+def test_eval_reviews_prints_each_sources_figures_and_threshold(
+    factory, seeded, database_env, capsys
+):
     code = evaluate.main(["--reviews", seeded])
 
-    lines = capsys.readouterr().out.splitlines()
+    out = capsys.readouterr().out
+    blocks = out.split("\n\n")
     assert code == 0
-    assert lines[0].startswith("calibration against people's labels for cal-3pl: 200 reviews")
-    assert lines[1].split() == ["provider", "model", "prompt", "reviews", "accuracy", "ECE"]
-    assert lines[2].split() == ["anthropic", "claude-sonnet-4-5", "v2", "100", "0.700", "0.292"]
-    assert lines[3].split() == ["local", "local-lr-v3", "-", "100", "0.600", "0.260"]
-    assert lines[4].split() == ["all", "200", "0.650", "0.276"]
-    assert "[0.7, 0.8)" in "\n".join(lines) and lines[-1].startswith(
-        "threshold advice: a confidence threshold of 0.78"
+    assert blocks[0].startswith("confidence against people for cal-3pl: the latest review")
+    assert "wrong at most 5 % (one-sided 95 % upper bound), never below 0.5" in blocks[0]
+    # The AI always says DAMAGED_PACKAGE: kappa 0; macro-F1 the mean of 2*0.7/1.7 and 0.
+    claude = blocks[1].splitlines()
+    assert claude[0] == "anthropic / claude-sonnet-4-5 / v2: 100 audit reviews"
+    assert claude[1].startswith("  accuracy 0.700 (95 % Wilson 0.604-0.781), macro-F1 0.412")
+    assert claude[1].endswith("kappa 0.000") and claude[2].startswith("  ECE raw 0.292")
+    # 70 right at 0.85: bound 1 - 0.05^(1/70); with the 4 wrong at 0.78 it is over 5 %.
+    assert (
+        claude[3] == "  threshold 0.85: 70 reviews at or above it, error 0.0 % (upper bound 4.2 %)"
     )
+    assert claude[4] == "  escalations: none"
+    local = blocks[2].splitlines()
+    assert local[0] == "local / local-lr-v3 / -: 100 audit reviews"
+    assert local[3] == "  threshold 0.9: 60 reviews at or above it, error 0.0 % (upper bound 4.9 %)"
 
 
 def test_eval_reviews_without_reviews_or_tenant(factory, database_env, capsys):
@@ -296,7 +307,7 @@ def test_eval_reviews_without_reviews_or_tenant(factory, database_env, capsys):
 
     with pytest.raises(UnknownTenant):
         evaluate.main(["--reviews", "nobody"])
-    assert cli.main(["eval", "--reviews", "nobody"]) == 2
+    assert cli.main(["eval", "--reviews", "nobody"]) == 64  # EX_USAGE, not 2 (critical)
     assert capsys.readouterr().err == "enrichment: unknown tenant 'nobody'\n"
 
 

@@ -8,14 +8,14 @@ when the person decided, so each comparison is like with like. A record counts o
 its latest review (an override replaces the review it names); reviews of records the AI
 never labelled (it failed every attempt) say nothing about its labels and are left out.
 
-The pure math (reliability bins, ECE, the threshold search) is shared with `enrichment eval`
-on labelled data. The audit sample is random, but escalations are the AI's hard cases, so
-these figures lean pessimistic; the advice is advice: nothing here changes a threshold.
+The pure math (reliability bins, ECE, the threshold searches) is in reviews/stats.py, shared
+with `enrichment eval` on labelled data and `enrichment eval --reviews` (reviews/report.py).
+The audit sample is random, but escalations are the AI's hard cases, so these figures lean
+pessimistic; the advice is advice: nothing here changes a threshold.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -26,58 +26,16 @@ from sqlalchemy.orm import Session
 
 from enrichment.core.models import ExceptionRecord, Review, Tenant
 from enrichment.core.text import plural, printable
+from enrichment.reviews.stats import (  # noqa: F401 (Cut: the advice's type, named here too)
+    BINS,
+    TARGET_AGREEMENT,
+    Cut,
+    ece,
+    reliability_bins,
+    smallest_threshold,
+)
 
-BINS = 10  # equal-width confidence bins on [0, 1]
 MIN_REVIEWS = 100  # reviews before the threshold advice means anything
-TARGET_AGREEMENT = 0.95  # share of automated decisions that must match a person
-
-# ---------------------------------------------------------------- math (pure)
-
-
-def reliability_bins(
-    confidences: Sequence[float], correct: Sequence[bool], bins: int = BINS
-) -> list[tuple[int, float, float]]:
-    """Per equal-width bin on [0, 1]: (count, mean confidence, accuracy); 1.0 goes in the top
-    bin. Empty bins are (0, 0.0, 0.0)."""
-    sums = [[0, 0.0, 0.0] for _ in range(bins)]
-    for conf, ok in zip(confidences, correct, strict=True):
-        b = sums[min(int(conf * bins), bins - 1)]
-        b[0], b[1], b[2] = b[0] + 1, b[1] + conf, b[2] + float(ok)
-    return [(n, c / n if n else 0.0, a / n if n else 0.0) for n, c, a in sums]
-
-
-def ece(confidences: Sequence[float], correct: Sequence[bool], bins: int = BINS) -> float:
-    """Expected calibration error: sum over bins of (count / N) * |accuracy - confidence|."""
-    total = len(confidences)
-    rows = reliability_bins(confidences, correct, bins)
-    return sum(n / total * abs(acc - conf) for n, conf, acc in rows) if total else 0.0
-
-
-@dataclass(frozen=True)
-class Cut:
-    """A threshold found by `smallest_threshold`: at or above it, `agreed` of `reviews`."""
-
-    threshold: float
-    reviews: int
-    agreed: int
-
-
-def smallest_threshold(
-    confidences: Sequence[float], correct: Sequence[bool], target: float = TARGET_AGREEMENT
-) -> Cut | None:
-    """The smallest t among the confidences seen such that, of the reviews with confidence
-    >= t, a share of at least `target` were right; None if no t gets there.
-
-    Only seen confidences are candidates: between two of them the set above t is the same,
-    so the smallest such t is one of them. Counts, not float shares, decide ">= target"."""
-    pairs = sorted(zip(confidences, correct, strict=True))
-    n, agreed = len(pairs), sum(ok for _, ok in pairs)
-    for i, (conf, ok) in enumerate(pairs):
-        first_of_its_value = i == 0 or conf != pairs[i - 1][0]
-        if first_of_its_value and agreed >= math.ceil(target * (n - i) - 1e-9):
-            return Cut(conf, n - i, agreed)
-        agreed -= ok
-    return None
 
 
 # ---------------------------------------------------------------- the views
@@ -190,23 +148,34 @@ def bin_figures(judged: Sequence[Judged]) -> list[BinFigures]:
 # ---------------------------------------------------------------- from the database
 
 
-def judged_reviews(session: Session, tenant_id: int) -> list[Judged]:
-    """The tenant's latest review per record, where the AI had given a label."""
+def latest_reviews(session: Session, tenant_id: int) -> list[Review]:
+    """The tenant's latest review per record, where the AI had given a label, by id."""
     latest = (
         select(func.max(Review.id))
         .where(Review.tenant_id == tenant_id)
         .group_by(Review.record_id)
         .scalar_subquery()
     )
-    rows = session.execute(
-        select(Review.label, Review.ai_label, Review.ai_confidence, Review.ai_source).where(
-            Review.tenant_id == tenant_id,
-            Review.id.in_(latest),
-            Review.ai_label.is_not(None),
-            Review.ai_confidence.is_not(None),
+    return list(
+        session.scalars(
+            select(Review)
+            .where(
+                Review.tenant_id == tenant_id,
+                Review.id.in_(latest),
+                Review.ai_label.is_not(None),
+                Review.ai_confidence.is_not(None),
+            )
+            .order_by(Review.id)
         )
-    ).all()
-    return [_judged(*row) for row in rows]
+    )
+
+
+def judged_reviews(session: Session, tenant_id: int) -> list[Judged]:
+    """The tenant's latest review per record, where the AI had given a label."""
+    return [
+        _judged(r.label, r.ai_label, r.ai_confidence, r.ai_source)
+        for r in latest_reviews(session, tenant_id)
+    ]
 
 
 def _judged(label: str, ai_label: str, confidence: float, source: dict | None) -> Judged:

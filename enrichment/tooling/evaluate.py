@@ -9,14 +9,17 @@ as shipped on every labelled record of FILE. ECE uses 10 equal-width confidence 
 reliability diagram is written as a PNG.
 
 `--reviews TENANT` measures the AI against people instead: the tenant's reviews in the
-database (DATABASE_URL), per provider, model and prompt version, with the threshold advice
-(enrichment.reviews.calibration).
+database (DATABASE_URL), per provider, model and prompt version: raw and calibrated ECE,
+accuracy with its interval, macro-F1, kappa and the threshold whose error rate's upper bound
+is within the tenant's target (enrichment.reviews.report); `--json` prints them as one JSON
+object.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 import time
 from collections.abc import Sequence
@@ -28,8 +31,8 @@ from enrichment.core.errors import EnrichmentError
 from enrichment.core.provider import Provider
 from enrichment.core.settings import get_settings
 from enrichment.core.taxonomy import Label
-from enrichment.reviews import calibration
-from enrichment.reviews.calibration import BINS, ece, reliability_bins
+from enrichment.reviews import report as reviews_report
+from enrichment.reviews.stats import BINS, ece, macro_f1, per_label, reliability_bins
 from enrichment.tooling import labelled
 
 PROGRESS_EVERY = 50  # records between progress lines on stderr
@@ -53,28 +56,6 @@ class Outcome:
 def accuracy(truth: Sequence[str], predicted: Sequence[str | None]) -> float:
     """Share of exact matches; a failed call (None) counts as wrong. 0.0 for no records."""
     return sum(t == p for t, p in zip(truth, predicted, strict=True)) / len(truth) if truth else 0.0
-
-
-def per_label(truth: Sequence[str], predicted: Sequence[str | None]) -> dict[str, dict]:
-    """Precision, recall, F1 and support for every label seen in truth or predictions."""
-    labels = sorted({*truth, *(p for p in predicted if p is not None)})
-    pairs = list(zip(truth, predicted, strict=True))
-    table = {}
-    for label in labels:
-        tp = sum(t == label and p == label for t, p in pairs)
-        n_pred = sum(p == label for _, p in pairs)
-        n_true = sum(t == label for t, _ in pairs)
-        precision = tp / n_pred if n_pred else 0.0
-        recall = tp / n_true if n_true else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        table[label] = {"precision": precision, "recall": recall, "f1": f1, "support": n_true}
-    return table
-
-
-def macro_f1(truth: Sequence[str], predicted: Sequence[str | None]) -> float:
-    """Unweighted mean F1 over the labels in truth or predictions (sklearn's 'macro')."""
-    table = per_label(truth, predicted)
-    return sum(row["f1"] for row in table.values()) / len(table) if table else 0.0
 
 
 # ---------------------------------------------------------------- running a provider
@@ -310,22 +291,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="instead of labelled data: the AI's labels against people's in TENANT's reviews "
         "(the database at DATABASE_URL; the options above are not used)",
     )
+    parser.add_argument(
+        "--json", action="store_true", help="with --reviews: the figures as one JSON object"
+    )
     return parser
 
 
-def reviews_main(tenant_name: str) -> int:
-    """Print the tenant's calibration against its reviews; exit 0 (also with none yet).
-    An unknown tenant raises UnknownTenant: the cli prints its one line and exits 2."""
-    with db.session_factory(get_settings().database_url)() as session:
+def reviews_main(tenant_name: str, *, as_json: bool = False) -> int:
+    """Print how far the tenant's AI confidence can be trusted, from its reviews; exit 0
+    (also with none yet). An unknown tenant raises UnknownTenant: the cli prints its one
+    line and exits with EX_USAGE."""
+    settings = get_settings()
+    with db.session_factory(settings.database_url)() as session:
         tenant = tenants.require(session, tenant_name)
-        found = calibration.measure(session, tenant)
-    if not found.reviews:
+        found = reviews_report.measure(session, tenant, settings)
+    if as_json:
+        print(json.dumps(found.model_dump(mode="json")))
+        return 0
+    if not found.sources:
         print(
             f"no reviews yet for {tenant_name}: this compares the AI with people's labels, "
             f"given on the review page (/review/{tenant_name}) to escalations and the audit sample"
         )
         return 0
-    print("\n".join(calibration.table_lines(found, tenant_name)))
+    print("\n".join(reviews_report.lines(found)))
     return 0
 
 
@@ -359,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     --reviews: 0 also when there are no reviews yet)."""
     args = build_parser().parse_args(argv)
     if args.reviews is not None:
-        return reviews_main(args.reviews)
+        return reviews_main(args.reviews, as_json=args.json)
     if args.drop and (args.data is not None or args.provider != "local"):
         raise SystemExit(
             "eval: --drop refits the local model, so it needs --provider local and no --data"
