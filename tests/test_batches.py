@@ -38,7 +38,11 @@ def _tenant(factory, n: int, name="acme", **tenant_settings) -> tuple[int, list[
         tenant = make_tenant(s, name, settings=tenant_settings)
         due = utcnow() - timedelta(minutes=1)
         text = "Parcel arrived crushed and torn, contents damaged."
-        ids = [make_record(s, tenant, next_attempt_at=due, notes=text).id for _ in range(n)]
+        # Medium: a day to a person, so a batch may hold them (core/time_to_person.py).
+        ids = [
+            make_record(s, tenant, next_attempt_at=due, notes=text, severity="medium").id
+            for _ in range(n)
+        ]
         return tenant.id, ids
 
 
@@ -259,7 +263,7 @@ def test_a_record_over_the_limits_is_escalated_at_submit_and_never_sent(
     with factory.begin() as s:
         poison = make_record(
             s, s.get(Tenant, tenant_id), payload={"k" * 100_000: "x"},
-            next_attempt_at=utcnow() - timedelta(minutes=1),
+            next_attempt_at=utcnow() - timedelta(minutes=1), severity="medium",
         ).id  # fmt: skip
 
     made = submit.submit_due(factory, provider, batch_settings)

@@ -51,7 +51,11 @@ def batch_tenant(factory, n: int) -> list[int]:
     with factory.begin() as s:
         tenant = make_tenant(s, "acme", settings={"batch_mode": "always"})
         due = utcnow() - timedelta(minutes=1)
-        return [make_record(s, tenant, next_attempt_at=due, notes=DAMAGED).id for _ in range(n)]
+        # Medium: a day to a person, so a batch may hold them (core/time_to_person.py).
+        return [
+            make_record(s, tenant, next_attempt_at=due, notes=DAMAGED, severity="medium").id
+            for _ in range(n)
+        ]
 
 
 def finish_by_batch(factory, provider, settings, ids, *, now: datetime) -> None:

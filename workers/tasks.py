@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import structlog
 from celery import Task, chain, signals
+from kombu.exceptions import OperationalError
 
 from enrichment import batches
 from enrichment.alerting import dispatch, provider_page
@@ -21,7 +22,7 @@ from enrichment.delivery import deliver
 from enrichment.metrics import cadence, monitor
 from enrichment.providers import Provider, make_provider
 from enrichment.providers.anthropic import AnthropicProvider
-from workers import broker_watch
+from workers import arguments, broker_watch
 from workers.app import app
 
 log = structlog.get_logger(__name__)
@@ -72,6 +73,13 @@ class EnrichmentTask(Task):
     def __call__(self, *args, **kwargs):
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(task=self.name, task_id=self.request.id)
+        # A hand-typed call (`celery call`, send_task) is checked nowhere else: one line,
+        # no traceback, no retry (arguments.py).
+        wrong = arguments.problem(self.run, args, kwargs)
+        if wrong is not None:
+            expected = arguments.signature(self.run, self.name)
+            log.error("task.bad_arguments", problem=wrong, expected=expected)
+            return None
         return super().__call__(*args, **kwargs)
 
 
@@ -89,6 +97,17 @@ def enqueue_chain(record_id: int, lease_token: str, countdown_s: float) -> None:
         classify.si(record_id, lease_token),
         resolve.si(record_id, lease_token),
     ).apply_async(countdown=countdown_s)
+
+
+def ask_fleet(task_name: str, tenant: str, *, expires_s: float) -> str | None:
+    """Send `task_name` for one tenant now, without the publish retries (the CLI's requeue and
+    redeliver: the reset is committed, this only saves waiting for beat). None when sent,
+    else why not in one phrase: the broker is down."""
+    try:
+        app.send_task(task_name, args=[tenant], expires=expires_s, retry=False)
+    except (OperationalError, OSError) as exc:
+        return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return None
 
 
 def _stage(task: EnrichmentTask, stage: Stage, record_id: int, lease_token: str) -> str:
@@ -177,7 +196,9 @@ def batches_task(self) -> int:
         if not breaker_store.is_closed(self.engine, self.settings):
             log.info("batches.paused", reason="provider breaker open")
         else:
-            made = batch_submit.submit_due(self.sessions, provider, self.settings)
+            made = batch_submit.submit_due(
+                self.sessions, provider, self.settings, to_chain=enqueue_chain
+            )
     if applied or made:
         log.info("batches.done", submitted=len(made), **applied)
     if applied["done"] or applied["escalated"]:

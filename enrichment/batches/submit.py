@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -14,7 +15,15 @@ from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from enrichment.batches.handback import hand_back_all
-from enrichment.core import breaker, breaker_store, demand, pipeline, record_limits, selection
+from enrichment.core import (
+    breaker,
+    breaker_store,
+    demand,
+    pipeline,
+    record_limits,
+    selection,
+    time_to_person,
+)
 from enrichment.core.batch_models import GIVEN_UP, IN_PROGRESS, SUBMITTING, Batch, BatchRecord
 from enrichment.core.crashpoints import crash_point
 from enrichment.core.due import chain_lease_s
@@ -87,9 +96,12 @@ def submit_due(
     settings: Settings,
     *,
     now: datetime | None = None,
+    to_chain: ToChain | None = None,
 ) -> list[int]:
     """Every tenant whose backlog goes by batch: claim it, begin each record's next stage,
-    and send one batch per stage (split at the size limits). Returns the new batches' ids."""
+    and send one batch per stage (split at the size limits). Returns the new batches' ids.
+    A claimed record whose time to a person is shorter than a batch may take goes to a chain
+    instead (`to_chain`; see `_urgent_to_chains`)."""
     config = settings.batches
     with factory() as s:
         tenants = s.execute(select(Tenant.id, Tenant.settings).order_by(Tenant.id)).all()
@@ -111,8 +123,49 @@ def submit_due(
                 s, settings, limit, tenant_id=tenant_id, now=now, lease_s=lease_s
             )
         crash_point("batch_submit.after_claim")
-        made += submit_claims(factory, provider, settings, tenant_id, report.claims)
+        claims = _urgent_to_chains(
+            factory, settings, own, tenant_id, report.claims, to_chain=to_chain
+        )
+        made += submit_claims(factory, provider, settings, tenant_id, claims)
     return made
+
+
+# What sends a claimed record's chain: (record id, lease token, countdown in seconds).
+ToChain = Callable[[int, str, float], None]
+
+
+def _urgent_to_chains(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    own: TenantSettings,
+    tenant_id: int,
+    claims: list[selection.Claim],
+    *,
+    to_chain: ToChain | None,
+) -> list[selection.Claim]:
+    """The claims whose records may wait in a Message Batch. A batch may hold a record 24 h,
+    so a record whose time to a person is shorter (critical and high, by default) goes to a
+    chain now, on the claim's chain lease; without `to_chain` (a direct call) its lease is
+    given back instead."""
+    short = time_to_person.short_severities(own.time_to_person_s, settings.reviews)
+    if not claims or not short:
+        return claims
+    # One claim, one token: its records are found by it, not by a list of ids.
+    token = claims[0].lease_token
+    urgent_of_claim = (R.tenant_id == tenant_id, R.lease_token == token, R.severity.in_(short))
+    with factory.begin() as s:
+        urgent = set(s.scalars(select(R.id).where(*urgent_of_claim)))
+        if urgent and to_chain is None:
+            s.execute(
+                update(R).where(*urgent_of_claim).values(**released(), updated_at=R.updated_at)
+            )
+    if not urgent:
+        return claims
+    for claim in claims:
+        if to_chain is not None and claim.record_id in urgent:
+            to_chain(claim.record_id, claim.lease_token, claim.countdown_s)
+    log.info("batch_submit.urgent_by_chain", records=len(urgent), chained=to_chain is not None)
+    return [c for c in claims if c.record_id not in urgent]
 
 
 def submit_claims(

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from enrichment.core import time_to_person
 from enrichment.core.errors import EnrichmentError, PermanentError, ProviderPaused, RateLimited
 from enrichment.core.faults import PAUSED, cause_of, is_fleet_fault
 from enrichment.core.leases import released
@@ -76,6 +77,11 @@ class StageRun:
     audit_rate: float = 0.0
     # The tenant's approval_actions: such an action waits for a person, with no event yet.
     approval_actions: frozenset[str] = frozenset()
+    # Time to a person (core/time_to_person.py): the record's severity, its limit in seconds
+    # and when that limit runs out (None: no limit, as in a test's hand-made run).
+    severity: str = "medium"
+    limit_s: float = 0.0
+    person_by: datetime | None = None
     writes: dict[str, Any] = field(default_factory=dict)
     actions: list[str] = field(default_factory=list)
     # Of `actions`, those written AWAITING_APPROVAL (no action.requested event until approved).
@@ -195,10 +201,31 @@ def _apply_classification(run: StageRun, call: StageCall[Any], settings: Setting
     if step is None:
         reason = f"confidence {result.confidence:.2f} < {run.threshold} after all retries"
         return _escalate(run, reason)
-    recheck = now + timedelta(seconds=settings.low_confidence_recheck_s)
-    run.writes.update(enrichment_retry_count=step[0], next_attempt_at=max(step[1], recheck))
+    normal = max(step[1], now + timedelta(seconds=settings.low_confidence_recheck_s))
+    at = _recheck_at(run, settings, now, normal)
+    if at is None:
+        return _escalate(
+            run, time_to_person.unsure_reason(run.severity, run.threshold, run.limit_s)
+        )
+    run.writes.update(enrichment_retry_count=step[0], next_attempt_at=at)
     run.logs.append(("info", "stage.low_confidence", {"confidence": result.confidence}))
     return _release(run)
+
+
+def _recheck_at(run: StageRun, settings: Settings, now: datetime, normal: datetime):
+    """The normal recheck, shortened to fit the record's time to a person; None: escalate."""
+    if run.person_by is None:
+        return normal
+    left = settings.max_retries - run.retry_count
+    return time_to_person.recheck_at(now, run.person_by, normal_at=normal, rechecks_left=left)
+
+
+def _past_limit(run: StageRun, at: datetime) -> bool:
+    return run.person_by is not None and time_to_person.too_late(at, run.person_by)
+
+
+def _late_reason(run: StageRun, error: str) -> str:
+    return time_to_person.failing_reason(run.severity, run.limit_s, error)
 
 
 def _apply_resolution(run: StageRun, call: StageCall[Any], settings: Settings) -> Outcome:
@@ -250,6 +277,8 @@ def _fail(run: StageRun, error: EnrichmentError, settings: Settings) -> Outcome:
     step = None if isinstance(error, PermanentError) else _next_step(run, settings, now)
     if step is None:
         return _escalate(run, message)
+    if _past_limit(run, step[1]):  # the backoff stays; a person gets it in time instead
+        return _escalate(run, _late_reason(run, message))
     run.writes.update(enrichment_retry_count=step[0], next_attempt_at=step[1])
     run.logs.append(("info", "stage.failed", {"retry": step[0], "error": message}))
     countdown_s = (step[1] - now).total_seconds()
@@ -271,8 +300,14 @@ def _next_step(run: StageRun, settings: Settings, now: datetime):
 def _defer(run: StageRun, error: EnrichmentError) -> Outcome:
     """A fleet fault: the stage back to PENDING, its fields as they were, the lease given
     back; retry count and due time unchanged, so the record is claimed again as soon as the
-    provider's breaker lets claims through (at once, if it is closed)."""
-    run.state = with_stage(run.state, run.stage, StageStatus.PENDING, at=utcnow())
+    provider's breaker lets claims through (at once, if it is closed). Past the record's time
+    to a person it is escalated instead: the fleet cannot answer it in time."""
+    now = utcnow()
+    if _past_limit(run, now):
+        message = f"{type(error).__name__}: {error}"
+        run.state = with_stage(run.state, run.stage, StageStatus.FAILED, at=now, error=message)
+        return _escalate(run, _late_reason(run, message))
+    run.state = with_stage(run.state, run.stage, StageStatus.PENDING, at=now)
     run.logs.append(("info", "stage.deferred", {"fault": _fault(error), "error": str(error)}))
     run.writes.update(released())
     return Outcome(OutcomeKind.DEFERRED, run.record_id)

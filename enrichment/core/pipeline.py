@@ -33,7 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
-from enrichment.core import breaker, breaker_store, outbox, record_limits
+from enrichment.core import breaker, breaker_store, outbox, record_limits, time_to_person
 from enrichment.core.errors import EnrichmentError, ProviderPaused
 from enrichment.core.models import (
     AWAITING_APPROVAL,
@@ -225,6 +225,7 @@ def _run_of(
     state: dict[str, Any],
 ) -> tuple[StageRun, RecordContext]:
     own = TenantSettings.parse(row.settings)
+    limit_s = time_to_person.limit_s(row.severity, own.time_to_person_s, settings.reviews)
     run = StageRun(
         stage=Stage(stage),  # a member, whether the caller named it or passed its value
         record_id=row.id,
@@ -242,6 +243,9 @@ def _run_of(
         ai_source=row.ai_source or {},
         audit_rate=_audit_rate(own, settings),
         approval_actions=own.approval_actions,
+        severity=row.severity,
+        limit_s=limit_s,
+        person_by=time_to_person.deadline(row.created_at, limit_s),
     )
     ctx = RecordContext(
         tenant=row.name,

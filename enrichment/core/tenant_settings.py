@@ -30,6 +30,7 @@ import structlog
 
 from enrichment.core import outbound
 from enrichment.core.taxonomy import Action
+from enrichment.core.time_to_person import SEVERITIES
 
 log = structlog.get_logger(__name__)
 
@@ -54,6 +55,8 @@ class TenantSettings:
     batch_min_records: the "auto" backlog size (whole, > 0; None: ENRICHMENT_BATCH_MIN_RECORDS).
     audit_rate: the share of resolved records sampled for review ([0, 1]; None:
       ENRICHMENT_AUDIT_RATE).
+    max_auto_error_rate: the error rate automated decisions may have, the target of the
+      threshold advice ((0, 0.5]; None: ENRICHMENT_MAX_AUTO_ERROR_RATE; reviews/stats.py).
     alert_thresholds: alert rule or notice name -> its threshold (finite numbers; each
       rule applies its own bounds, enrichment.alerting).
     alert_routes: severity -> channels (an object; its entries are checked by
@@ -63,6 +66,11 @@ class TenantSettings:
       >= 0, 0 meaning unlimited; burst >= 1; None: ENRICHMENT_API_RPM, _BURST, _CONCURRENCY).
     approval_actions: actions (taxonomy names) that wait in the review queue for a person's
       approval before their action.requested event is sent (a list; empty: none wait).
+    time_to_person_s: severity ("low", "medium", "high", "critical") -> seconds an undecided
+      record may wait for a person (numbers > 0; an absent severity:
+      ENRICHMENT_REVIEW_WITHIN_S_<SEVERITY>; core/time_to_person.py).
+    review_deadline_s: severity -> seconds a queued record may wait for its decision (numbers
+      > 0; an absent severity: ENRICHMENT_REVIEW_DEADLINE_S_<SEVERITY>; reviews/queue.py).
     """
 
     weight: float = 1.0
@@ -71,6 +79,7 @@ class TenantSettings:
     batch_mode: str = "auto"
     batch_min_records: int | None = None
     audit_rate: float | None = None
+    max_auto_error_rate: float | None = None
     alert_thresholds: Mapping[str, float] = field(default_factory=lambda: EMPTY)
     alert_routes: Mapping[str, Any] | None = None
     slack_webhook_url: str | None = None
@@ -79,6 +88,8 @@ class TenantSettings:
     api_burst: int | None = None
     api_concurrency: int | None = None
     approval_actions: frozenset[str] = frozenset()
+    time_to_person_s: Mapping[str, float] = field(default_factory=lambda: EMPTY)
+    review_deadline_s: Mapping[str, float] = field(default_factory=lambda: EMPTY)
 
     @classmethod
     def parse(cls, config: Mapping[str, Any] | TenantSettings | None) -> TenantSettings:
@@ -155,6 +166,13 @@ def _fraction(raw: Any) -> float:
     return value
 
 
+def _error_rate(raw: Any) -> float:
+    value = _number(raw)
+    if not 0.0 < value <= 0.5:
+        raise _Bad("must be a number in (0, 0.5]")
+    return value
+
+
 def _batch_mode(raw: Any) -> str:
     if raw not in BATCH_MODES:
         raise _Bad(f"must be one of {', '.join(BATCH_MODES)}")
@@ -207,6 +225,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "batch_mode": _batch_mode,
     "batch_min_records": _count_from(1),
     "audit_rate": _fraction,
+    "max_auto_error_rate": _error_rate,
     "alert_thresholds": _object,
     "alert_routes": _object,
     "slack_webhook_url": _url,
@@ -215,6 +234,8 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "api_burst": _count_from(1),
     "api_concurrency": _count_from(0),
     "approval_actions": _names,
+    "time_to_person_s": _object,
+    "review_deadline_s": _object,
 }
 assert set(PARSERS) == {f.name for f in fields(TenantSettings)}
 
@@ -233,6 +254,12 @@ def _build(config: Mapping[str, Any], *, strict: bool) -> TenantSettings:
         values["alert_thresholds"] = _thresholds(values["alert_thresholds"], strict=strict)
     if "approval_actions" in values:
         values["approval_actions"] = _actions(values["approval_actions"], strict=strict)
+    if "time_to_person_s" in values:
+        values["time_to_person_s"] = _limits(values["time_to_person_s"], strict=strict)
+    if "review_deadline_s" in values:
+        values["review_deadline_s"] = _limits(
+            values["review_deadline_s"], strict=strict, key="review_deadline_s"
+        )
     return TenantSettings(**values)
 
 
@@ -244,6 +271,22 @@ def _thresholds(own: Mapping[str, Any], *, strict: bool) -> Mapping[str, float]:
             out[str(name)] = _number(raw)
         except _Bad as bad:
             _reject(f"alert_thresholds.{name}", raw, str(bad), strict=strict)
+    return MappingProxyType(out)
+
+
+def _limits(
+    own: Mapping[str, Any], *, strict: bool, key: str = "time_to_person_s"
+) -> Mapping[str, float]:
+    """Each entry a severity with seconds > 0; a bad one is dropped (or, strictly, refused),
+    so its severity keeps the fleet's limit."""
+    out = {}
+    for name, raw in own.items():
+        try:
+            if name not in SEVERITIES:
+                raise _Bad(f"names an unknown severity (known: {', '.join(SEVERITIES)})")
+            out[name] = _positive(raw)
+        except _Bad as bad:
+            _reject(f"{key}.{name}", raw, str(bad), strict=strict)
     return MappingProxyType(out)
 
 

@@ -225,10 +225,13 @@ def fleet_env(cfg: DrillConfig, fake_url: str, pagerduty_url: str) -> dict[str, 
 
 
 def batch_one_tenant(factory: sessionmaker[Session]) -> None:
-    """BATCH_TENANT's records go by Message Batch from now on."""
+    """BATCH_TENANT's records go by Message Batch from now on, its critical and high ones
+    too: a day to a person lets a batch hold them (core/time_to_person.py)."""
     with factory.begin() as s:
         tenant = s.scalars(select(Tenant).where(Tenant.name == BATCH_TENANT)).one()
-        tenant.settings = {**(tenant.settings or {}), "batch_mode": "always"}
+        day = {"critical": 86_400, "high": 86_400}
+        tenant.settings = {**(tenant.settings or {}), "batch_mode": "always",
+                           "time_to_person_s": day}  # fmt: skip
 
 
 def point_webhooks(factory: sessionmaker[Session], url: str) -> str:
