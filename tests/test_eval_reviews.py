@@ -9,7 +9,9 @@ import json
 import pytest
 
 from enrichment.core.models import Review, Tenant, utcnow
+from enrichment.core.tenant_settings import TenantSettings, TenantSettingsError
 from enrichment.reviews import stats
+from enrichment.tooling import evaluate
 from tests.factories import make_record, make_tenant
 
 CLAUDE = {"provider": "anthropic", "model": "claude-sonnet-4-5", "prompt_version": "v2"}
@@ -97,3 +99,17 @@ def test_a_tenant_with_clean_reviews_gets_the_lowest_threshold_its_reviews_suppo
     assert code == 0 and source["threshold"] == 0.9
     assert source["auto_error_upper"] == pytest.approx(1 - 0.05 ** (1 / 100))
     assert source["calibrated_ece_crossfit"] is not None
+
+
+@pytest.mark.parametrize("bad", [0, 0.6, -0.1, "often"])
+def test_the_tenants_target_must_be_a_rate_in_0_to_one_half(bad):
+    with pytest.raises(TenantSettingsError, match="'max_auto_error_rate' must be"):
+        TenantSettings.validate({"max_auto_error_rate": bad})
+    assert TenantSettings.parse({"max_auto_error_rate": bad}).max_auto_error_rate is None
+    assert TenantSettings.validate({"max_auto_error_rate": "0.5"}).max_auto_error_rate == 0.5
+
+
+def test_json_without_reviews_is_refused_in_one_line():
+    # As --drop's refusal: SystemExit with the line, printed by Python on its way out.
+    with pytest.raises(SystemExit, match="^eval: --json is for --reviews TENANT"):
+        evaluate.main(["--json"])

@@ -349,6 +349,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.reviews is not None:
         return reviews_main(args.reviews, as_json=args.json)
+    if args.json:
+        raise SystemExit("eval: --json is for --reviews TENANT (labelled data prints a table)")
     if args.drop and (args.data is not None or args.provider != "local"):
         raise SystemExit(
             "eval: --drop refits the local model, so it needs --provider local and no --data"
