@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -168,7 +169,7 @@ def claim(
     now = now or utcnow()
     if settings.claim_order == "fifo":
         tenants = demand.tenants_due(session, settings, now, size, tenant_id)
-        pick = _pick_fifo(settings, size, now, tenant_id)
+        pick = _pick_fifo(settings, size, now, [t.tenant_id for t in tenants if t.due])
     else:
         tenants, shares = demand.divide(
             session, settings, size, now, tenant_id, for_message_batch=lease_s is not None
@@ -213,13 +214,11 @@ def _pick(session: Session, settings: Settings, shares: dict[int, int], now: dat
     return _pick_sqlite(settings, shares, now)
 
 
-def _pick_fifo(settings: Settings, size: int, now: datetime, tenant_id: int | None) -> Select:
+def _pick_fifo(settings: Settings, size: int, now: datetime, tenant_ids: list[int]) -> Select:
     """ENRICHMENT_CLAIM_ORDER=fifo: the first `size` claimable records by due time, across
-    tenants (no shares, caps or budgets)."""
-    pick = select(R.id).where(claimable(now, settings)).order_by(R.next_attempt_at).limit(size)
-    if tenant_id is not None:
-        pick = pick.where(R.tenant_id == tenant_id)
-    return pick.with_for_update(skip_locked=True)
+    the tenants with due work (no shares, caps or budgets)."""
+    pick = select(R.id).where(claimable(now, settings), R.tenant_id.in_(tenant_ids))
+    return pick.order_by(R.next_attempt_at).limit(size).with_for_update(skip_locked=True)
 
 
 def _pick_pg(settings: Settings, shares: dict[int, int], now: datetime) -> Select:
@@ -263,12 +262,22 @@ def _id_in(session: Session, pick: Select) -> ColumnElement[bool]:
 
 
 def requeue(session: Session, tenant_id: int, *, record_id: int | None = None) -> int:
-    """Reset escalated or failed records of one tenant so the next sweep claims them now.
+    """Reset escalated or failed records of one tenant (or its record `record_id`) so the
+    next sweep claims them now; how many (see `requeue_ids`)."""
+    ids = None if record_id is None else [record_id]
+    return len(requeue_ids(session, tenant_id, record_ids=ids))
+
+
+def requeue_ids(
+    session: Session, tenant_id: int, *, record_ids: Collection[int] | None = None
+) -> list[int]:
+    """Reset escalated or failed records of one tenant (all, or those of `record_ids`) so
+    the next sweep claims them now.
 
     COMPLETED stages stay COMPLETED (a requeue does not pay for them again), a record a
     chain is working on right now (an unexpired lease) is left to that chain, and a record a
     person has decided stays decided.
-    Returns how many records were reset.
+    Returns the ids of the records reset.
     """
     now = utcnow()
     stmt = (
@@ -284,6 +293,6 @@ def requeue(session: Session, tenant_id: int, *, record_id: int | None = None) -
         )
         .execution_options(synchronize_session=False)
     )
-    if record_id is not None:
-        stmt = stmt.where(R.id == record_id)
-    return session.execute(stmt).rowcount
+    if record_ids is not None:
+        stmt = stmt.where(R.id.in_(list(record_ids)))
+    return list(session.scalars(stmt.returning(R.id)))

@@ -186,6 +186,17 @@ class Story(BaseModel):
     summary: Summary
 
 
+def ids_by_external(session: Session, tenant_id: int, external_ids: list[str]) -> dict[str, int]:
+    """The tenant's records of `external_ids` (the ids a person types): external id -> id;
+    the ones it has no record of are left out."""
+    if not external_ids:
+        return {}
+    rows = session.execute(
+        select(R.external_id, R.id).where(R.tenant_id == tenant_id, R.external_id.in_(external_ids))
+    )
+    return {ext: record_id for ext, record_id in rows}
+
+
 def story(session: Session, tenant: Tenant, external_id: str, *, now: datetime) -> Story | None:
     """The story of the tenant's record `external_id` (the exception's), or None."""
     row = session.execute(
