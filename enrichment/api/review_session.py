@@ -103,7 +103,7 @@ def _reviewer(s: Session, visit: Visit | None, settings: Settings) -> Reviewer |
     if visit is None or visit.token is None:
         return None
     row = tenants.by_name(s, visit.tenant)
-    if row is None:
+    if row is None or row.disabled_at is not None:  # a disabled tenant's sessions end
         return None
     limits = settings.reviews
     live = review_sessions.find(s, row.id, visit.token, now=utcnow(), limits=limits)

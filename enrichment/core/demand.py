@@ -66,9 +66,12 @@ def divide(
 def tenants_due(
     session: Session, settings: Settings, now: datetime, size: int, tenant_id: int | None
 ) -> list[TenantDue]:
-    """Every tenant (or the one asked for) with its due records counted up to `size`."""
+    """Every enabled tenant (or the one asked for) with its due records counted up to `size`.
+    The one place a disabled tenant leaves the claim: every claim (chains, fifo, Message
+    Batches) takes records only of the tenants this returns."""
     postgres = session.get_bind().dialect.name == "postgresql"
     query = _demand_pg(settings, now, size) if postgres else _demand_sqlite(settings, now)
+    query = query.where(Tenant.disabled_at.is_(None))
     if tenant_id is not None:
         query = query.where(Tenant.id == tenant_id)
     return [
