@@ -36,9 +36,18 @@ log = structlog.get_logger(__name__)
 router = APIRouter(responses=TENANT_RESPONSES, route_class=StrictJsonRoute)
 
 Limit = Annotated[int, Query(ge=1, le=200, description="items to list, oldest first")]
-RecordId = Annotated[
-    int,
-    Path(ge=1, le=2**31 - 1, description="the record's id: `record_id` of a queue item"),
+# A person has the external id (the page, `enrichment show`, their own system); a tool has
+# the queue's `record_id`. Either goes: `ext:` marks the external id, which may hold "/".
+EXTERNAL_PREFIX = "ext:"
+MAX_ID = 2**31 - 1
+RecordRef = Annotated[
+    str,
+    Path(
+        pattern=r"^(?:[1-9][0-9]{0,9}|ext:.{1,128})$",
+        description="the record: its `record_id` (a queue item's, e.g. `42`) or `ext:` and "
+        "its external id (e.g. `ext:EXC-1042`; percent-encode it; it may hold `/`)",
+        examples=["42", "ext:EXC-1042"],
+    ),
 ]
 NOT_QUEUED = {
     404: {
@@ -118,6 +127,19 @@ class Requeued(BaseModel):
     requeued: bool = Field(description="true: the next sweep hands the record to the AI again")
 
 
+def _record_id(s: Any, tenant_id: int, ref: str) -> int:
+    """The tenant's record id that `ref` names (RecordRef); 404 for an unknown external id."""
+    if not ref.startswith(EXTERNAL_PREFIX):
+        if int(ref) > MAX_ID:  # no such record, and PostgreSQL's integer would overflow
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"record {ref} not found")
+        return int(ref)
+    external_id = ref.removeprefix(EXTERNAL_PREFIX)
+    found = story.ids_by_external(s, tenant_id, [external_id]).get(external_id)
+    if found is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"record {external_id!r} not found")
+    return found
+
+
 def _item(found: queue.QueueItem, order: Any, attempts: list[story.AttemptView]) -> ReviewItem:
     return ReviewItem(
         **found.model_dump(),
@@ -144,52 +166,8 @@ def review_queue(tenant: AuthTenant, s: DbSession, limit: Limit = 50) -> ReviewQ
 
 
 @router.post(
-    "/api/enrichment/reviews/{tenant}/{record_id}",
-    response_model=ReviewOut,
-    responses={
-        **UNREADABLE_BODY,
-        **TOO_LARGE,
-        **NOT_QUEUED,
-        409: {"model": Problem, "description": "already reviewed: send override to replace"},
-        422: {
-            **UNPROCESSABLE[422],
-            "description": "a parameter or the body is not valid, an action is not in "
-            "the label's allow-list, or `reviewer` is not a registered reviewer",
-        },
-    },
-)
-def review(
-    tenant: AuthTenant, factory: SessionFactory, record_id: RecordId, body: ReviewBody
-) -> ReviewOut:
-    """Decide a record of the queue: the review, the record's final label and actions
-    (decided by "human"; the AI's fields keep what it said) and the events are committed in
-    one transaction. The events go out with beat's backstop delivery within about 30 s
-    (the API does not enqueue). A second review answers 409 unless it says `override`."""
-    try:
-        with factory.begin() as s:
-            if body.reviewer is not None and reviewers.active(s, tenant.id, body.reviewer) is None:
-                raise HTTPException(
-                    status.HTTP_422_UNPROCESSABLE_CONTENT,
-                    f"reviewer {body.reviewer!r} is not a registered reviewer of this tenant "
-                    "(`enrichment reviewer list`); leave it out to sign as the API key",
-                )
-            done = decide.submit(s, tenant, record_id, body, actor=key_actor(tenant))
-    except decide.ReviewError as exc:
-        raise HTTPException(exc.status, str(exc)) from None
-    log.info("review.submitted", tenant=tenant.name, record_id=record_id, review_id=done.review_id)
-    return ReviewOut(
-        review_id=done.review_id,
-        record_id=done.record_id,
-        external_id=done.external_id,
-        label=str(body.label),
-        actions=list(dict.fromkeys(str(a) for a in body.actions)),
-        new_actions=done.new_actions,
-        override=body.override,
-    )
-
-
-@router.post(
-    "/api/enrichment/reviews/{tenant}/{record_id}/requeue",
+    # Before the review route: its `path` parameter would take ".../ext:X/requeue" whole.
+    "/api/enrichment/reviews/{tenant}/{record_id:path}/requeue",
     response_model=Requeued,
     responses={
         **NOT_QUEUED,
@@ -200,11 +178,12 @@ def review(
         },
     },
 )
-def requeue(tenant: AuthTenant, factory: SessionFactory, record_id: RecordId) -> Requeued:
+def requeue(tenant: AuthTenant, factory: SessionFactory, record_id: RecordRef) -> Requeued:
     """Hand an escalated record back to the AI instead of deciding it: its retries start
     again and the next sweep claims it (stages already completed are not paid for again)."""
     with factory.begin() as s:
-        found = queue.in_queue(s, tenant.id, record_id)
+        record = _record_id(s, tenant.id, record_id)
+        found = queue.in_queue(s, tenant.id, record)
         if found is None:
             raise HTTPException(
                 status.HTTP_404_NOT_FOUND, f"record {record_id} is not waiting for a review"
@@ -215,12 +194,65 @@ def requeue(tenant: AuthTenant, factory: SessionFactory, record_id: RecordId) ->
                 f"record {found.external_id!r} is an audit sample the AI already resolved: "
                 "review it instead",
             )
-        if not selection.requeue(s, tenant.id, record_id=record_id):
+        if not selection.requeue(s, tenant.id, record_id=record):
             raise HTTPException(
                 status.HTTP_409_CONFLICT,
                 f"record {found.external_id!r} was taken first (a chain holds it, or a "
                 "person just reviewed it)",
             )
         audit.record(s, tenant.id, key_actor(tenant), audit.REQUEUED, found.external_id)
-    log.info("review.requeued", tenant=tenant.name, record_id=record_id)
-    return Requeued(record_id=record_id, requeued=True)
+    log.info("review.requeued", tenant=tenant.name, record_id=record)
+    return Requeued(record_id=record, requeued=True)
+
+
+@router.post(
+    "/api/enrichment/reviews/{tenant}/{record_id:path}",
+    response_model=ReviewOut,
+    responses={
+        **UNREADABLE_BODY,
+        **TOO_LARGE,
+        **NOT_QUEUED,
+        403: {
+            "model": Problem,
+            "description": "`reviewer` names no registered reviewer of the tenant: the key "
+            "cannot sign as them",
+        },
+        409: {"model": Problem, "description": "already reviewed: send override to replace"},
+        422: {
+            **UNPROCESSABLE[422],
+            "description": "a parameter or the body is not valid, or an action is not in "
+            "the label's allow-list",
+        },
+    },
+)
+def review(
+    tenant: AuthTenant, factory: SessionFactory, record_id: RecordRef, body: ReviewBody
+) -> ReviewOut:
+    """Decide a record of the queue: the review, the record's final label and actions
+    (decided by "human"; the AI's fields keep what it said) and the events are committed in
+    one transaction. The events go out with beat's backstop delivery within about 30 s
+    (the API does not enqueue). A second review answers 409 unless it says `override`."""
+    try:
+        with factory.begin() as s:
+            if body.reviewer is not None and reviewers.active(s, tenant.id, body.reviewer) is None:
+                raise HTTPException(
+                    status.HTTP_403_FORBIDDEN,
+                    f"reviewer {body.reviewer!r} is not a registered reviewer of this tenant "
+                    "(`enrichment reviewer list`); leave it out to sign as the API key",
+                )
+            record = _record_id(s, tenant.id, record_id)
+            done = decide.submit(s, tenant, record, body, actor=key_actor(tenant))
+    except decide.ReviewError as exc:
+        raise HTTPException(exc.status, str(exc)) from None
+    log.info(
+        "review.submitted", tenant=tenant.name, record_id=done.record_id, review_id=done.review_id
+    )
+    return ReviewOut(
+        review_id=done.review_id,
+        record_id=done.record_id,
+        external_id=done.external_id,
+        label=str(body.label),
+        actions=list(dict.fromkeys(str(a) for a in body.actions)),
+        new_actions=done.new_actions,
+        override=body.override,
+    )
