@@ -52,6 +52,7 @@ TENANT_RESPONSES: dict[int | str, dict] = {
         "description": "missing or unknown bearer API key",
         "headers": CHALLENGE,
     },
+    403: {"model": Problem, "description": "the tenant is disabled (its data stays)"},
     404: {"model": Problem, "description": "not found, or another tenant's (keys open one tenant)"},
     429: {
         "model": Problem,
@@ -142,6 +143,8 @@ def authorized_tenant(
         # End the lookup's transaction: its connection goes back to the pool now, not when
         # the request ends, so a route that writes through its own session never holds two.
         s.commit()
+        if row.disabled_at is not None:  # only the key's holder learns it (after the match)
+            raise HTTPException(status.HTTP_403_FORBIDDEN, f"tenant {tenant} is disabled")
         return row
     key_hash = tenants.hash_key(creds.credentials)
     if s.scalar(select(Tenant.id).where(Tenant.api_key_hash == key_hash)):
@@ -182,6 +185,23 @@ def metrics_auth(
         raise HTTPException(status.HTTP_403_FORBIDDEN, METRICS_CLOSED)
 
 
+ADMIN_CLOSED = "the admin API is closed: set ENRICHMENT_ADMIN_TOKEN and send it as a bearer token"
+
+
+def admin_actor(
+    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    settings: Annotated[Settings, Depends(app_settings)],
+) -> str:
+    """The operator, by the ENRICHMENT_ADMIN_TOKEN bearer token: who they are in the audit
+    log. No token set: closed (403) to everyone; a missing or wrong token: 401."""
+    token = settings.admin_token
+    if not token:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, ADMIN_CLOSED)
+    if creds is None or not hmac.compare_digest(creds.credentials.encode(), token.encode()):
+        raise unauthorized("the admin API needs the ENRICHMENT_ADMIN_TOKEN bearer token")
+    return audit.admin_actor(token)
+
+
 def enqueuer() -> Callable[[int, str, float], None]:
     """The chain enqueuer. Imported here so the API process loads Celery only when needed."""
     from workers.tasks import enqueue_chain
@@ -194,3 +214,4 @@ DbSession = Annotated[Session, Depends(session)]
 AppSettings = Annotated[Settings, Depends(app_settings)]
 SessionFactory = Annotated[sessionmaker, Depends(session_factory)]
 Enqueue = Annotated[Callable[[int, str, float], None], Depends(enqueuer)]
+AdminActor = Annotated[str, Depends(admin_actor)]
