@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from enrichment.core import audit
+from enrichment.core import audit, review_claims
 from enrichment.core.crashpoints import crash_point
 from enrichment.core.models import (
     AWAITING_APPROVAL,
@@ -164,6 +164,7 @@ def submit(
             session, tenant.id, actor, what, rec.external_id, now=now, action_name=name,
             reviewer=row.reviewer, review_id=row.id,
         )  # fmt: skip
+    review_claims.release(session, tenant.id, rec.id)  # decided: no one holds it any more
     session.flush()
     # Not a boundary: the review is one transaction, the caller's. A kill here, with every
     # row written but not committed, leaves the record in the queue as it was.

@@ -1,32 +1,73 @@
 """The review queue of one tenant: escalated records, records whose actions await approval
-(the tenant's `approval_actions`) and the audit sample, oldest first.
+(the tenant's `approval_actions`) and the audit sample, soonest deadline first.
 
 An escalated record waits since its escalation; one with actions awaiting approval, or an
-audit-sampled one, since the AI resolved it. A review (or a requeue for the AI, for an
-escalated record) takes it out.
+audit-sampled one, since the AI resolved it. Its review deadline is that start plus its
+severity's review limit (the tenant's `review_deadline_s`, else
+ENRICHMENT_REVIEW_DEADLINE_S_<SEVERITY>: critical soonest), computed in SQL so the queue sorts
+by it. A review (or a requeue for the AI, for an escalated record) takes it out.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import UTC, datetime
-from typing import Literal
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, and_, case, extract, func, select
 from sqlalchemy.orm import Session
 
+from enrichment.core import review_claims
 from enrichment.core.models import (
     AWAITING_APPROVAL,
     ExceptionRecord,
     ResolutionAction,
+    Tenant,
     in_review,
     review_waiting_since,
 )
+from enrichment.core.settings_sections import ReviewConfig
+from enrichment.core.tenant_settings import TenantSettings
 
 R = ExceptionRecord
 WAITING_SINCE = review_waiting_since()
 Kind = Literal["escalation", "approval", "audit"]
+KINDS: tuple[Kind, ...] = ("escalation", "approval", "audit")
+SEVERITIES = ("critical", "high", "medium", "low")
+UNIX_JULIAN_DAY = 2_440_587.5  # julianday('1970-01-01')
+
+
+def deadline_limits(reviews: ReviewConfig, own: Mapping[str, float]) -> dict[str, float]:
+    """Seconds a queued record may wait for its decision, by severity: the tenant's own
+    (`own`, its review_deadline_s), else the fleet's. An unknown severity counts as medium."""
+    return {sev: own.get(sev) or getattr(reviews, f"deadline_s_{sev}") for sev in SEVERITIES}
+
+
+@dataclass(frozen=True)
+class Filter:
+    """Which queued records: by kind, by the AI's label, by severity (None: any)."""
+
+    kind: Kind | None = None
+    label: str | None = None
+    severity: str | None = None
+
+    def where(self) -> list[ColumnElement[bool]]:
+        conds = []
+        if self.kind == "escalation":
+            conds.append(R.escalated_at.is_not(None))
+        elif self.kind is not None:
+            awaiting = R.approval_requested_at.is_not(None)
+            conds.append(
+                and_(R.escalated_at.is_(None), awaiting if self.kind == "approval" else ~awaiting)
+            )
+        if self.label:
+            conds.append(R.ai_label == self.label)
+        if self.severity:
+            conds.append(R.severity == self.severity)
+        return conds
 
 
 def kind_of(rec: ExceptionRecord) -> Kind:
@@ -47,6 +88,11 @@ class QueueItem(BaseModel):
         "decline); audit: a random sample of AI-resolved records"
     )
     waiting_since: datetime
+    deadline: datetime = Field(
+        description="when its decision is due: waiting_since + its severity's review limit"
+    )
+    claimed_by: str | None = Field(None, description="the reviewer holding it now, if any")
+    claimed_until: datetime | None = None
     reason: str | None = Field(description="why it was escalated")
     reason_code: str
     severity: str
@@ -62,15 +108,29 @@ class QueueItem(BaseModel):
 class Queue(BaseModel):
     total: int
     oldest_age_s: float | None = Field(description="how long the oldest item has waited")
-    items: list[QueueItem] = Field(description="oldest first")
+    items: list[QueueItem] = Field(description="soonest deadline first")
 
 
-def _item(rec: ExceptionRecord, awaiting: list[str]) -> QueueItem:
+def waiting_since(rec: ExceptionRecord) -> datetime:
+    return rec.escalated_at or rec.approval_requested_at or rec.enriched_at
+
+
+def _item(
+    rec: ExceptionRecord,
+    awaiting: list[str],
+    limits: Mapping[str, float],
+    held: review_claims.Claim | None,
+) -> QueueItem:
+    since = waiting_since(rec)
+    limit_s = limits.get(rec.severity, limits["medium"])
     return QueueItem(
         record_id=rec.id,
         external_id=rec.external_id,
         kind=kind_of(rec),
-        waiting_since=rec.escalated_at or rec.approval_requested_at or rec.enriched_at,
+        waiting_since=since,
+        deadline=since + timedelta(seconds=limit_s),
+        claimed_by=held.reviewer if held else None,
+        claimed_until=held.until if held else None,
         reason=rec.escalation_reason,
         reason_code=rec.reason_code,
         severity=rec.severity,
@@ -82,18 +142,52 @@ def _item(rec: ExceptionRecord, awaiting: list[str]) -> QueueItem:
     )
 
 
-def queue(session: Session, tenant_id: int, *, now: datetime, limit: int = 50) -> Queue:
-    """The tenant's queue: its size, its oldest wait, and the oldest `limit` items."""
-    scoped = (R.tenant_id == tenant_id, in_review())
+def queue(
+    session: Session,
+    tenant_id: int,
+    *,
+    now: datetime,
+    limit: int = 50,
+    reviews: ReviewConfig | None = None,
+    only: Filter | None = None,
+) -> Queue:
+    """The tenant's queue (`only` the records the filter lets through): its size, its oldest
+    wait, and the `limit` items due soonest (`reviews`: the fleet's review limits)."""
+    scoped = (R.tenant_id == tenant_id, in_review(), *(only or Filter()).where())
     total, oldest = session.execute(
         select(func.count(), func.min(WAITING_SINCE)).where(*scoped)
     ).one()
-    recs = session.scalars(
-        select(R).where(*scoped).order_by(WAITING_SINCE, R.id).limit(limit)
-    ).all()
+    limits = _limits_of(session, tenant_id, reviews)
+    due = _deadline_epoch(session, limits)
+    recs = session.scalars(select(R).where(*scoped).order_by(due, R.id).limit(limit)).all()
     age = None if oldest is None else (now - _aware(oldest)).total_seconds()
-    waiting = awaiting_of(session, tenant_id, [r.id for r in recs])
-    return Queue(total=total, oldest_age_s=age, items=[_item(r, waiting[r.id]) for r in recs])
+    ids = [r.id for r in recs]
+    waiting = awaiting_of(session, tenant_id, ids)
+    held = review_claims.holders(session, tenant_id, ids, now=now)
+    items = [_item(r, waiting[r.id], limits, held.get(r.id)) for r in recs]
+    return Queue(total=total, oldest_age_s=age, items=items)
+
+
+def _limits_of(session: Session, tenant_id: int, reviews: ReviewConfig | None) -> dict[str, float]:
+    own = TenantSettings.parse(
+        session.scalar(select(Tenant.settings).where(Tenant.id == tenant_id))
+    )
+    # Without the caller's settings (the bearer API's queue), the environment's.
+    return deadline_limits(reviews or ReviewConfig.from_env(), own.review_deadline_s)
+
+
+def _deadline_epoch(session: Session, limits: Mapping[str, float]) -> ColumnElement[Any]:
+    """A queued record's deadline in seconds since the epoch, in SQL (so the queue sorts by
+    it): its waiting start plus its severity's limit."""
+    limit_s = case(
+        *[(R.severity == sev, limits[sev]) for sev in SEVERITIES if sev != "medium"],
+        else_=limits["medium"],
+    )
+    if session.get_bind().dialect.name == "sqlite":  # text timestamps
+        start = (func.julianday(WAITING_SINCE) - UNIX_JULIAN_DAY) * 86_400.0
+    else:
+        start = extract("epoch", WAITING_SINCE)
+    return start + limit_s
 
 
 def awaiting_of(session: Session, tenant_id: int, record_ids: list[int]) -> dict[int, list[str]]:
@@ -119,3 +213,25 @@ def _aware(at: datetime) -> datetime:
 def in_queue(session: Session, tenant_id: int, record_id: int) -> ExceptionRecord | None:
     """The tenant's record `record_id` if it is waiting for a person."""
     return session.scalar(select(R).where(R.tenant_id == tenant_id, R.id == record_id, in_review()))
+
+
+def next_up(
+    session: Session,
+    tenant_id: int,
+    reviewer: str,
+    *,
+    now: datetime,
+    reviews: ReviewConfig | None = None,
+) -> int | None:
+    """The record due soonest that no one else holds (the reviewer's next), or None."""
+    C = review_claims.ReviewClaim
+    taken = select(C.record_id).where(
+        C.tenant_id == tenant_id, C.claimed_until > now, C.reviewer != reviewer
+    )
+    due = _deadline_epoch(session, _limits_of(session, tenant_id, reviews))
+    return session.scalar(
+        select(R.id)
+        .where(R.tenant_id == tenant_id, in_review(), R.id.not_in(taken))
+        .order_by(due, R.id)
+        .limit(1)
+    )
