@@ -62,11 +62,18 @@ def chromium() -> Iterator[Browser]:
 
 
 def local_page(
-    browser: Browser, *, width: int = 1280, headers: dict[str, str] | None = None
+    browser: Browser,
+    *,
+    width: int = 1280,
+    headers: dict[str, str] | None = None,
+    script: bool = True,
 ) -> tuple[Page, list[str]]:
-    """A fresh page whose requests may not leave 127.0.0.1; returns every URL asked for."""
+    """A fresh page whose requests may not leave 127.0.0.1; returns every URL asked for.
+    `script=False`: a browser with JavaScript off."""
     context = browser.new_context(
-        viewport={"width": width, "height": 900}, extra_http_headers=headers or {}
+        viewport={"width": width, "height": 900},
+        extra_http_headers=headers or {},
+        java_script_enabled=script,
     )
     requested: list[str] = []
     context.route(

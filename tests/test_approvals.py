@@ -12,6 +12,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
+from enrichment.api import review_queue_page
 from enrichment.api.review_page import Draft
 from enrichment.core import tenants
 from enrichment.core.audit import ACTION_APPROVED, ACTION_DECLINED, AuditEntry
@@ -218,9 +219,13 @@ def test_the_page_shows_what_waits_for_approval(factory, settings):
         html = env.get_template("record.html").render(
             rec=rec, story=told, draft=Draft(Label.DAMAGED_PACKAGE), kind=queue.kind_of(rec),
             timeline=[], labels=list(Label), allowed=["OPEN_CARRIER_CLAIM", "RESHIP_ORDER"],
-            **common,
+            flash=None, held=None, waiting_since=queue.waiting_since(rec), ai_actions=[],
+            allowed_by_label={}, **common,
         )  # fmt: skip
-        listed = env.get_template("queue.html").render(queue=queued(factory), flash=None, **common)
+        listed = env.get_template("queue.html").render(
+            queue=queued(factory), flash=None, filters=review_queue_page.Filters(), now=utcnow(),
+            kinds=queue.KINDS, severities=queue.SEVERITIES, labels=list(Label), **common,
+        )  # fmt: skip
     assert 'class="tag approval">approval<' in html
     assert "Awaiting approval: RESHIP_ORDER" in html and "waiting for your" in html
     assert "waiting for your approval: RESHIP_ORDER" in listed

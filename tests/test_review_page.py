@@ -122,8 +122,8 @@ def test_a_reviewer_decides_an_escalated_record_from_the_keyboard(base_url, brow
     assert urlsplit(page.url).path == "/review/rev-a"
 
     rows = page.locator("table tbody tr").all_inner_texts()
-    assert len(rows) == 3 and "provider timed out" in rows[0]  # oldest first
-    assert rows[1].startswith(desk.hostile_ext) and "escalation" in rows[1]
+    assert len(rows) == 3 and "provider timed out" in rows[0]  # due soonest first
+    assert rows[1].strip().startswith(desk.hostile_ext) and "escalation" in rows[1]
     assert "DAMAGED_PACKAGE" in rows[1] and "confidence 41%" in rows[1]
     assert "audit" in rows[2] and "a random sample of the AI's decisions" in rows[2]
     SCREENSHOTS.mkdir(exist_ok=True)
@@ -138,8 +138,9 @@ def test_a_reviewer_decides_an_escalated_record_from_the_keyboard(base_url, brow
     page.keyboard.type("CUSTOMER_U")
     assert page.locator("#label").input_value() == "CUSTOMER_UNAVAILABLE"
     page.keyboard.press("Tab")
-    page.keyboard.press("Enter")  # "Show its actions"
-    page.wait_for_url("**label=CUSTOMER_UNAVAILABLE*")
+    with page.expect_navigation():
+        page.keyboard.press("Enter")  # "Show its actions": lists them, saves nothing
+    assert page.locator("#label").input_value() == "CUSTOMER_UNAVAILABLE"
     boxes = page.locator("#decision input[type=checkbox]")
     assert [boxes.nth(i).get_attribute("value") for i in range(boxes.count())] == [
         "NOTIFY_CUSTOMER",
@@ -151,15 +152,16 @@ def test_a_reviewer_decides_an_escalated_record_from_the_keyboard(base_url, brow
     page.keyboard.press("Space")
     tab_to(page, "#note")
     page.keyboard.type("Called the customer: away until Monday.")
-    tab_to(page, "#decision button[type=submit]")
+    tab_to(page, "#save")
     page.keyboard.press("Enter")
-    page.wait_for_url("**/review/rev-a")
+    page.wait_for_url(f"**/review/rev-a/{desk.timeout_id}#main")  # the next one due opens
 
     flash = page.get_by_role("status").inner_text()
     assert flash == (
         f"Saved: {desk.hostile_ext} is CUSTOMER_UNAVAILABLE with NOTIFY_CUSTOMER; "
         "it left the queue."
     )
+    page.goto(f"{base_url}/review/rev-a")
     assert desk.hostile_ext not in page.locator("table").inner_text()
     assert page.locator("table tbody tr").count() == 2
     page.reload()
@@ -181,10 +183,13 @@ def test_a_hostile_note_is_shown_as_text_on_a_locked_down_page(base_url, browser
 
     response = page.goto(f"{base_url}/review/rev-a/{desk.hostile_id}")
     csp = response.headers["content-security-policy"]
-    assert "script-src 'none'" in csp and "default-src 'self'" in csp
+    assert "script-src 'nonce-" in csp and "default-src 'self'" in csp
     assert response.headers["x-frame-options"] == "DENY"
     assert page.locator("#customer-note").inner_text() == f"Customer wrote: {HOSTILE}"
-    assert page.locator("script").count() == 0 and page.locator("main img").count() == 0
+    nonce = csp.split("script-src 'nonce-")[1].split("'")[0]
+    scripts = page.locator("script")  # only the page's own, with this response's nonce
+    assert scripts.count() == 1 and scripts.first.get_attribute("nonce") in (nonce, "")
+    assert page.locator("main img").count() == 0
     assert page.evaluate("typeof window.__pwned") == "undefined"
     assert dialogs == [] and not [m for m in console if "pwned" in m]
     ai = page.locator("#ai-guess").inner_text()

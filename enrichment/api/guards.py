@@ -8,8 +8,9 @@ One pure ASGI middleware (no BaseHTTPMiddleware, which would hide the body as it
   the route's limit is refused with 413 at once, nothing read; a chunked body is counted as it
   arrives and refused past the limit without reading the rest. Either way the connection is
   closed, so the server does not read (and discard) the rest. The limits are `body_limit`'s.
-- **Security headers** on every answer: one CSP (no script; styles only with this response's
-  nonce, which templates read as `request.state.csp_nonce`), no framing, nosniff, and
+- **Security headers** on every answer: one CSP (no script, but the review page's with this
+  response's nonce; styles only with the nonce, which templates read as
+  `request.state.csp_nonce`), no framing, nosniff, and
   `Cache-Control: no-store`: tenant data stays out of shared caches and the back button.
 - **Unexpected errors** are a 500 whose one line names the request id; the exception (and any
   database text in it) goes to the log only.
@@ -42,6 +43,7 @@ SMALL_BODY_BYTES = 64 * 1024
 RECORDS_POST = re.compile(r"/api/enrichment/records/[^/]+")
 # Swagger UI runs its own script and inline styles; the docs carry no tenant data.
 DOCS = ("/docs", "/docs-assets/")
+REVIEW = "/review/"
 DOCS_CSP = (
     "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
     "img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
@@ -58,8 +60,11 @@ def body_limit(method: str, path: str) -> int:
 def csp(path: str, nonce: str) -> str:
     if path.startswith(DOCS):
         return DOCS_CSP
+    # The review page's one script (keyboard shortcuts, the label's actions) carries the
+    # nonce; the page works without it. Anywhere else, no script at all.
+    script = f"'nonce-{nonce}'" if path.startswith(REVIEW) else "'none'"
     return (
-        f"default-src 'self'; script-src 'none'; style-src 'nonce-{nonce}'; img-src 'self'; "
+        f"default-src 'self'; script-src {script}; style-src 'nonce-{nonce}'; img-src 'self'; "
         "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
     )
 

@@ -1,8 +1,9 @@
 """Every HTML page's templates: one Jinja2 environment over `templates/`, for the report page
 and the review page alike.
 
-One self-contained document per page: inline CSS (`_style.html`), no JavaScript, no fonts or
-files from elsewhere, so a page renders offline, air-gapped and from a mail attachment.
+One self-contained document per page: inline CSS (`_style.html`), no JavaScript (but the
+review page's one optional, nonce'd script, `_keys.html`), no fonts or files from elsewhere,
+so a page renders offline, air-gapped and from a mail attachment.
 Autoescape is on for every template whatever its name: notes, reasons and model names are
 untrusted. The only markup a template takes unescaped is a chart's SVG (`charts`), which
 escapes every text it draws.
@@ -72,6 +73,18 @@ def _since(at: datetime) -> str:
     return text.duration((utcnow() - at).total_seconds())
 
 
+def _due(at: datetime) -> str:
+    """A deadline as people say it: "due in 40 min" or "overdue by 2 h"."""
+    left_s = (at - utcnow()).total_seconds()
+    if left_s < 0:
+        return f"overdue by {text.duration(-left_s)}"
+    return f"due in {text.duration(left_s)}"
+
+
+def _hm(at: datetime) -> str:
+    return f"{at:%H:%M} UTC"
+
+
 def _pct(value: float | None) -> str:
     return "—" if value is None else f"{value:.0%}"
 
@@ -88,7 +101,9 @@ def environment() -> jinja2.Environment:
         autoescape=True,  # every template whatever its name: notes and reasons are untrusted
         undefined=jinja2.StrictUndefined,
     )
-    env.filters.update(utc=_utc, since=_since, duration=text.duration, pct=_pct, pretty=_pretty)
+    env.filters.update(
+        utc=_utc, since=_since, duration=text.duration, pct=_pct, pretty=_pretty, due=_due, hm=_hm
+    )
     env.globals["colours"] = COLOURS
     return env
 
