@@ -2,9 +2,15 @@
 
 Server-rendered HTML (Jinja2, autoescaped in every template) from the API process, for
 people with a browser rather than for the bearer-key API, so its routes stay out of the
-OpenAPI schema. No JavaScript: the decision form works in two steps (choose the label, then
-tick among that label's allowed actions), and the server rejects a disallowed action anyway.
-Sessions, CSRF tokens and rendering: `review_session`; security headers: `guards`.
+OpenAPI schema. It works without JavaScript: the label <select> sits in the decision form, and
+"Show its actions" posts the form back to list the chosen label's allowed actions (saving
+nothing). The form says whose actions it showed (`shown`): a save whose label differs is
+refused with one line and the chosen label's actions, never saved with another label. One
+small nonce'd script (_keys.html) lists the actions as the label changes and adds keyboard
+shortcuts. Opening a record claims it (core/review_claims.py): another reviewer sees it taken
+and cannot decide it (409) until the claim runs out, is released or the record is decided.
+After a decision the next record due opens. The queue: `review_queue_page`. Sessions, CSRF
+tokens and rendering: `review_session`; security headers: `guards`.
 """
 
 from __future__ import annotations
@@ -24,25 +30,38 @@ from enrichment.api.review_session import (
     COOKIE,
     CSRF_FAILED,
     Page,
+    Reviewer,
     ReviewPage,
     anonymous,
     signed_in,
 )
-from enrichment.core import audit, order_events, review_sessions, reviewers, selection, tenants
+from enrichment.core import (
+    audit,
+    order_events,
+    review_claims,
+    review_sessions,
+    reviewers,
+    selection,
+    tenants,
+)
 from enrichment.core.models import ExceptionRecord, utcnow
 from enrichment.core.story import Story, story
 from enrichment.core.taxonomy import ALLOWED_ACTIONS, Label
-from enrichment.reviews import decide, queue
+from enrichment.reviews import bulk, decide, queue
 
 log = structlog.get_logger(__name__)
 router = APIRouter(include_in_schema=False)
 
-QUEUE_SHOWN = 100
 WRONG_KEY = (
     "That key does not open this tenant's review page: check it, or ask an admin for a key "
     "of your own."
 )
 NOT_WAITING = "Record {} is not waiting for a review (decided, requeued, or not here)."
+TAKEN = "Not saved: {} holds record {} until {:%H:%M} UTC; it is theirs to decide until then."
+OTHER_LABEL = (
+    "Not saved: you chose {0}, but the actions listed were {1}. Here are {0}'s: tick the ones"
+    " to send, then save."
+)
 THROTTLED = "Too many wrong keys {}: sign-in is paused; try again in {} s."
 THROTTLED_BY = {
     review_sessions.ADDRESS: "from this address",
@@ -74,8 +93,10 @@ class LoginForm(CsrfForm):
 
 class DecisionForm(CsrfForm):
     label: str = ""
+    shown: str = ""  # the label whose actions the form listed ("-": none); "": not said
     actions: list[str] = []
     note: str = ""
+    show: str = ""  # "Show its actions": list the chosen label's actions, save nothing
 
 
 class InvalidForm(decide.ReviewError):
@@ -175,17 +196,6 @@ def logout(page: ReviewPage, form: Annotated[CsrfForm, Form()], s: DbSession) ->
     return response
 
 
-@router.get("/review/{tenant}")
-def queue_page(page: ReviewPage, s: DbSession) -> Response:
-    """The queue, oldest first, with the confirmation of the last decision once."""
-    if page.who is None:
-        return page.redirect("/login")
-    tenant, visit, _ = page.who
-    waiting = queue.queue(s, tenant.id, now=utcnow(), limit=QUEUE_SHOWN)
-    response = page.render("queue.html", queue=waiting, flash=visit.flash)
-    return page.keep(response, replace(visit, flash=None)) if visit.flash else response
-
-
 @router.get("/review/{tenant}/{record_id}")
 def record_page(page: ReviewPage, record_id: RecordId, s: DbSession, label: str = "") -> Response:
     """One record and the decision form; `?label=` chooses whose actions the form offers."""
@@ -196,7 +206,12 @@ def record_page(page: ReviewPage, record_id: RecordId, s: DbSession, label: str 
         return page.problem(NOT_WAITING.format(record_id))
     chosen = _label(label or rec.ai_label)
     error = "Unknown label: choose one from the list." if label and chosen is None else None
-    return _record_view(page, s, rec, Draft(chosen, error=error))
+    claim_s = page.settings.reviews.claim_s
+    review_claims.claim(s, rec.tenant_id, rec.id, page.who.name, now=utcnow(), claim_s=claim_s)
+    s.commit()
+    response = _record_view(page, s, rec, Draft(chosen, error=error))
+    visit = page.who.visit
+    return page.keep(response, replace(visit, flash=None)) if visit.flash else response
 
 
 @router.post("/review/{tenant}/{record_id}")
@@ -210,7 +225,13 @@ def decide_record(
     rec = queue.in_queue(s, who.tenant.id, record_id)
     if rec is None:
         return page.problem(NOT_WAITING.format(record_id))
+    held = review_claims.taken_by_other(s, who.tenant.id, rec.id, who.name, now=utcnow())
+    if held is not None:
+        return page.problem(TAKEN.format(held.reviewer, rec.external_id, held.until), 409)
     draft = Draft(_label(form.label), tuple(form.actions), form.note)
+    other = _other_label(form)
+    if form.show or other:
+        return _record_view(page, s, rec, replace(draft, error=other), 422 if other else 200)
     try:
         review = _review_in(draft, who.name)
         done = decide.submit(s, who.tenant, rec.id, review, actor=who.actor)
@@ -224,7 +245,15 @@ def decide_record(
     page.log("review.decided", record=done.external_id, label=str(review.label))
     actions = ", ".join(str(a) for a in review.actions) or "no actions"
     flash = f"Saved: {done.external_id} is {review.label} with {actions}; it left the queue."
-    return page.keep(page.redirect(), replace(who.visit, flash=flash))
+    return page.keep(_next(page, s, who), replace(who.visit, flash=flash))
+
+
+def _next(page: Page, s: Session, who: Reviewer) -> Response:
+    """To the next record due that no one else holds, or the queue when there is none."""
+    reviews = page.settings.reviews
+    up = queue.next_up(s, who.tenant.id, who.name, now=utcnow(), reviews=reviews)
+    # "#main": the next record from its top (else the browser keeps the form's "#decide").
+    return page.redirect(f"/{up}#main" if up is not None else "")
 
 
 @router.post("/review/{tenant}/{record_id}/requeue")
@@ -238,10 +267,14 @@ def requeue_record(
     rec = queue.in_queue(s, who.tenant.id, record_id)
     if rec is None or rec.escalated_at is None:
         return page.problem(f"Record {record_id} is not an escalated record waiting for a review.")
+    held = review_claims.taken_by_other(s, who.tenant.id, rec.id, who.name, now=utcnow())
+    if held is not None:
+        return page.problem(TAKEN.format(held.reviewer, rec.external_id, held.until), 409)
     external_id = rec.external_id
     reset = selection.requeue(s, who.tenant.id, record_id=rec.id)
     if reset:
         audit.record(s, who.tenant.id, who.actor, audit.REQUEUED, external_id)
+        review_claims.release(s, who.tenant.id, rec.id)
     s.commit()
     page.log("review.requeued", record=external_id, reset=reset)
     if reset:
@@ -249,6 +282,15 @@ def requeue_record(
     else:
         flash = f"{external_id} stays here: a worker holds it right now; try again in a minute."
     return page.keep(page.redirect(), replace(who.visit, flash=flash))
+
+
+def _other_label(form: DecisionForm) -> str | None:
+    """Why a save is refused when its label is not the one whose actions the form listed
+    (the select changed after the list was shown, with no script to list the new ones)."""
+    shown = "" if form.shown == "-" else form.shown
+    if not form.shown or form.label == shown:
+        return None
+    return OTHER_LABEL.format(form.label, f"{shown}'s" if shown else "none")
 
 
 def _label(raw: str | None) -> Label | None:
@@ -276,10 +318,16 @@ def _record_view(
     page: Page, s: Session, rec: ExceptionRecord, draft: Draft, status_code: int = 200
 ) -> Response:
     assert page.who is not None  # every caller checked
-    told = story(s, page.who.tenant, rec.external_id, now=utcnow())
+    now = utcnow()
+    told = story(s, page.who.tenant, rec.external_id, now=now)
     return page.render(
         "record.html",
         status_code=status_code,
+        flash=page.who.visit.flash,
+        held=review_claims.holder(s, page.who.tenant.id, rec.id, now=now),
+        waiting_since=queue.waiting_since(rec),
+        ai_actions=bulk.ai_actions(rec.ai_resolution),
+        allowed_by_label={str(k): sorted(map(str, v)) for k, v in ALLOWED_ACTIONS.items()},
         rec=rec,
         story=told,
         draft=draft,
