@@ -17,7 +17,9 @@ from enrichment.api import app, deps
 from enrichment.core import audit, reviewers, tenants
 from enrichment.core.audit import AuditEntry
 from enrichment.core.models import ExceptionRecord, Review, utcnow
+from enrichment.core.review_sessions import SigninRefusal
 from enrichment.core.settings import ReviewConfig
+from enrichment.metrics import monitor
 from tests.conftest import with_settings
 from tests.factories import make_record
 
@@ -92,7 +94,7 @@ def test_a_review_may_name_only_a_registered_reviewer_else_it_is_the_keys(api, f
     body = {"label": "OTHER", "actions": []}
 
     unknown = api.post(path.format(world["esc"]), json={**body, "reviewer": "mallory"})
-    assert unknown.status_code == 422 and "not a registered reviewer" in unknown.json()["detail"]
+    assert unknown.status_code == 403 and "not a registered reviewer" in unknown.json()["detail"]
     named = api.post(path.format(world["esc"]), json={**body, "reviewer": "ana"})
     unnamed = api.post(path.format(world["esc2"]), json=body)
     assert named.status_code == unnamed.status_code == 200, (named.text, unnamed.text)
@@ -194,3 +196,17 @@ def test_the_database_refuses_to_change_or_delete_an_audit_row(any_factory, stat
         s.execute(text(statement))
     with any_factory() as s:
         assert s.scalars(select(AuditEntry.actor)).all() == ["cli:ops"]
+
+
+def test_the_monitor_counts_each_tenants_wrong_keys_of_the_last_5_min(factory, settings, world):
+    now = utcnow()
+    with factory.begin() as s:
+        other = tenants.require(s, "other-3pl")
+        for tenant_id, ago_s in [(world["id"], 10), (world["id"], 299), (world["id"], 301)]:
+            refused_at = now - timedelta(seconds=ago_s)
+            s.add(SigninRefusal(tenant_id=tenant_id, address="a", refused_at=refused_at))
+        s.add(SigninRefusal(tenant_id=other.id, address="a", refused_at=now))
+    with factory() as s:
+        acme = tenants.require(s, "acme")
+        snap = monitor.measure(s, acme, settings, settings.monitor, now=now)
+    assert snap.signin_refusals == 2  # the one of 301 s ago and the other tenant's: not

@@ -8,7 +8,6 @@ its audit row, by the API key (`api-key:<fingerprint>`).
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, status
@@ -116,12 +115,11 @@ def audit_log(
     after: Annotated[int, Query(ge=0, le=2**62, description="rows after this id")] = 0,
     limit: Annotated[int, Query(ge=1, le=audit.MAX_PAGE)] = 100,
     action: Annotated[str | None, Query(max_length=48, description="only this action")] = None,
-    since: Annotated[datetime | None, Query(description="only rows at or after this time")] = None,
 ) -> AuditPage:
     """The tenant's audit log, oldest first: key rotations, reviewer changes, webhook
     changes, review sign-ins and refusals, reviews, approvals, requeues and redeliveries;
     who (`actor`), when (`at`) and what (`action`, `subject`, `details`). Append-only."""
-    items = audit.entries(s, tenant.id, after=after, limit=limit, action=action, since=since)
+    items = audit.entries(s, tenant.id, after=after, limit=limit, action=action)
     return AuditPage(
         tenant=tenant.name,
         items=items,

@@ -8,6 +8,7 @@ trigger, on PostgreSQL and SQLite alike, migration 0009).
 
 `actor` names who: `reviewer:<name>` (the review page; the name comes from the reviewer's
 own key), `api-key:<fingerprint>` (the tenant's API key, an integration), `cli:<os user>`,
+`admin:<fingerprint>` (the operator's admin API token),
 or `address:<client address>` for a sign-in refused before anyone is known. Secrets never
 reach a row: keys are named by a fingerprint of their hash, webhook URLs by their host.
 """
@@ -15,6 +16,7 @@ reach a row: keys are named by a fingerprint of their hash, webhook URLs by thei
 from __future__ import annotations
 
 import getpass
+import hashlib
 from datetime import datetime
 from typing import Any
 
@@ -28,6 +30,8 @@ from enrichment.core.models import Base, JSONType, UTCDateTime, utcnow
 API_KEY_ROTATED = "tenant.api_key_rotated"
 WEBHOOK_CHANGED = "tenant.webhook_changed"
 SETTINGS_CHANGED = "tenant.settings_changed"
+TENANT_DISABLED = "tenant.disabled"
+TENANT_ENABLED = "tenant.enabled"
 REVIEWER_ADDED = "reviewer.added"
 REVIEWER_REVOKED = "reviewer.revoked"
 SIGNED_IN = "review.signed_in"
@@ -72,6 +76,12 @@ def api_key_actor(key_hash: str | None) -> str:
     return f"api-key:{(key_hash or '')[:12]}"
 
 
+def admin_actor(token: str) -> str:
+    """The operator's ENRICHMENT_ADMIN_TOKEN, named by a fingerprint of its hash (never the
+    token)."""
+    return f"admin:{hashlib.sha256(token.encode()).hexdigest()[:12]}"
+
+
 def reviewer_actor(name: str) -> str:
     return f"reviewer:{name}"
 
@@ -100,8 +110,8 @@ class AuditItem(BaseModel):
 
     id: int = Field(description="ascending; pass the last one as `after` for the next page")
     at: datetime
-    actor: str = Field(description="reviewer:<name>, api-key:<fingerprint>, cli:<user> or "
-                       "address:<client>")  # fmt: skip
+    actor: str = Field(description="reviewer:<name>, api-key:<fingerprint>, cli:<user>, "
+                       "admin:<fingerprint> or address:<client>")  # fmt: skip
     action: str
     subject: str | None
     details: dict[str, Any]
@@ -114,15 +124,12 @@ def entries(
     after: int = 0,
     limit: int = 100,
     action: str | None = None,
-    since: datetime | None = None,
 ) -> list[AuditItem]:
     """The tenant's rows after id `after`, oldest first, at most `limit` (up to MAX_PAGE)."""
     A = AuditEntry
     q = select(A).where(A.tenant_id == tenant_id, A.id > after)
     if action is not None:
         q = q.where(A.action == action)
-    if since is not None:
-        q = q.where(A.at >= since)
     rows = s.scalars(q.order_by(A.id).limit(max(1, min(limit, MAX_PAGE))))
     return [
         AuditItem(
