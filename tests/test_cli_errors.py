@@ -37,6 +37,22 @@ CASES = {
         "cannot use the database",
     ),
     "status before migrate": (["status", "x"], {"DATABASE_URL": "EMPTY"}, "enrichment migrate"),
+    "ingest a folder": (["ingest", "/tmp"], {}, "/tmp is a folder: give a file"),
+    "a mysql:// DATABASE_URL": (
+        ["status", "x"],
+        {"DATABASE_URL": "mysql://u:pw@db/x"},
+        "use postgresql+psycopg://",
+    ),
+    "a postgres:// DATABASE_URL": (
+        ["migrate"],
+        {"DATABASE_URL": "postgres://u:pw@db/x"},
+        "use postgresql+psycopg://",
+    ),
+    "migrate with the database down": (
+        ["migrate"],
+        {"DATABASE_URL": "postgresql+psycopg://u:pw@127.0.0.1:1/db"},
+        "cannot use the database postgresql+psycopg://u:***@127.0.0.1:1/db",
+    ),
     "fake-anthropic with bad faults": (["fake-anthropic", "--faults", "bad"], {}, "probability"),
     "eval on a missing file": (["eval", "--data", "/nonexistent.jsonl"], {}, "no such file"),
     "drill with a bad flag value": (["drill", "--records=abc"], {}, "invalid int value"),
@@ -85,6 +101,7 @@ def test_every_mistake_is_one_clear_line(embedded):
         assert done.returncode != 0, f"{case}: exit 0\n{output}"
         last = done.stderr.strip().splitlines()[-1]
         assert expected in last, f"{case}: {last!r}"
+        assert "pw" not in output, f"{case}: a password in {output!r}"
 
 
 def test_an_unknown_tenant_in_a_celery_call_is_one_error_line(pg_url, factory):
@@ -97,3 +114,35 @@ def test_an_unknown_tenant_in_a_celery_call_is_one_error_line(pg_url, factory):
         assert tasks.sweep("nobody") == 0
     errors = [e for e in logs if e["log_level"] == "error"]
     assert [e["event"] for e in errors] == ["task.unknown_tenant"] * 2
+
+
+def test_a_command_names_the_database_it_finds_absent_and_creates_nothing(embedded):
+    # Run from another folder with the default database: it is not there, and stays not there.
+    env, empty_url = embedded
+    done = run(["status", "x"], {**env, "DATABASE_URL": empty_url})
+    path = empty_url.removeprefix("sqlite:///")
+    assert done.stderr.strip() == (
+        f"enrichment: the database {empty_url} does not exist: run `enrichment migrate` first"
+        " (or set DATABASE_URL)"
+    )
+    assert not os.path.exists(path)
+
+
+def test_exit_codes_tell_a_usage_error_from_a_critical_tenant(embedded):
+    env, _ = embedded
+    codes = {
+        "usage": run(["status"], env).returncode,  # argparse: a missing argument
+        "a tool's usage": run(["bench", "--bogus"], env).returncode,
+        "a mistake": run(["tenant-key", "known-3pl"], env).returncode,  # no --rotate
+        "configuration": run(["status", "x"], {**env, "DATABASE_URL": "mysql://h/x"}).returncode,
+        "unavailable": run(
+            ["status", "x"], {**env, "DATABASE_URL": "postgresql+psycopg://127.0.0.1:1/x"}
+        ).returncode,
+    }
+    assert codes == {
+        "usage": 64,
+        "a tool's usage": 64,
+        "a mistake": 64,
+        "configuration": 78,
+        "unavailable": 69,
+    }

@@ -87,6 +87,14 @@ def test_a_worker_refuses_an_unreachable_broker(tmp_path, pg_url):
     assert " ready" not in out
 
 
+def test_a_worker_refuses_a_postgres_url_with_the_spelling_to_use(tmp_path):
+    url = "postgres://u:secret@127.0.0.1:5432/x"
+    code, out = refused(WORKER, tmp_path, DATABASE_URL=url, CELERY_BROKER_URL=REDIS_URL)
+    assert code == 78  # EX_CONFIG
+    assert_one_line(out, "DATABASE_URL postgres://… is not supported: use postgresql+psycopg://")
+    assert "secret" not in out
+
+
 def test_beat_refuses_an_absent_sqlite_database_and_does_not_create_it(tmp_path):
     path = tmp_path / "var" / "enrichment.db"
     args = celery_command("beat", "-s", str(tmp_path / "schedule"))

@@ -10,7 +10,12 @@ import beat_schedule
 from enrichment import providers
 from enrichment.core import db
 from enrichment.core.logs import configure_logging
-from enrichment.core.settings import Settings, get_settings, task_time_limit_s
+from enrichment.core.settings import (
+    ConfigurationError,
+    Settings,
+    get_settings,
+    task_time_limit_s,
+)
 from enrichment.providers import ratelimit
 from workers import readiness
 from workers.queues import broker_options, broker_transport, task_queues
@@ -39,6 +44,8 @@ def make_app(settings: Settings) -> Celery:
         worker_cancel_long_running_tasks_on_connection_loss=True,
         # Chains need no result backend; the database row is the result.
         task_ignore_result=True,
+        # A broker down at start-up is refused by refuse_unless_ready (one line, exit 1); one
+        # that drops between that check and the first connection is waited for, not fatal.
         broker_connection_retry_on_startup=True,
         broker_transport_options=broker_options(settings),
         # The embedded broker's writes must be atomic (see workers/broker.py).
@@ -65,7 +72,16 @@ def make_app(settings: Settings) -> Celery:
     return app
 
 
-app = make_app(get_settings())
+def _settings_or_exit() -> Settings:
+    """The settings; a wrong one is one line and exit 78 (EX_CONFIG), not an import traceback."""
+    try:
+        return get_settings()
+    except ConfigurationError as exc:
+        print(f"refusing to start: configuration error: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(78) from None
+
+
+app = make_app(_settings_or_exit())
 
 
 @signals.worker_init.connect
