@@ -65,6 +65,21 @@ AMQP_CONSUMER_TIMEOUT_S = 1800.0
 AMQP_HOLD_MARGIN_S = 300.0
 
 
+DATABASE_SCHEMES = ("postgresql+psycopg://", "sqlite:")
+DATABASE_HINT = "use postgresql+psycopg://user@host:5432/db (or sqlite:///path, the demo's)"
+
+
+def check_database_url(url: str) -> None:
+    """PostgreSQL through psycopg 3, or SQLite; anything else is refused with the spelling
+    (the scheme only: the URL may hold a password)."""
+    if url.startswith(DATABASE_SCHEMES):
+        return
+    if "://" not in url:
+        raise ConfigurationError(f"DATABASE_URL could not be parsed: {DATABASE_HINT}")
+    scheme = url.split("://", 1)[0]
+    raise ConfigurationError(f"DATABASE_URL {scheme}://… is not supported: {DATABASE_HINT}")
+
+
 def is_amqp(broker_url: str) -> bool:
     return broker_url.startswith(("amqp://", "amqps://", "pyamqp://"))
 
@@ -348,6 +363,12 @@ class Settings(FromEnv):
         "`1` opens `/metrics` to anyone when no token is set (it lists every tenant's"
         " volumes and AI cost); else it answers 403",
     )
+    admin_token: str | None = setting(
+        "ENRICHMENT_ADMIN_TOKEN",
+        None,
+        "the operator's bearer token for the admin API (`/api/admin/tenants`: list tenants,"
+        " change their settings, disable them); unset: the admin API answers 403",
+    )
     public_base_url: str | None = setting(
         "ENRICHMENT_PUBLIC_BASE_URL", None, "adds a report link to Slack messages"
     )
@@ -358,6 +379,7 @@ class Settings(FromEnv):
     @classmethod
     def from_env(cls) -> Settings:
         values = read_fields(cls)
+        check_database_url(values["database_url"])
         if values["ai_provider"] == "anthropic" and not values["anthropic_api_key"]:
             raise ConfigurationError(
                 "ENRICHMENT_AI_PROVIDER=anthropic needs ANTHROPIC_API_KEY to be set"
