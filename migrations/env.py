@@ -12,6 +12,7 @@ from enrichment.core import (  # noqa: F401 (their tables join Base.metadata)
     review_sessions,
     reviewers,
 )
+    shadow_answers,
 from enrichment.core.db import make_engine
 from enrichment.core.models import Base
 from enrichment.core.settings import Settings

@@ -2,10 +2,11 @@
 
 Layers, bottom to top (docs/architecture.md):
     core  <  providers, ingestion, delivery, reviews, alerting
-          <  batches, metrics  <  reporting  <  workers  <  api  <  tooling  <  cli
+          <  batches, metrics, experiments  <  reporting  <  workers  <  api  <  tooling  <  cli
 A module may import its own layer's package and anything below it; packages of one rank are
 siblings: none imports another. `batches` (Message Batches) drives the provider against the
 database; `metrics` measures and exports, and reads alerting's severities and provider pages;
+`experiments` (variants, shadows, the cascade) drives the providers with what reviews hold;
 `reporting` (the report, its page and charts) presents what metrics, alerting and reviews
 hold. Nothing under `enrichment/` imports Celery; `workers/`
 holds the Celery app. Every import counts, including the ones inside functions.
@@ -29,6 +30,7 @@ LAYER_OF_PREFIX = {
     "enrichment.delivery": "delivery",
     "enrichment.reviews": "reviews",
     "enrichment.batches": "batches",
+    "enrichment.experiments": "experiments",
     "workers": "workers",
     "beat_schedule": "workers",
     "enrichment.api": "api",
@@ -44,6 +46,7 @@ RANKS = {
     "alerting": 1,
     "batches": 2,
     "metrics": 2,
+    "experiments": 2,
     "reporting": 3,
     "workers": 4,
     "api": 5,

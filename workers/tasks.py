@@ -19,6 +19,8 @@ from enrichment.core.outcomes import OutcomeKind
 from enrichment.core.settings import get_settings
 from enrichment.core.stages import Stage
 from enrichment.delivery import deliver
+from enrichment.experiments.cascade import Gates
+from enrichment.experiments.router import ExperimentProvider
 from enrichment.metrics import cadence, monitor
 from enrichment.providers import Provider, make_provider
 from enrichment.providers.anthropic import AnthropicProvider
@@ -37,6 +39,7 @@ class EnrichmentTask(Task):
 
     _provider: Provider | None = None
 
+    _stage_provider: Provider | None = None
     @property
     def settings(self):
         return get_settings()
@@ -58,6 +61,14 @@ class EnrichmentTask(Task):
         return EnrichmentTask._provider
 
     def tenant_scope(self, tenant: str | None) -> tuple[bool, int | None]:
+    @property
+    def stage_provider(self) -> Provider:
+        """`provider` under each tenant's experiment and cascade (enrichment/experiments)."""
+        if EnrichmentTask._stage_provider is None:
+            gates = Gates(self.sessions, self.settings)
+            EnrichmentTask._stage_provider = ExperimentProvider(self.provider, gates)
+        return EnrichmentTask._stage_provider
+
         """(known, id) for a task's tenant name, in the task call's one lookup: (True, None)
         for all tenants; (False, None) and one error line (no traceback) for a name that does
         not exist, the usual mistake in a hand-typed `celery call`."""
@@ -114,7 +125,7 @@ def _stage(task: EnrichmentTask, stage: Stage, record_id: int, lease_token: str)
     structlog.contextvars.bind_contextvars(record_id=record_id, stage=stage)
     outcome = pipeline.run_stage(
         task.sessions,
-        task.provider,
+        task.stage_provider,
         task.settings,
         stage=stage,
         record_id=record_id,

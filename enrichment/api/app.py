@@ -34,6 +34,7 @@ from enrichment.api import (
     admin,
     deps,
     events,
+    experiments,
     guards,
     limits,
     monitoring,
@@ -110,6 +111,7 @@ app.include_router(admin.router)
 app.include_router(webhook_log.router)
 
 
+app.include_router(experiments.router)
 @app.get("/docs", include_in_schema=False)
 def swagger_ui(request: Request) -> HTMLResponse:
     """Swagger UI on the local assets; no validator badge (it would call swagger.io)."""

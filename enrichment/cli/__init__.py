@@ -128,7 +128,7 @@ def _config_docs(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from enrichment.cli import people, reprocess, tenant, webhook
+    from enrichment.cli import experiment, people, reprocess, tenant, webhook
 
     parser = Parser(prog="enrichment", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -155,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     people.add_parsers(sub)
     reprocess.add_parsers(sub)
     tenant.add_parsers(sub)
+    experiment.add_parsers(sub)
 
     p = sub.add_parser("generate", help="write a realistic JSONL backlog for a tenant")
     p.add_argument("--tenant", default="demo-3pl")

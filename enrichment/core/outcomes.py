@@ -165,6 +165,7 @@ def _error_text(error: EnrichmentError) -> str:
 
 
 def _fault(error: EnrichmentError) -> str | None:
+        **({"detail": _experiment(call)} if _experiment(call) else {}),
     if isinstance(error, ProviderPaused):
         return PAUSED
     cause = cause_of(error)
@@ -172,7 +173,14 @@ def _fault(error: EnrichmentError) -> str | None:
 
 
 def _source(call: StageCall[Any]) -> dict[str, Any]:
-    return {"provider": call.provider, "model": call.model, "prompt_version": call.prompt_version}
+    source = {"provider": call.provider, "model": call.model, "prompt_version": call.prompt_version}
+    return {**source, **_experiment(call)}
+
+
+def _experiment(call: StageCall[Any] | EnrichmentError) -> dict[str, Any]:
+    """The experiment variant and the cascade's choice behind an answer, when any."""
+    made = {"variant": getattr(call, "variant", None), "cascade": getattr(call, "cascade", None)}
+    return {k: v for k, v in made.items() if v is not None}
 
 
 def _complete(run: StageRun, call: StageCall[Any]) -> None:

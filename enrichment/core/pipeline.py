@@ -33,7 +33,14 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
-from enrichment.core import breaker, breaker_store, outbox, record_limits, time_to_person
+from enrichment.core import (
+    breaker,
+    breaker_store,
+    outbox,
+    record_limits,
+    shadow_answers,
+    time_to_person,
+)
 from enrichment.core.errors import EnrichmentError, ProviderPaused
 from enrichment.core.models import (
     AWAITING_APPROVAL,
@@ -93,6 +100,7 @@ def run_stage(
         if not write(conn, run, attempt):
             log.info("stage.stale_result_dropped", stage=stage, record_id=record_id)
             return Outcome(OutcomeKind.STALE, record_id)
+        shadow_answers.save(conn, run.tenant_id, run.record_id, run.stage, call)
     log_landed(run)
     breaker_store.learn(conn.engine, settings, key, seen, attempt)
     return outcome
@@ -259,6 +267,9 @@ def _run_of(
         analysis=Analysis.model_validate(row.ai_analysis) if row.ai_analysis else None,
         classification=_classification(row),
         weight=own.weight,
+        tenant_id=row.tenant_id,
+        experiment=own.experiment,
+        cascade=own.cascade,
     )
     return run, ctx
 

@@ -7,6 +7,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel
 
+from enrichment.core.experiments import Experiment
 from enrichment.core.schemas import Analysis, Classification, Resolution
 
 T = TypeVar("T", bound=BaseModel)
@@ -27,6 +28,9 @@ class RecordContext:
     analysis: Analysis | None = None
     classification: Classification | None = None
     weight: float = 1.0  # the tenant's share weight for the AI rate limit (> 0)
+    tenant_id: int | None = None
+    experiment: Experiment | None = None  # the tenant's (core/experiments.py)
+    cascade: bool = False  # the tenant's `cascade` setting
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,20 @@ class StageCall(Generic[T]):
     model: str | None
     prompt_version: str | None
     usage: Usage = field(default_factory=Usage)
+    # Experiments (core/experiments.py): the live variant that answered, how a cascade
+    # decided ("local" alone, or "llm"), and the shadows' answers (never acted on).
+    variant: str | None = None
+    cascade: str | None = None
+    shadows: tuple[Shadow, ...] = ()
+
+
+@dataclass(frozen=True)
+class Shadow:
+    """One shadow answer to a stage: its variant, its call and how long it took."""
+
+    variant: str
+    call: StageCall[Any]
+    latency_s: float
 
 
 class Provider(Protocol):

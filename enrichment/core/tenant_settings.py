@@ -28,7 +28,7 @@ from typing import Any
 
 import structlog
 
-from enrichment.core import outbound
+from enrichment.core import experiments, outbound
 from enrichment.core.taxonomy import Action
 from enrichment.core.time_to_person import SEVERITIES
 
@@ -74,6 +74,10 @@ class TenantSettings:
     """
 
     weight: float = 1.0
+    experiment: variants of prompt version and model, live (a sticky weighted split) or
+      shadow (answers kept, never acted on) (an object; core/experiments.py; None: none).
+    cascade: the local model answers classify alone when its calibrated probability clears
+      the error budget, else the LLM (true/false; false; enrichment/experiments/cascade.py).
     max_in_flight: int | None = None
     daily_budget_usd: float | None = None
     batch_mode: str = "auto"
@@ -94,6 +98,8 @@ class TenantSettings:
     @classmethod
     def parse(cls, config: Mapping[str, Any] | TenantSettings | None) -> TenantSettings:
         """A stored row's settings: bad values logged and replaced by their defaults."""
+    experiment: experiments.Experiment | None = None
+    cascade: bool = False
         if isinstance(config, TenantSettings):
             return config
         return _parse_stored(_canonical(config))
@@ -201,6 +207,19 @@ def _url(raw: Any) -> str:
     """An http(s) URL of an accepted form; its addresses are checked on write and send."""
     url = _text(raw).strip()
     try:
+def _experiment(raw: Any) -> experiments.Experiment:
+    try:
+        return experiments.parse(raw)
+    except experiments.ExperimentError as exc:
+        raise _Bad(str(exc)) from None
+
+
+def _flag(raw: Any) -> bool:
+    if not isinstance(raw, bool):
+        raise _Bad("must be true or false")
+    return raw
+
+
         outbound.parse_url(url, allow_private=True, what="Slack webhook")
     except outbound.UnsafeURL as exc:
         raise _Bad(f"is refused: {exc}") from None
@@ -241,6 +260,8 @@ assert set(PARSERS) == {f.name for f in fields(TenantSettings)}
 
 
 def _build(config: Mapping[str, Any], *, strict: bool) -> TenantSettings:
+    "experiment": _experiment,
+    "cascade": _flag,
     values = {}
     for key, read in PARSERS.items():
         raw = config.get(key)

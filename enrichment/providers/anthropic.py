@@ -158,6 +158,7 @@ class AnthropicProvider:
         self._model = settings.anthropic_model
         self._fallback: AnthropicProvider | None = None
         self._settings = settings
+        self._variants: dict[tuple[str, str], AnthropicProvider] = {}
         self._api_key = settings.anthropic_api_key
         self._prompts: PromptSet = load(settings.prompt_version)
         self._tools = tool_definitions()
@@ -206,6 +207,21 @@ class AnthropicProvider:
         return self._fallback
 
     def analyze(self, ctx: RecordContext) -> StageCall[Analysis]:
+    def for_variant(self, prompt_version: str | None, model: str | None) -> AnthropicProvider:
+        """This provider on an experiment variant's prompt version and model (None: this
+        one's), sharing the client and limiter; made once per pair. An unknown prompt version
+        or model raises ConfigurationError."""
+        key = (prompt_version or self._prompts.version, model or self._model)
+        if key == (self._prompts.version, self._model):
+            return self
+        if key not in self._variants:
+            prompts = load(key[0])
+            check_model(key[1])
+            twin = copy.copy(self)
+            twin._prompts, twin._model, twin._fallback, twin._variants = prompts, key[1], None, {}
+            self._variants[key] = twin
+        return self._variants[key]
+
         return self._call("analyze", ctx)
 
     def classify(self, ctx: RecordContext) -> StageCall[Classification]:

@@ -20,6 +20,7 @@ resolve may do).
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from typing import Any
 
@@ -45,6 +46,7 @@ from enrichment.providers.local.model import (
 )
 
 __all__ = [
+from enrichment.providers.prompts import load as load_prompts
     "CALIBRATION_PATH",
     "FAMILIES",
     "MODEL",
@@ -76,6 +78,7 @@ class LocalProvider:
     name = "local"
 
     def __init__(self, fault_rate: float = 0.0) -> None:
+    prompt_version: str | None = None  # an experiment variant's, reported (never read)
         if not 0.0 <= fault_rate <= 1.0:
             raise ValueError(f"fault_rate={fault_rate} must be in [0, 1]")
         self.fault_rate = fault_rate
@@ -84,7 +87,20 @@ class LocalProvider:
         """Nothing to release: no clients, no open files (the model is plain data)."""
 
     def _call(self, result: Any) -> StageCall[Any]:
-        return StageCall(result=result, provider=self.name, model=MODEL, prompt_version=None)
+        return StageCall(
+            result=result, provider=self.name, model=MODEL, prompt_version=self.prompt_version
+        )
+
+    def for_variant(self, prompt_version: str | None, model: str | None) -> LocalProvider:
+        """This provider under an experiment variant: one model, so `model` is ignored; the
+        prompt version must exist (ConfigurationError) and is reported on its answers, so an
+        experiment's bookkeeping runs the same on the embedded provider."""
+        if prompt_version is None or prompt_version == self.prompt_version:
+            return self
+        load_prompts(prompt_version)
+        twin = copy.copy(self)
+        twin.prompt_version = prompt_version
+        return twin
 
     def _maybe_fail(self, ctx: RecordContext, stage: str) -> None:
         if self.fault_rate and _fraction(ctx.record_id, stage, ctx.attempt) < self.fault_rate:

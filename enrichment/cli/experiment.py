@@ -1,0 +1,80 @@
+"""`enrichment experiment report TENANT`: the tenant's experiment variants against people's
+reviews (enrichment/experiments/report.py), in words: better, worse or not yet
+distinguishable."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from enrichment.core import db, tenants
+from enrichment.core.settings import get_settings
+from enrichment.core.tenant_settings import TenantSettings
+from enrichment.experiments import report
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("experiment", help="compare a tenant's prompt and model variants")
+    actions = p.add_subparsers(dest="action", required=True)
+    r = actions.add_parser("report", help="each variant against people's reviews, and pairs")
+    r.add_argument("tenant")
+    r.add_argument("--json", action="store_true", help="one JSON object")
+    r.set_defaults(func=_report)
+
+
+def _report(args: argparse.Namespace) -> int:
+    with db.session_factory(get_settings().database_url)() as s:
+        tenant = tenants.require(s, args.tenant)
+        own = TenantSettings.parse(tenant.settings)
+        found = report.build(s, tenant.id, tenant.name, own.experiment)
+    if args.json:
+        print(json.dumps(found.to_json(), indent=2))
+    else:
+        print("\n".join(lines(found)))
+    return 0
+
+
+def lines(found: report.Report) -> list[str]:
+    head = f"tenant {found.tenant}: experiment {found.experiment or '(none set)'}"
+    if not found.variants:
+        return [head, "no variant has answered a reviewed record yet"]
+    out = [head, "", _HEADER]
+    out += [_variant(v) for v in found.variants]
+    if found.pairs:
+        out += ["", "comparisons (candidate against baseline):"]
+        out += [_pair(p) for p in found.pairs]
+    return out
+
+
+_HEADER = (
+    f"{'variant':<18} {'kind':<6} {'reviewed':>8} {'accuracy (95% CI)':>22} {'macro F1':>8} "
+    f"{'kappa':>6} {'ECE':>6} {'$/record':>9} {'s/record':>8}"
+)
+
+
+def _variant(v: report.VariantRow) -> str:
+    acc = (
+        f"{v.accuracy:.3f} [{v.accuracy_low:.3f}, {v.accuracy_high:.3f}]"
+        if v.accuracy is not None
+        else "-"
+    )
+    return (
+        f"{v.name:<18} {v.kind:<6} {v.reviewed:>8} {acc:>22} {_f(v.macro_f1):>8} "
+        f"{_f(v.kappa):>6} {_f(v.ece):>6} {_f(v.cost_per_record_usd, 5):>9} "
+        f"{_f(v.latency_per_record_s, 2):>8}"
+    )
+
+
+def _pair(p: report.PairRow) -> str:
+    if p.paired:
+        detail = (
+            f"on {p.paired} records both answered: {p.gains} only it got right, {p.losses} only "
+            f"the baseline did; {p.test} p={p.pvalue:.3g}"
+        )
+    else:
+        detail = f"no paired records; {p.test}"
+    return f"  {p.candidate} vs {p.baseline}: {p.verdict.upper()} ({detail})"
+
+
+def _f(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
