@@ -16,7 +16,7 @@ per process for CACHE_S seconds.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -90,10 +90,16 @@ def _local_answer(r: Review, shadows: dict[int, tuple[str, float]]) -> tuple[str
     return shadows.get(r.record_id)
 
 
-def fit_gate(s: Session, tenant_id: int, *, target: float, floor: float):
+def fit_gate(s: Session, tenant_id: int, *, target: float, floor: float) -> Gate | None:
     """The tenant's Gate, or None: too few reviews for a map, or no threshold qualifies."""
-    judged = local_reviews(s, tenant_id)
-    stored = _stored_map(s, tenant_id)
+    return gate_of(
+        local_reviews(s, tenant_id), target=target, floor=floor, stored=_stored_map(s, tenant_id)
+    )
+
+
+def gate_of(judged: Sequence[Judged], *, target: float, floor: float, stored=None) -> Gate | None:
+    """The gate these judged local answers give: the `stored` map, else one fitted on them;
+    the lowest calibrated threshold whose error rate's upper bound is within `target`."""
     conf = [j.confidence for j in judged]
     ok = [j.correct for j in judged]
     weights = [j.weight for j in judged]

@@ -52,9 +52,12 @@ def in_shadow(record_id: int, experiment: Experiment, variant: Variant) -> bool:
 class ExperimentProvider:
     """`base` (the configured provider) under the tenants' experiments and cascades."""
 
-    def __init__(self, base: Provider, gates: Gates | None = None) -> None:
+    def __init__(
+        self, base: Provider, gates: Gates | None = None, *, local: Provider | None = None
+    ) -> None:
+        """`local`: the cascade's cheap model (default: the shipped LocalProvider)."""
         self.base, self.name, self._gates = base, base.name, gates
-        self._local: LocalProvider | None = None
+        self._local = local
 
     @property
     def model(self) -> str | None:

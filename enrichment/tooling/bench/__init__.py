@@ -15,6 +15,8 @@ P8 prompt builder (`p8_prompt`): one stage's prompt and record check on the wors
    ingestion accepts, CPU time in this process.
 P9 API under a flood (`p9_api`): a quiet tenant's p50/p99 latency while another floods the API
    served by uvicorn, and the flooder's share of 429s.
+P10 the cheap model first (`p10_cascade`): cost per 1,000 records and agreement with the
+   labels, the cascade against the LLM alone, on the labelled sets through the fake.
 
 Isolation: database `bench` (dropped, created and migrated with the real migrations) and Redis
 db 8 (flushed); everything on 127.0.0.1. Every wait is bounded in time and every run in count.
@@ -47,6 +49,7 @@ from enrichment.tooling.bench.p6_fairness import bench_p6
 from enrichment.tooling.bench.p7_priority import bench_p7
 from enrichment.tooling.bench.p8_prompt import bench_p8
 from enrichment.tooling.bench.p9_api import bench_p9
+from enrichment.tooling.bench.p10_cascade import bench_p10
 from enrichment.tooling.processes import ROOT
 
 log = structlog.get_logger(__name__)
@@ -61,12 +64,13 @@ RUNNERS: dict[str, Callable[[Services, Options], list[Row]]] = {
     "p7": bench_p7,
     "p8": bench_p8,
     "p9": bench_p9,
+    "p10": bench_p10,
 }
 
 
 def parse_args(argv: list[str]) -> Options:
     p = argparse.ArgumentParser(prog="enrichment bench", description=__doc__.split("\n")[0])
-    p.add_argument("--only", default=",".join(RUNNERS), help="comma list of p1..p9 (all)")
+    p.add_argument("--only", default=",".join(RUNNERS), help="comma list of p1..p10 (all)")
     p.add_argument("--scale", type=float, default=1.0, help="multiplies every record count")
     p.add_argument("--db-name", default="bench", help="PostgreSQL database, dropped (bench)")
     p.add_argument("--redis-db", type=int, default=8, help="Redis db number, flushed (8)")
