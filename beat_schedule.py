@@ -28,6 +28,13 @@ def schedule(settings: Settings) -> dict:
             "schedule": settings.batches.interval_s,
             "options": {"expires": settings.batches.interval_s},
         },
+        # Calibration maps and auto thresholds (reviews/refit.py): a run with nothing new reads
+        # one grouped count.
+        "calibrate": {
+            "task": "enrichment.calibrate",
+            "schedule": settings.reviews.refit_interval_s,
+            "options": {"expires": settings.reviews.refit_interval_s},
+        },
         # The backstop: events whose push was lost, or whose retry came due.
         "deliver": {
             "task": "enrichment.deliver",

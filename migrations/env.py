@@ -6,13 +6,14 @@ from enrichment.core import (  # noqa: F401 (their tables join Base.metadata)
     audit,
     batch_models,
     breaker_store,
+    calibration_maps,
     delivery_log,
     monitor_models,
     review_claims,
     review_sessions,
     reviewers,
-)
     shadow_answers,
+)
 from enrichment.core.db import make_engine
 from enrichment.core.models import Base
 from enrichment.core.settings import Settings

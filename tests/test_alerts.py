@@ -35,6 +35,9 @@ class Snap:
     oldest_due_age_s: float | None = None
     spend_today_usd: float = 0.0
     signin_refusals: int = 0
+    auto_reviews: int = 0
+    auto_error_pct: float | None = None
+    auto_error_low_pct: float | None = None
     total_records: int = 1000
     window_attempts: int = 500
 

@@ -141,8 +141,9 @@ def test_a_handful_of_queries_per_tenant_whatever_the_size(factory, settings, se
     finally:
         event.remove(engine, "before_cursor_execute", count)
     # 1 tenant list + per tenant: previous snapshot, records (with the review queue),
-    # attempts (with today's spend), events, due records (with the last sweep), insert.
-    assert len(statements) <= 1 + 2 * 6
+    # attempts (with today's spend), events, due records (with the last sweep), the audit
+    # window (the error rate of automated decisions), insert.
+    assert len(statements) <= 1 + 2 * 7
 
 
 def test_quality_score_weights_and_missing_parts():

@@ -229,7 +229,7 @@ def test_show_prints_the_timeline_in_order(cli, world):
     assert out.startswith(f"record {world['external_id']}  order order-")
     assert "tenant a-3pl" in out.splitlines()[0]
     assert re.search(r"^  state +enriched$", out, re.M)
-    assert re.search(r"^  label +DAMAGED_PACKAGE \(confidence 0.92\)$", out, re.M)
+    assert re.search(r"^  label +DAMAGED_PACKAGE \(confidence 0.92, uncalibrated\)$", out, re.M)
     # Each needle must be found after the previous one: the order is the story's.
     positions(
         out,

@@ -53,16 +53,22 @@ def make_app(settings: Settings) -> Celery:
         # structlog writes to stderr itself; keep Celery from re-wrapping it.
         worker_redirect_stdouts=False,
         worker_hijack_root_logger=False,
-        # The monitor, delivery and batches get their own queue: behind a deep backlog of stage
-        # messages they would otherwise expire before a worker reached them (and decisions
-        # would wait for the backlog to reach their receivers). Workers consume both in turn.
+        # The monitor, delivery, batches and calibration get their own queue: behind a deep
+        # backlog of stage messages they would otherwise expire before a worker reached them
+        # (and decisions would wait for the backlog to reach their receivers). Workers
+        # consume both in turn.
         # The sweep stays behind the backlog on purpose: while the queue is deep it does not
         # claim more (and so does not let leases run out on records nobody has reached).
         # On RabbitMQ: classic durable queues (why not quorum: workers/queues.py).
         task_queues=task_queues(settings),
         task_routes={
             t: {"queue": "control"}
-            for t in ("enrichment.monitor", "enrichment.deliver", "enrichment.batches")
+            for t in (
+                "enrichment.monitor",
+                "enrichment.deliver",
+                "enrichment.batches",
+                "enrichment.calibrate",
+            )
         },
         task_serializer="json",
         accept_content=["json"],

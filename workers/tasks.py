@@ -24,6 +24,7 @@ from enrichment.experiments.router import ExperimentProvider
 from enrichment.metrics import cadence, monitor
 from enrichment.providers import Provider, make_provider
 from enrichment.providers.anthropic import AnthropicProvider
+from enrichment.reviews import refit
 from workers import arguments, broker_watch
 from workers.app import app
 
@@ -38,8 +39,8 @@ class EnrichmentTask(Task):
     """Owns the per-process session factory and provider, and the logging context."""
 
     _provider: Provider | None = None
-
     _stage_provider: Provider | None = None
+
     @property
     def settings(self):
         return get_settings()
@@ -60,7 +61,6 @@ class EnrichmentTask(Task):
             EnrichmentTask._provider = make_provider(self.settings)
         return EnrichmentTask._provider
 
-    def tenant_scope(self, tenant: str | None) -> tuple[bool, int | None]:
     @property
     def stage_provider(self) -> Provider:
         """`provider` under each tenant's experiment and cascade (enrichment/experiments)."""
@@ -69,6 +69,7 @@ class EnrichmentTask(Task):
             EnrichmentTask._stage_provider = ExperimentProvider(self.provider, gates)
         return EnrichmentTask._stage_provider
 
+    def tenant_scope(self, tenant: str | None) -> tuple[bool, int | None]:
         """(known, id) for a task's tenant name, in the task call's one lookup: (True, None)
         for all tenants; (False, None) and one error line (no traceback) for a name that does
         not exist, the usual mistake in a hand-typed `celery call`."""
@@ -250,6 +251,16 @@ def monitor_task(self) -> int:
     pages = provider_page.run(self.sessions, settings)  # the fleet's own: provider_down
     log.info("monitor.done", tenants=len(snapshots), notified=len(deliveries), pages=len(pages))
     return len(snapshots)
+
+
+@app.task(base=EnrichmentTask, bind=True, name="enrichment.calibrate")
+def calibrate_task(self) -> int:
+    """Refit the tenants' calibration maps where enough new audit reviews arrived, and move
+    the threshold of tenants with auto_threshold (reviews/refit.py)."""
+    done = refit.run_refit(self.sessions, self.settings)
+    if done:
+        log.info("calibrate.done", tenants=len(done), maps=sum(len(r.fitted) for r in done))
+    return len(done)
 
 
 @app.task(base=EnrichmentTask, bind=True, name="enrichment.deliver")

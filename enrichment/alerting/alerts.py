@@ -25,7 +25,7 @@ from typing import Any
 
 import structlog
 
-from enrichment.core.settings import AlertPolicy
+from enrichment.core.settings import AlertPolicy, ReviewConfig
 from enrichment.core.tenant_settings import TenantSettings
 
 log = structlog.get_logger(__name__)
@@ -56,6 +56,10 @@ class Rule:
     unit: str
     for_evaluations: int | None = None
 
+
+# ENRICHMENT_MAX_AUTO_ERROR_RATE's default, in %: the auto_error rules' threshold for a
+# tenant without its own max_auto_error_rate.
+AUTO_ERROR_PCT = 100 * ReviewConfig.max_auto_error_rate
 
 # The seed's thresholds; per tenant, tenants.settings["alert_thresholds"] overrides any
 # `name` (and `<name>_resolve` its hysteresis bound).
@@ -94,6 +98,13 @@ DEFAULT_RULES: tuple[Rule, ...] = (
     # itself at 5 an address, 20 a tenant); clears under 3. At once, whatever the sample.
     Rule("signin_refusals_warning", "signin_refusals", "signin_refusals", WARNING, AT_LEAST,
          10.0, 3.0, None, " refusals", for_evaluations=1),
+    # Automation over its error budget (metrics/drift.py; the threshold is the tenant's
+    # max_auto_error_rate in %, 5 by default): WARNING when the estimate passes it, CRITICAL
+    # when even the interval's lower bound does. Each clears at 0.8 x the target.
+    Rule("auto_error_warning", "auto_error", "auto_error_pct", WARNING, ABOVE,
+         AUTO_ERROR_PCT, 0.8 * AUTO_ERROR_PCT, "auto_reviews", "%"),
+    Rule("auto_error_critical", "auto_error", "auto_error_low_pct", CRITICAL, ABOVE,
+         AUTO_ERROR_PCT, 0.8 * AUTO_ERROR_PCT, "auto_reviews", "%"),
 )  # fmt: skip
 # Rules whose threshold is a tenant setting: no setting (or not a positive number), no rule.
 # Today's spend only grows until 00:00 UTC, so it clears when the day turns or the budget
@@ -139,6 +150,14 @@ RUNBOOK: dict[str, str] = {
     "budget": "Today's AI spend reached the tenant's daily_budget_usd: the sweep claims "
     "nothing more for it until 00:00 UTC. Raise the budget in tenants.settings if the "
     "work must go on today, or check for a retry loop (`enrichment report {tenant}`).",
+    "auto_error": "The people's audit reviews disagree with more of the AI's automated "
+    "decisions than the tenant's error budget (max_auto_error_rate) allows. `enrichment eval "
+    "--reviews {tenant}` shows which provider, model or prompt version drifted and the "
+    "threshold the reviews now support; raise the tenant's threshold to it (`enrichment "
+    "tenant set {tenant} confidence_threshold=T`) or turn it over to the fleet (`enrichment "
+    "tenant set {tenant} auto_threshold=true`: the next refit moves it), and look for a "
+    "model, prompt or traffic change. A CRITICAL means the "
+    "lower bound is over the budget too: not noise.",
     "escalated": "Records used up their retries: decide them in the review queue "
     "(`GET /api/enrichment/reviews/{tenant}`), or requeue them for the AI with "
     "`celery -A workers call enrichment.requeue --args '[\"{tenant}\"]'`.",
@@ -183,7 +202,15 @@ def rules_for(tenant_settings: Mapping[str, Any] | TenantSettings) -> tuple[Rule
     own = TenantSettings.parse(tenant_settings)
     from_settings = [_from_setting(rule, getattr(own, key)) for key, rule in SETTING_RULES]
     rules = (*DEFAULT_RULES, *(rule for rule in from_settings if rule is not None))
+    rules = tuple(_error_budget(rule, own.max_auto_error_rate) for rule in rules)
     return tuple(_override(rule, own.alert_thresholds) for rule in rules)
+
+
+def _error_budget(rule: Rule, target: float | None) -> Rule:
+    """An auto_error rule at the tenant's own max_auto_error_rate (in %), when it has one."""
+    if rule.metric != "auto_error" or target is None:
+        return rule
+    return replace(rule, threshold=100 * target, resolve=80 * target)
 
 
 def _from_setting(rule: Rule, value: float | None) -> Rule | None:

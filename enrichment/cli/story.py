@@ -149,7 +149,8 @@ def _label(s: story.Story) -> str:
     if r.ai_label is None:
         return "no label yet"
     confidence = "-" if r.ai_confidence is None else f"{r.ai_confidence:.2f}"
-    return f"{safe(r.ai_label, 32)} (confidence {confidence})"
+    calibration = f", {r.calibration}" if r.calibration else ""
+    return f"{safe(r.ai_label, 32)} (confidence {confidence}{calibration})"
 
 
 def _decision(s: story.Story) -> str:

@@ -8,7 +8,7 @@ trigger, on PostgreSQL and SQLite alike, migration 0009).
 
 `actor` names who: `reviewer:<name>` (the review page; the name comes from the reviewer's
 own key), `api-key:<fingerprint>` (the tenant's API key, an integration), `cli:<os user>`,
-`admin:<fingerprint>` (the operator's admin API token),
+`admin:<fingerprint>` (the operator's admin API token), `fleet:auto-threshold` (beat's refit),
 or `address:<client address>` for a sign-in refused before anyone is known. Secrets never
 reach a row: keys are named by a fingerprint of their hash, webhook URLs by their host.
 """
@@ -43,6 +43,9 @@ REQUEUED = "record.requeued"
 REDELIVERED = "events.redelivered"
 ACTION_APPROVED = "action.approved"
 ACTION_DECLINED = "action.declined"
+# The fleet moved a tenant's threshold (reviews/refit.py, the tenant's auto_threshold).
+THRESHOLD_CHANGED = "tenant.threshold_changed"
+AUTO_THRESHOLD_ACTOR = "fleet:auto-threshold"
 
 MAX_PAGE = 500
 

@@ -117,6 +117,11 @@ class Order(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+# record_type values, and the source of an exception the order analysis raised.
+EXCEPTION, ORDER = "exception", "order"
+RAISED_BY_AI = "ai_order_analyzer"
+
+
 class ExceptionRecord(Base):
     __tablename__ = "exception_records"
     __table_args__ = (
@@ -150,6 +155,15 @@ class ExceptionRecord(Base):
     # severity and priority (enrichment/core/scheduling.py; migration 0005).
     sched_at: Mapped[datetime | None] = mapped_column(UTCDateTime, server_default=FetchedValue())
     status: Mapped[str] = mapped_column(String(16), default="OPEN")
+    # "exception", or "order": a watched order (core/order_watch.py), whose only stage is
+    # order analysis, rechecked at its next deadline until it is closed.
+    record_type: Mapped[str] = mapped_column(
+        String(16), default=EXCEPTION, server_default=EXCEPTION
+    )
+    # Who raised an exception: NULL for the tenant, RAISED_BY_AI for the order analysis.
+    source: Mapped[str | None] = mapped_column(String(32))
+    # When the tenant's own exception for the same order and problem attached to a raised one.
+    attached_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     notes: Mapped[str | None] = mapped_column(Text)
     # Ground truth from the data source, for evaluation only: no stage ever reads it.
     reference_label: Mapped[str | None] = mapped_column(String(32))
@@ -157,6 +171,10 @@ class ExceptionRecord(Base):
     # AI output. NULL means "not (successfully) enriched yet" - never a default.
     ai_label: Mapped[str | None] = mapped_column(String(32))
     ai_confidence: Mapped[float | None] = mapped_column(Float)
+    # The tenant's calibration map applied to ai_confidence (core/calibration_maps.py) and
+    # that map's version; NULL: uncalibrated (no map with enough reviews for its source).
+    ai_calibrated_confidence: Mapped[float | None] = mapped_column(Float)
+    calibration_version: Mapped[int | None] = mapped_column(Integer)
     ai_notes: Mapped[str | None] = mapped_column(Text)
     ai_analysis: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     ai_resolution: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
@@ -174,6 +192,9 @@ class ExceptionRecord(Base):
     escalation_reason: Mapped[str | None] = mapped_column(Text)
     # Chosen at random when the AI resolves the record: a person checks it (the audit sample).
     audit_sample: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    # The audit sample's draw probability for this record (core/audit_sampling.py); its
+    # review's weight is 1 / it. NULL: not resolved by the AI (never drawn).
+    sampling_probability: Mapped[float | None] = mapped_column(Float)
     # A person's decision, beside the AI's fields (which keep what the AI said, or NULL).
     final_label: Mapped[str | None] = mapped_column(String(32))
     final_actions: Mapped[list[str] | None] = mapped_column(JSONType)
@@ -353,6 +374,8 @@ class Review(Base):
     ai_confidence: Mapped[float | None] = mapped_column(Float)
     # {"provider", "model", "prompt_version"} of the classification the AI gave, if any.
     ai_source: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    # The record's audit sampling probability, copied at review time (its weight is 1 / it).
+    sampling_probability: Mapped[float | None] = mapped_column(Float)
     overrides: Mapped[int | None] = mapped_column(ForeignKey("reviews.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -386,6 +409,7 @@ Index(
         "audit_sample",
         "decided_by",
         "approval_requested_at",
+        "record_type",
     ],
 )
 # The review queue of one tenant: a small set, read oldest first.

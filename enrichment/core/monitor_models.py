@@ -70,6 +70,18 @@ class MetricSnapshot(Base):
     spend_today_usd: Mapped[float] = mapped_column(Float, default=0.0)
     # Wrong reviewer keys on the review page in the last 5 min (metrics/signin.py).
     signin_refusals: Mapped[int] = mapped_column(Integer, default=0)
+    # Orders as records (core/order_watch.py): open watches, orders analysed at least once,
+    # and exceptions the order analysis raised (all time, like the record counts).
+    orders_watched: Mapped[int] = mapped_column(Integer, default=0)
+    orders_analysed: Mapped[int] = mapped_column(Integer, default=0)
+    problems_raised: Mapped[int] = mapped_column(Integer, default=0)
+    # The error rate of automated decisions over the rolling window of audit reviews
+    # (metrics/drift.py): the reviews it rests on, the weighted estimate and its two-sided
+    # 95 % Clopper-Pearson interval (percent; NULL without reviews).
+    auto_reviews: Mapped[int] = mapped_column(Integer, default=0)
+    auto_error_pct: Mapped[float | None] = mapped_column(Float)
+    auto_error_low_pct: Mapped[float | None] = mapped_column(Float)
+    auto_error_high_pct: Mapped[float | None] = mapped_column(Float)
     integrity: Mapped[dict[str, Any]] = mapped_column(JSONType)
 
 

@@ -7,18 +7,19 @@ then writes them in one guarded statement.
 
 from __future__ import annotations
 
-import random
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from enrichment.core import time_to_person
+from enrichment.core import audit_sampling, calibration_maps, order_watch, time_to_person
+from enrichment.core.calibration_maps import Current, Source
 from enrichment.core.errors import EnrichmentError, PermanentError, ProviderPaused, RateLimited
 from enrichment.core.faults import PAUSED, cause_of, is_fleet_fault
 from enrichment.core.leases import released
-from enrichment.core.models import utcnow
+from enrichment.core.models import ORDER, utcnow
 from enrichment.core.outbox import ENRICHED, ESCALATED
 from enrichment.core.provider import StageCall
 from enrichment.core.schemas import Classification
@@ -75,6 +76,10 @@ class StageRun:
     ai_source: dict[str, Any]
     # Share of AI-resolved records sampled for a person to check (the tenant's audit rate).
     audit_rate: float = 0.0
+    # The record's calibrated confidence and the tenant's latest calibration maps by source
+    # (core/calibration_maps.py; read for a classify stage only).
+    ai_calibrated_confidence: float | None = None
+    calibration: Mapping[Source, Current] = field(default_factory=dict)
     # The tenant's approval_actions: such an action waits for a person, with no event yet.
     approval_actions: frozenset[str] = frozenset()
     # Time to a person (core/time_to_person.py): the record's severity, its limit in seconds
@@ -89,6 +94,13 @@ class StageRun:
     # (type, data) of the decisions this outcome makes; action.requested rows are added by
     # the write, which knows the actions' ids.
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    # A watched order (record_type ORDER): its order, its events as read, and the problems
+    # its analysis raises as exceptions (core/order_raise.py writes them).
+    record_type: str = "exception"
+    order_id: int = 0
+    order_external_id: str = ""
+    order_events: list[dict[str, Any]] = field(default_factory=list)
+    raises: list[Any] = field(default_factory=list)
     # (level, event, fields), logged only once the write has landed
     logs: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
 
@@ -119,7 +131,8 @@ def finish_stage(
     elif isinstance(call, EnrichmentError):
         outcome, kind = _fail(run, call, settings), "failed"
     else:
-        outcome, kind = _APPLY[run.stage](run, call, settings), "completed"
+        apply = _apply_order_analysis if run.record_type == ORDER else _APPLY[run.stage]
+        outcome, kind = apply(run, call, settings), "completed"
     run.writes["enrichment_state"] = run.state
     return outcome, _attempt(run, kind, call, latency_s, provider_name)
 
@@ -152,6 +165,7 @@ def _attempt(
         "cache_read_tokens": usage.cache_read_tokens if usage else 0,
         "cost_usd": usage.cost_usd if usage else 0.0,
         "lease_token": run.lease_token,
+        **({"detail": _experiment(call)} if _experiment(call) else {}),
         "created_at": utcnow(),  # spelled out: column defaults do not reach a statement with CTEs
     }
 
@@ -165,7 +179,6 @@ def _error_text(error: EnrichmentError) -> str:
 
 
 def _fault(error: EnrichmentError) -> str | None:
-        **({"detail": _experiment(call)} if _experiment(call) else {}),
     if isinstance(error, ProviderPaused):
         return PAUSED
     cause = cause_of(error)
@@ -196,18 +209,27 @@ def _apply_analysis(run: StageRun, call: StageCall[Any], settings: Settings) -> 
 
 def _apply_classification(run: StageRun, call: StageCall[Any], settings: Settings) -> Outcome:
     result: Classification = call.result
+    calibrated, version = calibration_maps.calibrate(
+        run.calibration, _source(call), result.confidence
+    )
     run.writes.update(
-        ai_label=str(result.label), ai_confidence=result.confidence, ai_notes=result.notes
+        ai_label=str(result.label),
+        ai_confidence=result.confidence,
+        ai_calibrated_confidence=calibrated,
+        calibration_version=version,
+        ai_notes=result.notes,
     )
     run.ai_label, run.ai_confidence = str(result.label), result.confidence
+    run.ai_calibrated_confidence = calibrated
     _complete(run, call)
-    if is_confident(result.confidence, run.threshold):
+    confidence = calibration_maps.decisive(result.confidence, calibrated)
+    if is_confident(confidence, run.threshold):
         return Outcome(OutcomeKind.CONTINUE, run.record_id, run.lease_token)
     now = utcnow()
     run.state = with_stage(run.state, Stage.RESOLVE, StageStatus.SKIPPED, at=now)
     step = _next_step(run, settings, now)
     if step is None:
-        reason = f"confidence {result.confidence:.2f} < {run.threshold} after all retries"
+        reason = f"confidence {confidence:.2f} < {run.threshold} after all retries"
         return _escalate(run, reason)
     normal = max(step[1], now + timedelta(seconds=settings.low_confidence_recheck_s))
     at = _recheck_at(run, settings, now, normal)
@@ -216,7 +238,7 @@ def _apply_classification(run: StageRun, call: StageCall[Any], settings: Setting
             run, time_to_person.unsure_reason(run.severity, run.threshold, run.limit_s)
         )
     run.writes.update(enrichment_retry_count=step[0], next_attempt_at=at)
-    run.logs.append(("info", "stage.low_confidence", {"confidence": result.confidence}))
+    run.logs.append(("info", "stage.low_confidence", {"confidence": confidence}))
     return _release(run)
 
 
@@ -242,11 +264,14 @@ def _apply_resolution(run: StageRun, call: StageCall[Any], settings: Settings) -
     _complete(run, call)
     resolution = call.result.model_dump(mode="json")
     now = utcnow()
+    confidence = calibration_maps.decisive(run.ai_confidence, run.ai_calibrated_confidence)
+    p = audit_sampling.probability(confidence, run.threshold, run.audit_rate)
     run.writes.update(
         ai_resolution=resolution,
         **released(),
         enriched_at=now,
-        audit_sample=random.random() < run.audit_rate,
+        audit_sample=audit_sampling.draw(p),
+        sampling_probability=p,
         # In the review queue (kind "approval") while any of its actions waits for a person.
         approval_requested_at=now if run.awaiting else None,
     )
@@ -268,6 +293,26 @@ def _apply_resolution(run: StageRun, call: StageCall[Any], settings: Settings) -
 def event_subject(run: StageRun) -> dict[str, Any]:
     """What every event of this record names: the tenant and the record's external id."""
     return {"tenant": run.tenant, "record": run.external_id}
+
+
+def _apply_order_analysis(run: StageRun, call: StageCall[Any], settings: Settings) -> Outcome:
+    """A watched order analysed: its confident problems to raise, then the watch waits for its
+    next deadline (retries start again) or, closed, leaves the backlog for good."""
+    run.writes["ai_analysis"] = call.result.model_dump(mode="json")
+    _complete(run, call)
+    decision = order_watch.decide(
+        call.result, run.order_events, threshold=run.threshold, now=run.started_at
+    )
+    run.raises = decision.raises
+    if decision.next_check_at is None:
+        run.writes["enriched_at"] = utcnow()
+        run.logs.append(("info", "order.closed", {"raised": len(run.raises)}))
+    else:
+        run.writes.update(enrichment_retry_count=0, next_attempt_at=decision.next_check_at)
+    if not run.raises:
+        return _release(run)
+    run.writes.update(released())
+    return Outcome(OutcomeKind.DONE, run.record_id)  # decided: its events go out now
 
 
 _APPLY = {

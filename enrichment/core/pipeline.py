@@ -36,14 +36,17 @@ from sqlalchemy.orm import Session, sessionmaker
 from enrichment.core import (
     breaker,
     breaker_store,
+    order_raise,
     outbox,
     record_limits,
     shadow_answers,
     time_to_person,
 )
+from enrichment.core.calibration_maps import decisive, latest_maps
 from enrichment.core.errors import EnrichmentError, ProviderPaused
 from enrichment.core.models import (
     AWAITING_APPROVAL,
+    ORDER,
     RECORDED,
     EnrichmentAttempt,
     ExceptionRecord,
@@ -119,7 +122,9 @@ def _call(
     if not breaker.admits(seen, ctx.record_id):
         return ProviderPaused(seen.cause)
     try:
-        return getattr(provider, stage.call)(ctx)
+        # A watched order's one stage is its own call (core/order_watch.py).
+        method = "analyze_order" if ctx.record_type == ORDER else stage.call
+        return getattr(provider, method)(ctx)
     except EnrichmentError as exc:
         return exc
     except Exception as exc:  # a provider bug must still be recorded, never lose the record
@@ -160,10 +165,16 @@ def begin_stage(
     if row is None or row.lease_token != lease_token or row.escalated_at is not None:
         log.info("stage.stale", stage=stage, record_id=record_id)
         return Outcome(OutcomeKind.STALE, record_id)
-    confident = is_confident(row.ai_confidence, row.confidence_threshold)
-    stage = stage or next_stage(row.enrichment_state, confident=confident)
-    if stage is None or not needs_run(row.enrichment_state, stage, confident=confident):
-        return Outcome(OutcomeKind.CONTINUE, record_id, lease_token)
+    decided_on = decisive(row.ai_confidence, row.ai_calibrated_confidence)
+    confident = is_confident(decided_on, row.confidence_threshold)
+    if row.record_type == ORDER:  # a watched order: its analysis at every check, no other stage
+        if stage not in (None, Stage.ANALYZE):
+            return Outcome(OutcomeKind.STALE, record_id)
+        stage = Stage.ANALYZE
+    else:
+        stage = stage or next_stage(row.enrichment_state, confident=confident)
+        if stage is None or not needs_run(row.enrichment_state, stage, confident=confident):
+            return Outcome(OutcomeKind.CONTINUE, record_id, lease_token)
     if stage == Stage.RESOLVE and not confident:
         # Resolve runs only on a confident classification, whatever message arrives.
         log.warning("stage.resolve_without_confident_label", record_id=record_id)
@@ -183,7 +194,7 @@ def begin_stage(
     if stamped.rowcount != 1:  # another delivery of this message started it first
         log.info("stage.stale", stage=stage, record_id=record_id)
         return Outcome(OutcomeKind.STALE, record_id)
-    return _run_of(row, settings, stage, lease_token, now, state)
+    return _run_of(conn, row, settings, stage, lease_token, now, state)
 
 
 def resume_stage(
@@ -204,7 +215,7 @@ def resume_stage(
         or row.last_enrichment_attempt != started_at
     ):
         return None
-    return _run_of(row, settings, stage, lease_token, started_at, row.enrichment_state)
+    return _run_of(conn, row, settings, stage, lease_token, started_at, row.enrichment_state)
 
 
 def _read(conn: Connection, record_id: int) -> Row | None:
@@ -217,6 +228,7 @@ def _read(conn: Connection, record_id: int) -> Row | None:
             Tenant.settings,
             Order.payload,
             Order.events,
+            Order.external_id.label("order_external_id"),
         )
         .join(Tenant, Tenant.id == _R.tenant_id)
         .join(Order, Order.id == _R.order_id)
@@ -225,6 +237,7 @@ def _read(conn: Connection, record_id: int) -> Row | None:
 
 
 def _run_of(
+    conn: Connection,
     row: Row,
     settings: Settings,
     stage: Stage,
@@ -247,13 +260,20 @@ def _run_of(
         state=state,
         ai_label=row.ai_label,
         ai_confidence=row.ai_confidence,
+        ai_calibrated_confidence=row.ai_calibrated_confidence,
         ai_analysis=row.ai_analysis,
         ai_source=row.ai_source or {},
         audit_rate=_audit_rate(own, settings),
+        # A classify stage calibrates its answer: the tenant's maps (one small query).
+        calibration=latest_maps(conn, row.tenant_id) if stage == Stage.CLASSIFY else {},
         approval_actions=own.approval_actions,
         severity=row.severity,
         limit_s=limit_s,
         person_by=time_to_person.deadline(row.created_at, limit_s),
+        record_type=row.record_type,
+        order_id=row.order_id,
+        order_external_id=row.order_external_id,
+        order_events=row.events or [],
     )
     ctx = RecordContext(
         tenant=row.name,
@@ -264,12 +284,17 @@ def _run_of(
         notes=row.notes,
         order=row.payload,
         events=row.events,
-        analysis=Analysis.model_validate(row.ai_analysis) if row.ai_analysis else None,
+        # A watch's ai_analysis is an OrderAnalysis, which its own analysis never reads.
+        analysis=Analysis.model_validate(row.ai_analysis)
+        if row.ai_analysis and row.record_type != ORDER
+        else None,
         classification=_classification(row),
         weight=own.weight,
         tenant_id=row.tenant_id,
         experiment=own.experiment,
         cascade=own.cascade,
+        record_type=row.record_type,
+        as_of=started_at,
     )
     return run, ctx
 
@@ -299,6 +324,8 @@ def write(conn: Connection, run: StageRun, attempt: dict[str, Any]) -> bool:
         .where(*_guard(run.record_id, run.tenant_id, run.lease_token, run.started_at))
         .values(**run.writes, updated_at=utcnow())  # onupdate does not reach into a CTE
     )
+    if run.record_type == ORDER:  # the exceptions it raises: core/order_raise.py
+        return order_raise.write(conn, run, attempt, guarded)
     if conn.dialect.name == "postgresql":
         return _write_postgres(conn, run, attempt, guarded)
     with nullcontext() if conn.in_transaction() else conn.begin():  # the caller's, or one

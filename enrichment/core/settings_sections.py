@@ -192,6 +192,35 @@ class ReviewConfig(FromEnv):
         "the advised confidence threshold is never below this, however the reviews look",
         high=1.0,
     )
+    # Calibration in production (issue 24): beat's refit (reviews/refit.py), the audit
+    # sample's weighting (core/audit_sampling.py) and the drift window (metrics/drift.py).
+    refit_interval_s: float = setting(
+        "ENRICHMENT_CALIBRATION_INTERVAL_S",
+        600.0,
+        "how often beat refits the calibration maps (and, with a tenant's `auto_threshold`,"
+        " its threshold); a run where no source has enough new reviews reads one count",
+        low=10.0,
+    )
+    refit_reviews: int = setting(
+        "ENRICHMENT_CALIBRATION_REFIT_REVIEWS",
+        20,
+        "new audit reviews of a source since its last calibration map before a new version"
+        " is fitted (the first map waits for 50: reviews/stats.py MIN_MAP_REVIEWS)",
+        low=1,
+    )
+    drift_window_reviews: int = setting(
+        "ENRICHMENT_DRIFT_WINDOW_REVIEWS",
+        200,
+        "the monitor's rolling window for the error rate of automated decisions: at most"
+        " this many of the latest audit reviews ...",
+        low=10,
+    )
+    drift_window_s: float = setting(
+        "ENRICHMENT_DRIFT_WINDOW_S",
+        604_800.0,
+        "... of at most this age (7 days)",
+        low=3600.0,
+    )
     session_s: float = setting(
         "ENRICHMENT_REVIEW_SESSION_S",
         28_800.0,

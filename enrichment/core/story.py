@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from enrichment.core import outbox
+from enrichment.core import calibration_maps, outbox
 from enrichment.core.due import is_leased
 from enrichment.core.models import (
     EnrichmentAttempt,
@@ -47,7 +47,11 @@ class RecordFields(BaseModel):
     order_payload: dict[str, Any]
     order_events: list[dict[str, Any]]
     ai_label: str | None
-    ai_confidence: float | None = Field(description="0-1")
+    ai_confidence: float | None = Field(description="0-1, as the model said it")
+    ai_calibrated_confidence: float | None = Field(None, description="None: uncalibrated")
+    calibration_version: int | None = Field(None, description="its calibration map's")
+    calibration: str | None = Field(None, description='"calibrated 0.71 (map v3)" or so')
+    sampling_probability: float | None = Field(None, description="its audit draw's, 0-1")
     ai_notes: str | None
     ai_analysis: dict[str, Any] | None
     ai_resolution: dict[str, Any] | None
@@ -234,6 +238,12 @@ def _fields(rec: R, order: Order) -> RecordFields:
         order_events=order.events or [],
         ai_label=rec.ai_label,
         ai_confidence=rec.ai_confidence,
+        ai_calibrated_confidence=rec.ai_calibrated_confidence,
+        calibration_version=rec.calibration_version,
+        calibration=calibration_maps.words(
+            rec.ai_confidence, rec.ai_calibrated_confidence, rec.calibration_version
+        ),
+        sampling_probability=rec.sampling_probability,
         ai_notes=rec.ai_notes,
         ai_analysis=rec.ai_analysis,
         ai_resolution=rec.ai_resolution,

@@ -57,6 +57,9 @@ class TenantSettings:
       ENRICHMENT_AUDIT_RATE).
     max_auto_error_rate: the error rate automated decisions may have, the target of the
       threshold advice ((0, 0.5]; None: ENRICHMENT_MAX_AUTO_ERROR_RATE; reviews/stats.py).
+    auto_threshold: beat's refit sets `tenants.confidence_threshold` to the threshold search's
+      answer on the calibrated audit reviews (never below ENRICHMENT_AUTO_THRESHOLD_FLOOR;
+      each change audited; true/false; false: advice only; reviews/refit.py).
     alert_thresholds: alert rule or notice name -> its threshold (finite numbers; each
       rule applies its own bounds, enrichment.alerting).
     alert_routes: severity -> channels (an object; its entries are checked by
@@ -71,19 +74,20 @@ class TenantSettings:
       ENRICHMENT_REVIEW_WITHIN_S_<SEVERITY>; core/time_to_person.py).
     review_deadline_s: severity -> seconds a queued record may wait for its decision (numbers
       > 0; an absent severity: ENRICHMENT_REVIEW_DEADLINE_S_<SEVERITY>; reviews/queue.py).
-    """
-
-    weight: float = 1.0
     experiment: variants of prompt version and model, live (a sticky weighted split) or
       shadow (answers kept, never acted on) (an object; core/experiments.py; None: none).
     cascade: the local model answers classify alone when its calibrated probability clears
       the error budget, else the LLM (true/false; false; enrichment/experiments/cascade.py).
+    """
+
+    weight: float = 1.0
     max_in_flight: int | None = None
     daily_budget_usd: float | None = None
     batch_mode: str = "auto"
     batch_min_records: int | None = None
     audit_rate: float | None = None
     max_auto_error_rate: float | None = None
+    auto_threshold: bool = False
     alert_thresholds: Mapping[str, float] = field(default_factory=lambda: EMPTY)
     alert_routes: Mapping[str, Any] | None = None
     slack_webhook_url: str | None = None
@@ -94,12 +98,12 @@ class TenantSettings:
     approval_actions: frozenset[str] = frozenset()
     time_to_person_s: Mapping[str, float] = field(default_factory=lambda: EMPTY)
     review_deadline_s: Mapping[str, float] = field(default_factory=lambda: EMPTY)
+    experiment: experiments.Experiment | None = None
+    cascade: bool = False
 
     @classmethod
     def parse(cls, config: Mapping[str, Any] | TenantSettings | None) -> TenantSettings:
         """A stored row's settings: bad values logged and replaced by their defaults."""
-    experiment: experiments.Experiment | None = None
-    cascade: bool = False
         if isinstance(config, TenantSettings):
             return config
         return _parse_stored(_canonical(config))
@@ -203,10 +207,6 @@ def _text(raw: Any) -> str:
     return raw
 
 
-def _url(raw: Any) -> str:
-    """An http(s) URL of an accepted form; its addresses are checked on write and send."""
-    url = _text(raw).strip()
-    try:
 def _experiment(raw: Any) -> experiments.Experiment:
     try:
         return experiments.parse(raw)
@@ -220,6 +220,10 @@ def _flag(raw: Any) -> bool:
     return raw
 
 
+def _url(raw: Any) -> str:
+    """An http(s) URL of an accepted form; its addresses are checked on write and send."""
+    url = _text(raw).strip()
+    try:
         outbound.parse_url(url, allow_private=True, what="Slack webhook")
     except outbound.UnsafeURL as exc:
         raise _Bad(f"is refused: {exc}") from None
@@ -245,6 +249,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "batch_min_records": _count_from(1),
     "audit_rate": _fraction,
     "max_auto_error_rate": _error_rate,
+    "auto_threshold": _flag,
     "alert_thresholds": _object,
     "alert_routes": _object,
     "slack_webhook_url": _url,
@@ -255,13 +260,13 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "approval_actions": _names,
     "time_to_person_s": _object,
     "review_deadline_s": _object,
+    "experiment": _experiment,
+    "cascade": _flag,
 }
 assert set(PARSERS) == {f.name for f in fields(TenantSettings)}
 
 
 def _build(config: Mapping[str, Any], *, strict: bool) -> TenantSettings:
-    "experiment": _experiment,
-    "cascade": _flag,
     values = {}
     for key, read in PARSERS.items():
         raw = config.get(key)

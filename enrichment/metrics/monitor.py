@@ -1,13 +1,14 @@
 """Per-tenant enrichment metrics, written as one `metric_snapshots` row per evaluation.
 
-Cost at scale: per tenant, six indexed queries - the previous snapshot (index
+Cost at scale: per tenant, seven indexed queries - the previous snapshot (index
 `ix_metric_snapshots_tenant_taken`), one aggregate pass over the tenant's records (an
 index-only scan of `ix_exception_records_monitor`), one aggregate over the tenant's attempts
 since the earliest of the window start, the previous snapshot and 00:00 UTC today
 (`ix_enrichment_attempts_tenant_created`), the open outbox events (`ix_outbox_events_open`),
 the records due now with the last sweep's share (`ix_exception_records_backlog`: a pass of
 its own, as next_attempt_at and the lease would take the record pass off its covering
-index), and the insert. Every metric is a FILTER clause of those passes (`passes`).
+index), the audit window (`drift`, `ix_reviews_tenant_created`), and the insert. Every
+metric is a FILTER clause of those passes (`passes`), but the audit window's.
 
 Definitions (percentages 0-100, durations in seconds, "window" = `window_s` before `now`):
 - completeness_pct: enriched_at IS NOT NULL / all records.
@@ -32,12 +33,17 @@ Definitions (percentages 0-100, durations in seconds, "window" = `window_s` befo
   now - the earliest next_attempt_at among them (None when there is none).
 - last_sweep_due / last_sweep_claimed: the tenant's `sweep_stats` row (0 before any sweep).
 - spend_today_usd: the tenant's attempts' cost_usd since 00:00 UTC today.
+- orders_watched / orders_analysed / problems_raised: watched orders (record_type "order")
+  not closed, those analysed at least once, and exceptions the order analysis raised; the
+  other record counts are of exceptions only (the records pass, its scalar subqueries).
+- auto_reviews, auto_error_pct (low, high): the weighted error rate of automated decisions
+  over the rolling window of audit reviews, with its 95 % interval (`drift`; one more query).
 Audit rows of a reopened record (outcome "reopened") are not attempts: no stage ran.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,7 +54,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from enrichment.core.models import Tenant, utcnow
 from enrichment.core.monitor_models import MetricSnapshot
 from enrichment.core.settings import MonitorConfig, Settings
-from enrichment.metrics import cadence
+from enrichment.core.tenant_settings import TenantSettings
+from enrichment.metrics import cadence, drift
 from enrichment.metrics.passes import (
     BUCKET_EDGES,
     attempt_counts,
@@ -112,6 +119,15 @@ class Snapshot:
     last_sweep_claimed: int = 0
     spend_today_usd: float = 0.0
     signin_refusals: int = 0
+    # Orders as records: open watches, orders analysed, problems raised (passes.py).
+    orders_watched: int = 0
+    orders_analysed: int = 0
+    problems_raised: int = 0
+    # The error rate of automated decisions over the audit window (metrics/drift.py), %.
+    auto_reviews: int = 0
+    auto_error_pct: float | None = None
+    auto_error_low_pct: float | None = None
+    auto_error_high_pct: float | None = None
     id: int | None = None
 
     def to_row(self) -> MetricSnapshot:
@@ -200,7 +216,20 @@ def measure(
     )
     ec = event_counts(session, tenant.id, now=now)
     ec.update(due_counts(session, tenant.id, now=now, max_retries=settings.max_retries))
-    return _assemble(tenant, rc, ac, ec, prev, config, now)
+    snap = _assemble(tenant, rc, ac, ec, prev, config, now)
+    return replace(snap, **asdict(_drift(session, tenant, settings, now)))
+
+
+def _drift(session: Session, tenant: Tenant, settings: Settings, now: datetime):
+    own, reviews = TenantSettings.parse(tenant.settings), settings.reviews
+    return drift.auto_error(
+        session,
+        tenant.id,
+        now=now,
+        window_reviews=reviews.drift_window_reviews,
+        window_s=reviews.drift_window_s,
+        audit_rate=reviews.audit_rate if own.audit_rate is None else own.audit_rate,
+    )
 
 
 def _assemble(
@@ -257,6 +286,9 @@ def _assemble(
         last_sweep_claimed=ec["sweep_claimed"] or 0,
         spend_today_usd=float(ac["today"]),
         signin_refusals=ec["signin_refusals"],
+        orders_watched=rc["orders_watched"],
+        orders_analysed=rc["orders_analysed"],
+        problems_raised=rc["problems_raised"],
     )
 
 

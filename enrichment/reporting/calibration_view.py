@@ -44,7 +44,20 @@ def _review_cards(report: Report) -> list[Card]:
              "a person's label is final"),
         Card("Reviews compared", plural(cal.reviews if cal else 0, "review"),
              "latest per record, where the AI gave a label"),
+        _auto_error_card(m),
     ]  # fmt: skip
+
+
+def _auto_error_card(m) -> Card:
+    """The error rate of automated decisions over the audit window, with its interval."""
+    if m.auto_error_pct is None:
+        return Card("Automated decisions wrong", "—", "no audit review in the window yet")
+    return Card(
+        "Automated decisions wrong",
+        f"{m.auto_error_pct:.1f} %",
+        f"95 % interval {m.auto_error_low_pct:.1f}-{m.auto_error_high_pct:.1f} %, "
+        f"{plural(m.auto_reviews, 'audit review')} (weighted)",
+    )
 
 
 def _group_row(g: GroupFigures, *, overall: bool = False) -> GroupRow:
@@ -55,10 +68,19 @@ def _group_row(g: GroupFigures, *, overall: bool = False) -> GroupRow:
 
 def _reliability(cal: Calibration) -> Figure:
     bins = [(b.low, b.high, b.reviews, b.accuracy) for b in cal.bins]
-    chart = charts.reliability(bins, label="Reliability: AI confidence against people")
+    curves = [
+        (f"{m.provider} / {m.model} / {m.prompt_version}: map v{m.version}, "
+         f"{m.reviews:,} audit reviews", m.points)
+        for m in cal.maps
+    ]  # fmt: skip
+    chart = charts.reliability(
+        bins, label="Reliability: AI confidence against people", curves=curves
+    )
     note = (
         "Per confidence bin, the share of reviewed records whose AI label a person kept, with "
-        "the number of reviews above each bar. A calibrated AI follows the dashed diagonal."
+        "the number of reviews above each bar. A calibrated AI follows the dashed diagonal; "
+        "the solid line is each source's latest calibration map (what a raw confidence now "
+        "becomes, fitted on the audit sample)."
     )
     return Figure("Reliability against people", chart, note)
 

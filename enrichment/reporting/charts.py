@@ -205,10 +205,16 @@ def level(
     return svg(label, body)
 
 
-def reliability(bins: list[tuple[float, float, int, float | None]], *, label: str) -> Markup:
+def reliability(
+    bins: list[tuple[float, float, int, float | None]],
+    *,
+    label: str,
+    curves: list[tuple[str, list[tuple[float, float]]]] = (),
+) -> Markup:
     """A reliability plot: per confidence bin (low, high, reviews, accuracy 0-1), a bar as
-    high as the share a person agreed with, its review count above it, and the diagonal a
-    calibrated AI would follow. Empty bins draw nothing."""
+    high as the share a person agreed with, its review count above it, the diagonal a
+    calibrated AI would follow, and each (name, calibration map's points) as a line from
+    0 to 1 (flat beyond its breakpoints, as the map is). Empty bins draw nothing."""
     ticks = [0.0, 25.0, 50.0, 75.0, 100.0]
     bars = "".join(_reliability_bar(*b) for b in bins if b[2])
     x_ticks = "".join(_x_tick(LEFT + PLOT_W * i / 5, f"{i / 5:g}") for i in range(6))
@@ -217,8 +223,18 @@ def reliability(bins: list[tuple[float, float, int, float | None]], *, label: st
         f'stroke="{COLOURS["muted"]}" stroke-dasharray="5 4"><title>perfect calibration'
         "</title></line>"
     )
-    body = _y_axis(ticks, "agreed with a person, %") + bars + diagonal + x_ticks
+    maps = "".join(_map_curve(name, points) for name, points in curves)
+    body = _y_axis(ticks, "agreed with a person, %") + bars + diagonal + maps + x_ticks
     return svg(label, body + _x_title("AI confidence"))
+
+
+def _map_curve(name: str, points: list[tuple[float, float]]) -> str:
+    ends = [(0.0, points[0][1]), *points, (1.0, points[-1][1])]
+    xy = " ".join(f"{LEFT + PLOT_W * x:.1f},{TOP + PLOT_H * (1 - y):.1f}" for x, y in ends)
+    return (
+        f'<polyline class="map" points="{xy}" fill="none" stroke="{COLOURS["ink"]}" '
+        f'stroke-width="2"><title>{escape(name)}</title></polyline>'
+    )
 
 
 def _reliability_bar(low: float, high: float, n: int, accuracy: float | None) -> str:

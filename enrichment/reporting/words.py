@@ -30,6 +30,7 @@ SUBJECT = {
     "review_age": "wait of the oldest review item",
     "stopped_events": "webhook events refused by the receiver",
     "signin_refusals": "wrong reviewer keys in 5 min",
+    "auto_error": "error rate of automated decisions (audit reviews)",
     "starvation": "wait of the oldest record due for enrichment",
     "budget": "AI spend today",
 }

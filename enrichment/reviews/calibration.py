@@ -24,6 +24,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from enrichment.core.calibration_maps import latest_maps
 from enrichment.core.models import ExceptionRecord, Review, Tenant
 from enrichment.core.text import plural, printable
 from enrichment.reviews.stats import (  # noqa: F401 (Cut: the advice's type, named here too)
@@ -85,6 +86,17 @@ class Advice(BaseModel):
     words: str = Field("", description="the advice in one sentence")
 
 
+class MapView(BaseModel):
+    """A source's latest calibration map (core/calibration_maps.py) as the report draws it."""
+
+    provider: str
+    model: str
+    prompt_version: str
+    version: int
+    reviews: int = Field(description="the audit reviews it was fitted on")
+    points: list[tuple[float, float]] = Field(description="(raw confidence, P(agreed))")
+
+
 class Calibration(BaseModel):
     """The tenant's AI against people: overall, per source, the bins, and the advice."""
 
@@ -93,6 +105,7 @@ class Calibration(BaseModel):
     groups: list[GroupFigures]
     bins: list[BinFigures]
     advice: Advice
+    maps: list[MapView] = Field(default_factory=list, description="each source's latest map")
 
 
 @dataclass(frozen=True)
@@ -234,6 +247,17 @@ def measure(session: Session, tenant: Tenant) -> Calibration:
         groups=by_source(judged),
         bins=bin_figures(judged),
         advice=advice(session, tenant, judged),
+        maps=[
+            MapView(
+                provider=p,
+                model=m,
+                prompt_version=v,
+                version=c.version,
+                reviews=c.map.n,
+                points=list(zip(c.map.x, c.map.y, strict=True)),
+            )
+            for (p, m, v), c in sorted(latest_maps(session, tenant.id).items())
+        ],  # fmt: skip
     )
 
 

@@ -145,6 +145,7 @@ def submit(
         ai_label=rec.ai_label,
         ai_confidence=rec.ai_confidence,
         ai_source=(rec.ai_source or {}).get(Stage.CLASSIFY),
+        sampling_probability=rec.sampling_probability,  # its weight in every estimate
         overrides=previous.id if previous is not None else None,
         created_at=now,
     )

@@ -98,8 +98,9 @@ def load(session: Session, tenant_id: int, audit_rate: float) -> list[Reviewed]:
 
 
 def _reviewed(r: Review, audit_rate: float) -> Reviewed:
-    # The per-review probability is stored by a later change; until then, the tenant's rate.
-    probability = getattr(r, "sampling_probability", None) or audit_rate
+    # The record's draw probability copied at review time; reviews older than it (NULL) were
+    # drawn at the tenant's uniform rate.
+    probability = r.sampling_probability or audit_rate
     source = r.ai_source or {}
     return Reviewed(
         id=r.id,

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -38,9 +38,10 @@ from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.inter_rater import cohens_kappa
 from statsmodels.stats.proportion import proportion_confint
 
+from enrichment.core.calibration_maps import MAP_VERSION, CalibrationMap  # noqa: F401 (its home)
+
 BINS = 10  # equal-width confidence bins on [0, 1]
 TARGET_AGREEMENT = 0.95  # the point-estimate advice's target (calibration.py)
-MAP_VERSION = 1  # the CalibrationMap's form; a stored map of another version is refitted
 MIN_MAP_REVIEWS = 50  # below this many reviews, no map: isotonic would follow the noise
 PRIOR_REVIEWS = 10.0  # pseudo-reviews at the overall agreement added to each isotonic block
 CLIP = (0.01, 0.99)  # a map never claims certainty either way
@@ -113,6 +114,13 @@ def upper_bound(errors: float, n: float, level: float = LEVEL) -> float:
     return float(proportion_confint(errors, n, alpha=2 * (1 - level), method="beta")[1])
 
 
+def clopper_pearson(k: float, n: float, level: float = LEVEL) -> tuple[float, float]:
+    """The two-sided `level` Clopper-Pearson (exact) interval of k / n (k may be fractional:
+    an effective count)."""
+    low, high = proportion_confint(k, n, alpha=1 - level, method="beta")
+    return float(low), float(high)
+
+
 def wilson(k: float, n: float, level: float = LEVEL) -> tuple[float, float]:
     """The two-sided `level` Wilson score interval of k / n."""
     low, high = proportion_confint(k, n, alpha=1 - level, method="wilson")
@@ -120,28 +128,6 @@ def wilson(k: float, n: float, level: float = LEVEL) -> tuple[float, float]:
 
 
 # ---------------------------------------------------------------- the calibration map
-
-
-@dataclass(frozen=True)
-class CalibrationMap:
-    """Raw confidence -> P(a person agrees): linear between the breakpoints x -> y, flat
-    beyond them. JSON-safe through `to_json` / `from_json`."""
-
-    x: tuple[float, ...]
-    y: tuple[float, ...]
-    n: int  # reviews it was fitted on
-    fitted_at: str  # ISO 8601, UTC
-    version: int = MAP_VERSION
-
-    def apply(self, confidence: float) -> float:
-        return float(np.interp(confidence, self.x, self.y))
-
-    def to_json(self) -> dict:
-        return {**asdict(self), "x": list(self.x), "y": list(self.y)}
-
-    @classmethod
-    def from_json(cls, data: Mapping) -> CalibrationMap:
-        return cls(**{**data, "x": tuple(data["x"]), "y": tuple(data["y"])})
 
 
 def fit_map(
