@@ -33,7 +33,7 @@ def test_fairness_and_priority_sizes_are_flags_and_scale():
     assert opts.only == ("p6", "p7") and set(opts.only) <= set(bench.RUNNERS)
     assert (opts.p6_big, opts.p6_small, opts.p7_low, opts.p7_critical) == (20, 1, 15, 25)
     assert opts.p6_no_fifo and not bench.parse_args([]).p6_no_fifo
-    assert opts.p3_tenants == 7 and bench.parse_args([]).only[-3:] == ("p7", "p8", "p9")
+    assert opts.p3_tenants == 7 and bench.parse_args([]).only[-4:] == ("p7", "p8", "p9", "p10")
 
 
 def test_the_fairness_figure_reads_when_each_group_finished(pg_url, factory, tmp_path):
