@@ -109,9 +109,9 @@ app.include_router(review_queue_page.router)  # before review_page: its fixed pa
 app.include_router(review_page.router)
 app.include_router(admin.router)
 app.include_router(webhook_log.router)
-
-
 app.include_router(experiments.router)
+
+
 @app.get("/docs", include_in_schema=False)
 def swagger_ui(request: Request) -> HTMLResponse:
     """Swagger UI on the local assets; no validator badge (it would call swagger.io)."""

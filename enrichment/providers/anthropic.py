@@ -157,8 +157,8 @@ class AnthropicProvider:
             check_model(settings.breaker.fallback_model)
         self._model = settings.anthropic_model
         self._fallback: AnthropicProvider | None = None
-        self._settings = settings
         self._variants: dict[tuple[str, str], AnthropicProvider] = {}
+        self._settings = settings
         self._api_key = settings.anthropic_api_key
         self._prompts: PromptSet = load(settings.prompt_version)
         self._tools = tool_definitions()
@@ -206,7 +206,6 @@ class AnthropicProvider:
             self._fallback = twin
         return self._fallback
 
-    def analyze(self, ctx: RecordContext) -> StageCall[Analysis]:
     def for_variant(self, prompt_version: str | None, model: str | None) -> AnthropicProvider:
         """This provider on an experiment variant's prompt version and model (None: this
         one's), sharing the client and limiter; made once per pair. An unknown prompt version
@@ -222,6 +221,7 @@ class AnthropicProvider:
             self._variants[key] = twin
         return self._variants[key]
 
+    def analyze(self, ctx: RecordContext) -> StageCall[Analysis]:
         return self._call("analyze", ctx)
 
     def classify(self, ctx: RecordContext) -> StageCall[Classification]:

@@ -45,8 +45,9 @@ from enrichment.providers.local.model import (
     load_model,
 )
 
-__all__ = [
 from enrichment.providers.prompts import load as load_prompts
+
+__all__ = [
     "CALIBRATION_PATH",
     "FAMILIES",
     "MODEL",
@@ -76,9 +77,9 @@ class LocalProvider:
     drills. The model files are read on the first classify, once per process."""
 
     name = "local"
+    prompt_version: str | None = None  # an experiment variant's, reported (never read)
 
     def __init__(self, fault_rate: float = 0.0) -> None:
-    prompt_version: str | None = None  # an experiment variant's, reported (never read)
         if not 0.0 <= fault_rate <= 1.0:
             raise ValueError(f"fault_rate={fault_rate} must be in [0, 1]")
         self.fault_rate = fault_rate
