@@ -124,6 +124,12 @@ def session(factory: Annotated[sessionmaker, Depends(session_factory)]) -> Itera
         yield s
 
 
+def same_secret(given: str, expected: str) -> bool:
+    """A constant-time comparison that any text survives (compare_digest refuses a non-ASCII
+    str with a TypeError: a 500 for a caller who sent one)."""
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
 def unauthorized(detail: str) -> HTTPException:
     return HTTPException(
         status.HTTP_401_UNAUTHORIZED, detail, headers={"WWW-Authenticate": "Bearer"}
@@ -179,7 +185,7 @@ def metrics_auth(
 ) -> None:
     """The token when one is set; else open only if the operator said so, else closed."""
     token = settings.metrics_token
-    if token and (creds is None or not hmac.compare_digest(creds.credentials, token)):
+    if token and (creds is None or not same_secret(creds.credentials, token)):
         raise unauthorized("metrics need the ENRICHMENT_METRICS_TOKEN bearer token")
     if not token and not settings.metrics_open:
         raise HTTPException(status.HTTP_403_FORBIDDEN, METRICS_CLOSED)
@@ -197,7 +203,7 @@ def admin_actor(
     token = settings.admin_token
     if not token:
         raise HTTPException(status.HTTP_403_FORBIDDEN, ADMIN_CLOSED)
-    if creds is None or not hmac.compare_digest(creds.credentials.encode(), token.encode()):
+    if creds is None or not same_secret(creds.credentials, token):
         raise unauthorized("the admin API needs the ENRICHMENT_ADMIN_TOKEN bearer token")
     return audit.admin_actor(token)
 

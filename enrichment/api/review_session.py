@@ -17,7 +17,6 @@ the session's); a POST without it, or with another, gets 403.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import secrets
 import time
 from dataclasses import asdict, dataclass
@@ -30,7 +29,7 @@ from fastapi.templating import Jinja2Templates
 from itsdangerous import BadData, URLSafeTimedSerializer
 from sqlalchemy.orm import Session
 
-from enrichment.api.deps import AppSettings, DbSession, TenantName
+from enrichment.api.deps import AppSettings, DbSession, TenantName, same_secret
 from enrichment.core import audit, review_sessions, tenants
 from enrichment.core.models import Tenant, utcnow
 from enrichment.core.settings import Settings
@@ -161,9 +160,7 @@ class Page:
         return response
 
     def csrf_ok(self, token: str) -> bool:
-        return (
-            self.visit is not None and bool(token) and hmac.compare_digest(self.visit.csrf, token)
-        )
+        return self.visit is not None and bool(token) and same_secret(self.visit.csrf, token)
 
     def log(self, event: str, **fields: Any) -> None:
         """A log line with the tenant and the reviewer (never the key: it is not kept)."""
