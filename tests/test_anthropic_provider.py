@@ -7,6 +7,7 @@ is validated or the failure is typed; and end to end through run_stage on real P
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import select
@@ -127,6 +128,21 @@ def test_analyze_and_resolve_succeed(fake, provider):
     assert resolution.automatable and resolution.actions
 
 
+def test_a_watched_orders_analysis_forces_the_order_tool_with_its_check_time(fake, provider):
+    as_of = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
+    events = [{"type": "released_to_pick", "at": "2026-11-20T08:00:00Z", "detail": "not picked"}]
+
+    call = provider.analyze_order(_ctx(record_type="order", as_of=as_of, events=events))
+
+    body = _sent(fake)
+    assert body["tool_choice"]["name"] == "record_order_problems"
+    text = body["messages"][0]["content"]
+    assert "Stage: order analysis" in text and "2026-11-21T10:00:00+00:00" in text
+    found = {p.label: p for p in call.result.problems}
+    assert Label.PICK_DELAY in found and found[Label.PICK_DELAY].evidence
+    assert call.prompt_version == PROMPTS
+
+
 def test_request_forces_the_labels_tool_and_caches_the_system_prompt(fake, provider):
     provider.resolve(_classified())
 
@@ -135,7 +151,8 @@ def test_request_forces_the_labels_tool_and_caches_the_system_prompt(fake, provi
     assert body["tool_choice"]["name"] == "record_resolution_damaged_package"
     names = [t["name"] for t in body["tools"]]
     assert names[:2] == ["record_analysis", "record_classification"]
-    assert names[2:] == [f"record_resolution_{label.lower()}" for label in Label]
+    resolve_tools = [f"record_resolution_{label.lower()}" for label in Label]
+    assert names[2:] == [*resolve_tools, "record_order_problems"]  # the order tool last
     assert body["thinking"] == {"type": "disabled"}  # a forced tool call excludes thinking
     assert body["system"][-1]["cache_control"] == {"type": "ephemeral"}
     assert "DAMAGED_PACKAGE: NOTIFY_CUSTOMER, OPEN_CARRIER_CLAIM" in body["system"][0]["text"]

@@ -36,7 +36,7 @@ from schemathesis.checks import not_a_server_error
 
 from enrichment.api import app, deps
 from enrichment.core import reviewers, tenants
-from enrichment.core.models import OutboxEvent, ResolutionAction, utcnow
+from enrichment.core.models import Order, OutboxEvent, ResolutionAction, utcnow
 from enrichment.core.outbox import ENRICHED
 from tests.factories import make_record
 
@@ -82,9 +82,16 @@ JUDGED_BY_THE_DOMAIN = {
 # The schema as the app serves it at /openapi.json, read without starting the app: its
 # start-up check would refuse a database the session has not migrated yet (collection runs
 # before the fixtures). Each case still calls the app over ASGI, started and checked.
+# An order's new events are judged as its events are (source names, detail limits: lines.py).
+EVENTS_JUDGED = {
+    "include-path": "/api/enrichment/orders/{tenant}/{external_id}/events",
+    "checks": {
+        "positive_data_acceptance": {"expected-statuses": ["2xx", "401", "403", "404", "422"]}
+    },
+}
 schema = schemathesis.openapi.from_dict(
     json.loads(json.dumps(app.openapi())),
-    config=schemathesis.Config.from_dict({"operations": [JUDGED_BY_THE_DOMAIN]}),
+    config=schemathesis.Config.from_dict({"operations": [JUDGED_BY_THE_DOMAIN, EVENTS_JUDGED]}),
 )
 schema.app, schema.location = app, "/openapi.json"
 
@@ -158,6 +165,7 @@ def _seed_record(s, tenant, external_id: str) -> int:
     """A record with one delivered action and one pending event; returns the action's id."""
     rec = make_record(s, tenant)
     rec.external_id = external_id
+    s.get(Order, rec.order_id).external_id = external_id  # the order routes reach it too
     action = ResolutionAction(
         tenant_id=tenant.id, record_id=rec.id, action="notify_customer", status="DELIVERED"
     )

@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from enrichment.cli import report as report_cli
 from enrichment.core import reviewers, selection, tenants
-from enrichment.core.models import ExceptionRecord, ResolutionAction, utcnow
+from enrichment.core.models import ExceptionRecord, Order, ResolutionAction, utcnow
 from enrichment.core.settings import get_settings
 from tests.factories import make_record
 from tests.routes import tenant_routes
@@ -43,6 +43,12 @@ BODIES = {
     },
     ("POST", "/api/enrichment/reviews/{t}/{record_id}/requeue?limit=200"): None,
     ("POST", "/api/enrichment/reviewers/{t}?limit=200"): {"name": "Nia"},
+    ("POST", "/api/enrichment/orders/{t}?limit=200"): {
+        "items": [{"external_id": "o-new", "payload": {}, "events": []}]
+    },
+    ("POST", "/api/enrichment/orders/{t}/{external_id}/events?limit=200"): {
+        "events": [{"source": "wms", "type": "picked", "at": "2026-11-20T10:00:00Z"}]
+    },
 }
 
 
@@ -55,6 +61,7 @@ def world(factory):
         b, key_b = tenants.create_tenant(s, "b-3pl")
         shared = make_record(s, a)
         shared.external_id = "shared-1"
+        s.get(Order, shared.order_id).external_id = "shared-1"  # the order routes name it
         action = ResolutionAction(tenant_id=a.id, record_id=shared.id, action="RESHIP_ORDER")
         s.add(action)
         s.flush()

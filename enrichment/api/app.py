@@ -38,6 +38,7 @@ from enrichment.api import (
     guards,
     limits,
     monitoring,
+    orders,
     people,
     probes,
     processing,
@@ -101,6 +102,7 @@ app.include_router(monitoring.router)
 app.include_router(monitoring.metrics_router)
 app.include_router(processing.router)
 app.include_router(records.router)
+app.include_router(orders.router)
 app.include_router(story.router)
 app.include_router(events.router)
 app.include_router(reviews.router)

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from enrichment.batches.handback import hand_back_all
@@ -29,8 +29,8 @@ from enrichment.core.crashpoints import crash_point
 from enrichment.core.due import chain_lease_s
 from enrichment.core.errors import EnrichmentError
 from enrichment.core.leases import released
+from enrichment.core.models import ORDER, Tenant, utcnow
 from enrichment.core.models import ExceptionRecord as R
-from enrichment.core.models import Tenant, utcnow
 from enrichment.core.outcomes import Outcome, OutcomeKind, finish_stage
 from enrichment.core.settings import Settings
 from enrichment.core.stages import Stage
@@ -148,11 +148,13 @@ def _urgent_to_chains(
     chain now, on the claim's chain lease; without `to_chain` (a direct call) its lease is
     given back instead."""
     short = time_to_person.short_severities(own.time_to_person_s, settings.reviews)
-    if not claims or not short:
+    if not claims:
         return claims
-    # One claim, one token: its records are found by it, not by a list of ids.
+    # One claim, one token: its records are found by it, not by a list of ids. A watched
+    # order always goes by chain: its analysis has no batch request, and its deadline is near.
     token = claims[0].lease_token
-    urgent_of_claim = (R.tenant_id == tenant_id, R.lease_token == token, R.severity.in_(short))
+    urgent = or_(R.severity.in_(short), R.record_type == ORDER)
+    urgent_of_claim = (R.tenant_id == tenant_id, R.lease_token == token, urgent)
     with factory.begin() as s:
         urgent = set(s.scalars(select(R.id).where(*urgent_of_claim)))
         if urgent and to_chain is None:

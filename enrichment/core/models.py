@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -120,6 +121,15 @@ class Order(Base):
 # record_type values, and the source of an exception the order analysis raised.
 EXCEPTION, ORDER = "exception", "order"
 RAISED_BY_AI = "ai_order_analyzer"
+EXTERNAL_ID_CHARS = 128
+
+
+def bounded_id(prefix: str, external_id: str) -> str:
+    """`prefix` + an order's external id as an external id of our own (a watch's, a raised
+    exception's): a blake2b digest instead of an id too long to fit, never a cut one."""
+    if len(prefix) + len(external_id) <= EXTERNAL_ID_CHARS:
+        return prefix + external_id
+    return f"{prefix}#{hashlib.blake2b(external_id.encode(), digest_size=16).hexdigest()}"
 
 
 class ExceptionRecord(Base):

@@ -22,6 +22,8 @@ ENRICHED = "record.enriched"
 ESCALATED = "record.escalated"
 ACTION_REQUESTED = "action.requested"
 REVIEWED = "record.reviewed"  # a person decided (label, actions); their actions follow
+# The order analysis found a problem (problem, confidence, evidence) and raised `record`.
+ORDER_AT_RISK = "order.at_risk"
 
 PENDING, DELIVERED, STOPPED, DEAD = "pending", "delivered", "stopped", "dead"
 

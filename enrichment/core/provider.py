@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel
 
 from enrichment.core.experiments import Experiment
-from enrichment.core.schemas import Analysis, Classification, Resolution
+from enrichment.core.schemas import Analysis, Classification, OrderAnalysis, Resolution
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -31,6 +32,9 @@ class RecordContext:
     tenant_id: int | None = None
     experiment: Experiment | None = None  # the tenant's (core/experiments.py)
     cascade: bool = False  # the tenant's `cascade` setting
+    # "order": a watched order (analyze_order, read as of `as_of`); else an exception.
+    record_type: str = "exception"
+    as_of: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,10 @@ class Provider(Protocol):
     def classify(self, ctx: RecordContext) -> StageCall[Classification]: ...
 
     def resolve(self, ctx: RecordContext) -> StageCall[Resolution]: ...
+
+    def analyze_order(self, ctx: RecordContext) -> StageCall[OrderAnalysis]:
+        """A watched order's analysis (its stage is ANALYZE): the problems, as of ctx.as_of."""
+        ...
 
     def close(self) -> None:
         """Release clients and pools; called once at process shutdown."""

@@ -35,3 +35,18 @@ class Resolution(_Strict):
     automatable: bool = Field(strict=True)
     actions: list[Action] = Field(max_length=5)
     rationale: str = Field(max_length=2000)
+
+
+class OrderProblem(_Strict):
+    """One problem the order analysis found: a label, how sure, and what showed it."""
+
+    label: Label
+    confidence: float = Field(ge=0.0, le=1.0, strict=True, allow_inf_nan=False)
+    evidence: list[str] = Field(max_length=10)
+
+
+class OrderAnalysis(_Strict):
+    """What the order analysis (a watched order's only stage) found; no problem is healthy."""
+
+    problems: list[OrderProblem] = Field(max_length=10)
+    summary: str = Field(max_length=2000)

@@ -64,3 +64,21 @@ def disallowed_actions(label: Label, actions: list[Action]) -> list[Action]:
     """The actions that the allow-list does not permit for `label` (empty when all are fine)."""
     allowed = ALLOWED_ACTIONS[label]
     return [a for a in actions if a not in allowed]
+
+
+# Tenants' reason codes that name a label in other words: the same problem, so a tenant's
+# exception attaches to the one the order analysis raised (core/order_raise.py).
+REASON_ALIASES: dict[str, Label] = {
+    "LATE_PICK": Label.PICK_DELAY, "PICK_LATE": Label.PICK_DELAY,
+    "LATE_PACK": Label.PACK_DELAY, "PACK_LATE": Label.PACK_DELAY,
+    "SHORT_PICK": Label.INVENTORY_SHORTAGE, "OUT_OF_STOCK": Label.INVENTORY_SHORTAGE,
+    "NO_SCAN": Label.MISSING_SCAN, "SCAN_MISSING": Label.MISSING_SCAN,
+    "LATE_DELIVERY": Label.DELIVERY_DELAY, "DELAYED": Label.DELIVERY_DELAY,
+    "BAD_ADDRESS": Label.ADDRESS_INVALID, "PAYMENT_DECLINED": Label.PAYMENT_FAILED,
+}  # fmt: skip
+
+
+def reason_label(reason_code: str | None) -> Label | None:
+    """The label a reason code names ("PICK_DELAY", "late-pick"), or None."""
+    code = "_".join((reason_code or "").upper().replace("-", " ").split())
+    return Label(code) if code in Label.__members__ else REASON_ALIASES.get(code)

@@ -241,6 +241,34 @@ def parse_item(item: Any, tenant: str, *, limits: RecordLimits | None = None) ->
     return _validate(raw, text, limits)
 
 
+def parse_order(item: Any, *, limits: RecordLimits | None = None) -> OrderIn:
+    """One order without an exception (`POST /api/enrichment/orders/{tenant}`), validated as a
+    line's `order` is: same model, limits and messages (fields named from `order.`)."""
+    if not isinstance(item, dict):
+        raise LineError("an item must be a JSON object")
+    try:
+        text = json.dumps(item, ensure_ascii=False)
+    except UnicodeEncodeError as exc:
+        raise LineError(f"invalid Unicode (a lone surrogate) at character {exc.start}") from None
+    except (RecursionError, ValueError):
+        raise LineError("nested too deeply to be an order") from None
+    _check_size(text.encode("utf-8"))
+    if "\\u0000" in text:
+        raise LineError("contains a NUL character (\\u0000), which cannot be stored")
+    try:
+        order = OrderIn.model_validate_json(text)
+    except ValidationError as exc:
+        raise _describe(exc) from None
+    limits = limits or get_settings().record_limits
+    try:
+        check_value(order.payload, limits, "payload")
+        for i, event in enumerate(order.events):
+            check_detail(event.detail, limits, f"events.{i}.detail")
+    except TooLarge as exc:
+        raise LineError(f"{exc.field}: {exc}", exc.field) from None
+    return order
+
+
 def external_id_of(item: Any) -> str | None:
     """The exception external id an item names, if it names a usable one (for answers)."""
     exc = item.get("exception") if isinstance(item, dict) else None

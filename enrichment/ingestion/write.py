@@ -24,6 +24,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from enrichment.core.models import REOPENED, EnrichmentAttempt, ExceptionRecord, Order, utcnow
+from enrichment.ingestion.attach import attach
 from enrichment.ingestion.lines import Good, Key
 from enrichment.ingestion.plan import (
     REJECTED,
@@ -228,13 +229,16 @@ def _write_updates(session: Session, changes: list[RecordUpdate], now: datetime)
 
 def _write(session: Session, lines: list[Good]) -> list[ItemResult]:
     plan, now = _plan(session, lines), utcnow()
+    attached: dict[int, ItemResult] = {}
     if plan.new or plan.orders:
         ids = _write_orders(session, plan)
-        if plan.new:
-            rows = [_record_row(g, ids[g.order_key], now) for g in plan.new]
+        # A new exception the order analysis raised first takes the raised one over.
+        attached = attach(session, plan.new, ids, now) if plan.new else {}
+        rows = [_record_row(g, ids[g.order_key], now) for g in plan.new if g.pos not in attached]
+        if rows:
             session.execute(insert(ExceptionRecord), rows)
     _write_updates(session, plan.updates, now)
-    return plan.results()
+    return [attached.get(r.pos, r) for r in plan.results()]
 
 
 def _write_one(session: Session, good: Good) -> ItemResult:

@@ -7,12 +7,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, extract, func, literal, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql.elements import ColumnElement
 
 from enrichment.core.due import due_unclaimed
 from enrichment.core.models import (
+    EXCEPTION,
     HUMAN,
+    ORDER,
+    RAISED_BY_AI,
     REOPENED,
     OutboxEvent,
     SweepStat,
@@ -87,8 +90,26 @@ def record_counts(
         func.min(WAITING_SINCE).filter(in_review()).label("oldest_review_at"),
         _count(R.decided_by == HUMAN).label("human_resolved"),
         *_bucket_columns(),
-    ).where(R.tenant_id == tenant.id)
+        *_order_columns(tenant.id),
+    ).where(R.tenant_id == tenant.id, R.record_type == EXCEPTION)
     return dict(session.execute(stmt).one()._mapping)
+
+
+def _order_columns(tenant_id: int) -> list[Any]:
+    """Orders as records, as scalar subqueries of the same statement (one round trip): open
+    watches, orders analysed at least once, exceptions the order analysis raised."""
+    W = aliased(R)  # not correlated with the pass's own rows
+
+    def count(cond: ColumnElement[bool], name: str) -> Any:
+        stmt = select(func.count()).select_from(W).where(W.tenant_id == tenant_id, cond)
+        return stmt.scalar_subquery().label(name)
+
+    watch = W.record_type == ORDER
+    return [
+        count(and_(watch, W.enriched_at.is_(None), W.escalated_at.is_(None)), "orders_watched"),
+        count(and_(watch, W.ai_analysis.is_not(None)), "orders_analysed"),
+        count(W.source == RAISED_BY_AI, "problems_raised"),
+    ]
 
 
 def attempt_counts(

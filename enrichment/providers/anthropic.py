@@ -48,7 +48,7 @@ from enrichment.core.errors import (
 )
 from enrichment.core.faults import Cause, with_cause
 from enrichment.core.provider import RecordContext, StageCall, Usage
-from enrichment.core.schemas import Analysis, Classification, Resolution
+from enrichment.core.schemas import Analysis, Classification, OrderAnalysis, Resolution
 from enrichment.core.settings import ConfigurationError, Settings
 from enrichment.core.taxonomy import disallowed_actions
 from enrichment.providers.anthropic_batches import BatchResult, MessageBatch, MessageBatches
@@ -76,6 +76,7 @@ _MODELS: dict[str, type[BaseModel]] = {
     "analyze": Analysis,
     "classify": Classification,
     "resolve": Resolution,
+    "analyze_order": OrderAnalysis,  # a watched order's one stage
 }
 
 # Models this request shape cannot work on: thinking is always on there, and a forced tool
@@ -229,6 +230,9 @@ class AnthropicProvider:
 
     def resolve(self, ctx: RecordContext) -> StageCall[Resolution]:
         return self._call("resolve", ctx)
+
+    def analyze_order(self, ctx: RecordContext) -> StageCall[OrderAnalysis]:
+        return self._call("analyze_order", ctx)
 
     def close(self) -> None:
         self._client.close()

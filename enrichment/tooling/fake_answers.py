@@ -8,6 +8,7 @@ answer outside it, as a model that ignores the schema would."""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -37,6 +38,8 @@ def answer_for(props: dict[str, Any], text: str, kind: str = "ok") -> Any:
         return _classification(text, kind, fooled)
     if "actions" in props:
         return _resolution(props["actions"], kind, fooled)
+    if "evidence" in json.dumps(props.get("problems", {})):  # the order tool's problem objects
+        return _order_problems(text, kind)
     return _analysis(text, kind)
 
 
@@ -81,6 +84,23 @@ def _analysis(text: str, kind: str) -> dict[str, Any]:
         problems = [f"problem {n}" for n in range(11)]
     summary = "; ".join(problems) if problems else "no clear problem found"
     return {"problems": problems or ["no clear problem found"], "summary": summary[:2000]}
+
+
+def _order_problems(text: str, kind: str) -> dict[str, Any]:
+    """A watched order's problems: one per label its data mentions, confidence by hits."""
+    hits = _hits(text)
+    problems = [
+        {
+            "label": str(label),
+            "confidence": round(min(0.95, 0.55 + 0.15 * sum(h[0] == label for h in hits)), 2),
+            "evidence": [f"mentions {kw!r}" for lb, kw in hits if lb == label][:10],
+        }
+        for label in dict.fromkeys(lb for lb, _ in hits)
+    ][:10]
+    if kind == "out_of_range" and problems:
+        problems[0]["confidence"] = 1.7
+    summary = f"{len(problems)} problem(s)" if problems else "healthy: no problem found"
+    return {"problems": problems, "summary": summary}
 
 
 # -- reading a request ---------------------------------------------------------------------

@@ -25,8 +25,10 @@ import hashlib
 from typing import Any
 
 from enrichment.core.errors import PermanentError, TransientError
+from enrichment.core.models import utcnow
 from enrichment.core.provider import RecordContext, StageCall
-from enrichment.core.schemas import Analysis, Classification, Resolution
+from enrichment.core.schemas import Analysis, Classification, OrderAnalysis, Resolution
+from enrichment.providers.local import orders
 from enrichment.providers.local.actions import plan
 from enrichment.providers.local.features import (
     FAMILIES,
@@ -44,7 +46,6 @@ from enrichment.providers.local.model import (
     decide,
     load_model,
 )
-
 from enrichment.providers.prompts import load as load_prompts
 
 __all__ = [
@@ -151,3 +152,8 @@ class LocalProvider:
         actions, why = plan(ctx, ctx.classification.label)
         result = Resolution(automatable=bool(actions), actions=actions, rationale=why)
         return self._call(result)
+
+    def analyze_order(self, ctx: RecordContext) -> StageCall[OrderAnalysis]:
+        """A watched order's problems as of `ctx.as_of` (providers/local/orders.py)."""
+        self._maybe_fail(ctx, "analyze_order")
+        return self._call(orders.analyze_order(ctx, ctx.as_of or utcnow()))

@@ -35,6 +35,9 @@ from enrichment.providers.prompts.redaction import redact, redact_prefix
 __all__ = ["PromptSet", "load", "redact", "render_user", "taxonomy_text"]
 
 PROMPT_DIR = Path(__file__).parent
+# An instruction file per stage call, and one for a watched order's analysis (core/order_watch).
+ORDER_CALL = "analyze_order"
+CALLS = (*(s.call for s in Stage), ORDER_CALL)
 MAX_STRING_CHARS = 2000  # per string value: a pasted e-mail thread must not blow the context
 MAX_KEY_CHARS = 100  # per key
 MAX_LIST_ITEMS = 50  # per list: the most recent events matter, not a year of scans
@@ -79,8 +82,8 @@ def load(version: str = "v1") -> PromptSet:
     try:
         system = (PROMPT_DIR / f"system_{version}.txt").read_text(encoding="utf-8")
         instructions = {
-            s.call: (PROMPT_DIR / f"{s.call}_{version}.txt").read_text(encoding="utf-8").strip()
-            for s in Stage
+            call: (PROMPT_DIR / f"{call}_{version}.txt").read_text(encoding="utf-8").strip()
+            for call in CALLS
         }
     except FileNotFoundError as exc:
         raise ConfigurationError(f"prompt version {version!r}: {exc.filename} is missing") from None
@@ -98,9 +101,12 @@ def taxonomy_text() -> str:
 
 def render_user(prompts: PromptSet, stage: str, ctx: RecordContext) -> str:
     """The user message for `stage`: instruction, record facts, delimited customer data."""
+    facts = {"reason_code": ctx.reason_code, "severity": ctx.severity}
+    if stage == ORDER_CALL:  # an order, read as of the check's time
+        facts = {"record_type": "order", "as_of": ctx.as_of.isoformat() if ctx.as_of else None}
     parts = [
         prompts.instructions[stage],
-        _tag("record", {"reason_code": ctx.reason_code, "severity": ctx.severity}),
+        _tag("record", facts),
         _tag("customer_data", {"notes": ctx.notes, "order": ctx.order, "events": ctx.events}),
     ]
     if ctx.analysis is not None and stage != "analyze":

@@ -16,11 +16,12 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from enrichment.core.schemas import Analysis, Classification, Resolution
+from enrichment.core.schemas import Analysis, Classification, OrderAnalysis, Resolution
 from enrichment.core.taxonomy import ALLOWED_ACTIONS, Label
 
 ANALYZE_TOOL = "record_analysis"
 CLASSIFY_TOOL = "record_classification"
+ORDER_TOOL = "record_order_problems"  # a watched order's analysis (analyze_order)
 _RESOLVE_PREFIX = "record_resolution_"
 
 _ANALYZE_DESCRIPTION = (
@@ -28,6 +29,12 @@ _ANALYZE_DESCRIPTION = (
     "problems the record shows (an event, a missing event, a gap between two timestamps, a "
     "detail in the notes), each as one short plain sentence that names its evidence, at most "
     "10. Then summarise the exception in two or three sentences. Describe; do not classify."
+)
+_ORDER_DESCRIPTION = (
+    "Record the problems a watched order shows as of the check's time, before anyone reported "
+    "one: for each, one taxonomy label, your probability in [0, 1] that it is real and needs "
+    "someone now, and its evidence (event types and times, the missing step, the field). An "
+    "empty list means the order is healthy."
 )
 _CLASSIFY_DESCRIPTION = (
     "Record the one taxonomy label that best explains the exception, your probability in "
@@ -47,6 +54,8 @@ def tool_name(stage: str, label: Label | None = None) -> str:
         return ANALYZE_TOOL
     if stage == "classify":
         return CLASSIFY_TOOL
+    if stage == "analyze_order":
+        return ORDER_TOOL
     if stage == "resolve" and label is not None:
         return resolve_tool(label)
     raise ValueError(f"no tool for stage {stage!r} with label {label!r}")
@@ -61,6 +70,7 @@ def _definitions() -> tuple[dict[str, Any], ...]:
     tools += [
         _tool(resolve_tool(lb), _resolve_description(lb), _resolve_schema(lb)) for lb in Label
     ]
+    tools.append(_tool(ORDER_TOOL, _ORDER_DESCRIPTION, schema_of(OrderAnalysis)))
     return tuple(tools)
 
 
