@@ -24,7 +24,8 @@ from enrichment.core.models import (
 from enrichment.core.pipeline import run_stage
 from enrichment.core.provider import StageCall
 from enrichment.core.selection import claim_due
-from enrichment.metrics.monitor import measure
+from enrichment.metrics import prom
+from enrichment.metrics.monitor import measure, run_monitor
 from enrichment.providers.local import LocalProvider
 from enrichment.tooling.processes import wait_for
 
@@ -259,6 +260,11 @@ def test_the_monitor_counts_orders_apart_from_exceptions(client, keys, factory, 
     assert (snap.orders_watched, snap.orders_analysed, snap.problems_raised) == (2, 2, 1)
     # The raised exception is a record; the watches are not (nor stuck, nor backlog)
     assert (snap.total_records, snap.backlog_records) == (1, 1)
+    # Each snapshot keeps them, and Prometheus shows them
+    run_monitor(factory, settings, now=utcnow())
+    text = prom.exposition(factory).decode()
+    assert 'enrichment_orders_watched{tenant="a-3pl"} 2.0' in text
+    assert 'enrichment_problems_raised{tenant="a-3pl"} 1.0' in text
 
 
 # -- through a real worker -----------------------------------------------------------------

@@ -115,6 +115,9 @@ GAUGES: tuple[tuple[str, str, str, float], ...] = (
         1.0,
     ),
     ("enrichment_spend_today_usd", "AI cost since 00:00 UTC today", "spend_today_usd", 1.0),
+    ("enrichment_orders_watched", "Open order watches", "orders_watched", 1.0),
+    ("enrichment_orders_analysed", "Watched orders analysed at least once", "orders_analysed", 1.0),
+    ("enrichment_problems_raised", "Exceptions the order analysis raised", "problems_raised", 1.0),
 )
 COUNTERS: tuple[tuple[str, str, str], ...] = (
     ("enrichment_records_enriched", "Records fully enriched", "enriched_records"),
