@@ -83,6 +83,8 @@ def other_value(f: Field) -> tuple[str, object]:
     if isinstance(default, int | float):
         value = meta["high"] if meta["high"] is not None else default + 1
         return str(value), type(default)(value)
+    if meta["env"] == "DATABASE_URL":  # its scheme is checked at start-up
+        return "sqlite:///set-database-url.db", "sqlite:///set-database-url.db"
     if meta["env"] in ("SLACK_WEBHOOK_URL", "ENRICHMENT_PAGERDUTY_URL"):  # checked at start-up
         return (
             f"https://set-{meta['env'].lower()}.test/",

@@ -294,7 +294,7 @@ def test_show_strips_escapes_and_controls_from_customer_text(cli, world):
 )
 def test_show_answers_an_unknown_record_or_tenant_in_one_line(cli, world, argv, message):
     code, out, err = cli(*argv)
-    assert (code, out, err) == (2, "", message)
+    assert (code, out, err) == (64, "", message)  # a user's mistake: EX_USAGE
 
 
 def test_the_enrichment_follows_the_attempt_that_wrote_it_across_a_millisecond(client, world):
