@@ -14,7 +14,6 @@ from structlog.testing import capture_logs
 
 from enrichment.api import app, deps, guards
 from enrichment.core import tenants
-from enrichment.core.db import session_factory
 from enrichment.core.models import Order
 from enrichment.ingestion import items as records_in
 from tests.browser import served
@@ -119,15 +118,17 @@ def test_a_non_finite_number_in_records_is_a_422_and_no_database_text(client, ke
 
 
 def test_an_unexpected_error_is_a_500_naming_the_request_id_and_only_the_log_has_it(client, keys):
-    # Given a database that cannot be reached, when a tenant route is asked.
-    app.dependency_overrides[deps.session_factory] = lambda: session_factory(
-        "postgresql+psycopg://127.0.0.1:1/nowhere"
-    )
+    # Given a bug deep in a request (a database down is a 503 instead: test_startup.py).
+    def broken():
+        raise RuntimeError("the secret internals of a bug")
+
+    app.dependency_overrides[deps.session_factory] = broken
     with capture_logs() as logs:
         r = client.get("/api/enrichment/health/a-3pl", headers=auth(keys["a-3pl"]))
     request_id = r.headers["x-request-id"]
     assert r.status_code == 500
     assert r.json() == {"detail": f"internal error: the server log has it as {request_id}"}
+    assert "secret internals" not in r.text
     logged = [e for e in logs if e["event"] == "api.error"]
     assert logged and logged[0]["request_id"] == request_id
     assert logged[0]["log_level"] == "error" and logged[0]["path"] == "/api/enrichment/health/a-3pl"
