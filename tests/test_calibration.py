@@ -289,12 +289,16 @@ def test_eval_reviews_prints_each_sources_figures_and_threshold(
     assert claude[1].endswith("kappa 0.000") and claude[2].startswith("  ECE raw 0.292")
     # 70 right at 0.85: bound 1 - 0.05^(1/70); with the 4 wrong at 0.78 it is over 5 %.
     assert (
-        claude[3] == "  threshold 0.85: 70 reviews at or above it, error 0.0 % (upper bound 4.2 %)"
+        claude[3] == "  threshold, raw (no map yet): 0.85, 70 reviews at or above it, "
+        "error 0.0 % (upper bound 4.2 %)"
     )
     assert claude[4] == "  escalations: none"
     local = blocks[2].splitlines()
     assert local[0] == "local / local-lr-v3 / -: 100 audit reviews"
-    assert local[3] == "  threshold 0.9: 60 reviews at or above it, error 0.0 % (upper bound 4.9 %)"
+    assert local[3] == (
+        "  threshold, raw (no map yet): 0.9, 60 reviews at or above it, "
+        "error 0.0 % (upper bound 4.9 %)"
+    )
 
 
 def test_eval_reviews_without_reviews_or_tenant(factory, database_env, capsys):

@@ -7,10 +7,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from sqlalchemy import select
 
+from enrichment.core.calibration_maps import CalibrationMap, StoredMap
 from enrichment.core.models import Review, Tenant, utcnow
 from enrichment.core.tenant_settings import TenantSettings, TenantSettingsError
-from enrichment.reviews import stats
+from enrichment.reviews import refit, stats
 from enrichment.tooling import evaluate
 from tests.factories import make_record, make_tenant
 
@@ -23,7 +25,7 @@ OVERCONFIDENT = [  # (kind, AI confidence, agreed, disagreed)
 ]
 
 
-def seed(s, tenant: Tenant, rows=OVERCONFIDENT) -> None:
+def seed(s, tenant: Tenant, rows=OVERCONFIDENT, *, source=CLAUDE) -> None:
     now = utcnow()
     for kind, confidence, agreed, disagreed in rows:
         for label in [AI_SAYS] * agreed + [PERSON_OTHERWISE] * disagreed:
@@ -32,7 +34,7 @@ def seed(s, tenant: Tenant, rows=OVERCONFIDENT) -> None:
                               decided_by="human")  # fmt: skip
             s.add(Review(tenant_id=tenant.id, record_id=rec.id, kind=kind, reviewer="ann",
                          label=label, actions=[], ai_label=AI_SAYS, ai_confidence=confidence,
-                         ai_source=CLAUDE))  # fmt: skip
+                         ai_source=source))  # fmt: skip
     s.flush()
 
 
@@ -73,6 +75,8 @@ def test_the_json_has_each_sources_figures_and_the_map_matches_the_agreement(ove
 
     # Wrong 30 % of the time at 0.95: no threshold keeps automated errors within 10 %.
     assert (source["threshold"], source["auto_error_upper"]) == (None, None)
+    # No map stored yet: the fleet decides on the raw confidence, and so does the search.
+    assert (source["scale"], source["map_version"]) == ("raw", None)
 
 
 def test_the_text_says_why_there_is_no_threshold_and_what_escalations_add(overconfident, cli):
@@ -81,7 +85,7 @@ def test_the_text_says_why_there_is_no_threshold_and_what_escalations_add(overco
     lines = out.splitlines()
     assert code == 0 and "wrong at most 10 %" in lines[0]
     assert lines[2] == "anthropic / claude-sonnet-4-5 / v2: 300 audit reviews"
-    assert lines[5].startswith("  threshold: none qualifies")
+    assert lines[5].startswith("  threshold, raw (no map yet): none qualifies")
     assert lines[6] == (
         "  escalations: 20 (not in the figures), the AI's label was the person's on 5 (25 %)"
     )
@@ -99,6 +103,42 @@ def test_a_tenant_with_clean_reviews_gets_the_lowest_threshold_its_reviews_suppo
     assert code == 0 and source["threshold"] == 0.9
     assert source["auto_error_upper"] == pytest.approx(1 - 0.05 ** (1 / 100))
     assert source["calibrated_ece_crossfit"] is not None
+
+
+def test_with_a_stored_map_the_threshold_is_on_the_calibrated_scale_the_fleet_decides_on(
+    factory, cli, settings
+):
+    with factory.begin() as s:
+        tenant = make_tenant(s, "mapped-3pl", confidence_threshold=0.7,
+                             settings={"auto_threshold": True})  # fmt: skip
+        # Raw: 100 right at 0.9, 3 wrong at 0.8 (the raw search says 0.9, as above).
+        seed(s, tenant, [("audit", 0.9, 100, 0), ("audit", 0.8, 0, 3)])
+        seed(s, make_tenant(s, "unmapped-3pl", settings={}), [("audit", 0.9, 100, 0)])
+        # Two stored versions for Claude's source; v2, the latest, maps 0.9 -> 0.97.
+        for version, y in ((1, (0.5, 0.9)), (2, (0.6, 0.97))):
+            fitted = CalibrationMap(x=(0.8, 0.9), y=y, n=103, fitted_at="2026-01-01T00:00:00Z")
+            s.add(StoredMap(tenant_id=tenant.id, provider="anthropic", model=CLAUDE["model"],
+                            prompt_version="v2", version=version, breakpoints=fitted.to_json(),
+                            reviews=103))  # fmt: skip
+
+    code, out, _ = cli("eval", "--reviews", "mapped-3pl", "--json")
+
+    [claude] = json.loads(out)["sources"]
+    assert code == 0 and (claude["scale"], claude["map_version"]) == ("calibrated", 2)
+    assert claude["threshold"] == pytest.approx(0.97)  # 0.9 through map v2, not the raw 0.9
+    assert claude["auto_error_upper"] == pytest.approx(1 - 0.05 ** (1 / 100))
+    _, text, _ = cli("eval", "--reviews", "mapped-3pl")
+    assert "  threshold, calibrated (map v2): 0.97, 100 reviews at or above it, " in text
+    # Another tenant's source of the same name has no map of its own: raw.
+    _, other, _ = cli("eval", "--reviews", "unmapped-3pl", "--json")
+    [raw] = json.loads(other)["sources"]
+    assert (raw["scale"], raw["map_version"], raw["threshold"]) == ("raw", None, 0.9)
+
+    # The advice is what beat's auto_threshold sets from the same reviews through the same map.
+    with factory.begin() as s:
+        tenant = s.scalars(select(Tenant).where(Tenant.name == "mapped-3pl")).one()
+        refit.refit_tenant(s, tenant, settings)
+        assert tenant.confidence_threshold == pytest.approx(claude["threshold"])
 
 
 @pytest.mark.parametrize("bad", [0, 0.6, -0.1, "often"])

@@ -32,12 +32,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from enrichment.core import audit
-from enrichment.core.calibration_maps import Current, Source, StoredMap, latest_maps, source_of
+from enrichment.core.calibration_maps import Current, Source, StoredMap, latest_maps
 from enrichment.core.models import Review, Tenant, utcnow
 from enrichment.core.settings import Settings
 from enrichment.core.tenant_settings import TenantSettings
 from enrichment.reviews import stats
-from enrichment.reviews.report import AUDIT, Reviewed, load
+from enrichment.reviews.report import AUDIT, Reviewed, load, source_key
 
 log = structlog.get_logger(__name__)
 
@@ -112,7 +112,7 @@ def refit_tenant(
 
 
 def _key(r: Reviewed) -> Source:
-    return source_of(dict(zip(("provider", "model", "prompt_version"), r.source, strict=True)))
+    return source_key(r.source)
 
 
 def _refit_source(

@@ -11,10 +11,15 @@ chosen by its own confidence; they would bias every figure, so they are only cou
 
 Per source: raw ECE; ECE of the calibration map, 5-fold cross-fitted; accuracy with its
 Wilson 95 % interval; macro-F1 over labels and Cohen's kappa (the AI's label against the
-person's; unweighted); the threshold search on the raw confidence (what the tenant's
-threshold is compared with): the lowest confidence >= the floor (ENRICHMENT_AUTO_THRESHOLD_FLOOR)
+person's; unweighted); the threshold search on the scale the fleet decides on (what the
+tenant's threshold is compared with, core/calibration_maps.py `decisive`): each review's
+confidence through its source's latest stored map ("calibrated (map vN)"), the raw confidence
+where the source has none yet ("raw (no map yet)"), as beat's auto_threshold searches it
+(reviews/refit.py). The lowest such confidence >= the floor (ENRICHMENT_AUTO_THRESHOLD_FLOOR)
 whose one-sided 95 % upper bound on the error rate at or above it is within the tenant's
 `max_auto_error_rate` (else ENRICHMENT_MAX_AUTO_ERROR_RATE). Advice only: nothing is changed.
+`calibration_map` is a map fitted afresh on all the reviews (what the next refit would store),
+not the stored map the threshold is searched through.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
+from enrichment.core.calibration_maps import Current, Source, latest_maps, source_of
 from enrichment.core.models import Review, Tenant
 from enrichment.core.settings import Settings
 from enrichment.core.tenant_settings import TenantSettings
@@ -76,6 +82,11 @@ class SourceTrust(BaseModel):
     accuracy_high: float
     macro_f1: float
     kappa: float | None = Field(description="None when undefined (one label throughout)")
+    scale: str = Field(
+        description="the confidence the threshold is searched on, as the fleet decides: "
+        "'calibrated' (through the source's stored map) or 'raw' (no map yet)"
+    )
+    map_version: int | None = Field(description="the stored map's version; None when raw")
     threshold: float | None = Field(description="the advised threshold; None: none qualifies")
     auto_reviews: int | None = Field(None, description="audit reviews at or above it")
     auto_error_rate: float | None = None
@@ -113,17 +124,29 @@ def _reviewed(r: Review, audit_rate: float) -> Reviewed:
     )
 
 
+def source_key(source: tuple[str | None, str | None, str | None]) -> Source:
+    """The calibration_maps key of a review's (provider, model, prompt_version)."""
+    return source_of(dict(zip(("provider", "model", "prompt_version"), source, strict=True)))
+
+
 def source_trust(
-    source: tuple, reviewed: Sequence[Reviewed], *, target: float, floor: float
+    source: tuple,
+    reviewed: Sequence[Reviewed],
+    *,
+    target: float,
+    floor: float,
+    stored: Current | None = None,
 ) -> SourceTrust:
-    """One source's figures from its reviews (audit for the figures, escalations beside)."""
+    """One source's figures from its reviews (audit for the figures, escalations beside);
+    the threshold searched through `stored`, the source's latest map, when it has one."""
     audit = [r for r in reviewed if r.kind == AUDIT]
     escalated = [r for r in reviewed if r.kind == ESCALATION]
     conf, ok = [r.confidence for r in audit], [r.agreed for r in audit]
     weights = [r.weight for r in audit]
     accuracy, n_eff = stats.weighted_rate(ok, weights), stats.kish_n(weights)
     low, high = stats.wilson(accuracy * n_eff, n_eff) if audit else (0.0, 1.0)
-    cut = stats.search_threshold(conf, ok, weights, target=target, floor=floor)
+    decided = conf if stored is None else [stored.map.apply(c) for c in conf]
+    cut = stats.search_threshold(decided, ok, weights, target=target, floor=floor)
     fitted = stats.fit_map(conf, ok, weights)
     agreed = sum(r.agreed for r in escalated)
     return SourceTrust(
@@ -139,6 +162,8 @@ def source_trust(
         accuracy_high=high,
         macro_f1=stats.macro_f1([r.label for r in audit], [r.ai_label for r in audit]),
         kappa=stats.kappa([r.ai_label for r in audit], [r.label for r in audit]),
+        scale="raw" if stored is None else "calibrated",
+        map_version=None if stored is None else stored.version,
         threshold=cut.threshold if cut else None,
         auto_reviews=cut.reviews if cut else None,
         auto_error_rate=cut.error_rate if cut else None,
@@ -162,12 +187,16 @@ def measure(session: Session, tenant: Tenant, settings: Settings) -> Trust:
     for r in load(session, tenant.id, rate):
         groups.setdefault(r.source, []).append(r)
     ordered = sorted(groups, key=lambda k: tuple(part or "" for part in k))
+    maps = latest_maps(session, tenant.id)
     return Trust(
         tenant=tenant.name,
         target_error_rate=target,
         threshold_floor=floor,
         audit_rate=rate,
-        sources=[source_trust(k, groups[k], target=target, floor=floor) for k in ordered],
+        sources=[
+            source_trust(k, groups[k], target=target, floor=floor, stored=maps.get(source_key(k)))
+            for k in ordered
+        ],
     )
 
 
@@ -209,11 +238,17 @@ def source_lines(s: SourceTrust) -> list[str]:
     ]
 
 
+def scale_words(s: SourceTrust) -> str:
+    """The confidence the threshold is on: "calibrated (map v3)" or "raw (no map yet)"."""
+    return "raw (no map yet)" if s.map_version is None else f"calibrated (map v{s.map_version})"
+
+
 def threshold_words(s: SourceTrust) -> str:
+    scale = f"threshold, {scale_words(s)}:"
     if s.threshold is None:
-        return "threshold: none qualifies (too few reviews, or too many wrong at every confidence)"
+        return f"{scale} none qualifies (too few reviews, or too many wrong at every confidence)"
     return (
-        f"threshold {s.threshold:.4g}: {plural(s.auto_reviews, 'review')} at or above it, "
+        f"{scale} {s.threshold:.4g}, {plural(s.auto_reviews, 'review')} at or above it, "
         f"error {100 * s.auto_error_rate:.1f} % (upper bound {100 * s.auto_error_upper:.1f} %)"
     )
 
