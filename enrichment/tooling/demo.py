@@ -391,9 +391,8 @@ Reviewer key for {tenant} (reviewer "{YOU}", for the review page; new, shown onl
 Try next:
   make api        then, in another terminal:
   curl -H "Authorization: Bearer {api_key}" localhost:8000/api/enrichment/health/{tenant}
-  report page:    {base}/api/enrichment/report/{tenant}.html
-                  (it needs the header too: use curl, or a browser extension that sets it)
   review page:    {base}/review/{tenant}    (sign in with the reviewer key)
+  report page:    {base}/review/{tenant}/report    (behind the same sign-in)
   enrichment reviewer add {tenant} "Your Name"    (a key of your own; the audit log:
                   enrichment audit {tenant})
   API docs:       {base}/docs
