@@ -14,7 +14,7 @@ The life of a batch, each step run by beat's `enrichment.batches` task:
    then create it with the same request bodies the chain sends;
 2. poll (apply.py): retrieve "in_progress" batches and note the counts;
 3. apply (apply.py): stream an ended batch's results and apply each through the chain's
-   own outcome code (`outcomes.finish_stage`, `pipeline.write`): validation, NULL on a
+   own outcome code (`outcomes.finish_stage`, `stage_write.write`): validation, NULL on a
    failure, backoff, escalation, attempt rows (priced at the batch rate, with `batch_id`),
    events. "errored" is a failure of the stage; "expired" and "canceled" hand the record
    back without burning a retry. A record whose stage completed is released, and the next

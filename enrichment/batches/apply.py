@@ -11,7 +11,7 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from enrichment.batches.handback import hand_back, hand_back_all, mark_applied
-from enrichment.core import breaker_store, pipeline
+from enrichment.core import breaker_store, pipeline, stage_write
 from enrichment.core.batch_models import (
     APPLIED,
     ENDED,
@@ -187,7 +187,7 @@ def apply_one(
             # No chain goes on from here: the next sweep or batch takes the record when due.
             run.writes.update(released())
         attempt["batch_id"] = batch.id
-        if not pipeline.write(conn, run, attempt):
+        if not stage_write.write(conn, run, attempt):
             return "stale"
     breaker_store.learn(engine, settings, key, seen, attempt)
     pipeline.log_landed(run)

@@ -22,6 +22,7 @@ from enrichment.core import (
     pipeline,
     record_limits,
     selection,
+    stage_write,
     time_to_person,
 )
 from enrichment.core.batch_models import GIVEN_UP, IN_PROGRESS, SUBMITTING, Batch, BatchRecord
@@ -192,7 +193,7 @@ def submit_claims(
             refused = record_limits.refusal(ctx, settings.record_limits)
             if refused is not None:  # over the ingestion limits: escalated, never sent
                 _, attempt = finish_stage(run, settings, refused, 0.0, provider.name)
-                if pipeline.write(conn, run, attempt):
+                if stage_write.write(conn, run, attempt):
                     pipeline.log_landed(run)
                 continue
             params = provider.request(run.stage.call, ctx)

@@ -2,7 +2,7 @@
 
 Every new event row is built by `event_row` and inserted by `insert_events`, in the same
 statement or transaction as the decision it describes, so neither exists without the other:
-the AI's decisions in `pipeline.write` (PostgreSQL: one statement whose rows are SELECTs of
+the AI's decisions in `stage_write.write` (PostgreSQL: one statement whose rows are SELECTs of
 `event_row`'s values; SQLite: one transaction) and a person's in `reviews.decide` (the
 review's transaction). Delivery (`enrichment.delivery`) moves a row's status and attempts;
 the pull route reads the rows.

@@ -10,34 +10,23 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
 from sqlalchemy import (
-    ARRAY,
     Connection,
     Row,
-    Select,
-    Text,
-    case,
-    exists,
-    func,
-    insert,
-    literal,
     select,
-    union_all,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from enrichment.core import (
     breaker,
     breaker_store,
-    order_raise,
-    outbox,
+    experiments,
     record_limits,
     shadow_answers,
     time_to_person,
@@ -45,23 +34,17 @@ from enrichment.core import (
 from enrichment.core.calibration_maps import decisive, latest_maps
 from enrichment.core.errors import EnrichmentError, ProviderPaused
 from enrichment.core.models import (
-    AWAITING_APPROVAL,
     ORDER,
-    RECORDED,
-    EnrichmentAttempt,
     ExceptionRecord,
     Order,
-    OutboxEvent,
-    ResolutionAction,
     Tenant,
-    UTCDateTime,
     utcnow,
 )
-from enrichment.core.outbox import ACTION_REQUESTED
-from enrichment.core.outcomes import Outcome, OutcomeKind, StageRun, event_subject, finish_stage
+from enrichment.core.outcomes import Outcome, OutcomeKind, StageRun, finish_stage
 from enrichment.core.provider import Provider, RecordContext, StageCall
 from enrichment.core.schemas import Analysis, Classification
 from enrichment.core.settings import Settings
+from enrichment.core.stage_write import guard, write
 from enrichment.core.stages import Stage
 from enrichment.core.states import (
     StageStatus,
@@ -142,16 +125,6 @@ def autocommit(factory: sessionmaker[Session]) -> Iterator[Connection]:
 _R = ExceptionRecord
 
 
-def _guard(record_id: int, tenant_id: int, lease_token: str, stamp: datetime | None) -> list:
-    return [
-        _R.id == record_id,
-        _R.tenant_id == tenant_id,
-        _R.lease_token == lease_token,
-        _R.escalated_at.is_(None),
-        _R.last_enrichment_attempt.is_not_distinct_from(stamp),
-    ]
-
-
 def begin_stage(
     conn: Connection, settings: Settings, stage: Stage | None, record_id: int, lease_token: str
 ) -> tuple[StageRun, RecordContext] | Outcome:
@@ -184,7 +157,7 @@ def begin_stage(
     renewed = now + timedelta(seconds=settings.lease_ttl_s)
     stamped = conn.execute(
         update(_R)
-        .where(*_guard(record_id, row.tenant_id, lease_token, row.last_enrichment_attempt))
+        .where(*guard(record_id, row.tenant_id, lease_token, row.last_enrichment_attempt))
         .values(
             enrichment_state=state,
             last_enrichment_attempt=now,
@@ -291,7 +264,7 @@ def _run_of(
         classification=_classification(row),
         weight=own.weight,
         tenant_id=row.tenant_id,
-        experiment=own.experiment,
+        experiment=experiments.of_tenant(own, settings),
         cascade=own.cascade,
         record_type=row.record_type,
         as_of=started_at,
@@ -310,125 +283,3 @@ def _classification(row: Row) -> Classification | None:
     return Classification(
         label=Label(row.ai_label), confidence=row.ai_confidence, notes=row.ai_notes or ""
     )
-
-
-def write(conn: Connection, run: StageRun, attempt: dict[str, Any]) -> bool:
-    """The record's new columns, its actions, its events and the attempt row; False when the
-    guard failed (the attempt is then recorded as stale and nothing else changes).
-
-    PostgreSQL: one statement, one round trip (the update and the inserts are CTEs).
-    SQLite (the embedded demo), which has no data-modifying CTEs: one short transaction.
-    Either way a decision and its events land together or not at all."""
-    guarded = (
-        update(_R)
-        .where(*_guard(run.record_id, run.tenant_id, run.lease_token, run.started_at))
-        .values(**run.writes, updated_at=utcnow())  # onupdate does not reach into a CTE
-    )
-    if run.record_type == ORDER:  # the exceptions it raises: core/order_raise.py
-        return order_raise.write(conn, run, attempt, guarded)
-    if conn.dialect.name == "postgresql":
-        return _write_postgres(conn, run, attempt, guarded)
-    with nullcontext() if conn.in_transaction() else conn.begin():  # the caller's, or one
-        landed = conn.execute(guarded).rowcount == 1
-        if landed:
-            now = utcnow()
-            events = [_event_row(run, t, d, now) for t, d in run.events]
-            for action in run.actions:
-                status = AWAITING_APPROVAL if action in run.awaiting else RECORDED
-                stmt = sqlite.insert(ResolutionAction).values(
-                    tenant_id=run.tenant_id, record_id=run.record_id, action=action, status=status
-                )
-                action_id = conn.execute(
-                    stmt.on_conflict_do_nothing().returning(ResolutionAction.id)
-                ).scalar()
-                if action_id is not None and status == RECORDED:  # new and decided: an event
-                    data = {**_action_base(run), "action_id": action_id, "action": action}
-                    events.append(_event_row(run, ACTION_REQUESTED, data, now, action_id))
-            if events:
-                conn.execute(outbox.insert_events(events))
-        conn.execute(
-            insert(EnrichmentAttempt).values(
-                {**attempt, "outcome": attempt["outcome"] if landed else "stale"}
-            )
-        )
-    return landed
-
-
-def _action_base(run: StageRun) -> dict[str, Any]:
-    return {**event_subject(run), "label": run.ai_label}
-
-
-def _event_row(
-    run: StageRun,
-    event_type: str,
-    data: dict[str, Any],
-    now: datetime,
-    action_id: int | None = None,
-) -> dict[str, Any]:
-    return outbox.event_row(
-        run.tenant_id, run.record_id, event_type, data, now=now, action_id=action_id
-    )
-
-
-_EVENT_TYPES = {c: OutboxEvent.__table__.c[c].type for c in outbox.COLUMNS}
-
-
-def _event_select(row: dict[str, Any], order: int, **computed: Any) -> Select:
-    """One event row as a SELECT of literals (in COLUMNS order), `computed` columns aside."""
-    return select(
-        *(
-            computed[c].label(c) if c in computed else literal(v, _EVENT_TYPES[c]).label(c)
-            for c, v in row.items()
-        ),
-        literal(order).label("ord"),
-    )
-
-
-def _write_postgres(conn: Connection, run: StageRun, attempt: dict[str, Any], guarded) -> bool:
-    rec = guarded.returning(_R.id).cte("rec")
-    stmt = postgresql.insert(EnrichmentAttempt).values(
-        {**attempt, "outcome": case((exists(rec.select()), attempt["outcome"]), else_="stale")}
-    )
-    # Each event row is a SELECT over `rec` (or the new actions): no row when the guard failed.
-    now = utcnow()
-    sources = [_event_select(_event_row(run, t, d, now), 0).select_from(rec) for t, d in run.events]
-    if run.actions:
-        # Every column spelled out, as for the attempt.
-        # Two arrays of one length unnest side by side: each action with its status.
-        statuses = [AWAITING_APPROVAL if a in run.awaiting else RECORDED for a in run.actions]
-        acts = select(
-            literal(run.tenant_id),
-            rec.c.id,
-            func.unnest(literal(run.actions, ARRAY(Text))),
-            func.unnest(literal(statuses, ARRAY(Text))),
-            literal(utcnow(), UTCDateTime),
-        )
-        cols = ["tenant_id", "record_id", "action", "status", "created_at"]
-        # The unique (record, action) key makes a re-run record nothing new (and no event).
-        A = ResolutionAction
-        new_acts = (
-            postgresql.insert(A)
-            .from_select(cols, acts)
-            .on_conflict_do_nothing()
-            .returning(A.id, A.action, A.status)
-            .cte("acts")
-        )
-        stmt = stmt.add_cte(new_acts)
-        row = _event_row(run, ACTION_REQUESTED, _action_base(run), now)
-        data = literal(row["data"], _EVENT_TYPES["data"]).op("||")(
-            func.jsonb_build_object("action_id", new_acts.c.id, "action", new_acts.c.action)
-        )
-        # An action awaiting approval has no event until a person approves it (decide.py).
-        sources.append(
-            _event_select(row, 1, action_id=new_acts.c.id, data=data)
-            .select_from(new_acts)
-            .where(new_acts.c.status == RECORDED)
-        )
-    if sources:
-        rows = union_all(*sources).subquery("ev")
-        # In decision order: the record's event first, then its actions' (ids follow order).
-        ordered = select(*(rows.c[c] for c in outbox.COLUMNS)).order_by(
-            rows.c.ord, rows.c.action_id
-        )
-        stmt = stmt.add_cte(outbox.insert_events(ordered).cte("events"))
-    return conn.execute(stmt.returning(EnrichmentAttempt.outcome)).scalar_one() != "stale"
