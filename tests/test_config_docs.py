@@ -3,12 +3,13 @@ is stated once, in its field, and from_env reads every field from its variable."
 
 from __future__ import annotations
 
+import json
 from dataclasses import Field, fields
 from pathlib import Path
 
 import pytest
 
-from enrichment.core import settings_doc
+from enrichment.core import experiments, settings_doc
 from enrichment.core.settings import ConfigurationError, Settings
 from enrichment.core.settings_env import default_of
 from enrichment.core.settings_sections import BreakerConfig
@@ -83,6 +84,9 @@ def other_value(f: Field) -> tuple[str, object]:
     if isinstance(default, int | float):
         value = meta["high"] if meta["high"] is not None else default + 1
         return str(value), type(default)(value)
+    if meta["env"] == "ENRICHMENT_EXPERIMENT":  # JSON, parsed at start-up
+        raw = '{"name": "e1", "variants": [{"name": "a", "prompt_version": "v1"}]}'
+        return raw, experiments.parse(json.loads(raw))
     if meta["env"] == "DATABASE_URL":  # its scheme is checked at start-up
         return "sqlite:///set-database-url.db", "sqlite:///set-database-url.db"
     if meta["env"] in ("SLACK_WEBHOOK_URL", "ENRICHMENT_PAGERDUTY_URL"):  # checked at start-up
@@ -111,6 +115,11 @@ def test_every_field_is_read_from_its_variable(clean_env):
         ("ENRICHMENT_MAX_RETRIES", "five", "='five' is not a whole number"),
         ("ENRICHMENT_CLAIM_ORDER", "lifo", "='lifo': choose 'fair' or 'fifo'"),
         ("ENRICHMENT_AI_BURST", "51", "=51 must be in [1, 50]"),
+        (
+            "ENRICHMENT_EXPERIMENT",
+            '{"name": "e1"}',
+            ": the experiment needs 'variants': a list of 1 to 8 objects",
+        ),
     ],
 )
 def test_a_wrong_value_is_one_line_naming_the_variable(clean_env, name, raw, message):

@@ -22,7 +22,7 @@ from enrichment.core.pipeline import run_stage
 from enrichment.core.provider import RecordContext
 from enrichment.core.schemas import Classification
 from enrichment.core.selection import claim_due
-from enrichment.core.settings import Settings
+from enrichment.core.settings import Settings, get_settings
 from enrichment.core.shadow_answers import ShadowAnswer
 from enrichment.core.taxonomy import Label
 from enrichment.experiments import report
@@ -153,6 +153,61 @@ def test_a_records_variant_is_the_same_across_runs_of_the_pipeline(factory, sett
     expected = {i: live_variant(i, parse(exp)).name for i in ids}
     assert {i: src["classification"]["variant"] for i, src in first.items()} == expected
     assert all(len({v["variant"] for v in src.values()}) == 1 for src in first.values())
+
+
+FLEET = {"name": "fleet-split", "variants": [{"name": "x"}, {"name": "y"}]}
+
+
+def test_a_tenant_without_its_own_experiment_runs_the_fleets_and_its_own_replaces_it(
+    factory, settings, cli, monkeypatch
+):
+    # Given ENRICHMENT_EXPERIMENT, a tenant without an experiment and one with its own
+    fleet = replace(settings, experiment=parse(FLEET))
+    own = {"name": "own", "variants": [{"name": "solo"}]}
+    with factory.begin() as s:
+        plain = make_tenant(s, "plain-3pl", settings={})
+        mine = make_tenant(s, "mine-3pl", settings={"experiment": own})
+        plain_ids = [make_record(s, plain, severity="low").id for _ in range(8)]
+        mine_ids = [make_record(s, mine, severity="low").id for _ in range(4)]
+    # When their records are enriched
+    provider = ExperimentProvider(VariantScripted())
+    for record_id in plain_ids + mine_ids:
+        enrich(factory, provider, fleet, record_id)
+    with factory() as s:
+        variant = {i: s.get(ExceptionRecord, i).ai_source["classification"]["variant"]
+                   for i in plain_ids + mine_ids}  # fmt: skip
+    # Then the plain tenant's records follow the fleet's sticky split, both of its variants
+    expected = {i: live_variant(i, parse(FLEET)).name for i in plain_ids}
+    assert {i: variant[i] for i in plain_ids} == expected
+    assert set(expected.values()) == {"x", "y"}
+    # and the other tenant's follow its own experiment, whole
+    assert {variant[i] for i in mine_ids} == {"solo"}
+    # and the report names the experiment each tenant runs
+    monkeypatch.setenv("ENRICHMENT_EXPERIMENT", json.dumps(FLEET))
+    get_settings.cache_clear()  # read again by the command, as a process starting
+    assert cli("experiment", "report", "plain-3pl")[1].startswith(
+        "tenant plain-3pl: experiment fleet-split\n"
+    )
+    assert cli("experiment", "report", "mine-3pl")[1].startswith(
+        "tenant mine-3pl: experiment own\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "bad, says",
+    [
+        ("{oops", "ENRICHMENT_EXPERIMENT is not JSON"),
+        ('{"name": "e1"}', "ENRICHMENT_EXPERIMENT: the experiment needs 'variants'"),
+        ('{"name": "e1", "variants": [{"name": "a", "shadow": true}]}',
+         "ENRICHMENT_EXPERIMENT: the experiment needs at least one live variant"),
+    ],
+)  # fmt: skip
+def test_a_bad_fleet_experiment_fails_at_start_up_in_one_line(bad, says, factory, cli, monkeypatch):
+    monkeypatch.setenv("ENRICHMENT_EXPERIMENT", bad)
+    get_settings.cache_clear()
+    code, out, err = cli("experiment", "report", "anyone")
+    assert (code, out) == (78, "")  # EX_CONFIG
+    assert says in err and err.count("\n") == 1 and "Traceback" not in err
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from enrichment.core import db, tenants
+from enrichment.core import db, experiments, tenants
 from enrichment.core.settings import get_settings
 from enrichment.core.tenant_settings import TenantSettings
 from enrichment.experiments import report
@@ -23,10 +23,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
-    with db.session_factory(get_settings().database_url)() as s:
+    settings = get_settings()
+    with db.session_factory(settings.database_url)() as s:
         tenant = tenants.require(s, args.tenant)
-        own = TenantSettings.parse(tenant.settings)
-        found = report.build(s, tenant.id, tenant.name, own.experiment)
+        in_force = experiments.of_tenant(TenantSettings.parse(tenant.settings), settings)
+        found = report.build(s, tenant.id, tenant.name, in_force)
     if args.json:
         print(json.dumps(found.to_json(), indent=2))
     else:

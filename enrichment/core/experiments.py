@@ -14,14 +14,25 @@ reshuffles. A shadow variant answers the classify stage of a share `shadow_rate`
 records (also sticky) without acting: its answer goes to `shadow_answers`, never to the
 record. `prompt_version` / `model` absent: the fleet's (ENRICHMENT_PROMPT_VERSION,
 ENRICHMENT_ANTHROPIC_MODEL). The local provider has one model and ignores `model`.
+
+The whole fleet can run one too: ENRICHMENT_EXPERIMENT, the same JSON, is the experiment of
+every tenant without an `experiment` of its own; a tenant's own replaces it whole (`of_tenant`,
+the one place that decides, for the pipeline and the report alike).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from enrichment.core.settings_env import ConfigurationError
+
+if TYPE_CHECKING:
+    from enrichment.core.settings import Settings
+    from enrichment.core.tenant_settings import TenantSettings
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 PROMPT_VERSION = re.compile(r"^v[0-9]{1,4}$")
@@ -84,6 +95,32 @@ def parse(raw: Any) -> Experiment:
     if not found.live:
         raise ExperimentError("needs at least one live variant (shadow false) of weight > 0")
     return found
+
+
+def of_tenant(own: TenantSettings, settings: Settings) -> Experiment | None:
+    """The experiment a tenant runs: its own `experiment`, whole, else the fleet's."""
+    return own.experiment if own.experiment is not None else settings.experiment
+
+
+FLEET_VARIABLE = "ENRICHMENT_EXPERIMENT"
+
+
+def from_env_value(raw: str | None) -> Experiment | None:
+    """ENRICHMENT_EXPERIMENT's experiment (unset or empty: None), or a one-line
+    ConfigurationError naming the variable."""
+    if not raw:
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise ConfigurationError(
+            f"{FLEET_VARIABLE} is not JSON: write an object as the tenant key `experiment`,"
+            ' {"name": ..., "variants": [{"name": ..., "prompt_version": ...}]}'
+        ) from None
+    try:
+        return parse(value)
+    except ExperimentError as exc:
+        raise ConfigurationError(f"{FLEET_VARIABLE}: the experiment {exc}") from None
 
 
 _VARIANT_KEYS = ("name", "prompt_version", "model", "weight", "shadow", "shadow_rate")

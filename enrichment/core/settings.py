@@ -15,7 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from enrichment.core import outbound
+from enrichment.core import experiments, outbound
 from enrichment.core.settings_env import ConfigurationError, FromEnv, read_fields, section, setting
 from enrichment.core.settings_sections import (
     AlertPolicy,
@@ -309,6 +309,12 @@ class Settings(FromEnv):
         "v2",
         "prompt files `enrichment/providers/prompts/*_<version>.txt`; recorded on every attempt",
     )
+    experiment: experiments.Experiment | None = setting(
+        "ENRICHMENT_EXPERIMENT",
+        None,
+        "the fleet's experiment: JSON of the same shape as the tenant key `experiment`, run by"
+        " every tenant without its own (a tenant's own replaces it whole); empty: none",
+    )
     ai_rpm: int = setting(
         "ENRICHMENT_AI_RPM",
         50,
@@ -388,6 +394,7 @@ class Settings(FromEnv):
         if rpm and not 1 <= burst <= rpm:
             raise ConfigurationError(f"ENRICHMENT_AI_BURST={burst} must be in [1, {rpm}]")
         values["public_base_url"] = (values["public_base_url"] or "").rstrip("/") or None
+        values["experiment"] = experiments.from_env_value(values["experiment"])
         private = values["webhooks"].allow_private  # the guarded sender's rules (outbound.py)
         outbound.check_setting("SLACK_WEBHOOK_URL", values["slack"].webhook_url,
                                allow_private=private, what="Slack webhook")  # fmt: skip

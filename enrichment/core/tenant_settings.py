@@ -75,7 +75,8 @@ class TenantSettings:
     review_deadline_s: severity -> seconds a queued record may wait for its decision (numbers
       > 0; an absent severity: ENRICHMENT_REVIEW_DEADLINE_S_<SEVERITY>; reviews/queue.py).
     experiment: variants of prompt version and model, live (a sticky weighted split) or
-      shadow (answers kept, never acted on) (an object; core/experiments.py; None: none).
+      shadow (answers kept, never acted on) (an object; core/experiments.py; None: the
+      fleet's ENRICHMENT_EXPERIMENT, if any: experiments.of_tenant).
     cascade: the local model answers classify alone when its calibrated probability clears
       the error budget, else the LLM (true/false; false; enrichment/experiments/cascade.py).
     """
