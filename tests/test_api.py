@@ -241,7 +241,7 @@ def test_metrics_token_when_configured(client, keys, settings):
     assert client.get("/metrics", headers=auth(keys["a-3pl"])).status_code == 401
     assert client.get("/metrics", headers=auth("scrape-me")).status_code == 200
     # A token that is not ASCII is a wrong one (401), not a 500 from compare_digest.
-    odd = {"Authorization": "Bearer café".encode("utf-8")}
+    odd = {"Authorization": "Bearer café".encode()}
     assert client.get("/metrics", headers=odd).status_code == 401
 
 
