@@ -1,13 +1,18 @@
 """Real PostgreSQL (built by the real migrations) and real Redis; no mocks of either.
 
-TEST_DATABASE_URL and TEST_REDIS_URL choose where (defaults: database `test`, Redis db 15).
-A missing service fails the run; it never skips.
+TEST_DATABASE_URL chooses the database (default `test`). The tests flush their Redis db, so
+they run on a redis-server of this session's own, on a free port (the Redis on 6379 may hold
+other people's data), unless TEST_REDIS_URL names one. A missing service fails the run; it
+never skips.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
+import tempfile
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import redis
@@ -17,6 +22,7 @@ from sqlalchemy import text
 from enrichment.core import db
 from enrichment.core.models import Base
 from enrichment.core.settings import ReviewConfig, Settings, get_settings
+from enrichment.tooling.redis_server import RedisServer, free_port
 from tests.celery_fixtures import (  # noqa: F401 - fixtures, found by name
     celery_session_app,
     celery_worker_parameters,
@@ -25,7 +31,17 @@ from tests.celery_fixtures import (  # noqa: F401 - fixtures, found by name
 )
 
 PG_URL = os.environ.get("TEST_DATABASE_URL", "postgresql+psycopg://127.0.0.1:5432/test")
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def _own_redis() -> str:
+    """A redis-server of this test session's, stopped when the session's process exits."""
+    server = RedisServer(free_port(), Path(tempfile.mkdtemp(prefix="test-redis-")))
+    server.start()
+    atexit.register(server.stop)
+    return f"redis://127.0.0.1:{server.port}/0"
+
+
+REDIS_URL = os.environ.get("TEST_REDIS_URL") or _own_redis()
 # Anything in this process that builds the Celery app or settings uses the test services.
 os.environ["DATABASE_URL"] = PG_URL
 os.environ["CELERY_BROKER_URL"] = REDIS_URL

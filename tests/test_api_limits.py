@@ -21,7 +21,7 @@ from sqlalchemy import text
 from enrichment.api import app, deps, limits
 from enrichment.core import db, tenants
 from enrichment.core.tenant_settings import TenantSettings, TenantSettingsError
-from enrichment.tooling.drill.redis_server import RedisServer, free_port
+from enrichment.tooling.redis_server import RedisServer, free_port
 from tests.conftest import REDIS_URL, with_settings
 
 HEALTH = "/api/enrichment/health/{}"

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from enrichment.core import recovery, selection
 from enrichment.core.models import EnrichmentAttempt, ExceptionRecord, utcnow
-from enrichment.tooling.drill.redis_server import RedisServer, free_port
+from enrichment.tooling.redis_server import RedisServer, free_port
 from tests.conftest import REDIS_URL
 from tests.factories import make_record, make_tenant
 from tests.fleet import fleet_env, start_beat, start_worker, stop_all, wait_for

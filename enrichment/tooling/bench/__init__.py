@@ -73,7 +73,12 @@ def parse_args(argv: list[str]) -> Options:
     p.add_argument("--only", default=",".join(RUNNERS), help="comma list of p1..p10 (all)")
     p.add_argument("--scale", type=float, default=1.0, help="multiplies every record count")
     p.add_argument("--db-name", default="bench", help="PostgreSQL database, dropped (bench)")
-    p.add_argument("--redis-db", type=int, default=8, help="Redis db number, flushed (8)")
+    p.add_argument(
+        "--redis-db",
+        type=int,
+        default=8,
+        help="db number on the bench's own redis-server, flushed (8)",
+    )
     p.add_argument("--p1-records", type=int, default=2000)
     p.add_argument("--p1-chains", type=int, default=2000)
     p.add_argument("--p1-pool", default="prefork:2", help="pool:concurrency (prefork:2)")

@@ -4,6 +4,7 @@ dedicated services (database `bench`, Redis db 8) and the SQL that seeds and cou
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from typing import Any
 import structlog
 
 from enrichment.tooling import processes
+from enrichment.tooling.redis_server import RedisServer, free_port
 
 log = structlog.get_logger(__name__)
 
@@ -125,11 +127,15 @@ class Services:
 
 
 def prepare(opts: Options) -> Services:
-    """Drop, create and migrate the bench database; flush the bench Redis db."""
+    """Drop, create and migrate the bench database; start the bench's own redis-server (each
+    benchmark flushes its db: never the shared one on 6379), stopped when the bench exits."""
     opts.out_dir.mkdir(parents=True, exist_ok=True)
+    redis_server = RedisServer(free_port(), opts.out_dir)
+    redis_server.start()
+    atexit.register(redis_server.stop)
     services = Services(
         db_url=processes.recreate_database(opts.db_name),
-        broker_url=f"redis://{HOST}:6379/{opts.redis_db}",
+        broker_url=f"redis://{HOST}:{redis_server.port}/{opts.redis_db}",
         out_dir=opts.out_dir,
     )
     # This process enqueues sweeps and chains through the same app, on the same services.

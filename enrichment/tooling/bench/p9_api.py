@@ -26,8 +26,8 @@ import structlog
 
 from enrichment.core import db, tenants
 from enrichment.tooling.bench.common import Options, Row, Services, reset_data
-from enrichment.tooling.drill.redis_server import free_port
 from enrichment.tooling.processes import Proc, wait_for
+from enrichment.tooling.redis_server import free_port
 
 log = structlog.get_logger(__name__)
 

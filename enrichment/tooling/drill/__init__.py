@@ -80,7 +80,6 @@ from enrichment.tooling.drill.faults import CountingFake, Injector
 from enrichment.tooling.drill.invariants import LeaseWatch
 from enrichment.tooling.drill.outage_checks import check_outages
 from enrichment.tooling.drill.outages import Outages, TimedPagerDuty, outage_lines
-from enrichment.tooling.drill.redis_server import RedisServer, free_port
 from enrichment.tooling.drill.setup import (
     BROKERS,
     RECEIVER_TIMEOUT_S,
@@ -97,6 +96,7 @@ from enrichment.tooling.drill.setup import (
 )
 from enrichment.tooling.progress import Progress, ProgressLine, read_progress
 from enrichment.tooling.receiver import Receiver
+from enrichment.tooling.redis_server import RedisServer, free_port
 
 log = structlog.get_logger(__name__)
 

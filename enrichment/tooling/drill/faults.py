@@ -17,11 +17,11 @@ from sqlalchemy import create_engine, text
 
 from enrichment.core.models import utcnow
 from enrichment.tooling.drill import rabbitmq
-from enrichment.tooling.drill.redis_server import RedisServer
 from enrichment.tooling.drill.setup import DrillConfig, Fleet, Phases
 from enrichment.tooling.fake_anthropic import FakeAnthropic
 from enrichment.tooling.processes import PG_ADMIN_URL
 from enrichment.tooling.progress import Progress
+from enrichment.tooling.redis_server import RedisServer
 
 # Share of terminal records at which each fault is injected, in this order.
 FAULT_MARKS = (("kill_worker", 0.15), ("restart_broker", 0.35), ("terminate_pg", 0.55))

@@ -25,7 +25,6 @@ from enrichment.delivery import webhooks
 from enrichment.ingestion import ingest
 from enrichment.tooling import generate
 from enrichment.tooling.drill import rabbitmq
-from enrichment.tooling.drill.redis_server import RedisServer
 from enrichment.tooling.processes import (
     Proc,
     recreate_database,
@@ -35,6 +34,7 @@ from enrichment.tooling.processes import (
     stop_all,
     wait_ready,
 )
+from enrichment.tooling.redis_server import RedisServer
 
 BROKERS = ("redis", "rabbitmq")
 TENANTS = ("drill-north", "drill-south", "drill-west")

@@ -1,8 +1,8 @@
-"""The drill's own redis-server: started on a free port, restarted as the broker fault,
-stopped when the drill ends.
+"""A redis-server of our own: started on a free port for whatever restarts or flushes a Redis
+(the drill's broker fault, the bench's resets, the test session), stopped at the end.
 
-The Redis on 127.0.0.1:6379 is shared (other people's data, other test runs): the drill never
-shuts it down or flushes it. Its own server runs with no persistence (`--save ""`,
+The Redis on 127.0.0.1:6379 is shared (other people's data, other test runs): nothing here
+shuts it down or flushes it. Our own server runs with no persistence (`--save ""`,
 `--appendonly no`), so a restart loses every queued message, as the broker fault must.
 """
 
@@ -49,9 +49,9 @@ def shutdown_nosave(port: int) -> None:
 
 
 class RedisServer:
-    """One redis-server process of the drill's, on `port` (logs `redis.log` in `run_dir`).
+    """One redis-server process of ours, on `port` (logs `redis-N.log` in `run_dir`).
 
-    Not daemonized: it is a `Proc` in its own process group, so the drill stops exactly the
+    Not daemonized: it is a `Proc` in its own process group, so its owner stops exactly the
     process it started, by its id."""
 
     def __init__(self, port: int, run_dir: Path) -> None:
@@ -83,7 +83,7 @@ class RedisServer:
         while not answers(self.port):
             if not self.proc.alive() or time.monotonic() > deadline:
                 tail = self.proc.text()[-800:]
-                raise RuntimeError(f"the drill's redis-server on {self.port} did not start\n{tail}")
+                raise RuntimeError(f"our redis-server on {self.port} did not start\n{tail}")
             time.sleep(0.05)
 
     def restart(self) -> float:
