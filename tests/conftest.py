@@ -47,7 +47,7 @@ os.environ["DATABASE_URL"] = PG_URL
 os.environ["CELERY_BROKER_URL"] = REDIS_URL
 
 
-def migrate(url: str, revision: str = "head", *, down: bool = False) -> None:
+def migrate(url: str, revision: str = "heads", *, down: bool = False) -> None:
     (command.downgrade if down else command.upgrade)(db.alembic_config(url), revision)
 
 

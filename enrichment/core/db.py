@@ -93,8 +93,9 @@ def alembic_config(url: str):
     return cfg
 
 
-def migrate(url: str, revision: str = "head") -> None:
-    """Upgrade the database at `url` to `revision` with the real migrations."""
+def migrate(url: str, revision: str = "heads") -> None:
+    """Upgrade the database at `url` to `revision` with the real migrations (every head:
+    revisions written side by side each build on the last merged one until they are chained)."""
     from alembic import command
 
     command.upgrade(alembic_config(url), revision)
