@@ -24,7 +24,7 @@ from enrichment.core.models import Review, Tenant, utcnow
 from enrichment.core.settings import get_settings
 from enrichment.core.tenants import UnknownTenant
 from enrichment.reporting import report_html, reports
-from enrichment.reviews import calibration, decide
+from enrichment.reviews import calibration, decide, refit, stats
 from enrichment.reviews.decide import ReviewIn
 from enrichment.tooling import evaluate
 from tests.factories import make_record, make_tenant
@@ -81,29 +81,17 @@ def seeded(factory):
 
 def measured(factory, name: str) -> calibration.Calibration:
     with factory() as s:
-        return calibration.measure(s, tenants.require(s, name))
+        return calibration.measure(s, tenants.require(s, name), get_settings())
 
 
 # ---------------------------------------------------------------- pure
 
 
-def test_the_smallest_threshold_is_the_lowest_that_reaches_the_target():
-    # Given 19 right at 0.9 and 1 wrong at 0.9 (exactly 95 %), and 3 wrong at 0.4
-    confidences = [0.9] * 20 + [0.4] * 3
-    correct = [True] * 19 + [False] + [False] * 3
-
-    cut = calibration.smallest_threshold(confidences, correct)
-
-    assert cut == calibration.Cut(threshold=0.9, reviews=20, agreed=19)
-    assert calibration.smallest_threshold([0.3, 0.6], [False, False]) is None
-    assert calibration.smallest_threshold([], []) is None
-
-
-def test_a_few_wrong_answers_below_many_right_ones_still_pass():
-    # 1 wrong at 0.5 under 19 right at 0.6: 19 of 20 at or above 0.5 is 95 %
-    cut = calibration.smallest_threshold([0.5] + [0.6] * 19, [False] + [True] * 19)
-
-    assert cut.threshold == 0.5 and (cut.reviews, cut.agreed) == (20, 19)
+def test_the_fewest_reviews_are_those_whose_bound_with_none_wrong_reaches_the_target():
+    # 1 - 0.05 ** (1 / n) <= 0.05 from n = 59 (58.4 exactly); 0.01 needs 299
+    assert stats.min_reviews(0.05) == 59
+    assert stats.upper_bound(0, 59) <= 0.05 < stats.upper_bound(0, 58)
+    assert stats.min_reviews(0.01) == 299
 
 
 # ---------------------------------------------------------------- on the database
@@ -135,35 +123,62 @@ def test_figures_per_source_and_overall_match_the_hand_computed_ones(factory, se
     assert cal.bins[0].reviews == 0 and cal.bins[0].accuracy is None
 
 
-def test_the_advice_is_the_hand_computed_threshold_with_its_review_count(factory, seeded):
+def test_the_advice_is_the_error_budget_search_auto_threshold_applies(factory, seeded):
     advice = measured(factory, seeded).advice
 
-    # At 0.78: 60 + 70 right and 4 wrong, 130/134 = 97.0 % >= 95 %; at 0.60 it is 130/160.
-    assert advice.status == "advice"
-    assert advice.threshold == 0.78
-    assert (advice.automated_reviews, advice.agreement_pct) == (134, pytest.approx(100 * 130 / 134))
-    # Below 0.78: 40 at 0.5 + 26 at 0.6 reviewed, and the 50 unreviewed at 0.75.
-    assert advice.would_review_records == 116
+    # Raw confidences (no map stored yet), equal weights: at 0.78, 4 wrong of 134 has an
+    # upper bound over 5 %; at 0.85, 0 wrong of 130: 1 - 0.05 ** (1 / 130) = 2.28 %.
+    assert advice.status == "advice" and advice.scale == "raw"
+    assert (advice.reviews, advice.min_reviews, advice.target_error_pct) == (200, 59, 5.0)
+    assert advice.threshold == 0.85
+    assert (advice.automated_reviews, advice.error_pct) == (130, 0.0)
+    assert advice.error_upper_pct == pytest.approx(100 * (1 - 0.05 ** (1 / 130)))
+    # Below 0.85: 40 at 0.5, 26 at 0.6 and 4 at 0.78 reviewed, and the 50 unreviewed at 0.75.
+    assert advice.would_review_records == 120
     assert advice.classified_records == 280  # the 10 never classified are not counted
     assert (advice.current_threshold, advice.current_review_records) == (0.7, 66)
-    assert advice.words.startswith("a confidence threshold of 0.78 would have matched")
-    assert "116 of 280 classified records to review" in advice.words
-    assert "Advice only: nothing was changed" in advice.words
+    assert advice.words.startswith(
+        "a threshold of 0.85 on the raw confidence keeps automated decisions wrong at most 5 %"
+    )
+    assert "0.0 % wrong among the 130 audit reviews at or above it, upper bound 2.3 %" in (
+        advice.words
+    )
+    assert "120 of 280 classified records to review" in advice.words
+    assert advice.words.endswith("Advice only: nothing was changed")
 
 
-def test_below_100_reviews_the_advice_says_how_many_more(factory):
+def test_the_advice_is_what_beat_applies_on_the_calibrated_scale(factory, seeded, settings):
+    # Given the tenant's stored maps and auto_threshold on
+    with factory.begin() as s:
+        tenant = tenants.require(s, seeded)
+        tenant.settings = {"auto_threshold": True}
+        refit.refit_tenant(s, tenant, settings)
+        applied = tenant.confidence_threshold
+
+    advice = measured(factory, seeded).advice
+
+    # Then the advice is the threshold beat's refit set, on the same (calibrated) scale
+    assert advice.scale == "calibrated" and advice.auto_threshold
+    assert advice.threshold == applied != 0.7
+    assert advice.words.endswith("auto_threshold is on: beat applies it")
+
+
+def test_below_the_fewest_reviews_the_advice_says_how_many_more(factory):
     with factory.begin() as s:
         tenant = make_tenant(s, "few-3pl", confidence_threshold=0.7, settings={})
         seed_reviews(s, tenant, [(LOCAL, 0.9, True, 37)])
 
     advice = measured(factory, "few-3pl").advice
 
-    assert (advice.status, advice.reviews, advice.more_needed) == ("more_reviews_needed", 37, 63)
+    assert (advice.status, advice.reviews, advice.more_needed) == ("more_reviews_needed", 37, 22)
     assert advice.threshold is None
-    assert advice.words == "not yet, it needs 100 reviews: 37 so far, 63 more needed"
+    assert advice.words == (
+        "not yet: automated decisions wrong at most 5 % (one-sided 95 % upper bound) needs at "
+        "least 59 audit reviews; 37 so far, 22 more needed"
+    )
 
 
-def test_when_no_threshold_reaches_95_percent_the_advice_says_so(factory):
+def test_when_no_threshold_keeps_the_budget_the_advice_says_so(factory):
     with factory.begin() as s:
         tenant = make_tenant(s, "bad-3pl", confidence_threshold=0.7, settings={})
         seed_reviews(s, tenant, [(LOCAL, 0.9, True, 90), (LOCAL, 0.95, False, 30)])
@@ -171,7 +186,9 @@ def test_when_no_threshold_reaches_95_percent_the_advice_says_so(factory):
     advice = measured(factory, "bad-3pl").advice
 
     assert (advice.status, advice.threshold) == ("unreachable", None)
-    assert advice.words.startswith("no confidence threshold would have matched a person on 95 %")
+    assert advice.words.startswith(
+        "no threshold at or above 0.5 keeps automated decisions wrong at most 5 %"
+    )
 
 
 def test_only_the_latest_review_of_a_record_counts(factory):
@@ -204,7 +221,8 @@ def test_only_the_latest_review_of_a_record_counts(factory):
     assert (second.reviews, second.overall.accuracy) == (1, 1.0)
     assert (second.groups[0].provider, second.groups[0].model) == ("anthropic", "claude-sonnet-4-5")
     assert second.bins[6].reviews == 1 and second.bins[6].mean_confidence == 0.66
-    assert second.advice.more_needed == 99
+    assert second.advice.reviews == 0  # an escalation: not in the audit sample
+    assert second.advice.more_needed == 59
 
 
 # ---------------------------------------------------------------- where the figures show
@@ -222,13 +240,13 @@ def test_the_report_json_and_html_carry_the_figures(factory, seeded, settings):
 
     assert data["calibration"]["overall"]["reviews"] == 200
     assert data["calibration"]["overall"]["ece"] == pytest.approx(0.2761)
-    assert data["calibration"]["advice"]["threshold"] == 0.78
+    assert data["calibration"]["advice"]["threshold"] == 0.85
     assert [g["provider"] for g in data["calibration"]["groups"]] == ["anthropic", "local"]
     assert "Calibration against people" in html and "Reliability against people" in html
     assert html.count('class="rel"') == 5  # the five non-empty confidence bins
     assert html.count('class="rel-count"') == 5
     assert "0.650" in html and "0.276" in html and "0.292" in html
-    assert "a confidence threshold of 0.78 would have matched" in html
+    assert "a threshold of 0.85 on the raw confidence keeps" in html
     # and the review counts the monitor measured: the one escalated record waits 30 min
     assert (rep.metrics.review_backlog, rep.metrics.human_resolved_records) == (1, 200)
     assert data["metrics"]["oldest_review_age_s"] == pytest.approx(1800, abs=60)
@@ -256,7 +274,8 @@ def test_the_html_escapes_stored_names_and_shows_an_empty_state(factory, setting
     assert "&lt;script&gt;window.__pwned = 1&lt;/script&gt;" in html
     assert "&#34;&gt;&lt;b&gt;v9&lt;/b&gt;" in html  # markupsafe writes " as &#34;
     assert "<script" not in html and "<b>v9" not in html
-    assert "Threshold advice:</strong> not yet, it needs 100 reviews: 3 so far, 97 more" in html
+    assert "Threshold advice:</strong> not yet: automated decisions wrong" in html
+    assert "at least 59 audit reviews; 3 so far, 56 more needed" in html
     assert "No review yet" in empty and 'class="rel"' not in empty
     assert calibration.table_lines(measured(factory, "none-3pl"), "none-3pl") == [
         "calibration against people's labels for none-3pl: no reviews yet"
@@ -321,4 +340,4 @@ def test_enrichment_report_prints_the_calibration(factory, seeded, database_env,
     out = capsys.readouterr().out
     assert "reviews: 0 records in the queue; 200 records resolved by people" in out
     assert "calibration against people's labels for cal-3pl: 200 reviews" in out
-    assert "threshold advice: a confidence threshold of 0.78" in out
+    assert "threshold advice: a threshold of 0.85 on the raw confidence" in out

@@ -57,8 +57,11 @@ def calibrated(out: str) -> int:
     n = int(CALIBRATION.search(out).group(1))
     assert re.search(rf"^  all\s+{n}\s+[01]\.\d{{3}}\s+[01]\.\d{{3}}$", out, re.M)
     assert re.search(r"^  confidence bin\s+reviews\s+mean conf\s+accuracy$", out, re.M)
-    advice = f"threshold advice: not yet, it needs 100 reviews: {n} so far, {100 - n} more needed"
-    assert advice in out  # so few records: far from the 100 reviews the advice needs
+    advice = (
+        "threshold advice: not yet: automated decisions wrong at most 5 % (one-sided 95 % upper "
+        f"bound) needs at least 59 audit reviews; {n} so far, {59 - n} more needed"
+    )
+    assert advice in out  # so few records: short of the 59 audit reviews a 5 % bound needs
     return n
 
 

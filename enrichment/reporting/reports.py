@@ -293,7 +293,7 @@ def report(
         confidence_threshold=tenant.confidence_threshold,
         escalations=escalations(session, tenant, limit=ESCALATIONS_SHOWN),
         actions=actions(session, tenant.id),
-        calibration=calibration.measure(session, tenant),
+        calibration=calibration.measure(session, tenant, settings),
     )
 
 

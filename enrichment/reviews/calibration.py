@@ -1,6 +1,6 @@
 """Calibration of the AI against people: how often its label matched a person's, per
-provider, model and prompt version, how well its confidence foretold that (ECE), and the
-confidence threshold that would have matched a person on 95 % of automated decisions.
+provider, model and prompt version, how well its confidence foretold that (ECE), the stored
+calibration maps, and the threshold held to the tenant's error budget.
 
 The people's labels are the `reviews` rows: escalations and the random audit sample
 (ENRICHMENT_AUDIT_RATE). A review keeps the AI's label, confidence and source as they were
@@ -8,10 +8,12 @@ when the person decided, so each comparison is like with like. A record counts o
 its latest review (an override replaces the review it names); reviews of records the AI
 never labelled (it failed every attempt) say nothing about its labels and are left out.
 
-The pure math (reliability bins, ECE, the threshold searches) is in reviews/stats.py, shared
+The pure math (reliability bins, ECE, the threshold search) is in reviews/stats.py, shared
 with `enrichment eval` on labelled data and `enrichment eval --reviews` (reviews/report.py).
-The audit sample is random, but escalations are the AI's hard cases, so these figures lean
-pessimistic; the advice is advice: nothing here changes a threshold.
+The table and the bins count every latest review; escalations are the AI's hard cases, so
+they lean pessimistic. The threshold advice does not: it is the one search beat's
+auto_threshold applies (reviews/report.py `budget`), on the weighted audit sample, on the
+confidence the fleet decides on. Nothing here changes a threshold.
 """
 
 from __future__ import annotations
@@ -25,19 +27,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from enrichment.core.calibration_maps import latest_maps
-from enrichment.core.models import ExceptionRecord, Review, Tenant
+from enrichment.core.models import ExceptionRecord, Tenant
+from enrichment.core.settings import Settings
+from enrichment.core.tenant_settings import TenantSettings
 from enrichment.core.text import plural, printable
-from enrichment.reviews.stats import (  # noqa: F401 (Cut: the advice's type, named here too)
-    BINS,
-    TARGET_AGREEMENT,
-    Cut,
-    ece,
-    reliability_bins,
-    smallest_threshold,
-)
-
-MIN_REVIEWS = 100  # reviews before the threshold advice means anything
-
+from enrichment.reviews import stats
+from enrichment.reviews.report import budget, latest_reviews
+from enrichment.reviews.stats import BINS, ece, reliability_bins
 
 # ---------------------------------------------------------------- the views
 
@@ -64,17 +60,29 @@ class BinFigures(BaseModel):
 
 
 class Advice(BaseModel):
-    """The confidence threshold that would have matched people; advice only."""
+    """The error-budget threshold from the audit reviews (reviews/report.py `budget`): what
+    beat applies when the tenant has auto_threshold on, advice otherwise."""
 
     status: Literal["advice", "more_reviews_needed", "unreachable"]
-    reviews: int
-    min_reviews: int = MIN_REVIEWS
-    more_needed: int = Field(0, description="reviews still needed before advice is given")
-    target_pct: float = 100 * TARGET_AGREEMENT
+    reviews: int = Field(description="audit reviews (the random sample) the search rests on")
+    min_reviews: int = Field(
+        description="audit reviews before any threshold can pass: even none wrong needs "
+        "this many for the upper bound to reach the target"
+    )
+    more_needed: int = Field(0, description="audit reviews still needed before advice")
+    target_error_pct: float = Field(description="the tenant's max_auto_error_rate, 0-100")
+    floor: float = Field(description="ENRICHMENT_AUTO_THRESHOLD_FLOOR: never advised below")
+    scale: Literal["calibrated", "raw", "mixed"] = Field(
+        description="the confidence searched: through the stored maps, raw (no map yet), or "
+        "both (some sources have a map)"
+    )
+    auto_threshold: bool = Field(description="True: beat applies it; False: advice only")
     threshold: float | None = Field(None, description="the advised threshold, 0-1")
-    agreement_pct: float | None = Field(None, description="agreement at or above it, 0-100")
-    automated_reviews: int | None = Field(None, description="reviews at or above it")
-    agreed_reviews: int | None = Field(None, description="of those, where the person agreed")
+    automated_reviews: int | None = Field(None, description="audit reviews at or above it")
+    error_pct: float | None = Field(None, description="their weighted error rate, 0-100")
+    error_upper_pct: float | None = Field(
+        None, description="its one-sided 95 % Clopper-Pearson upper bound, 0-100"
+    )
     would_review_records: int | None = Field(
         None, description="the tenant's classified records below it: sent to review"
     )
@@ -161,28 +169,6 @@ def bin_figures(judged: Sequence[Judged]) -> list[BinFigures]:
 # ---------------------------------------------------------------- from the database
 
 
-def latest_reviews(session: Session, tenant_id: int) -> list[Review]:
-    """The tenant's latest review per record, where the AI had given a label, by id."""
-    latest = (
-        select(func.max(Review.id))
-        .where(Review.tenant_id == tenant_id)
-        .group_by(Review.record_id)
-        .scalar_subquery()
-    )
-    return list(
-        session.scalars(
-            select(Review)
-            .where(
-                Review.tenant_id == tenant_id,
-                Review.id.in_(latest),
-                Review.ai_label.is_not(None),
-                Review.ai_confidence.is_not(None),
-            )
-            .order_by(Review.id)
-        )
-    )
-
-
 def judged_reviews(session: Session, tenant_id: int) -> list[Judged]:
     """The tenant's latest review per record, where the AI had given a label."""
     return [
@@ -203,42 +189,54 @@ def _judged(label: str, ai_label: str, confidence: float, source: dict | None) -
 
 
 def _classified_below(session: Session, tenant_id: int, threshold: float | None) -> int:
-    """The tenant's classified records under `threshold` (all of them for None)."""
+    """The tenant's classified records whose deciding confidence (the calibrated one when the
+    record has it) is under `threshold` (all of them for None)."""
     R = ExceptionRecord
     query = select(func.count()).where(R.tenant_id == tenant_id, R.ai_confidence.is_not(None))
     if threshold is not None:
-        query = query.where(R.ai_confidence < threshold)
+        decided = func.coalesce(R.ai_calibrated_confidence, R.ai_confidence)
+        query = query.where(decided < threshold)
     return session.scalar(query)
 
 
-def advice(session: Session, tenant: Tenant, judged: Sequence[Judged]) -> Advice:
-    """The threshold advice from the tenant's reviews, counted against its records."""
-    n, current = len(judged), tenant.confidence_threshold
+def _scale(calibrated: int, reviews: int) -> str:
+    return "raw" if not calibrated else "calibrated" if calibrated == reviews else "mixed"
+
+
+def advice(session: Session, tenant: Tenant, settings: Settings) -> Advice:
+    """The error-budget threshold for the tenant, counted against its records."""
+    b = budget(session, tenant, settings)
+    current = tenant.confidence_threshold
+    needed = stats.min_reviews(b.target)
     common = {
-        "reviews": n,
+        "reviews": b.audit_reviews,
+        "min_reviews": needed,
+        "target_error_pct": 100 * b.target,
+        "floor": b.floor,
+        "scale": _scale(b.calibrated_reviews, b.audit_reviews),
+        "auto_threshold": TenantSettings.parse(tenant.settings).auto_threshold,
         "classified_records": _classified_below(session, tenant.id, None),
         "current_threshold": current,
         "current_review_records": _classified_below(session, tenant.id, current),
     }
-    cut = smallest_threshold([j.confidence for j in judged], [j.correct for j in judged])
-    if n < MIN_REVIEWS:
-        found = Advice(status="more_reviews_needed", more_needed=MIN_REVIEWS - n, **common)
-    elif cut is None:
+    if b.audit_reviews < needed:
+        found = Advice(status="more_reviews_needed", more_needed=needed - b.audit_reviews, **common)
+    elif b.found is None:
         found = Advice(status="unreachable", **common)
     else:
         found = Advice(
             status="advice",
-            threshold=cut.threshold,
-            agreement_pct=100 * cut.agreed / cut.reviews,
-            automated_reviews=cut.reviews,
-            agreed_reviews=cut.agreed,
-            would_review_records=_classified_below(session, tenant.id, cut.threshold),
+            threshold=b.found.threshold,
+            automated_reviews=b.found.reviews,
+            error_pct=100 * b.found.error_rate,
+            error_upper_pct=100 * b.found.upper,
+            would_review_records=_classified_below(session, tenant.id, b.found.threshold),
             **common,
         )
     return found.model_copy(update={"words": advice_words(found)})
 
 
-def measure(session: Session, tenant: Tenant) -> Calibration:
+def measure(session: Session, tenant: Tenant, settings: Settings) -> Calibration:
     """The tenant's calibration against its reviews (all of them; nothing written)."""
     judged = judged_reviews(session, tenant.id)
     return Calibration(
@@ -246,7 +244,7 @@ def measure(session: Session, tenant: Tenant) -> Calibration:
         overall=figures(judged) if judged else None,
         groups=by_source(judged),
         bins=bin_figures(judged),
-        advice=advice(session, tenant, judged),
+        advice=advice(session, tenant, settings),
         maps=[
             MapView(
                 provider=p,
@@ -266,29 +264,36 @@ def measure(session: Session, tenant: Tenant) -> Calibration:
 
 def advice_words(a: Advice) -> str:
     """The advice as one sentence a person can act on."""
-    target = f"{a.target_pct:g} %"
+    budget = (
+        f"automated decisions wrong at most {a.target_error_pct:g} % (one-sided 95 % upper bound)"
+    )
     if a.status == "more_reviews_needed":
         return (
-            f"not yet, it needs {a.min_reviews} reviews: {a.reviews} so far, "
-            f"{a.more_needed} more needed"
+            f"not yet: {budget} needs at least {a.min_reviews} audit reviews; "
+            f"{a.reviews} so far, {a.more_needed} more needed"
         )
     if a.status == "unreachable":
         return (
-            f"no confidence threshold would have matched a person on {target} of automated "
-            f"decisions ({plural(a.reviews, 'review')}); keep the current one and look at "
-            "the labels people corrected"
+            f"no threshold at or above {a.floor:g} keeps {budget} "
+            f"({plural(a.reviews, 'audit review')}); keep the current one and look at the "
+            "labels people corrected"
         )
     current = (
         f"; the current threshold {a.current_threshold:g} sends {a.current_review_records:,}"
         if a.current_threshold is not None
         else ""
     )
+    applied = (
+        "auto_threshold is on: beat applies it"
+        if a.auto_threshold
+        else "Advice only: nothing was changed"
+    )
     return (
-        f"a confidence threshold of {a.threshold:.4g} would have matched a person on "
-        f"{a.agreement_pct:.1f} % of automated decisions ({a.agreed_reviews} of the "
-        f"{a.automated_reviews} reviews at or above it; the target is {target}); it would "
-        f"have sent {a.would_review_records:,} of {a.classified_records:,} classified records to "
-        f"review{current}. Advice only: nothing was changed"
+        f"a threshold of {a.threshold:.4g} on the {a.scale} confidence keeps {budget}: "
+        f"{a.error_pct:.1f} % wrong among the {a.automated_reviews} audit reviews at or above "
+        f"it, upper bound {a.error_upper_pct:.1f} %; it would have sent "
+        f"{a.would_review_records:,} of {a.classified_records:,} classified records to "
+        f"review{current}. {applied}"
     )
 
 

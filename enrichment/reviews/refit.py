@@ -37,7 +37,7 @@ from enrichment.core.models import Review, Tenant, utcnow
 from enrichment.core.settings import Settings
 from enrichment.core.tenant_settings import TenantSettings
 from enrichment.reviews import stats
-from enrichment.reviews.report import AUDIT, Reviewed, load, source_key
+from enrichment.reviews.report import AUDIT, Reviewed, load, search, source_key
 
 log = structlog.get_logger(__name__)
 
@@ -154,12 +154,6 @@ def _refit_source(
     return Current(version, fitted)
 
 
-def calibrated(r: Reviewed, maps: dict[Source, Current]) -> float:
-    """A review's confidence as the pipeline would compare it now."""
-    current = maps.get(_key(r))
-    return r.confidence if current is None else current.map.apply(r.confidence)
-
-
 def move_threshold(
     session: Session,
     tenant: Tenant,
@@ -169,13 +163,7 @@ def move_threshold(
     settings: Settings,
 ) -> tuple[float, float] | None:
     """Set the tenant's threshold to the search's answer; (from, to) when it moved."""
-    found = stats.search_threshold(
-        [calibrated(r, maps) for r in reviewed],
-        [r.agreed for r in reviewed],
-        [r.weight for r in reviewed],
-        target=target,
-        floor=settings.reviews.auto_threshold_floor,
-    )
+    found = search(reviewed, maps, target=target, floor=settings.reviews.auto_threshold_floor)
     before = tenant.confidence_threshold
     if found is None or abs(found.threshold - before) < 1e-9:
         return None

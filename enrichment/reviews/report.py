@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pydantic import BaseModel, Field
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from enrichment.core.calibration_maps import Current, Source, latest_maps, source_of
@@ -36,7 +37,6 @@ from enrichment.core.settings import Settings
 from enrichment.core.tenant_settings import TenantSettings
 from enrichment.core.text import plural, printable
 from enrichment.reviews import stats
-from enrichment.reviews.calibration import latest_reviews
 
 AUDIT, ESCALATION = "audit", "escalation"
 
@@ -103,6 +103,28 @@ class Trust(BaseModel):
     sources: list[SourceTrust]
 
 
+def latest_reviews(session: Session, tenant_id: int) -> list[Review]:
+    """The tenant's latest review per record, where the AI had given a label, by id."""
+    latest = (
+        select(func.max(Review.id))
+        .where(Review.tenant_id == tenant_id)
+        .group_by(Review.record_id)
+        .scalar_subquery()
+    )
+    return list(
+        session.scalars(
+            select(Review)
+            .where(
+                Review.tenant_id == tenant_id,
+                Review.id.in_(latest),
+                Review.ai_label.is_not(None),
+                Review.ai_confidence.is_not(None),
+            )
+            .order_by(Review.id)
+        )
+    )
+
+
 def load(session: Session, tenant_id: int, audit_rate: float) -> list[Reviewed]:
     """The tenant's latest reviews where the AI gave a label, weighted."""
     return [_reviewed(r, audit_rate) for r in latest_reviews(session, tenant_id)]
@@ -127,6 +149,56 @@ def _reviewed(r: Review, audit_rate: float) -> Reviewed:
 def source_key(source: tuple[str | None, str | None, str | None]) -> Source:
     """The calibration_maps key of a review's (provider, model, prompt_version)."""
     return source_of(dict(zip(("provider", "model", "prompt_version"), source, strict=True)))
+
+
+def calibrated(r: Reviewed, maps: dict[Source, Current]) -> float:
+    """A review's confidence as the pipeline would compare it now: through its source's
+    latest map, raw where the source has none (core/calibration_maps.py `decisive`)."""
+    current = maps.get(source_key(r.source))
+    return r.confidence if current is None else current.map.apply(r.confidence)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The tenant's error budget and the threshold search over its audit reviews."""
+
+    target: float  # the tenant's max_auto_error_rate, else ENRICHMENT_MAX_AUTO_ERROR_RATE
+    floor: float  # ENRICHMENT_AUTO_THRESHOLD_FLOOR
+    audit_reviews: int
+    calibrated_reviews: int  # of those, scored through a stored map (the others: raw)
+    found: stats.Threshold | None
+
+
+def search(
+    audit: Sequence[Reviewed], maps: dict[Source, Current], *, target: float, floor: float
+) -> stats.Threshold | None:
+    """The error-budget threshold on the scale the fleet decides on, each audit review
+    weighted by 1 / its sampling probability: what beat's auto_threshold applies
+    (reviews/refit.py) and what the report advises."""
+    return stats.search_threshold(
+        [calibrated(r, maps) for r in audit],
+        [r.agreed for r in audit],
+        [r.weight for r in audit],
+        target=target,
+        floor=floor,
+    )
+
+
+def budget(session: Session, tenant: Tenant, settings: Settings) -> Budget:
+    """The tenant's threshold search, with its stored maps (nothing written)."""
+    own = TenantSettings.parse(tenant.settings)
+    rate = settings.reviews.audit_rate if own.audit_rate is None else own.audit_rate
+    target = own.max_auto_error_rate or settings.reviews.max_auto_error_rate
+    floor = settings.reviews.auto_threshold_floor
+    audit = [r for r in load(session, tenant.id, rate) if r.kind == AUDIT]
+    maps = latest_maps(session, tenant.id)
+    return Budget(
+        target=target,
+        floor=floor,
+        audit_reviews=len(audit),
+        calibrated_reviews=sum(source_key(r.source) in maps for r in audit),
+        found=search(audit, maps, target=target, floor=floor),
+    )
 
 
 def source_trust(

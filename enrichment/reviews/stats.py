@@ -41,7 +41,6 @@ from statsmodels.stats.proportion import proportion_confint
 from enrichment.core.calibration_maps import MAP_VERSION, CalibrationMap  # noqa: F401 (its home)
 
 BINS = 10  # equal-width confidence bins on [0, 1]
-TARGET_AGREEMENT = 0.95  # the point-estimate advice's target (calibration.py)
 MIN_MAP_REVIEWS = 50  # below this many reviews, no map: isotonic would follow the noise
 PRIOR_REVIEWS = 10.0  # pseudo-reviews at the overall agreement added to each isotonic block
 CLIP = (0.01, 0.99)  # a map never claims certainty either way
@@ -248,29 +247,10 @@ def _above(t: float, mask: np.ndarray, wrong: np.ndarray, w: np.ndarray, *, weig
     return Threshold(t, n, errors, rate, upper_bound(errors, n_eff), n_eff)
 
 
-@dataclass(frozen=True)
-class Cut:
-    """A threshold found by `smallest_threshold`: at or above it, `agreed` of `reviews`."""
-
-    threshold: float
-    reviews: int
-    agreed: int
-
-
-def smallest_threshold(
-    confidences: Sequence[float], correct: Sequence[bool], target: float = TARGET_AGREEMENT
-) -> Cut | None:
-    """The point-estimate advice (the report's): the smallest t among the confidences seen
-    such that a share of at least `target` of the reviews at or above it were right.
-    Counts, not float shares, decide ">= target"."""
-    pairs = sorted(zip(confidences, correct, strict=True))
-    n, agreed = len(pairs), sum(ok for _, ok in pairs)
-    for i, (conf, ok) in enumerate(pairs):
-        first_of_its_value = i == 0 or conf != pairs[i - 1][0]
-        if first_of_its_value and agreed >= np.ceil(target * (n - i) - 1e-9):
-            return Cut(conf, n - i, agreed)
-        agreed -= ok
-    return None
+def min_reviews(target: float, level: float = LEVEL) -> int:
+    """The fewest reviews whose upper bound can be within `target`: with none wrong the
+    one-sided Clopper-Pearson bound is 1 - (1 - level) ** (1 / n)."""
+    return int(np.ceil(np.log(1 - level) / np.log(1 - target)))
 
 
 # ---------------------------------------------------------------- experiments

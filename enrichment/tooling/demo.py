@@ -92,7 +92,7 @@ def run(*, records: int, tenant: str, timeout_s: float) -> int:
     print_summary(factory, batch)
     print_events(factory, batch, receiver)
     print_escalations(factory, batch)
-    print_simulated_reviews(factory, tenant, reviews)
+    print_simulated_reviews(factory, settings, tenant, reviews)
     take_snapshot(factory, settings)
     print_next_steps(factory, tenant, busiest_record(factory, batch))
     return 0 if ok else 1
@@ -339,7 +339,9 @@ def simulate_reviews(factory, tenant: str) -> tuple[int, int, int]:
     return reviewed, requested, sum(item.kind == "escalation" for item in items)
 
 
-def print_simulated_reviews(factory, tenant: str, reviews: tuple[int, int, int]) -> None:
+def print_simulated_reviews(
+    factory, settings: Settings, tenant: str, reviews: tuple[int, int, int]
+) -> None:
     """The simulated reviews, then the calibration against them and the threshold advice."""
     reviewed, requested, left = reviews
     print(
@@ -349,7 +351,7 @@ def print_simulated_reviews(factory, tenant: str, reviews: tuple[int, int, int])
         f" {left} escalated records wait for you on the review page"
     )
     with factory() as s:
-        found = calibration.measure(s, tenants.require(s, tenant))
+        found = calibration.measure(s, tenants.require(s, tenant), settings)
     print("\n".join(calibration.table_lines(found, tenant)))
 
 
