@@ -293,6 +293,28 @@ def test_the_report_scores_each_variant_against_people_and_says_which_is_better(
     assert "challenger vs control: BETTER (on 40 records both answered" in out
 
 
+def test_the_report_weights_the_audit_sample_and_leaves_escalations_out(factory):
+    # Given control's 40 audit reviews, 10 of them (the wrong ones) drawn at probability 0.5:
+    # each of those stands for 2 records; and 20 escalations, all wrong
+    with factory.begin() as s:
+        tenant = make_tenant(s, name="acme", settings={"experiment": EXPERIMENT})
+        seed_experiment(s, tenant)
+        for r in s.scalars(select(Review).where(Review.ai_label == "OTHER")):
+            r.sampling_probability = 0.5
+        for _ in range(20):
+            rec = make_record(s, tenant, ai_label="OTHER", ai_confidence=0.55)
+            s.add(Review(tenant_id=tenant.id, record_id=rec.id, kind="escalation",
+                         reviewer="ann", label="DAMAGED_PACKAGE", actions=[], ai_label="OTHER",
+                         ai_confidence=0.55, ai_source={"variant": "control"}))  # fmt: skip
+        s.flush()
+        control, _ = report.build(s, tenant.id, "acme", parse(EXPERIMENT)).variants
+
+    # Then control is scored on its 40 audit reviews, right on 30 of 30 + 2 x 10 weighted
+    assert control.reviewed == 40
+    assert control.accuracy == pytest.approx(30 / 50)
+    assert control.ece == pytest.approx(0.3)  # all at 0.9, right 60 %
+
+
 def test_too_few_discordant_records_are_not_yet_distinguishable(factory, client):
     from enrichment.core import tenants
 

@@ -16,7 +16,8 @@ router = APIRouter(responses=TENANT_RESPONSES)
 
 @router.get("/api/enrichment/experiments/{tenant}")
 def experiment_report(tenant: AuthTenant, s: DbSession, settings: AppSettings) -> dict[str, Any]:
-    """Per variant: reviewed records, accuracy with its Wilson 95 % interval, macro and
+    """Per variant, on the audit sample (escalations left out, each review weighted by 1 / its
+    sampling probability): audited records, accuracy with its Wilson 95 % interval, macro and
     per-label F1, Cohen's kappa against the reviewers, ECE, cost and latency per record;
     per pair: McNemar on the records both answered (a shadow against a live variant), or an
     unpaired interval comparison (two live variants), and the verdict: "better", "worse" or

@@ -38,8 +38,9 @@ def _report(args: argparse.Namespace) -> int:
 def lines(found: report.Report) -> list[str]:
     head = f"tenant {found.tenant}: experiment {found.experiment or '(none set)'}"
     if not found.variants:
-        return [head, "no variant has answered a reviewed record yet"]
-    out = [head, "", _HEADER]
+        return [head, "no variant has answered a record of the audit sample yet"]
+    out = [head, "on the audit sample (the latest review of each record; escalations left out), "
+           "accuracy and ECE weighted by 1 / sampling probability", "", _HEADER]  # fmt: skip
     out += [_variant(v) for v in found.variants]
     if found.pairs:
         out += ["", "comparisons (candidate against baseline):"]
@@ -48,7 +49,7 @@ def lines(found: report.Report) -> list[str]:
 
 
 _HEADER = (
-    f"{'variant':<18} {'kind':<6} {'reviewed':>8} {'accuracy (95% CI)':>22} {'macro F1':>8} "
+    f"{'variant':<18} {'kind':<6} {'audited':>8} {'accuracy (95% CI)':>22} {'macro F1':>8} "
     f"{'kappa':>6} {'ECE':>6} {'$/record':>9} {'s/record':>8}"
 )
 

@@ -1,10 +1,12 @@
 """An experiment's variants against people (`enrichment experiment report`, and
 GET /api/enrichment/experiments/{tenant}).
 
-Per variant, on the tenant's reviewed records (the latest review of each, audit sample and
-escalations alike, unweighted: every variant is scored on the same kind of records): accuracy
-with its Wilson 95 % interval, per-label and macro F1, Cohen's kappa against the reviewers,
-ECE, and the cost and latency per record (a live variant: all its attempts, every stage, over
+Per variant, on the tenant's audit sample (the latest review of each record, where it is an
+audit review; escalations are left out: each variant's own confidence chose them, so they
+would favour whichever escalates least), each review weighted by 1 / its sampling
+probability (Horvitz-Thompson, as reviews/report.py): accuracy with its Wilson 95 % interval
+on Kish's effective n, ECE; per-label and macro F1 and Cohen's kappa against the reviewers,
+unweighted; and the cost and latency per record (a live variant: all its attempts, every stage, over
 the records it answered; a shadow: its one classify call). A live variant's answer is the
 one the review saw (`reviews.ai_source["variant"]`); a shadow's, its `shadow_answers` row.
 
@@ -28,6 +30,7 @@ from enrichment.core.models import EnrichmentAttempt, ExceptionRecord, Review
 from enrichment.core.shadow_answers import ShadowAnswer
 from enrichment.core.stages import Stage
 from enrichment.reviews import stats
+from enrichment.reviews.report import AUDIT
 
 MAX_REVIEWS = 20_000  # the latest reviews a report reads
 
@@ -108,7 +111,8 @@ def _names(experiment: Experiment | None, live: dict, shadow: dict) -> dict[str,
 
 
 def _truth(s: Session, tenant_id: int) -> dict[int, Review]:
-    """The latest review of each reviewed record (a later one overrides)."""
+    """The latest review of each reviewed record (a later one overrides), where it is an
+    audit review."""
     reviews = s.scalars(
         select(Review)
         .where(Review.tenant_id == tenant_id)
@@ -118,7 +122,12 @@ def _truth(s: Session, tenant_id: int) -> dict[int, Review]:
     latest: dict[int, Review] = {}
     for r in reviews:
         latest.setdefault(r.record_id, r)
-    return latest
+    return {i: r for i, r in latest.items() if r.kind == AUDIT}
+
+
+def _weight(r: Review) -> float:
+    """1 / the record's sampling probability; 1 for reviews older than that column."""
+    return 1 / r.sampling_probability if r.sampling_probability else 1.0
 
 
 def _live_answers(truth: dict[int, Review]) -> dict[str, dict[int, Answer]]:
@@ -186,19 +195,23 @@ def _row(
     people = [truth[i].label for i in ids]
     said = [answers[i].label for i in ids]
     correct = [p == a for p, a in zip(people, said, strict=True)]
-    n, k = len(ids), sum(correct)
-    low, high = stats.wilson(k, n) if n else (None, None)
+    weights = [_weight(truth[i]) for i in ids]
+    n, accuracy = len(ids), stats.weighted_rate(correct, weights) if ids else None
+    n_eff = stats.kish_n(weights)
+    low, high = stats.wilson(accuracy * n_eff, n_eff) if n else (None, None)
     records, spent, waited = cost or (0, 0.0, 0.0)
     return VariantRow(
         name=name,
         kind=kind,
         reviewed=n,
-        accuracy=k / n if n else None,
+        accuracy=accuracy,
         accuracy_low=low,
         accuracy_high=high,
         macro_f1=stats.macro_f1(people, said) if n else None,
         kappa=stats.kappa(people, said) if n else None,
-        ece=stats.ece([answers[i].confidence for i in ids], correct) if n else None,
+        ece=stats.ece([answers[i].confidence for i in ids], correct, weights=weights)
+        if n
+        else None,
         per_label=stats.per_label(people, said) if n else {},
         records=records,
         cost_per_record_usd=spent / records if records else None,
