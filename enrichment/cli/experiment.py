@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING
 
 from enrichment.core import db, experiments, tenants
 from enrichment.core.settings import get_settings
 from enrichment.core.tenant_settings import TenantSettings
-from enrichment.experiments import report
+
+if TYPE_CHECKING:  # the report pulls in scipy and statsmodels: imported when it runs
+    from enrichment.experiments import report
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -23,6 +26,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from enrichment.experiments import report
+
     settings = get_settings()
     with db.session_factory(settings.database_url)() as s:
         tenant = tenants.require(s, args.tenant)
