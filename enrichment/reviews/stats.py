@@ -33,12 +33,11 @@ from datetime import UTC, datetime
 from typing import Literal
 
 import numpy as np
-from scipy.optimize import isotonic_regression
-from statsmodels.stats.contingency_tables import mcnemar
-from statsmodels.stats.inter_rater import cohens_kappa
-from statsmodels.stats.proportion import proportion_confint
 
 from enrichment.core.calibration_maps import MAP_VERSION, CalibrationMap  # noqa: F401 (its home)
+
+# scipy and statsmodels are imported inside the functions that use them: most processes that
+# import this module (every worker, the CLI) never fit a map or draw an interval.
 
 BINS = 10  # equal-width confidence bins on [0, 1]
 MIN_MAP_REVIEWS = 50  # below this many reviews, no map: isotonic would follow the noise
@@ -110,18 +109,24 @@ def upper_bound(errors: float, n: float, level: float = LEVEL) -> float:
     """The one-sided `level` Clopper-Pearson upper bound on a rate seen as errors / n (the
     upper end of the two-sided 1 - 2 * (1 - level) interval); a count may be fractional (an
     effective one)."""
+    from statsmodels.stats.proportion import proportion_confint
+
     return float(proportion_confint(errors, n, alpha=2 * (1 - level), method="beta")[1])
 
 
 def clopper_pearson(k: float, n: float, level: float = LEVEL) -> tuple[float, float]:
     """The two-sided `level` Clopper-Pearson (exact) interval of k / n (k may be fractional:
     an effective count)."""
+    from statsmodels.stats.proportion import proportion_confint
+
     low, high = proportion_confint(k, n, alpha=1 - level, method="beta")
     return float(low), float(high)
 
 
 def wilson(k: float, n: float, level: float = LEVEL) -> tuple[float, float]:
     """The two-sided `level` Wilson score interval of k / n."""
+    from statsmodels.stats.proportion import proportion_confint
+
     low, high = proportion_confint(k, n, alpha=1 - level, method="wilson")
     return float(low), float(high)
 
@@ -139,6 +144,8 @@ def fit_map(
     now: datetime | None = None,
 ) -> CalibrationMap | None:
     """The isotonic map fitted on these reviews (module docstring), None below min_reviews."""
+    from scipy.optimize import isotonic_regression
+
     n = len(confidences)
     if n < min_reviews:
         return None
@@ -299,6 +306,8 @@ def macro_f1(truth: Sequence[str], predicted: Sequence[str | None]) -> float:
 def kappa(first: Sequence[str], second: Sequence[str]) -> float | None:
     """Cohen's kappa of two raters' labels; None when it is undefined (both raters gave one
     and the same label throughout: agreement by chance is then certain)."""
+    from statsmodels.stats.inter_rater import cohens_kappa
+
     labels = sorted({*first, *second})
     index = {label: i for i, label in enumerate(labels)}
     table = np.zeros((len(labels), len(labels)))
@@ -321,6 +330,8 @@ class Paired:
 
 
 def mcnemar_paired(baseline: Sequence[bool], candidate: Sequence[bool]) -> Paired:
+    from statsmodels.stats.contingency_tables import mcnemar
+
     pairs = list(zip(baseline, candidate, strict=True))
     both = sum(b and c for b, c in pairs)
     gains = sum(c and not b for b, c in pairs)
