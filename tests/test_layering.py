@@ -1,12 +1,13 @@
 """The layout holds: imports run one way, the domain has no Celery, the product no tooling.
 
 Layers, bottom to top (docs/architecture.md):
-    core  <  providers, ingestion, delivery, reviews, alerting
+    core  <  providers, ingestion, delivery, reviews, alerting, history
           <  batches, metrics, experiments  <  reporting  <  workers  <  api  <  tooling  <  cli
 A module may import its own layer's package and anything below it; packages of one rank are
 siblings: none imports another. `batches` (Message Batches) drives the provider against the
 database; `metrics` measures and exports, and reads alerting's severities and provider pages;
 `experiments` (variants, shadows, the cascade) drives the providers with what reviews hold;
+`history` (retention, the pruner, archives, erasure) removes and keeps what the others wrote;
 `reporting` (the report, its page and charts) presents what metrics, alerting and reviews
 hold. Nothing under `enrichment/` imports Celery; `workers/`
 holds the Celery app. Every import counts, including the ones inside functions.
@@ -31,6 +32,7 @@ LAYER_OF_PREFIX = {
     "enrichment.reviews": "reviews",
     "enrichment.batches": "batches",
     "enrichment.experiments": "experiments",
+    "enrichment.history": "history",
     "workers": "workers",
     "beat_schedule": "workers",
     "enrichment.api": "api",
@@ -43,6 +45,7 @@ RANKS = {
     "ingestion": 1,
     "delivery": 1,
     "reviews": 1,
+    "history": 1,
     "alerting": 1,
     "batches": 2,
     "metrics": 2,

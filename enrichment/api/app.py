@@ -33,6 +33,7 @@ from swagger_ui_bundle import swagger_ui_path
 from enrichment.api import (
     admin,
     deps,
+    erasure,
     events,
     experiments,
     guards,
@@ -110,6 +111,7 @@ app.include_router(people.router)
 app.include_router(review_queue_page.router)  # before review_page: its fixed paths
 app.include_router(review_page.router)
 app.include_router(admin.router)
+app.include_router(erasure.router)
 app.include_router(webhook_log.router)
 app.include_router(experiments.router)
 

@@ -128,7 +128,15 @@ def _config_docs(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from enrichment.cli import experiment, people, reprocess, tenant, webhook
+    from enrichment.cli import (
+        archive,
+        erase,
+        experiment,
+        people,
+        reprocess,
+        tenant,
+        webhook,
+    )
 
     parser = Parser(prog="enrichment", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -156,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     reprocess.add_parsers(sub)
     tenant.add_parsers(sub)
     experiment.add_parsers(sub)
+    archive.add_parsers(sub)
+    erase.add_parsers(sub)
 
     p = sub.add_parser("generate", help="write a realistic JSONL backlog for a tenant")
     p.add_argument("--tenant", default="demo-3pl")

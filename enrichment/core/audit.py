@@ -46,6 +46,8 @@ ACTION_DECLINED = "action.declined"
 # The fleet moved a tenant's threshold (reviews/refit.py, the tenant's auto_threshold).
 THRESHOLD_CHANGED = "tenant.threshold_changed"
 AUTO_THRESHOLD_ACTOR = "fleet:auto-threshold"
+# A customer's personal data scrubbed from an order and all that refers to it (history/erasure.py).
+ORDER_ERASED = "order.erased"
 
 MAX_PAGE = 500
 

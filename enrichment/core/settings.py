@@ -378,6 +378,13 @@ class Settings(FromEnv):
     public_base_url: str | None = setting(
         "ENRICHMENT_PUBLIC_BASE_URL", None, "adds a report link to Slack messages"
     )
+    archive_dir: str | None = setting(
+        "ENRICHMENT_ARCHIVE_DIR",
+        None,
+        "where pruned history is archived first (gzip JSON Lines per tenant and day, with a"
+        " manifest: enrichment/history/archive.py), a directory (mount or sync it to object"
+        " storage); unset: nothing is archived",
+    )
 
     def __post_init__(self) -> None:
         check_amqp_hold(self.broker_url, self.sweep_horizon_s, self.ai_timeout_s)
