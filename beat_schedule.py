@@ -41,4 +41,11 @@ def schedule(settings: Settings) -> dict:
             "schedule": deliver_s,
             "options": {"expires": deliver_s},
         },
+        # History past retention, in short chunks (enrichment/history/pruner.py); on the
+        # default queue: it can wait behind the stages, never the monitor or deliveries.
+        "prune": {
+            "task": "enrichment.prune",
+            "schedule": settings.retention.prune_interval_s,
+            "options": {"expires": settings.retention.prune_interval_s},
+        },
     }

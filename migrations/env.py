@@ -9,6 +9,7 @@ from enrichment.core import (  # noqa: F401 (their tables join Base.metadata)
     calibration_maps,
     delivery_log,
     monitor_models,
+    prune_counts,
     review_claims,
     review_sessions,
     reviewers,

@@ -21,6 +21,7 @@ from enrichment.core.stages import Stage
 from enrichment.delivery import deliver
 from enrichment.experiments.cascade import Gates
 from enrichment.experiments.router import ExperimentProvider
+from enrichment.history import pruner
 from enrichment.metrics import cadence, monitor
 from enrichment.providers import Provider, make_provider
 from enrichment.providers.anthropic import AnthropicProvider
@@ -261,6 +262,26 @@ def calibrate_task(self) -> int:
     if done:
         log.info("calibrate.done", tenants=len(done), maps=sum(len(r.fitted) for r in done))
     return len(done)
+
+
+# ENRICHMENT_PRUNE_MAX_S (at most 1500 s) bounds a run; these limits only catch a stuck one.
+@app.task(
+    base=EnrichmentTask, bind=True, name="enrichment.prune", soft_time_limit=1800, time_limit=1900
+)
+def prune_task(self) -> int:
+    """Remove history past retention, a short chunk at a time, archiving first when
+    ENRICHMENT_ARCHIVE_DIR is set (enrichment/history/pruner.py); one run at a time."""
+    settings = self.settings
+    config = settings.retention
+    with db.exclusive(self.engine, pruner.LOCK_KEY) as mine:
+        if not mine:  # the previous run, or an `enrichment prune`, is at it
+            return 0
+        report = pruner.prune(
+            self.sessions, config, archive_dir=settings.archive_dir, max_s=config.prune_max_s
+        )
+    if report.removed:
+        log.info("prune.done", complete=report.complete, chunks=report.chunks, **report.removed)
+    return sum(report.removed.values())
 
 
 @app.task(base=EnrichmentTask, bind=True, name="enrichment.deliver")

@@ -57,7 +57,16 @@ def _tenant_key(args: argparse.Namespace) -> int:
 def _generate(args: argparse.Namespace) -> int:
     from enrichment.tooling import generate
 
-    out = generate.write_jsonl(args.out, tenant=args.tenant, count=args.count, seed=args.seed)
+    if args.timelines:
+        from enrichment.tooling.generate import timelines
+
+        out = timelines.write_timelines(
+            args.out or "var/timeline.jsonl", count=args.count, seed=args.seed
+        )
+        print(f"wrote the timelines of {args.count} orders to {out}")
+        return 0
+    out = args.out or "var/demo.jsonl"
+    out = generate.write_jsonl(out, tenant=args.tenant, count=args.count, seed=args.seed)
     print(f"wrote {args.count} records for {args.tenant} to {out}")
     return 0
 
@@ -133,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
         erase,
         experiment,
         people,
+        prune,
+        replay,
         reprocess,
         tenant,
         webhook,
@@ -164,14 +175,21 @@ def build_parser() -> argparse.ArgumentParser:
     reprocess.add_parsers(sub)
     tenant.add_parsers(sub)
     experiment.add_parsers(sub)
+    prune.add_parsers(sub)
     archive.add_parsers(sub)
     erase.add_parsers(sub)
+    replay.add_parsers(sub)
 
     p = sub.add_parser("generate", help="write a realistic JSONL backlog for a tenant")
     p.add_argument("--tenant", default="demo-3pl")
     p.add_argument("--count", type=int, default=500)
     p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--out", default="var/demo.jsonl")
+    p.add_argument("--out", help="var/demo.jsonl, or var/timeline.jsonl with --timelines")
+    p.add_argument(
+        "--timelines",
+        action="store_true",
+        help="order timelines for `enrichment replay` instead (--count orders)",
+    )
     p.set_defaults(func=_generate)
 
     p = sub.add_parser("ingest", help="load orders and exception records from a JSONL file")

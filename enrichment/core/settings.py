@@ -17,6 +17,7 @@ from typing import Any
 
 from enrichment.core import experiments, outbound
 from enrichment.core.settings_env import ConfigurationError, FromEnv, read_fields, section, setting
+from enrichment.core.settings_retention import ARCHIVE, RetentionConfig
 from enrichment.core.settings_sections import (
     AlertPolicy,
     BatchConfig,
@@ -38,6 +39,7 @@ __all__ = [
     "MonitorConfig",
     "PagerDutyConfig",
     "RecordLimits",
+    "RetentionConfig",
     "ReviewConfig",
     "RoutingConfig",
     "Settings",
@@ -360,6 +362,7 @@ class Settings(FromEnv):
     breaker: BreakerConfig = section(BreakerConfig, "The provider breaker")
     reviews: ReviewConfig = section(ReviewConfig, "Reviews")
     record_limits: RecordLimits = section(RecordLimits, "Record limits")
+    retention: RetentionConfig = section(RetentionConfig, "Retention")
     metrics_token: str | None = setting(
         "ENRICHMENT_METRICS_TOKEN", None, "if set, `/metrics` wants this bearer token"
     )
@@ -402,6 +405,11 @@ class Settings(FromEnv):
             raise ConfigurationError(f"ENRICHMENT_AI_BURST={burst} must be in [1, {rpm}]")
         values["public_base_url"] = (values["public_base_url"] or "").rstrip("/") or None
         values["experiment"] = experiments.from_env_value(values["experiment"])
+        if values["retention"].records == ARCHIVE and not values["archive_dir"]:
+            raise ConfigurationError(
+                "ENRICHMENT_RETENTION_RECORDS=archive needs ENRICHMENT_ARCHIVE_DIR: records are"
+                " removed only once archived (or set it to keep)"
+            )
         private = values["webhooks"].allow_private  # the guarded sender's rules (outbound.py)
         outbound.check_setting("SLACK_WEBHOOK_URL", values["slack"].webhook_url,
                                allow_private=private, what="Slack webhook")  # fmt: skip

@@ -29,6 +29,7 @@ from typing import Any
 import structlog
 
 from enrichment.core import experiments, outbound
+from enrichment.core.settings_retention import RETAINED
 from enrichment.core.taxonomy import Action
 from enrichment.core.time_to_person import SEVERITIES
 
@@ -79,6 +80,9 @@ class TenantSettings:
       fleet's ENRICHMENT_EXPERIMENT, if any: experiments.of_tenant).
     cascade: the local model answers classify alone when its calibrated probability clears
       the error budget, else the LLM (true/false; false; enrichment/experiments/cascade.py).
+    retention_days: kind of history ("attempts_succeeded", "events_delivered", "records"...:
+      core/settings_retention.RETAINED) -> days it is kept (whole, >= 0; 0: forever; an
+      absent kind: ENRICHMENT_RETENTION_<KIND>_DAYS; enrichment/history/retention.py).
     """
 
     weight: float = 1.0
@@ -101,6 +105,7 @@ class TenantSettings:
     review_deadline_s: Mapping[str, float] = field(default_factory=lambda: EMPTY)
     experiment: experiments.Experiment | None = None
     cascade: bool = False
+    retention_days: Mapping[str, int] = field(default_factory=lambda: EMPTY)
 
     @classmethod
     def parse(cls, config: Mapping[str, Any] | TenantSettings | None) -> TenantSettings:
@@ -263,6 +268,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "review_deadline_s": _object,
     "experiment": _experiment,
     "cascade": _flag,
+    "retention_days": _object,
 }
 assert set(PARSERS) == {f.name for f in fields(TenantSettings)}
 
@@ -287,6 +293,8 @@ def _build(config: Mapping[str, Any], *, strict: bool) -> TenantSettings:
         values["review_deadline_s"] = _limits(
             values["review_deadline_s"], strict=strict, key="review_deadline_s"
         )
+    if "retention_days" in values:
+        values["retention_days"] = _retention(values["retention_days"], strict=strict)
     return TenantSettings(**values)
 
 
@@ -314,6 +322,20 @@ def _limits(
             out[name] = _positive(raw)
         except _Bad as bad:
             _reject(f"{key}.{name}", raw, str(bad), strict=strict)
+    return MappingProxyType(out)
+
+
+def _retention(own: Mapping[str, Any], *, strict: bool) -> Mapping[str, int]:
+    """Each entry a kind of history with whole days >= 0; a bad one is dropped (or,
+    strictly, refused), so its kind keeps the fleet's retention."""
+    out = {}
+    for name, raw in own.items():
+        try:
+            if name not in RETAINED:
+                raise _Bad(f"names an unknown kind (known: {', '.join(RETAINED)})")
+            out[name] = _count_from(0)(raw)
+        except _Bad as bad:
+            _reject(f"retention_days.{name}", raw, str(bad), strict=strict)
     return MappingProxyType(out)
 
 

@@ -30,7 +30,7 @@ from enrichment.core.models import Tenant, utcnow
 from enrichment.core.monitor_models import MetricSnapshot
 from enrichment.core.settings import Settings
 from enrichment.core.stages import STAGES_PER_RECORD
-from enrichment.metrics import signin
+from enrichment.metrics import pruned, signin
 from enrichment.metrics.passes import BUCKET_EDGES, bucket_label
 
 # (name, help, snapshot field, scale): gauges. Percentages become ratios (scale 0.01).
@@ -118,6 +118,18 @@ GAUGES: tuple[tuple[str, str, str, float], ...] = (
     ("enrichment_orders_watched", "Open order watches", "orders_watched", 1.0),
     ("enrichment_orders_analysed", "Watched orders analysed at least once", "orders_analysed", 1.0),
     ("enrichment_problems_raised", "Exceptions the order analysis raised", "problems_raised", 1.0),
+    (
+        "enrichment_problems_attached",
+        "Raised exceptions a tenant's own exception later attached to",
+        "problems_attached",
+        1.0,
+    ),
+    (
+        "enrichment_order_lead_time_median_seconds",
+        "Median time from raising a problem to the tenant's own exception, latest 100",
+        "lead_time_median_s",
+        1.0,
+    ),
 )
 COUNTERS: tuple[tuple[str, str, str], ...] = (
     ("enrichment_records_enriched", "Records fully enriched", "enriched_records"),
@@ -340,6 +352,7 @@ def exposition(
     registry = CollectorRegistry(auto_describe=False)
     registry.register(SnapshotCollector(factory))
     registry.register(signin.SigninCollector(factory))
+    registry.register(pruned.PruneCollector(factory))
     if settings is not None:
         registry.register(FleetCollector(factory, settings, broker))
         registry.register(provider_page.BreakerCollector(factory, settings))
