@@ -13,7 +13,7 @@ from enrichment.core import db, tenants
 from enrichment.core.models import utcnow
 from enrichment.core.settings import get_settings
 from enrichment.core.text import duration, number, plural, printable, short
-from enrichment.reporting import reports, words
+from enrichment.reporting import order_figures, reports, words
 from enrichment.reviews import calibration
 
 EXIT = {"healthy": 0, "no_data": 0, "warning": 1, "critical": 2}
@@ -44,6 +44,7 @@ def print_health(h: reports.Health) -> None:
             ("failure rate", number(h.failure_rate_pct, " %")),
             ("escalated", plural(h.escalated_records, "record")),
             ("webhook events", f"stopped {h.stopped_events:,}, dead {h.dead_events:,}"),
+            *(order_figures.words(h.orders) if h.orders else []),
             ("thresholds crossed", _crossed(h)),
         ]
     )

@@ -451,3 +451,10 @@ Index(
     ExceptionRecord.next_attempt_at,
     **partial_where(BACKLOG_SQL),
 )
+# Orders as records (the monitor's order figures, metrics/passes.py): the watches, and what the
+# order analysis raised with when a tenant's own exception attached (the lead time).
+WATCHES_SQL, RAISED_SQL = f"record_type = '{ORDER}'", f"source = '{RAISED_BY_AI}'"
+Index("ix_exception_records_watches", ExceptionRecord.tenant_id,
+      postgresql_include=["enriched_at", "escalated_at"], **partial_where(WATCHES_SQL))  # fmt: skip
+Index("ix_exception_records_raised", ExceptionRecord.tenant_id, ExceptionRecord.attached_at,
+      postgresql_include=["created_at"], **partial_where(RAISED_SQL))  # fmt: skip

@@ -75,6 +75,10 @@ class MetricSnapshot(Base):
     orders_watched: Mapped[int] = mapped_column(Integer, default=0)
     orders_analysed: Mapped[int] = mapped_column(Integer, default=0)
     problems_raised: Mapped[int] = mapped_column(Integer, default=0)
+    # Of those, the ones a tenant's own exception later attached to (all time), and the median
+    # of raised -> attached over the latest 100 attachments (s; NULL before any).
+    problems_attached: Mapped[int] = mapped_column(Integer, default=0)
+    lead_time_median_s: Mapped[float | None] = mapped_column(Float)
     # The error rate of automated decisions over the rolling window of audit reviews
     # (metrics/drift.py): the reviews it rests on, the weighted estimate and its two-sided
     # 95 % Clopper-Pearson interval (percent; NULL without reviews).

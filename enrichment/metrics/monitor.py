@@ -8,7 +8,9 @@ since the earliest of the window start, the previous snapshot and 00:00 UTC toda
 the records due now with the last sweep's share (`ix_exception_records_backlog`: a pass of
 its own, as next_attempt_at and the lease would take the record pass off its covering
 index), the audit window (`drift`, `ix_reviews_tenant_created`), and the insert. Every
-metric is a FILTER clause of those passes (`passes`), but the audit window's.
+metric is a FILTER clause or a scalar subquery of those passes (`passes`: the order figures
+read two small partial indexes, the lead time at most `LEAD_TIME_SAMPLE` rows), but the
+audit window's.
 
 Definitions (percentages 0-100, durations in seconds, "window" = `window_s` before `now`):
 - completeness_pct: enriched_at IS NOT NULL / all records.
@@ -36,6 +38,13 @@ Definitions (percentages 0-100, durations in seconds, "window" = `window_s` befo
 - orders_watched / orders_analysed / problems_raised: watched orders (record_type "order")
   not closed, those analysed at least once, and exceptions the order analysis raised; the
   other record counts are of exceptions only (the records pass, its scalar subqueries).
+- problems_attached: raised exceptions a tenant's own exception later attached to (all time,
+  like problems_raised: attached / raised is the share of raised problems the tenant's own
+  systems confirmed). lead_time_median_s: the median of created_at -> attached_at over the
+  latest LEAD_TIME_SAMPLE (100) attachments: how long before the tenant's own exception the
+  fleet had raised it (None before any). The latest N, not a time window: a tenant's own
+  exception comes hours or days after the fleet's, so a window of the monitor's hour would be
+  empty most of the time, and all time would hide a change in the analysis under its history.
 - auto_reviews, auto_error_pct (low, high): the weighted error rate of automated decisions
   over the rolling window of audit reviews, with its 95 % interval (`drift`; one more query).
 Audit rows of a reopened record (outcome "reopened") are not attempts: no stage ran.
@@ -123,6 +132,9 @@ class Snapshot:
     orders_watched: int = 0
     orders_analysed: int = 0
     problems_raised: int = 0
+    # Raised problems a tenant's own exception attached to, and the median lead time (s).
+    problems_attached: int = 0
+    lead_time_median_s: float | None = None
     # The error rate of automated decisions over the audit window (metrics/drift.py), %.
     auto_reviews: int = 0
     auto_error_pct: float | None = None
@@ -289,6 +301,8 @@ def _assemble(
         orders_watched=rc["orders_watched"],
         orders_analysed=rc["orders_analysed"],
         problems_raised=rc["problems_raised"],
+        problems_attached=rc["problems_attached"],
+        lead_time_median_s=_float_or_none(rc["lead_time_median_s"]),
     )
 
 

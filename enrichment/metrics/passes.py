@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, extract, func, literal, select
+from sqlalchemy import and_, case, extract, func, literal, select
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -31,6 +31,8 @@ from enrichment.core.monitor_models import MetricSnapshot
 from enrichment.core.outbox import DEAD, DELIVERED, PENDING, STOPPED
 from enrichment.metrics import signin
 
+# The lead time's median rests on the tenant's latest attachments, at most this many.
+LEAD_TIME_SAMPLE = 100
 # Fixed confidence buckets: [0.0, 0.1), ..., [0.9, 1.0]; the last one includes 1.0.
 BUCKET_EDGES: tuple[float, ...] = tuple(i / 10 for i in range(11))
 WAITING_SINCE = review_waiting_since()
@@ -90,26 +92,58 @@ def record_counts(
         func.min(WAITING_SINCE).filter(in_review()).label("oldest_review_at"),
         _count(R.decided_by == HUMAN).label("human_resolved"),
         *_bucket_columns(),
-        *_order_columns(tenant.id),
+        *_order_columns(session, tenant.id, now),
     ).where(R.tenant_id == tenant.id, R.record_type == EXCEPTION)
     return dict(session.execute(stmt).one()._mapping)
 
 
-def _order_columns(tenant_id: int) -> list[Any]:
+def _order_columns(session: Session, tenant_id: int, now: datetime) -> list[Any]:
     """Orders as records, as scalar subqueries of the same statement (one round trip): open
-    watches, orders analysed at least once, exceptions the order analysis raised."""
+    watches, orders analysed at least once (both on `ix_exception_records_watches`); the
+    exceptions the order analysis raised, those a tenant's own exception attached to and the
+    median lead time (all on `ix_exception_records_raised`). The partial indexes' predicates
+    are rendered as literals, so the planner can match them."""
     W = aliased(R)  # not correlated with the pass's own rows
 
     def count(cond: ColumnElement[bool], name: str) -> Any:
         stmt = select(func.count()).select_from(W).where(W.tenant_id == tenant_id, cond)
         return stmt.scalar_subquery().label(name)
 
-    watch = W.record_type == ORDER
+    watch = W.record_type == literal(ORDER, literal_execute=True)
+    raised = W.source == literal(RAISED_BY_AI, literal_execute=True)
     return [
         count(and_(watch, W.enriched_at.is_(None), W.escalated_at.is_(None)), "orders_watched"),
         count(and_(watch, W.ai_analysis.is_not(None)), "orders_analysed"),
-        count(W.source == RAISED_BY_AI, "problems_raised"),
+        count(raised, "problems_raised"),
+        count(and_(raised, W.attached_at.is_not(None)), "problems_attached"),
+        _lead_time_median(session, tenant_id, now).label("lead_time_median_s"),
     ]
+
+
+def _lead_time_median(session: Session, tenant_id: int, now: datetime) -> Any:
+    """The median lead time (s) of the tenant's latest LEAD_TIME_SAMPLE attachments: from the
+    order analysis raising a problem (created_at) to the tenant's own exception for it
+    attaching (attached_at); NULL before any. The sample is a backward range scan of
+    `ix_exception_records_raised`, cut by its LIMIT whatever the tenant's history; its median
+    is the mean of its middle one or two values (portable SQL: SQLite has no percentile)."""
+    W = aliased(R)
+    sample = (
+        select(_seconds_between(session, W.created_at, W.attached_at).label("lead"))
+        .where(
+            W.tenant_id == tenant_id,
+            W.source == literal(RAISED_BY_AI, literal_execute=True),
+            W.attached_at.is_not(None),
+            W.attached_at <= now,
+        )
+        .order_by(W.attached_at.desc())
+        .limit(LEAD_TIME_SAMPLE)
+        .cte("lead_sample")  # read once, though named three times below
+    )
+    n = select(func.count()).select_from(sample).scalar_subquery()
+    skip = case((n > 1, (n - 1) // 2), else_=0)  # integer division, never below 0
+    middle = select(sample.c.lead).order_by(sample.c.lead).limit(2 - n % 2).offset(skip)
+    middle = middle.subquery()
+    return select(func.avg(middle.c.lead)).scalar_subquery()
 
 
 def attempt_counts(

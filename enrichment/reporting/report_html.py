@@ -23,7 +23,7 @@ from enrichment.core import text
 from enrichment.core.text import duration, number, plural
 from enrichment.metrics.monitor import Snapshot
 from enrichment.metrics.passes import BUCKET_EDGES
-from enrichment.reporting import calibration_view, charts, pages, words
+from enrichment.reporting import calibration_view, charts, order_figures, pages, words
 from enrichment.reporting.pages import Card, Figure, Part
 from enrichment.reporting.reports import Report, ThresholdView, TrendPoint
 
@@ -171,6 +171,7 @@ def _cards(report: Report) -> list[Card]:
     """The key figures; a figure whose threshold is crossed is outlined in the status colour."""
     bad = {t.metric for t in report.health.thresholds if t.crossed}
     cards = _state_cards(report.metrics) + _flow_cards(report.metrics)
+    cards += order_figures.cards(report.health.orders)
     return [Card(label, value, hint, key in bad) for label, value, hint, key in cards]
 
 

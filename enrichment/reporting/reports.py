@@ -24,6 +24,8 @@ from enrichment.core.monitor_models import Alert, MetricSnapshot
 from enrichment.core.settings import Settings
 from enrichment.metrics.monitor import Snapshot, measure
 from enrichment.reporting import words
+from enrichment.reporting.order_figures import OrderFigures
+from enrichment.reporting.order_figures import of as order_figures
 from enrichment.reviews import calibration
 from enrichment.reviews.calibration import Calibration
 
@@ -89,6 +91,9 @@ class Health(BaseModel):
         default_factory=list,
         description="INFO: early signs (a rising failure rate, a growing queue wait, a budget "
         "at 80 %); shown, never pushed, never change the status",
+    )
+    orders: OrderFigures | None = Field(
+        None, description="watched orders, problems raised, the lead time; null: no order yet"
     )
 
 
@@ -261,6 +266,7 @@ def health_from(session: Session, tenant: Tenant, snap: Snapshot, settings: Sett
         thresholds=_crossed_first(views),
         notices=found,
         provider=paused,
+        orders=order_figures(snap),
     )
 
 
