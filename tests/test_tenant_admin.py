@@ -210,6 +210,6 @@ def test_admin_routes_are_not_walked_as_tenant_routes_but_every_other_is():
     paths = app.openapi()["paths"]
     admin_paths = {p for p in paths if p.startswith(tuple(ADMIN))}
     walked = {path for _, path in tenant_routes()}
-    assert len(admin_paths) == 5  # list, show, settings, disable, enable
+    assert len(admin_paths) == 6  # list, show, settings, disable, enable, erase an order
     tenant_paths = {p for p in paths if "{tenant}" in p} - admin_paths
     assert walked == {p.replace("{tenant}", "{t}") for p in tenant_paths}
