@@ -41,6 +41,8 @@ from enrichment.history.retention import POLICIES, Policy, cutoff, past
 log = structlog.get_logger(__name__)
 
 LOCK_KEY = 0x656E7278  # "enrx": one pruner at a time (core.db.exclusive)
+# A chunk's rows on their way to the archive, by (table, UTC day).
+Kept = dict[tuple[str, date], list[dict[str, Any]]]
 
 
 @dataclass
@@ -70,7 +72,6 @@ class Run:
     now: datetime
     archive_dir: Path | None
     deadline: float | None
-    sleep: Callable[[float], None]
 
 
 def prune(
@@ -86,8 +87,7 @@ def prune(
     """One pass over every tenant (or one): remove what is past retention, or only count it
     (`dry_run`). `max_s` bounds the pass (None: to the end); `archive_dir` archives first."""
     deadline = None if max_s is None else time.monotonic() + max_s
-    run = Run(config, now or utcnow(), Path(archive_dir) if archive_dir else None, deadline,
-              time.sleep)  # fmt: skip
+    run = Run(config, now or utcnow(), Path(archive_dir) if archive_dir else None, deadline)
     report = Report(dry_run=dry_run)
     for scope in _tenants(sessions, tenant_id):
         for policy in POLICIES:
@@ -97,7 +97,11 @@ def prune(
             if dry_run:
                 with sessions() as s:
                     report.removed.update(count(s, policy, scope.id, before))
-            elif not _drain(sessions, policy, scope, before, run, report):
+                continue
+            removed, chunks, done = _drain(sessions, policy, scope, before, run)
+            report.removed.update(removed)
+            report.chunks += chunks
+            if not done:
                 report.complete = False
                 return report
     return report
@@ -131,57 +135,62 @@ def count(s: Session, policy: Policy, tenant_id: int, before: datetime) -> Count
     return +found  # without the zeros
 
 
-def _drain(sessions, policy: Policy, scope: Scope, before: datetime, run: Run, report) -> bool:
-    """Chunks until the policy has nothing left for the tenant (True) or time is up (False)."""
-    size = run.config.prune_chunk_rows
+def _drain(
+    sessions: sessionmaker[Session], policy: Policy, scope: Scope, before: datetime, run: Run
+) -> tuple[Counter[str], int, bool]:
+    """Chunks until the policy has nothing left for the tenant or time is up: the rows
+    removed per table, the chunks, and whether it got to the end."""
+    total, chunks = Counter(), 0
     while True:
         try:
             with sessions.begin() as s:
-                removed = chunk(s, policy, scope, before, size=size, run=run)
+                removed = chunk(s, policy, scope, before, run)
         except IntegrityError:
             # A row was referred to between the pick and the delete (a new event for a record
             # being removed): the chunk rolled back whole; the next run decides again.
             log.warning("prune.chunk_referenced", tenant=scope.name, kind=policy.kind)
-            return True
-        report.removed.update(removed)
-        report.chunks += bool(removed)
-        if removed.get(policy.table.name, 0) < size:
-            return True
+            return total, chunks, True
+        total.update(removed)
+        chunks += bool(removed)
+        if removed.get(policy.table.name, 0) < run.config.prune_chunk_rows:
+            return total, chunks, True
         if run.deadline is not None and time.monotonic() >= run.deadline:
-            return False
-        run.sleep(run.config.prune_pause_s)
+            return total, chunks, False
+        time.sleep(run.config.prune_pause_s)
 
 
-def chunk(
-    s: Session, policy: Policy, scope: Scope, before: datetime, *, size: int, run: Run
-) -> Counter[str]:
-    """Remove (archiving first, if asked) up to `size` of the tenant's rows past `before`,
-    with their dependents, in the caller's transaction; the rows removed, per table."""
+def chunk(s: Session, policy: Policy, scope: Scope, before: datetime, run: Run) -> Counter[str]:
+    """Remove (archiving first, if asked) up to ENRICHMENT_PRUNE_CHUNK_ROWS of the tenant's
+    rows past `before`, with their dependents, in the caller's transaction; the rows
+    removed, per table."""
     t = policy.table
     pick = past(policy, scope.id, before).add_columns(policy.time).order_by(policy.time)
     # SKIP LOCKED: a row someone holds is not waited for (PostgreSQL; SQLite has one writer).
+    size = run.config.prune_chunk_rows
     picked = s.execute(pick.limit(size).with_for_update(skip_locked=True, of=t)).all()
     if not picked:
         return Counter()
     day_of = {row_id: at.date() for row_id, at in picked}
     ids = list(day_of)
-    kept: dict[tuple[str, date], list[dict[str, Any]]] = defaultdict(list)
+    kept: Kept | None = None if run.archive_dir is None else defaultdict(list)
     removed = Counter()
     for dep, column in policy.dependents:
         stmt = delete(dep).where(dep.c.tenant_id == scope.id, dep.c[column].in_(ids))
-        removed[dep.name] = _delete(s, stmt, dep, lambda r, c=column: day_of[r[c]], kept, run)
+        removed[dep.name] = _delete(s, stmt, dep, lambda r, c=column: day_of[r[c]], kept)
     stmt = delete(t).where(t.c.id.in_(ids))
-    removed[t.name] = _delete(s, stmt, t, lambda r: day_of[r["id"]], kept, run)
-    if run.archive_dir is not None:
+    removed[t.name] = _delete(s, stmt, t, lambda r: day_of[r["id"]], kept)
+    if kept is not None:
         _archive(run.archive_dir, scope.name, kept)
     for table_name, n in (+removed).items():
         prune_counts.add(s, scope.id, table_name, n, now=run.now)
     return +removed
 
 
-def _delete(s: Session, stmt: Delete, table: Table, day, kept, run: Run) -> int:
-    """Run one DELETE; with an archive, keep its rows (by table and day) for `_archive`."""
-    if run.archive_dir is None:
+def _delete(
+    s: Session, stmt: Delete, table: Table, day: Callable[[dict], date], kept: Kept | None
+) -> int:
+    """Run one DELETE; with an archive (`kept`), keep its rows by table and day."""
+    if kept is None:
         return s.execute(stmt).rowcount
     rows = [dict(r._mapping) for r in s.execute(stmt.returning(*table.c))]
     for row in rows:
@@ -189,7 +198,7 @@ def _delete(s: Session, stmt: Delete, table: Table, day, kept, run: Run) -> int:
     return len(rows)
 
 
-def _archive(directory: Path, tenant: str, kept: dict[tuple[str, date], list[dict]]) -> None:
+def _archive(directory: Path, tenant: str, kept: Kept) -> None:
     from enrichment.history.archive import archive_rows  # its writer's dependencies, lazily
 
     for (table_name, day), rows in sorted(kept.items()):
