@@ -166,3 +166,11 @@ def test_tenant_names_stay_inside_the_directory(tmp_path):
     for name in ("..", "../etc", "a/b", ".hidden", ""):
         assert tmp_path in archive.tenant_dir(tmp_path, name).parents
         assert "/" not in archive.safe_name(name) and not archive.safe_name(name).startswith(".")
+
+
+def test_a_row_the_database_refuses_is_one_line(cli, factory, world):
+    orphan = {**world["attempts"][0], "id": 999_999, "record_id": 888_888}
+    archive.archive_rows(world["dir"], "a-3pl", "enrichment_attempts", DAY, [orphan])
+    code, _, err = cli("archive", "restore", "a-3pl", str(DAY), "--dir", str(world["dir"]))
+    assert code == 64 and err.count("\n") == 1
+    assert "enrichment_attempts: the database refused an archived row" in err

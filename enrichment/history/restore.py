@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Column, Table, TypeDecorator, insert, select, tuple_
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from enrichment.core import (  # noqa: F401 (their tables join Base.metadata, as in migrations)
@@ -122,6 +123,14 @@ def _insert_missing(s: Session, table: Table, rows: list[dict[str, Any]]) -> int
         present = set(map(tuple, s.execute(select(*pk).where(key.in_(chunk))).all()))
         missing = [unique[k] for k in chunk if k not in present]
         if missing:
-            s.execute(insert(table), missing)
+            try:
+                with s.begin_nested():
+                    s.execute(insert(table), missing)
+            except IntegrityError as exc:
+                reason = str(exc.orig).splitlines()[0][:200]
+                raise archive.ArchiveError(
+                    f"{table.name}: the database refused an archived row ({reason}); restore"
+                    " what it refers to first, or create its partition"
+                ) from None
             inserted += len(missing)
     return inserted
