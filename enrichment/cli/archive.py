@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from contextlib import nullcontext
 from datetime import date
@@ -101,10 +102,15 @@ def _restore(args: argparse.Namespace) -> int:
 
 
 def _write_out(out: str, rows: dict[str, list[dict]]) -> int:
-    with nullcontext(sys.stdout) if out == "-" else open(out, "w") as f:
-        for table, table_rows in rows.items():
-            for row in table_rows:
-                f.write(json.dumps({"table": table, "row": row}) + "\n")
+    try:
+        with nullcontext(sys.stdout) if out == "-" else open(out, "w") as f:
+            for table, table_rows in rows.items():
+                for row in table_rows:
+                    f.write(json.dumps({"table": table, "row": row}) + "\n")
+            f.flush()
+    except BrokenPipeError:  # `| head`: the reader has what it wanted (Python's docs' recipe)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     if out != "-":
         print(f"wrote {sum(map(len, rows.values()))} rows to {out}", file=sys.stderr)
     return 0
