@@ -16,6 +16,7 @@ from enrichment.core.delivery_log import WebhookDelivery
 from enrichment.core.models import (
     EnrichmentAttempt,
     ExceptionRecord,
+    Order,
     OutboxEvent,
     ResolutionAction,
     Review,
@@ -86,6 +87,7 @@ def add_history(s: Session, tenant: Tenant, who: Customer, n: int) -> ExceptionR
         final_label="CUSTOMER_UNAVAILABLE", decided_by="human", reviewed_at=AT,
         enriched_at=AT, created_at=AT, updated_at=AT,
     )  # fmt: skip
+    s.get(Order, rec.order_id).created_at = AT  # its history is archived by days from AT
     action = ResolutionAction(tenant_id=tenant.id, record_id=rec.id, action="reschedule_delivery",
                               note=f"rebooked for {who.name}", created_at=AT)  # fmt: skip
     s.add(action)

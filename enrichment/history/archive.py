@@ -174,8 +174,9 @@ def manifest(directory: str | Path, tenant: str, day: date) -> dict[str, Any]:
     return _load(day_dir(directory, tenant, day))
 
 
-def days(directory: str | Path, tenant: str) -> list[date]:
-    """The days archived for the tenant (folders with a manifest), oldest first."""
+def days(directory: str | Path, tenant: str, *, since: date | None = None) -> list[date]:
+    """The days archived for the tenant (folders with a manifest), oldest first; only from
+    `since` on, if given."""
     root = tenant_dir(directory, tenant)
     if not root.is_dir():
         return []
@@ -185,7 +186,7 @@ def days(directory: str | Path, tenant: str) -> list[date]:
             day = date.fromisoformat(sub.name)
         except ValueError:
             continue
-        if (sub / MANIFEST).is_file():
+        if (sub / MANIFEST).is_file() and (since is None or day >= since):
             found.append(day)
     return sorted(found)
 
@@ -218,12 +219,15 @@ def read_day(
 RowEdit = Callable[[str, dict[str, Any]], dict[str, Any] | None]
 
 
-def rewrite(directory: str | Path, tenant: str, edit: RowEdit) -> dict[str, int]:
+def rewrite(
+    directory: str | Path, tenant: str, edit: RowEdit, *, since: date | None = None
+) -> dict[str, int]:
     """Apply `edit(table, row)` (the changed row, or None for unchanged) to every archived
-    row of the tenant; a part with a changed row is replaced (temporary file + rename) and
-    its manifest entry updated. Returns rows changed per table. Erasure only."""
+    row of the tenant (of the days from `since` on); a part with a changed row is replaced
+    (temporary file + rename) and its manifest entry updated. Returns rows changed per
+    table. Erasure only."""
     changed: dict[str, int] = {}
-    for day in days(directory, tenant):
+    for day in days(directory, tenant, since=since):
         folder = day_dir(directory, tenant, day)
         with _locked(folder):
             manifest, touched = _load(folder), False

@@ -14,9 +14,11 @@ commits, so a failure leaves the database as it was and a second run finishes th
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +57,7 @@ class Targets:
     ids: dict[str, set[int]] = field(default_factory=lambda: {ORDER: set(), RECORD: set(),
                                                               EVENT: set()})  # fmt: skip
     payloads: list[Any] = field(default_factory=list)
+    since: date | None = None  # the order's creation day, when the database has the order
 
     def owns(self, table: str, row: dict[str, Any]) -> bool:
         spec = PERSONAL_DATA.get(table)
@@ -86,9 +89,8 @@ def erase_order(
     database = {name: _scrub_table(s, tenant_id, name, targets, known) for name in PERSONAL_DATA}
     archives: dict[str, int] = {}
     if archive_dir is not None:
-        archives = archive.rewrite(
-            archive_dir, tenant, lambda t, row: _edit(t, row, targets, known)
-        )
+        edit = functools.partial(_edit, targets=targets, known=known)
+        archives = archive.rewrite(archive_dir, tenant, edit, since=targets.since)
     return Erased(database, archives)
 
 
@@ -96,13 +98,16 @@ def _database_targets(s: Session, tenant_id: int, external_id: str) -> Targets:
     orders, records, events = (_table(n) for n in ("orders", "exception_records", "outbox_events"))
     targets = Targets()
     found = s.execute(
-        select(orders.c.id, orders.c.payload).where(
+        select(orders.c.id, orders.c.payload, orders.c.created_at).where(
             orders.c.tenant_id == tenant_id, orders.c.external_id == external_id
         )
     ).all()
-    for order_id, payload in found:
+    for order_id, payload, created_at in found:
         targets.ids[ORDER].add(order_id)
         targets.payloads.append(payload)
+        # Nothing of the order's is older than the order: earlier archived days are skipped
+        # (a day's margin for the clocks of the hosts that stamped its rows).
+        targets.since = created_at.astimezone(UTC).date() - timedelta(days=1)
     targets.ids[RECORD] |= _ids(s, records, tenant_id, records.c.order_id, targets.ids[ORDER])
     targets.ids[EVENT] |= _ids(s, events, tenant_id, events.c.record_id, targets.ids[RECORD])
     return targets
@@ -122,23 +127,21 @@ def _chunks(ids: Iterable[int]) -> Iterable[list[int]]:
 
 
 def _archive_targets(directory, tenant: str, external_id: str, targets: Targets) -> None:
-    """The order's archived rows' ids, in dependency order (orders, records, events)."""
-    rows = [
-        (table, row)
-        for day in archive.days(directory, tenant)
-        for table, part in archive.read_day(directory, tenant, day)
-        for row in part
-    ]
-    for table, row in rows:
-        if table == "orders" and row.get("external_id") == external_id:
-            targets.ids[ORDER].add(row["id"])
-            targets.payloads.append(row.get("payload"))
-    for table, link, of, into in (
-        ("exception_records", "order_id", ORDER, RECORD),
-        ("outbox_events", "record_id", RECORD, EVENT),
-    ):
-        targets.ids[into] |= {r["id"] for t, r in rows if t == table and r.get(link) in
-                              targets.ids[of]}  # fmt: skip
+    """Add the order's archived rows' ids: the order's, its records', their events'. Only
+    (id, link) pairs are kept while reading, whatever the archive's size."""
+    links: dict[str, list[tuple[Any, Any]]] = {"exception_records": [], "outbox_events": []}
+    for day in archive.days(directory, tenant, since=targets.since):
+        for table, rows in archive.read_day(directory, tenant, day):
+            for row in rows:
+                if table == "orders" and row.get("external_id") == external_id:
+                    targets.ids[ORDER].add(row["id"])
+                    targets.payloads.append(row.get("payload"))
+                elif table in links:
+                    link = row.get("order_id" if table == "exception_records" else "record_id")
+                    links[table].append((row.get("id"), link))
+    records = {i for i, order in links["exception_records"] if order in targets.ids[ORDER]}
+    targets.ids[RECORD] |= records
+    targets.ids[EVENT] |= {i for i, r in links["outbox_events"] if r in targets.ids[RECORD]}
 
 
 def _scrub_table(
@@ -166,7 +169,7 @@ def _scrub_table(
 
 
 def _edit(
-    table: str, row: dict[str, Any], targets: Targets, known: re.Pattern[str] | None
+    table: str, row: dict[str, Any], *, targets: Targets, known: re.Pattern[str] | None
 ) -> dict[str, Any] | None:
     if not targets.owns(table, row):
         return None
