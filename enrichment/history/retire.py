@@ -1,0 +1,170 @@
+"""Retention by whole partitions on PostgreSQL: a partition goes once all of it is past the
+table's longest retention, archived first when there is an archive directory.
+
+The longest retention is the largest of the table's policies' days (history/retention.py:
+attempts succeeded and failed; events delivered, dead and pulled; snapshots), over the
+fleet's setting and every tenant's own; any 0 (forever) keeps the table's partitions. A
+partition whose upper bound is older than that still stays while it holds a row no policy
+lets go (an event pending for a webhook or stopped, a tenant's newest snapshot): the row
+pruner removes the rest of it row by row meanwhile.
+
+One transaction per partition: count its rows per tenant (`prune_counts`), archive them and
+their dependents (an event's delivery-log rows) by tenant and day, delete the dependents,
+DETACH and DROP. DETACH ... CONCURRENTLY cannot be used while a DEFAULT partition exists
+(PostgreSQL refuses it), so the plain DETACH takes ACCESS EXCLUSIVE on the parent, a catalog
+change held only to the commit, under `lock_timeout`: when the claim or the monitor holds the
+table, the run gives up on that partition and the next one tries again (its archive parts
+are then written twice; readers keep the first row of an id, as after a pruner's crash).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import structlog
+from sqlalchemy import Connection, Engine, Table, func, not_, or_, select, text
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from enrichment.core import prune_counts
+from enrichment.core.models import Tenant
+from enrichment.core.settings_retention import RetentionConfig
+from enrichment.core.tenant_settings import TenantSettings
+from enrichment.history.partitions import LAYOUTS, LOCK_TIMEOUT, Layout, Partition, partitions
+from enrichment.history.partitions import is_partitioned as _is_partitioned
+from enrichment.history.retention import POLICIES, Policy, cutoff
+
+log = structlog.get_logger(__name__)
+
+ARCHIVE_BATCH = 5000  # rows read and archived at a time
+
+
+@dataclass
+class Retired:
+    """Partitions dropped, kept past their table's retention (and why), rows per table."""
+
+    dropped: list[str] = field(default_factory=list)
+    kept: dict[str, str] = field(default_factory=dict)
+    removed: Counter[str] = field(default_factory=Counter)
+
+
+def retire(
+    engine: Engine,
+    config: RetentionConfig,
+    *,
+    now: datetime | None = None,
+    archive_dir: str | Path | None = None,
+) -> Retired:
+    """Drop (archiving first, with `archive_dir`) every partition wholly past retention."""
+    now = now or datetime.now(UTC)
+    out = Retired()
+    with engine.connect() as conn:
+        tenants = {
+            i: (n, TenantSettings.parse(s))
+            for i, n, s in conn.execute(select(Tenant.id, Tenant.name, Tenant.settings))
+        }
+        todo = [(lay, p) for lay in LAYOUTS if _is_partitioned(conn, lay.table)
+                for p in partitions(conn, lay)]  # fmt: skip
+    owners = {lay.table: _policies(lay) for lay in LAYOUTS}
+    for layout, part in todo:
+        before = oldest_cutoff(owners[layout.table], config, [o for _, o in tenants.values()], now)
+        if part.is_default or before is None or part.upper > before:
+            continue
+        _retire_one(engine, layout, part, owners[layout.table], out, tenants, archive_dir, now)
+    if out.dropped or out.kept:
+        log.info("partitions.retired", dropped=out.dropped, kept=out.kept, **out.removed)
+    return out
+
+
+def _policies(layout: Layout) -> tuple[Policy, ...]:
+    return tuple(p for p in POLICIES if p.table.name == layout.table)
+
+
+def oldest_cutoff(
+    policies: tuple[Policy, ...], config: RetentionConfig, tenants: list[TenantSettings], now
+) -> datetime | None:
+    """The earliest cutoff of the table's policies over the fleet and every tenant: what is
+    older is past every retention. None: some of it is kept forever."""
+    cutoffs = [
+        cutoff(p, config, own, now)
+        for p in policies
+        for own in [TenantSettings.parse(None), *tenants]
+    ]
+    return None if not cutoffs or None in cutoffs else min(cutoffs)
+
+
+def _retire_one(engine, layout, part: Partition, policies, out: Retired, tenants, archive_dir, now):
+    table = policies[0].table
+    span = (table.c[layout.column] >= part.lower) & (table.c[layout.column] < part.upper)
+    try:
+        with engine.begin() as conn:
+            kept = conn.scalar(
+                select(func.count())
+                .select_from(table)
+                .where(span, not_(or_(*(p.state() for p in policies))))
+            )
+            if kept:
+                out.kept[part.name] = f"{kept} rows still kept (referenced or undelivered)"
+                return
+            removed = _remove(conn, layout, part, policies, span, tenants, archive_dir, now)
+            conn.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
+            conn.execute(text(f"ALTER TABLE {layout.table} DETACH PARTITION {part.name}"))
+            conn.execute(text(f"DROP TABLE {part.name}"))
+    except OperationalError as exc:  # lock_timeout: the table was busy; the next run retries
+        log.warning("partitions.busy", partition=part.name, error=str(exc.orig).splitlines()[0])
+        out.kept[part.name] = "busy (lock timeout): the next run tries again"
+        return
+    out.dropped.append(part.name)
+    out.removed.update(removed)
+
+
+def _remove(conn: Connection, layout, part, policies, span, tenants, archive_dir, now) -> Counter:
+    """Archive the partition's rows and dependents, delete the dependents, count per tenant."""
+    table: Table = policies[0].table
+    deps = {dep.name: (dep, col) for p in policies for dep, col in p.dependents}
+    ids = select(table.c.id).where(span)
+    if archive_dir is not None:
+        _archive(conn, table, table.c[layout.column], span, tenants, archive_dir)
+        for dep, col in deps.values():
+            at = select(table.c[layout.column]).where(table.c.id == dep.c[col]).scalar_subquery()
+            _archive(conn, dep, at, dep.c[col].in_(ids), tenants, archive_dir)
+    removed: Counter[str] = Counter()
+    for dep, col in deps.values():
+        stmt = dep.delete().where(dep.c[col].in_(ids)).returning(dep.c.tenant_id)
+        for tenant_id, n in Counter(conn.execute(stmt).scalars()).items():
+            _count(conn, tenant_id, dep.name, n, now=now)
+            removed[dep.name] += n
+    per_tenant = conn.execute(
+        select(table.c.tenant_id, func.count()).where(span).group_by(table.c.tenant_id)
+    )
+    for tenant_id, n in per_tenant:
+        _count(conn, tenant_id, table.name, n, now=now)
+        removed[table.name] += n
+    return removed
+
+
+def _count(conn: Connection, tenant_id: int, table_name: str, n: int, *, now) -> None:
+    with Session(bind=conn) as s:  # joins the connection's transaction, commits nothing
+        prune_counts.add(s, tenant_id, table_name, n, now=now)
+
+
+def _archive(conn: Connection, table: Table, at, where, tenants, directory) -> None:
+    """Write the rows to the archive in batches, by tenant and the UTC day of `at`."""
+    from enrichment.history.archive import archive_rows  # its writer's dependencies, lazily
+
+    stmt = select(table, at.label("_at")).where(where).order_by(table.c.tenant_id, at)
+    rows = conn.execute(stmt, execution_options={"yield_per": ARCHIVE_BATCH}).mappings()
+    batch: list[dict] = []
+    key = None
+    for row in rows:
+        row_key = (row["tenant_id"], row["_at"].astimezone(UTC).date())
+        if batch and (row_key != key or len(batch) >= ARCHIVE_BATCH):
+            archive_rows(directory, tenants[key[0]][0], table.name, key[1], batch)
+            batch = []
+        key = row_key
+        batch.append({k: v for k, v in row.items() if k != "_at"})
+    if batch:
+        archive_rows(directory, tenants[key[0]][0], table.name, key[1], batch)

@@ -1,0 +1,145 @@
+"""Time partitions on PostgreSQL (history/partitions.py, retire.py): made ahead, retired whole
+past retention while a referenced or younger one stays, the DEFAULT partition catching what
+no range holds; SQLite keeps plain tables."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import inspect, select, text
+
+from enrichment.core import db, delivery_log
+from enrichment.core.models import EnrichmentAttempt, OutboxEvent
+from enrichment.core.monitor_models import MetricSnapshot
+from enrichment.core.settings_retention import RetentionConfig
+from enrichment.history import archive, partitions
+from enrichment.history.partitions import LAYOUTS, floor
+from enrichment.history.retire import retire
+from tests import retention_world as w
+from tests.conftest import migrate
+from tests.factories import make_tenant
+
+NOW = datetime.now(UTC)
+OLD = NOW - timedelta(days=400)  # past every default retention (the longest is 180 days)
+
+
+@pytest.fixture
+def engine(factory, pg_url):
+    """The test database's engine; the partitions a test made are dropped after it."""
+    engine = db.get_engine(pg_url)
+    before = _names(engine)
+    yield engine
+    with engine.begin() as conn:
+        for name in _names(engine) - before:
+            conn.execute(text(f"DROP TABLE {name}"))
+
+
+def _names(engine) -> set[str]:
+    with engine.connect() as conn:
+        return {p.name for lay in LAYOUTS for p in partitions.partitions(conn, lay)}
+
+
+def _home(s, model, row_id) -> str:
+    """The partition holding the row."""
+    q = select(text("tableoid::regclass::text")).select_from(model).where(model.id == row_id)
+    return s.scalar(q)
+
+
+def test_partitions_are_made_ahead_once(engine):
+    made = partitions.make_ahead(engine, now=OLD)
+    week = floor("week", OLD)
+    assert "enrichment_attempts_p" + f"{week:%Y%m%d}" in made
+    assert f"metric_snapshots_p{OLD:%Y%m}" in made
+    assert len([n for n in made if n.startswith("outbox_events_p")]) == 5  # this week + 4
+    with engine.connect() as conn:
+        attempts = partitions.partitions(conn, LAYOUTS[0])
+    starts = [p.lower for p in attempts if not p.is_default]
+    early = [s for s in starts if s < NOW - timedelta(days=300)]
+    assert early == [week + timedelta(days=7 * i) for i in range(5)]
+    assert attempts[-1].is_default
+    assert partitions.make_ahead(engine, now=OLD) == []  # nothing twice
+
+
+def test_an_old_partition_is_dropped_and_a_referenced_or_younger_one_kept(engine, factory):
+    partitions.make_ahead(engine, now=OLD)
+    with factory.begin() as s:
+        tenant = make_tenant(s, webhook_url="https://example.com/hook")
+        rec = w.enriched_record(s, tenant, NOW, 400)
+        old_attempt = w.attempt(s, rec, "succeeded", OLD)
+        young_attempt = w.attempt(s, rec, "failed", NOW - timedelta(days=1))
+        delivered = w.event(s, rec, "delivered", OLD, logged=2)
+        stopped = w.event(s, rec, "stopped", OLD + timedelta(days=7))  # never pruned
+        old_snap = w.snapshot(s, tenant, OLD)
+        w.snapshot(s, tenant, NOW)
+        old_home = _home(s, EnrichmentAttempt, old_attempt)
+        stopped_home = _home(s, OutboxEvent, stopped)
+        snap_home = _home(s, MetricSnapshot, old_snap)
+    assert old_home != "enrichment_attempts_default"
+
+    done = retire(engine, RetentionConfig(), now=NOW)
+
+    old_events = old_home.replace("enrichment_attempts", "outbox_events")
+    assert {old_home, old_events, snap_home} <= set(done.dropped)
+    assert "undelivered" in done.kept[stopped_home]
+    assert stopped_home not in done.dropped
+    with factory() as s:
+        assert w.ids(s, EnrichmentAttempt) == {young_attempt}
+        assert s.get(EnrichmentAttempt, young_attempt).outcome == "failed"  # ORM identity: id
+        assert w.ids(s, OutboxEvent) == {stopped}
+        assert delivered not in w.ids(s, OutboxEvent)
+        assert w.rows(s, delivery_log.WebhookDelivery) == 0
+        assert old_snap not in w.ids(s, MetricSnapshot)
+        assert w.counters(s)[(tenant.id, "enrichment_attempts")] == 1
+        assert w.counters(s)[(tenant.id, "webhook_deliveries")] == 2
+    assert old_home not in _names(engine)
+    assert stopped_home in _names(engine)
+
+
+def test_a_tenant_keeping_forever_keeps_the_partitions(engine, factory):
+    partitions.make_ahead(engine, now=OLD)
+    with factory.begin() as s:
+        tenant = make_tenant(s, settings={"retention_days": {"attempts_failed": 0}})
+        rec = w.enriched_record(s, tenant, NOW, 400)
+        kept = w.attempt(s, rec, "succeeded", OLD)
+    done = retire(engine, RetentionConfig(), now=NOW)
+    assert not any(n.startswith("enrichment_attempts") for n in done.dropped)
+    with factory() as s:
+        assert w.ids(s, EnrichmentAttempt) == {kept}
+
+
+def test_a_retired_partition_is_archived_first(engine, factory, tmp_path):
+    partitions.make_ahead(engine, now=OLD)
+    with factory.begin() as s:
+        tenant = make_tenant(s)
+        rec = w.enriched_record(s, tenant, NOW, 400)
+        gone = w.attempt(s, rec, "succeeded", OLD)
+        event = w.event(s, rec, "delivered", OLD, logged=1)
+    retire(engine, RetentionConfig(), now=NOW, archive_dir=tmp_path)
+    kept = dict(archive.read_day(tmp_path, "demo-3pl", OLD.date()))
+    assert [r["id"] for r in kept["enrichment_attempts"]] == [gone]
+    assert [r["id"] for r in kept["outbox_events"]] == [event]
+    assert [r["event_id"] for r in kept["webhook_deliveries"]] == [event]
+
+
+def test_the_default_partition_catches_a_row_out_of_range_then_moves_it(engine, factory):
+    long_ago = NOW - timedelta(days=3000)
+    with factory.begin() as s:
+        rec = w.enriched_record(s, make_tenant(s), NOW, 1)
+        row = w.attempt(s, rec, "succeeded", long_ago)
+        assert _home(s, EnrichmentAttempt, row) == "enrichment_attempts_default"
+    made = partitions.make_ahead(engine, now=long_ago)
+    with factory() as s:
+        assert _home(s, EnrichmentAttempt, row) == made[0]
+        assert s.get(EnrichmentAttempt, row).created_at == long_ago
+
+
+def test_sqlite_keeps_plain_tables(tmp_path):
+    url = f"sqlite:///{tmp_path / 'plain.db'}"
+    migrate(url)
+    engine = db.get_engine(url)
+    names = set(inspect(engine).get_table_names())
+    assert {"enrichment_attempts", "outbox_events", "metric_snapshots"} <= names
+    assert not any(n.endswith("_default") for n in names)
+    assert partitions.make_ahead(engine) == []
+    assert retire(engine, RetentionConfig()).dropped == []
