@@ -50,12 +50,15 @@ class UnknownOrder(LookupError):
         )
 
 
+def _no_ids() -> dict[str, set[int]]:
+    return {ORDER: set(), RECORD: set(), EVENT: set()}
+
+
 @dataclass
 class Targets:
     """The ids of the order's rows: the order, its records, their outbox events."""
 
-    ids: dict[str, set[int]] = field(default_factory=lambda: {ORDER: set(), RECORD: set(),
-                                                              EVENT: set()})  # fmt: skip
+    ids: dict[str, set[int]] = field(default_factory=_no_ids)
     payloads: list[Any] = field(default_factory=list)
     since: date | None = None  # the order's creation day, when the database has the order
 
