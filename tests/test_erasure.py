@@ -22,7 +22,7 @@ from enrichment.api import app, deps
 from enrichment.core import audit, tenants
 from enrichment.core.models import Base, ExceptionRecord, Order
 from enrichment.core.settings import get_settings
-from enrichment.history import archive, tenant_removal
+from enrichment.history import archive, erasure, tenant_removal
 from enrichment.history.personal_data import PERSONAL_DATA
 from tests.history_world import AT, OTTO, UMA, ZOE, add_history, found, tenant_rows
 
@@ -154,6 +154,20 @@ def test_erase_all_needs_yes_then_removes_the_tenant_only(cli, factory, world, t
     assert everything(factory, world["b"], directory) == before_b
     with factory.begin() as s, pytest.raises(DBAPIError, match="append-only"):
         s.execute(text("DELETE FROM audit_log"))  # outside a removal, still refused
+
+
+def test_erase_order_on_both_databases(any_factory):
+    with any_factory.begin() as s:
+        a, _ = tenants.create_tenant(s, "a-3pl")
+        zoe = add_history(s, a, ZOE, 1)
+        add_history(s, a, OTTO, 2)
+        ext = s.get(Order, zoe.order_id).external_id
+    with any_factory.begin() as s:
+        done = erasure.erase_order(s, a.id, "a-3pl", ext, archive_dir=None)
+    assert done.database["enrichment_attempts"] == 2 and done.archives == {}
+    with any_factory() as s:
+        text_of_all = json.dumps(tenant_rows(s, a.id), default=str)
+    assert found(text_of_all, ZOE) == [] and found(text_of_all, OTTO) == OTTO.strings
 
 
 def test_remove_tenant_on_both_databases_keeps_the_audit_log_append_only(any_factory, tmp_path):
