@@ -48,4 +48,11 @@ def schedule(settings: Settings) -> dict:
             "schedule": settings.retention.prune_interval_s,
             "options": {"expires": settings.retention.prune_interval_s},
         },
+        # PostgreSQL's time partitions of the history: made ahead, dropped whole past
+        # retention (enrichment/history/partitions.py, retire.py); a no-op on SQLite.
+        "partitions": {
+            "task": "enrichment.partitions",
+            "schedule": settings.retention.prune_interval_s,
+            "options": {"expires": settings.retention.prune_interval_s},
+        },
     }

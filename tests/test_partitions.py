@@ -4,6 +4,7 @@ no range holds; SQLite keeps plain tables."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -32,7 +33,7 @@ def engine(factory, pg_url):
     yield engine
     with engine.begin() as conn:
         for name in _names(engine) - before:
-            conn.execute(text(f"DROP TABLE {name}"))
+            conn.execute(text(f"DROP TABLE IF EXISTS {name}"))  # retired meanwhile
 
 
 def _names(engine) -> set[str]:
@@ -143,3 +144,42 @@ def test_sqlite_keeps_plain_tables(tmp_path):
     assert not any(n.endswith("_default") for n in names)
     assert partitions.make_ahead(engine) == []
     assert retire(engine, RetentionConfig()).dropped == []
+
+
+def _drop_newest(engine) -> str:
+    """Drop the attempts' furthest partition ahead; its name."""
+    with engine.begin() as conn:
+        newest = [p for p in partitions.partitions(conn, LAYOUTS[0]) if not p.is_default][-1]
+        conn.execute(text(f"DROP TABLE {newest.name}"))
+    return newest.name
+
+
+def test_beat_schedules_the_partitions_and_a_worker_makes_and_retires_them(
+    settings, inproc_worker, engine, factory
+):
+    from beat_schedule import schedule
+    from workers.tasks import partitions_task
+
+    entry = schedule(settings)["partitions"]
+    assert entry["task"] == partitions_task.name == "enrichment.partitions"
+    gone = _drop_newest(engine)
+    partitions.make_ahead(engine, now=OLD)
+    with factory.begin() as s:
+        rec = w.enriched_record(s, make_tenant(s), NOW, 400)
+        old = w.attempt(s, rec, "succeeded", OLD)
+        old_home = _home(s, EnrichmentAttempt, old)
+
+    partitions_task.apply_async()
+
+    deadline = time.monotonic() + 30
+    while old_home in _names(engine) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert old_home not in _names(engine)
+    assert gone in _names(engine)
+
+
+def test_migrate_makes_the_partitions_ahead(engine, cli):
+    gone = _drop_newest(engine)
+    code, out, _ = cli("migrate")
+    assert (code, out) == (0, "database migrated to head; 1 partitions made\n")
+    assert gone in _names(engine)

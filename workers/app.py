@@ -16,6 +16,7 @@ from enrichment.core.settings import (
     get_settings,
     task_time_limit_s,
 )
+from enrichment.history import partitions
 from enrichment.providers import ratelimit
 from workers import readiness
 from workers.queues import broker_options, broker_transport, task_queues
@@ -94,6 +95,8 @@ app = make_app(_settings_or_exit())
 def _before_fork(**_kwargs) -> None:
     refuse_unless_ready()
     providers.preload(get_settings())
+    # The history's time partitions ahead (PostgreSQL), before any record is taken.
+    partitions.ensure(db.get_engine(get_settings().database_url))
 
 
 @signals.beat_init.connect

@@ -21,7 +21,7 @@ from enrichment.core.stages import Stage
 from enrichment.delivery import deliver
 from enrichment.experiments.cascade import Gates
 from enrichment.experiments.router import ExperimentProvider
-from enrichment.history import pruner
+from enrichment.history import partitions, pruner, retire
 from enrichment.metrics import cadence, monitor
 from enrichment.providers import Provider, make_provider
 from enrichment.providers.anthropic import AnthropicProvider
@@ -282,6 +282,23 @@ def prune_task(self) -> int:
     if report.removed:
         log.info("prune.done", complete=report.complete, chunks=report.chunks, **report.removed)
     return sum(report.removed.values())
+
+
+@app.task(
+    base=EnrichmentTask, bind=True, name="enrichment.partitions", soft_time_limit=1800,
+    time_limit=1900,
+)  # fmt: skip
+def partitions_task(self) -> int:
+    """Make the history's time partitions ahead and drop those past retention (PostgreSQL;
+    a no-op on SQLite; enrichment/history/partitions.py, retire.py); the partitions dropped.
+    Retiring takes the pruner's lock: the two never work on one partition at once."""
+    settings = self.settings
+    partitions.ensure(self.engine)
+    with db.exclusive(self.engine, pruner.LOCK_KEY) as mine:
+        if not mine:  # the pruner is at it: the next run retires
+            return 0
+        done = retire.retire(self.engine, settings.retention, archive_dir=settings.archive_dir)
+    return len(done.dropped)
 
 
 @app.task(base=EnrichmentTask, bind=True, name="enrichment.deliver")

@@ -15,9 +15,12 @@ from enrichment.core.settings import ConfigurationError, Settings, get_settings
 
 def _migrate(args: argparse.Namespace) -> int:
     from enrichment.core import db
+    from enrichment.history import partitions
 
-    db.migrate(get_settings().database_url)
-    print("database migrated to head")
+    url = get_settings().database_url
+    db.migrate(url)
+    made = partitions.ensure(db.get_engine(url))  # PostgreSQL: the time partitions ahead
+    print("database migrated to head" + (f"; {len(made)} partitions made" if made else ""))
     return 0
 
 

@@ -25,6 +25,9 @@ from datetime import UTC, datetime, timedelta
 
 import structlog
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import OperationalError
+
+from enrichment.core import db
 
 log = structlog.get_logger(__name__)
 
@@ -100,6 +103,8 @@ def partitions(conn: Connection, layout: Layout) -> list[Partition]:
     )
     found = []
     for name, bound in conn.execute(q, {"t": layout.table}):
+        if bound is None:  # being detached by a transaction not yet committed
+            continue
         m = _BOUND.search(bound)
         lower, upper = (_ts(m.group(1)), _ts(m.group(2))) if m else (None, None)
         found.append(Partition(name, lower, upper))
@@ -135,6 +140,20 @@ def make_ahead(engine: Engine, *, now: datetime | None = None) -> list[str]:
     if made:
         log.info("partitions.made", partitions=made)
     return made
+
+
+def ensure(engine: Engine, *, now: datetime | None = None) -> list[str]:
+    """`make_ahead`, once across the fleet (an advisory lock: workers starting together do
+    not race), never failing its caller: a lock timeout is logged and beat's next run makes
+    them. The names made."""
+    with db.exclusive(engine, LOCK_KEY) as mine:
+        if not mine:
+            return []
+        try:
+            return make_ahead(engine, now=now)
+        except OperationalError as exc:
+            log.warning("partitions.not_made", error=str(exc.orig).splitlines()[0])
+            return []
 
 
 def _make(conn: Connection, layout: Layout, start: datetime) -> None:
