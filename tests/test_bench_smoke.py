@@ -33,7 +33,9 @@ def test_fairness_and_priority_sizes_are_flags_and_scale():
     assert opts.only == ("p6", "p7") and set(opts.only) <= set(bench.RUNNERS)
     assert (opts.p6_big, opts.p6_small, opts.p7_low, opts.p7_critical) == (20, 1, 15, 25)
     assert opts.p6_no_fifo and not bench.parse_args([]).p6_no_fifo
-    assert opts.p3_tenants == 7 and bench.parse_args([]).only[-4:] == ("p7", "p8", "p9", "p10")
+    assert opts.p3_tenants == 7 and bench.parse_args([]).only[-4:] == ("p8", "p9", "p10", "p11")
+    p11 = bench.parse_args(["--only", "p11", "--p11-orders", "40", "--scale", "0.5"])
+    assert (p11.only, p11.p11_orders, p11.p11_speed) == (("p11",), 20, 3600.0)
 
 
 def test_the_fairness_figure_reads_when_each_group_finished(pg_url, factory, tmp_path):

@@ -17,6 +17,9 @@ P9 API under a flood (`p9_api`): a quiet tenant's p50/p99 latency while another 
    served by uvicorn, and the flooder's share of 429s.
 P10 the cheap model first (`p10_cascade`): cost per 1,000 records and agreement with the
    labels, the cascade against the LLM alone, on the labelled sets through the fake.
+P11 orders (`p11_orders`): generated order timelines replayed through the API into the fleet;
+   precision and recall of the problems raised against the tenant's later exceptions, and
+   the median lead time.
 
 Isolation: database `bench` (dropped, created and migrated with the real migrations) and Redis
 db 8 (flushed); everything on 127.0.0.1. Every wait is bounded in time and every run in count.
@@ -50,6 +53,7 @@ from enrichment.tooling.bench.p7_priority import bench_p7
 from enrichment.tooling.bench.p8_prompt import bench_p8
 from enrichment.tooling.bench.p9_api import bench_p9
 from enrichment.tooling.bench.p10_cascade import bench_p10
+from enrichment.tooling.bench.p11_orders import bench_p11
 from enrichment.tooling.processes import ROOT
 
 log = structlog.get_logger(__name__)
@@ -65,6 +69,7 @@ RUNNERS: dict[str, Callable[[Services, Options], list[Row]]] = {
     "p8": bench_p8,
     "p9": bench_p9,
     "p10": bench_p10,
+    "p11": bench_p11,
 }
 
 
@@ -108,6 +113,10 @@ def parse_args(argv: list[str]) -> Options:
     p.add_argument("--p7-pool", default="prefork:2")
     p.add_argument("--p9-clients", type=int, default=8, help="the flooding tenant's clients")
     p.add_argument("--p9-duration-s", type=float, default=10.0, help="the flood's length (10)")
+    p.add_argument("--p11-orders", type=int, default=60, help="P11: order timelines (60)")
+    p.add_argument("--p11-seed", type=int, default=7)
+    p.add_argument("--p11-speed", type=float, default=3600.0, help="P11: replay speed (3600)")
+    p.add_argument("--p11-pool", default="threads:4")
     p.add_argument("--timeout-s", type=float, default=1800.0, help="P5-P7 fleet bound (1800)")
     p.add_argument("--out-dir", default="var/bench", help="logs, plans, results.json")
     return _options(p.parse_args(argv))
@@ -149,6 +158,10 @@ def _options(a: argparse.Namespace) -> Options:
         timeout_s=a.timeout_s,
         p9_clients=max(1, a.p9_clients),
         p9_duration_s=a.p9_duration_s,
+        p11_orders=scaled(a.p11_orders),
+        p11_seed=a.p11_seed,
+        p11_speed=a.p11_speed,
+        p11_pool=a.p11_pool,
     )
 
 

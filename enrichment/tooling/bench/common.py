@@ -59,6 +59,10 @@ class Options:
     timeout_s: float = 1800.0
     p9_clients: int = 8
     p9_duration_s: float = 10.0
+    p11_orders: int = 60
+    p11_seed: int = 7
+    p11_speed: float = 3600.0
+    p11_pool: str = "threads:4"
 
 
 @dataclass
