@@ -8,7 +8,15 @@ import pytest
 from sqlalchemy import func, select
 
 from enrichment.core import db, reviewers, tenants
-from enrichment.core.models import ExceptionRecord, OutboxEvent, Review, Tenant, in_review
+from enrichment.core.models import (
+    ORDER,
+    RAISED_BY_AI,
+    ExceptionRecord,
+    OutboxEvent,
+    Review,
+    Tenant,
+    in_review,
+)
 from enrichment.core.monitor_models import MetricSnapshot
 from enrichment.tooling.processes import ROOT, scrubbed_env
 
@@ -65,6 +73,33 @@ def calibrated(out: str) -> int:
     return n
 
 
+FLAGGED = re.compile(r"^  (ord-[0-9a-f]{8}-)(\d)  flagged ([A-Z_]+) (0\.\d\d)  \(.+\);"
+                     r" raised ai:\3:\1\2, (classified [A-Z_]+ [01]\.\d\d|escalated to a person)$",
+                     re.M)  # fmt: skip
+ATTACHED = re.compile(r"^  exc-[0-9a-f]{8}-(\d) \(([A-Z_]+) on ord-[0-9a-f]{8}-\1\): attached to"
+                      r" ai:([A-Z_]+):ord-[0-9a-f]{8}-\1, which the fleet raised (.+) before it$",
+                      re.M)  # fmt: skip
+ORDER_EVENTS = re.compile(r"^events of the raised exceptions \(order.at_risk first\) delivered"
+                          r" (\d+)$", re.M)  # fmt: skip
+
+
+def orders_part(out: str) -> tuple[int, int]:
+    """The orders shown flagged before the tenant's exceptions, and two of those exceptions
+    attached with their lead time; (the raised exceptions' events delivered, those escalated)."""
+    assert "ingested 5 orders for demo-3pl with no exception" in out
+    flagged = {int(n): label for _, n, label, *_ in FLAGGED.findall(out)}
+    # the late pick, pack and hand-over are flagged; the two healthy orders are not
+    assert flagged == {3: "PICK_DELAY", 4: "PACK_DELAY", 5: "MISSING_SCAN"}
+    assert re.search(r"^  ord-[0-9a-f]{8}-1  not flagged  \(healthy", out, re.M)
+    assert re.search(r"^  ord-[0-9a-f]{8}-2  not flagged  \(healthy", out, re.M)
+    attached = ATTACHED.findall(out)
+    assert [(int(n), words, label) for n, words, label, _ in attached] == [
+        (3, "LATE_PICK", "PICK_DELAY"), (4, "LATE_PACK", "PACK_DELAY")]  # fmt: skip
+    assert all(lead != "no data" for *_, lead in attached)
+    escalated = sum(fate == "escalated to a person" for *_, fate in FLAGGED.findall(out))
+    return int(ORDER_EVENTS.search(out).group(1)), escalated
+
+
 def test_demo_runs_to_completion_on_the_embedded_default(tmp_path):
     # Given an empty var folder, when the demo runs twice (the second time with a few records)
     first = run_demo(tmp_path, 50)
@@ -80,6 +115,9 @@ def test_demo_runs_to_completion_on_the_embedded_default(tmp_path):
     assert retries > 0  # the demo's injected faults were retried
     assert "worker and beat stopped" in first
     assert "all 5 records terminal" in second
+    # and each run flagged its late orders before the tenant's exceptions, which attached
+    (order_events, raised_escalated), (order_events_2, _) = orders_part(first), orders_part(second)
+    assert order_events >= 6  # an order.at_risk and a decision per raised exception
 
     # and every decision reached the local receiver, signed: one event per enriched or
     # escalated record and per action, all delivered, none dead, no bad signature
@@ -87,7 +125,7 @@ def test_demo_runs_to_completion_on_the_embedded_default(tmp_path):
                           r" events, (\d+) bad signatures$", first, re.M)  # fmt: skip
     sent, dead, verified, bad = map(int, delivered.groups())
     assert sent >= completed + escalated and dead == 0 and bad == 0
-    assert verified == sent
+    assert verified == sent + order_events  # the receiver got the orders' events too
 
     # and the summary counts escalations by reason, or says there were none
     if escalated:
@@ -99,7 +137,7 @@ def test_demo_runs_to_completion_on_the_embedded_default(tmp_path):
     # and then the audit sample was reviewed, simulated with the generator's true label, the
     # escalated records were left for a person, and the calibration printed
     reviewed, left = simulated(first)
-    assert left == escalated and reviewed > 0  # 25 % of ~45 AI-resolved records
+    assert left == escalated + raised_escalated and reviewed > 0  # 25 % of ~45 AI-resolved
     compared = calibrated(first)
     assert compared == reviewed  # every audited record had an AI label
     reviewed_2, left_2 = simulated(second)  # left_2: both runs' escalations (one queue)
@@ -107,16 +145,26 @@ def test_demo_runs_to_completion_on_the_embedded_default(tmp_path):
     assert calibrated(second) == reviewed + reviewed_2  # all the tenant's reviews: both runs'
 
     # and the second run kept the first run's records, and said so
-    assert "keeping 50 records from earlier runs" in second
+    n_raised = len(FLAGGED.findall(first))  # exceptions too, unlike the orders' watches
+    assert f"keeping {50 + n_raised} records from earlier runs" in second
     factory = db.session_factory(f"sqlite:///{tmp_path / 'enrichment.db'}")
     with factory() as s:
-        assert s.scalar(select(func.count()).select_from(ExceptionRecord)) == 55
+        R = ExceptionRecord
+        assert s.scalar(select(func.count()).where(R.external_id.like("demo-%"))) == 55
+        assert s.scalar(select(func.count()).where(R.record_type == ORDER)) == 10
+        raised = R.source == RAISED_BY_AI
+        assert s.scalar(select(func.count()).where(raised)) == 6
+        assert s.scalar(select(func.count()).where(raised, R.attached_at.is_not(None))) == 4
         assert s.scalar(select(func.count()).select_from(Tenant)) == 1
         assert s.scalar(select(func.count()).select_from(MetricSnapshot)) >= 2
         events = s.execute(select(OutboxEvent.status, func.count()).group_by(OutboxEvent.status))
         # every event, the reviews' too, was delivered while the receiver was up
         sent_2 = int(re.search(r"^events delivered (\d+)", second, re.M).group(1))
-        assert dict(events.all()) == {"delivered": sent + sent_2}
+        assert dict(events.all()) == {"delivered": sent + sent_2 + order_events + order_events_2}
+        # and the last snapshot counts the problems raised and attached, with the lead time
+        snap = s.scalars(select(MetricSnapshot).order_by(MetricSnapshot.id.desc())).first()
+        assert (snap.problems_raised, snap.problems_attached) == (6, 4)
+        assert snap.lead_time_median_s is not None and snap.lead_time_median_s > 0
         _assert_the_audit_sample_was_reviewed(s, reviewed + reviewed_2, left_2)
         tenant = tenants.require(s, "demo-3pl")
         assert tenant.webhook_url is None  # the demo's receiver is gone: so is the webhook
@@ -132,12 +180,15 @@ def test_demo_runs_to_completion_on_the_embedded_default(tmp_path):
 
 
 def _assert_the_audit_sample_was_reviewed(s, reviewed: int, left: int) -> None:
-    """Every audit-sampled record has one simulated review with its true label; what is left
-    in the queue is the escalated records, for a person."""
+    """Every audit-sampled record of the tenant's has one simulated review with its true label;
+    what is left in the queue is the escalated records, for a person, and the audit-sampled
+    exceptions the order analysis raised (no true label to stand in for a person's)."""
     R = ExceptionRecord
+    own = R.source.is_(None)
     sampled = R.audit_sample & R.enriched_at.is_not(None)
-    assert s.scalar(select(func.count()).where(sampled)) == reviewed
-    assert s.scalar(select(func.count()).where(in_review())) == left
+    assert s.scalar(select(func.count()).where(sampled, own)) == reviewed
+    raised_audits = s.scalar(select(func.count()).where(sampled, ~own, in_review()))
+    assert s.scalar(select(func.count()).where(in_review())) == left + raised_audits
     rows = s.execute(select(Review.reviewer, Review.label, R.reference_label, Review.kind)
                      .join(R, R.id == Review.record_id)).all()  # fmt: skip
     assert len(rows) == reviewed and {kind for *_, kind in rows} <= {"audit"}

@@ -1,7 +1,8 @@
 """`make demo`: the whole fleet on the embedded default, end to end, in a few minutes.
 
-Migrates the database, generates and ingests a backlog, starts a local webhook receiver
-(it verifies every signature) and points the demo tenant's webhook at it, starts a real
+Migrates the database, generates and ingests a backlog and a few orders (`demo_orders`: the
+order analysis flags some before the tenant's own exceptions arrive), starts a local webhook
+receiver (it verifies every signature) and points the demo tenant's webhook at it, starts a real
 Celery worker and a real beat as separate processes, shows progress until every record is
 terminal (enriched or escalated) and its events delivered, stops its processes (and removes
 the webhook: the receiver is gone), prints a per-tenant summary with the escalations by
@@ -28,7 +29,14 @@ from collections import Counter
 from sqlalchemy import and_, case, func, select
 
 from enrichment.core import audit, db, reviewers, tenants
-from enrichment.core.models import EnrichmentAttempt, ExceptionRecord, OutboxEvent, Tenant, utcnow
+from enrichment.core.models import (
+    EXCEPTION,
+    EnrichmentAttempt,
+    ExceptionRecord,
+    OutboxEvent,
+    Tenant,
+    utcnow,
+)
 from enrichment.core.settings import VAR_DIR, Settings, get_settings
 from enrichment.core.taxonomy import ALLOWED_ACTIONS, Label
 from enrichment.delivery import webhooks
@@ -36,7 +44,7 @@ from enrichment.ingestion import ingest
 from enrichment.metrics.monitor import run_monitor
 from enrichment.reviews import calibration, decide, queue
 from enrichment.reviews.decide import ReviewIn
-from enrichment.tooling import generate
+from enrichment.tooling import demo_orders, generate
 from enrichment.tooling.processes import Proc, start_beat, start_worker, stop_all
 from enrichment.tooling.progress import ProgressLine, read_progress
 from enrichment.tooling.receiver import Receiver
@@ -78,11 +86,13 @@ def run(*, records: int, tenant: str, timeout_s: float) -> int:
     )
     report = ingest.ingest_file(factory, path, create_tenants=True)
     print(f"ingested {report.created} records for {tenant} ({len(report.rejected)} rejected)")
+    orders = demo_orders.ingest(factory, tenant, batch)
     with Receiver() as receiver:
         receiver.secret = point_webhook(factory, settings, tenant, receiver.url)
         procs = start_fleet()
         try:
             ok = watch(factory, batch, records, timeout_s, procs)
+            ok = demo_orders.show(factory, tenant, orders, procs) and ok
             # While the fleet runs, so the reviews' events are delivered like the AI's.
             reviews = simulate_reviews(factory, tenant)
             ok = wait_for_delivery(factory, batch, procs) and ok
@@ -115,7 +125,8 @@ def clear_embedded_broker(broker_url: str) -> None:
 def say_kept(factory, database_url: str, batch: str) -> None:
     """One line on the records earlier runs left: they stay, this run adds a batch."""
     with factory() as s:
-        earlier = s.scalar(select(func.count()).select_from(ExceptionRecord))
+        # exceptions (the raised ones too), not the orders' watches
+        earlier = s.scalar(select(func.count()).where(ExceptionRecord.record_type == EXCEPTION))
     if not earlier:
         return
     sqlite = database_url.startswith("sqlite")
