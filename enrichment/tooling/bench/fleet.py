@@ -11,6 +11,7 @@ import socket
 import sys
 from pathlib import Path
 
+from enrichment.core.settings import Settings, get_settings
 from enrichment.tooling import processes
 from enrichment.tooling.bench.common import HOST, Services
 from enrichment.tooling.processes import Proc
@@ -84,10 +85,17 @@ def start_beat(services: Services, **env: str) -> Proc:
     )
 
 
-def send_sweep() -> None:
-    from workers import tasks
+def send_sweep(broker_url: str | None = None) -> None:
+    """One `enrichment.sweep` message, by name, to the bench's broker (the settings' now,
+    read after `prepare` set it; not the app made when workers was first imported)."""
+    from workers import queues
 
-    tasks.sweep.delay()
+    settings = get_settings() if broker_url is None else Settings(broker_url=broker_url)
+    app = queues.bare_app("bench", settings)
+    try:
+        app.send_task("enrichment.sweep")
+    finally:
+        app.close()
 
 
 def tree_rss_bytes(pid: int) -> int:

@@ -17,7 +17,6 @@ from typing import Any
 
 import structlog
 
-from enrichment.core.settings import Settings
 from enrichment.tooling.bench.common import (
     HOST,
     MB,
@@ -33,6 +32,7 @@ from enrichment.tooling.bench.common import (
 from enrichment.tooling.bench.fleet import (
     calls_in_flight,
     parse_pool,
+    send_sweep,
     start_fake,
     start_worker,
     tree_rss_bytes,
@@ -97,15 +97,6 @@ def on_broker(services: Services, opts: Options, broker: str) -> Services:
     rabbitmq.ensure_vhost(url)
     queues.purge(url)
     return replace(services, broker_url=url)
-
-
-def send_sweep(broker_url: str) -> None:
-    """One `enrichment.sweep` message, by name, to the pool's broker."""
-    app = queues.bare_app("bench-p2", Settings(broker_url=broker_url))
-    try:
-        app.send_task("enrichment.sweep")
-    finally:
-        app.close()
 
 
 def p2_one(services: Services, opts: Options, spec: str, url: str) -> dict[str, Any]:
