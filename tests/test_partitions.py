@@ -183,3 +183,25 @@ def test_migrate_makes_the_partitions_ahead(engine, cli):
     code, out, _ = cli("migrate")
     assert (code, out) == (0, "database migrated to head; 1 partitions made\n")
     assert gone in _names(engine)
+
+
+def test_the_row_pruner_leaves_the_longest_kind_in_ranged_partitions_to_retire(engine, factory):
+    from enrichment.history import pruner
+
+    partitions.make_ahead(engine, now=OLD)
+    with factory.begin() as s:
+        rec = w.enriched_record(s, make_tenant(s), NOW, 600)
+        short = w.attempt(s, rec, "succeeded", OLD)  # 30 days: pruned by rows
+        ranged = w.attempt(s, rec, "failed", OLD)  # 180, the longest: its partition goes
+        in_default = w.attempt(s, rec, "failed", OLD - timedelta(days=100))  # before every range
+        assert _home(s, EnrichmentAttempt, in_default) == "enrichment_attempts_default"
+
+    report = pruner.prune(factory, RetentionConfig(prune_pause_s=0.0))
+
+    assert report.removed["enrichment_attempts"] == 2
+    with factory() as s:
+        assert w.ids(s, EnrichmentAttempt) == {ranged}
+        assert short not in w.ids(s, EnrichmentAttempt)
+    retire(engine, RetentionConfig(), now=NOW)
+    with factory() as s:
+        assert w.ids(s, EnrichmentAttempt) == set()

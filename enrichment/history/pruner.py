@@ -36,6 +36,7 @@ from enrichment.core import prune_counts
 from enrichment.core.models import Tenant, utcnow
 from enrichment.core.settings_retention import RetentionConfig
 from enrichment.core.tenant_settings import TenantSettings
+from enrichment.history import retire
 from enrichment.history.retention import POLICIES, Policy, cutoff, past
 
 log = structlog.get_logger(__name__)
@@ -89,9 +90,12 @@ def prune(
     deadline = None if max_s is None else time.monotonic() + max_s
     run = Run(config, now or utcnow(), Path(archive_dir) if archive_dir else None, deadline)
     report = Report(dry_run=dry_run)
+    with sessions() as s:  # PostgreSQL: what whole time partitions leave (retire.py)
+        cutoff_for = retire.row_cutoffs(s.connection(), config)
     for scope in _tenants(sessions, tenant_id):
         for policy in POLICIES:
             before = cutoff(policy, config, scope.own, run.now)
+            before = before and cutoff_for(policy, scope.own, before)
             if before is None or not _may_remove(policy, run, scope):
                 continue
             if dry_run:

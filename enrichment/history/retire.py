@@ -20,6 +20,7 @@ are then written twice; readers keep the first row of an id, as after a pruner's
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,11 +36,12 @@ from enrichment.core.settings_retention import RetentionConfig
 from enrichment.core.tenant_settings import TenantSettings
 from enrichment.history.partitions import LAYOUTS, LOCK_TIMEOUT, Layout, Partition, partitions
 from enrichment.history.partitions import is_partitioned as _is_partitioned
-from enrichment.history.retention import POLICIES, Policy, cutoff
+from enrichment.history.retention import POLICIES, Policy, cutoff, days_for
 
 log = structlog.get_logger(__name__)
 
 ARCHIVE_BATCH = 5000  # rows read and archived at a time
+RowCutoff = Callable[[Policy, TenantSettings, datetime], datetime]
 
 
 @dataclass
@@ -94,6 +96,43 @@ def oldest_cutoff(
         for own in [TenantSettings.parse(None), *tenants]
     ]
     return None if not cutoffs or None in cutoffs else min(cutoffs)
+
+
+def _longest_days(
+    policies: tuple[Policy, ...], config: RetentionConfig, tenants: list[TenantSettings]
+) -> int | None:
+    """The most days any tenant (or the fleet) keeps a kind of the table; None: forever."""
+    everyone = [TenantSettings.parse(None), *tenants]
+    days = [days_for(p.kind, config, own) for p in policies for own in everyone]
+    return None if not days or 0 in days else max(days)
+
+
+def row_cutoffs(conn: Connection, config: RetentionConfig) -> RowCutoff:
+    """For the row pruner (pruner.py), once a pass: the cutoff it should use for a policy.
+
+    A kind kept as long as its table's longest retention leaves the rows in the table's
+    ranged partitions to `retire` (whole partitions, at most one grain later, instead of a
+    DELETE per row): its cutoff is pulled back to the oldest ranged partition's lower bound,
+    so the pruner still removes what the DEFAULT partition holds from before every range.
+    A kind kept shorter (a short retention, or a tenant keeping less than another) is pruned
+    by rows as before: dropping waits for the longest."""
+    tenants = [TenantSettings.parse(c) for c in conn.execute(select(Tenant.settings)).scalars()]
+    oldest: dict[str, tuple[int, datetime]] = {}
+    for layout in LAYOUTS:
+        if not _is_partitioned(conn, layout.table):
+            continue
+        ranged = [p.lower for p in partitions(conn, layout) if not p.is_default]
+        longest = _longest_days(_policies(layout), config, tenants)
+        if ranged and longest:
+            oldest[layout.table] = (longest, ranged[0])
+
+    def cutoff_for(policy: Policy, own: TenantSettings, before: datetime) -> datetime:
+        found = oldest.get(policy.table.name)
+        if found is None or days_for(policy.kind, config, own) != found[0]:
+            return before
+        return min(before, found[1])
+
+    return cutoff_for
 
 
 def _retire_one(engine, layout, part: Partition, policies, out: Retired, tenants, archive_dir, now):
