@@ -34,7 +34,8 @@ Definitions (percentages 0-100, durations in seconds, "window" = `window_s` befo
   expired), retries left: the claim's "claimable" without the horizon; oldest_due_age_s:
   now - the earliest next_attempt_at among them (None when there is none).
 - last_sweep_due / last_sweep_claimed: the tenant's `sweep_stats` row (0 before any sweep).
-- spend_today_usd: the tenant's attempts' cost_usd since 00:00 UTC today.
+- spend_today_usd: the tenant's attempts' cost_usd since 00:00 UTC today (carried from the
+  previous snapshot when it was taken today: `spend_today`).
 - orders_watched / orders_analysed / problems_raised: watched orders (record_type "order")
   not closed, those analysed at least once, and exceptions the order analysis raised; the
   other record counts are of exceptions only (the records pass, its scalar subqueries).
@@ -64,7 +65,7 @@ from enrichment.core.models import Tenant, utcnow
 from enrichment.core.monitor_models import MetricSnapshot
 from enrichment.core.settings import MonitorConfig, Settings
 from enrichment.core.tenant_settings import TenantSettings
-from enrichment.metrics import cadence, drift
+from enrichment.metrics import cadence, drift, spend_today
 from enrichment.metrics.passes import (
     BUCKET_EDGES,
     attempt_counts,
@@ -296,7 +297,7 @@ def _assemble(
         due_records=ec["due"],
         last_sweep_due=ec["sweep_due"] or 0,
         last_sweep_claimed=ec["sweep_claimed"] or 0,
-        spend_today_usd=float(ac["today"]),
+        spend_today_usd=spend_today.spend_today(prev, ac, now),
         signin_refusals=ec["signin_refusals"],
         orders_watched=rc["orders_watched"],
         orders_analysed=rc["orders_analysed"],

@@ -3,7 +3,7 @@ FILTER clauses (see `monitor` for the definitions and the indexes each pass read
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, case, extract, func, literal, select
@@ -29,7 +29,7 @@ from enrichment.core.models import EnrichmentAttempt as A
 from enrichment.core.models import ExceptionRecord as R
 from enrichment.core.monitor_models import MetricSnapshot
 from enrichment.core.outbox import DEAD, DELIVERED, PENDING, STOPPED
-from enrichment.metrics import signin
+from enrichment.metrics import signin, spend_today
 
 # The lead time's median rests on the tenant's latest attachments, at most this many.
 LEAD_TIME_SAMPLE = 100
@@ -152,7 +152,7 @@ def attempt_counts(
     """One aggregate over one tenant's attempts: the window's numbers and the delta since the
     previous snapshot (for the cumulative counters), in a single indexed range scan."""
     window_start = now - timedelta(seconds=window_s)
-    midnight = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    midnight = spend_today.midnight(now)
     in_window = A.created_at > window_start
     in_delta = A.created_at > since_prev if since_prev else literal(True)
     failed = A.outcome == "failed"
@@ -176,10 +176,11 @@ def attempt_counts(
         _count(and_(in_delta, failed)).label("d_failed"),
         func.coalesce(func.sum(A.latency_s).filter(in_delta), 0.0).label("d_latency_s"),
         func.coalesce(func.sum(A.cost_usd).filter(in_delta), 0.0).label("d_cost"),
+        # Read whole only when today's spend is not carried from the previous snapshot.
         func.coalesce(func.sum(A.cost_usd).filter(A.created_at >= midnight), 0.0).label("today"),
     ).where(A.tenant_id == tenant_id, A.created_at <= now, A.outcome != REOPENED)
     if since_prev:
-        stmt = stmt.where(A.created_at >= min(window_start, since_prev, midnight))
+        stmt = stmt.where(A.created_at >= spend_today.scan_from(window_start, since_prev, now))
     return dict(session.execute(stmt).one()._mapping)
 
 
