@@ -7,6 +7,9 @@ P2 latency-bound throughput (`p2_latency`): records/min with the fake server at
    ending in "@rabbitmq" runs on the local RabbitMQ (vhost named like the database).
 P3 query cost (`p3_queries`): the sweep's claim and the monitor's per-tenant queries on
    `--p3-records` records, timed, with EXPLAIN (ANALYZE, BUFFERS) of the very SQL sent.
+P3s P3 at scale (`p3_scale`): `--p3-records` records with their history (3 attempts and an
+   outbox event each), loaded in PostgreSQL; the claim, a monitor run over all tenants and
+   the API's listing routes (median, p95, EXPLAIN), and the bytes per record, attempt, event.
 P4 memory (`p4_memory`): worker RSS while beat sweeps `--p4-records` records in backoff.
 P5 AI cost (`p5_cost`): dollars per 1,000 records, interactive against Message Batches.
 P6 fairness (`p6_fairness`): small tenants behind a big one's backlog, the real fleet.
@@ -20,6 +23,8 @@ P10 the cheap model first (`p10_cascade`): cost per 1,000 records and agreement 
 P11 orders (`p11_orders`): generated order timelines replayed through the API into the fleet;
    precision and recall of the problems raised against the tenant's later exceptions, and
    the median lead time.
+P12 the pruner (`p12_pruner`): rows removed per second by `enrichment prune`, and the claim's
+   latency while it runs against the claim alone, in the same run.
 
 Isolation: database `bench` (dropped, created and migrated with the real migrations) and Redis
 db 8 (flushed); everything on 127.0.0.1. Every wait is bounded in time and every run in count.
@@ -46,6 +51,7 @@ from enrichment.tooling.bench.fleet import serve_fake
 from enrichment.tooling.bench.p1_pipeline import bench_p1
 from enrichment.tooling.bench.p2_latency import bench_p2
 from enrichment.tooling.bench.p3_queries import bench_p3
+from enrichment.tooling.bench.p3_scale import bench_p3s
 from enrichment.tooling.bench.p4_memory import bench_p4
 from enrichment.tooling.bench.p5_cost import bench_p5
 from enrichment.tooling.bench.p6_fairness import bench_p6
@@ -54,6 +60,7 @@ from enrichment.tooling.bench.p8_prompt import bench_p8
 from enrichment.tooling.bench.p9_api import bench_p9
 from enrichment.tooling.bench.p10_cascade import bench_p10
 from enrichment.tooling.bench.p11_orders import bench_p11
+from enrichment.tooling.bench.p12_pruner import bench_p12
 from enrichment.tooling.processes import ROOT
 
 log = structlog.get_logger(__name__)
@@ -62,6 +69,7 @@ RUNNERS: dict[str, Callable[[Services, Options], list[Row]]] = {
     "p1": bench_p1,
     "p2": bench_p2,
     "p3": bench_p3,
+    "p3s": bench_p3s,
     "p4": bench_p4,
     "p5": bench_p5,
     "p6": bench_p6,
@@ -70,12 +78,18 @@ RUNNERS: dict[str, Callable[[Services, Options], list[Row]]] = {
     "p9": bench_p9,
     "p10": bench_p10,
     "p11": bench_p11,
+    "p12": bench_p12,
 }
 
 
 def parse_args(argv: list[str]) -> Options:
     p = argparse.ArgumentParser(prog="enrichment bench", description=__doc__.split("\n")[0])
-    p.add_argument("--only", default=",".join(RUNNERS), help="comma list of p1..p10 (all)")
+    p.add_argument(
+        "--only",
+        default=",".join(n for n in RUNNERS if n not in ("p3s", "p12")),
+        help="comma list of p1..p10, p3s, p12 (all but p3s and p12: they load records with"
+        " history, 1M and 200,000)",
+    )
     p.add_argument("--scale", type=float, default=1.0, help="multiplies every record count")
     p.add_argument("--db-name", default="bench", help="PostgreSQL database, dropped (bench)")
     p.add_argument(
@@ -96,8 +110,15 @@ def parse_args(argv: list[str]) -> Options:
     p.add_argument("--p2-db-pool", default="20:10", help="pool_size:max_overflow per process")
     p.add_argument("--p2-warmup-s", type=float, default=10.0)
     p.add_argument("--p2-window-s", type=float, default=30.0)
-    p.add_argument("--p3-records", type=int, default=1_000_000)
-    p.add_argument("--p3-tenants", type=int, default=100, help="tenant 1 holds 40 %% (100)")
+    p.add_argument("--p3-records", "--records", type=int, default=1_000_000, help="P3, P3s")
+    p.add_argument(
+        "--p3-tenants", "--tenants", type=int, default=100, help="tenant 1 holds 40 %% (100)"
+    )
+    p.add_argument(
+        "--p3s-reuse",
+        action="store_true",
+        help="P3s: keep --db-name as it is and skip the load if it holds --p3-records records",
+    )
     p.add_argument("--p4-records", type=int, default=100_000)
     p.add_argument("--p4-pool", default="threads:75")
     p.add_argument("--p4-duration-s", type=float, default=60.0)
@@ -113,6 +134,8 @@ def parse_args(argv: list[str]) -> Options:
     p.add_argument("--p7-pool", default="prefork:2")
     p.add_argument("--p9-clients", type=int, default=8, help="the flooding tenant's clients")
     p.add_argument("--p9-duration-s", type=float, default=10.0, help="the flood's length (10)")
+    p.add_argument("--p12-records", type=int, default=200_000, help="P12: records (200,000)")
+    p.add_argument("--p12-pause-s", help="P12: ENRICHMENT_PRUNE_PAUSE_S (the default)")
     p.add_argument("--p11-orders", type=int, default=60, help="P11: order timelines (60)")
     p.add_argument("--p11-seed", type=int, default=7)
     p.add_argument("--p11-speed", type=float, default=3600.0, help="P11: replay speed (3600)")
@@ -162,6 +185,8 @@ def _options(a: argparse.Namespace) -> Options:
         p11_seed=a.p11_seed,
         p11_speed=a.p11_speed,
         p11_pool=a.p11_pool,
+        p12_records=scaled(a.p12_records),
+        p12_pause_s=a.p12_pause_s,
     )
 
 

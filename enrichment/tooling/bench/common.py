@@ -59,10 +59,14 @@ class Options:
     timeout_s: float = 1800.0
     p9_clients: int = 8
     p9_duration_s: float = 10.0
+    # P3s: measure on the database as it is when it holds the records (no drop, no load).
+    p3s_reuse: bool = False
     p11_orders: int = 60
     p11_seed: int = 7
     p11_speed: float = 3600.0
     p11_pool: str = "threads:4"
+    p12_records: int = 200_000
+    p12_pause_s: str | None = None
 
 
 @dataclass
@@ -138,7 +142,9 @@ def prepare(opts: Options) -> Services:
     redis_server.start()
     atexit.register(redis_server.stop)
     services = Services(
-        db_url=processes.recreate_database(opts.db_name),
+        db_url=_reused(opts.db_name)
+        if opts.p3s_reuse
+        else processes.recreate_database(opts.db_name),
         broker_url=f"redis://{HOST}:{redis_server.port}/{opts.redis_db}",
         out_dir=opts.out_dir,
     )
@@ -149,6 +155,15 @@ def prepare(opts: Options) -> Services:
     get_settings.cache_clear()
     log.info("bench.prepared", database=opts.db_name, redis=services.broker_url)
     return services
+
+
+def _reused(name: str) -> str:
+    """The database `name` kept as it is, migrated to the newest revision."""
+    from enrichment.core import db
+
+    url = f"postgresql+psycopg://{HOST}:5432/{name}"
+    db.migrate(url)
+    return url
 
 
 def reset_data(services: Services) -> None:
