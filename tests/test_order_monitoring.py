@@ -129,7 +129,7 @@ def test_status_report_and_health_show_the_order_figures(attached, cli, client, 
     # and the report page has the order cards
     page = client.get("/api/enrichment/report/a-3pl.html", headers=auth).text
     assert "Problems raised" in page and "2 confirmed by your exceptions" in page
-    assert "Lead time" in page and "median 2 h ahead of your exception" in page
+    assert "Lead time" in page and "median ahead of your exception, 2 attached" in page
 
 
 @pytest.mark.parametrize(("leads_h", "median_h"), [((), None), ((4,), 4), ((1, 9, 2), 2),

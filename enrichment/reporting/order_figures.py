@@ -45,13 +45,17 @@ def of(snap: Snapshot) -> OrderFigures | None:
     return figures if seen else None
 
 
+def _attached(f: OrderFigures) -> str:
+    """The attachments the median rests on: '2 attached', 'latest 100 attached'."""
+    latest = min(f.problems_attached, LEAD_TIME_SAMPLE)
+    return f"latest {latest} attached" if f.problems_attached > latest else f"{latest} attached"
+
+
 def lead_time_words(f: OrderFigures) -> str:
-    """'median 3.2 h ahead (2 attached)', or why there is none yet."""
+    """'median 3.2 h ahead of your exception (2 attached)', or why there is none yet."""
     if f.lead_time_median_s is None:
         return "no tenant exception attached yet"
-    latest = min(f.problems_attached, LEAD_TIME_SAMPLE)
-    over = f"latest {latest}" if f.problems_attached > LEAD_TIME_SAMPLE else f"{latest}"
-    return f"median {duration(f.lead_time_median_s)} ahead of your exception ({over} attached)"
+    return f"median {duration(f.lead_time_median_s)} ahead of your exception ({_attached(f)})"
 
 
 def words(f: OrderFigures) -> list[tuple[str, str]]:
@@ -68,10 +72,14 @@ def cards(f: OrderFigures | None) -> list[tuple[str, str, str, str]]:
     """The report page's cards (label, value, hint, threshold key): none without orders."""
     if f is None:
         return []
-    ahead = "no data" if f.lead_time_median_s is None else duration(f.lead_time_median_s)
+    if f.lead_time_median_s is None:
+        ahead, hint = "no data", lead_time_words(f)
+    else:
+        ahead = duration(f.lead_time_median_s)
+        hint = f"median ahead of your exception, {_attached(f)}"
     return [
         ("Orders watched", f"{f.orders_watched:,}", f"open; {f.orders_analysed:,} analysed", ""),
         ("Problems raised", f"{f.problems_raised:,}",
          f"by the order analysis; {f.problems_attached:,} confirmed by your exceptions", ""),
-        ("Lead time", ahead, lead_time_words(f), ""),
+        ("Lead time", ahead, hint, ""),
     ]  # fmt: skip
