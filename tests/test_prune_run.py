@@ -4,6 +4,7 @@ through a real worker, `enrichment prune`, and its counters on `/metrics`."""
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import replace
 
@@ -155,3 +156,25 @@ def test_beat_schedules_the_pruner_and_a_worker_runs_it(settings, inproc_worker,
         assert w.counters(s) == {
             (s.scalar(select(ExceptionRecord.tenant_id)), "enrichment_attempts"): 2
         }
+
+
+def test_a_row_another_transaction_holds_is_skipped_not_waited_for(factory):
+    # Given three old attempts, one locked by another transaction (PostgreSQL)
+    made, _day = old_attempts(factory, 3)
+    holder = factory()
+    holder.execute(
+        select(EnrichmentAttempt).where(EnrichmentAttempt.id == made[0]).with_for_update()
+    )
+    try:
+        # When a pass runs (in a thread, so a wait would show as a timeout, not a hang)
+        done = []
+        worker = threading.Thread(target=lambda: done.append(pruner.prune(factory, FAST, now=NOW)))
+        worker.start()
+        worker.join(timeout=30)
+        # Then it finished without the locked row, and removed the other two
+        assert done and done[0].removed == {"enrichment_attempts": 2}
+    finally:
+        holder.rollback()
+        holder.close()
+    # And the next pass takes it
+    assert pruner.prune(factory, FAST, now=NOW).removed == {"enrichment_attempts": 1}
