@@ -169,3 +169,14 @@ def test_a_bad_override_is_refused_on_write_in_one_line(own, named):
     assert named in str(err.value) and "\n" not in str(err.value)
     # and on read it is dropped, so the kind keeps the fleet's days
     assert TenantSettings.parse({"retention_days": own}).retention_days == {}
+
+
+def test_each_chunk_starts_at_the_last_ones_time_and_rows_sharing_it_all_go(any_factory):
+    # Given 5 old attempts with one timestamp, and chunks of 2
+    with any_factory.begin() as s:
+        rec = w.enriched_record(s, make_tenant(s, "acme"), NOW, 100)
+        for _ in range(5):
+            w.attempt(s, rec, "completed", w.days_ago(NOW, 40))
+    report = pruner.prune(any_factory, replace(FAST, prune_chunk_rows=2), now=NOW)
+    # Then the ties at each chunk's boundary are not skipped: 2, 2, 1
+    assert (report.removed["enrichment_attempts"], report.chunks) == (5, 3)

@@ -144,11 +144,11 @@ def _drain(
 ) -> tuple[Counter[str], int, bool]:
     """Chunks until the policy has nothing left for the tenant or time is up: the rows
     removed per table, the chunks, and whether it got to the end."""
-    total, chunks = Counter(), 0
+    total, chunks, since = Counter(), 0, None
     while True:
         try:
             with sessions.begin() as s:
-                removed = chunk(s, policy, scope, before, run)
+                removed, since = chunk(s, policy, scope, (since, before), run)
         except IntegrityError:
             # A row was referred to between the pick and the delete (a new event for a record
             # being removed): the chunk rolled back whole; the next run decides again.
@@ -163,17 +163,24 @@ def _drain(
         time.sleep(run.config.prune_pause_s)
 
 
-def chunk(s: Session, policy: Policy, scope: Scope, before: datetime, run: Run) -> Counter[str]:
+def chunk(
+    s: Session, policy: Policy, scope: Scope, window: tuple[datetime | None, datetime], run: Run
+) -> tuple[Counter[str], datetime | None]:
     """Remove (archiving first, if asked) up to ENRICHMENT_PRUNE_CHUNK_ROWS of the tenant's
-    rows past `before`, with their dependents, in the caller's transaction; the rows
-    removed, per table."""
+    rows past retention (time in `window`: since, before), oldest first, with their
+    dependents, in the caller's transaction; the rows removed per table, and the time of the
+    newest (the next chunk starts there: rows before it that stay, such as a reviewed record,
+    are read once a pass, not once a chunk)."""
     t = policy.table
+    since, before = window
     pick = past(policy, scope.id, before).add_columns(policy.time).order_by(policy.time)
+    if since is not None:
+        pick = pick.where(policy.time >= since)
     # SKIP LOCKED: a row someone holds is not waited for (PostgreSQL; SQLite has one writer).
     size = run.config.prune_chunk_rows
     picked = s.execute(pick.limit(size).with_for_update(skip_locked=True, of=t)).all()
     if not picked:
-        return Counter()
+        return Counter(), since
     day_of = {row_id: at.date() for row_id, at in picked}
     ids = list(day_of)
     kept: Kept | None = None if run.archive_dir is None else defaultdict(list)
@@ -187,7 +194,7 @@ def chunk(s: Session, policy: Policy, scope: Scope, before: datetime, run: Run) 
         _archive(run.archive_dir, scope.name, kept)
     for table_name, n in (+removed).items():
         prune_counts.add(s, scope.id, table_name, n, now=run.now)
-    return +removed
+    return +removed, picked[-1][1]
 
 
 def _delete(
