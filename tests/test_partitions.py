@@ -146,10 +146,10 @@ def test_sqlite_keeps_plain_tables(tmp_path):
     assert retire(engine, RetentionConfig()).dropped == []
 
 
-def _drop_newest(engine) -> str:
-    """Drop the attempts' furthest partition ahead; its name."""
+def _drop_newest(engine, layout=LAYOUTS[0]) -> str:
+    """Drop the table's furthest partition ahead; its name."""
     with engine.begin() as conn:
-        newest = [p for p in partitions.partitions(conn, LAYOUTS[0]) if not p.is_default][-1]
+        newest = [p for p in partitions.partitions(conn, layout) if not p.is_default][-1]
         conn.execute(text(f"DROP TABLE {newest.name}"))
     return newest.name
 
@@ -205,3 +205,18 @@ def test_the_row_pruner_leaves_the_longest_kind_in_ranged_partitions_to_retire(e
     retire(engine, RetentionConfig(), now=NOW)
     with factory() as s:
         assert w.ids(s, EnrichmentAttempt) == set()
+
+
+def test_a_partition_in_the_way_is_logged_and_the_others_are_made(engine):
+    gone = _drop_newest(engine)
+    events = _drop_newest(engine, LAYOUTS[1])
+    day = datetime.strptime(gone.rsplit("_p", 1)[1], "%Y%m%d").replace(tzinfo=UTC)
+    with engine.begin() as conn:  # someone's own daily partition inside the missing week
+        conn.execute(text(
+            "CREATE TABLE enrichment_attempts_by_hand PARTITION OF enrichment_attempts"
+            f" FOR VALUES FROM ('{day + timedelta(days=2)}') TO ('{day + timedelta(days=3)}')"
+        ))  # fmt: skip
+
+    assert partitions.ensure(engine) == [events]
+
+    assert gone not in _names(engine)

@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 
 import structlog
 from sqlalchemy import Connection, Engine, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError
 
 from enrichment.core import db
 
@@ -122,7 +122,9 @@ def _ts(literal: str) -> datetime:
 def make_ahead(engine: Engine, *, now: datetime | None = None) -> list[str]:
     """Make the current partition and `ahead` more for each table that lacks them; the
     names made. Rows the DEFAULT partition holds for a new range move into it (a fleet that
-    was down past its partitions). A no-op on SQLite and before migration 0022."""
+    was down past its partitions). One that cannot be made (a lock timeout, a partition made
+    by hand in the way) is logged, `partitions.not_made`, and the others are made: the next
+    run tries again. A no-op on SQLite and before migration 0022."""
     now = now or datetime.now(UTC)
     made = []
     for layout in LAYOUTS:
@@ -132,9 +134,7 @@ def make_ahead(engine: Engine, *, now: datetime | None = None) -> list[str]:
             have = {p.lower for p in partitions(conn, layout)}
         start = floor(layout.grain, now)
         for _ in range(layout.ahead + 1):
-            if start not in have:
-                with engine.begin() as conn:
-                    _make(conn, layout, start)
+            if start not in have and _made(engine, layout, start):
                 made.append(layout.name(start))
             start = following(layout.grain, start)
     if made:
@@ -144,16 +144,20 @@ def make_ahead(engine: Engine, *, now: datetime | None = None) -> list[str]:
 
 def ensure(engine: Engine, *, now: datetime | None = None) -> list[str]:
     """`make_ahead`, once across the fleet (an advisory lock: workers starting together do
-    not race), never failing its caller: a lock timeout is logged and beat's next run makes
-    them. The names made."""
+    not race); the names made."""
     with db.exclusive(engine, LOCK_KEY) as mine:
-        if not mine:
-            return []
-        try:
-            return make_ahead(engine, now=now)
-        except OperationalError as exc:
-            log.warning("partitions.not_made", error=str(exc.orig).splitlines()[0])
-            return []
+        return make_ahead(engine, now=now) if mine else []
+
+
+def _made(engine: Engine, layout: Layout, start: datetime) -> bool:
+    try:
+        with engine.begin() as conn:
+            _make(conn, layout, start)
+        return True
+    except DBAPIError as exc:
+        error = str(exc.orig).splitlines()[0]
+        log.warning("partitions.not_made", partition=layout.name(start), error=error)
+        return False
 
 
 def _make(conn: Connection, layout: Layout, start: datetime) -> None:
