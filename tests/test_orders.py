@@ -24,6 +24,7 @@ from enrichment.core.models import (
 from enrichment.core.pipeline import run_stage
 from enrichment.core.provider import StageCall
 from enrichment.core.selection import claim_due
+from enrichment.core.stages import STAGES
 from enrichment.metrics import prom
 from enrichment.metrics.monitor import measure, run_monitor
 from enrichment.providers.local import LocalProvider
@@ -265,6 +266,55 @@ def test_the_monitor_counts_orders_apart_from_exceptions(client, keys, factory, 
     text = prom.exposition(factory).decode()
     assert 'enrichment_orders_watched{tenant="a-3pl"} 2.0' in text
     assert 'enrichment_problems_raised{tenant="a-3pl"} 1.0' in text
+
+
+# -- a raised problem, classified by the provider that raised it ----------------------------
+
+# Each problem the local order analysis raises from a broken promise (the watch's waits), as
+# (label, the order's milestones as (event, hours ago, source)).
+RAISED_KINDS = [
+    ("INVENTORY_SHORTAGE", (("payment_captured", 14, "payment"),)),
+    ("PICK_DELAY", (("payment_captured", 32, "payment"), ("allocated", 31, "wms"),
+                    ("released_to_pick", 30, "wms"))),
+    ("PACK_DELAY", (("released_to_pick", 18, "wms"), ("picked", 15, "wms"))),
+    ("MISSING_SCAN", (("picked", 42, "wms"), ("packed", 40, "wms"))),  # never collected
+    ("MISSING_SCAN", (("packed", 101, "wms"), ("picked_up", 100, "carrier"))),  # silent since
+    ("DELIVERY_DELAY", (("packed", 111, "wms"), ("picked_up", 110, "carrier"),
+                        ("in_transit", 60, "carrier"))),  # scans coming, not delivered
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("label", "steps"), RAISED_KINDS, ids=[f"{k}-{i}" for i, (k, _) in enumerate(RAISED_KINDS)]
+)
+def test_a_raised_problem_is_classified_with_its_label_by_the_provider_that_raised_it(
+    client, keys, factory, settings, label, steps
+):
+    # Given an order whose promise is broken, analysed: one problem raised
+    post_order(client, keys, "ORD-R", [ev(kind, hours(-h), src) for kind, h, src in steps])
+    check(factory, settings)
+    [problem] = watch(factory, "ORD-R").ai_analysis["problems"]
+    [raised] = records(factory, source=RAISED_BY_AI)
+    assert (problem["label"], raised.reason_code) == (label, label)
+
+    # When the raised exception goes through the stages with the same local provider
+    with factory.begin() as s:
+        claims = [c for c in claim_due(s, settings) if c.record_id == raised.id]
+        threshold = tenants.require(s, "a-3pl").confidence_threshold
+    [claim] = claims
+    for stage in STAGES:
+        out = run_stage(factory, LocalProvider(), settings, stage=stage,
+                        record_id=raised.id, lease_token=claim.lease_token)  # fmt: skip
+        if out.kind != "continue":
+            break
+
+    # Then it is classified as raised, at or over the threshold, on the evidence that raised
+    # it (read as of when it was raised), and resolved without a person
+    [done] = records(factory, id=raised.id)
+    assert (done.ai_label, done.escalated_at) == (label, None), done.ai_notes
+    assert done.ai_confidence >= threshold, done.ai_notes
+    assert problem["evidence"][0] in done.ai_analysis["problems"]
+    assert done.enriched_at is not None
 
 
 # -- through a real worker -----------------------------------------------------------------

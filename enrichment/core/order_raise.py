@@ -7,6 +7,12 @@ order row is locked first (FOR UPDATE on PostgreSQL), the lock ingestion takes b
 writes the order's exceptions, so a tenant's exception arriving meanwhile is seen by one side
 or the other, never missed by both. The raised exception is due at once: the next sweep
 classifies and resolves it like any other.
+
+A raised exception is read by the stages as of when it was raised: its context's events are
+the order's plus an `exception_opened` at its `created_at` (`context_events`), the way a
+tenant's feed says when its exception was opened. Without it the order's last event (say
+`packed`, 40 h before) would be the end of every wait, and the wait that raised the problem
+would not be late to the classifier.
 """
 
 from __future__ import annotations
@@ -31,7 +37,20 @@ from enrichment.core.schemas import OrderProblem
 from enrichment.core.taxonomy import reason_label
 
 RAISED_SEVERITY = "medium"
+OPENED = "exception_opened"  # the event type that says when an exception was opened
 _R = ExceptionRecord
+
+
+def context_events(
+    order_events: list[dict[str, Any]] | None, source: str | None, created_at: datetime
+) -> list[dict[str, Any]]:
+    """The events an exception's stages read: the order's, and for one this analysis raised,
+    its opening at `created_at` after them (`exception_opened`, the system's own event)."""
+    events = list(order_events or [])
+    if source == RAISED_BY_AI:
+        at, detail = created_at.isoformat(), f"raised by {RAISED_BY_AI}"
+        events.append({"source": "system", "type": OPENED, "at": at, "detail": detail})
+    return events
 
 
 def raised_id(order_external_id: str, label: str) -> str:

@@ -27,6 +27,7 @@ from enrichment.core import (
     breaker,
     breaker_store,
     experiments,
+    order_raise,
     record_limits,
     shadow_answers,
     time_to_person,
@@ -256,7 +257,8 @@ def _run_of(
         severity=row.severity,
         notes=row.notes,
         order=row.payload,
-        events=row.events,
+        # A raised exception's end with its opening (order_raise.context_events).
+        events=order_raise.context_events(row.events, row.source, row.created_at),
         # A watch's ai_analysis is an OrderAnalysis, which its own analysis never reads.
         analysis=Analysis.model_validate(row.ai_analysis)
         if row.ai_analysis and row.record_type != ORDER

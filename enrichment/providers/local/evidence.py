@@ -166,8 +166,13 @@ def _scan_gap(events: list[Event], ref: datetime | None, delivered: bool) -> flo
     return max((_hours(a, b) for a, b in zip(scans, ends, strict=False)), default=0.0)
 
 
-def timing(events: list[Event]) -> Timing:
+def timing(events: list[Event], as_of: datetime | None = None) -> Timing:
+    """The waits up to the latest event, or up to `as_of` when that is later: an exception
+    is read as of its last event (its `exception_opened` says when it was raised), a watched
+    order as of the moment it is looked at (nothing happening is then the news)."""
     times = [e.at for e in events if e.at is not None]
+    if as_of is not None:
+        times.append(as_of)
     ref = max(times) if times else None
     delivered = any(e.type == "delivered" for e in events)
     after_pick = {"picked", "packed", *R.SCANS, "label_created", "short_pick"}

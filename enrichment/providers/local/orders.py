@@ -1,16 +1,27 @@
 """The local provider's order analysis: the problems a watched order shows, from the evidence
 the exception stages already read (late waits, telling events and carrier codes, payment and
-address), each with a label, a fixed confidence per kind of evidence and its texts. Pure."""
+address), each with a label, a fixed confidence per kind of evidence and its texts. Pure.
+
+The waits are the classifier's own (`evidence.timing_signals`), read as of the check instead
+of the last event: an exception raised here is opened at that moment (its context ends with an
+`exception_opened` then: `order_raise.context_events`), so the classifier reading it finds the
+same late wait, with the same label, that raised it. The watch's timers (`order_watch`) only
+decide when to look."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from enrichment.core import order_watch
 from enrichment.core.provider import RecordContext
 from enrichment.core.schemas import OrderAnalysis, OrderProblem
 from enrichment.core.taxonomy import Label
-from enrichment.providers.local.evidence import event_signals, payload_signals, read_events
+from enrichment.providers.local.evidence import (
+    event_signals,
+    payload_signals,
+    read_events,
+    timing,
+    timing_signals,
+)
 
 # How sure each kind of evidence makes the analysis. A wait past its deadline is a fact; an
 # unpaid status alone is often just early (below the default threshold of 0.7 on purpose).
@@ -19,11 +30,9 @@ MAX_EVIDENCE = 5
 
 
 def _found(ctx: RecordContext, now: datetime) -> list[tuple[Label, float, str]]:
-    found = [
-        (d.label, CONFIDENCE["timing"], f"{d.wait}: {hours:.0f}h without it, past its deadline")
-        for d, hours in order_watch.overdue(ctx.events, now)
-    ]
-    for signal in event_signals(read_events(ctx.events)):
+    events = read_events(ctx.events)
+    found = [(s.label, CONFIDENCE["timing"], s.text) for s in timing_signals(timing(events, now))]
+    for signal in event_signals(events):
         if signal.kind in ("event", "code"):
             found.append((signal.label, CONFIDENCE[signal.kind], signal.text))
     for signal in payload_signals(ctx.order):
