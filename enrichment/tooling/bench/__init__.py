@@ -187,6 +187,7 @@ def _options(a: argparse.Namespace) -> Options:
         p11_pool=a.p11_pool,
         p12_records=scaled(a.p12_records),
         p12_pause_s=a.p12_pause_s,
+        p3s_reuse=a.p3s_reuse,
     )
 
 
