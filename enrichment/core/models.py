@@ -444,11 +444,13 @@ Index(
 )
 # The fleet's recent throughput (how much one sweep claims): attempts by time alone.
 Index("ix_enrichment_attempts_created", EnrichmentAttempt.created_at)
-# The backlog route lists one tenant's waiting records in due order.
+# The backlog route lists one tenant's waiting records in due order; covering what its counts
+# and the monitor's due count filter on, they are index-only scans (migration 0021).
 Index(
     "ix_exception_records_backlog",
     ExceptionRecord.tenant_id,
     ExceptionRecord.next_attempt_at,
+    postgresql_include=["enrichment_retry_count", "lease_expires_at", "sched_at"],
     **partial_where(BACKLOG_SQL),
 )
 # Orders as records (the monitor's order figures, metrics/passes.py): the watches, and what the
