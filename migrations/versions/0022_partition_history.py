@@ -96,7 +96,8 @@ def _rebuild(table: str, column: str, *, partitioned: bool) -> dict[str, list[st
     by = f" PARTITION BY RANGE ({column})" if partitioned else ""
     op.execute(f"CREATE TABLE {table} (LIKE {old} INCLUDING DEFAULTS){by}")
     # The id default names the old sequence: it moves over, or the old table's DROP drops it.
-    seq = conn.execute(text("SELECT pg_get_serial_sequence(CAST(:t AS text), 'id')"), {"t": old}).scalar()
+    q = text("SELECT pg_get_serial_sequence(CAST(:t AS text), 'id')")
+    seq = conn.execute(q, {"t": old}).scalar()
     op.execute(f"ALTER SEQUENCE {seq} OWNED BY {table}.id")
     if partitioned:
         op.execute(f"CREATE TABLE {table}_default PARTITION OF {table} DEFAULT")
