@@ -8,9 +8,9 @@ from datetime import timedelta
 
 from sqlalchemy import func, select, text
 
-from enrichment.core.due import due_unclaimed
+from enrichment.core.due import due_unclaimed, leased, past_due
 from enrichment.core.models import ExceptionRecord as R
-from enrichment.core.models import utcnow
+from enrichment.core.models import in_backlog, utcnow
 from enrichment.metrics.passes import due_counts
 from enrichment.reporting.reports import backlog
 from tests.factories import make_record, make_tenant
@@ -45,9 +45,12 @@ def test_backlog_counts_exact_and_index_only(factory, settings):
         due = due_counts(s, tenant.id, now=now, max_retries=settings.max_retries)
         assert due["due"] == 2 and due["oldest_due_at"] == past
     with factory() as s:
-        counts = select(func.count(), func.count().filter(R.enrichment_retry_count > 0)).where(
-            R.tenant_id == tenant.id, R.enriched_at.is_(None), R.escalated_at.is_(None)
-        )
+        counts = select(  # reports.backlog's counts, as the route sends them
+            func.count(),
+            func.count().filter(past_due(now)),
+            func.count().filter(R.enrichment_retry_count > 0),
+            func.count().filter(leased(now)),
+        ).where(R.tenant_id == tenant.id, in_backlog())
         assert "Index Only Scan using ix_exception_records_backlog" in plan(s, counts)
         due_now = select(func.count(), func.min(R.next_attempt_at)).where(
             R.tenant_id == tenant.id, due_unclaimed(now, settings.max_retries)

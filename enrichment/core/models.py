@@ -450,7 +450,13 @@ Index(
     "ix_exception_records_backlog",
     ExceptionRecord.tenant_id,
     ExceptionRecord.next_attempt_at,
-    postgresql_include=["enrichment_retry_count", "lease_expires_at", "sched_at"],
+    postgresql_include=[
+        "enrichment_retry_count",
+        "lease_expires_at",
+        "sched_at",
+        "enriched_at",
+        "escalated_at",
+    ],
     **partial_where(BACKLOG_SQL),
 )
 # Orders as records (the monitor's order figures, metrics/passes.py): the watches, and what the

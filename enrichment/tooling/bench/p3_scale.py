@@ -102,9 +102,11 @@ def db_calls(services: Services) -> list[Measured]:
 
     # The first run ever has no previous snapshot (its attempt pass reads all history); the
     # fleet's runs after it read from the previous one on: those are the ones measured.
+    fresh = not sql(services, "SELECT count(*) FROM metric_snapshots")[0][0]
     started = time.perf_counter()
     monitor.run_monitor(factory, settings)
-    first = Measured("monitor run, the first ever", MONITOR_TARGET_S, [0.0], [])
+    name = "monitor run, the first ever" if fresh else "monitor run, the first of this bench"
+    first = Measured(name, MONITOR_TARGET_S, [0.0], [])
     first.times_s = [time.perf_counter() - started]
     return [
         first,
@@ -241,7 +243,7 @@ def measure_all(services: Services, opts: Options, took: dict[str, float]) -> li
 
 
 def _row(m: Measured, opts: Options) -> Row:
-    ok = None if m.name.endswith("first ever") else m.p95_s < m.target_s
+    ok = None if m.name.startswith("monitor run, the first") else m.p95_s < m.target_s
     return Row(
         f"P3s {m.name} ({opts.p3_records:,} records, {opts.p3_tenants} tenants)",
         f"median {m.median_s * 1000:,.1f} ms, p95 {m.p95_s * 1000:,.1f} ms ({len(m.times_s)} runs)",
