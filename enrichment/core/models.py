@@ -429,11 +429,19 @@ Index(
     ExceptionRecord.escalated_at,
     **partial_where(REVIEW_SQL),
 )
-# The claim walks each tenant's waiting records in scheduling order (severity, priority, age).
+# The claim walks each tenant's waiting records in scheduling order (severity, priority, age);
+# covering what the walk filters on, the demand is an index-only scan (migration 0021).
 Index(
     "ix_exception_records_sched",
     ExceptionRecord.tenant_id,
     ExceptionRecord.sched_at,
+    postgresql_include=[
+        "enrichment_retry_count",
+        "lease_expires_at",
+        "enriched_at",
+        "escalated_at",
+        "next_attempt_at",
+    ],
     **partial_where(BACKLOG_SQL),
 )
 # Records in flight per tenant (the in-flight cap): leases are few, so is this index.
