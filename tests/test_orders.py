@@ -9,7 +9,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from enrichment.core import tenants
+from enrichment.cli import story as story_cli
+from enrichment.core import story, tenants
 from enrichment.core.backoff import delay_bounds_s
 from enrichment.core.errors import TransientError
 from enrichment.core.faults import Cause, with_cause
@@ -373,3 +374,37 @@ def test_a_missed_pick_deadline_raises_pick_delay_once_and_the_tenants_exception
     [only] = records(factory, record_type="exception")
     assert (only.id, only.external_id, only.source) == (raised.id, "EXC-9", RAISED_BY_AI)
     assert only.attached_at is not None and only.created_at < only.attached_at
+
+
+def test_the_story_says_who_raised_an_exception_and_when_the_tenants_attached(
+    client, keys, factory, settings
+):
+    # Given an order past its pick deadline, analysed: the fleet raises PICK_DELAY
+    events = [ev("released_to_pick", hours(-30))]
+    post_order(client, keys, "ORD-S", events)
+    check(factory, settings)
+    [raised] = records(factory, source=RAISED_BY_AI)
+    with factory() as s:
+        before = story.story(s, tenants.require(s, "a-3pl"), raised.external_id, now=utcnow())
+
+    # When the tenant's own exception for the same problem arrives
+    item = {
+        "order": order("ORD-S", events),
+        "exception": {"external_id": "EXC-S", "reason_code": "LATE_PICK", "severity": "high"},
+    }
+    assert post(client, keys, RECORDS.format("a-3pl"), {"items": [item]}).status_code == 200
+
+    # Then the story says the order analysis raised it, then when the tenant's attached
+    with factory() as s:
+        tenant = tenants.require(s, "a-3pl")
+        after = story.story(s, tenant, "EXC-S", now=utcnow())
+        watched = story.story(s, tenant, watch(factory, "ORD-S").external_id, now=utcnow())
+    assert (before.record.source, before.record.attached_at) == (RAISED_BY_AI, None)
+    assert after.record.source == RAISED_BY_AI and after.record.attached_at is not None
+    lines = story_cli.timeline(after)
+    assert "raised by the order analysis" in lines[0]
+    assert any("the tenant's own exception attached (LATE_PICK)" in line for line in lines)
+    # and a watched order has its one stage only
+    assert watched.record.record_type == "order"
+    assert [v.stage for v in watched.stages] == ["order_analysis"]
+    assert "order watched" in story_cli.timeline(watched)[0]

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 from enrichment.cli.report import print_pairs
 from enrichment.core import db, story, tenants
-from enrichment.core.models import REOPENED, utcnow
+from enrichment.core.models import ORDER, RAISED_BY_AI, REOPENED, utcnow
 from enrichment.core.settings import get_settings
 from enrichment.core.stages import STAGES
 from enrichment.core.text import FIELD_MAX, duration, plural, printable
@@ -81,7 +81,11 @@ def attempt_line(a: story.AttemptView) -> str:
 
 def _record_happenings(s: story.Story) -> list[Happening]:
     r = s.record
-    found = [Happening(r.created_at, 0, f"created ({safe(r.reason_code, 64)}, {safe(r.severity)})")]
+    found = [Happening(r.created_at, 0, _created(r))]
+    if r.attached_at is not None:
+        ahead = duration((r.attached_at - r.created_at).total_seconds())
+        text = f"the tenant's own exception attached ({safe(r.reason_code, 64)}), {ahead} later"
+        found.append(Happening(r.attached_at, 0, text))
     found += [Happening(a.created_at, 1, attempt_line(a)) for a in s.attempts]
     if s.escalation is not None:
         at, text = s.escalation.escalated_at, f"escalated to a person: {safe(s.escalation.reason)}"
@@ -90,6 +94,14 @@ def _record_happenings(s: story.Story) -> list[Happening]:
         text = f"enriched: {_label(s)}"
         found.append(Happening(r.enriched_at, 2, text, _decided_by(s.attempts, r.enriched_at)))
     return found
+
+
+def _created(r: story.RecordFields) -> str:
+    if r.record_type == ORDER:
+        return "order watched (the order analysis decides when to look again)"
+    if r.source == RAISED_BY_AI:
+        return "raised by the order analysis (see the order.at_risk event)"
+    return f"created ({safe(r.reason_code, 64)}, {safe(r.severity)})"
 
 
 def _action_happenings(s: story.Story) -> list[Happening]:

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from enrichment.core import calibration_maps, outbox
 from enrichment.core.due import is_leased
 from enrichment.core.models import (
+    ORDER,
     EnrichmentAttempt,
     Order,
     OutboxEvent,
@@ -28,166 +28,24 @@ from enrichment.core.models import (
     Tenant,
 )
 from enrichment.core.models import ExceptionRecord as R
-from enrichment.core.stages import STAGES
-from enrichment.core.states import StageStatus, stage_status
+from enrichment.core.stages import STAGES, Stage
+from enrichment.core.states import stage_status
+from enrichment.core.story_views import (  # noqa: F401 (the shapes, named here for callers)
+    ActionView,
+    AttemptView,
+    Decision,
+    Escalation,
+    EventView,
+    RecordFields,
+    ReviewView,
+    StageError,
+    StageView,
+    State,
+    Story,
+    Summary,
+)
 
-State = Literal["reviewed", "enriched", "escalated", "waiting", "in progress"]
 FAILED_OUTCOMES = ("failed",)
-
-
-class RecordFields(BaseModel):
-    """The record as it is now (AI fields NULL until a stage succeeds)."""
-
-    external_id: str
-    reason_code: str
-    severity: str
-    notes: str | None = Field(description="the customer's note: untrusted text")
-    status: str
-    order_external_id: str
-    order_payload: dict[str, Any]
-    order_events: list[dict[str, Any]]
-    ai_label: str | None
-    ai_confidence: float | None = Field(description="0-1, as the model said it")
-    ai_calibrated_confidence: float | None = Field(None, description="None: uncalibrated")
-    calibration_version: int | None = Field(None, description="its calibration map's")
-    calibration: str | None = Field(None, description='"calibrated 0.71 (map v3)" or so')
-    sampling_probability: float | None = Field(None, description="its audit draw's, 0-1")
-    ai_notes: str | None
-    ai_analysis: dict[str, Any] | None
-    ai_resolution: dict[str, Any] | None
-    ai_source: dict[str, Any] = Field(description="stage -> provider, model, prompt_version")
-    retry_count: int
-    next_attempt_at: datetime
-    enriched_at: datetime | None
-    audit_sample: bool = Field(description="sampled at random for a person to check")
-    approval_requested_at: datetime | None = Field(
-        None, description="when actions of the tenant's approval_actions began to wait"
-    )
-    created_at: datetime
-    updated_at: datetime
-
-
-class StageError(BaseModel):
-    at: datetime | None
-    error: str
-
-
-class StageView(BaseModel):
-    """One stage from `enrichment_state`: its status now and the errors it has had."""
-
-    stage: str
-    status: StageStatus
-    at: datetime | None = Field(description="when the stage last changed status")
-    error: str | None = Field(description="the error of its latest failure, if it is FAILED")
-    errors: list[StageError] = Field(description="its past errors, oldest first (last 20)")
-
-
-class AttemptView(BaseModel):
-    """One stage attempt; stage "reopen" rows are audits whose `detail` keeps what a
-    re-enrichment replaced."""
-
-    id: int
-    stage: str
-    outcome: str
-    error: str | None
-    latency_s: float
-    provider: str
-    model: str | None
-    prompt_version: str | None
-    input_tokens: int
-    output_tokens: int
-    cache_write_tokens: int
-    cache_read_tokens: int
-    cost_usd: float
-    created_at: datetime
-    detail: dict[str, Any] | None = None
-
-
-class ActionView(BaseModel):
-    """status: RECORDED -> DELIVERED -> DONE or FAILED (reported by the receiver, with note);
-    AWAITING_APPROVAL (no event yet) -> RECORDED or DECLINED (never sent) by a person."""
-
-    id: int
-    action: str
-    status: str
-    note: str | None
-    delivered_at: datetime | None
-    reported_at: datetime | None
-    created_at: datetime
-
-
-class EventView(BaseModel):
-    """status: pending, delivered, stopped (a 4xx: a person looks) or dead (attempts used up)."""
-
-    id: int
-    webhook_id: str = Field(description="the Standard Webhooks webhook-id, evt_<id>")
-    type: str
-    action_id: int | None
-    status: str
-    attempts: int
-    last_error: str | None
-    delivered_at: datetime | None
-    created_at: datetime
-
-
-class Escalation(BaseModel):
-    escalated_at: datetime
-    reason: str | None
-    closed_at: datetime | None = Field(description="when a person's review closed it")
-
-
-class ReviewView(BaseModel):
-    """A person's decision: kind "escalation" or "audit", with what the AI said at the time.
-    An override is a later review that replaces the one it names."""
-
-    id: int
-    kind: str
-    reviewer: str
-    label: str
-    actions: list[str]
-    note: str | None = Field(description="the reviewer's note: untrusted text")
-    ai_label: str | None = Field(description="the AI's label when the person decided")
-    ai_confidence: float | None
-    ai_source: dict[str, Any] | None = Field(description="provider, model, prompt_version")
-    overrides: int | None = Field(description="the id of the review this one replaces")
-    created_at: datetime
-
-
-class Decision(BaseModel):
-    """The final decision, beside the AI's fields (which keep what the AI said)."""
-
-    final_label: str | None
-    final_actions: list[str] | None
-    decided_by: str = Field(description='"human": a person reviewed the record')
-    reviewed_at: datetime | None
-
-
-class Summary(BaseModel):
-    state: State = Field(
-        description="reviewed (decided by a person); enriched; escalated; in progress "
-        "(claimed and due); waiting (for its due time or a sweep)"
-    )
-    in_review: bool = Field(
-        description="in the review queue: escalated, actions awaiting approval, or audit-sampled"
-    )
-    total_cost_usd: float
-    attempts: int = Field(description="AI stage attempts (reopen audits not counted)")
-    failed_attempts: int
-
-
-class Story(BaseModel):
-    """Everything that happened to one record, oldest first."""
-
-    tenant: str
-    record: RecordFields
-    stages: list[StageView] = Field(description=", ".join(STAGES))
-    attempts: list[AttemptView] = Field(description="in time order")
-    actions: list[ActionView]
-    events: list[EventView]
-    escalation: Escalation | None
-    reviews: list[ReviewView] = Field(description="oldest first; an override follows the first")
-    decision: Decision | None = Field(description="the final decision, once a person made it")
-    summary: Summary
 
 
 def ids_by_external(session: Session, tenant_id: int, external_ids: list[str]) -> dict[str, int]:
@@ -215,7 +73,7 @@ def story(session: Session, tenant: Tenant, external_id: str, *, now: datetime) 
     return Story(
         tenant=tenant.name,
         record=_fields(rec, order),
-        stages=stages(rec.enrichment_state or {}),
+        stages=stages(rec.enrichment_state or {}, watch=rec.record_type == ORDER),
         attempts=attempts,
         actions=_actions(session, tenant.id, rec.id),
         events=_events(session, tenant.id, rec.id),
@@ -255,12 +113,16 @@ def _fields(rec: R, order: Order) -> RecordFields:
         approval_requested_at=rec.approval_requested_at,
         created_at=rec.created_at,
         updated_at=rec.updated_at,
+        record_type=rec.record_type,
+        source=rec.source,
+        attached_at=rec.attached_at,
     )
 
 
-def stages(state: dict[str, Any]) -> list[StageView]:
+def stages(state: dict[str, Any], *, watch: bool = False) -> list[StageView]:
     """Each stage of `enrichment_state` in pipeline order, with its share of the error list
-    (entries read "<iso time> <stage>: <error>", see states.with_stage)."""
+    (entries read "<iso time> <stage>: <error>", see states.with_stage); a watched order
+    (`watch`) has the order analysis only."""
     errors = [_split_error(e) for e in state.get("errors", [])]
     return [
         StageView(
@@ -270,7 +132,7 @@ def stages(state: dict[str, Any]) -> list[StageView]:
             error=state.get(stage, {}).get("error"),
             errors=[StageError(at=at, error=msg) for at, s, msg in errors if s == stage],
         )
-        for stage in STAGES
+        for stage in ((Stage.ANALYZE,) if watch else STAGES)
     ]
 
 
