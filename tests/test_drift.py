@@ -62,6 +62,12 @@ def test_too_few_reviews_or_none_never_alert_and_the_tenant_target_is_the_thresh
     assert words.threshold(warning) == (
         "error rate of automated decisions (audit reviews) over 10 %"
     )
+    # The fleet's ENRICHMENT_MAX_AUTO_ERROR_RATE for a tenant without its own; the tenant's wins
+    fleet = {r.name: r.threshold for r in rules_for({}, 0.02) if r.metric == "auto_error"}
+    assert fleet == {"auto_error_warning": 2.0, "auto_error_critical": 2.0}
+    assert set(states_after([over, over], rules_for({}, 0.02)).values()) != {"inactive"}
+    own = rules_for({"max_auto_error_rate": 0.1}, 0.02)
+    assert {r.threshold for r in own if r.metric == "auto_error"} == {10.0}
 
 
 def test_the_estimate_is_weighted_and_its_interval_is_clopper_pearson():

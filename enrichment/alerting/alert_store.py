@@ -83,9 +83,11 @@ def evaluate_tenant(
     policy: AlertPolicy,
     *,
     now: datetime,
+    fleet_error_rate: float | None = None,
 ) -> list[Notification]:
-    """Advance and store one tenant's alerts for a snapshot; return what to send (not sent)."""
-    rules = rules_for(tenant_settings)
+    """Advance and store one tenant's alerts for a snapshot; return what to send (not sent).
+    `fleet_error_rate`: ENRICHMENT_MAX_AUTO_ERROR_RATE, for a tenant without its own."""
+    rules = rules_for(tenant_settings, fleet_error_rate)
     rows = load_alerts(session, snapshot.tenant_id)
     states = evaluate({k: _to_state(r) for k, r in rows.items()}, snapshot, rules, policy, now=now)
     silences = active_silences(session, snapshot.tenant_id, now)

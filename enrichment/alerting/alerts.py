@@ -196,18 +196,22 @@ class Notification:
     muted: bool = False
 
 
-def rules_for(tenant_settings: Mapping[str, Any] | TenantSettings) -> tuple[Rule, ...]:
+def rules_for(
+    tenant_settings: Mapping[str, Any] | TenantSettings, fleet_error_rate: float | None = None
+) -> tuple[Rule, ...]:
     """DEFAULT_RULES with the tenant's overrides (read through TenantSettings: a
-    non-numeric override is ignored and logged there)."""
+    non-numeric override is ignored and logged there); the auto_error rules at the tenant's
+    max_auto_error_rate, else `fleet_error_rate` (ENRICHMENT_MAX_AUTO_ERROR_RATE), else 5 %."""
     own = TenantSettings.parse(tenant_settings)
     from_settings = [_from_setting(rule, getattr(own, key)) for key, rule in SETTING_RULES]
     rules = (*DEFAULT_RULES, *(rule for rule in from_settings if rule is not None))
-    rules = tuple(_error_budget(rule, own.max_auto_error_rate) for rule in rules)
+    target = own.max_auto_error_rate or fleet_error_rate
+    rules = tuple(_error_budget(rule, target) for rule in rules)
     return tuple(_override(rule, own.alert_thresholds) for rule in rules)
 
 
 def _error_budget(rule: Rule, target: float | None) -> Rule:
-    """An auto_error rule at the tenant's own max_auto_error_rate (in %), when it has one."""
+    """An auto_error rule at the error budget `target` (a rate; in % on the rule), if any."""
     if rule.metric != "auto_error" or target is None:
         return rule
     return replace(rule, threshold=100 * target, resolve=80 * target)

@@ -95,11 +95,14 @@ def deliver(notes: list[alerts.Notification], tenant_settings: dict, settings: S
     return sent
 
 
-def _evaluate(factory: sessionmaker[Session], snap, policy, now: datetime):
+def _evaluate(factory: sessionmaker[Session], snap, settings: Settings, now: datetime):
     with factory.begin() as session:
         # Locked: two monitor runs (two beats) take turns instead of inserting the same alert.
         tenant = session.get(Tenant, snap.tenant_id, with_for_update=True)
-        notes = alert_store.evaluate_tenant(session, snap, tenant.settings or {}, policy, now=now)
+        notes = alert_store.evaluate_tenant(
+            session, snap, tenant.settings or {}, settings.alerts, now=now,
+            fleet_error_rate=settings.reviews.max_auto_error_rate,
+        )  # fmt: skip
         return notes, dict(tenant.settings or {})
 
 
@@ -127,7 +130,7 @@ def run_alerts(
     now = now or utcnow()
     out = []
     for snap in snapshots:
-        notes, tenant_settings = _evaluate(factory, snap, settings.alerts, now)
+        notes, tenant_settings = _evaluate(factory, snap, settings, now)
         if not notes:
             continue
         sent = deliver(notes, tenant_settings, settings)

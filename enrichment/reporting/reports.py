@@ -213,8 +213,10 @@ def _status(snap: Snapshot, views: list[ThresholdView]) -> Status:
     return "critical" if alerts.CRITICAL in severities else "warning" if severities else "healthy"
 
 
-def _alert_views(session: Session, tenant: Tenant) -> list[AlertView]:
-    rules = {(r.metric, r.severity): r for r in alerts.rules_for(tenant.settings or {})}
+def _alert_views(session: Session, tenant: Tenant, fleet_error_rate: float) -> list[AlertView]:
+    rules = {
+        (r.metric, r.severity): r for r in alerts.rules_for(tenant.settings or {}, fleet_error_rate)
+    }
     return [
         _alert_view(a, rules.get((a.metric, a.severity)))
         for a in alert_store.firing(session, tenant.id)
@@ -239,7 +241,11 @@ def _crossed_first(views: list[ThresholdView]) -> list[ThresholdView]:
 
 
 def health_from(session: Session, tenant: Tenant, snap: Snapshot, settings: Settings) -> Health:
-    views = judge(snap, alerts.rules_for(tenant.settings or {}), settings.alerts.min_sample)
+    views = judge(
+        snap,
+        alerts.rules_for(tenant.settings or {}, settings.reviews.max_auto_error_rate),
+        settings.alerts.min_sample,
+    )
     status = _status(snap, views)
     crossed = {v.metric for v in views if v.crossed}
     found = notices.for_snapshot(session, snap, tenant.settings or {}, settings, crossed=crossed)
@@ -261,7 +267,7 @@ def health_from(session: Session, tenant: Tenant, snap: Snapshot, settings: Sett
         stopped_events=snap.stopped_events,
         dead_events=snap.dead_events,
         problems=problems,
-        alerts=_alert_views(session, tenant),
+        alerts=_alert_views(session, tenant, settings.reviews.max_auto_error_rate),
         integrity=snap.integrity,
         thresholds=_crossed_first(views),
         notices=found,
