@@ -46,6 +46,12 @@ def test_seed_writes_the_documented_history(pg_url, factory):
     # record.enriched for b < 80, action.requested for b < 20, escalated for 80-83, reviewed 80
     assert scalar(pg_url, "SELECT count(*) FROM outbox_events") == N * 105 // 100
     assert scalar(pg_url, "SELECT count(*) FROM reviews") == N * 2 // 100
+    # Events carry many transaction ids, all finished (the pull feed shows them).
+    assert scalar(pg_url, "SELECT count(DISTINCT tx) FROM outbox_events") > 1
+    visible = (
+        "SELECT max(tx) < pg_snapshot_xmin(pg_current_snapshot())::text::bigint FROM outbox_events"
+    )
+    assert scalar(pg_url, visible)
     states = (
         "SELECT count(*) FILTER (WHERE enriched_at IS NOT NULL)"
         " + 1000 * count(*) FILTER (WHERE escalated_at IS NOT NULL) FROM exception_records"
