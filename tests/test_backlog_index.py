@@ -1,4 +1,4 @@
-"""The covering backlog indexes (migration 0021) on PostgreSQL: the backlog route's counts and
+"""The covering backlog indexes (migration 0022) on PostgreSQL: the backlog route's counts and
 the monitor's due count stay exact, and they and the claim's demand walk are answered from
 the index alone (an Index Only Scan: every column they name is in it; an Index Scan would
 mean one was missing)."""

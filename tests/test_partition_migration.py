@@ -1,4 +1,4 @@
-"""Migration 0022 on a populated PostgreSQL database: every row of the three history tables
+"""Migration 0021 on a populated PostgreSQL database: every row of the three history tables
 is in the partitioned tables after it (and back after its downgrade), ids continue from the
 same sequences, and the ORM reads and writes them as before."""
 
@@ -17,7 +17,7 @@ from tests.factories import make_record, make_tenant
 
 TABLES = ("enrichment_attempts", "outbox_events", "metric_snapshots")
 SCRIPTS = ScriptDirectory.from_config(db.alembic_config("sqlite://"))
-BEFORE = SCRIPTS.get_revision("0022").down_revision
+BEFORE = SCRIPTS.get_revision("0021").down_revision
 
 # Rows over 12 weeks (and two rows years back), written the way a long-running fleet has.
 FILL = """
@@ -47,7 +47,7 @@ FROM generate_series(1, 400) g;
 
 @pytest.fixture
 def populated(pg_url) -> Iterator[str]:
-    """A scratch database at the revision before 0022, with history in the three tables."""
+    """A scratch database at the revision before 0021, with history in the three tables."""
     base = pg_url.rsplit("/", 1)[0]
     admin = create_engine(base + "/postgres", isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
@@ -114,7 +114,7 @@ def test_the_migration_loses_nothing_and_ids_continue(populated):
     before = _fingerprint(populated)
     assert before["enrichment_attempts"][0] == 3001
 
-    migrate(populated, "0022")
+    migrate(populated, "0021")
 
     after = _fingerprint(populated)
     assert {t: after[t] for t in TABLES} == {t: before[t] for t in TABLES}
@@ -132,7 +132,7 @@ def test_the_migration_loses_nothing_and_ids_continue(populated):
 
 
 def test_the_migration_spreads_rows_by_week_and_keeps_a_default(populated):
-    migrate(populated, "0022")
+    migrate(populated, "0021")
     engine = create_engine(populated)
     with engine.connect() as conn:
         homes = dict(conn.execute(text(

@@ -430,7 +430,7 @@ Index(
     **partial_where(REVIEW_SQL),
 )
 # The claim walks each tenant's waiting records in scheduling order (severity, priority, age);
-# covering what the walk filters on, the demand is an index-only scan (migration 0021).
+# covering what the walk filters on, the demand is an index-only scan (migration 0022).
 Index(
     "ix_exception_records_sched",
     ExceptionRecord.tenant_id,
@@ -453,7 +453,7 @@ Index(
 # The fleet's recent throughput (how much one sweep claims): attempts by time alone.
 Index("ix_enrichment_attempts_created", EnrichmentAttempt.created_at)
 # The backlog route lists one tenant's waiting records in due order; covering what its counts
-# and the monitor's due count filter on, they are index-only scans (migration 0021).
+# and the monitor's due count filter on, they are index-only scans (migration 0022).
 Index(
     "ix_exception_records_backlog",
     ExceptionRecord.tenant_id,

@@ -2,7 +2,7 @@
 partitions that exist, and making the next ones ahead of time (retire.py drops old ones).
 
 `enrichment_attempts` and `outbox_events` are partitioned by week of `created_at`,
-`metric_snapshots` by month of `taken_at` (migration 0022; UTC bounds, Monday weeks). Why
+`metric_snapshots` by month of `taken_at` (migration 0021; UTC bounds, Monday weeks). Why
 weeks: a partition goes only once its newest row is past the table's longest retention (180
 days for failed attempts, 90 for dead events by default), so the grain only decides how long
 past that a row may stay (a week at most) and how many partitions a lookup that does not
@@ -85,7 +85,7 @@ def following(grain: str, start: datetime) -> datetime:
 
 
 def is_partitioned(conn: Connection, table: str) -> bool:
-    """True on PostgreSQL once migration 0022 made `table` a partitioned table."""
+    """True on PostgreSQL once migration 0021 made `table` a partitioned table."""
     if conn.dialect.name != "postgresql":
         return False
     q = text("SELECT relkind = 'p' FROM pg_class WHERE oid = to_regclass(:t)")
@@ -124,7 +124,7 @@ def make_ahead(engine: Engine, *, now: datetime | None = None) -> list[str]:
     names made. Rows the DEFAULT partition holds for a new range move into it (a fleet that
     was down past its partitions). One that cannot be made (a lock timeout, a partition made
     by hand in the way) is logged, `partitions.not_made`, and the others are made: the next
-    run tries again. A no-op on SQLite and before migration 0022."""
+    run tries again. A no-op on SQLite and before migration 0021."""
     now = now or datetime.now(UTC)
     made = []
     for layout in LAYOUTS:

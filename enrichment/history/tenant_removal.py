@@ -8,7 +8,7 @@ all or nothing.
 The audit log is append-only (a trigger refuses UPDATE and DELETE, migration 0009). Removing
 a tenant is the one exception, and it is made inside this transaction only:
 - PostgreSQL: the trigger lets a DELETE through when the transaction-local setting
-  `enrichment.erasing` is 'tenant' (migration 0019); `set_config(..., true)` sets it for
+  `enrichment.erasing` is 'tenant' (migration 0020); `set_config(..., true)` sets it for
   this transaction alone. UPDATE is still refused, always.
 - SQLite (no settings): the DELETE trigger is dropped and created again inside the same
   transaction (SQLite's DDL is transactional), so no other writer ever sees it missing.

@@ -217,7 +217,7 @@ def repair_indexes(services: Services) -> float:
 
 
 def _partitions(services: Services, n: int) -> float:
-    """The time partitions (migration 0022) the fleet would have made over the history's days
+    """The time partitions (migration 0021) the fleet would have made over the history's days
     (history/partitions.py: the week of the oldest record and the weeks ahead of it)."""
     from datetime import UTC, datetime, timedelta
 

@@ -5,7 +5,7 @@
 lead times by a backward range scan) - and two snapshot columns: problems_attached and
 lead_time_median_s.
 
-Revision ID: 0020
+Revision ID: 0019
 Revises: 0018
 Create Date: 2026-12-06 22:50:00
 """
@@ -13,7 +13,7 @@ Create Date: 2026-12-06 22:50:00
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0020"
+revision = "0019"
 down_revision = "0018"
 branch_labels = None
 depends_on = None

@@ -16,8 +16,8 @@ fleet first (docs/operations.md, "Partitions", has the time it takes).
 
 The layout is repeated here, not imported: a migration is a snapshot of what it did.
 
-Revision ID: 0022
-Revises: 0019
+Revision ID: 0021
+Revises: 0020
 Create Date: 2026-12-06 23:30:00
 """
 
@@ -26,8 +26,8 @@ from datetime import UTC, datetime, timedelta
 from alembic import op
 from sqlalchemy import text
 
-revision = "0022"
-down_revision = "0019"
+revision = "0021"
+down_revision = "0020"
 branch_labels = None
 depends_on = None
 

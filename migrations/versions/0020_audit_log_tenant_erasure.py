@@ -5,15 +5,15 @@ it with `set_config(..., true)`, for its own transaction only). UPDATE is still 
 always. SQLite has no such setting: the removal drops the DELETE trigger and creates it again
 inside its own transaction, so nothing changes here.
 
-Revision ID: 0019
-Revises: 0020
+Revision ID: 0020
+Revises: 0019
 Create Date: 2026-12-06 23:30:00
 """
 
 from alembic import op
 
-revision = "0019"
-down_revision = "0020"
+revision = "0020"
+down_revision = "0019"
 branch_labels = None
 depends_on = None
 

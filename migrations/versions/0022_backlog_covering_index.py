@@ -11,16 +11,16 @@ next_attempt_at: the walk no longer reads a heap page per record (10M records, 1
 the demand statement 129-144 ms -> 10 ms). SQLite has no INCLUDE: the indexes there stay as
 they were.
 
-Revision ID: 0021
-Revises: 0022
+Revision ID: 0022
+Revises: 0021
 Create Date: 2026-12-06 23:30:00
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0021"
-down_revision = "0022"
+revision = "0022"
+down_revision = "0021"
 branch_labels = None
 depends_on = None
 
