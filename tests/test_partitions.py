@@ -15,7 +15,7 @@ from enrichment.core.models import EnrichmentAttempt, OutboxEvent
 from enrichment.core.monitor_models import MetricSnapshot
 from enrichment.core.settings_retention import RetentionConfig
 from enrichment.history import archive, partitions
-from enrichment.history.partitions import LAYOUTS, floor
+from enrichment.history.partitions import LAYOUTS, floor, following
 from enrichment.history.retire import retire
 from tests import retention_world as w
 from tests.conftest import migrate
@@ -147,11 +147,15 @@ def test_sqlite_keeps_plain_tables(tmp_path):
 
 
 def _drop_newest(engine, layout=LAYOUTS[0]) -> str:
-    """Drop the table's furthest partition ahead; its name."""
+    """Drop the furthest partition the fleet makes ahead today; its name. Partitions further
+    ahead, made by another test at a moved clock, stay: the fleet would not make those again
+    today."""
+    start = floor(layout.grain, datetime.now(UTC))
+    for _ in range(layout.ahead):
+        start = following(layout.grain, start)
     with engine.begin() as conn:
-        newest = [p for p in partitions.partitions(conn, layout) if not p.is_default][-1]
-        conn.execute(text(f"DROP TABLE {newest.name}"))
-    return newest.name
+        conn.execute(text(f"DROP TABLE IF EXISTS {layout.name(start)}"))
+    return layout.name(start)
 
 
 def test_beat_schedules_the_partitions_and_a_worker_makes_and_retires_them(
