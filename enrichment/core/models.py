@@ -429,6 +429,29 @@ Index(
     ExceptionRecord.escalated_at,
     **partial_where(REVIEW_SQL),
 )
+# The review queue's page (reviews/queue.py): per severity class (an unknown severity counts
+# as medium), a tenant's queued records in waiting order - the deadline's order within one
+# class -, covering what the queue's count and filters read (migration 0023).
+# Written as PostgreSQL prints it back (newlines included), so the drift check matches it.
+REVIEW_CLASS_SQL = (
+    "\nCASE severity\n    WHEN 'critical' THEN 'critical'\n    WHEN 'high' THEN 'high'"
+    "\n    WHEN 'low' THEN 'low'\n    ELSE 'medium'\nEND"
+)
+Index(
+    "ix_exception_records_review_due",
+    ExceptionRecord.tenant_id,
+    text(f"({REVIEW_CLASS_SQL})"),
+    text("COALESCE(escalated_at, approval_requested_at, enriched_at)"),  # review_waiting_since
+    ExceptionRecord.id,
+    postgresql_include=[
+        "severity",
+        "escalated_at",
+        "approval_requested_at",
+        "enriched_at",
+        "ai_label",
+    ],
+    **partial_where(REVIEW_SQL),
+)
 # The claim walks each tenant's waiting records in scheduling order (severity, priority, age);
 # covering what the walk filters on, the demand is an index-only scan (migration 0022).
 Index(

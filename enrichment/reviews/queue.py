@@ -6,6 +6,12 @@ audit-sampled one, since the AI resolved it. Its review deadline is that start p
 severity's review limit (the tenant's `review_deadline_s`, else
 ENRICHMENT_REVIEW_DEADLINE_S_<SEVERITY>: critical soonest), computed in SQL so the queue sorts
 by it. A review (or a requeue for the AI, for an escalated record) takes it out.
+
+At scale (issue 26) the page is not one sort of the tenant's whole queue: the limit is one
+per severity class (an unknown severity counts as medium), so within a class the deadline
+order is the waiting order. `_due_first` reads the first `limit` of each class in waiting
+order from `ix_exception_records_review_due` (migration 0023), and merges them by (deadline,
+id): the same items in the same order as sorting everything by (deadline, id).
 """
 
 from __future__ import annotations
@@ -17,12 +23,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
-from sqlalchemy import ColumnElement, and_, case, extract, func, select
+from sqlalchemy import ColumnElement, String, and_, case, extract, func, literal_column, select
 from sqlalchemy.orm import Session
 
 from enrichment.core import review_claims
 from enrichment.core.models import (
     AWAITING_APPROVAL,
+    REVIEW_CLASS_SQL,
     ExceptionRecord,
     ResolutionAction,
     Tenant,
@@ -38,6 +45,8 @@ Kind = Literal["escalation", "approval", "audit"]
 KINDS: tuple[Kind, ...] = ("escalation", "approval", "audit")
 SEVERITIES = ("critical", "high", "medium", "low")
 UNIX_JULIAN_DAY = 2_440_587.5  # julianday('1970-01-01')
+# A record's severity class, the key of ix_exception_records_review_due (its very text).
+severity_class = literal_column(f"({REVIEW_CLASS_SQL})", String)
 
 
 def deadline_limits(reviews: ReviewConfig, own: Mapping[str, float]) -> dict[str, float]:
@@ -158,14 +167,39 @@ def queue(
         select(func.count(), func.min(WAITING_SINCE)).where(*scoped)
     ).one()
     limits = _limits_of(session, tenant_id, reviews)
-    due = _deadline_epoch(session, limits)
-    recs = session.scalars(select(R).where(*scoped).order_by(due, R.id).limit(limit)).all()
+    ids = _due_first(session, scoped, limits, limit, (only or Filter()).severity)
+    found = {
+        r.id: r for r in session.scalars(select(R).where(R.tenant_id == tenant_id, R.id.in_(ids)))
+    }
+    recs = [found[i] for i in ids]
     age = None if oldest is None else (now - _aware(oldest)).total_seconds()
-    ids = [r.id for r in recs]
     waiting = awaiting_of(session, tenant_id, ids)
     held = review_claims.holders(session, tenant_id, ids, now=now)
     items = [_item(r, waiting[r.id], limits, held.get(r.id)) for r in recs]
     return Queue(total=total, oldest_age_s=age, items=items)
+
+
+def _due_first(
+    session: Session,
+    scoped: tuple[ColumnElement[bool], ...],
+    limits: Mapping[str, float],
+    limit: int,
+    severity: str | None = None,
+) -> list[int]:
+    """The ids of the first `limit` records `scoped` lets through by (deadline, id): the first
+    `limit` of each severity class in waiting order (on PostgreSQL an index scan each), merged
+    by their deadline as SQL computes it. On SQLite, whose deadline keeps only milliseconds,
+    each class is sorted by (deadline, id) itself."""
+    due = _deadline_epoch(session, limits)
+    order = (due, R.id) if session.get_bind().dialect.name == "sqlite" else (WAITING_SINCE, R.id)
+    classes = [severity if severity in limits else "medium"] if severity else SEVERITIES
+    heads: list[tuple[float, int]] = []
+    for cls in classes:
+        rows = session.execute(
+            select(due, R.id).where(*scoped, severity_class == cls).order_by(*order).limit(limit)
+        )
+        heads.extend((d, i) for d, i in rows)
+    return [i for _, i in sorted(heads)[:limit]]
 
 
 def _limits_of(session: Session, tenant_id: int, reviews: ReviewConfig | None) -> dict[str, float]:
@@ -228,10 +262,8 @@ def next_up(
     taken = select(C.record_id).where(
         C.tenant_id == tenant_id, C.claimed_until > now, C.reviewer != reviewer
     )
-    due = _deadline_epoch(session, _limits_of(session, tenant_id, reviews))
-    return session.scalar(
-        select(R.id)
-        .where(R.tenant_id == tenant_id, in_review(), R.id.not_in(taken))
-        .order_by(due, R.id)
-        .limit(1)
+    limits = _limits_of(session, tenant_id, reviews)
+    first = _due_first(
+        session, (R.tenant_id == tenant_id, in_review(), R.id.not_in(taken)), limits, 1
     )
+    return first[0] if first else None
