@@ -15,7 +15,7 @@ from enrichment.core.due import due_unclaimed, leased, past_due
 from enrichment.core.models import ExceptionRecord as R
 from enrichment.core.models import in_backlog, utcnow
 from enrichment.metrics.passes import due_counts
-from enrichment.reporting.reports import backlog
+from enrichment.reporting.backlog import backlog
 from tests.factories import make_record, make_tenant
 
 BOTH = re.compile(r"Index Only Scan using ix_exception_records_(backlog|sched)\b")

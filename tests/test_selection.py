@@ -11,7 +11,7 @@ from enrichment.core.due import fleet_load
 from enrichment.core.models import ExceptionRecord, Tenant, utcnow
 from enrichment.core.selection import claim_due, requeue
 from enrichment.metrics import passes
-from enrichment.reporting import reports
+from enrichment.reporting import backlog
 from enrichment.tooling.progress import read_progress
 from tests.conftest import migrate, with_settings
 from tests.factories import make_record, make_tenant
@@ -180,7 +180,7 @@ def test_the_monitor_prometheus_the_breaker_and_the_progress_line_count_the_same
         monitor = passes.due_counts(s, tenant.id, now=now, max_retries=settings.max_retries)
         fleet = fleet_load(s, settings, now, count_due=True)
         waiting = breaker_store.waiting_records(s.connection(), settings)
-        report = reports.backlog(s, tenant, now=now)
+        report = backlog.backlog(s, tenant, now=now)
     progress = read_progress(factory, max_retries=settings.max_retries)
 
     # Then they agree: a due record, and two whose leases expired

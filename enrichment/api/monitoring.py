@@ -26,6 +26,7 @@ from enrichment.api.deps import (
 from enrichment.core.models import utcnow
 from enrichment.core.settings import Settings
 from enrichment.metrics import prom
+from enrichment.reporting import backlog as backlog_view
 from enrichment.reporting import report_html, reports
 
 log = structlog.get_logger(__name__)
@@ -66,15 +67,15 @@ def report(
     return reports.report(s, tenant, settings, now=utcnow(), hours=hours)
 
 
-@router.get("/api/enrichment/backlog/{tenant}", response_model=reports.Backlog)
+@router.get("/api/enrichment/backlog/{tenant}", response_model=backlog_view.Backlog)
 def backlog(
     tenant: AuthTenant,
     s: DbSession,
     limit: Annotated[int, Query(ge=0, le=500, description="records to list")] = 20,
-) -> reports.Backlog:
+) -> backlog_view.Backlog:
     """Records waiting for enrichment: counts and the next `limit` by due time; and the
     escalated records (oldest `limit`, oldest first) with their reasons."""
-    return reports.backlog(s, tenant, now=utcnow(), limit=limit)
+    return backlog_view.backlog(s, tenant, now=utcnow(), limit=limit)
 
 
 METRICS_RESPONSES: dict[int | str, dict] = {

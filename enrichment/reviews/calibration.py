@@ -32,7 +32,7 @@ from enrichment.core.settings import Settings
 from enrichment.core.tenant_settings import TenantSettings
 from enrichment.core.text import plural, printable
 from enrichment.reviews import stats
-from enrichment.reviews.report import budget, latest_reviews
+from enrichment.reviews.report import Budget, budget, latest_reviews
 from enrichment.reviews.stats import BINS, ece, reliability_bins
 
 # ---------------------------------------------------------------- the views
@@ -169,14 +169,6 @@ def bin_figures(judged: Sequence[Judged]) -> list[BinFigures]:
 # ---------------------------------------------------------------- from the database
 
 
-def judged_reviews(session: Session, tenant_id: int) -> list[Judged]:
-    """The tenant's latest review per record, where the AI had given a label."""
-    return [
-        _judged(r.label, r.ai_label, r.ai_confidence, r.ai_source)
-        for r in latest_reviews(session, tenant_id)
-    ]
-
-
 def _judged(label: str, ai_label: str, confidence: float, source: dict | None) -> Judged:
     source = source or {}
     return Judged(
@@ -203,9 +195,8 @@ def _scale(calibrated: int, reviews: int) -> str:
     return "raw" if not calibrated else "calibrated" if calibrated == reviews else "mixed"
 
 
-def advice(session: Session, tenant: Tenant, settings: Settings) -> Advice:
-    """The error-budget threshold for the tenant, counted against its records."""
-    b = budget(session, tenant, settings)
+def advice(session: Session, tenant: Tenant, b: Budget) -> Advice:
+    """The error-budget threshold `b` for the tenant, counted against its records."""
     current = tenant.confidence_threshold
     needed = stats.min_reviews(b.target)
     common = {
@@ -238,13 +229,15 @@ def advice(session: Session, tenant: Tenant, settings: Settings) -> Advice:
 
 def measure(session: Session, tenant: Tenant, settings: Settings) -> Calibration:
     """The tenant's calibration against its reviews (all of them; nothing written)."""
-    judged = judged_reviews(session, tenant.id)
+    reviews = latest_reviews(session, tenant.id)
+    judged = [_judged(r.label, r.ai_label, r.ai_confidence, r.ai_source) for r in reviews]
+    maps = latest_maps(session, tenant.id)
     return Calibration(
         reviews=len(judged),
         overall=figures(judged) if judged else None,
         groups=by_source(judged),
         bins=bin_figures(judged),
-        advice=advice(session, tenant, settings),
+        advice=advice(session, tenant, budget(tenant, settings, reviews, maps)),
         maps=[
             MapView(
                 provider=p,
@@ -254,7 +247,7 @@ def measure(session: Session, tenant: Tenant, settings: Settings) -> Calibration
                 reviews=c.map.n,
                 points=list(zip(c.map.x, c.map.y, strict=True)),
             )
-            for (p, m, v), c in sorted(latest_maps(session, tenant.id).items())
+            for (p, m, v), c in sorted(maps.items())
         ],  # fmt: skip
     )
 

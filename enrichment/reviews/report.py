@@ -184,14 +184,16 @@ def search(
     )
 
 
-def budget(session: Session, tenant: Tenant, settings: Settings) -> Budget:
-    """The tenant's threshold search, with its stored maps (nothing written)."""
+def budget(
+    tenant: Tenant, settings: Settings, reviews: Sequence[Review], maps: dict[Source, Current]
+) -> Budget:
+    """The tenant's threshold search over its latest `reviews` (latest_reviews) through its
+    stored `maps` (latest_maps); nothing read or written here."""
     own = TenantSettings.parse(tenant.settings)
     rate = settings.reviews.audit_rate if own.audit_rate is None else own.audit_rate
     target = own.max_auto_error_rate or settings.reviews.max_auto_error_rate
     floor = settings.reviews.auto_threshold_floor
-    audit = [r for r in load(session, tenant.id, rate) if r.kind == AUDIT]
-    maps = latest_maps(session, tenant.id)
+    audit = [x for x in (_reviewed(r, rate) for r in reviews) if x.kind == AUDIT]
     return Budget(
         target=target,
         floor=floor,
