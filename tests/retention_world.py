@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from enrichment.core import delivery_log
 from enrichment.core.batch_models import Batch, BatchRecord
 from enrichment.core.models import EnrichmentAttempt, OutboxEvent, ResolutionAction, Tenant
-from enrichment.core.monitor_models import Alert, MetricSnapshot
+from enrichment.core.monitor_models import Alert, AlertSilence, MetricSnapshot
 from enrichment.core.prune_counts import PruneCount
 from tests.factories import make_record
 
@@ -67,6 +67,14 @@ def snapshot(s: Session, tenant: Tenant, at: datetime) -> int:
 def alert(s: Session, tenant: Tenant, metric: str, state: str, at: datetime) -> int:
     row = Alert(tenant_id=tenant.id, metric=metric, severity="warning", state=state,
                 updated_at=at)  # fmt: skip
+    s.add(row)
+    s.flush()
+    return row.id
+
+
+def silence(s: Session, tenant: Tenant, starts_at: datetime, ends_at: datetime) -> int:
+    row = AlertSilence(tenant_id=tenant.id, metric="backlog", starts_at=starts_at,
+                       ends_at=ends_at, created_by="alice")  # fmt: skip
     s.add(row)
     s.flush()
     return row.id

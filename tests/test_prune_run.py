@@ -131,6 +131,18 @@ def test_the_cli_prints_what_a_dry_run_would_remove_then_what_the_pass_removed(f
     assert cli("prune") == (0, "nothing past retention\n", "")
 
 
+def test_expired_silences_are_printed_per_table_and_reach_metrics(factory, cli):
+    with factory.begin() as s:
+        t = make_tenant(s, "acme")
+        w.silence(s, t, w.days_ago(NOW, 120), w.days_ago(NOW, 100))
+    code, out, _ = cli("prune", "--dry-run")
+    assert code == 0 and "  alert_silences                    1" in out.splitlines()
+    code, _out, _ = cli("prune")
+    text = prom.exposition(factory).decode()
+    assert code == 0
+    assert 'enrichment_pruned_rows_total{table="alert_silences",tenant="acme"} 1.0' in text
+
+
 def test_the_cli_names_an_unknown_tenant_in_one_line(factory, cli):
     code, out, err = cli("prune", "--tenant", "nobody")
     assert code == 64 and out == "" and len(err.strip().splitlines()) == 1 and "nobody" in err

@@ -11,7 +11,7 @@ import pytest
 from enrichment.core.batch_models import Batch, BatchRecord
 from enrichment.core.delivery_log import WebhookDelivery
 from enrichment.core.models import EnrichmentAttempt, OutboxEvent, utcnow
-from enrichment.core.monitor_models import Alert, MetricSnapshot
+from enrichment.core.monitor_models import Alert, AlertSilence, MetricSnapshot
 from enrichment.core.settings_retention import RetentionConfig
 from enrichment.history import pruner
 from enrichment.history.retention import POLICIES
@@ -180,3 +180,29 @@ def test_each_chunk_starts_at_the_last_ones_time_and_rows_sharing_it_all_go(any_
     report = pruner.prune(any_factory, replace(FAST, prune_chunk_rows=2), now=NOW)
     # Then the ties at each chunk's boundary are not skipped: 2, 2, 1
     assert (report.removed["enrichment_attempts"], report.chunks) == (5, 3)
+
+
+def test_a_silence_goes_its_days_after_its_end_and_a_tenant_override_wins(any_factory):
+    # Given silences ended 91 and 89 days ago and one still muting, for a tenant on the
+    # default 90 days and one keeping silences 10 days
+    ago = lambda days: w.days_ago(NOW, days)  # noqa: E731
+    with any_factory.begin() as s:
+        plain, short = (
+            make_tenant(s, "plain"),
+            make_tenant(s, "short", settings={"retention_days": {"silences": 10}}),
+        )
+        gone = {w.silence(s, plain, ago(92), ago(91)), w.silence(s, short, ago(12), ago(11))}
+        kept = {
+            w.silence(s, plain, ago(90), ago(89)),
+            w.silence(s, plain, ago(200), ago(-1)),  # still muting, begun long ago
+            w.silence(s, short, ago(10), ago(9)),
+            w.silence(s, short, ago(1), ago(-1)),
+        }
+    # When a dry run, then a pass, run
+    dry = pruner.prune(any_factory, FAST, now=NOW, dry_run=True)
+    report = pruner.prune(any_factory, FAST, now=NOW)
+    # Then the silences past their tenant's days since their end went, and were counted
+    with any_factory() as s:
+        assert w.ids(s, AlertSilence) == kept
+        assert w.counters(s) == {(plain.id, "alert_silences"): 1, (short.id, "alert_silences"): 1}
+    assert dry.removed == report.removed == {"alert_silences": len(gone)}

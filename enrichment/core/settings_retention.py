@@ -60,6 +60,11 @@ class RetentionConfig(FromEnv):
         "alert rows resolved and notified (`inactive`), by their last change; a rule that"
         " still exists writes its row again at the next evaluation",
     )
+    silences_days: int = setting(
+        "ENRICHMENT_RETENTION_SILENCES_DAYS",
+        90,
+        "alert silences, by their end (`ends_at`): one still muting, or not begun, is kept",
+    )
     batches_applied_days: int = setting(
         "ENRICHMENT_RETENTION_BATCHES_APPLIED_DAYS",
         30,

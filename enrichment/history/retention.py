@@ -8,7 +8,8 @@ else the fleet's ENRICHMENT_RETENTION_<KIND>_DAYS; 0 keeps it forever) have pass
 time column, and it is in its policy's state. Whatever is still referred to stays: a record
 with attempts, events, reviews, batch rows or shadow answers left, or waiting for a person;
 an event not delivered (pending for a tenant with a webhook, or stopped); a tenant's newest
-snapshot. Reviews and the audit log have no policy: they are kept forever.
+snapshot. A silence goes by its end (`ends_at`), so one still muting stays. Reviews and
+the audit log have no policy: they are kept forever.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, Select, Table, and_, exists, not_, or_, select
+from sqlalchemy import ColumnElement, Select, Table, and_, exists, not_, or_, select, true
 from sqlalchemy.orm import aliased
 
 from enrichment.core.batch_models import APPLIED, GIVEN_UP, Batch, BatchRecord
@@ -33,7 +34,7 @@ from enrichment.core.models import (
     Tenant,
     in_review,
 )
-from enrichment.core.monitor_models import Alert, MetricSnapshot
+from enrichment.core.monitor_models import Alert, AlertSilence, MetricSnapshot
 from enrichment.core.outbox import DEAD, DELIVERED, PENDING
 from enrichment.core.review_claims import ReviewClaim
 from enrichment.core.settings_retention import ARCHIVE, RetentionConfig
@@ -117,6 +118,7 @@ POLICIES: tuple[Policy, ...] = (
     Policy("events_pulled", E.__table__, "created_at", _pulled, EVENT_LOG),
     Policy("snapshots", MetricSnapshot.__table__, "taken_at", _older_than_newest),
     Policy("alerts", Alert.__table__, "updated_at", lambda: Alert.state == "inactive"),
+    Policy("silences", AlertSilence.__table__, "ends_at", true),
     Policy("batches_applied", Batch.__table__, "applied_at", lambda: Batch.status == APPLIED,
            BATCH_ROWS),
     Policy("batches_given_up", Batch.__table__, "created_at", lambda: Batch.status == GIVEN_UP,
