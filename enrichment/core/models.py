@@ -137,10 +137,13 @@ class ExceptionRecord(Base):
     __table_args__ = (
         UniqueConstraint("tenant_id", "external_id"),
         # The seed's two partial indexes, plus the one the sweep's claim reads.
+        # Keyed by created_at too: the monitor counts the young unclassified (migration 0024).
         Index(
             "idx_enrichment_pending",
             "tenant_id",
-            postgresql_where=text("ai_confidence IS NULL OR ai_label IS NULL"),
+            "created_at",
+            postgresql_include=["ai_confidence", "record_type"],
+            **partial_where("ai_confidence IS NULL OR ai_label IS NULL"),
         ),
         Index(
             "idx_enrichment_retry",
@@ -403,24 +406,23 @@ class SweepStat(Base):
     claimed: Mapped[int] = mapped_column(Integer)
 
 
-# Monitor indexes, declared here so the classes above stay as they are.
-# Covering: the monitor's one aggregate pass per tenant reads only these columns, so
-# PostgreSQL can answer it from the index (index-only scan) instead of the heap.
+# Monitor indexes, declared here so the classes above stay as they are. The monitor counts
+# records from tallies on PostgreSQL (metrics/tallies.py, migration 0024); what a tally cannot
+# say it reads from these, each a window of a tenant's records, not its history: the records
+# enriched in the window, and the records in the hundredth of confidence the threshold falls in.
 Index(
-    "ix_exception_records_monitor",
+    "ix_exception_records_enriched",
     ExceptionRecord.tenant_id,
-    postgresql_include=[
-        "enriched_at",
-        "escalated_at",
-        "ai_confidence",
-        "enrichment_retry_count",
-        "created_at",
-        "reviewed_at",
-        "audit_sample",
-        "decided_by",
-        "approval_requested_at",
-        "record_type",
-    ],
+    ExceptionRecord.enriched_at,
+    postgresql_include=["created_at", "record_type"],
+    **partial_where("enriched_at IS NOT NULL"),
+)
+Index(
+    "ix_exception_records_confidence",
+    ExceptionRecord.tenant_id,
+    ExceptionRecord.ai_confidence,
+    postgresql_include=["record_type"],
+    **partial_where("ai_confidence IS NOT NULL"),
 )
 # The review queue of one tenant: a small set, read oldest first.
 Index(

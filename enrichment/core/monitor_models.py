@@ -1,12 +1,23 @@
-"""The monitor's tables: one snapshot per tenant and evaluation, the alerts' state, and the
-silences. (Their indexes on the records, which the monitor reads, live in models.py.)"""
+"""The monitor's tables: one snapshot per tenant and evaluation, the alerts' state, the
+silences, and the record tallies. (Their indexes on the records, which the monitor reads, live
+in models.py.)"""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from enrichment.core.models import Base, JSONType, UTCDateTime, utcnow
@@ -130,3 +141,43 @@ class AlertSilence(Base):
     created_by: Mapped[str | None] = mapped_column(String(64))
     comment: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class _TallyKey:
+    """A group of one tenant's records and how many there are (metrics/tallies.py): the
+    group's key is what the monitor counts records by. Kept on PostgreSQL by triggers on
+    exception_records (migration 0024); no foreign key to tenants, so that a record's write
+    never waits on the monitor's lock of its tenant row."""
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(Integer)
+    record_type: Mapped[str] = mapped_column(String(16))
+    enriched: Mapped[bool] = mapped_column(Boolean)
+    escalated: Mapped[bool] = mapped_column(Boolean)
+    reviewed: Mapped[bool] = mapped_column(Boolean)
+    queued: Mapped[bool] = mapped_column(Boolean)  # in the review queue (REVIEW_SQL)
+    human: Mapped[bool] = mapped_column(Boolean)  # decided_by "human"
+    analysed: Mapped[bool] = mapped_column(Boolean)  # ai_analysis IS NOT NULL
+    raised: Mapped[bool] = mapped_column(Boolean)  # raised by the order analysis
+    attached: Mapped[bool] = mapped_column(Boolean)  # attached_at IS NOT NULL
+    retries: Mapped[int] = mapped_column(Integer)
+    # ai_confidence's tenth (0-9, as the monitor's buckets cut it) and hundredth (floor of
+    # confidence x 100, clamped to -100..200); NULL without a confidence.
+    decile: Mapped[int | None] = mapped_column(Integer)
+    cent: Mapped[int | None] = mapped_column(Integer)
+    n: Mapped[int] = mapped_column(BigInteger)
+
+
+class RecordTally(_TallyKey, Base):
+    """The folded counts: one row per tenant and key, rewritten by each fold."""
+
+    __tablename__ = "record_tallies"
+    __table_args__ = (Index("ix_record_tallies_tenant_id", "tenant_id"),)
+
+
+class RecordTallyDelta(_TallyKey, Base):
+    """What changed since the last fold: +n / -n rows the triggers append (never updated, so
+    writers never wait on each other here); the monitor folds them into record_tallies."""
+
+    __tablename__ = "record_tally_deltas"
+    __table_args__ = (Index("ix_record_tally_deltas_tenant_id", "tenant_id"),)

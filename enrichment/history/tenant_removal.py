@@ -29,6 +29,9 @@ from sqlalchemy.orm import Session
 from enrichment.history import archive
 
 ERASING_SETTING = "enrichment.erasing"
+# Kept by triggers on exception_records (migration 0024): emptied after the records, whose
+# deletion appends to them.
+DERIVED = ("record_tallies", "record_tally_deltas")
 # Migration 0009's SQLite trigger, created again after the tenant's rows are gone (a
 # migration is history: this copy must stay the same as that text).
 APPEND_ONLY = "audit_log is append-only: its rows cannot be changed or deleted"
@@ -66,11 +69,12 @@ def _owned_tables(conn: Connection) -> list:
     if conn.dialect.name == "postgresql":
         q = "SELECT relname FROM pg_class WHERE relispartition"
         partitions = set(conn.execute(text(q)).scalars())
-    return [
+    owned = [
         t
         for t in reversed(meta.sorted_tables)
         if "tenant_id" in t.c and t.name != "tenants" and t.name not in partitions
     ]
+    return sorted(owned, key=lambda t: t.name in DERIVED)  # stable: the order kept otherwise
 
 
 @contextmanager

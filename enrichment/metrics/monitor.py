@@ -1,16 +1,14 @@
 """Per-tenant enrichment metrics, written as one `metric_snapshots` row per evaluation.
 
 Cost at scale: per tenant, seven indexed queries - the previous snapshot (index
-`ix_metric_snapshots_tenant_taken`), one aggregate pass over the tenant's records (an
-index-only scan of `ix_exception_records_monitor`), one aggregate over the tenant's attempts
-since the earliest of the window start, the previous snapshot and 00:00 UTC today
-(`ix_enrichment_attempts_tenant_created`), the open outbox events (`ix_outbox_events_open`),
-the records due now with the last sweep's share (`ix_exception_records_backlog`: a pass of
-its own, as next_attempt_at and the lease would take the record pass off its covering
-index), the audit window (`drift`, `ix_reviews_tenant_created`), and the insert. Every
-metric is a FILTER clause or a scalar subquery of those passes (`passes`: the order figures
-read two small partial indexes, the lead time at most `LEAD_TIME_SAMPLE` rows), but the
-audit window's.
+`ix_metric_snapshots_tenant_taken`); the tenant's record counts (on PostgreSQL its tallies,
+kept as records change, and one statement of reads each bounded by a window: `tallies`; on
+SQLite one aggregate pass over the tenant's records: `passes.record_counts`); one aggregate
+over the tenant's attempts since the earliest of the window start, the previous snapshot and
+00:00 UTC today (`ix_enrichment_attempts_tenant_created`); the open outbox events
+(`ix_outbox_events_open`); the records due now with the last sweep's share
+(`ix_exception_records_backlog`); the audit window (`drift`, `ix_reviews_tenant_created`);
+and the insert.
 
 Definitions (percentages 0-100, durations in seconds, "window" = `window_s` before `now`):
 - completeness_pct: enriched_at IS NOT NULL / all records.
@@ -65,7 +63,7 @@ from enrichment.core.models import Tenant, utcnow
 from enrichment.core.monitor_models import MetricSnapshot
 from enrichment.core.settings import MonitorConfig, Settings
 from enrichment.core.tenant_settings import TenantSettings
-from enrichment.metrics import cadence, drift, spend_today
+from enrichment.metrics import cadence, drift, spend_today, tallies
 from enrichment.metrics.passes import (
     BUCKET_EDGES,
     attempt_counts,
@@ -216,7 +214,8 @@ def measure(
 ) -> Snapshot:
     """Compute one tenant's snapshot without writing it (the API's live health uses this)."""
     prev = previous_snapshot(session, tenant.id, now)
-    rc = record_counts(
+    counts = tallies.record_counts if tallies.kept(session) else record_counts
+    rc = counts(
         session,
         tenant,
         now=now,
@@ -333,7 +332,10 @@ def _totals(prev: MetricSnapshot | None, ac: dict[str, Any]) -> dict[str, Any]:
 def snapshot_tenant(
     session: Session, tenant: Tenant, settings: Settings, config: MonitorConfig, *, now: datetime
 ) -> Snapshot:
-    """Measure one tenant and add its `metric_snapshots` row (flushed, not committed)."""
+    """Measure one tenant and add its `metric_snapshots` row (flushed, not committed); the
+    tenant's tally deltas are folded first (the caller holds the tenant row's lock)."""
+    if tallies.kept(session):
+        tallies.fold(session, tenant.id)
     snap = measure(session, tenant, settings, config, now=now)
     row = snap.to_row()
     session.add(row)

@@ -42,7 +42,7 @@ def bucket_label(i: int) -> str:
     return f"{BUCKET_EDGES[i]:.1f}-{BUCKET_EDGES[i + 1]:.1f}"
 
 
-def _seconds_between(session: Session, start: Any, end: Any) -> ColumnElement[float]:
+def seconds_between(session: Session, start: Any, end: Any) -> ColumnElement[float]:
     if session.bind.dialect.name == "sqlite":
         return (func.julianday(end) - func.julianday(start)) * 86_400.0
     return extract("epoch", end - start)
@@ -81,7 +81,7 @@ def record_counts(
         func.count(R.ai_confidence).label("classified"),
         _count(R.ai_confidence >= tenant.confidence_threshold).label("high_confidence"),
         _count(enriched_in_window).label("enriched_in_window"),
-        func.avg(_seconds_between(session, R.created_at, R.enriched_at))
+        func.avg(seconds_between(session, R.created_at, R.enriched_at))
         .filter(enriched_in_window)
         .label("time_to_enrich_s"),
         _count(
@@ -116,11 +116,11 @@ def _order_columns(session: Session, tenant_id: int, now: datetime) -> list[Any]
         count(and_(watch, W.ai_analysis.is_not(None)), "orders_analysed"),
         count(raised, "problems_raised"),
         count(and_(raised, W.attached_at.is_not(None)), "problems_attached"),
-        _lead_time_median(session, tenant_id, now).label("lead_time_median_s"),
+        lead_time_median(session, tenant_id, now).label("lead_time_median_s"),
     ]
 
 
-def _lead_time_median(session: Session, tenant_id: int, now: datetime) -> Any:
+def lead_time_median(session: Session, tenant_id: int, now: datetime) -> Any:
     """The median lead time (s) of the tenant's latest LEAD_TIME_SAMPLE attachments: from the
     order analysis raising a problem (created_at) to the tenant's own exception for it
     attaching (attached_at); NULL before any. The sample is a backward range scan of
@@ -128,7 +128,7 @@ def _lead_time_median(session: Session, tenant_id: int, now: datetime) -> Any:
     is the mean of its middle one or two values (portable SQL: SQLite has no percentile)."""
     W = aliased(R)
     sample = (
-        select(_seconds_between(session, W.created_at, W.attached_at).label("lead"))
+        select(seconds_between(session, W.created_at, W.attached_at).label("lead"))
         .where(
             W.tenant_id == tenant_id,
             W.source == literal(RAISED_BY_AI, literal_execute=True),

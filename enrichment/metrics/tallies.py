@@ -1,0 +1,191 @@
+"""The monitor's record counts from tallies, on PostgreSQL: each tenant's records counted by
+what the monitor counts them by, kept as records change (migration 0024), so that a monitor
+run reads a few hundred rows per tenant whatever its history.
+
+Triggers on exception_records append +n / -n rows to `record_tally_deltas` (INSERT and
+DELETE per statement, UPDATE per row when the key changed); the monitor folds a tenant's
+deltas into `record_tallies` under its lock of the tenant row (`fold`); a reader sums both
+in one statement, so it never sees a fold half done. The key: record type; enriched,
+escalated, reviewed, queued for review, decided by a person, analysed, raised by the order
+analysis, attached; the retry count; the confidence's tenth and hundredth.
+
+What a tally cannot say is read from narrow indexes, each bounded by a window, not history:
+- records enriched in the window and their mean time to enrich: `ix_exception_records_enriched`;
+- records at or above the tenant's threshold: the tallies above the threshold's hundredth,
+  plus the records in that hundredth at or above it (`ix_exception_records_confidence`,
+  a hundredth of the tenant's classified records at most);
+- stuck records (no confidence, older than the stuck limit): all unclassified less those
+  younger than the limit (`idx_enrichment_pending`, keyed by created_at);
+- the oldest queued review: the head of each severity class of `ix_exception_records_review_due`;
+- the lead time's median (`passes.lead_time_median`, at most LEAD_TIME_SAMPLE rows).
+The numbers are those of `passes.record_counts`, the scan SQLite keeps (the tests hold the two
+equal on random histories).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Integer, Row, and_, func, select, text, union_all
+from sqlalchemy.orm import Session
+
+from enrichment.core.models import EXCEPTION, ORDER, Tenant, in_review
+from enrichment.core.models import ExceptionRecord as R
+from enrichment.core.monitor_models import RecordTally, RecordTallyDelta
+from enrichment.metrics import passes
+from enrichment.reviews.queue import SEVERITIES, WAITING_SINCE, severity_class
+
+KEY = (
+    "record_type",
+    "enriched",
+    "escalated",
+    "reviewed",
+    "queued",
+    "human",
+    "analysed",
+    "raised",
+    "attached",
+    "retries",
+    "decile",
+    "cent",
+)
+_COLUMNS = ", ".join(("tenant_id", *KEY))
+_FOLD = text(f"""
+WITH moved AS (DELETE FROM record_tally_deltas WHERE tenant_id = :t RETURNING {_COLUMNS}, n),
+kept AS (
+  DELETE FROM record_tallies WHERE tenant_id = :t AND EXISTS (SELECT 1 FROM moved)
+  RETURNING {_COLUMNS}, n
+)
+INSERT INTO record_tallies ({_COLUMNS}, n)
+SELECT {_COLUMNS}, sum(n) FROM (SELECT * FROM moved UNION ALL SELECT * FROM kept) both_
+GROUP BY {_COLUMNS} HAVING sum(n) <> 0
+""")
+
+
+def kept(session: Session) -> bool:
+    """Whether this database keeps tallies (PostgreSQL: migration 0024's triggers)."""
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def fold(session: Session, tenant_id: int) -> None:
+    """Fold the tenant's deltas into its tallies, one statement (nothing is rewritten when
+    there are none). The caller holds the tenant row's lock, as the monitor's run does; a
+    concurrent fold would still leave every count right."""
+    session.execute(_FOLD, {"t": tenant_id})
+
+
+def rebuild(session: Session) -> int:
+    """Count every record again (after a bulk load with the triggers disabled); the records
+    counted."""
+    return int(session.scalar(text("SELECT record_tallies_rebuild()")))
+
+
+def tally_rows(session: Session, tenant_id: int) -> list[Row]:
+    """The tenant's counts by key: its tallies and its unfolded deltas, summed in one
+    statement (one snapshot)."""
+
+    def part(model: Any) -> Any:
+        cols = [getattr(model, k).label(k) for k in KEY]
+        return select(*cols, model.n.label("n")).where(model.tenant_id == tenant_id)
+
+    both = union_all(part(RecordTally), part(RecordTallyDelta)).subquery()
+    keys = [both.c[k] for k in KEY]
+    total = func.sum(both.c.n)
+    stmt = select(*keys, total.label("n")).group_by(*keys).having(total != 0)
+    return list(session.execute(stmt))
+
+
+def record_counts(
+    session: Session,
+    tenant: Tenant,
+    *,
+    now: datetime,
+    window_s: float,
+    stuck_after_s: float,
+    max_retries: int,
+) -> dict[str, Any]:
+    """`passes.record_counts` from the tallies and the bounded reads (same keys, same
+    numbers)."""
+    rows = tally_rows(session, tenant.id)
+    edge = _cent_of(tenant.confidence_threshold)
+    reads = _bounded_reads(session, tenant, now=now, window_s=window_s, stuck_after_s=stuck_after_s)
+    exc = [r for r in rows if r.record_type == EXCEPTION]
+    orders = [r for r in rows if r.record_type == ORDER]
+    out = {
+        "total": _sum(exc),
+        "enriched": _sum(exc, lambda r: r.enriched),
+        "backlog": _sum(exc, lambda r: not r.enriched and not r.escalated),
+        "escalated": _sum(exc, lambda r: r.escalated and not r.reviewed),
+        "classified": _sum(exc, lambda r: r.cent is not None),
+        "high_confidence": _sum(exc, lambda r: r.cent is not None and r.cent > edge)
+        + reads["edge_high"],
+        "over_retry": _sum(exc, lambda r: r.retries > max_retries),
+        "review_backlog": _sum(exc, lambda r: r.queued),
+        "human_resolved": _sum(exc, lambda r: r.human),
+        "orders_watched": _sum(orders, lambda r: not r.enriched and not r.escalated),
+        "orders_analysed": _sum(orders, lambda r: r.analysed),
+        "problems_raised": _sum(rows, lambda r: r.raised),
+        "problems_attached": _sum(rows, lambda r: r.raised and r.attached),
+    }
+    out["stuck"] = _sum(exc, lambda r: r.cent is None) - reads["recent_unclassified"]
+    out.update({f"b{i}": _sum(exc, lambda r, i=i: r.decile == i) for i in range(10)})
+    out.update({k: reads[k] for k in _READ_KEYS})
+    return out
+
+
+_READ_KEYS = ("enriched_in_window", "time_to_enrich_s", "oldest_review_at", "lead_time_median_s")
+
+
+def _sum(rows: Iterable[Row], keep: Callable[[Row], bool] = lambda r: True) -> int:
+    return int(sum(r.n for r in rows if keep(r)))
+
+
+def _cent_expr() -> Any:
+    """The trigger's hundredth of confidence, the same arithmetic (float8)."""
+    clamped = func.least(func.greatest(R.ai_confidence, -1.0), 2.0)
+    return func.floor(clamped * 100).cast(Integer)
+
+
+def _cent_of(threshold: float) -> int:
+    return math.floor(min(max(threshold, -1.0), 2.0) * 100)
+
+
+def _bounded_reads(
+    session: Session, tenant: Tenant, *, now: datetime, window_s: float, stuck_after_s: float
+) -> dict[str, Any]:
+    """Everything a tally cannot say, as scalar subqueries of one statement."""
+    tenant_id, threshold = tenant.id, tenant.confidence_threshold
+    exc = (R.tenant_id == tenant_id, R.record_type == EXCEPTION)
+    since = now - timedelta(seconds=window_s)
+    window = and_(*exc, R.enriched_at >= since)
+    edge = _cent_of(threshold)
+    in_edge = [*exc, R.ai_confidence >= threshold, _cent_expr() == edge]
+    if edge < 200:  # bounds the index range: a hundredth's values lie below the next one's end
+        in_edge.append(R.ai_confidence < (edge + 2) / 100)
+    # Unclassified exceptions younger than the stuck limit: a range of idx_enrichment_pending
+    # (the backlog and the escalations of the limit's span).
+    young_unclassified = (
+        R.ai_confidence.is_(None),
+        R.created_at >= now - timedelta(seconds=stuck_after_s),
+    )
+    heads = [
+        select(func.min(WAITING_SINCE)).where(*exc, in_review(), severity_class == c)
+        for c in SEVERITIES
+    ]
+
+    def scalar(stmt: Any, name: str) -> Any:
+        return stmt.scalar_subquery().label(name)
+
+    seconds = passes.seconds_between(session, R.created_at, R.enriched_at)
+    stmt = select(
+        scalar(select(func.count()).where(window), "enriched_in_window"),
+        scalar(select(func.avg(seconds)).where(window), "time_to_enrich_s"),
+        scalar(select(func.count()).where(*in_edge), "edge_high"),
+        scalar(select(func.count()).where(*exc, *young_unclassified), "recent_unclassified"),
+        func.least(*(h.scalar_subquery() for h in heads)).label("oldest_review_at"),
+        passes.lead_time_median(session, tenant_id, now).label("lead_time_median_s"),
+    )
+    return dict(session.execute(stmt).one()._mapping)
