@@ -7,6 +7,8 @@ from __future__ import annotations
 from sqlalchemy import text
 
 from enrichment.core import db
+from enrichment.core.models import Tenant, utcnow
+from enrichment.metrics import passes, tallies
 from enrichment.tooling.bench import p3_scale_seed as seeding
 from enrichment.tooling.bench.common import Services
 
@@ -62,3 +64,12 @@ def test_seed_writes_the_documented_history(pg_url, factory):
         assert scalar(pg_url, f"SELECT count(*) FROM {table}_default") == 0  # noqa: S608
     per = seeding.per_row(seeding.sizes(services))
     assert all(b > 0 for b in per.values())
+    # Loaded with the tallies' insert trigger off, then counted once: they count every record,
+    # the trigger is on again, and the monitor's counts are the scan's.
+    assert scalar(pg_url, "SELECT sum(n) FROM record_tallies") == N
+    on = "SELECT tgenabled FROM pg_trigger WHERE tgname = 'record_tallies_insert'"
+    assert scalar(pg_url, on) == "O"
+    with factory.begin() as s:
+        tenant = s.get(Tenant, 1)
+        args = {"now": utcnow(), "window_s": 3600.0, "stuck_after_s": 60.0, "max_retries": 5}
+        assert tallies.record_counts(s, tenant, **args) == passes.record_counts(s, tenant, **args)

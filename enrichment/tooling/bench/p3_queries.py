@@ -203,9 +203,13 @@ _EXPECTED_INDEX = {
     "FROM metric_snapshots": "ix_metric_snapshots_tenant_taken",
     "FROM enrichment_attempts": "ix_enrichment_attempts_tenant_created",
     "FROM sweep_stats": "ix_exception_records_backlog",
-    "FROM exception_records": "ix_exception_records_monitor",
+    "FROM record_tallies": "ix_record_tallies_tenant_id",
+    "FROM exception_records": "ix_exception_records_enriched",
 }
-_NAMES = {"FROM sweep_stats": "FROM exception_records (due now, sweep_stats)"}
+_NAMES = {
+    "FROM sweep_stats": "FROM exception_records (due now, sweep_stats)",
+    "FROM exception_records": "FROM exception_records (the windows, the review queue's head)",
+}
 CLAIM_TARGET_S = 0.050
 
 
