@@ -6,6 +6,8 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import event
+from sqlalchemy import text as sql
+from sqlalchemy.exc import OperationalError
 
 from enrichment.alerting import alert_store
 from enrichment.cli import report as report_cli
@@ -14,7 +16,7 @@ from enrichment.core.models import EnrichmentAttempt, SweepStat, Tenant, utcnow
 from enrichment.core.monitor_models import Alert, MetricSnapshot
 from enrichment.core.settings import MonitorConfig, get_settings
 from enrichment.metrics import prom
-from enrichment.metrics.monitor import quality_score, run_monitor
+from enrichment.metrics.monitor import lock_tenants, quality_score, run_monitor
 from tests.factories import make_record, make_tenant
 
 CONFIG = MonitorConfig(window_s=3600.0)
@@ -406,3 +408,16 @@ def test_prometheus_exposes_the_starvation_and_budget_gauges(factory, settings, 
     assert 'enrichment_last_sweep_due_records{tenant="a-3pl"} 3.0' in text
     assert 'enrichment_last_sweep_claimed_records{tenant="a-3pl"} 0.0' in text
     assert 'enrichment_spend_today_usd{tenant="a-3pl"} 1.1' in text
+
+
+def test_a_monitor_runs_lock_waits_for_another_run_never_for_a_new_record(factory):
+    with factory.begin() as s:
+        tenant_id = make_tenant(s, "locked-3pl").id
+    with factory.begin() as holding:
+        assert [t.id for t in lock_tenants(holding)] == [tenant_id]
+        with factory.begin() as writer:  # ingestion: its insert checks the foreign key
+            writer.execute(sql("SET LOCAL lock_timeout = '2s'"))
+            make_record(writer, writer.get(Tenant, tenant_id))
+        with pytest.raises(OperationalError, match="lock timeout"), factory.begin() as second:
+            second.execute(sql("SET LOCAL lock_timeout = '200ms'"))
+            lock_tenants(second)

@@ -98,7 +98,8 @@ def deliver(notes: list[alerts.Notification], tenant_settings: dict, settings: S
 def _evaluate(factory: sessionmaker[Session], snap, settings: Settings, now: datetime):
     with factory.begin() as session:
         # Locked: two monitor runs (two beats) take turns instead of inserting the same alert.
-        tenant = session.get(Tenant, snap.tenant_id, with_for_update=True)
+        # FOR NO KEY UPDATE: a new record of the tenant (FOR KEY SHARE) does not wait.
+        tenant = session.get(Tenant, snap.tenant_id, with_for_update={"key_share": True})
         notes = alert_store.evaluate_tenant(
             session, snap, tenant.settings or {}, settings.alerts, now=now,
             fleet_error_rate=settings.reviews.max_auto_error_rate,

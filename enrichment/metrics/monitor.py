@@ -357,11 +357,11 @@ def run_monitor(
     so two beats scheduling the monitor do not evaluate alerts twice per interval; or a
     `cadence.Pace` (what the task passes): each tenant's own gap, a tick while a warning
     fires for it, else the interval (less half a tick). The tenant rows are locked for the
-    transaction, so concurrent runs take turns instead of racing."""
+    transaction (`lock_tenants`), so concurrent runs take turns instead of racing."""
     now = now or utcnow()
     config = config or settings.monitor
     with factory.begin() as session:
-        tenants = session.scalars(select(Tenant).order_by(Tenant.id).with_for_update()).all()
+        tenants = lock_tenants(session)
         gaps = _gaps(session, [t.id for t in tenants], pace)
         tenants = [t for t in tenants if not snapshot_within(session, t.id, now, gaps[t.id])]
         snaps = [snapshot_tenant(session, t, settings, config, now=now) for t in tenants]
@@ -375,6 +375,13 @@ def run_monitor(
             spend_today_usd=snap.spend_today_usd,
         )
     return snaps
+
+
+def lock_tenants(session: Session) -> list[Tenant]:
+    """Every tenant, its row locked FOR NO KEY UPDATE: a second monitor run waits, a new
+    record of the tenant does not (its foreign key's check takes FOR KEY SHARE, which
+    FOR UPDATE would block for the whole run)."""
+    return list(session.scalars(select(Tenant).order_by(Tenant.id).with_for_update(key_share=True)))
 
 
 def _gaps(session: Session, ids: list[int], pace: float | cadence.Pace):
