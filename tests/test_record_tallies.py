@@ -1,7 +1,8 @@
 """Record tallies (metrics/tallies.py, migration 0024) on real PostgreSQL: the monitor's record
 counts from the tallies equal the scan's (`passes.record_counts`, what SQLite keeps) on random
-histories of inserts, updates and deletes, folded or not; a change that moves no key (a
-claim's lease) appends nothing; TRUNCATE, a rebuild and a tenant's removal keep them right."""
+histories of inserts, updates and deletes, folded or not, and so do the backlog route's; a
+change that moves no key (a claim's lease) appends nothing; TRUNCATE, a rebuild and a tenant's
+removal keep them right."""
 
 from __future__ import annotations
 
@@ -15,10 +16,12 @@ from enrichment.core.models import ORDER, RAISED_BY_AI, ExceptionRecord, Tenant,
 from enrichment.core.monitor_models import RecordTally, RecordTallyDelta
 from enrichment.history import tenant_removal
 from enrichment.metrics import passes, tallies
+from enrichment.reporting import backlog
 from tests.factories import make_record, make_tenant
 
 R = ExceptionRecord
 # Confidences on and around the buckets' and thresholds' edges, where a float can round.
+LEASES = (timedelta(minutes=10), timedelta(minutes=-1))  # live, expired
 EDGES = [0.0, 0.09999999999999999, 0.1, 0.29, 0.3, 0.69, 0.7, 0.7000000000000001, 0.85, 1.0]
 
 
@@ -42,6 +45,7 @@ def assert_equal(s, tenant: Tenant, **kw) -> None:
 def random_fields(rng: random.Random, now) -> dict:
     """A record in any state the fleet can leave one in (and some it should not)."""
     conf = rng.choice([None, rng.random(), rng.choice(EDGES)])
+    lease = rng.choice([None, *LEASES])
     enriched = now - timedelta(seconds=rng.uniform(0, 7200)) if rng.random() < 0.5 else None
     return {
         "ai_confidence": conf,
@@ -58,6 +62,9 @@ def random_fields(rng: random.Random, now) -> dict:
         "attached_at": now if rng.random() < 0.3 else None,
         "ai_analysis": {"summary": "x"} if rng.random() < 0.4 else None,
         "created_at": now - timedelta(seconds=rng.uniform(0, 3 * 86_400)),
+        "next_attempt_at": now + timedelta(seconds=rng.uniform(-3600, 3600)),
+        "lease_token": None if lease is None else "t",
+        "lease_expires_at": None if lease is None else now + lease,
     }
 
 
@@ -90,7 +97,9 @@ def test_the_tallies_count_what_the_scan_counts_through_random_histories(factory
                 t.confidence_threshold = rng.choice([*EDGES, rng.random()])
                 if step % 2:
                     tallies.fold(s, t.id)  # folded every other step: the sum is the same
-                assert_equal(s, t, now=now + timedelta(hours=rng.choice([0, 1, 30])))
+                at = now + timedelta(hours=rng.choice([0, 1, 30]))
+                assert_equal(s, t, now=at)
+                assert backlog.counts(s, t.id, at) == backlog.scanned_counts(s, t.id, at)
 
 
 def test_a_claim_moves_no_key_and_appends_nothing(factory):

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from enrichment.core.due import is_leased, leased, past_due
 from enrichment.core.models import ExceptionRecord as R
 from enrichment.core.models import Tenant, in_backlog, is_escalated
+from enrichment.metrics import tallies
 from enrichment.reporting.reports import EscalatedItem, escalations, last_error
 
 
@@ -53,12 +54,53 @@ def _backlog_item(rec: R, now: datetime) -> BacklogItem:
 
 
 def backlog(session: Session, tenant: Tenant, *, now: datetime, limit: int = 20) -> Backlog:
-    """Counts over the partial index `ix_exception_records_backlog`, the next `limit`
-    records by due time, and the oldest `limit` escalated records. "Due now" is the whole
-    backlog past its due time, leased or not (due.past_due), not the narrower due and
-    unclaimed the monitor counts: here it sits beside "leased"."""
+    """The counts (`counts`), the next `limit` records by due time, and the oldest `limit`
+    escalated records. "Due now" is the whole backlog past its due time, leased or not
+    (due.past_due), not the narrower due and unclaimed the monitor counts: here it sits
+    beside "leased"."""
     waiting = and_(R.tenant_id == tenant.id, in_backlog())
-    counts = session.execute(
+    total, due_now, retrying, held, escalated = counts(session, tenant.id, now)
+    recs = session.scalars(select(R).where(waiting).order_by(R.next_attempt_at).limit(limit))
+    return Backlog(
+        tenant=tenant.name,
+        backlog_records=total,
+        due_now=due_now,
+        retrying=retrying,
+        leased=held,
+        escalated_records=escalated,
+        next_up=[_backlog_item(r, now) for r in recs],
+        escalated=escalations(session, tenant, limit=limit),
+    )
+
+
+def counts(session: Session, tenant_id: int, now: datetime) -> tuple[int, int, int, int, int]:
+    """(backlog, due now, retrying, leased, escalated), every record type. On PostgreSQL the
+    totals come from the monitor's tallies and only the time-bound counts read records: those
+    due (a range of `ix_exception_records_backlog`) and those leased (`..._leased`; a live
+    lease always has its token, leases.py); elsewhere (`scanned_counts`) one pass over the
+    backlog index."""
+    if not tallies.kept(session):
+        return scanned_counts(session, tenant_id, now)
+    rows = tallies.tally_rows(session, tenant_id)
+    waits = [r for r in rows if not r.enriched and not r.escalated]
+    waiting = and_(R.tenant_id == tenant_id, in_backlog())
+    due_now, held = session.execute(
+        select(
+            select(func.count()).where(waiting, past_due(now)).scalar_subquery(),
+            select(func.count())
+            .where(waiting, R.lease_token.is_not(None), leased(now))
+            .scalar_subquery(),
+        )
+    ).one()
+    escalated = sum(r.n for r in rows if r.escalated and not r.reviewed)
+    retrying = sum(r.n for r in waits if r.retries > 0)
+    return int(sum(r.n for r in waits)), due_now, int(retrying), held, int(escalated)
+
+
+def scanned_counts(session: Session, tenant_id: int, now: datetime) -> tuple[int, ...]:
+    """`counts` from the records themselves (SQLite; on PostgreSQL the tests' oracle)."""
+    waiting = and_(R.tenant_id == tenant_id, in_backlog())
+    row = session.execute(
         select(
             func.count(),
             func.count().filter(past_due(now)),
@@ -66,15 +108,5 @@ def backlog(session: Session, tenant: Tenant, *, now: datetime, limit: int = 20)
             func.count().filter(leased(now)),
         ).where(waiting)
     ).one()
-    escalated = session.scalar(select(func.count()).where(R.tenant_id == tenant.id, is_escalated()))
-    recs = session.scalars(select(R).where(waiting).order_by(R.next_attempt_at).limit(limit))
-    return Backlog(
-        tenant=tenant.name,
-        backlog_records=counts[0],
-        due_now=counts[1],
-        retrying=counts[2],
-        leased=counts[3],
-        escalated_records=escalated,
-        next_up=[_backlog_item(r, now) for r in recs],
-        escalated=escalations(session, tenant, limit=limit),
-    )
+    escalated = session.scalar(select(func.count()).where(R.tenant_id == tenant_id, is_escalated()))
+    return (*row, escalated)
