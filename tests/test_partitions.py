@@ -11,10 +11,10 @@ import pytest
 from sqlalchemy import inspect, select, text
 
 from enrichment.core import db, delivery_log
-from enrichment.core.models import EnrichmentAttempt, OutboxEvent
+from enrichment.core.models import EnrichmentAttempt, OutboxEvent, Tenant
 from enrichment.core.monitor_models import MetricSnapshot
 from enrichment.core.settings_retention import RetentionConfig
-from enrichment.history import archive, partitions
+from enrichment.history import archive, partitions, restore, retire_archive
 from enrichment.history.partitions import LAYOUTS, floor, following
 from enrichment.history.retire import retire
 from tests import retention_world as w
@@ -224,3 +224,90 @@ def test_a_partition_in_the_way_is_logged_and_the_others_are_made(engine):
     assert partitions.ensure(engine) == [events]
 
     assert gone not in _names(engine)
+
+
+def _old_attempts(factory, tenants: dict[str, int]) -> tuple[dict[str, list[int]], str]:
+    """`n` attempts per tenant name, all at OLD (ties on time: the id orders them), ids
+    interleaved between tenants; and their partition."""
+    made: dict[str, list[int]] = {name: [] for name in tenants}
+    with factory.begin() as s:
+        recs = {n: w.enriched_record(s, make_tenant(s, n), NOW, 400) for n in tenants}
+        for i in range(max(tenants.values())):
+            for name, rec in recs.items():
+                if i < tenants[name]:
+                    made[name].append(w.attempt(s, rec, "succeeded", OLD))
+        return made, _home(s, EnrichmentAttempt, made[next(iter(tenants))][0])
+
+
+def _archived(directory, tenant: str, table: str) -> list[int]:
+    parts = archive.read_day(directory, tenant, OLD.date(), table=table)
+    return sorted(r["id"] for _t, rows in parts for r in rows)
+
+
+def test_a_partition_larger_than_a_chunk_is_archived_whole_then_dropped(engine, factory, tmp_path):
+    # Given 7 + 3 old attempts of two tenants, an old event with 4 delivery-log rows and a
+    # young one with 1, archived 3 rows a chunk
+    partitions.make_ahead(engine, now=OLD)
+    made, home = _old_attempts(factory, {"acme": 7, "zeta": 3})
+    with factory.begin() as s:
+        rec = w.enriched_record(s, make_tenant(s, "hooks"), NOW, 400)
+        old_event = w.event(s, rec, "delivered", OLD, logged=4)
+        young = w.event(s, rec, "delivered", NOW, logged=1)
+    # When the partitions are retired
+    done = retire(engine, RetentionConfig(), now=NOW, archive_dir=tmp_path, chunk_rows=3)
+    # Then every row is in the archive once, in parts of at most a chunk, and the partition
+    # is gone with its rows
+    assert home in done.dropped and home not in _names(engine)
+    for tenant, ids in made.items():
+        assert _archived(tmp_path, tenant, "enrichment_attempts") == ids
+        parts = archive.manifest(tmp_path, tenant, OLD.date())["parts"]
+        sizes = [p["rows"] for p in parts if p["table"] == "enrichment_attempts"]
+        assert sum(sizes) == len(ids) and max(sizes) <= 3
+    assert _archived(tmp_path, "hooks", "outbox_events") == [old_event]
+    logged = _archived(tmp_path, "hooks", "webhook_deliveries")
+    assert len(logged) == 4 == len(set(logged))
+    with factory() as s:
+        assert w.ids(s, EnrichmentAttempt) == set()
+        assert w.ids(s, OutboxEvent) == {young}
+        assert w.rows(s, delivery_log.WebhookDelivery) == 1
+        assert w.counters(s)[(rec.tenant_id, "webhook_deliveries")] == 4
+    assert not list((tmp_path / retire_archive.PROGRESS_DIR).glob("*.json"))  # forgotten
+
+
+def test_a_failure_between_chunks_keeps_the_partition_and_the_next_run_finishes_it(
+    engine, factory, tmp_path, monkeypatch
+):
+    # Given 7 old attempts archived 3 a chunk, and a run that dies after writing the second
+    # chunk to the archive, before recording it
+    partitions.make_ahead(engine, now=OLD)
+    made, home = _old_attempts(factory, {"acme": 7})
+    save, calls = retire_archive._save, []
+
+    def dies_on_the_second(*args):
+        calls.append(args)
+        if len(calls) == 2:
+            raise OSError("killed")
+        save(*args)
+
+    with monkeypatch.context() as m:
+        m.setattr(retire_archive, "_save", dies_on_the_second)
+        with pytest.raises(OSError):
+            retire(engine, RetentionConfig(), now=NOW, archive_dir=tmp_path, chunk_rows=3)
+    # Then the partition and its rows stay, two chunks are in the archive
+    assert home in _names(engine)
+    with factory() as s:
+        assert w.ids(s, EnrichmentAttempt) == set(made["acme"])
+    assert _archived(tmp_path, "acme", "enrichment_attempts") == sorted(made["acme"][:6])
+    # When the next run goes on: it archives from the second chunk, then drops the partition
+    done = retire(engine, RetentionConfig(), now=NOW, archive_dir=tmp_path, chunk_rows=3)
+    assert home in done.dropped
+    archived = _archived(tmp_path, "acme", "enrichment_attempts")
+    assert archived == sorted(made["acme"] + made["acme"][3:6])  # the second chunk twice
+    # And a restore gives every row back once
+    with factory.begin() as s:
+        tenant_id = s.scalar(select(Tenant.id).where(Tenant.name == "acme"))
+        rows = restore.read(tmp_path, "acme", OLD.date(), table="enrichment_attempts")
+        (back,) = restore.restore(s, tenant_id, rows)
+    assert (back.archived, back.inserted) == (10, 7)
+    with factory() as s:
+        assert w.ids(s, EnrichmentAttempt) == set(made["acme"])

@@ -8,13 +8,17 @@ partition whose upper bound is older than that still stays while it holds a row 
 lets go (an event pending for a webhook or stopped, a tenant's newest snapshot): the row
 pruner removes the rest of it row by row meanwhile.
 
-One transaction per partition: count its rows per tenant (`prune_counts`), archive them and
-their dependents (an event's delivery-log rows) by tenant and day, delete the dependents,
-DETACH and DROP. DETACH ... CONCURRENTLY cannot be used while a DEFAULT partition exists
-(PostgreSQL refuses it), so the plain DETACH takes ACCESS EXCLUSIVE on the parent, a catalog
-change held only to the commit, under `lock_timeout`: when the claim or the monitor holds the
-table, the run gives up on that partition and the next one tries again (its archive parts
-are then written twice; readers keep the first row of an id, as after a pruner's crash).
+Per partition, in short transactions: check that it holds no row some policy keeps (else it
+stays); with an archive directory, archive its rows and their dependents (an event's
+delivery-log rows) by tenant and day in bounded chunks, each read in a transaction of its own
+(retire_archive.py: the range gets no more writes; a crash loses nothing, a second run goes
+on from the last chunk recorded); count its rows per tenant; then one short transaction
+deletes the dependents, adds the counts to `prune_counts`, DETACHes and DROPs.
+DETACH ... CONCURRENTLY cannot be used while a DEFAULT partition exists (PostgreSQL refuses
+it), so the plain DETACH takes ACCESS EXCLUSIVE on the parent, a catalog change held only to
+the commit, under `lock_timeout`: when the claim or the monitor holds the table, the run
+gives up on that partition and the next one tries again (its archive is then complete, and
+the next run's check finds nothing more to write; readers keep one row per id).
 """
 
 from __future__ import annotations
@@ -34,13 +38,13 @@ from enrichment.core import prune_counts
 from enrichment.core.models import Tenant
 from enrichment.core.settings_retention import RetentionConfig
 from enrichment.core.tenant_settings import TenantSettings
+from enrichment.history import retire_archive
 from enrichment.history.partitions import LAYOUTS, LOCK_TIMEOUT, Layout, Partition, partitions
 from enrichment.history.partitions import is_partitioned as _is_partitioned
 from enrichment.history.retention import POLICIES, Policy, cutoff, days_for
 
 log = structlog.get_logger(__name__)
 
-ARCHIVE_BATCH = 5000  # rows read and archived at a time
 RowCutoff = Callable[[Policy, TenantSettings, datetime], datetime]
 
 
@@ -53,16 +57,30 @@ class Retired:
     removed: Counter[str] = field(default_factory=Counter)
 
 
+@dataclass(frozen=True)
+class _Pass:
+    """What one retiring pass shares: the database, tenants (id -> name, settings), the
+    archive and its chunk size, the clock, and what it did."""
+
+    engine: Engine
+    tenants: dict[int, tuple[str, TenantSettings]]
+    archive_dir: Path | None
+    chunk_rows: int
+    now: datetime
+    out: Retired
+
+
 def retire(
     engine: Engine,
     config: RetentionConfig,
     *,
     now: datetime | None = None,
     archive_dir: str | Path | None = None,
+    chunk_rows: int = retire_archive.CHUNK_ROWS,
 ) -> Retired:
-    """Drop (archiving first, with `archive_dir`) every partition wholly past retention."""
+    """Drop (archiving first, `chunk_rows` rows a chunk, with `archive_dir`) every partition
+    wholly past retention."""
     now = now or datetime.now(UTC)
-    out = Retired()
     with engine.connect() as conn:
         tenants = {
             i: (n, TenantSettings.parse(s))
@@ -70,12 +88,15 @@ def retire(
         }
         todo = [(lay, p) for lay in LAYOUTS if _is_partitioned(conn, lay.table)
                 for p in partitions(conn, lay)]  # fmt: skip
+    directory = Path(archive_dir) if archive_dir else None
+    run = _Pass(engine, tenants, directory, chunk_rows, now, Retired())
     owners = {lay.table: _policies(lay) for lay in LAYOUTS}
     for layout, part in todo:
         before = oldest_cutoff(owners[layout.table], config, [o for _, o in tenants.values()], now)
         if part.is_default or before is None or part.upper > before:
             continue
-        _retire_one(engine, layout, part, owners[layout.table], out, tenants, archive_dir, now)
+        _retire_one(run, layout, part, owners[layout.table])
+    out = run.out
     if out.dropped or out.kept:
         log.info("partitions.retired", dropped=out.dropped, kept=out.kept, **out.removed)
     return out
@@ -135,50 +156,55 @@ def row_cutoffs(conn: Connection, config: RetentionConfig) -> RowCutoff:
     return cutoff_for
 
 
-def _retire_one(engine, layout, part: Partition, policies, out: Retired, tenants, archive_dir, now):
+def _retire_one(run: _Pass, layout: Layout, part: Partition, policies: tuple[Policy, ...]):
+    """Archive (chunk by chunk, with an archive directory), then count, DETACH and DROP."""
     table = policies[0].table
     span = (table.c[layout.column] >= part.lower) & (table.c[layout.column] < part.upper)
+    kept = _read(run, select(func.count()).select_from(table)
+                   .where(span, not_(or_(*(p.state() for p in policies)))))  # fmt: skip
+    if kept:
+        run.out.kept[part.name] = f"{kept} rows still kept (referenced or undelivered)"
+        return
+    deps = list({dep.name: (dep, col) for p in policies for dep, col in p.dependents}.values())
+    if run.archive_dir is not None:
+        source = retire_archive.Source(part.name, table, table.c[layout.column], span)
+        names = {i: name for i, (name, _own) in run.tenants.items()}
+        retire_archive.archive_partition(run.engine, source, deps, directory=run.archive_dir,
+                                         tenants=names, chunk_rows=run.chunk_rows)  # fmt: skip
+    # The range gets no more rows: counted apart, before the short transaction that drops it.
+    count = select(table.c.tenant_id, func.count()).where(span).group_by(table.c.tenant_id)
+    per_tenant = _read(run, count, all_rows=True)
     try:
-        with engine.begin() as conn:
-            kept = conn.scalar(
-                select(func.count())
-                .select_from(table)
-                .where(span, not_(or_(*(p.state() for p in policies))))
-            )
-            if kept:
-                out.kept[part.name] = f"{kept} rows still kept (referenced or undelivered)"
-                return
-            removed = _remove(conn, layout, part, policies, span, tenants, archive_dir, now)
+        with run.engine.begin() as conn:
+            removed = _remove(conn, table, span, deps, per_tenant, now=run.now)
             conn.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
             conn.execute(text(f"ALTER TABLE {layout.table} DETACH PARTITION {part.name}"))
             conn.execute(text(f"DROP TABLE {part.name}"))
     except OperationalError as exc:  # lock_timeout: the table was busy; the next run retries
         log.warning("partitions.busy", partition=part.name, error=str(exc.orig).splitlines()[0])
-        out.kept[part.name] = "busy (lock timeout): the next run tries again"
+        run.out.kept[part.name] = "busy (lock timeout): the next run tries again"
         return
-    out.dropped.append(part.name)
-    out.removed.update(removed)
+    if run.archive_dir is not None:
+        retire_archive.finished(run.archive_dir, part.name)
+    run.out.dropped.append(part.name)
+    run.out.removed.update(removed)
 
 
-def _remove(conn: Connection, layout, part, policies, span, tenants, archive_dir, now) -> Counter:
-    """Archive the partition's rows and dependents, delete the dependents, count per tenant."""
-    table: Table = policies[0].table
-    deps = {dep.name: (dep, col) for p in policies for dep, col in p.dependents}
+def _read(run: _Pass, stmt, *, all_rows: bool = False):
+    """One read in a short transaction of its own: the first value, or every row."""
+    with run.engine.connect() as conn:
+        return conn.execute(stmt).all() if all_rows else conn.scalar(stmt)
+
+
+def _remove(conn: Connection, table: Table, span, deps, per_tenant, *, now) -> Counter:
+    """Delete the dependents and count them and the partition's rows per tenant."""
     ids = select(table.c.id).where(span)
-    if archive_dir is not None:
-        _archive(conn, table, table.c[layout.column], span, tenants, archive_dir)
-        for dep, col in deps.values():
-            at = select(table.c[layout.column]).where(table.c.id == dep.c[col]).scalar_subquery()
-            _archive(conn, dep, at, dep.c[col].in_(ids), tenants, archive_dir)
     removed: Counter[str] = Counter()
-    for dep, col in deps.values():
+    for dep, col in deps:
         stmt = dep.delete().where(dep.c[col].in_(ids)).returning(dep.c.tenant_id)
         for tenant_id, n in Counter(conn.execute(stmt).scalars()).items():
             _count(conn, tenant_id, dep.name, n, now=now)
             removed[dep.name] += n
-    per_tenant = conn.execute(
-        select(table.c.tenant_id, func.count()).where(span).group_by(table.c.tenant_id)
-    )
     for tenant_id, n in per_tenant:
         _count(conn, tenant_id, table.name, n, now=now)
         removed[table.name] += n
@@ -188,22 +214,3 @@ def _remove(conn: Connection, layout, part, policies, span, tenants, archive_dir
 def _count(conn: Connection, tenant_id: int, table_name: str, n: int, *, now) -> None:
     with Session(bind=conn) as s:  # joins the connection's transaction, commits nothing
         prune_counts.add(s, tenant_id, table_name, n, now=now)
-
-
-def _archive(conn: Connection, table: Table, at, where, tenants, directory) -> None:
-    """Write the rows to the archive in batches, by tenant and the UTC day of `at`."""
-    from enrichment.history.archive import archive_rows  # its writer's dependencies, lazily
-
-    stmt = select(table, at.label("_at")).where(where).order_by(table.c.tenant_id, at)
-    rows = conn.execute(stmt, execution_options={"yield_per": ARCHIVE_BATCH}).mappings()
-    batch: list[dict] = []
-    key = None
-    for row in rows:
-        row_key = (row["tenant_id"], row["_at"].astimezone(UTC).date())
-        if batch and (row_key != key or len(batch) >= ARCHIVE_BATCH):
-            archive_rows(directory, tenants[key[0]][0], table.name, key[1], batch)
-            batch = []
-        key = row_key
-        batch.append({k: v for k, v in row.items() if k != "_at"})
-    if batch:
-        archive_rows(directory, tenants[key[0]][0], table.name, key[1], batch)
