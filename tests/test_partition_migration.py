@@ -12,6 +12,7 @@ from sqlalchemy import create_engine, text
 
 from enrichment.core import db
 from enrichment.core.models import EnrichmentAttempt
+from enrichment.tooling.bench.partition_migration import SNAPSHOTS
 from tests.conftest import migrate
 from tests.factories import make_record, make_tenant
 
@@ -34,14 +35,6 @@ INSERT INTO outbox_events (tenant_id, record_id, type, data, status, attempts, n
 SELECT :tenant, :record, 'record.enriched', jsonb_build_object('n', g),
     CASE WHEN g % 3 = 0 THEN 'pending' ELSE 'delivered' END, 0, now(), now() - make_interval(mins => g * 101)
 FROM generate_series(1, 1000) g;
-INSERT INTO metric_snapshots (tenant_id, taken_at, window_s, total_records, enriched_records,
-    backlog_records, escalated_records, classified_records, high_confidence_records,
-    records_per_hour, processing_duration_s, window_attempts, window_failed_attempts,
-    window_chains, window_ai_cost_usd, attempts_total, failed_attempts_total, ai_cost_usd_total,
-    processing_seconds_total, confidence_buckets, integrity)
-SELECT :tenant, now() - make_interval(hours => g * 5), 300, g, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, '{}', '{}'
-FROM generate_series(1, 400) g;
 """  # noqa: E501
 
 
@@ -60,6 +53,8 @@ def populated(pg_url) -> Iterator[str]:
         record = make_record(s, tenant)
         for statement in FILL.split(";")[:-1]:
             s.execute(text(statement), {"tenant": tenant.id, "record": record.id})
+        s.execute(text(SNAPSHOTS.format(tenant=":tenant")),
+                  {"tenant": tenant.id, "n": 400, "every_s": 5 * 3600})  # fmt: skip
     yield url
     db.dispose_engines()
     with admin.connect() as conn:
