@@ -8,7 +8,7 @@ from sqlalchemy import text
 
 from enrichment.core import db
 from enrichment.core.models import Tenant, utcnow
-from enrichment.metrics import passes, tallies
+from enrichment.metrics import passes, tallied
 from enrichment.tooling.bench import p3_scale_seed as seeding
 from enrichment.tooling.bench.common import Services
 
@@ -72,4 +72,4 @@ def test_seed_writes_the_documented_history(pg_url, factory):
     with factory.begin() as s:
         tenant = s.get(Tenant, 1)
         args = {"now": utcnow(), "window_s": 3600.0, "stuck_after_s": 60.0, "max_retries": 5}
-        assert tallies.record_counts(s, tenant, **args) == passes.record_counts(s, tenant, **args)
+        assert tallied.record_counts(s, tenant, **args) == passes.record_counts(s, tenant, **args)

@@ -1,6 +1,7 @@
-"""Record tallies (metrics/tallies.py, migration 0024) on real PostgreSQL: the monitor's record
-counts from the tallies equal the scan's (`passes.record_counts`, what SQLite keeps) on random
-histories of inserts, updates and deletes, folded or not, and so do the backlog route's; a
+"""Record tallies (core/tallies.py, metrics/tallied.py, migration 0024) on real PostgreSQL: the
+monitor's record counts from the tallies equal the scan's (`passes.record_counts`, what SQLite
+keeps) on random histories of inserts, updates and deletes, folded or not, and so do the
+backlog route's and the review queue's size; a
 change that moves no key (a claim's lease) appends nothing; TRUNCATE, a rebuild and a tenant's
 removal keep them right."""
 
@@ -12,11 +13,13 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import delete, func, select, text, update
 
+from enrichment.core import tallies
 from enrichment.core.models import ORDER, RAISED_BY_AI, ExceptionRecord, Tenant, utcnow
 from enrichment.core.monitor_models import RecordTally, RecordTallyDelta
 from enrichment.history import tenant_removal
-from enrichment.metrics import passes, tallies
+from enrichment.metrics import passes, tallied
 from enrichment.reporting import backlog
+from enrichment.reviews import queue
 from tests.factories import make_record, make_tenant
 
 R = ExceptionRecord
@@ -29,7 +32,7 @@ def both(s, tenant: Tenant, **kw) -> tuple[dict, dict]:
     """(the tallies' counts, the scan's counts) for the same tenant, now and window."""
     args = {"now": utcnow(), "window_s": 3600.0, "stuck_after_s": 86_400.0, "max_retries": 5}
     args.update(kw)
-    return tallies.record_counts(s, tenant, **args), passes.record_counts(s, tenant, **args)
+    return tallied.record_counts(s, tenant, **args), passes.record_counts(s, tenant, **args)
 
 
 def assert_equal(s, tenant: Tenant, **kw) -> None:
@@ -100,6 +103,7 @@ def test_the_tallies_count_what_the_scan_counts_through_random_histories(factory
                 at = now + timedelta(hours=rng.choice([0, 1, 30]))
                 assert_equal(s, t, now=at)
                 assert backlog.counts(s, t.id, at) == backlog.scanned_counts(s, t.id, at)
+                assert queue.size(s, t.id, None) == queue.scanned_size(s, t.id, None)
 
 
 def test_a_claim_moves_no_key_and_appends_nothing(factory):
@@ -125,13 +129,13 @@ def test_a_fold_empties_the_deltas_and_keeps_the_counts(factory):
         for conf in (0.2, 0.95, None):
             make_record(s, t, ai_confidence=conf, enriched_at=utcnow() if conf else None)
     with factory.begin() as s:
-        before = tallies.record_counts(
+        before = tallied.record_counts(
             s, t, now=utcnow(), window_s=3600, stuck_after_s=60, max_retries=5
         )
         tallies.fold(s, t.id)
         assert s.scalar(select(func.count()).select_from(RecordTallyDelta)) == 0
         assert s.scalar(select(func.sum(RecordTally.n))) == 3
-        after = tallies.record_counts(
+        after = tallied.record_counts(
             s, t, now=utcnow(), window_s=3600, stuck_after_s=60, max_retries=5
         )
         assert {k: after[k] for k in ("total", "classified", "backlog")} == {

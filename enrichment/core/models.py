@@ -407,7 +407,7 @@ class SweepStat(Base):
 
 
 # Monitor indexes, declared here so the classes above stay as they are. The monitor counts
-# records from tallies on PostgreSQL (metrics/tallies.py, migration 0024); what a tally cannot
+# records from tallies on PostgreSQL (core/tallies.py, migration 0024); what a tally cannot
 # say it reads from these, each a window of a tenant's records, not its history: the records
 # enriched in the window, and the records in the hundredth of confidence the threshold falls in.
 Index(

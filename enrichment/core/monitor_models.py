@@ -144,7 +144,7 @@ class AlertSilence(Base):
 
 
 class _TallyKey:
-    """A group of one tenant's records and how many there are (metrics/tallies.py): the
+    """A group of one tenant's records and how many there are (core/tallies.py): the
     group's key is what the monitor counts records by. Kept on PostgreSQL by triggers on
     exception_records (migration 0024); no foreign key to tenants, so that a record's write
     never waits on the monitor's lock of its tenant row."""

@@ -2,7 +2,7 @@
 
 Cost at scale: per tenant, seven indexed queries - the previous snapshot (index
 `ix_metric_snapshots_tenant_taken`); the tenant's record counts (on PostgreSQL its tallies,
-kept as records change, and one statement of reads each bounded by a window: `tallies`; on
+kept as records change, and one statement of reads each bounded by a window: `tallied`; on
 SQLite one aggregate pass over the tenant's records: `passes.record_counts`); one aggregate
 over the tenant's attempts since the earliest of the window start, the previous snapshot and
 00:00 UTC today (`ix_enrichment_attempts_tenant_created`); the open outbox events
@@ -59,11 +59,12 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from enrichment.core import tallies
 from enrichment.core.models import Tenant, utcnow
 from enrichment.core.monitor_models import MetricSnapshot
 from enrichment.core.settings import MonitorConfig, Settings
 from enrichment.core.tenant_settings import TenantSettings
-from enrichment.metrics import cadence, drift, spend_today, tallies
+from enrichment.metrics import cadence, drift, spend_today, tallied
 from enrichment.metrics.passes import (
     BUCKET_EDGES,
     attempt_counts,
@@ -214,7 +215,7 @@ def measure(
 ) -> Snapshot:
     """Compute one tenant's snapshot without writing it (the API's live health uses this)."""
     prev = previous_snapshot(session, tenant.id, now)
-    counts = tallies.record_counts if tallies.kept(session) else record_counts
+    counts = tallied.record_counts if tallies.kept(session) else record_counts
     rc = counts(
         session,
         tenant,

@@ -9,10 +9,10 @@ from pydantic import BaseModel, Field
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
+from enrichment.core import tallies
 from enrichment.core.due import is_leased, leased, past_due
 from enrichment.core.models import ExceptionRecord as R
 from enrichment.core.models import Tenant, in_backlog, is_escalated
-from enrichment.metrics import tallies
 from enrichment.reporting.reports import EscalatedItem, escalations, last_error
 
 

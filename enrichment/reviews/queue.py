@@ -26,7 +26,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import ColumnElement, String, and_, case, extract, func, literal_column, select
 from sqlalchemy.orm import Session
 
-from enrichment.core import review_claims
+from enrichment.core import review_claims, tallies
 from enrichment.core.models import (
     AWAITING_APPROVAL,
     REVIEW_CLASS_SQL,
@@ -163,9 +163,7 @@ def queue(
     """The tenant's queue (`only` the records the filter lets through): its size, its oldest
     wait, and the `limit` items due soonest (`reviews`: the fleet's review limits)."""
     scoped = (R.tenant_id == tenant_id, in_review(), *(only or Filter()).where())
-    total, oldest = session.execute(
-        select(func.count(), func.min(WAITING_SINCE)).where(*scoped)
-    ).one()
+    total, oldest = size(session, tenant_id, only)
     limits = _limits_of(session, tenant_id, reviews)
     ids = _due_first(session, scoped, limits, limit, (only or Filter()).severity)
     found = {
@@ -177,6 +175,33 @@ def queue(
     held = review_claims.holders(session, tenant_id, ids, now=now)
     items = [_item(r, waiting[r.id], limits, held.get(r.id)) for r in recs]
     return Queue(total=total, oldest_age_s=age, items=items)
+
+
+def size(session: Session, tenant_id: int, only: Filter | None) -> tuple[int, datetime | None]:
+    """How many records the queue holds (`only` those the filter lets through) and the
+    earliest waiting start among them. Unfiltered on PostgreSQL: the count from the record
+    tallies (core/tallies.py), the earliest from the head of each severity class of
+    `ix_exception_records_review_due` (four probes); otherwise one pass (`scanned_size`)."""
+    if (only is not None and only != Filter()) or not tallies.kept(session):
+        return scanned_size(session, tenant_id, only)
+    total = sum(r.n for r in tallies.tally_rows(session, tenant_id) if r.queued)
+    scoped = (R.tenant_id == tenant_id, in_review())
+    heads = [
+        select(func.min(WAITING_SINCE)).where(*scoped, severity_class == c).scalar_subquery()
+        for c in SEVERITIES
+    ]
+    return int(total), session.scalar(select(func.least(*heads)))
+
+
+def scanned_size(
+    session: Session, tenant_id: int, only: Filter | None
+) -> tuple[int, datetime | None]:
+    """`size` from the queued records themselves (SQLite, a filter; the tests' oracle)."""
+    scoped = (R.tenant_id == tenant_id, in_review(), *(only or Filter()).where())
+    total, oldest = session.execute(
+        select(func.count(), func.min(WAITING_SINCE)).where(*scoped)
+    ).one()
+    return total, oldest
 
 
 def _due_first(

@@ -1,7 +1,7 @@
 """Record tallies (issue 26, the monitor at 10M records): each tenant's records counted by
 what the monitor counts them by, kept as records change, so that the monitor's record pass
 reads a few hundred tally rows instead of every record a tenant ever had
-(enrichment/metrics/tallies.py).
+(enrichment/core/tallies.py).
 
 - `record_tallies` (the folded counts) and `record_tally_deltas` (+n / -n rows appended by
   triggers, folded by the monitor). No foreign key to tenants: a record's write must never

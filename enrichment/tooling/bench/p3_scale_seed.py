@@ -194,7 +194,7 @@ def seed(services: Services, n: int, tenants: int) -> dict[str, float]:
 
 
 def count_tallies(services: Services) -> float:
-    """Count every record into the tallies (metrics/tallies.py); the seconds it took."""
+    """Count every record into the tallies (core/tallies.py); the seconds it took."""
     started = time.perf_counter()
     counted = sql(services, "SELECT record_tallies_rebuild()")[0][0]
     seconds = time.perf_counter() - started

@@ -1,13 +1,5 @@
-"""The monitor's record counts from tallies, on PostgreSQL: each tenant's records counted by
-what the monitor counts them by, kept as records change (migration 0024), so that a monitor
+"""The monitor's record counts from the tallies (core/tallies.py), on PostgreSQL: a monitor
 run reads a few hundred rows per tenant whatever its history.
-
-Triggers on exception_records append +n / -n rows to `record_tally_deltas` (INSERT and
-DELETE per statement, UPDATE per row when the key changed); the monitor folds a tenant's
-deltas into `record_tallies` under its lock of the tenant row (`fold`); a reader sums both
-in one statement, so it never sees a fold half done. The key: record type; enriched,
-escalated, reviewed, queued for review, decided by a person, analysed, raised by the order
-analysis, attached; the retry count; the confidence's tenth and hundredth.
 
 What a tally cannot say is read from narrow indexes, each bounded by a window, not history:
 - records enriched in the window and their mean time to enrich: `ix_exception_records_enriched`;
@@ -29,73 +21,14 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, Row, and_, func, select, text, union_all
+from sqlalchemy import Integer, Row, and_, func, select
 from sqlalchemy.orm import Session
 
 from enrichment.core.models import EXCEPTION, ORDER, Tenant, in_review
 from enrichment.core.models import ExceptionRecord as R
-from enrichment.core.monitor_models import RecordTally, RecordTallyDelta
+from enrichment.core.tallies import tally_rows
 from enrichment.metrics import passes
 from enrichment.reviews.queue import SEVERITIES, WAITING_SINCE, severity_class
-
-KEY = (
-    "record_type",
-    "enriched",
-    "escalated",
-    "reviewed",
-    "queued",
-    "human",
-    "analysed",
-    "raised",
-    "attached",
-    "retries",
-    "decile",
-    "cent",
-)
-_COLUMNS = ", ".join(("tenant_id", *KEY))
-_FOLD = text(f"""
-WITH moved AS (DELETE FROM record_tally_deltas WHERE tenant_id = :t RETURNING {_COLUMNS}, n),
-kept AS (
-  DELETE FROM record_tallies WHERE tenant_id = :t AND EXISTS (SELECT 1 FROM moved)
-  RETURNING {_COLUMNS}, n
-)
-INSERT INTO record_tallies ({_COLUMNS}, n)
-SELECT {_COLUMNS}, sum(n) FROM (SELECT * FROM moved UNION ALL SELECT * FROM kept) both_
-GROUP BY {_COLUMNS} HAVING sum(n) <> 0
-""")
-
-
-def kept(session: Session) -> bool:
-    """Whether this database keeps tallies (PostgreSQL: migration 0024's triggers)."""
-    return session.get_bind().dialect.name == "postgresql"
-
-
-def fold(session: Session, tenant_id: int) -> None:
-    """Fold the tenant's deltas into its tallies, one statement (nothing is rewritten when
-    there are none). The caller holds the tenant row's lock, as the monitor's run does; a
-    concurrent fold would still leave every count right."""
-    session.execute(_FOLD, {"t": tenant_id})
-
-
-def rebuild(session: Session) -> int:
-    """Count every record again (after a bulk load with the triggers disabled); the records
-    counted."""
-    return int(session.scalar(text("SELECT record_tallies_rebuild()")))
-
-
-def tally_rows(session: Session, tenant_id: int) -> list[Row]:
-    """The tenant's counts by key: its tallies and its unfolded deltas, summed in one
-    statement (one snapshot)."""
-
-    def part(model: Any) -> Any:
-        cols = [getattr(model, k).label(k) for k in KEY]
-        return select(*cols, model.n.label("n")).where(model.tenant_id == tenant_id)
-
-    both = union_all(part(RecordTally), part(RecordTallyDelta)).subquery()
-    keys = [both.c[k] for k in KEY]
-    total = func.sum(both.c.n)
-    stmt = select(*keys, total.label("n")).group_by(*keys).having(total != 0)
-    return list(session.execute(stmt))
 
 
 def record_counts(
