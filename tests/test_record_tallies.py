@@ -71,8 +71,11 @@ def random_fields(rng: random.Random, now) -> dict:
     }
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_the_tallies_count_what_the_scan_counts_through_random_histories(factory, seed):
+@pytest.mark.parametrize(("seed", "cap"), [(1, 10_000), (2, 10_000), (3, 1), (4, 2)])
+def test_the_tallies_count_what_the_scan_counts_through_random_histories(
+    factory, monkeypatch, seed, cap
+):
+    monkeypatch.setattr(tallied, "EDGE_CAP", cap)  # 1, 2: the threshold's hundredth every way
     rng, now = random.Random(seed), utcnow()
     with factory.begin() as s:
         tenants = [make_tenant(s, f"t{seed}-{i}", confidence_threshold=0.7) for i in range(3)]
@@ -176,3 +179,15 @@ def test_removing_a_tenant_leaves_no_tally_of_it(factory):
         for model in (RecordTally, RecordTallyDelta):
             assert s.scalar(select(func.count()).where(model.tenant_id == gone.id)) == 0
         assert_equal(s, kept)
+
+
+@pytest.mark.parametrize("cap", [100, 10, 2])  # the upper side; the lower; both past the cap
+def test_a_confidence_many_records_share_is_counted_on_the_smaller_side(factory, monkeypatch, cap):
+    monkeypatch.setattr(tallied, "EDGE_CAP", cap)
+    with factory.begin() as s:
+        t = make_tenant(s, "round", confidence_threshold=0.853)
+        for conf, n in ((0.855, 12), (0.851, 3), (0.86, 2), (0.5, 1)):
+            for _ in range(n):
+                make_record(s, t, ai_confidence=conf, ai_label="X")
+        mine, scan = both(s, t)
+        assert mine["high_confidence"] == scan["high_confidence"] == 14

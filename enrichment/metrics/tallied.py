@@ -4,8 +4,9 @@ run reads a few hundred rows per tenant whatever its history.
 What a tally cannot say is read from narrow indexes, each bounded by a window, not history:
 - records enriched in the window and their mean time to enrich: `ix_exception_records_enriched`;
 - records at or above the tenant's threshold: the tallies above the threshold's hundredth,
-  plus the records in that hundredth at or above it (`ix_exception_records_confidence`,
-  a hundredth of the tenant's classified records at most);
+  plus those of that hundredth at or above it (`edge_high`): counted on whichever side of the
+  threshold holds fewer of them (`ix_exception_records_confidence`), so that a confidence many
+  records share (an LLM's 0.85, a threshold set to it) costs one side's few, not its many;
 - stuck records (no confidence, older than the stuck limit): all unclassified less those
   younger than the limit (`idx_enrichment_pending`, keyed by created_at);
 - the oldest queued review: the head of each severity class of `ix_exception_records_review_due`;
@@ -21,7 +22,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, Row, and_, func, select
+from sqlalchemy import Integer, Row, and_, func, literal, select
 from sqlalchemy.orm import Session
 
 from enrichment.core.models import EXCEPTION, ORDER, Tenant, in_review
@@ -54,7 +55,7 @@ def record_counts(
         "escalated": _sum(exc, lambda r: r.escalated and not r.reviewed),
         "classified": _sum(exc, lambda r: r.cent is not None),
         "high_confidence": _sum(exc, lambda r: r.cent is not None and r.cent > edge)
-        + reads["edge_high"],
+        + _edge_high(session, tenant, reads, _sum(exc, lambda r: r.cent == edge)),
         "over_retry": _sum(exc, lambda r: r.retries > max_retries),
         "review_backlog": _sum(exc, lambda r: r.queued),
         "human_resolved": _sum(exc, lambda r: r.human),
@@ -76,6 +77,39 @@ def _sum(rows: Iterable[Row], keep: Callable[[Row], bool] = lambda r: True) -> i
     return int(sum(r.n for r in rows if keep(r)))
 
 
+# How many of the threshold's hundredth either side of it is counted at most before the other
+# side is tried (both sides past it: the upper side is counted whole).
+EDGE_CAP = 10_000
+
+
+def _edge_high(session: Session, tenant: Tenant, reads: dict[str, Any], in_edge: int) -> int:
+    """Records of the threshold's hundredth at or above it: the upper side's count if under
+    EDGE_CAP, else the hundredth's tally less the lower side's, else the upper side whole."""
+    if reads["edge_above"] < EDGE_CAP:
+        return reads["edge_above"]
+    if reads["edge_below"] < EDGE_CAP:
+        return in_edge - reads["edge_below"]
+    above = _edge_side(tenant, above=True)
+    return int(session.scalar(select(func.count()).select_from(above.subquery())))
+
+
+def _edge_side(tenant: Tenant, *, above: bool, cap: int | None = None) -> Any:
+    """The tenant's exceptions in the threshold's hundredth on one side of it (a range of
+    `ix_exception_records_confidence`, index-only), at most `cap` of them."""
+    threshold, edge = tenant.confidence_threshold, _cent_of(tenant.confidence_threshold)
+    conds = [R.tenant_id == tenant.id, R.record_type == EXCEPTION, _cent_expr() == edge]
+    if above:
+        conds.append(R.ai_confidence >= threshold)
+        if edge < 200:  # a hundredth's values lie below the end of the next one
+            conds.append(R.ai_confidence < (edge + 2) / 100)
+    else:
+        conds.append(R.ai_confidence < threshold)
+        if edge > -100:  # ... and above the start of the one before
+            conds.append(R.ai_confidence >= (edge - 1) / 100)
+    stmt = select(literal(1)).where(*conds)
+    return stmt if cap is None else stmt.limit(cap)
+
+
 def _cent_expr() -> Any:
     """The trigger's hundredth of confidence, the same arithmetic (float8)."""
     clamped = func.least(func.greatest(R.ai_confidence, -1.0), 2.0)
@@ -90,14 +124,10 @@ def _bounded_reads(
     session: Session, tenant: Tenant, *, now: datetime, window_s: float, stuck_after_s: float
 ) -> dict[str, Any]:
     """Everything a tally cannot say, as scalar subqueries of one statement."""
-    tenant_id, threshold = tenant.id, tenant.confidence_threshold
+    tenant_id = tenant.id
     exc = (R.tenant_id == tenant_id, R.record_type == EXCEPTION)
     since = now - timedelta(seconds=window_s)
     window = and_(*exc, R.enriched_at >= since)
-    edge = _cent_of(threshold)
-    in_edge = [*exc, R.ai_confidence >= threshold, _cent_expr() == edge]
-    if edge < 200:  # bounds the index range: a hundredth's values lie below the next one's end
-        in_edge.append(R.ai_confidence < (edge + 2) / 100)
     # Unclassified exceptions younger than the stuck limit: a range of idx_enrichment_pending
     # (the backlog and the escalations of the limit's span).
     young_unclassified = (
@@ -116,7 +146,13 @@ def _bounded_reads(
     stmt = select(
         scalar(select(func.count()).where(window), "enriched_in_window"),
         scalar(select(func.avg(seconds)).where(window), "time_to_enrich_s"),
-        scalar(select(func.count()).where(*in_edge), "edge_high"),
+        *(
+            scalar(select(func.count()).select_from(side.subquery()), name)
+            for name, side in (
+                ("edge_above", _edge_side(tenant, above=True, cap=EDGE_CAP)),
+                ("edge_below", _edge_side(tenant, above=False, cap=EDGE_CAP)),
+            )
+        ),
         scalar(select(func.count()).where(*exc, *young_unclassified), "recent_unclassified"),
         func.least(*(h.scalar_subquery() for h in heads)).label("oldest_review_at"),
         passes.lead_time_median(session, tenant_id, now).label("lead_time_median_s"),
