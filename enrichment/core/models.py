@@ -484,6 +484,7 @@ Index(
     ExceptionRecord.tenant_id,
     ExceptionRecord.next_attempt_at,
     postgresql_include=[
+        "id",  # the route's next records by due time, index-only (migration 0024)
         "enrichment_retry_count",
         "lease_expires_at",
         "sched_at",

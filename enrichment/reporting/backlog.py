@@ -60,7 +60,10 @@ def backlog(session: Session, tenant: Tenant, *, now: datetime, limit: int = 20)
     beside "leased"."""
     waiting = and_(R.tenant_id == tenant.id, in_backlog())
     total, due_now, retrying, held, escalated = counts(session, tenant.id, now)
-    recs = session.scalars(select(R).where(waiting).order_by(R.next_attempt_at).limit(limit))
+    # The ids first: an index-only scan of ix_exception_records_backlog (a whole-row query let
+    # the planner walk idx_enrichment_due through other tenants' rows), then those rows.
+    ids = session.scalars(select(R.id).where(waiting).order_by(R.next_attempt_at).limit(limit))
+    recs = session.scalars(select(R).where(R.id.in_(list(ids))).order_by(R.next_attempt_at))
     return Backlog(
         tenant=tenant.name,
         backlog_records=total,

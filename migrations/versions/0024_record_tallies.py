@@ -17,6 +17,9 @@ reads a few hundred tally rows instead of every record a tenant ever had
   `ix_exception_records_enriched` (records enriched in the window), `..._confidence` (the one
   hundredth of confidence the tenant's threshold falls in), and `idx_enrichment_pending` now
   keyed (tenant_id, created_at) (the unclassified records younger than the stuck limit).
+- `ix_exception_records_backlog` INCLUDEs `id` too: the backlog route's next records by due
+  time are an index-only scan of it (10M records: 180 ms -> 0.06 ms; the planner had taken
+  `idx_enrichment_due` and filtered 8,000 other tenants' rows through the heap).
 
 The backfill locks exception_records against writes while it counts (CREATE TRIGGER takes a
 SHARE ROW EXCLUSIVE lock until the migration commits): stop the fleet or expect its writes to
@@ -129,6 +132,14 @@ DROP FUNCTION IF EXISTS record_tallies_truncate();
 DROP FUNCTION IF EXISTS record_tallies_rebuild();
 """
 PENDING = "ai_confidence IS NULL OR ai_label IS NULL"
+BACKLOG = "enriched_at IS NULL AND escalated_at IS NULL"
+BACKLOG_INCLUDE = [  # as migration 0022 left it
+    "enrichment_retry_count",
+    "lease_expires_at",
+    "sched_at",
+    "enriched_at",
+    "escalated_at",
+]
 MONITOR_INCLUDE = [
     "enriched_at",
     "escalated_at",
@@ -175,9 +186,22 @@ def _pending(columns: list[str], include: list[str]) -> None:
     )
 
 
+def _backlog(include: list[str]) -> None:
+    op.drop_index("ix_exception_records_backlog", table_name="exception_records")
+    op.create_index(
+        "ix_exception_records_backlog",
+        "exception_records",
+        ["tenant_id", "next_attempt_at"],
+        postgresql_include=include,
+        postgresql_where=sa.text(BACKLOG),
+        sqlite_where=sa.text(BACKLOG),
+    )
+
+
 def upgrade() -> None:
     for name in TABLES:
         _tally_table(name)
+    _backlog(["id", *BACKLOG_INCLUDE])
     op.drop_index("ix_exception_records_monitor", table_name="exception_records")
     _pending(["tenant_id", "created_at"], ["ai_confidence", "record_type"])
     op.create_index(
@@ -208,6 +232,7 @@ def downgrade() -> None:
     op.drop_index("ix_exception_records_confidence", table_name="exception_records")
     op.drop_index("ix_exception_records_enriched", table_name="exception_records")
     _pending(["tenant_id"], [])
+    _backlog(BACKLOG_INCLUDE)
     op.create_index(
         "ix_exception_records_monitor",
         "exception_records",
