@@ -1,6 +1,6 @@
 """The monitor's tables: one snapshot per tenant and evaluation, the alerts' state, the
-silences, and the record tallies. (Their indexes on the records, which the monitor reads, live
-in models.py.)"""
+silences, and the record tallies. (The indexes on the records that the monitor reads live in
+record_indexes.py.)"""
 
 from __future__ import annotations
 
