@@ -63,6 +63,16 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
+def write_lock(session: Session) -> None:
+    """On SQLite, open the session's transaction with BEGIN IMMEDIATE: the write lock taken
+    first, waiting out another writer (busy_timeout). A transaction that reads (a SAVEPOINT
+    opens one) and then writes fails at once with "database is locked" if another writer
+    committed in between (WAL's stale snapshot), and every retry inside it fails the same way.
+    Call it first thing in the transaction. PostgreSQL: nothing to do."""
+    if session.get_bind().dialect.name == "sqlite":
+        session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def get_engine(url: str) -> Engine:
     if url not in _engines:
         from enrichment.core.settings import get_settings

@@ -26,6 +26,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
+from enrichment.core import db
 from enrichment.core.models import ORDER, ExceptionRecord, Order, bounded_id, utcnow
 from enrichment.core.record_limits import MAX_EVENTS
 from enrichment.core.settings import RecordLimits, get_settings
@@ -102,6 +103,7 @@ def ingest_orders(
     goods, results = parse_orders(items, get_settings().record_limits)
     if goods:
         with factory.begin() as session:
+            db.write_lock(session)
             stored = _locked(session, tenant_id, [o.external_id for _, o in goods])
             now = utcnow()
             for pos, order in goods:

@@ -23,6 +23,7 @@ from sqlalchemy import ColumnElement, bindparam, insert, null, or_, select, upda
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
+from enrichment.core import db
 from enrichment.core.models import REOPENED, EnrichmentAttempt, ExceptionRecord, Order, utcnow
 from enrichment.ingestion.attach import attach
 from enrichment.ingestion.lines import Good, Key
@@ -262,6 +263,7 @@ def write_chunk(factory: sessionmaker[Session], lines: list[Good]) -> list[ItemR
     if not lines:
         return []
     with factory.begin() as session:
+        db.write_lock(session)
         try:
             with session.begin_nested():
                 return _write(session, lines)
