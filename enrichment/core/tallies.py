@@ -14,6 +14,8 @@ SQLite keeps no tallies: its readers scan.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
 from sqlalchemy import Row, func, select, text, union_all
 from sqlalchemy.orm import Session
 
@@ -77,3 +79,8 @@ def tally_rows(session: Session, tenant_id: int) -> list[Row]:
     total = func.sum(both.c.n)
     stmt = select(*keys, total.label("n")).group_by(*keys).having(total != 0)
     return list(session.execute(stmt))
+
+
+def count(rows: Iterable[Row], keep: Callable[[Row], bool] = lambda r: True) -> int:
+    """How many records the tally `rows` hold where `keep` (a row's key) is true."""
+    return int(sum(r.n for r in rows if keep(r)))

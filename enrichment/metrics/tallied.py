@@ -18,18 +18,17 @@ equal on random histories).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, Row, and_, func, literal, select
+from sqlalchemy import Integer, and_, func, literal, select
 from sqlalchemy.orm import Session
 
 from enrichment.core.models import EXCEPTION, ORDER, Tenant, in_review
 from enrichment.core.models import ExceptionRecord as R
-from enrichment.core.tallies import tally_rows
+from enrichment.core.tallies import count, tally_rows
 from enrichment.metrics import passes
-from enrichment.reviews.queue import SEVERITIES, WAITING_SINCE, severity_class
+from enrichment.reviews.queue import oldest_waiting
 
 
 def record_counts(
@@ -49,32 +48,28 @@ def record_counts(
     exc = [r for r in rows if r.record_type == EXCEPTION]
     orders = [r for r in rows if r.record_type == ORDER]
     out = {
-        "total": _sum(exc),
-        "enriched": _sum(exc, lambda r: r.enriched),
-        "backlog": _sum(exc, lambda r: not r.enriched and not r.escalated),
-        "escalated": _sum(exc, lambda r: r.escalated and not r.reviewed),
-        "classified": _sum(exc, lambda r: r.cent is not None),
-        "high_confidence": _sum(exc, lambda r: r.cent is not None and r.cent > edge)
-        + _edge_high(session, tenant, reads, _sum(exc, lambda r: r.cent == edge)),
-        "over_retry": _sum(exc, lambda r: r.retries > max_retries),
-        "review_backlog": _sum(exc, lambda r: r.queued),
-        "human_resolved": _sum(exc, lambda r: r.human),
-        "orders_watched": _sum(orders, lambda r: not r.enriched and not r.escalated),
-        "orders_analysed": _sum(orders, lambda r: r.analysed),
-        "problems_raised": _sum(rows, lambda r: r.raised),
-        "problems_attached": _sum(rows, lambda r: r.raised and r.attached),
+        "total": count(exc),
+        "enriched": count(exc, lambda r: r.enriched),
+        "backlog": count(exc, lambda r: not r.enriched and not r.escalated),
+        "escalated": count(exc, lambda r: r.escalated and not r.reviewed),
+        "classified": count(exc, lambda r: r.cent is not None),
+        "high_confidence": count(exc, lambda r: r.cent is not None and r.cent > edge)
+        + _edge_high(session, tenant, reads, count(exc, lambda r: r.cent == edge)),
+        "over_retry": count(exc, lambda r: r.retries > max_retries),
+        "review_backlog": count(exc, lambda r: r.queued),
+        "human_resolved": count(exc, lambda r: r.human),
+        "orders_watched": count(orders, lambda r: not r.enriched and not r.escalated),
+        "orders_analysed": count(orders, lambda r: r.analysed),
+        "problems_raised": count(rows, lambda r: r.raised),
+        "problems_attached": count(rows, lambda r: r.raised and r.attached),
     }
-    out["stuck"] = _sum(exc, lambda r: r.cent is None) - reads["recent_unclassified"]
-    out.update({f"b{i}": _sum(exc, lambda r, i=i: r.decile == i) for i in range(10)})
+    out["stuck"] = count(exc, lambda r: r.cent is None) - reads["recent_unclassified"]
+    out.update({f"b{i}": count(exc, lambda r, i=i: r.decile == i) for i in range(10)})
     out.update({k: reads[k] for k in _READ_KEYS})
     return out
 
 
 _READ_KEYS = ("enriched_in_window", "time_to_enrich_s", "oldest_review_at", "lead_time_median_s")
-
-
-def _sum(rows: Iterable[Row], keep: Callable[[Row], bool] = lambda r: True) -> int:
-    return int(sum(r.n for r in rows if keep(r)))
 
 
 # How many of the threshold's hundredth either side of it is counted at most before the other
@@ -134,10 +129,6 @@ def _bounded_reads(
         R.ai_confidence.is_(None),
         R.created_at >= now - timedelta(seconds=stuck_after_s),
     )
-    heads = [
-        select(func.min(WAITING_SINCE)).where(*exc, in_review(), severity_class == c)
-        for c in SEVERITIES
-    ]
 
     def scalar(stmt: Any, name: str) -> Any:
         return stmt.scalar_subquery().label(name)
@@ -154,7 +145,7 @@ def _bounded_reads(
             )
         ),
         scalar(select(func.count()).where(*exc, *young_unclassified), "recent_unclassified"),
-        func.least(*(h.scalar_subquery() for h in heads)).label("oldest_review_at"),
+        oldest_waiting(*exc, in_review()).label("oldest_review_at"),
         passes.lead_time_median(session, tenant_id, now).label("lead_time_median_s"),
     )
     return dict(session.execute(stmt).one()._mapping)

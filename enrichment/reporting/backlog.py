@@ -95,9 +95,9 @@ def counts(session: Session, tenant_id: int, now: datetime) -> tuple[int, int, i
             .scalar_subquery(),
         )
     ).one()
-    escalated = sum(r.n for r in rows if r.escalated and not r.reviewed)
-    retrying = sum(r.n for r in waits if r.retries > 0)
-    return int(sum(r.n for r in waits)), due_now, int(retrying), held, int(escalated)
+    escalated = tallies.count(rows, lambda r: r.escalated and not r.reviewed)
+    retrying = tallies.count(waits, lambda r: r.retries > 0)
+    return tallies.count(waits), due_now, retrying, held, escalated
 
 
 def scanned_counts(session: Session, tenant_id: int, now: datetime) -> tuple[int, ...]:

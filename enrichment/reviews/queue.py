@@ -184,13 +184,18 @@ def size(session: Session, tenant_id: int, only: Filter | None) -> tuple[int, da
     `ix_exception_records_review_due` (four probes); otherwise one pass (`scanned_size`)."""
     if (only is not None and only != Filter()) or not tallies.kept(session):
         return scanned_size(session, tenant_id, only)
-    total = sum(r.n for r in tallies.tally_rows(session, tenant_id) if r.queued)
-    scoped = (R.tenant_id == tenant_id, in_review())
+    total = tallies.count(tallies.tally_rows(session, tenant_id), lambda r: r.queued)
+    return total, session.scalar(select(oldest_waiting(R.tenant_id == tenant_id, in_review())))
+
+
+def oldest_waiting(*scoped: ColumnElement[bool]) -> ColumnElement[datetime]:
+    """The earliest waiting start among the queued records `scoped` lets through: the head of
+    each severity class of `ix_exception_records_review_due` (four index probes), the least."""
     heads = [
         select(func.min(WAITING_SINCE)).where(*scoped, severity_class == c).scalar_subquery()
         for c in SEVERITIES
     ]
-    return int(total), session.scalar(select(func.least(*heads)))
+    return func.least(*heads)
 
 
 def scanned_size(
