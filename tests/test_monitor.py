@@ -12,8 +12,8 @@ from sqlalchemy.exc import OperationalError
 from enrichment.alerting import alert_store
 from enrichment.cli import report as report_cli
 from enrichment.core import db, text
-from enrichment.core.models import EnrichmentAttempt, SweepStat, Tenant, utcnow
-from enrichment.core.monitor_models import Alert, MetricSnapshot
+from enrichment.core.models import EnrichmentAttempt, Tenant, utcnow
+from enrichment.core.monitor_models import Alert, MetricSnapshot, SweepStat
 from enrichment.core.settings import MonitorConfig, get_settings
 from enrichment.metrics import prom
 from enrichment.metrics.monitor import lock_tenants, quality_score, run_monitor

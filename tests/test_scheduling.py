@@ -9,7 +9,8 @@ from sqlalchemy import select
 
 from enrichment.core import scheduling
 from enrichment.core.due import fleet_load
-from enrichment.core.models import EnrichmentAttempt, ExceptionRecord, SweepStat, Tenant, utcnow
+from enrichment.core.models import EnrichmentAttempt, ExceptionRecord, Tenant, utcnow
+from enrichment.core.monitor_models import SweepStat
 from enrichment.core.scheduling import fair_shares, sched_at, sweep_size
 from enrichment.core.selection import claim, claim_due, sweep_for_fleet
 from enrichment.core.tenant_settings import TenantSettings

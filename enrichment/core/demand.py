@@ -22,7 +22,8 @@ from enrichment.core import scheduling
 from enrichment.core.due import claimable, in_chain, unnest
 from enrichment.core.models import EnrichmentAttempt as A
 from enrichment.core.models import ExceptionRecord as R
-from enrichment.core.models import SweepStat, Tenant
+from enrichment.core.models import Tenant
+from enrichment.core.monitor_models import SweepStat
 from enrichment.core.settings import Settings
 from enrichment.core.tenant_settings import TenantSettings
 

@@ -393,19 +393,6 @@ class Review(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-class SweepStat(Base):
-    """One tenant's share of the latest sweep: what was due to it (counted as far as the
-    claim's walk read: at least its share, at most the batch) and what it got. Upserted by
-    every claim; the monitor reads it (starvation is visible per tenant)."""
-
-    __tablename__ = "sweep_stats"
-
-    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
-    swept_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    due: Mapped[int] = mapped_column(Integer)
-    claimed: Mapped[int] = mapped_column(Integer)
-
-
 # The indexes the monitor, the review queue, the claim and the backlog route read: a module of
 # their own, imported last so that the classes above exist when it runs.
 from enrichment.core.record_indexes import REVIEW_CLASS_SQL  # noqa: E402, F401

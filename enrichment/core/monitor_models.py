@@ -1,6 +1,6 @@
 """The monitor's tables: one snapshot per tenant and evaluation, the alerts' state, the
-silences, and the record tallies. (The indexes on the records that the monitor reads live in
-record_indexes.py.)"""
+silences, each tenant's share of the latest sweep, and the record tallies. (The indexes on
+the records that the monitor reads live in record_indexes.py.)"""
 
 from __future__ import annotations
 
@@ -141,6 +141,19 @@ class AlertSilence(Base):
     created_by: Mapped[str | None] = mapped_column(String(64))
     comment: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SweepStat(Base):
+    """One tenant's share of the latest sweep: what was due to it (counted as far as the
+    claim's walk read: at least its share, at most the batch) and what it got. Upserted by
+    every claim; the monitor reads it (starvation is visible per tenant)."""
+
+    __tablename__ = "sweep_stats"
+
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    swept_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    due: Mapped[int] = mapped_column(Integer)
+    claimed: Mapped[int] = mapped_column(Integer)
 
 
 class _TallyKey:

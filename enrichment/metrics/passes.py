@@ -18,7 +18,6 @@ from enrichment.core.models import (
     RAISED_BY_AI,
     REOPENED,
     OutboxEvent,
-    SweepStat,
     Tenant,
     in_backlog,
     in_review,
@@ -27,7 +26,7 @@ from enrichment.core.models import (
 )
 from enrichment.core.models import EnrichmentAttempt as A
 from enrichment.core.models import ExceptionRecord as R
-from enrichment.core.monitor_models import MetricSnapshot
+from enrichment.core.monitor_models import MetricSnapshot, SweepStat
 from enrichment.core.outbox import DEAD, DELIVERED, PENDING, STOPPED
 from enrichment.metrics import signin, spend_today
 
